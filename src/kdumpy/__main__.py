@@ -1,0 +1,5 @@
+import sys
+
+from kdumpy.cli import main
+
+sys.exit(main())
