@@ -1,0 +1,94 @@
+"""The capture kernel's command line, built like kdump-utils' ``prepare_cmdline``.
+
+Start from KDUMP_COMMANDLINE (or the running kernel's /proc/cmdline), drop the
+parameters named in KDUMP_COMMANDLINE_REMOVE and those that must never reach a
+capture kernel, then append KDUMP_COMMANDLINE_APPEND and per-machine extras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+# Always removed (kdump-utils), plus rdinit: the capture initramfs's own /init must run.
+ALWAYS_REMOVE = (
+    "crashkernel",
+    "panic_on_warn",
+    "root",
+    "rd.lvm.lv",
+    "rd.luks.uuid",
+    "rd.dm.uuid",
+    "rd.md.uuid",
+    "fcoe",
+    "netroot",
+    "rd.iscsi.initiator",
+    "iscsi_initiator",
+    "rdinit",
+    "initrd",
+    "BOOT_IMAGE",
+)
+
+
+def split_cmdline(cmdline: str) -> list[str]:
+    """Split a kernel command line into parameters; double quotes protect spaces."""
+    params: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in cmdline.strip():
+        if char == '"':
+            quoted = not quoted
+        if char.isspace() and not quoted:
+            if current:
+                params.append("".join(current))
+                current = []
+            continue
+        current.append(char)
+    if current:
+        params.append("".join(current))
+    return params
+
+
+def param_key(param: str) -> str:
+    """The name of a parameter (before ``=``); the kernel treats - and _ alike in names."""
+    return param.split("=", 1)[0].replace("-", "_")
+
+
+def remove_params(params: Iterable[str], names: Iterable[str]) -> list[str]:
+    """Drop every parameter whose name is in ``names`` (all its occurrences)."""
+    drop = {param_key(n) for n in names}
+    return [p for p in params if param_key(p) not in drop]
+
+
+def cpu0_apicid(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
+    """The APIC id of CPU 0 (x86): the capture kernel must not try to bring it up."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "apicid":
+            return int(value.strip())
+    return None
+
+
+def capture_cmdline(
+    base: str,
+    remove: str,
+    append: str,
+    extra: Iterable[str] = (),
+    apicid: int | None = None,
+) -> str:
+    """Assemble the capture kernel's command line.
+
+    ``base`` is KDUMP_COMMANDLINE or /proc/cmdline, ``remove``/``append`` the
+    space-separated KDUMP_COMMANDLINE_REMOVE/APPEND values, ``extra`` further
+    parameters (``kdump_test_id=...``), ``apicid`` cpu0's APIC id on x86.
+    """
+    params = remove_params(split_cmdline(base), ALWAYS_REMOVE + tuple(remove.split()))
+    appended = split_cmdline(append) + list(extra)
+    if apicid is not None:
+        appended.append(f"disable_cpu_apicid={apicid}")
+    # A parameter the append list sets replaces the one inherited from the base.
+    params = remove_params(params, [param_key(p) for p in appended if "=" in p])
+    return " ".join(params + [p for p in appended if p not in params])
