@@ -1,0 +1,191 @@
+"""Crash a lab guest and keep the /proc/vmcore its capture kernel saw.
+
+The capture kernel copies /proc/vmcore onto a raw virtio disk; that disk image, cut to the
+ELF file's length, *is* the vmcore, so nothing is copied twice.  Output appears under its final
+name only when complete, mode 0600 (a dump holds every secret the guest had).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.lab.cache import cache_root, locked
+from kdumpy.lab.kernels import LabKernel, get_kernel, normalize_series
+from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
+from kdumpy.lab.userspace import (
+    CRASH_METHODS,
+    MARK,
+    BusyboxWorkload,
+    DdCapture,
+    build_initrd,
+)
+
+PANIC_RE = re.compile(r"Kernel panic - not syncing: (.*)")
+FAIL_RE = re.compile(re.escape(MARK) + r" (capture failed: .*|kexec load failed: .*)")
+
+
+@dataclass
+class LabDump:
+    """A real vmcore from a lab guest, with the evidence of how it was made."""
+
+    vmcore: Path
+    serial_log: Path
+    kernel: LabKernel
+    memory: int
+    crashkernel: str
+    crash: str
+    panic_message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.vmcore.stat().st_size
+
+
+def elf_file_size(path: Path) -> int:
+    """Length of the ELF core at the start of *path*: the end of its last segment."""
+    with open(path, "rb") as fh:
+        ehdr = fh.read(64)
+        if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
+            raise KdumpyError(f"{path}: the capture kernel wrote no ELF64 vmcore")
+        phoff, = struct.unpack_from("<Q", ehdr, 32)
+        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+        fh.seek(phoff)
+        phdrs = fh.read(phentsize * phnum)
+    end = phoff + phentsize * phnum
+    for i in range(phnum):
+        _, _, offset, _, _, filesz, _, _ = struct.unpack_from("<IIQQQQQQ", phdrs, i * phentsize)
+        end = max(end, offset + filesz)
+    return end
+
+
+def _workload_disk(dest: Path) -> None:
+    """An ext4 image with files to read and copy (page cache with and without buffers)."""
+    template = cache_root() / "workload-ext4.img"
+    with locked("workload-disk"):
+        if not template.exists():
+            if shutil.which("mkfs.ext4") is None:
+                raise KdumpyError("mkfs.ext4 not found: install e2fsprogs")
+            with tempfile.TemporaryDirectory() as tmp:
+                data = Path(tmp, "data")
+                data.mkdir()
+                for i in range(8):
+                    Path(data, f"file{i}").write_bytes(os.urandom(4 << 20))
+                part = template.with_suffix(".tmp")
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "kdumpy-work", "-d", tmp,
+                                str(part), "128M"], check=True, capture_output=True)
+                part.rename(template)
+    shutil.copyfile(template, dest)
+
+
+def capture_vmcore(
+    kernel: str | LabKernel = "6.1",
+    output: Path | str = "vmcore",
+    *,
+    memory: str | int = "1G",
+    crashkernel: str = "256M",
+    crash: str = "sysrq",
+    timeout: float = 900,
+) -> LabDump:
+    """Boot *kernel*, run the workload, crash it by *crash*, and save the vmcore to *output*."""
+    if crash not in CRASH_METHODS:
+        raise KdumpyError(f"unknown crash method '{crash}': choose one of {', '.join(CRASH_METHODS)}")
+    mem = parse_size(memory) if isinstance(memory, str) else memory
+    if not (256 << 20) <= mem <= (64 << 30):
+        raise KdumpyError(f"guest memory {memory} out of range (256M to 64G)")
+    if parse_size(crashkernel) >= mem // 2:
+        raise KdumpyError(f"crashkernel={crashkernel} leaves too little of {memory} for the guest")
+    lab_kernel = kernel if isinstance(kernel, LabKernel) else get_kernel(kernel)
+    output = Path(output).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    serial_log = output.with_name(output.name + ".serial.log")
+
+    capture_initrd = build_initrd(lab_kernel, DdCapture())
+    first_initrd = build_initrd(lab_kernel, BusyboxWorkload(capture_initrd))
+
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
+        disk = Path(tmp, "vmcore.incomplete")
+        with open(disk, "wb") as fh:
+            fh.truncate(mem + (512 << 20))  # sparse; room for notes and the kernel-text segment
+        work = Path(tmp, "work.img")
+        _workload_disk(work)
+        tmp_log = Path(tmp, "serial.log")
+        append = f"console=ttyS0 crashkernel={crashkernel} panic=5 kdumpy.crash={crash}"
+        markers = (
+            f"{MARK} first kernel up",
+            f"{MARK} workload ready",
+            f"{MARK} capture kernel loaded",
+            "Kernel panic - not syncing",
+            f"{MARK} capture kernel up",
+            f"{MARK} vmcore saved",
+        )
+        run = run_guest(kernel=lab_kernel.vmlinuz, initrd=first_initrd, append=append,
+                        memory=mem, serial_log=tmp_log, disks=[Disk(disk), Disk(work)],
+                        timeout=timeout, markers=markers)
+        text = run.serial_text()
+        shutil.copyfile(tmp_log, serial_log)
+        if f"{MARK} vmcore saved" not in text:
+            raise KdumpyError(_failure_reason(run, text, serial_log))
+        size = elf_file_size(disk)
+        os.truncate(disk, size)
+        os.chmod(disk, 0o600)
+        disk.rename(output)
+    panic = PANIC_RE.search(text)
+    return LabDump(output, serial_log, lab_kernel, mem, crashkernel, crash,
+                   panic.group(1).strip() if panic else "", _timings(run))
+
+
+def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
+    fail = FAIL_RE.search(text)
+    if fail:
+        return f"{fail.group(1)} (serial log: {serial_log})"
+    if "Kernel panic - not syncing" not in text:
+        return f"the guest never crashed (serial log: {serial_log})"
+    if f"{MARK} capture kernel up" not in text:
+        return f"the capture kernel never started (serial log: {serial_log})"
+    return f"the capture kernel saved no vmcore (serial log: {serial_log})"
+
+
+def _timings(run: GuestRun) -> dict[str, float]:
+    m = run.markers
+    out = {"total": run.elapsed}
+    panic = m.get("Kernel panic - not syncing")
+    if panic is not None:
+        out["boot_to_panic"] = panic
+        saved = m.get(f"{MARK} vmcore saved")
+        if saved is not None:
+            out["panic_to_saved"] = saved - panic
+            out["saved_to_poweroff"] = run.elapsed - saved
+    return out
+
+
+def lab_dump(
+    kernel: str = "6.1", memory: str = "1G", crashkernel: str = "256M", crash: str = "sysrq"
+) -> LabDump:
+    """A cached lab vmcore (made on first use) for tests and benchmarks."""
+    series = normalize_series(kernel)
+    lab_kernel = get_kernel(series)
+    name = f"{series}-{memory}-{crashkernel}-{crash}"
+    out = cache_root() / "dumps" / f"{name}.vmcore"
+    log = out.with_name(out.name + ".serial.log")
+    with locked(f"dump-{name}"):
+        if not (out.exists() and log.exists()):
+            return capture_vmcore(lab_kernel, out, memory=memory, crashkernel=crashkernel,
+                                  crash=crash)
+    text = log.read_text(errors="replace")
+    panic = PANIC_RE.search(text)
+    return LabDump(out, log, lab_kernel, parse_size(memory), crashkernel, crash,
+                   panic.group(1).strip() if panic else "")
+
+
+def wait_seconds(start: float) -> float:
+    return time.monotonic() - start

@@ -1,0 +1,245 @@
+"""Real Debian kernels for the lab: downloaded with apt-get, unpacked with dpkg -x, cached.
+
+The lab names kernels by series ("6.1", "6.12", "7"); each series maps to a Debian suite whose
+``linux-image-cloud-amd64`` metapackage picks the newest build.  The cloud flavour is small and
+has everything kdump needs (KEXEC_FILE, CRASH_DUMP, PROC_VMCORE, DEBUG_INFO_BTF, KALLSYMS_ALL).
+Each suite gets its own apt state directory so the host's apt configuration is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.lab.cache import cache_root, locked
+
+MIRROR = "http://deb.debian.org/debian"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+FLAVOUR = "cloud-amd64"
+
+# Lab series -> Debian suite.  "7" is whatever sid carries (7.x at the time of writing).
+SERIES_SUITES = {"6.1": "bookworm", "6.12": "trixie", "7": "sid"}
+ALIASES = {"7.x": "7", "sid": "7", "bookworm": "6.1", "trixie": "6.12", "latest": "7"}
+
+
+def lab_series() -> list[str]:
+    """The kernel series the lab can boot."""
+    return list(SERIES_SUITES)
+
+
+def normalize_series(version: str) -> str:
+    """Map a user's kernel name ("6.1", "7.x", "trixie", ...) to a lab series, or fail."""
+    version = ALIASES.get(version, version)
+    if version not in SERIES_SUITES:
+        # Accept a full release like 6.1.0-54 or 7.2.13 by its leading series.
+        for series in sorted(SERIES_SUITES, key=len, reverse=True):
+            if version.startswith(series + ".") or version.startswith(series + "-"):
+                return series
+        choices = ", ".join(SERIES_SUITES)
+        raise KdumpyError(f"unknown lab kernel '{version}': choose one of {choices}")
+    return version
+
+
+class AptSuite:
+    """apt-get/apt-cache on one Debian suite, with private state under the lab cache."""
+
+    def __init__(self, suite: str) -> None:
+        self.suite = suite
+        self.dir = cache_root() / "apt" / suite
+
+    def _options(self) -> list[str]:
+        return [
+            "-o", f"Dir::Etc::SourceList={self.dir / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={self.dir / 'lists'}",
+            "-o", f"Dir::Cache={self.dir / 'cache'}",
+            "-o", "Debug::NoLocking=1",
+            "-o", "APT::Sandbox::User=root",
+        ]  # fmt: skip
+
+    def update(self) -> None:
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.dir / "sources.list").write_text(
+            f"deb [signed-by={KEYRING}] {MIRROR} {self.suite} main\n"
+        )
+        self._run(["apt-get", *self._options(), "-qq", "update"], "apt-get update")
+
+    def depends(self, package: str) -> list[str]:
+        """Names in the Depends field of *package* (first alternative of each)."""
+        out = self._run(["apt-cache", *self._options(), "show", "--no-all-versions", package],
+                        f"apt-cache show {package}")
+        match = re.search(r"^Depends: (.*)$", out, re.M)
+        if not match:
+            return []
+        return [dep.split("|")[0].split("(")[0].strip() for dep in match.group(1).split(",")]
+
+    def version_of(self, package: str) -> str:
+        out = self._run(["apt-cache", *self._options(), "show", "--no-all-versions", package],
+                        f"apt-cache show {package}")
+        match = re.search(r"^Version: (\S+)$", out, re.M)
+        return match.group(1) if match else ""
+
+    def download(self, package: str, dest: Path) -> Path:
+        """Download *package*'s .deb into *dest* and return its path."""
+        dest.mkdir(parents=True, exist_ok=True)
+        self._run(["apt-get", *self._options(), "-qq", "download", package],
+                  f"download of {package} from {self.suite}", cwd=dest)
+        debs = sorted(dest.glob(f"{package}_*.deb"))
+        if not debs:
+            raise KdumpyError(f"download of {package} from {self.suite} produced no .deb")
+        return debs[-1]
+
+    def _run(self, cmd: list[str], what: str, cwd: Path | None = None) -> str:
+        if shutil.which(cmd[0]) is None:
+            raise KdumpyError(f"{cmd[0]} not found: the lab needs Debian's apt tools")
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise KdumpyError(f"{what} timed out") from exc
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()] or ["no message"]
+            raise KdumpyError(f"{what} failed: {lines[-1].strip()}")
+        return proc.stdout
+
+
+@dataclass(frozen=True)
+class LabKernel:
+    """One unpacked Debian kernel: vmlinuz, modules, config, and how to get its debuginfo."""
+
+    version: str  # lab series, e.g. "6.1"
+    release: str  # uname -r, e.g. "6.1.0-54-cloud-amd64"
+    package: str  # Debian image package, e.g. "linux-image-6.1.0-54-cloud-amd64"
+    deb_version: str
+    suite: str
+    root: Path  # where the packages were unpacked
+
+    @property
+    def vmlinuz(self) -> Path:
+        # sid moved the image next to the modules (/usr/lib/modules/REL/vmlinuz).
+        boot = self.root / "boot" / f"vmlinuz-{self.release}"
+        return boot if boot.exists() else self.modules_dir / "vmlinuz"
+
+    @property
+    def config_file(self) -> Path:
+        boot = self.root / "boot" / f"config-{self.release}"
+        return boot if boot.exists() else self.modules_dir / "config"
+
+    @property
+    def modules_dir(self) -> Path:
+        for base in ("lib/modules", "usr/lib/modules"):
+            path = self.root / base / self.release
+            if path.is_dir():
+                return path
+        return self.root / "lib" / "modules" / self.release
+
+    def config(self, option: str) -> str | None:
+        """Value of CONFIG_*option* in the kernel's config ("y", "m", a string) or None."""
+        name = option if option.startswith("CONFIG_") else f"CONFIG_{option}"
+        for line in self.config_file.read_text().splitlines():
+            if line.startswith(name + "="):
+                return line.split("=", 1)[1].strip('"')
+        return None
+
+    def dbg_vmlinux(self) -> Path:
+        """The DWARF vmlinux from Debian's -dbg package (a large download, cached)."""
+        out = cache_root() / "dbg" / self.release / "vmlinux"
+        if out.exists():
+            return out
+        with locked(f"dbg-{self.release}"):
+            if out.exists():
+                return out
+            apt = AptSuite(self.suite)
+            with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
+                deb = None
+                for name in (f"{self.package}-dbg", f"linux-image-{self.release}-dbg"):
+                    try:
+                        deb = apt.download(name, Path(tmp))
+                        break
+                    except KdumpyError:
+                        apt.update()
+                if deb is None:
+                    raise KdumpyError(f"no -dbg package found for {self.release}")
+                member = f"./usr/lib/debug/boot/vmlinux-{self.release}"
+                pipe = f"dpkg --fsys-tarfile {deb} | tar -x -C {tmp} {member}"
+                subprocess.run(["sh", "-c", pipe], check=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Path(tmp, member).rename(out)
+        return out
+
+
+def _meta_path(series: str) -> Path:
+    return cache_root() / "kernels" / series / "kernel.json"
+
+
+def get_kernel(version: str = "6.1") -> LabKernel:
+    """Return the lab kernel of *version*, downloading and unpacking it on first use."""
+    series = normalize_series(version)
+    meta = _meta_path(series)
+    if not meta.exists():
+        with locked(f"kernel-{series}"):
+            if not meta.exists():
+                _fetch_kernel(series)
+    data = json.loads(meta.read_text())
+    data["root"] = Path(data["root"])
+    kernel = LabKernel(**data)
+    if not (kernel.modules_dir / "modules.dep").exists():
+        with locked(f"kernel-{series}"):
+            _depmod(kernel)
+    return kernel
+
+
+def _depmod(kernel: LabKernel) -> None:
+    """Generate modules.dep, which Debian creates at install time rather than shipping."""
+    depmod = shutil.which("depmod") or "/sbin/depmod"
+    if not Path(depmod).exists():
+        raise KdumpyError("depmod not found: install kmod")
+    legacy = kernel.root / "lib" / "modules"
+    if not legacy.exists() and (kernel.root / "usr" / "lib" / "modules").is_dir():
+        # depmod -b looks under BASE/lib/modules; merged-/usr kernels keep them in /usr.
+        legacy.parent.mkdir(parents=True, exist_ok=True)
+        legacy.symlink_to("../usr/lib/modules")
+    proc = subprocess.run([depmod, "-b", str(kernel.root), kernel.release],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise KdumpyError(f"depmod for {kernel.release} failed: {proc.stderr.strip()}")
+
+
+def _fetch_kernel(series: str) -> None:
+    suite = SERIES_SUITES[series]
+    apt = AptSuite(suite)
+    apt.update()
+    meta_pkg = f"linux-image-{FLAVOUR}"
+    image = next((d for d in apt.depends(meta_pkg) if d.startswith("linux-image-")), None)
+    if image is None:
+        raise KdumpyError(f"{suite}: {meta_pkg} names no kernel image package")
+    release = image.removeprefix("linux-image-")
+    dest = cache_root() / "kernels" / series
+    if dest.exists():
+        shutil.rmtree(dest)
+    root = dest / "root"
+    debs_dir = dest / "debs"
+    # Newer suites split the image into linux-binary-*/linux-modules-*; follow every
+    # dependency that carries the release string.
+    todo, seen = [image], set()
+    while todo:
+        pkg = todo.pop()
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        deb = apt.download(pkg, debs_dir)
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+        todo += [d for d in apt.depends(pkg) if release in d and d not in seen]
+    kernel = LabKernel(series, release, image, apt.version_of(image), suite, root)
+    if not kernel.vmlinuz.exists():
+        raise KdumpyError(f"{suite}: {image} carries no vmlinuz for {release}")
+    shutil.rmtree(debs_dir, ignore_errors=True)
+    meta = dict(kernel.__dict__)
+    meta["root"] = str(root)
+    _meta_path(series).write_text(json.dumps(meta, indent=1))

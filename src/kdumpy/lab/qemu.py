@@ -1,0 +1,139 @@
+"""Run a lab guest under QEMU's software emulation and watch its serial console.
+
+KVM does not work on the lab machines (see vm-lab-notes), so guests run with ``-accel tcg``.
+The serial console goes to a file: it is the independent record of what the kernel printed,
+and the runner polls it to time the stages of a crash-capture cycle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+
+QEMU = "qemu-system-x86_64"
+
+
+def parse_size(text: str) -> int:
+    """Parse a size like "1G", "512M", "768m" or bytes into bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise KdumpyError(f"bad size '{text}': use e.g. 512M or 2G") from None
+
+
+def mib(nbytes: int) -> str:
+    return f"{nbytes >> 20}M"
+
+
+@dataclass
+class Disk:
+    path: Path
+    format: str = "raw"
+    readonly: bool = False
+
+
+@dataclass
+class GuestRun:
+    """What a QEMU run produced: the exit status, timings and serial markers seen."""
+
+    returncode: int
+    elapsed: float
+    serial_log: Path
+    markers: dict[str, float] = field(default_factory=dict)  # marker -> seconds after start
+
+    def serial_text(self) -> str:
+        return self.serial_log.read_text(errors="replace")
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise KdumpyError(f"{QEMU} not found: install qemu-system-x86 (apt-get install qemu-system-x86)")
+    return path
+
+
+def run_guest(
+    *,
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    memory: int,
+    serial_log: Path,
+    disks: list[Disk] | None = None,
+    smp: int = 2,
+    timeout: float = 600,
+    markers: tuple[str, ...] = (),
+    extra_args: list[str] | None = None,
+) -> GuestRun:
+    """Boot *kernel* with *initrd* and wait until the guest powers off (or *timeout*).
+
+    The guest must end by powering off or rebooting (``-no-reboot`` turns a reboot into an
+    exit). *markers* are strings whose first appearance on the serial console is timed.
+    """
+    cmd = [
+        qemu_binary(), "-accel", "tcg", "-cpu", "max", "-smp", str(smp),
+        "-m", mib(memory), "-nodefaults", "-display", "none", "-no-reboot",
+        "-monitor", "none", "-serial", f"file:{serial_log}",
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+    ]  # fmt: skip
+    for disk in disks or []:
+        opts = f"file={disk.path},format={disk.format},if=virtio"
+        if disk.readonly:
+            opts += ",readonly=on"
+        cmd += ["-drive", opts]
+    cmd += extra_args or []
+    serial_log.parent.mkdir(parents=True, exist_ok=True)
+    serial_log.write_bytes(b"")
+    start = time.monotonic()
+    seen: dict[str, float] = {}
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic() - start
+            _scan_markers(serial_log, markers, seen, now)
+            if now > timeout:
+                proc.kill()
+                proc.wait()
+                raise KdumpyError(
+                    f"guest did not power off within {timeout:.0f} s (serial log: {serial_log})"
+                )
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+    elapsed = time.monotonic() - start
+    _scan_markers(serial_log, markers, seen, elapsed)
+    output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    if rc != 0:
+        last = output.strip().splitlines()[-1] if output.strip() else f"exit status {rc}"
+        raise KdumpyError(f"qemu failed: {last}")
+    return GuestRun(rc, elapsed, serial_log, seen)
+
+
+def _scan_markers(log: Path, markers: tuple[str, ...], seen: dict[str, float], now: float) -> None:
+    pending = [m for m in markers if m not in seen]
+    if not pending:
+        return
+    try:
+        text = log.read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return
+    for marker in pending:
+        if marker in text:
+            seen[marker] = now
