@@ -1,0 +1,164 @@
+"""The reader interface every dump format implements (see DEVELOPERS.md, vmcore)."""
+
+from __future__ import annotations
+
+import bisect
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError, PageNotPresent
+from kdumpy.vmcore.notes import (
+    DeviceDump,
+    Note,
+    PrStatus,
+    QemuCpuState,
+    eraseinfo_text,
+    find_note,
+    parse_device_dump,
+    parse_prstatus,
+    parse_qemu_cpu_state,
+)
+from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
+
+if TYPE_CHECKING:
+    from kdumpy.vmcore.x86_64 import X86_64Translator
+
+
+class Dump:
+    """A crash dump opened for reading: physical pages, notes, VMCOREINFO.
+
+    Subclasses set ``format``, ``path``, ``page_size``, ``max_pfn``, ``notes`` and
+    implement :meth:`pfn_ranges`, :meth:`ram_ranges` and :meth:`read_pfns`.
+    """
+
+    format: str = "unknown"
+    path: str = "dump"
+    page_size: int = 4096
+    max_pfn: int = 0
+    notes: list[Note]
+    incomplete: bool = False  # the writer ran out of space (or hit -L): pages are missing
+
+    # -- context management -------------------------------------------------------------
+    def __enter__(self) -> Dump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release files and mappings."""
+
+    # -- notes ---------------------------------------------------------------------------
+    def _vmcoreinfo_text(self) -> bytes | None:
+        note = find_note(self.notes, "VMCOREINFO")
+        return None if note is None else note.desc
+
+    @cached_property
+    def has_vmcoreinfo(self) -> bool:
+        return self._vmcoreinfo_text() is not None
+
+    @cached_property
+    def vmcoreinfo(self) -> VmcoreInfo:
+        """The crashed kernel's VMCOREINFO; a one-line error if the dump has none."""
+        text = self._vmcoreinfo_text()
+        if text is None:
+            raise DumpFormatError(f"{self.path}: dump has no VMCOREINFO note")
+        return VmcoreInfo(text, self.path)
+
+    @cached_property
+    def prstatus(self) -> list[PrStatus]:
+        """Registers of each CPU (``NT_PRSTATUS``), in note order."""
+        return [p for p in map(parse_prstatus, self.notes) if p is not None]
+
+    @cached_property
+    def qemu_cpu_states(self) -> list[QemuCpuState]:
+        """QEMU's per-vCPU state notes (QEMU dump-guest-memory only)."""
+        return [q for q in map(parse_qemu_cpu_state, self.notes) if q is not None]
+
+    @cached_property
+    def device_dumps(self) -> list[DeviceDump]:
+        """Device dumps (``VMCOREDD``) attached by drivers."""
+        return [d for d in map(parse_device_dump, self.notes) if d is not None]
+
+    @cached_property
+    def eraseinfo(self) -> str | None:
+        """makedumpfile's record of erased symbols, if the dump was filtered with one."""
+        return eraseinfo_text(self.notes)
+
+    # -- pages ---------------------------------------------------------------------------
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        """``[(start_pfn, end_pfn))`` of memory that existed in the dump's source."""
+        raise NotImplementedError
+
+    def pfn_ranges(self) -> list[tuple[int, int]]:
+        """``[(start_pfn, end_pfn))`` whose page data is in the file, sorted, disjoint."""
+        raise NotImplementedError
+
+    @cached_property
+    def _dumpable_starts(self) -> list[int]:
+        return [start for start, _ in self.pfn_ranges()]
+
+    def is_dumpable(self, pfn: int) -> bool:
+        """True if the page's data is in the file."""
+        ranges = self.pfn_ranges()
+        i = bisect.bisect_right(self._dumpable_starts, pfn) - 1
+        return i >= 0 and pfn < ranges[i][1]
+
+    def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pages ``start_pfn .. start_pfn+count-1`` at once.
+
+        Returns ``(pages, present)``: a uint8 array ``[count, page_size]`` (possibly a
+        read-only view of the file mapping, valid until :meth:`close`) and a bool
+        array ``[count]``; pages not in the file are zero with ``present`` False.
+        """
+        raise NotImplementedError
+
+    def read_pfn(self, pfn: int) -> bytes:
+        """One page; raises :class:`PageNotPresent` if it is not in the file."""
+        pages, present = self.read_pfns(pfn, 1)
+        if not present[0]:
+            raise PageNotPresent(f"{self.path}: page frame {pfn:#x} is not in the dump")
+        return pages[0].tobytes()
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        """``size`` bytes of physical memory; :class:`PageNotPresent` if any page is missing."""
+        if size <= 0:
+            return b""
+        shift = self.page_size.bit_length() - 1
+        first = paddr >> shift
+        last = (paddr + size - 1) >> shift
+        pages, present = self.read_pfns(first, last - first + 1)
+        if not present.all():
+            missing = first + int(np.argmin(present))
+            raise PageNotPresent(
+                f"{self.path}: physical address {max(paddr, missing << shift):#x} "
+                "is not in the dump"
+            )
+        start = paddr - (first << shift)
+        return pages.reshape(-1)[start : start + size].tobytes()
+
+    # -- virtual memory ------------------------------------------------------------------
+    @cached_property
+    def translator(self) -> X86_64Translator:
+        """Kernel virtual address translation (x86_64 page-table walk from VMCOREINFO)."""
+        from kdumpy.vmcore.x86_64 import X86_64Translator
+
+        return X86_64Translator(self)
+
+    def read_virt(self, vaddr: int, size: int) -> bytes:
+        """``size`` bytes at a kernel virtual address (see :mod:`kdumpy.vmcore.x86_64`)."""
+        return self.translator.read_virt(vaddr, size)
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort ``[start, end)`` ranges and merge overlapping or touching ones; drop empty."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out

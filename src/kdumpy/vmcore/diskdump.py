@@ -1,0 +1,339 @@
+"""kdump-compressed dumps (makedumpfile -c/-l/-p/-z, QEMU kdump-*), single or split.
+
+A page's data is found through two bitmaps and a descriptor table: the 1st bitmap
+says the page existed, the 2nd that it has a descriptor; the descriptor index of a
+pfn is the number of 2nd-bitmap bits set below it (counted from the file's
+``start_pfn`` in a split set).  Counting uses a prefix table with one entry per 4096
+pfns, like makedumpfile's ``pfn_to_pos``; bitmaps stay in the file mapping.
+Descriptors with offset 0 (an incomplete dump) or whose data lies past the end of a
+truncated file are treated as absent pages, so what is valid stays readable.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError, PageNotPresent
+from kdumpy.vmcore.base import Dump
+from kdumpy.vmcore.compression import (
+    COMPRESSED_INCOMPLETE,
+    COMPRESSION_NAMES,
+    DecompressionError,
+    decompress_page,
+)
+from kdumpy.vmcore.diskdump_format import (
+    DISK_DUMP_HEADER,
+    PAGE_DESC,
+    DiskDumpHeader,
+    KdumpSubHeader,
+    parse_disk_dump_header,
+    parse_sub_header,
+)
+from kdumpy.vmcore.notes import parse_notes
+from kdumpy.vmcore.source import ByteSource
+
+BLOCK_PFNS = 4096  # pfns per prefix-count entry (BITMAP_SECT_LEN)
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+_CHUNK_PFNS = 1 << 22  # bitmap scan granularity, bounds temporary memory
+_PAGE_CACHE = 64
+
+
+@dataclass
+class _Part:
+    """One file of the dump (the only one unless it is a split set)."""
+
+    src: ByteSource
+    header: DiskDumpHeader
+    sub: KdumpSubHeader
+    start_pfn: int
+    end_pfn: int
+    desc_offset: int
+    descs: np.ndarray  # PAGE_DESC records present in the file (fewer if truncated)
+    first_index: int = 0  # global 2nd-bitmap rank of start_pfn
+
+
+def _popcount(bitmap: np.ndarray) -> int:
+    return int(_POPCOUNT[bitmap].sum())
+
+
+class KdumpDump(Dump):
+    """Reader for kdump-compressed files (``sources`` = one file or a split set)."""
+
+    def __init__(self, sources: list[ByteSource], format: str = "kdump") -> None:
+        self.format = format
+        self.path = sources[0].path
+        self._sources = sources
+        parts = [self._read_headers(src) for src in sources]
+        self._check_set(parts)
+        first = parts[0]
+        self.header = first.header
+        self.sub_header = first.sub
+        self.page_size = first.header.block_size
+        self._shift = self.page_size.bit_length() - 1
+        self.incomplete = any(p.header.status & COMPRESSED_INCOMPLETE for p in parts)
+        self.compression = COMPRESSION_NAMES.get(first.header.status & 0x27, "none")
+        self.dump_level = first.sub.dump_level
+        self.max_pfn = first.sub.max_mapnr or first.header.max_mapnr
+        self._load_bitmaps(first)
+        self._build_prefix()
+        self.parts = sorted(parts, key=lambda p: p.start_pfn)
+        for part in self.parts:
+            if part.end_pfn == 0 or part.end_pfn > self.max_pfn:
+                part.end_pfn = self.max_pfn
+            part.first_index = self._rank(part.start_pfn)
+        self._part_starts = [p.start_pfn for p in self.parts]
+        self.notes = self._read_notes(first)
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+
+    # -- headers -------------------------------------------------------------------------
+    def _read_headers(self, src: ByteSource) -> _Part:
+        header = parse_disk_dump_header(src.read(0, DISK_DUMP_HEADER.size), src.path)
+        bs = header.block_size
+        sub = parse_sub_header(src.read(bs, 104), header.header_version, src.path)
+        if header.signature == b"DISKDUMP":
+            sub = KdumpSubHeader()
+        desc_offset = (1 + header.sub_hdr_size + header.bitmap_blocks) * bs
+        avail = max(0, src.size - desc_offset) // PAGE_DESC.itemsize
+        descs = src.array(desc_offset, avail * PAGE_DESC.itemsize).view(PAGE_DESC)
+        start, end = (sub.start_pfn, sub.end_pfn) if sub.split else (0, 0)
+        return _Part(src, header, sub, start, end, desc_offset, descs)
+
+    def _check_set(self, parts: list[_Part]) -> None:
+        """A split set: same header everywhere, split flags set, pfn ranges contiguous."""
+        if len(parts) == 1:
+            return
+        for part in parts[1:]:
+            if part.header != parts[0].header:
+                raise DumpFormatError(
+                    f"{part.src.path}: header differs from {parts[0].src.path}: "
+                    "not part of the same split dump"
+                )
+        ordered = sorted(parts, key=lambda p: p.start_pfn)
+        expect = 0
+        for part in ordered:
+            if not part.sub.split:
+                raise DumpFormatError(f"{part.src.path}: not a split dump file")
+            if part.start_pfn != expect:
+                raise DumpFormatError(
+                    f"{part.src.path}: split file starts at pfn {part.start_pfn:#x}, "
+                    f"expected {expect:#x} (a file of the set is missing?)"
+                )
+            expect = part.end_pfn
+
+    def _load_bitmaps(self, part: _Part) -> None:
+        bs = part.header.block_size
+        off = (1 + part.header.sub_hdr_size) * bs
+        total = part.header.bitmap_blocks * bs
+        need = (self.max_pfn + 7) // 8
+        one_bitmap_blocks = -(-need // bs)
+        if part.header.bitmap_blocks >= 2 * one_bitmap_blocks:
+            half = total // 2  # dump_is_partial(): two bitmaps, the 2nd is the dumpable one
+            self.bitmap1 = part.src.array(off, half)
+            self.bitmap2 = part.src.array(off + half, half)
+        else:
+            self.bitmap1 = self.bitmap2 = part.src.array(off, total)
+        if self.bitmap2.size < need or self.bitmap1.size < need:
+            raise DumpFormatError(
+                f"{part.src.path}: bitmaps ({part.header.bitmap_blocks} blocks) are too small "
+                f"for {self.max_pfn} pages, or the file is truncated"
+            )
+        self.bitmap1 = self.bitmap1[:need]
+        self.bitmap2 = self.bitmap2[:need]
+        step = _CHUNK_PFNS // 8
+        for lo in range(0, need, step):
+            b1, b2 = self.bitmap1[lo : lo + step], self.bitmap2[lo : lo + step]
+            bad = np.flatnonzero(b2 & ~b1)
+            if bad.size:
+                pfn = (lo + int(bad[0])) * 8
+                raise DumpFormatError(
+                    f"{part.src.path}: 2nd bitmap marks pages near pfn {pfn:#x} that the "
+                    "1st bitmap says do not exist"
+                )
+
+    def _build_prefix(self) -> None:
+        """``prefix[k]`` = set 2nd-bitmap bits below pfn ``k * BLOCK_PFNS``."""
+        per_block = BLOCK_PFNS // 8
+        counts: list[np.ndarray] = []
+        step = per_block * 1024
+        for lo in range(0, self.bitmap2.size, step):
+            chunk = self.bitmap2[lo : lo + step]
+            pad = (-chunk.size) % per_block
+            pc = _POPCOUNT[chunk]
+            if pad:
+                pc = np.concatenate([pc, np.zeros(pad, dtype=np.uint16)])
+            counts.append(pc.reshape(-1, per_block).sum(axis=1, dtype=np.int64))
+        blocks = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+        self._prefix = np.concatenate([[0], np.cumsum(blocks)]).astype(np.int64)
+
+    def _rank(self, pfn: int) -> int:
+        """Number of dumpable pfns below ``pfn`` in the whole machine."""
+        pfn = min(pfn, self.max_pfn)
+        block = pfn // BLOCK_PFNS
+        lo = block * (BLOCK_PFNS // 8)
+        rank = int(self._prefix[block])
+        full = (pfn - block * BLOCK_PFNS) // 8
+        rank += _popcount(self.bitmap2[lo : lo + full])
+        rem = pfn & 7
+        if rem:
+            rank += bin(int(self.bitmap2[lo + full]) & ((1 << rem) - 1)).count("1")
+        return rank
+
+    def _read_notes(self, part: _Part) -> list:
+        sub, src = part.sub, part.src
+        if sub.size_note:
+            data = src.read(sub.offset_note, sub.size_note)
+            if len(data) < sub.size_note:
+                raise DumpFormatError(f"{src.path}: ELF notes past the end of the file")
+            notes = parse_notes(data, src.path)
+        else:
+            notes = []
+        if sub.size_vmcoreinfo and not any(n.name == "VMCOREINFO" for n in notes):
+            from kdumpy.vmcore.notes import Note
+
+            data = src.read(sub.offset_vmcoreinfo, sub.size_vmcoreinfo)
+            if len(data) < sub.size_vmcoreinfo:
+                raise DumpFormatError(f"{src.path}: VMCOREINFO past the end of the file")
+            notes.append(Note("VMCOREINFO", 0, data, sub.offset_vmcoreinfo))
+        return notes
+
+    @cached_property
+    def eraseinfo(self) -> str | None:
+        texts = []
+        for part in self.parts:
+            if part.sub.size_eraseinfo:
+                data = part.src.read(part.sub.offset_eraseinfo, part.sub.size_eraseinfo)
+                texts.append(data.decode("ascii", "replace"))
+        return "".join(texts) or super().eraseinfo
+
+    # -- pages ---------------------------------------------------------------------------
+    def _bits(self, bitmap: np.ndarray, start: int, count: int) -> np.ndarray:
+        """Bits ``start .. start+count-1`` of a bitmap as bools (0 past its end)."""
+        lo, hi = start // 8, (start + count + 7) // 8
+        bits = np.unpackbits(bitmap[lo:hi], bitorder="little").astype(bool)
+        bits = bits[start - lo * 8 : start - lo * 8 + count]
+        if bits.size < count:
+            bits = np.concatenate([bits, np.zeros(count - bits.size, dtype=bool)])
+        return bits
+
+    def _descriptors(self, start_pfn: int, count: int) -> tuple[np.ndarray, list]:
+        """For each pfn: has-descriptor mask, and per part (part, pfn slice, records)."""
+        has = self._bits(self.bitmap2, start_pfn, count)
+        out = []
+        i = max(0, bisect.bisect_right(self._part_starts, start_pfn) - 1)
+        end_pfn = start_pfn + count
+        while i < len(self.parts) and self.parts[i].start_pfn < end_pfn:
+            part = self.parts[i]
+            a, b = max(start_pfn, part.start_pfn), min(end_pfn, part.end_pfn)
+            if a < b:
+                sel = has[a - start_pfn : b - start_pfn]
+                first = self._rank(a) - part.first_index
+                n = int(sel.sum())
+                records = part.descs[first : first + n]
+                out.append((part, a, sel, records))
+            i += 1
+        return has, out
+
+    def _valid(self, part: _Part, records: np.ndarray) -> np.ndarray:
+        """Descriptors whose data really is in the file."""
+        off, size = records["offset"], records["size"].astype(np.int64)
+        return (off > 0) & (size > 0) & (off + size <= part.src.size)
+
+    def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        ps = self.page_size
+        pages = np.zeros((count, ps), dtype=np.uint8)
+        present = np.zeros(count, dtype=bool)
+        _, groups = self._descriptors(start_pfn, count)
+        for part, a, sel, records in groups:
+            pfns = a + np.flatnonzero(sel)[: records.size]
+            valid = self._valid(part, records)
+            for pfn, rec, ok in zip(pfns.tolist(), records, valid.tolist(), strict=True):
+                if not ok:
+                    continue
+                pages[pfn - start_pfn] = np.frombuffer(self._page_data(part, pfn, rec), np.uint8)
+                present[pfn - start_pfn] = True
+        return pages, present
+
+    def _page_data(self, part: _Part, pfn: int, rec: np.void) -> bytes:
+        offset, size, flags = int(rec["offset"]), int(rec["size"]), int(rec["flags"])
+        if size > self.page_size:
+            raise DumpFormatError(
+                f"{part.src.path}: page descriptor of pfn {pfn:#x} has size {size} > page size"
+            )
+        data = part.src.read(offset, size)
+        if flags == 0:
+            if size != self.page_size:
+                raise DumpFormatError(
+                    f"{part.src.path}: uncompressed page pfn {pfn:#x} has size {size}"
+                )
+            return data
+        try:
+            return decompress_page(flags, data, self.page_size)
+        except DecompressionError as exc:
+            raise DumpFormatError(f"{part.src.path}: page pfn {pfn:#x}: {exc}") from None
+
+    def read_pfn(self, pfn: int) -> bytes:
+        page = self._cache.get(pfn)
+        if page is None:
+            page = super().read_pfn(pfn)
+            self._cache[pfn] = page
+            if len(self._cache) > _PAGE_CACHE:
+                self._cache.popitem(last=False)
+        return page
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        out = bytearray()
+        while size > 0:
+            pfn, off = paddr >> self._shift, paddr & (self.page_size - 1)
+            chunk = min(size, self.page_size - off)
+            try:
+                out += self.read_pfn(pfn)[off : off + chunk]
+            except PageNotPresent:
+                raise PageNotPresent(
+                    f"{self.path}: physical address {paddr:#x} is not in the dump"
+                ) from None
+            paddr += chunk
+            size -= chunk
+        return bytes(out)
+
+    def _runs(self, bitmap: np.ndarray, check_descs: bool) -> list[tuple[int, int]]:
+        """Runs of set bits (optionally only pfns with a valid descriptor)."""
+        runs: list[tuple[int, int]] = []
+        for lo in range(0, self.max_pfn, _CHUNK_PFNS):
+            count = min(_CHUNK_PFNS, self.max_pfn - lo)
+            if check_descs:
+                bits = np.zeros(count, dtype=bool)
+                for part, a, sel, records in self._descriptors(lo, count)[1]:
+                    idx = np.flatnonzero(sel)[: records.size]
+                    bits[a - lo + idx] = self._valid(part, records)
+            else:
+                bits = self._bits(bitmap, lo, count)
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], bits.view(np.int8), [0]])))
+            for s, e in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+                if runs and runs[-1][1] == lo + s:
+                    runs[-1] = (runs[-1][0], lo + e)
+                else:
+                    runs.append((lo + s, lo + e))
+        return runs
+
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        return self._ram_ranges
+
+    @cached_property
+    def _ram_ranges(self) -> list[tuple[int, int]]:
+        return self._runs(self.bitmap1, False)
+
+    def pfn_ranges(self) -> list[tuple[int, int]]:
+        return self._pfn_ranges
+
+    @cached_property
+    def _pfn_ranges(self) -> list[tuple[int, int]]:
+        return self._runs(self.bitmap2, True)
+
+    def close(self) -> None:
+        for src in self._sources:
+            src.close()

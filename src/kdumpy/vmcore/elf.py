@@ -1,0 +1,217 @@
+"""ELF crash dumps: /proc/vmcore copies, makedumpfile -E output, QEMU dump-guest-memory.
+
+Physical memory is found through the PT_LOAD program headers (``p_paddr``,
+``p_offset``, ``p_filesz``); ``p_memsz > p_filesz`` tails are memory that existed but
+was left out (makedumpfile -E), and a truncated file loses what lies past its end.
+/proc/vmcore adds a kernel-text PT_LOAD that repeats part of the direct map; extents
+are de-duplicated by physical address so every byte has one source.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError
+from kdumpy.vmcore.base import Dump, merge_ranges
+from kdumpy.vmcore.notes import parse_notes
+from kdumpy.vmcore.source import ByteSource, FileSource
+
+ELF_MAGIC = b"\x7fELF"
+PT_LOAD = 1
+PT_NOTE = 4
+PN_XNUM = 0xFFFF
+EM_X86_64 = 62
+DUMP_ELF_INCOMPLETE = 0x1  # makedumpfile's e_flags mark for a cut-short dump
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One program header."""
+
+    type: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Physical bytes ``[start, end)`` stored at file offset ``offset``."""
+
+    start: int
+    end: int
+    offset: int
+
+
+def parse_elf_header(src: ByteSource) -> tuple[list[Segment], int, int]:
+    """Program headers, ``e_flags`` and ``e_machine`` of a 64-bit little-endian ELF file."""
+    head = src.read(0, _EHDR.size)
+    if len(head) < _EHDR.size or head[:4] != ELF_MAGIC:
+        raise DumpFormatError(f"{src.path}: not an ELF file (bad magic or truncated header)")
+    if head[4] != 2 or head[5] != 1:
+        raise DumpFormatError(f"{src.path}: only 64-bit little-endian ELF dumps are supported")
+    fields = _EHDR.unpack(head)
+    machine, flags = fields[2], fields[7]
+    phoff, shoff, phentsize, phnum = fields[5], fields[6], fields[9], fields[10]
+    if phentsize != _PHDR.size:
+        raise DumpFormatError(f"{src.path}: bad ELF program header size {phentsize}")
+    if phnum == PN_XNUM:
+        # More than 65534 program headers: the real count is in section header 0.
+        sh0 = src.read(shoff, _SHDR.size)
+        if len(sh0) < _SHDR.size:
+            raise DumpFormatError(f"{src.path}: ELF section header 0 is past the end of the file")
+        phnum = _SHDR.unpack(sh0)[7]
+    table = src.read(phoff, phnum * _PHDR.size)
+    if len(table) < phnum * _PHDR.size:
+        raise DumpFormatError(
+            f"{src.path}: ELF program headers ({phnum} at offset {phoff}) "
+            "run past the end of the file"
+        )
+    segments = []
+    for i in range(phnum):
+        ptype, _flags, off, vaddr, paddr, filesz, memsz, _align = _PHDR.unpack_from(
+            table, i * _PHDR.size
+        )
+        if ptype == PT_LOAD and (filesz > memsz or paddr + memsz >= 1 << 64):
+            raise DumpFormatError(
+                f"{src.path}: impossible PT_LOAD {i}: paddr {paddr:#x} filesz {filesz:#x} "
+                f"memsz {memsz:#x}"
+            )
+        segments.append(Segment(ptype, off, vaddr, paddr, filesz, memsz))
+    return segments, flags, machine
+
+
+class ElfDump(Dump):
+    """A dump in ELF format, read through a :class:`ByteSource` (mmap or flattened)."""
+
+    def __init__(self, src: ByteSource, format: str = "elf") -> None:
+        self.src = src
+        self.path = src.path
+        segments, flags, machine = parse_elf_header(src)
+        if machine != EM_X86_64:
+            raise DumpFormatError(f"{src.path}: ELF machine {machine} is not x86_64")
+        self.segments = segments
+        self.loads = [s for s in segments if s.type == PT_LOAD]
+        self.incomplete = bool(flags & DUMP_ELF_INCOMPLETE)
+        self.notes = []
+        for seg in segments:
+            if seg.type == PT_NOTE:
+                data = src.read(seg.offset, seg.filesz)
+                if len(data) < seg.filesz:
+                    raise DumpFormatError(f"{src.path}: ELF note segment is truncated")
+                self.notes.extend(parse_notes(data, src.path))
+        # QEMU's dump-guest-memory without paging writes p_vaddr == p_paddr everywhere.
+        self.format = format
+        if format == "elf" and any(n.name == "QEMU" for n in self.notes):
+            self.format = "qemu-elf"
+        self.page_size = self._guess_page_size()
+        self._shift = self.page_size.bit_length() - 1
+        self.extents = self._build_extents()
+        self._extent_starts = [e.start for e in self.extents]
+        ram = self.ram_ranges()
+        self.max_pfn = ram[-1][1] if ram else 0
+        if self.extents:
+            last = (self.extents[-1].end + self.page_size - 1) >> self._shift
+            self.max_pfn = max(self.max_pfn, last)
+
+    def _guess_page_size(self) -> int:
+        if self.has_vmcoreinfo:
+            size = self.vmcoreinfo.page_size
+            if size and size & (size - 1) == 0 and 512 <= size <= 1 << 16:
+                return size
+        return 4096
+
+    def _build_extents(self) -> list[Extent]:
+        """File-backed physical extents, clipped to the file and de-duplicated."""
+        raw: list[Extent] = []
+        for seg in self.loads:
+            filesz = max(0, min(seg.filesz, self.src.size - seg.offset))
+            if filesz:
+                raw.append(Extent(seg.paddr, seg.paddr + filesz, seg.offset))
+        raw.sort(key=lambda e: (e.start, -e.end))
+        out: list[Extent] = []
+        for ext in raw:
+            start = ext.start
+            if out and start < out[-1].end:
+                start = out[-1].end  # overlap: the earlier extent already provides it
+            if start < ext.end:
+                out.append(Extent(start, ext.end, ext.offset + (start - ext.start)))
+        return out
+
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        # makedumpfile's 1st bitmap: [paddr >> shift, (paddr + memsz) >> shift)
+        return self._ram_ranges
+
+    @cached_property
+    def _ram_ranges(self) -> list[tuple[int, int]]:
+        s = self._shift
+        return merge_ranges([(g.paddr >> s, (g.paddr + g.memsz) >> s) for g in self.loads])
+
+    def pfn_ranges(self) -> list[tuple[int, int]]:
+        return self._pfn_ranges
+
+    @cached_property
+    def _pfn_ranges(self) -> list[tuple[int, int]]:
+        s = self._shift
+        return merge_ranges([(e.start >> s, e.end >> s) for e in self.extents])
+
+    def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        ps = self.page_size
+        lo, hi = start_pfn << self._shift, (start_pfn + count) << self._shift
+        present = np.zeros(count, dtype=bool)
+        stop_pfn = start_pfn + count
+        for start, end in self.pfn_ranges():
+            if end > start_pfn and start < stop_pfn:
+                present[max(start, start_pfn) - start_pfn : min(end, stop_pfn) - start_pfn] = True
+        i = max(0, bisect.bisect_right(self._extent_starts, lo) - 1)
+        # Fast path: one extent holds the whole range -> a view of the mapping, no copy.
+        if i < len(self.extents):
+            ext = self.extents[i]
+            if ext.start <= lo and hi <= ext.end:
+                arr = self.src.array(ext.offset + (lo - ext.start), hi - lo)
+                if arr.size == hi - lo:
+                    return arr.reshape(count, ps), present
+        out = np.zeros(count * ps, dtype=np.uint8)
+        while i < len(self.extents) and self.extents[i].start < hi:
+            ext = self.extents[i]
+            a, b = max(lo, ext.start), min(hi, ext.end)
+            if a < b:
+                data = self.src.array(ext.offset + (a - ext.start), b - a)
+                out[a - lo : a - lo + data.size] = data
+            i += 1
+        return out.reshape(count, ps), present
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        # Small reads (page-table entries, struct fields) go straight to the extent.
+        i = bisect.bisect_right(self._extent_starts, paddr) - 1
+        if i >= 0:
+            ext = self.extents[i]
+            if paddr + size <= ext.end:
+                data = self.src.read(ext.offset + (paddr - ext.start), size)
+                if len(data) == size:
+                    return data
+        return super().read_phys(paddr, size)
+
+    def close(self) -> None:
+        self.src.close()
+
+
+def open_elf(path: str) -> ElfDump:
+    """Open an ELF dump file."""
+    src = FileSource(path)
+    try:
+        return ElfDump(src)
+    except BaseException:
+        src.close()
+        raise

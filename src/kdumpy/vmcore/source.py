@@ -1,0 +1,80 @@
+"""Random access to the bytes of a dump file.
+
+A dump reader sees its file through a :class:`ByteSource`: a plain file is mapped
+with ``mmap`` (like makedumpfile maps /proc/vmcore) so bulk page reads are slices of
+the mapping, not read syscalls; a flattened file (``makedumpfile -F``) is indexed
+once and then read at random (see :mod:`kdumpy.vmcore.flattened`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError
+
+
+class ByteSource:
+    """The logical bytes of a dump; reads past the end come back short."""
+
+    path: str
+    size: int
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at the end of the data)."""
+        raise NotImplementedError
+
+    def array(self, offset: int, size: int) -> np.ndarray:
+        """Like :meth:`read` but as a uint8 array (a zero-copy view when possible)."""
+        return np.frombuffer(self.read(offset, size), dtype=np.uint8)
+
+    def close(self) -> None:
+        """Release the mapping and the file."""
+
+
+class FileSource(ByteSource):
+    """A regular file, memory-mapped read-only."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - lives as long as the source
+        except OSError as exc:
+            raise DumpFormatError(f"{self.path}: cannot open: {exc.strerror}") from None
+        self.size = os.fstat(self._file.fileno()).st_size
+        self._map: mmap.mmap | None = None
+        if self.size == 0:
+            self._file.close()
+            raise DumpFormatError(f"{self.path}: empty file")
+        try:
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            self._file.close()
+            raise DumpFormatError(f"{self.path}: cannot map: {exc}") from None
+        self._view = memoryview(self._map)
+
+    def read(self, offset: int, size: int) -> bytes:
+        if offset < 0 or size <= 0 or offset >= self.size:
+            return b""
+        return self._map[offset : offset + size] if self._map is not None else b""
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """A zero-copy view of the mapping (shorter at the end of the file)."""
+        offset = max(0, min(offset, self.size))
+        return self._view[offset : offset + max(0, size)]
+
+    def array(self, offset: int, size: int) -> np.ndarray:
+        return np.frombuffer(self.view(offset, size), dtype=np.uint8)
+
+    def close(self) -> None:
+        if self._map is not None:
+            # numpy views handed to callers may still reference the mapping; then
+            # it is unmapped when the last of them is collected.
+            with contextlib.suppress(BufferError):
+                self._view.release()
+                self._map.close()
+            self._map = None
+        self._file.close()
