@@ -1,0 +1,135 @@
+"""The flattened format (``makedumpfile -F``): a stream of (offset, size, data) records.
+
+A 4096-byte header (``"makedumpfile"``, big-endian type 1 and version) is followed by
+records with big-endian ``int64 offset, int64 size`` headers, ended by ``-1, -1``.
+The records are indexed once; reads then find the records covering a range.  Areas
+no record wrote read as zero (holes), and where records overlap the later one wins,
+as with ``makedumpfile -R`` (the sub header is re-written for eraseinfo).  A stream
+cut short (no end marker) keeps every complete record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError
+from kdumpy.vmcore.source import ByteSource
+
+FLAT_SIGNATURE = b"makedumpfile\0"
+FLAT_HEADER_SIZE = 4096
+TYPE_FLAT_HEADER = 1
+_RECORD = struct.Struct(">qq")
+
+
+class FlattenedSource(ByteSource):
+    """The rearranged bytes of a flattened file, without rearranging it on disk."""
+
+    def __init__(self, raw: ByteSource) -> None:
+        self.raw = raw
+        self.path = raw.path
+        head = raw.read(0, 32)
+        if len(head) < 32 or head[:13] != FLAT_SIGNATURE:
+            raise DumpFormatError(f"{self.path}: not a flattened makedumpfile stream")
+        ftype = struct.unpack_from(">q", head, 16)[0]
+        if ftype != TYPE_FLAT_HEADER:
+            raise DumpFormatError(f"{self.path}: unknown flattened header type {ftype}")
+        self.complete = False
+        records = self._scan()
+        self._starts, self._ends, self._sources = self._disjoint(records)
+        self.size = self._ends[-1] if self._ends else 0
+
+    def _scan(self) -> list[tuple[int, int, int]]:
+        """(logical offset, size, raw offset) of each complete record, in stream order."""
+        records = []
+        pos = FLAT_HEADER_SIZE
+        while pos + _RECORD.size <= self.raw.size:
+            offset, size = _RECORD.unpack(self.raw.read(pos, _RECORD.size))
+            if offset == -1 and size == -1:
+                self.complete = True
+                break
+            if offset < 0 or size <= 0 or offset + size > 1 << 62:
+                raise DumpFormatError(
+                    f"{self.path}: bad flattened record at byte {pos} "
+                    f"(offset {offset}, size {size})"
+                )
+            pos += _RECORD.size
+            if pos + size > self.raw.size:
+                break  # truncated stream: keep what is complete
+            records.append((offset, size, pos))
+            pos += size
+        return records
+
+    @staticmethod
+    def _disjoint(
+        records: list[tuple[int, int, int]],
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Cut overlapping records into disjoint pieces where the last write wins."""
+        order = sorted(range(len(records)), key=lambda i: (records[i][0], i))
+        starts: list[int] = []
+        ends: list[int] = []
+        raws: list[int] = []
+        cluster: list[int] = []
+        cluster_end = -1
+
+        def flush() -> None:
+            if len(cluster) == 1:
+                off, size, raw = records[cluster[0]]
+                starts.append(off)
+                ends.append(off + size)
+                raws.append(raw)
+                return
+            bounds = sorted(
+                {p for i in cluster for p in (records[i][0], records[i][0] + records[i][1])}
+            )
+            for a, b in zip(bounds, bounds[1:], strict=False):
+                winner = max(
+                    (
+                        i
+                        for i in cluster
+                        if records[i][0] <= a and b <= records[i][0] + records[i][1]
+                    ),
+                    default=None,
+                )
+                if winner is not None:
+                    off, _, raw = records[winner]
+                    starts.append(a)
+                    ends.append(b)
+                    raws.append(raw + (a - off))
+
+        for i in order:
+            off, size, _ = records[i]
+            if cluster and off >= cluster_end:
+                flush()
+                cluster = []
+            cluster.append(i)
+            cluster_end = max(cluster_end, off + size) if len(cluster) > 1 else off + size
+        if cluster:
+            flush()
+        return starts, ends, raws
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.array(offset, size).tobytes()
+
+    def array(self, offset: int, size: int) -> np.ndarray:
+        if offset < 0 or size <= 0 or offset >= self.size:
+            return np.zeros(0, dtype=np.uint8)
+        size = min(size, self.size - offset)
+        end = offset + size
+        i = max(0, bisect.bisect_right(self._starts, offset) - 1)
+        if self._starts and self._starts[i] <= offset and end <= self._ends[i]:
+            return self.raw.array(self._sources[i] + offset - self._starts[i], size)
+        out = np.zeros(size, dtype=np.uint8)
+        while i < len(self._starts) and self._starts[i] < end:
+            a, b = max(offset, self._starts[i]), min(end, self._ends[i])
+            if a < b:
+                out[a - offset : b - offset] = self.raw.array(
+                    self._sources[i] + a - self._starts[i], b - a
+                )
+            i += 1
+        return out
+
+    def close(self) -> None:
+        self.raw.close()
