@@ -57,7 +57,7 @@ def elf_file_size(path: Path) -> int:
         ehdr = fh.read(64)
         if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
             raise KdumpyError(f"{path}: the capture kernel wrote no ELF64 vmcore")
-        phoff, = struct.unpack_from("<Q", ehdr, 32)
+        (phoff,) = struct.unpack_from("<Q", ehdr, 32)
         phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
         fh.seek(phoff)
         phdrs = fh.read(phentsize * phnum)
@@ -81,8 +81,11 @@ def _workload_disk(dest: Path) -> None:
                 for i in range(8):
                     Path(data, f"file{i}").write_bytes(os.urandom(4 << 20))
                 part = template.with_suffix(".tmp")
-                subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "kdumpy-work", "-d", tmp,
-                                str(part), "128M"], check=True, capture_output=True)
+                subprocess.run(
+                    ["mkfs.ext4", "-q", "-F", "-L", "kdumpy-work", "-d", tmp, str(part), "128M"],
+                    check=True,
+                    capture_output=True,
+                )
                 part.rename(template)
     shutil.copyfile(template, dest)
 
@@ -98,7 +101,9 @@ def capture_vmcore(
 ) -> LabDump:
     """Boot *kernel*, run the workload, crash it by *crash*, and save the vmcore to *output*."""
     if crash not in CRASH_METHODS:
-        raise KdumpyError(f"unknown crash method '{crash}': choose one of {', '.join(CRASH_METHODS)}")
+        raise KdumpyError(
+            f"unknown crash method '{crash}': choose one of {', '.join(CRASH_METHODS)}"
+        )
     mem = parse_size(memory) if isinstance(memory, str) else memory
     if not (256 << 20) <= mem <= (64 << 30):
         raise KdumpyError(f"guest memory {memory} out of range (256M to 64G)")
@@ -128,9 +133,16 @@ def capture_vmcore(
             f"{MARK} capture kernel up",
             f"{MARK} vmcore saved",
         )
-        run = run_guest(kernel=lab_kernel.vmlinuz, initrd=first_initrd, append=append,
-                        memory=mem, serial_log=tmp_log, disks=[Disk(disk), Disk(work)],
-                        timeout=timeout, markers=markers)
+        run = run_guest(
+            kernel=lab_kernel.vmlinuz,
+            initrd=first_initrd,
+            append=append,
+            memory=mem,
+            serial_log=tmp_log,
+            disks=[Disk(disk), Disk(work)],
+            timeout=timeout,
+            markers=markers,
+        )
         text = run.serial_text()
         shutil.copyfile(tmp_log, serial_log)
         if f"{MARK} vmcore saved" not in text:
@@ -140,8 +152,16 @@ def capture_vmcore(
         os.chmod(disk, 0o600)
         disk.rename(output)
     panic = PANIC_RE.search(text)
-    return LabDump(output, serial_log, lab_kernel, mem, crashkernel, crash,
-                   panic.group(1).strip() if panic else "", _timings(run))
+    return LabDump(
+        output,
+        serial_log,
+        lab_kernel,
+        mem,
+        crashkernel,
+        crash,
+        panic.group(1).strip() if panic else "",
+        _timings(run),
+    )
 
 
 def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
@@ -179,12 +199,20 @@ def lab_dump(
     log = out.with_name(out.name + ".serial.log")
     with locked(f"dump-{name}"):
         if not (out.exists() and log.exists()):
-            return capture_vmcore(lab_kernel, out, memory=memory, crashkernel=crashkernel,
-                                  crash=crash)
+            return capture_vmcore(
+                lab_kernel, out, memory=memory, crashkernel=crashkernel, crash=crash
+            )
     text = log.read_text(errors="replace")
     panic = PANIC_RE.search(text)
-    return LabDump(out, log, lab_kernel, parse_size(memory), crashkernel, crash,
-                   panic.group(1).strip() if panic else "")
+    return LabDump(
+        out,
+        log,
+        lab_kernel,
+        parse_size(memory),
+        crashkernel,
+        crash,
+        panic.group(1).strip() if panic else "",
+    )
 
 
 def wait_seconds(start: float) -> float:

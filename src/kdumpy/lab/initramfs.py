@@ -59,8 +59,9 @@ class Stage:
         """Busybox with a link per applet (the binary first: it does not list itself)."""
         busybox = find_busybox()
         self.add_file(busybox, "bin/busybox", 0o755)
-        applets = subprocess.run([str(busybox), "--list-full"], capture_output=True,
-                                 text=True, check=True).stdout.split()
+        applets = subprocess.run(
+            [str(busybox), "--list-full"], capture_output=True, text=True, check=True
+        ).stdout.split()
         for applet in applets:
             link = self.root / applet
             if link.name == "busybox" or link.exists():
@@ -95,11 +96,16 @@ class Stage:
         """Write a gzip-compressed newc cpio archive of the stage to *out*."""
         if shutil.which("cpio") is None:
             raise KdumpyError("cpio not found: install cpio")
-        files = subprocess.run(["find", "."], cwd=self.root, capture_output=True, text=True,
-                               check=True).stdout
-        archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"],
-                                 cwd=self.root, input=files.encode(), capture_output=True,
-                                 check=True).stdout
+        files = subprocess.run(
+            ["find", "."], cwd=self.root, capture_output=True, text=True, check=True
+        ).stdout
+        archive = subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"],
+            cwd=self.root,
+            input=files.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
         tmp = out.with_name(out.name + ".tmp")
         with gzip.open(tmp, "wb", compresslevel=1) as fh:
             fh.write(archive)

@@ -9,6 +9,7 @@ Each suite gets its own apt state directory so the host's apt configuration is n
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.cache import cache_root, locked
 
-MIRROR = "http://deb.debian.org/debian"
+MIRROR = os.environ.get("KDUMPY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 FLAVOUR = "cloud-amd64"
 
@@ -69,28 +70,38 @@ class AptSuite:
         (self.dir / "sources.list").write_text(
             f"deb [signed-by={KEYRING}] {MIRROR} {self.suite} main\n"
         )
-        self._run(["apt-get", *self._options(), "-qq", "update"], "apt-get update")
+        self._run(
+            ["apt-get", *self._options(), "-qq", "--error-on=any", "update"],
+            f"apt-get update of {self.suite} from {MIRROR}",
+        )
 
     def depends(self, package: str) -> list[str]:
         """Names in the Depends field of *package* (first alternative of each)."""
-        out = self._run(["apt-cache", *self._options(), "show", "--no-all-versions", package],
-                        f"apt-cache show {package}")
+        out = self._run(
+            ["apt-cache", *self._options(), "show", "--no-all-versions", package],
+            f"apt-cache show {package}",
+        )
         match = re.search(r"^Depends: (.*)$", out, re.M)
         if not match:
             return []
         return [dep.split("|")[0].split("(")[0].strip() for dep in match.group(1).split(",")]
 
     def version_of(self, package: str) -> str:
-        out = self._run(["apt-cache", *self._options(), "show", "--no-all-versions", package],
-                        f"apt-cache show {package}")
+        out = self._run(
+            ["apt-cache", *self._options(), "show", "--no-all-versions", package],
+            f"apt-cache show {package}",
+        )
         match = re.search(r"^Version: (\S+)$", out, re.M)
         return match.group(1) if match else ""
 
     def download(self, package: str, dest: Path) -> Path:
         """Download *package*'s .deb into *dest* and return its path."""
         dest.mkdir(parents=True, exist_ok=True)
-        self._run(["apt-get", *self._options(), "-qq", "download", package],
-                  f"download of {package} from {self.suite}", cwd=dest)
+        self._run(
+            ["apt-get", *self._options(), "-qq", "download", package],
+            f"download of {package} from {self.suite}",
+            cwd=dest,
+        )
         debs = sorted(dest.glob(f"{package}_*.deb"))
         if not debs:
             raise KdumpyError(f"download of {package} from {self.suite} produced no .deb")
@@ -205,8 +216,9 @@ def _depmod(kernel: LabKernel) -> None:
         # depmod -b looks under BASE/lib/modules; merged-/usr kernels keep them in /usr.
         legacy.parent.mkdir(parents=True, exist_ok=True)
         legacy.symlink_to("../usr/lib/modules")
-    proc = subprocess.run([depmod, "-b", str(kernel.root), kernel.release],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [depmod, "-b", str(kernel.root), kernel.release], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise KdumpyError(f"depmod for {kernel.release} failed: {proc.stderr.strip()}")
 

@@ -7,6 +7,7 @@ and the runner polls it to time the stages of a crash-capture cycle.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -55,9 +56,11 @@ class GuestRun:
 
 
 def qemu_binary() -> str:
-    path = shutil.which(QEMU)
+    """The QEMU system emulator (``$KDUMPY_QEMU`` overrides the name or path)."""
+    name = os.environ.get("KDUMPY_QEMU", QEMU)
+    path = shutil.which(name)
     if path is None:
-        raise KdumpyError(f"{QEMU} not found: install qemu-system-x86 (apt-get install qemu-system-x86)")
+        raise KdumpyError(f"{name} not found: install qemu-system-x86")
     return path
 
 
@@ -95,8 +98,9 @@ def run_guest(
     serial_log.write_bytes(b"")
     start = time.monotonic()
     seen: dict[str, float] = {}
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         while True:
             try:

@@ -52,7 +52,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 log() {{ echo "{MARK} $*" > /dev/kmsg; }}
-param() {{ for w in $(cat /proc/cmdline); do case "$w" in "kdumpy.$1="*) echo "${{w#*=}}";; esac; done; }}
+param() {{
+    for w in $(cat /proc/cmdline); do case "$w" in "kdumpy.$1="*) echo "${{w#*=}}";; esac; done
+}}
 for m in $(cat /etc/modules-load); do insmod "/lib/modules/$m" || log "insmod $m failed"; done
 """
 
@@ -61,8 +63,11 @@ def _build_workload(out: Path) -> None:
     """Compile the static workload helper (guests have no libc)."""
     if shutil.which("gcc") is None:
         raise KdumpyError("gcc not found: the lab compiles its guest workload helper")
-    proc = subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(DATA / "workload.c")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["gcc", "-static", "-O2", "-o", str(out), str(DATA / "workload.c")],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise KdumpyError(f"building the guest workload failed: {proc.stderr.strip()[-200:]}")
 
@@ -77,7 +82,9 @@ class DdCapture:
         return self.name + self.script()
 
     def script(self) -> str:
-        return COMMON_PRELUDE + f"""
+        return (
+            COMMON_PRELUDE
+            + """
 log "capture kernel up"
 if [ ! -e /proc/vmcore ]; then log "capture failed: no /proc/vmcore"; poweroff -f; fi
 if dd if=/proc/vmcore of=/dev/vda bs=1M 2>/tmp/dd.err; then
@@ -88,6 +95,7 @@ else
 fi
 poweroff -f
 """
+        )
 
     def populate(self, stage: Stage, kernel: LabKernel) -> None:
         stage.add_busybox()
@@ -117,13 +125,15 @@ class BusyboxWorkload:
 
     def fingerprint(self) -> str:
         # The capture initrd's name carries its own content hash.
-        return self.name + self.script() + (DATA / "workload.c").read_text() + str(
-            self.capture_initrd
+        return (
+            self.name + self.script() + (DATA / "workload.c").read_text() + str(self.capture_initrd)
         )
 
     def script(self) -> str:
         append = shlex.quote(self.capture_append)
-        return COMMON_PRELUDE + f"""
+        return (
+            COMMON_PRELUDE
+            + f"""
 log "first kernel up"
 crash=$(param crash); crash=${{crash:-sysrq}}
 anon=$(param anon); anon=${{anon:-64}}
@@ -164,6 +174,7 @@ case "$crash" in
 esac
 sleep 1000000
 """
+        )
 
     def populate(self, stage: Stage, kernel: LabKernel) -> None:
         stage.add_busybox()
@@ -179,9 +190,7 @@ sleep 1000000
 
 def build_initrd(kernel: LabKernel, userspace: Userspace) -> Path:
     """Build (or reuse from the cache) the initramfs of *userspace* for *kernel*."""
-    key = hashlib.sha256(
-        f"{kernel.release}\0{userspace.fingerprint()}".encode()
-    ).hexdigest()[:16]
+    key = hashlib.sha256(f"{kernel.release}\0{userspace.fingerprint()}".encode()).hexdigest()[:16]
     out = cache_root() / "initrd" / f"{kernel.version}-{userspace.name}-{key}.img"
     if out.exists():
         return out

@@ -1,0 +1,129 @@
+"""`kdumpy lab`: real kernels crashing on demand in QEMU, for tests, benchmarks and newcomers."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lab = sub.add_parser("lab", help="boot real kernels in QEMU, crash them, keep the vmcore")
+    labsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+    lab.set_defaults(func=lambda args: lab.print_help() or 2)
+
+    kernels = labsub.add_parser("kernels", help="list the lab kernels and what is cached")
+    kernels.add_argument("--fetch", action="store_true", help="download any missing kernel")
+    kernels.set_defaults(func=cmd_kernels)
+
+    vmcore = labsub.add_parser("vmcore", help="crash a guest and write the vmcore it leaves")
+    _guest_options(vmcore)
+    vmcore.add_argument("-o", "--output", required=True, type=Path, help="vmcore file to write")
+    vmcore.set_defaults(func=cmd_vmcore)
+
+    demo = labsub.add_parser("demo", help="see kdump work end to end, without crashing this host")
+    _guest_options(demo)
+    demo.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("kdumpy-demo/vmcore"),
+        help="where to keep the vmcore (default: kdumpy-demo/vmcore)",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
+def _guest_options(p: argparse.ArgumentParser) -> None:
+    from kdumpy.lab.userspace import CRASH_METHODS
+
+    p.add_argument("--kernel", default="6.1", help="lab kernel: 6.1, 6.12 or 7 (default 6.1)")
+    p.add_argument("--memory", default="1G", help="guest memory, 512M to 64G (default 1G)")
+    p.add_argument("--crashkernel", default="256M", help="crashkernel= reservation (default 256M)")
+    p.add_argument(
+        "--crash",
+        default="sysrq",
+        choices=sorted(CRASH_METHODS),
+        help="how to crash the guest (default sysrq)",
+    )
+    p.add_argument("--timeout", type=float, default=900, help="seconds before giving up")
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from kdumpy.lab.cache import cache_root
+    from kdumpy.lab.kernels import SERIES_SUITES, get_kernel
+
+    for series, suite in SERIES_SUITES.items():
+        meta = cache_root() / "kernels" / series / "kernel.json"
+        if meta.exists() or args.fetch:
+            k = get_kernel(series)
+            print(f"{series:5} {suite:9} {k.release:32} {k.package} {k.deb_version}")
+        else:
+            print(f"{series:5} {suite:9} (not downloaded yet)")
+    return 0
+
+
+def cmd_vmcore(args: argparse.Namespace) -> int:
+    from kdumpy.lab.dumps import capture_vmcore
+
+    dump = capture_vmcore(
+        args.kernel,
+        args.output,
+        memory=args.memory,
+        crashkernel=args.crashkernel,
+        crash=args.crash,
+        timeout=args.timeout,
+    )
+    print(
+        f"{dump.vmcore}: {dump.size} bytes, kernel {dump.kernel.release}, "
+        f"panic: {dump.panic_message}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from kdumpy.lab.demo_steps import STEPS
+    from kdumpy.lab.dumps import capture_vmcore
+    from kdumpy.lab.kernels import get_kernel
+
+    console = Console()
+    start = time.monotonic()
+    with console.status(f"Fetching Debian's {args.kernel} kernel..."):
+        kernel = get_kernel(args.kernel)
+    console.print(f"[bold]kernel[/] {kernel.release} ({kernel.package} {kernel.deb_version})")
+    with console.status(
+        f"Booting it in QEMU with {args.memory} and crashkernel={args.crashkernel}, "
+        f"loading the capture kernel, crashing by {args.crash}, capturing /proc/vmcore..."
+    ):
+        dump = capture_vmcore(
+            kernel,
+            args.output,
+            memory=args.memory,
+            crashkernel=args.crashkernel,
+            crash=args.crash,
+            timeout=args.timeout,
+        )
+    table = Table(title="kdumpy lab demo", show_header=False)
+    table.add_row("kernel", kernel.release)
+    table.add_row("crash", f"{args.crash}: Kernel panic - not syncing: {dump.panic_message}")
+    table.add_row("vmcore", f"{dump.vmcore} ({dump.size / 2**20:.0f} MiB, mode 0600)")
+    table.add_row("serial console", str(dump.serial_log))
+    t = dump.timings
+    if "boot_to_panic" in t:
+        table.add_row("boot to panic", f"{t['boot_to_panic']:.1f} s")
+    if "panic_to_saved" in t:
+        table.add_row("panic to vmcore saved", f"{t['panic_to_saved']:.1f} s")
+    for title, step in STEPS:
+        try:
+            line = step(dump)
+        except KdumpyError as exc:
+            line = f"[red]{exc}[/]"
+        if line is not None:
+            table.add_row(title, line)
+    table.add_row("total time", f"{time.monotonic() - start:.1f} s")
+    console.print(table)
+    return 0

@@ -1,0 +1,63 @@
+"""What `kdumpy lab demo` shows after the capture: each later stage of kdump, as it lands.
+
+Each step takes the fresh LabDump and returns one line for the demo's table, or None when the
+stage it shows is not available in this build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kdumpy.lab.dumps import LabDump
+
+Step = Callable[[LabDump], "str | None"]
+
+
+def vmcoreinfo_step(dump: LabDump) -> str | None:
+    try:
+        from kdumpy.vmcore import open_dump
+    except ImportError:
+        return None
+    with open_dump(dump.vmcore) as core:
+        info = core.vmcoreinfo
+        return f"OSRELEASE={info.osrelease}, {len(core.prstatus)} CPU notes"
+
+
+def collect_step(dump: LabDump) -> str | None:
+    try:
+        from kdumpy.collect import collect
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "vmcore.kdump")
+        start = time.monotonic()
+        collect(dump.vmcore, out, dump_level=31, compression="zstd")
+        took = time.monotonic() - start
+        size = out.stat().st_size
+    return (
+        f"kdumpy collect -d 31 -z: {dump.size / 2**20:.0f} MiB -> {size / 2**20:.1f} MiB "
+        f"in {took:.1f} s"
+    )
+
+
+def dmesg_step(dump: LabDump) -> str | None:
+    try:
+        from kdumpy.vmcore.dmesg import kernel_log
+
+        from kdumpy.vmcore import open_dump
+    except ImportError:
+        return None
+    with open_dump(dump.vmcore) as core:
+        lines = kernel_log(core).splitlines()
+    panic = next((ln for ln in lines if "Kernel panic" in ln), lines[-1] if lines else "")
+    return f"{len(lines)} lines; {panic.strip()}"
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("VMCOREINFO", vmcoreinfo_step),
+    ("filtered dump", collect_step),
+    ("kernel log from the dump", dmesg_step),
+]
