@@ -1,0 +1,70 @@
+"""Types of well-known kernel globals.
+
+Kernel BTF describes every type but declares only per-CPU variables, so the debugger
+core supplies the C types of the globals analysis needs here.  Each entry lists
+candidate spellings, tried in order: the first whose base type exists in the dump's
+BTF wins (struct names changed across versions, e.g. ``pcpu_hot``).  ``[]`` means an
+array whose length is worked out from the symbol layout or left open.
+"""
+
+from __future__ import annotations
+
+GLOBALS: dict[str, tuple[str, ...]] = {
+    "init_task": ("struct task_struct",),
+    "init_uts_ns": ("struct uts_namespace",),
+    "init_pid_ns": ("struct pid_namespace",),
+    "init_mm": ("struct mm_struct",),
+    "init_nsproxy": ("struct nsproxy",),
+    "jiffies": ("unsigned long",),
+    "jiffies_64": ("u64",),
+    "modules": ("struct list_head",),
+    "btf_modules": ("struct list_head",),
+    "__per_cpu_offset": ("unsigned long []",),
+    "nr_cpu_ids": ("unsigned int",),
+    "__cpu_online_mask": ("struct cpumask",),
+    "__cpu_possible_mask": ("struct cpumask",),
+    "__cpu_present_mask": ("struct cpumask",),
+    "__cpu_active_mask": ("struct cpumask",),
+    "tainted_mask": ("unsigned long",),
+    "panic_cpu": ("atomic_t",),
+    "crash_kexec_post_notifiers": ("bool",),
+    "_totalram_pages": ("atomic_long_t",),
+    "totalreserve_pages": ("unsigned long",),
+    "totalcma_pages": ("unsigned long",),
+    "vm_zone_stat": ("atomic_long_t []",),
+    "vm_node_stat": ("atomic_long_t []",),
+    "vm_numa_event": ("unsigned long []",),
+    "node_data": ("struct pglist_data *[]",),
+    "contig_page_data": ("struct pglist_data",),
+    "prb": ("struct printk_ringbuffer *",),
+    "avenrun": ("unsigned long [3]",),
+    "saved_command_line": ("char *",),
+    "linux_banner": ("char []",),
+    "init_files": ("struct files_struct",),
+    "nr_threads": ("int",),
+    "total_forks": ("unsigned long",),
+    "max_pfn": ("unsigned long",),
+    "high_memory": ("void *",),
+    "page_offset_base": ("unsigned long",),
+    "vmemmap_base": ("unsigned long",),
+    "vmalloc_base": ("unsigned long",),
+    "phys_base": ("unsigned long",),
+    "nr_swap_pages": ("atomic_long_t",),
+    "total_swap_pages": ("long",),
+    "vm_committed_as": ("struct percpu_counter",),
+    "sysctl_hung_task_timeout_secs": ("unsigned long",),
+    "panic_on_oops": ("int",),
+    "oops_in_progress": ("int",),
+    "system_state": ("enum system_states",),
+    "timekeeper_data": ("struct tk_data []",),
+    "tk_core": ("struct tk_data", "struct timekeeper_data"),
+    "shadow_timekeeper": ("struct timekeeper",),
+    "crashing_cpu": ("int",),
+    "cpu_number": ("int",),
+    "kernel_cpustat": ("struct kernel_cpustat",),
+    "nr_online_nodes": ("unsigned int",),
+    "mem_section": ("struct mem_section **",),
+    "kexec_crash_image": ("struct kimage *",),
+    "sysctl_panic_on_oom": ("int",),
+    "init_cred": ("struct cred",),
+}

@@ -1,0 +1,1 @@
+"""Kernel data-structure helpers, one small module per subsystem (like drgn's)."""

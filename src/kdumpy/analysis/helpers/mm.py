@@ -1,0 +1,67 @@
+"""Memory accounting: RSS and VSZ of a task, totalram, vm statistics."""
+
+from __future__ import annotations
+
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+
+# enum in include/linux/mm_types_task.h
+MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = 0, 1, 2, 3
+
+
+def _percpu_counter_sum(prog: Program, counter: Object) -> int:
+    """``percpu_counter_sum``: the shared count plus every CPU's delta."""
+    total = int(counter.count)
+    counters = counter.counters
+    if int(counters):
+        for cpu in prog.possible_cpus:
+            total += int.from_bytes(
+                prog.read(int(counters) + prog.per_cpu_offsets[cpu], 4), "little", signed=True
+            )
+    return total
+
+
+def mm_counter(prog: Program, mm: Object, member: int) -> int:
+    """One of the mm's RSS counters in pages (6.2+: percpu_counter; before: atomic)."""
+    rss = mm.rss_stat
+    t = rss.type_.strip()
+    if t.kind == "array":  # 6.2+: struct percpu_counter rss_stat[NR_MM_COUNTERS]
+        return max(0, _percpu_counter_sum(prog, rss[member]))
+    return max(0, int(rss.count[member].counter))
+
+
+def get_mm_rss(prog: Program, mm: Object) -> int:
+    """Resident pages (file + anon + shmem)."""
+    return sum(mm_counter(prog, mm, m) for m in (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES))
+
+
+def task_rss_vsz(prog: Program, task: Object) -> tuple[int, int]:
+    """``(rss, vsz)`` in KiB like ps; zero for kernel threads."""
+    mm = task.mm
+    if not int(mm):
+        return 0, 0
+    page_kb = prog.dump.page_size // 1024
+    try:
+        rss = get_mm_rss(prog, mm)
+        # Before 6.2 each task caches RSS deltas (SPLIT_RSS_COUNTING): add them back.
+        if task.has_member_("rss_stat"):
+            rss += sum(int(task.rss_stat.count[m]) for m in (0, 1, 3))
+        vsz = int(mm.total_vm)
+    except KdumpyError:
+        return 0, 0
+    return max(0, rss) * page_kb, vsz * page_kb
+
+
+def totalram_pages(prog: Program) -> int:
+    return int(prog.object("_totalram_pages").counter)
+
+
+def global_zone_page_state(prog: Program, item: str) -> int:
+    value = int(prog.object("vm_zone_stat")[prog.constant(item)].counter)
+    return max(0, value)
+
+
+def global_node_page_state(prog: Program, item: str) -> int:
+    value = int(prog.object("vm_node_stat")[prog.constant(item)].counter)
+    return max(0, value)

@@ -1,0 +1,142 @@
+"""Tasks: iteration, state, CPU, the task running on each CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kdumpy.analysis.helpers.lists import list_for_each_entry
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+
+# Kernel task state bits (include/linux/sched.h); stable since 4.14.
+TASK_RUNNING = 0x0
+TASK_INTERRUPTIBLE = 0x1
+TASK_UNINTERRUPTIBLE = 0x2
+TASK_STOPPED = 0x4
+TASK_TRACED = 0x8
+EXIT_DEAD = 0x10
+EXIT_ZOMBIE = 0x20
+TASK_PARKED = 0x40
+TASK_DEAD = 0x80
+TASK_WAKING = 0x200
+TASK_NOLOAD = 0x400
+TASK_NEW = 0x800
+TASK_REPORT = 0x7F
+TASK_IDLE = TASK_UNINTERRUPTIBLE | TASK_NOLOAD
+
+# ps(1) letters by the highest TASK_REPORT bit, as the kernel's task_state_array.
+_STATE_CHARS = "RSDTtXZP"
+# crash's two-letter ps states for the same bits.
+_CRASH_STATES = ("RU", "IN", "UN", "ST", "TR", "DE", "ZO", "PA")
+
+
+def for_each_process(prog: Program) -> Iterator[Object]:
+    """Thread group leaders (``init_task.tasks``), init_task first."""
+    init = prog.object("init_task")
+    yield init.address_of_()
+    yield from list_for_each_entry("struct task_struct", init.tasks, "tasks")
+
+
+def for_each_thread(task: Object) -> Iterator[Object]:
+    """Threads of a task's group (``signal->thread_head``)."""
+    yield from list_for_each_entry("struct task_struct", task.signal.thread_head, "thread_node")
+
+
+def for_each_task(prog: Program) -> Iterator[Object]:
+    """Every task of the system except the per-CPU idle tasks (``struct task_struct *``)."""
+    for leader in for_each_process(prog):
+        if int(leader.pid) == 0:
+            continue  # init_task: the idle task of CPU 0
+        yield from for_each_thread(leader)
+
+
+def cpu_rq(prog: Program, cpu: int) -> Object:
+    return prog.per_cpu("runqueues", cpu)
+
+
+def cpu_curr(prog: Program, cpu: int) -> Object:
+    """The task running on ``cpu`` at the crash (``rq->curr``)."""
+    return cpu_rq(prog, cpu).curr
+
+
+def idle_task(prog: Program, cpu: int) -> Object:
+    return cpu_rq(prog, cpu).idle
+
+
+def task_cpu(task: Object) -> int:
+    """CPU a task last ran on (``thread_info.cpu`` since 5.16, ``task->cpu`` before)."""
+    if task.has_member_("cpu"):
+        return int(task.cpu)
+    return int(task.thread_info.cpu)
+
+
+def task_state(task: Object) -> int:
+    """Raw ``__state`` (``state`` before 5.14)."""
+    return int(task.member_("__state" if task.has_member_("__state") else "state"))
+
+
+def _report_index(task: Object) -> int | None:
+    """Index into the kernel's state letters, or None for TASK_IDLE."""
+    raw = task_state(task)
+    if raw == TASK_IDLE:
+        return None
+    state = (raw | int(task.exit_state)) & TASK_REPORT
+    return state.bit_length()
+
+
+def task_state_to_char(task: Object) -> str:
+    """The ``ps`` letter the kernel would report: R S D T t X Z P I."""
+    index = _report_index(task)
+    return "I" if index is None else _STATE_CHARS[index]
+
+
+def task_state_crash(task: Object) -> str:
+    """crash's two-letter state (RU IN UN ST TR ZO DE PA ID WA NE)."""
+    raw = task_state(task)
+    exit_state = int(task.exit_state)
+    if exit_state & EXIT_ZOMBIE:
+        return "ZO"
+    if exit_state & EXIT_DEAD:
+        return "DE"
+    if raw == TASK_IDLE:
+        return "ID"
+    if raw & TASK_WAKING:
+        return "WA"
+    if raw & TASK_NEW:
+        return "NE"
+    if raw & TASK_DEAD:
+        return "DE"
+    index = _report_index(task)
+    return "ID" if index is None else _CRASH_STATES[index]
+
+
+def task_comm(task: Object) -> str:
+    return task.comm.string_().decode("utf-8", "replace")
+
+
+def is_kthread(task: Object) -> bool:
+    PF_KTHREAD = 0x00200000  # noqa: N806 - kernel constant
+    return bool(int(task.flags) & PF_KTHREAD)
+
+
+def active_tasks(prog: Program) -> dict[int, Object]:
+    """The task on each online CPU at the crash, by CPU."""
+    return {cpu: cpu_curr(prog, cpu) for cpu in prog.online_cpus}
+
+
+def panic_task(prog: Program) -> Object | None:
+    """The task that panicked: the one running on the panic CPU."""
+    cpu = prog.panic_cpu
+    if cpu is None:
+        return None
+    return cpu_curr(prog, cpu)
+
+
+def find_task(prog: Program, pid: int) -> Object | None:
+    """The task with this pid (pid 0: CPU 0's idle task)."""
+    if pid == 0:
+        return idle_task(prog, 0)
+    for task in for_each_task(prog):
+        if int(task.pid) == pid:
+            return task
+    return None

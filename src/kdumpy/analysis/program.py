@@ -1,0 +1,355 @@
+"""The debugger core: a crashed kernel's memory, symbols and types, from the dump alone.
+
+    prog = Program.open("vmcore")
+    task = prog.object("init_task")
+    task.comm.string_()                      # b"swapper/0"
+    prog.symbols.describe(0xffffffff8100...) # "do_syscall_64+0x5c"
+
+Symbols come from the dump's kallsyms, types from its in-memory BTF (``__start_BTF``),
+globals' types from :mod:`kdumpy.analysis.globals` (or a BTF variable for per-CPU
+data).  Everything is loaded on first use, so opening a dump is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+from kdumpy.analysis.btf import Btf
+from kdumpy.analysis.globals import GLOBALS
+from kdumpy.analysis.kallsyms import Kallsyms
+from kdumpy.analysis.memory import FaultError, KernelMemory
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.symbols import Symbol, SymbolTable
+from kdumpy.analysis.types import (
+    ArrayType,
+    IntType,
+    PointerType,
+    StructType,
+    Type,
+    array_of,
+    pointer_to,
+)
+from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.vmcore import open_dump
+from kdumpy.vmcore.base import Dump
+from kdumpy.vmcore.notes import PrStatus
+
+# C spellings of base types -> the names pahole writes into BTF.
+_INT_SYNONYMS = {
+    "unsigned long": "long unsigned int",
+    "long": "long int",
+    "unsigned long long": "long long unsigned int",
+    "long long": "long long int",
+    "unsigned": "unsigned int",
+    "unsigned short": "short unsigned int",
+    "short": "short int",
+    "signed char": "signed char",
+    "bool": "_Bool",
+}
+_TYPE_SPEC = re.compile(
+    r"^\s*(?P<base>[A-Za-z_][\w ]*?)\s*(?P<stars>[\s*]*)(?:\[(?P<len>\d*)\])?\s*$"
+)
+
+
+class LookupError_(KdumpyError):
+    """No such symbol, type or variable."""
+
+
+class Program:
+    """A crashed kernel as seen through its dump."""
+
+    def __init__(self, dump: Dump, path: str | None = None) -> None:
+        self.dump = dump
+        self.path = path or dump.path
+        self.info = dump.vmcoreinfo
+        self.memory = KernelMemory(dump)
+        self._modules_loaded = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Program:
+        """Open a dump file for analysis (any format :func:`open_dump` reads)."""
+        if not Path(path).exists():
+            raise KdumpyError(f"{path}: no such file")
+        return cls(open_dump(path), str(path))
+
+    def close(self) -> None:
+        self.dump.close()
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- memory -----------------------------------------------------------------------------
+    def read(self, address: int, size: int) -> bytes:
+        return self.memory.read(address, size)
+
+    def read_u64(self, address: int) -> int:
+        return self.memory.u64(address)
+
+    def read_u32(self, address: int) -> int:
+        return self.memory.u32(address)
+
+    # -- symbols ------------------------------------------------------------------------------
+    @cached_property
+    def kallsyms(self) -> Kallsyms:
+        return Kallsyms.from_vmcoreinfo(self.info, self.memory.read)
+
+    @cached_property
+    def symbols(self) -> SymbolTable:
+        table = SymbolTable()
+        k = self.kallsyms
+        table.add_many(
+            [
+                Symbol(name, int(addr), typ)
+                for name, typ, addr in zip(k.names, k.types, k.addresses.tolist(), strict=True)
+            ]
+        )
+        return table
+
+    def symbol_address(self, name: str) -> int:
+        """Address of a vmlinux or module symbol; a one-line error if unknown."""
+        addr = self.symbols.address_of(name)
+        if addr is None:
+            self.load_modules()
+            addr = self.symbols.address_of(name)
+        if addr is None:
+            raise LookupError_(f"symbol not found: {name}")
+        return addr
+
+    def has_symbol(self, name: str) -> bool:
+        return self.symbols.address_of(name) is not None
+
+    # -- types ----------------------------------------------------------------------------------
+    @cached_property
+    def btf(self) -> Btf:
+        start = self.symbols.address_of("__start_BTF")
+        stop = self.symbols.address_of("__stop_BTF")
+        if start is None or stop is None or stop <= start:
+            raise DumpFormatError(
+                f"{self.path}: kernel has no BTF (__start_BTF/__stop_BTF missing); "
+                "types need CONFIG_DEBUG_INFO_BTF"
+            )
+        return Btf(self.memory.read(start, stop - start), f"{self.path}: vmlinux BTF")
+
+    @cached_property
+    def _btfs(self) -> list[Btf]:
+        """vmlinux BTF followed by the modules' split BTF, once modules are loaded."""
+        return [self.btf]
+
+    def add_btf(self, btf: Btf) -> None:
+        self._btfs.append(btf)
+
+    def _find_type_id(self, name: str, space: str) -> tuple[Btf, int] | None:
+        for btf in self._btfs:
+            found = btf.lookup(name, space)
+            if found is not None:
+                return btf, found
+        return None
+
+    def type(self, spec: str) -> Type:
+        """A type by its C spelling: ``"struct task_struct"``, ``"unsigned long"``,
+        ``"struct page *"``, ``"char [16]"``, typedef names like ``"pid_t"``."""
+        match = _TYPE_SPEC.match(spec)
+        if not match:
+            raise LookupError_(f"cannot parse type '{spec}'")
+        base = " ".join(match["base"].split())
+        t = self._base_type(base)
+        for _ in range(match["stars"].count("*")):
+            t = pointer_to(t)
+        if match["len"] is not None:
+            t = array_of(t, int(match["len"] or 0))
+        return t
+
+    def _base_type(self, base: str) -> Type:
+        space, _, name = base.partition(" ")
+        if space in ("struct", "union", "enum") and name:
+            found = self._find_type_id(name, space)
+            if found is None and space in ("struct", "union"):
+                other = "union" if space == "struct" else "struct"
+                found = self._find_type_id(name, other)
+        else:
+            name = base
+            found = self._find_type_id(_INT_SYNONYMS.get(base, base), "")
+        if found is None:
+            if base == "void":
+                return self.btf.type(0)
+            raise LookupError_(f"no type named '{base}' in the dump's BTF")
+        btf, type_id = found
+        return btf.type(type_id)
+
+    def offsetof(self, t: Type | str, member: str) -> int:
+        """Byte offset of a (possibly dotted) member."""
+        s = (self.type(t) if isinstance(t, str) else t).strip()
+        offset = 0
+        for part in member.split("."):
+            if not isinstance(s, StructType):
+                raise LookupError_(f"{s.spelling()} has no member '{part}'")
+            found = s.member(part)
+            if found is None:
+                raise LookupError_(f"{s.spelling()} has no member '{part}'")
+            offset += found[1] // 8
+            s = found[0].type.strip()
+        return offset
+
+    def has_member(self, t: Type | str, member: str) -> bool:
+        try:
+            self.offsetof(t, member)
+            return True
+        except KdumpyError:
+            return False
+
+    def sizeof(self, t: Type | str) -> int:
+        return (self.type(t) if isinstance(t, str) else t).size
+
+    def constant(self, name: str) -> int:
+        """An enumeration constant (``PIDTYPE_PID``, ``NR_FREE_PAGES``)."""
+        for btf in self._btfs:
+            value = btf.enumerator(name)
+            if value is not None:
+                return value
+        raise LookupError_(f"no enumerator named '{name}' in the dump's BTF")
+
+    # -- objects --------------------------------------------------------------------------------
+    @cached_property
+    def _percpu_vars(self) -> dict[str, int]:
+        return self.btf.variables()
+
+    def variable_type(self, name: str) -> Type:
+        """The declared type of a global: BTF variable (per-CPU) or the built-in table."""
+        if name in self._percpu_vars:
+            return self.btf.type(self._percpu_vars[name])
+        for spec in GLOBALS.get(name, ()):
+            try:
+                t = self.type(spec)
+            except KdumpyError:
+                continue
+            if isinstance(t, ArrayType) and t.length == 0:
+                t = array_of(t.element, self._guess_length(name, t.element.strip().size))
+            return t
+        raise LookupError_(f"type of '{name}' unknown (not in BTF; declare it with a cast)")
+
+    def _guess_length(self, name: str, elem_size: int) -> int:
+        """Elements of an array global: up to the next symbol (bounded)."""
+        sym = self.symbols.lookup(name)
+        if sym is None or elem_size <= 0:
+            return 0
+        following = self.symbols.find(sym.address + 1, max_distance=1 << 30)
+        end = following.address if following and following.address > sym.address else 0
+        if name == "__per_cpu_offset" or not end:
+            return self.nr_cpu_ids if name == "__per_cpu_offset" else 1
+        return max(1, min((end - sym.address) // elem_size, 1 << 16))
+
+    def object(self, name: str, type_: Type | str | None = None) -> Object:
+        """A global variable as a typed object (``prog.object("init_task")``)."""
+        address = self.symbol_address(name)
+        if type_ is None:
+            t = self.variable_type(name)
+        else:
+            t = self.type(type_) if isinstance(type_, str) else type_
+        return Object(self, t, address)
+
+    def object_at(self, type_: Type | str, address: int) -> Object:
+        t = self.type(type_) if isinstance(type_, str) else type_
+        return Object(self, t, address)
+
+    def pointer(self, type_: Type | str, address: int) -> Object:
+        """A pointer value ``(type *)address``."""
+        t = self.type(type_) if isinstance(type_, str) else type_
+        return Object(self, pointer_to(t), value=address)
+
+    def value(self, type_: Type | str, value: int) -> Object:
+        t = self.type(type_) if isinstance(type_, str) else type_
+        return Object(self, t, value=value)
+
+    # -- CPUs and per-CPU data -----------------------------------------------------------------
+    @cached_property
+    def nr_cpu_ids(self) -> int:
+        try:
+            return self.read_u32(self.symbol_address("nr_cpu_ids"))
+        except KdumpyError:
+            return max(1, len(self.dump.prstatus))
+
+    @cached_property
+    def per_cpu_offsets(self) -> list[int]:
+        base = self.symbol_address("__per_cpu_offset")
+        return [self.read_u64(base + 8 * cpu) for cpu in range(self.nr_cpu_ids)]
+
+    def _cpumask(self, name: str) -> list[int]:
+        try:
+            address = self.symbol_address(name)
+        except KdumpyError:
+            return list(range(self.nr_cpu_ids))
+        words = (self.nr_cpu_ids + 63) // 64
+        cpus = []
+        for w in range(words):
+            bits = self.read_u64(address + 8 * w)
+            cpus += [w * 64 + b for b in range(64) if bits >> b & 1]
+        return [cpu for cpu in cpus if cpu < self.nr_cpu_ids]
+
+    @cached_property
+    def possible_cpus(self) -> list[int]:
+        return self._cpumask("__cpu_possible_mask")
+
+    @cached_property
+    def online_cpus(self) -> list[int]:
+        return self._cpumask("__cpu_online_mask")
+
+    def per_cpu(self, var: str | Object, cpu: int) -> Object:
+        """A per-CPU variable's instance on ``cpu`` (``per_cpu(runqueues, cpu)``)."""
+        if isinstance(var, str):
+            var = self.object(var)
+        if var.address_ is None:
+            raise LookupError_("per_cpu: object has no address")
+        return Object(self, var.type_, var.address_ + self.per_cpu_offsets[cpu])
+
+    def per_cpu_ptr(self, pointer: Object, cpu: int) -> Object:
+        """``per_cpu_ptr(ptr, cpu)`` for a ``__percpu`` pointer value."""
+        t = pointer.type_.strip()
+        target = t.target if isinstance(t, PointerType) else t
+        return Object(self, target, int(pointer) + self.per_cpu_offsets[cpu])
+
+    # -- the crash ---------------------------------------------------------------------------
+    @cached_property
+    def panic_cpu(self) -> int | None:
+        """The CPU that panicked (``panic_cpu``, or x86's ``crashing_cpu``), if known."""
+        for name in ("panic_cpu", "crashing_cpu"):
+            try:
+                value = int.from_bytes(
+                    self.read(self.symbol_address(name), 4), "little", signed=True
+                )
+            except KdumpyError:
+                continue
+            if 0 <= value < self.nr_cpu_ids:
+                return value
+        return None
+
+    @cached_property
+    def cpu_prstatus(self) -> dict[int, PrStatus]:
+        """PRSTATUS registers by CPU: the notes come in CPU order, one per CPU that saved
+        its state, so they are matched to online CPUs in order."""
+        notes = self.dump.prstatus
+        cpus = self.online_cpus if len(self.online_cpus) >= len(notes) else self.possible_cpus
+        return dict(zip(cpus, notes, strict=False))
+
+    @property
+    def int_type(self) -> IntType:
+        t = self.type("int").strip()
+        assert isinstance(t, IntType)
+        return t
+
+    # -- modules -------------------------------------------------------------------------------
+    def load_modules(self) -> None:
+        """Add module symbols and module BTF (once)."""
+        if self._modules_loaded:
+            return
+        self._modules_loaded = True
+        from kdumpy.analysis.helpers.modules import load_module_debug_info
+
+        with contextlib.suppress(FaultError):
+            load_module_debug_info(self)
