@@ -1,0 +1,279 @@
+"""Build the capture initramfs (``kdumpy rebuild``): a cpio of our own, in Python.
+
+Contents, smallest that works: busybox for the shell tools, the Python interpreter
+with only the modules the capture side imports (as byte code) and the shared libraries
+ldd reports, kdumpy's vmcore/collect/capture packages, the kernel modules the dump
+target needs (host-only), network settings and the ssh key for remote targets, the
+hooks, and an /init that mounts the target and runs ``python3 -m kdumpy.capture``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.service import kmod, pyruntime, targets
+from kdumpy.service.config import CAPTURE_MOUNTPOINT, KdumpConfig, render_config
+from kdumpy.service.elfdeps import is_elf, shared_libraries
+from kdumpy.service.image import Image
+
+DATA = Path(__file__).parent / "data"
+HOOK_DIRS = ("/etc/kdump/pre.d", "/etc/kdump/post.d", "/etc/kdump/emergency.d")
+Report = Callable[[str], None]
+
+
+@dataclass
+class BuildOptions:
+    """What to build for.  ``hostonly`` reads drivers and routes from this machine;
+    without it (building for another machine or a lab guest) the target must be
+    explicit and its drivers given in ``extra_modules``."""
+
+    release: str
+    output: Path
+    modules_dir: Path | None = None  # default /lib/modules/<release>
+    kernel_config: Path | None = None  # default /boot/config-<release>
+    hostonly: bool = True
+    extra_modules: list[str] = field(default_factory=list)
+    compression: str | None = None  # zstd|gzip|none; default: what the kernel supports
+    device_timeout: int = 60
+    net_timeout: int = 180
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    size: int  # compressed archive bytes
+    unpacked: int  # file content bytes once unpacked
+    files: int
+    modules: list[str]
+    compression: str
+    sha256: str
+    python_modules: int
+
+
+def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = print) -> BuildResult:
+    """Build the capture initramfs for ``config`` and write it to ``opts.output``."""
+    modules_dir = opts.modules_dir or Path("/lib/modules") / opts.release
+    config = targets.resolve_default_target(config) if opts.hostonly else config
+    if config.target is None:
+        raise KdumpyError(f"{config.source}: an explicit dump target is needed here")
+    image = Image()
+    _add_base(image)
+    _add_busybox(image)
+    runtime = pyruntime.find_runtime()
+    if runtime.missing:
+        report(f"warning: not installed, left out: {', '.join(runtime.missing)}")
+    _add_python(image, runtime)
+    env = _target_env(config, opts)
+    if config.target.is_remote and opts.hostonly:
+        env.update(_network_env(config, opts))
+    module_names = _target_modules(config, opts) + list(config.extra_modules) + opts.extra_modules
+    loaded = _add_kernel_modules(image, modules_dir, module_names)
+    if config.target.kind == "ssh":
+        _add_ssh(image, config)
+    _add_collector_and_hooks(image, config)
+    env.update(
+        KDUMP_KERNEL_RELEASE=opts.release,
+        KDUMP_PYTHON=str(runtime.executable),
+        KDUMP_PYTHONPATH=":".join(runtime.path_entries),
+        KDUMP_DEVICE_TIMEOUT=str(opts.device_timeout),
+    )
+    image.add_bytes("/etc/kdumpy/init.env", render_env(env).encode())
+    image.add_bytes("/etc/kdump.conf", render_config(config).encode())
+    image.add_host_file(DATA / "init.sh", "/init", mode=0o755)
+    image.add_host_file(DATA / "selftest.py", "/usr/lib/kdumpy/selftest.py", mode=0o644)
+    compression = opts.compression or kernel_compression(opts)
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    digest = image.write(opts.output, compression)
+    return BuildResult(
+        path=opts.output,
+        size=opts.output.stat().st_size,
+        unpacked=image.file_size(),
+        files=len(image.entries),
+        modules=loaded,
+        compression=compression,
+        sha256=digest,
+        python_modules=len(runtime.modules),
+    )
+
+
+def render_env(env: dict[str, str]) -> str:
+    """Shell assignments, every value quoted: config values never reach a shell bare."""
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+
+
+def kernel_compression(opts: BuildOptions) -> str:
+    """zstd if the kernel can unpack it (CONFIG_RD_ZSTD=y), else gzip (CONFIG_RD_GZIP)."""
+    config = opts.kernel_config or Path("/boot") / f"config-{opts.release}"
+    try:
+        text = config.read_text()
+    except OSError:
+        return "gzip"
+    return "zstd" if "CONFIG_RD_ZSTD=y" in text else "gzip"
+
+
+def _add_base(image: Image) -> None:
+    for d in ("/dev", "/proc", "/sys", "/run", "/tmp", "/root", "/etc", CAPTURE_MOUNTPOINT):
+        image.add_dir(d)
+    # The kernel opens /dev/console for /init before anything is mounted.
+    image.add_chardev("/dev/console", 5, 1)
+    image.add_chardev("/dev/null", 1, 3, mode=0o666)
+    image.add_bytes("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    image.add_bytes("/etc/group", b"root:x:0:\n")
+    image.add_bytes("/etc/initrd-release", b'NAME="kdumpy capture initramfs"\n')
+
+
+def _add_busybox(image: Image) -> None:
+    """Static busybox and a link per applet (busybox itself is not in --list)."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise KdumpyError("busybox not found: install busybox-static")
+    if shared_libraries(Path(busybox)):
+        raise KdumpyError(f"{busybox} is not static: install busybox-static")
+    image.add_host_file(busybox, "/bin/busybox", mode=0o755)
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    for name in applets.stdout.split():
+        if name != "busybox" and f"/bin/{name}" not in image:
+            image.add_symlink(f"/bin/{name}", "busybox")
+    for d in ("/sbin", "/usr/bin", "/usr/sbin"):
+        image.add_dir(d)
+
+
+def add_elf(image: Image, path: str, dest: str | None = None) -> None:
+    """An executable or library with the shared libraries it needs (at their host paths)."""
+    image.add_host_file(path, dest, strip=True)
+    for lib in shared_libraries(Path(path)):
+        if lib not in image:
+            image.add_host_file(lib, strip=True)
+
+
+def _add_python(image: Image, runtime: pyruntime.PythonRuntime) -> None:
+    add_elf(image, str(runtime.executable))
+    image.add_symlink("/usr/bin/python3", str(runtime.executable))
+    for _name, file in sorted(runtime.modules.items()):
+        if file.suffix == ".so":
+            add_elf(image, str(file))
+        elif file.name == "__init__.py" or file.suffix == ".py":
+            image.add_bytes(str(file.with_suffix(".pyc")), pyruntime.compile_module(file))
+    # Python finds its prefix through this directory (getpath's platstdlib landmark).
+    image.add_dir(str(runtime.prefix / "lib" / f"python{_pyver()}" / "lib-dynload"))
+    image.add_bytes(
+        "/usr/bin/kdumpy",
+        f'#!/bin/sh\nexec {shlex.quote(str(runtime.executable))} -S -m kdumpy "$@"\n'.encode(),
+        mode=0o755,
+    )
+
+
+def _pyver() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _target_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
+    assert config.target is not None
+    return {
+        "KDUMP_TARGET_KIND": config.target.kind,
+        "KDUMP_TARGET_SPEC": config.target.spec,
+        "KDUMP_MOUNT_OPTIONS": _mount_options(config.target.mount_options),
+        "KDUMP_NETWORK": "1" if config.target.is_remote else "0",
+        "KDUMP_NET_TIMEOUT": str(opts.net_timeout),
+    }
+
+
+def _mount_options(options: str) -> str:
+    """Read-write, and none of fstab's boot-time options (kdump-utils drops them too)."""
+    drop = {"ro", "noauto", "nofail", "nobootwait", "defaults"}
+    kept = [o for o in options.split(",") if o and o not in drop]
+    return ",".join(["rw", *kept])
+
+
+def _target_modules(config: KdumpConfig, opts: BuildOptions) -> list[str]:
+    """Filesystem modules, and with hostonly the drivers under the target device."""
+    target = config.target
+    assert target is not None
+    names = list(kmod.FS_MODULES.get("nfs" if target.kind == "nfs" else target.kind, []))
+    if opts.hostonly and (target.is_fs or target.kind == "raw"):
+        names += kmod.block_device_drivers(targets.device_node(target.spec))
+    return names
+
+
+def _add_kernel_modules(image: Image, modules_dir: Path, names: list[str]) -> list[str]:
+    index = kmod.ModuleIndex(modules_dir)
+    # Filesystem modules may be built in or folded into ext4: optional.
+    wanted = [n for n in names if index.known(n)]
+    unknown = [n for n in names if not index.known(n) and n not in _optional_fs_names()]
+    if unknown:
+        raise KdumpyError(f"kernel modules not found in {modules_dir}: {', '.join(unknown)}")
+    order = index.load_order(wanted)
+    for name in order:
+        image.add_bytes(f"/lib/modules/kdumpy/{name}.ko", index.module_bytes(name))
+    image.add_bytes("/etc/kdumpy/modules", "".join(f"{n}\n" for n in order).encode())
+    return order
+
+
+def _optional_fs_names() -> set[str]:
+    return {kmod.normalize(n) for names in kmod.FS_MODULES.values() for n in names}
+
+
+def _network_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
+    assert config.target is not None
+    host = config.target.ssh_host if config.target.kind == "ssh" else config.target.nfs_host
+    net = targets.route_to(host)
+    opts.extra_modules.extend(kmod.net_device_drivers(net.iface))
+    return {
+        "KDUMP_NET_MAC": net.mac,
+        "KDUMP_NET_ADDRESS": net.address,
+        "KDUMP_NET_GATEWAY": net.gateway or "",
+        "KDUMP_NET_TARGET_IP": net.target_ip,
+    }
+
+
+def _add_ssh(image: Image, config: KdumpConfig) -> None:
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise KdumpyError("ssh not found: install openssh-client for the ssh dump target")
+    add_elf(image, ssh)
+    key = Path(config.sshkey)
+    if not key.exists():
+        raise KdumpyError(f"{config.sshkey}: ssh key missing; run kdumpy propagate")
+    image.add_host_file(key, mode=0o600)
+    known = Path("/root/.ssh/known_hosts")
+    if known.exists():
+        image.add_host_file(known, mode=0o600)
+    if Path("/etc/resolv.conf").exists():
+        image.add_host_file("/etc/resolv.conf")
+
+
+def _add_collector_and_hooks(image: Image, config: KdumpConfig) -> None:
+    """makedumpfile if asked for, hooks, hook directories and extra_bins at host paths."""
+    files: list[str] = []
+    if config.uses_makedumpfile:
+        found = shutil.which(config.core_collector[0])
+        if found is None:
+            raise KdumpyError(
+                f"{config.source}: core_collector {config.core_collector[0]} not found"
+            )
+        files.append(found)
+    for hook in (config.kdump_pre, config.kdump_post, config.kdump_emergency):
+        if hook:
+            files.append(hook)
+    for d in HOOK_DIRS:
+        if Path(d).is_dir():
+            files += [str(p) for p in sorted(Path(d).iterdir()) if p.is_file()]
+    for name in config.extra_bins:
+        found = name if name.startswith("/") else shutil.which(name)
+        if found is None or not Path(found).exists():
+            raise KdumpyError(f"{config.source}: extra_bins: {name} not found")
+        files.append(found)
+    for f in files:
+        if not Path(f).exists():
+            raise KdumpyError(f"{config.source}: {f} does not exist")
+        if is_elf(Path(f)):
+            add_elf(image, f)
+        else:
+            image.add_host_file(f)

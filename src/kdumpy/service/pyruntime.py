@@ -1,0 +1,176 @@
+"""The Python runtime the capture kernel needs: interpreter, modules, shared libraries.
+
+The module list is measured, not guessed: a child interpreter imports the capture
+entry points (and every module kdumpy's shipped code names in an import statement,
+so lazy imports inside functions count too) and reports ``sys.modules`` with each
+module's file, i.e. what ``python -X importtime`` would list.  Pure-Python modules go
+in as byte code only (``name.pyc`` beside where ``name.py`` would be; Python imports
+such files without the source), which roughly halves their size.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import importlib.util
+import json
+import os
+import py_compile
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+
+# What the capture kernel runs (the capture side's entry point and the filter).
+CAPTURE_PACKAGES = ("kdumpy.capture", "kdumpy.collect", "kdumpy.vmcore")
+CAPTURE_MODULES = ("kdumpy", "kdumpy.errors", "kdumpy.service", "kdumpy.service.config")
+# The command line layer, so that `kdumpy collect ...` works as a core_collector.
+CLI_MODULES = ("kdumpy.cli", "kdumpy.cli.collect", "kdumpy.cli.dmesg", "kdumpy.__main__")
+
+_PROBE = r"""
+import importlib, json, sys
+names = json.loads(sys.argv[1])
+failed = []
+for name in names:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append([name, repr(exc)])
+mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
+print(json.dumps({"modules": mods, "failed": failed, "path": sys.path}))
+"""
+
+
+@dataclass
+class PythonRuntime:
+    """The files of a Python runtime for the initramfs."""
+
+    executable: Path
+    prefix: Path
+    modules: dict[str, Path] = field(default_factory=dict)  # name -> file (.py/.so)
+    path_entries: list[str] = field(default_factory=list)  # non-stdlib sys.path dirs used
+    missing: list[str] = field(default_factory=list)  # entry modules that are not there
+
+    @property
+    def extensions(self) -> list[Path]:
+        return [p for p in self.modules.values() if p.suffix == ".so"]
+
+
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """find_spec that treats a parent package failing to import as "not there"."""
+    try:
+        return importlib.util.find_spec(name)
+    except Exception:  # a work-in-progress package may not import at all
+        return None
+
+
+def shipped_packages() -> list[str]:
+    """kdumpy packages that exist in this installation (capture may still be in progress)."""
+    return [n for n in CAPTURE_PACKAGES if _find_spec(n) is not None]
+
+
+def package_modules(package: str) -> list[str]:
+    """Every module of a kdumpy package, by walking its directory (not importing it)."""
+    spec = _find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return [package]
+    root = Path(next(iter(spec.submodule_search_locations)))
+    names = [package]
+    for py in sorted(root.rglob("*.py")):
+        rel = py.relative_to(root).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        if parts and "__pycache__" not in rel.parts:
+            names.append(".".join([package, *parts]))
+    return names
+
+
+def imported_names(module: str) -> set[str]:
+    """Absolute module names a kdumpy module's source imports anywhere (static scan)."""
+    spec = _find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return set()
+    tree = ast.parse(Path(spec.origin).read_text(), spec.origin)
+    package = module if spec.submodule_search_locations else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = importlib.util.resolve_name("." * node.level + base, package)
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def entry_modules() -> list[str]:
+    """Everything the capture kernel may import, before following imports."""
+    names = set(CAPTURE_MODULES)
+    for package in shipped_packages():
+        names.update(package_modules(package))
+    names.update(n for n in CLI_MODULES if _find_spec(n) is not None)
+    for kdumpy_module in list(names):
+        names.update(imported_names(kdumpy_module))
+    # Running __main__ modules would start the program; their imports are in the scan.
+    return sorted(n for n in names if not n.endswith("__main__"))
+
+
+def probe(names: list[str], python: str = sys.executable) -> dict:
+    """Import ``names`` in a child interpreter; return its sys.modules files and sys.path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [python, "-c", _PROBE, json.dumps(names)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise KdumpyError(f"{python}: probing the capture modules failed: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def find_runtime() -> PythonRuntime:
+    """Measure the runtime needed for the capture side with this interpreter."""
+    names = entry_modules()
+    result = probe(names)
+    runtime = PythonRuntime(Path(sys.executable).resolve(), Path(sys.prefix))
+    paths = sysconfig.get_paths()
+    stdlib = {
+        paths["stdlib"],
+        paths["platstdlib"],
+        os.path.join(paths["platstdlib"], "lib-dynload"),
+    }
+    entries = sorted((p for p in result["path"] if p), key=len, reverse=True)
+    for name, file in result["modules"].items():
+        if not file or not file.endswith((".py", ".so")):
+            continue  # built-in, frozen or namespace package
+        runtime.modules[name] = Path(file)
+        owner = next((p for p in entries if file.startswith(p.rstrip("/") + "/")), None)
+        if owner and owner.rstrip("/") not in stdlib and owner not in runtime.path_entries:
+            runtime.path_entries.append(owner)
+    runtime.missing = [n for n in CAPTURE_PACKAGES if n not in shipped_packages()]
+    runtime.missing += [n for n, _ in result["failed"] if n in CAPTURE_MODULES]
+    return runtime
+
+
+def compile_module(source: Path) -> bytes:
+    """Byte-compile a .py file; return the .pyc content (hash-based, never rechecked)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfile = Path(tmp) / "m.pyc"
+        try:
+            py_compile.compile(
+                str(source),
+                cfile=str(cfile),
+                dfile=str(source),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError as exc:
+            raise KdumpyError(f"{source}: cannot compile: {exc.msg}") from None
+        return cfile.read_bytes()
