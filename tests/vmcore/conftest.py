@@ -1,0 +1,93 @@
+"""Fixtures for the dump readers: makedumpfile outputs of lab dumps, drgn as an oracle.
+
+Derived files (makedumpfile runs on a lab vmcore) are cached under
+``~/.cache/kdumpy/lab/derived/<vmcore name>-<size>/`` so the suite runs each tool once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def derived_dir(vmcore: Path) -> Path:
+    root = Path(os.environ.get("KDUMPY_LAB_CACHE", Path.home() / ".cache/kdumpy/lab"))
+    out = root / "derived" / f"{vmcore.name}-{vmcore.stat().st_size}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def makedumpfile(vmcore: Path, name: str, args: list[str], outputs: int = 1) -> list[Path]:
+    """Run makedumpfile once per (dump, name); outputs land under their final names only
+    when makedumpfile succeeded.  Skips the test if makedumpfile cannot handle the dump."""
+    if shutil.which("makedumpfile") is None:
+        pytest.skip("makedumpfile is not installed")
+    d = derived_dir(vmcore)
+    finals = [d / (name if outputs == 1 else f"{name}.{i}") for i in range(outputs)]
+    if all(p.exists() for p in finals):
+        return finals
+    tmps = [p.with_name(p.name + ".tmp") for p in finals]
+    for t in tmps:
+        t.unlink(missing_ok=True)
+    flat = "-F" in args
+    cmd = ["makedumpfile", *args, str(vmcore)]
+    if flat:
+        with open(tmps[0], "wb") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+    else:
+        proc = subprocess.run(cmd + [str(t) for t in tmps], capture_output=True, text=True)
+    if proc.returncode != 0:
+        for t in tmps:
+            t.unlink(missing_ok=True)
+        pytest.skip(f"makedumpfile {' '.join(args)} failed on {vmcore.name}: {proc.stderr[-300:]}")
+    for t, f in zip(tmps, finals, strict=True):
+        t.rename(f)
+    return finals
+
+
+def makedumpfile_dmesg(vmcore: Path) -> Path | None:
+    """``makedumpfile --dump-dmesg`` output, or None if 1.7.2 cannot read this kernel."""
+    d = derived_dir(vmcore)
+    final = d / "dmesg.txt"
+    if final.exists():
+        return final
+    tmp = d / "dmesg.txt.tmp"
+    tmp.unlink(missing_ok=True)
+    proc = subprocess.run(
+        ["makedumpfile", "--dump-dmesg", str(vmcore), str(tmp)], capture_output=True, text=True
+    )
+    if proc.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        return None
+    tmp.rename(final)
+    return final
+
+
+def drgn_program(path: Path | list[Path], kallsyms: bool = False):  # noqa: ANN201
+    """drgn 0.3.0 (its own ELF and libkdumpfile readers, its own page-table walk)."""
+    drgn = pytest.importorskip("drgn")
+    prog = drgn.Program()
+    if isinstance(path, list):
+        pytest.skip("drgn opens one file")
+    prog.set_core_dump(str(path))
+    if kallsyms:
+        from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
+        prog.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(prog), enable_index=0)
+    return prog
+
+
+@pytest.fixture(scope="session")
+def mdf():  # noqa: ANN201
+    """``mdf(vmcore, name, args, outputs=1)``: cached makedumpfile outputs."""
+    return makedumpfile
+
+
+@pytest.fixture(scope="session")
+def drgn_prog():  # noqa: ANN201
+    """``drgn_prog(path, kallsyms=False)``: drgn opened on a dump, as the oracle."""
+    return drgn_program
