@@ -9,6 +9,8 @@ makedumpfile does: decimal first, hex when the decimal parse leaves garbage.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from kdumpy.errors import DumpFormatError
 
 
@@ -57,6 +59,9 @@ class VmcoreInfo:
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
 
     def keys(self) -> list[str]:
         return list(self._entries)
