@@ -7,12 +7,10 @@ frame.  Every page must come back exactly ``page_size`` bytes long.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
-
-import cramjam
-import lzo
-import zstandard
+from typing import Any
 
 COMPRESSED_ZLIB = 0x1
 COMPRESSED_LZO = 0x2
@@ -28,23 +26,36 @@ COMPRESSION_NAMES = {
     COMPRESSED_ZSTD: "zstd",
 }
 
-_zstd = zstandard.ZstdDecompressor()
-
 
 def _zlib(data: bytes, page_size: int) -> bytes:
     return zlib.decompress(data, bufsize=page_size)
 
 
+# The compression libraries are imported on first use: an ELF-only reader (the capture
+# kernel's initramfs) does not need them.
+
+
 def _lzo(data: bytes, page_size: int) -> bytes:
+    import lzo
+
     return bytes(lzo.decompress(data, False, page_size))
 
 
 def _snappy(data: bytes, page_size: int) -> bytes:
+    import cramjam
+
     return bytes(cramjam.snappy.decompress_raw(data))
 
 
+@functools.cache
+def _zstd_decompressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdDecompressor()
+
+
 def _zstd_page(data: bytes, page_size: int) -> bytes:
-    return _zstd.decompress(data, max_output_size=page_size)
+    return _zstd_decompressor().decompress(data, max_output_size=page_size)
 
 
 DECOMPRESSORS: dict[int, Callable[[bytes, int], bytes]] = {
