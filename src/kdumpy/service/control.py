@@ -1,0 +1,190 @@
+"""start / stop / status / reload / restart / rebuild, with kdumpctl's messages and exit codes.
+
+``status`` exits 0 when operational and 3 when not.  ``start`` accepts a capture kernel
+that is already loaded (early kdump, or a second start) and leaves it in place.  All
+commands hold an exclusive lock, like kdumpctl's flock on /run/lock/kdump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.service import kexec, manifest, teststatus
+from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
+from kdumpy.service.config import KdumpConfig, load_config
+from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
+from kdumpy.service.paths import LOCK_PATHS, ServicePaths
+from kdumpy.service.sysconfig import Sysconfig, find_sysconfig, load_sysconfig
+
+Report = Callable[[str], None]
+EXIT_NOT_OPERATIONAL = 3
+
+
+@contextlib.contextmanager
+def service_lock(report: Report) -> Iterator[None]:
+    """An exclusive lock; other instances wait, saying so (kdumpctl's message)."""
+    fd = None
+    for path in LOCK_PATHS:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            break
+    if fd is None:
+        raise KdumpyError(f"cannot create a lock file ({', '.join(map(str, LOCK_PATHS))})")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report("Another app is currently holding the kdump lock; waiting for it to exit...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sysconfig_path(paths: ServicePaths) -> Path | None:
+    return paths.sysconfig if paths.sysconfig is not None else find_sysconfig()
+
+
+def load_settings(paths: ServicePaths) -> tuple[KdumpConfig, Sysconfig]:
+    """Both config files; errors (file:line) surface before anything is touched."""
+    config = load_config(paths.config)
+    sysconfig = load_sysconfig(_sysconfig_path(paths))
+    return config, sysconfig
+
+
+def check_feasibility() -> None:
+    if not kexec.crash_supported():
+        raise KdumpyError("Kdump is not supported on this kernel")
+    if kexec.crash_size() == 0:
+        raise KdumpyError("No memory reserved for crash kernel")
+
+
+def rebuild(paths: ServicePaths, report: Report, config: KdumpConfig | None = None) -> BuildResult:
+    """Build the capture initramfs for the release to load and record its manifest."""
+    config = config or load_config(paths.config)
+    release = paths.kernel_release
+    kernel = paths.kernel_image()
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    opts = BuildOptions(release=release, output=paths.initrd)
+    modules_dir = Path("/lib/modules") / release
+    current = manifest.inputs(config, _sysconfig_path(paths), kernel, modules_dir)
+    result = build_initramfs(config, opts, report)
+    manifest.write(
+        paths.manifest,
+        current,
+        paths.initrd,
+        {"size": result.size, "unpacked": result.unpacked, "modules": result.modules},
+    )
+    # kdumpctl: any rebuild invalidates the last test result.
+    with contextlib.suppress(FileNotFoundError):
+        if teststatus.read(paths).state != "pending":
+            paths.test_status.unlink()
+    return result
+
+
+def rebuild_reason(paths: ServicePaths, config: KdumpConfig) -> str | None:
+    if config.force_rebuild:
+        return "force_rebuild is set"
+    current = manifest.inputs(
+        config,
+        _sysconfig_path(paths),
+        paths.kernel_image(),
+        Path("/lib/modules") / paths.kernel_release,
+    )
+    reason = manifest.stale_reason(paths.manifest, paths.initrd, current)
+    if reason and config.force_no_rebuild:
+        if not paths.initrd.exists():
+            raise KdumpyError(f"{paths.initrd} is missing and force_no_rebuild is set")
+        return None
+    return reason
+
+
+def load_capture_kernel(paths: ServicePaths, sysconfig: Sysconfig, report: Report) -> None:
+    """kexec_file_load the kernel with the capture initramfs and command line."""
+    base = sysconfig.commandline or Path("/proc/cmdline").read_text()
+    extra = teststatus.cmdline_extra(paths)
+    cmdline = capture_cmdline(
+        base, sysconfig.commandline_remove, sysconfig.commandline_append, extra, cpu0_apicid()
+    )
+    method = kexec.load(paths.kernel_image(), paths.initrd, cmdline, sysconfig.kexec_args.split())
+    report(f"kexec: loaded kdump kernel ({method})")
+
+
+def start(paths: ServicePaths, report: Report) -> int:
+    with service_lock(report):
+        try:
+            config, sysconfig = load_settings(paths)
+            check_feasibility()
+            if kexec.crash_loaded():
+                report("Kdump already running: [WARNING]")
+                teststatus.report_result(paths, config, report)
+                return 0
+            reason = rebuild_reason(paths, config)
+            if reason:
+                report(f"Rebuilding {paths.initrd}: {reason}")
+                result = rebuild(paths, report, config)
+                report(f"Capture initramfs: {result.size / 2**20:.1f} MiB")
+            load_capture_kernel(paths, sysconfig, report)
+        except KdumpyError as exc:
+            report(f"kdump: {exc}")
+            report("Starting kdump: [FAILED]")
+            return 1
+        report("Starting kdump: [OK]")
+        teststatus.report_result(paths, config, report)
+        return 0
+
+
+def stop(paths: ServicePaths, report: Report) -> int:
+    with service_lock(report):
+        try:
+            kexec.unload()
+        except KdumpyError as exc:
+            report(f"kdump: {exc}")
+            report("Stopping kdump: [FAILED]")
+            return 1
+        report("kexec: unloaded kdump kernel")
+        report("Stopping kdump: [OK]")
+        return 0
+
+
+def status(paths: ServicePaths, report: Report) -> int:
+    with service_lock(report):
+        if kexec.crash_loaded():
+            report("Kdump is operational")
+            code = 0
+        else:
+            report("Kdump is not operational")
+            code = EXIT_NOT_OPERATIONAL
+        with contextlib.suppress(KdumpyError):
+            teststatus.report_result(paths, load_config(paths.config), report)
+        return code
+
+
+def reload(paths: ServicePaths, report: Report) -> int:
+    """Reload kernel and initramfs without rebuilding (kdumpctl reload)."""
+    with service_lock(report):
+        try:
+            _config, sysconfig = load_settings(paths)
+            check_feasibility()
+            if not kexec.crash_loaded():
+                report("Kdump was not running: [WARNING]")
+            else:
+                kexec.unload()
+            load_capture_kernel(paths, sysconfig, report)
+        except KdumpyError as exc:
+            report(f"kdump: {exc}")
+            report("Reloading kdump: [FAILED]")
+            return 1
+        report("Reloading kdump: [OK]")
+        return 0
+
+
+def restart(paths: ServicePaths, report: Report) -> int:
+    code = stop(paths, report)
+    return start(paths, report) if code == 0 else code
