@@ -1,0 +1,59 @@
+"""``kdumpy dmesg DUMP [-o FILE]``: the kernel log of a dump, like makedumpfile --dump-dmesg."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from kdumpy.errors import KdumpyError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dmesg",
+        help="print the kernel log saved in a dump",
+        description="Print the crashed kernel's log buffer, in the same text as "
+        "makedumpfile --dump-dmesg.  DUMP may be ELF, kdump-compressed, flattened, "
+        "or the files of a split set.",
+    )
+    p.add_argument("dump", nargs="+", metavar="DUMP", help="dump file (several for a split set)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--caller-id",
+        action="store_true",
+        help="add the [T<pid>]/[C<cpu>] caller column (makedumpfile 1.7.5 and later)",
+    )
+    p.set_defaults(func=run)
+
+
+def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write under a temporary name in the same directory, then rename into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".kdumpy-dmesg.", dir=directory)
+    except OSError as exc:
+        raise KdumpyError(f"{path}: cannot create: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise KdumpyError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdumpy.vmcore import open_dump
+    from kdumpy.vmcore.dmesg import kernel_log
+
+    with open_dump(args.dump if len(args.dump) > 1 else args.dump[0]) as dump:
+        text = kernel_log(dump, caller_id=args.caller_id)
+    if args.output:
+        write_atomically(args.output, text)
+    else:
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    return 0
