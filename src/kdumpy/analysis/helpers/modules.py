@@ -1,0 +1,143 @@
+"""Loaded kernel modules: the ``modules`` list, their symbols, BTF and ORC tables.
+
+Module symbols come from ``module->kallsyms`` (an ELF symbol table kept for
+``/proc/kallsyms``, with the nm type letters in ``typetab``); module BTF from the
+``btf_modules`` list (``module->btf_data`` itself is cleared once the module is live);
+ORC tables from ``module->arch``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kdumpy.analysis.btf import Btf
+from kdumpy.analysis.helpers.lists import list_for_each_entry
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.orc import OrcTable
+from kdumpy.analysis.program import Program
+from kdumpy.analysis.symbols import Symbol
+from kdumpy.errors import KdumpyError
+
+_ELF64_SYM = struct.Struct("<IBBHQQ")
+MOD_TEXT = 0
+# enum mod_mem_type (6.4+): the core (non-init) memory types.
+_CORE_MEM_TYPES = ("MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_RO_AFTER_INIT")
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """What ``mod``/``lsmod`` print about a module."""
+
+    name: str
+    address: int  # struct module *
+    base: int  # start of its core text
+    size: int  # bytes of core memory
+    text_size: int
+    taints: int
+
+
+def for_each_module(prog: Program) -> Iterator[Object]:
+    """``struct module *`` for every loaded module, in list order (newest first)."""
+    yield from list_for_each_entry("struct module", prog.object("modules"), "list")
+
+
+def module_name(mod: Object) -> str:
+    return mod.name.string_().decode("ascii", "replace")
+
+
+def module_layout(prog: Program, mod: Object) -> tuple[int, int, int]:
+    """``(text base, core size, text size)`` across the 6.4 ``mem[]`` rework."""
+    if mod.has_member_("mem"):
+        text = mod.mem[MOD_TEXT]
+        size = 0
+        for name in _CORE_MEM_TYPES:
+            try:
+                size += int(mod.mem[prog.constant(name)].size)
+            except KdumpyError:
+                continue
+        return int(text.base), size, int(text.size)
+    layout = mod.core_layout
+    return int(layout.base), int(layout.size), int(layout.text_size)
+
+
+def module_info(prog: Program, mod: Object) -> ModuleInfo:
+    base, size, text = module_layout(prog, mod)
+    return ModuleInfo(module_name(mod), int(mod), base, size, text, int(mod.taints))
+
+
+def module_symbols(prog: Program, mod: Object) -> list[Symbol]:
+    """The module's symbols from its own kallsyms table."""
+    ks = mod.kallsyms
+    count = int(ks.num_symtab)
+    if count <= 0 or count > 1_000_000:
+        return []
+    name = module_name(mod)
+    raw = prog.read(int(ks.symtab), count * _ELF64_SYM.size)
+    types = prog.read(int(ks.typetab), count) if ks.has_member_("typetab") else b"?" * count
+    strtab = int(ks.strtab)
+    out = []
+    for i in range(1, count):
+        st_name, _info, _other, _shndx, value, size = _ELF64_SYM.unpack_from(raw, i * 24)
+        if not value or not st_name:
+            continue
+        sym_name = prog.memory.cstring(strtab + st_name, 512).decode("ascii", "replace")
+        if not sym_name or sym_name.startswith("$"):
+            continue
+        out.append(Symbol(sym_name, value, chr(types[i]), name, size))
+    return out
+
+
+def module_btfs(prog: Program) -> Iterator[tuple[str, bytes]]:
+    """``(module name, raw BTF)`` from the ``btf_modules`` list."""
+    try:
+        head = prog.object("btf_modules")
+    except KdumpyError:
+        return
+    for entry in list_for_each_entry("struct btf_module", head, "list"):
+        btf = entry.btf
+        size = int(btf.data_size)
+        if not int(btf.data) or not 0 < size < 64 << 20:
+            continue
+        yield module_name(entry.module), prog.read(int(btf.data), size)
+
+
+def load_module_debug_info(prog: Program) -> None:
+    """Add every module's symbols and split BTF to the program."""
+    symbols: list[Symbol] = []
+    for mod in for_each_module(prog):
+        try:
+            symbols += module_symbols(prog, mod)
+        except KdumpyError:
+            continue
+    prog.symbols.add_many(symbols)
+    for name, data in module_btfs(prog):
+        try:
+            prog.add_btf(Btf(data, f"{prog.path}: BTF of module {name}", base=prog.btf))
+        except KdumpyError:
+            continue
+
+
+def module_orc_tables(prog: Program, version: int) -> list[tuple[int, int, OrcTable]]:
+    """ORC tables of the loaded modules, with the text range each covers."""
+    out = []
+    for mod in for_each_module(prog):
+        try:
+            arch = mod.arch
+            count = int(arch.num_orcs)
+            if count <= 0:
+                continue
+            base, _size, text = module_layout(prog, mod)
+            table = OrcTable.read(
+                prog.memory,
+                int(arch.orc_unwind_ip),
+                count,
+                int(arch.orc_unwind),
+                version,
+                module_name(mod),
+            )
+        except KdumpyError:
+            continue
+        out.append((base, base + text, table))
+    return out
