@@ -38,10 +38,11 @@ PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "initramfs-tools", "kmod", "procps",
     "iproute2", "util-linux", "e2fsprogs", "xfsprogs", "btrfs-progs", "kexec-tools",
     "makedumpfile", "openssh-client", "nfs-common", "busybox", "cpio", "zstd",
-    "python3", "python3-numpy", "python3-zstandard", "python3-lzo", "python3-rich",
+    "python3", "python3-numpy", "python3-cffi-backend", "python3-zstandard", "python3-lzo",
+    "python3-rich",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
-CONFIG_VERSION = "1"
+CONFIG_VERSION = "2"
 
 
 def debian_dir() -> Path:
@@ -81,9 +82,12 @@ def debootstrap_rootfs() -> Path:
             shutil.rmtree(root, ignore_errors=True)
             partial = root.with_name("rootfs.partial")
             shutil.rmtree(partial, ignore_errors=True)
+            # Downloaded .debs survive a failed attempt (debootstrap cannot resume a tree).
+            debs = debian_dir() / "debs"
+            debs.mkdir(exist_ok=True)
             _run(
                 ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-                 SUITE, str(partial), MIRROR],
+                 f"--cache-dir={debs}", SUITE, str(partial), MIRROR],
                 "debootstrap of Debian bookworm",
             )  # fmt: skip
             partial.rename(root)
@@ -94,3 +98,62 @@ def debootstrap_rootfs() -> Path:
         configure_rootfs(root)
         done.touch()
     return root
+
+
+def install_kernel(kernel: LabKernel) -> Path:
+    """Stage 2: *kernel* installed in the tree with an initrd from update-initramfs.
+
+    Returns the initrd's path in the tree (QEMU boots it with ``-kernel``/``-initrd``; the
+    same files sit in the guest's /boot, where ``kdumpy start`` finds the capture kernel).
+    """
+    root = debootstrap_rootfs()
+    initrd = root / "boot" / f"initrd.img-{kernel.release}"
+    done = _stamp(root, f"kernel-{kernel.release}-{CONFIG_VERSION}")
+    if done.exists() and initrd.exists():
+        return initrd
+    with locked("debian-rootfs"):
+        if done.exists() and initrd.exists():
+            return initrd
+        modules = root / "usr/lib/modules" / kernel.release
+        shutil.rmtree(modules, ignore_errors=True)
+        shutil.copytree(kernel.modules_dir, modules, symlinks=True)
+        for link in ("build", "source"):
+            if (modules / link).is_symlink():
+                (modules / link).unlink()
+        boot = root / "boot"
+        shutil.copy2(kernel.vmlinuz, boot / f"vmlinuz-{kernel.release}")
+        shutil.copy2(kernel.config_file, boot / f"config-{kernel.release}")
+        from kdumpy.lab.debian_config import chroot
+
+        chroot(root, "depmod", kernel.release)
+        initrd.unlink(missing_ok=True)
+        chroot(root, "update-initramfs", "-c", "-k", kernel.release)
+        done.touch()
+    return initrd
+
+
+def tree_stamp(root: Path) -> str:
+    """A short hash of the completed stages: the cached image is valid while it matches."""
+    names = sorted(p.name for p in (root / ".kdumpy-lab").iterdir())
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+
+def base_image(kernels: list[LabKernel]) -> Path:
+    """Stage 3: the raw ext4 image of the tree with *kernels* installed (cached)."""
+    for kernel in kernels:
+        install_kernel(kernel)
+    root = debootstrap_rootfs()
+    image = debian_dir() / f"root-{tree_stamp(root)}.raw"
+    if image.exists():
+        return image
+    with locked("debian-image"):
+        if image.exists():
+            return image
+        partial = image.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "kdumpyroot", "-d", str(root), str(partial),
+              IMAGE_SIZE], "mkfs.ext4 of the Debian guest image")  # fmt: skip
+        for old in debian_dir().glob("root-*.raw"):
+            old.unlink()
+        os.replace(partial, image)
+    return image

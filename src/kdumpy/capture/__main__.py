@@ -1,0 +1,5 @@
+import sys
+
+from kdumpy.capture.main import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The capture side's log: ``kdump: `` lines on the console, kept for kexec-dmesg.log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import TextIO
+
+
+class CaptureLog:
+    """Messages of this capture run.
+
+    Each line goes to *stream* at once (the serial console in the capture kernel: the
+    only record if the save fails) and is kept, so that ``kexec-dmesg.log`` in the dump
+    directory says what the capture side did.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.lines: list[str] = []
+        self.start = time.monotonic()
+
+    def info(self, message: str) -> None:
+        self._emit(message)
+
+    def warn(self, message: str) -> None:
+        self._emit(f"WARNING: {message}")
+
+    def error(self, message: str) -> None:
+        self._emit(f"ERROR: {message}")
+
+    def _emit(self, message: str) -> None:
+        line = f"kdump: {message}"
+        self.lines.append(f"[{time.monotonic() - self.start:9.3f}] {line}")
+        with contextlib.suppress(OSError):  # a broken console must not stop the dump
+            print(line, file=self.stream, flush=True)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def kernel_messages(kmsg: str = "/dev/kmsg") -> str:
+    """The running (capture) kernel's log, read from /dev/kmsg without blocking.
+
+    Read directly rather than with ``dmesg`` so no tool is needed in the initramfs.
+    Each record is ``prio,seq,usec,flags;text``; continuation lines are dropped.
+    """
+    try:
+        fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    lines = []
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: a record was overwritten while reading; go on
+                continue
+            if not record:
+                break
+            head, _, text = record.decode(errors="replace").partition(";")
+            fields = head.split(",")
+            usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+            lines.append(f"[{usec / 1e6:12.6f}] {text.splitlines()[0] if text else ''}")
+    finally:
+        os.close(fd)
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,48 @@
+"""``python3 -m kdumpy.capture`` / ``kdumpy save``: the capture kernel's entry point."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from kdumpy.capture.actions import Actions
+from kdumpy.capture.flow import CaptureOptions, run_capture, umask_private
+from kdumpy.capture.log import CaptureLog
+from kdumpy.service.config import CAPTURE_MOUNTPOINT, DEFAULT_CONFIG_PATH
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="kdump.conf to follow")
+    parser.add_argument("--vmcore", default="/proc/vmcore", help="the dump to save")
+    parser.add_argument(
+        "--target-dir",
+        help="use this prepared directory as the fs/NFS target's root (no mount check)",
+    )
+    parser.add_argument(
+        "--no-action",
+        action="store_true",
+        help="do not reboot/halt/poweroff or start a shell: only report the action",
+    )
+    parser.add_argument("--cmdline", help="kernel command line to read kdump_test_id= from")
+
+
+def run(args: argparse.Namespace) -> int:
+    umask_private()
+    log = CaptureLog()
+    opts = CaptureOptions(
+        config=args.config,
+        vmcore=args.vmcore,
+        mountpoint=args.target_dir or CAPTURE_MOUNTPOINT,
+        require_mount=args.target_dir is None,
+        cmdline=args.cmdline,
+    )
+    result = run_capture(opts, log, Actions(log, dry_run=args.no_action))
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kdumpy save", description="save /proc/vmcore to the kdump.conf target"
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

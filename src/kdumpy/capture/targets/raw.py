@@ -1,0 +1,49 @@
+"""A raw block device target: the flattened dump written from its first byte.
+
+The device holds nothing else (kdump-utils does the same: no dmesg, no log); on the next
+boot ``makedumpfile -R`` or kdumpy rearranges the flattened stream into a dump file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from kdumpy.capture import CaptureError
+from kdumpy.capture.collector import start_stream, wait_stream
+from kdumpy.capture.log import CaptureLog
+from kdumpy.capture.targets import Destination
+
+
+class RawDevice(Destination):
+    has_files = False
+
+    def __init__(self, log: CaptureLog, device: str) -> None:
+        super().__init__(log)
+        self.device = device
+
+    def describe(self) -> str:
+        return f"raw device {self.device}"
+
+    def prepare(self) -> None:
+        try:
+            mode = os.stat(self.device).st_mode
+        except OSError as exc:
+            raise CaptureError(f"raw target {self.device}: {exc.strerror}") from None
+        if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
+            raise CaptureError(f"raw target {self.device}: not a block device")
+
+    def save_dump(self, collector: list[str], vmcore: str) -> str:
+        try:
+            fd = os.open(self.device, os.O_WRONLY)
+        except OSError as exc:
+            raise CaptureError(f"cannot open {self.device}: {exc.strerror}") from None
+        try:
+            proc = start_stream(collector, vmcore, fd)
+            wait_stream(proc, collector)
+            os.fsync(fd)
+        except OSError as exc:
+            raise CaptureError(f"cannot write {self.device}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        return self.device

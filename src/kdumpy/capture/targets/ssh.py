@@ -1,0 +1,117 @@
+"""An ssh server target, reached with the real OpenSSH client.
+
+Options are kdump-utils': key authentication only (``BatchMode=yes``) and
+``StrictHostKeyChecking=yes`` against the known_hosts file the capture initramfs carries:
+a server whose key is not the recorded one is refused, never trusted on first use.
+The dump travels flattened (``-F``) into ``vmcore-incomplete`` and is renamed
+``vmcore.flat``.  An unreachable server is retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+
+from kdumpy.capture import CaptureError
+from kdumpy.capture.collector import start_stream, wait_stream
+from kdumpy.capture.layout import VMCORE_FLAT, VMCORE_INCOMPLETE
+from kdumpy.capture.log import CaptureLog
+from kdumpy.capture.net import wait_for_route
+from kdumpy.capture.targets import Destination
+
+KNOWN_HOSTS = "/root/.ssh/known_hosts"
+SSH_TRIES = 5
+SSH_DELAY = 3.0
+CONNECT_TIMEOUT = 10
+# ssh's exit status for its own errors (connection, authentication, host key).
+SSH_ERROR = 255
+
+
+class SshServer(Destination):
+    def __init__(
+        self, log: CaptureLog, user: str, host: str, key: str, known_hosts: str = KNOWN_HOSTS
+    ) -> None:
+        super().__init__(log)
+        self.user = user
+        self.host = host
+        self.key = key
+        self.known_hosts = known_hosts
+        self.dir = ""
+        self.ip = "127.0.0.1"
+
+    def describe(self) -> str:
+        return f"ssh {self.user}@{self.host}"
+
+    def ssh_argv(self, remote: str) -> list[str]:
+        return [
+            "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
+            f"{self.user}@{self.host}", remote,
+        ]  # fmt: skip
+
+    def prepare(self) -> None:
+        self.ip = wait_for_route(self.host)
+        # The first command both checks the server (host key, key login) and retries while
+        # it is unreachable, like kdumpctl's check_and_wait_network_ready.
+        self._remote("true", retries=SSH_TRIES)
+
+    def host_ip(self) -> str:
+        return self.ip
+
+    def _remote(self, command: str, data: bytes | None = None, retries: int = 1) -> None:
+        """Run *command* on the server; CaptureError on failure (a bad host key: at once)."""
+        err = ""
+        for attempt in range(1, retries + 1):
+            proc = subprocess.run(self.ssh_argv(command), input=data or b"", capture_output=True)
+            if proc.returncode == 0:
+                return
+            err = proc.stderr.decode(errors="replace").strip()
+            last = err.splitlines()[-1] if err else f"status {proc.returncode}"
+            if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION" in err:
+                raise CaptureError(
+                    f"refusing {self.describe()}: its host key does not match "
+                    f"{self.known_hosts} (Host key verification failed)"
+                )
+            if proc.returncode != SSH_ERROR or "Permission denied" in err:
+                raise CaptureError(f"{self.describe()}: {command!r} failed: {last}")
+            self.log.warn(f"{self.describe()} not reachable ({attempt}/{retries}): {last}")
+            if attempt < retries:
+                time.sleep(SSH_DELAY)
+        last = err.splitlines()[-1] if err else "no answer"
+        raise CaptureError(f"{self.describe()} unreachable after {retries} tries: {last}")
+
+    def make_dir(self, relpath: str) -> None:
+        self.dir = relpath
+        self._remote(f"mkdir -p -m 0700 {shlex.quote(relpath)}")
+
+    def _path(self, name: str) -> str:
+        return shlex.quote(f"{self.dir}/{name}")
+
+    def write_file(self, name: str, data: bytes) -> None:
+        self._remote(f"umask 0077 && cat > {self._path(name)} && sync", data)
+
+    def rename(self, old: str, new: str) -> None:
+        self._remote(f"mv {self._path(old)} {self._path(new)}")
+
+    def save_dump(self, collector: list[str], vmcore: str) -> str:
+        remote = f"umask 0077 && dd bs=512 of={self._path(VMCORE_INCOMPLETE)} 2>/dev/null && sync"
+        proc = start_stream(collector, vmcore, subprocess.PIPE)
+        assert proc.stdout is not None
+        try:
+            ssh = subprocess.run(self.ssh_argv(remote), stdin=proc.stdout, capture_output=True)
+        finally:
+            proc.stdout.close()
+        wait_stream(proc, collector)
+        if ssh.returncode != 0:
+            err = ssh.stderr.decode(errors="replace").strip().splitlines()
+            raise CaptureError(
+                f"{self.describe()}: writing {VMCORE_INCOMPLETE} failed: "
+                f"{err[-1] if err else ssh.returncode}"
+            )
+        self.rename(VMCORE_INCOMPLETE, VMCORE_FLAT)
+        return VMCORE_FLAT
+
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.dir}"

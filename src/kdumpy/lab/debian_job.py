@@ -1,0 +1,156 @@
+"""Run a job in the lab's Debian guest and collect what it left behind.
+
+A job is a shell script (``job.sh``) plus files, put on a small ext4 disk labelled
+``KDUMPYJOB`` together with the current kdumpy tree.  The guest's ``kdumpy-lab-job`` unit
+runs it at boot (output on the serial console and in ``out/job.log``), unmounts the disk,
+then crashes the kernel if the job touched ``/run/kdumpy-crash`` or powers off.  QEMU runs
+with ``-no-reboot``, so the capture kernel's final reboot ends the run.  The host reads
+``out/`` back with ``debugfs`` (no loop mount needed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kdumpy
+from kdumpy.errors import KdumpyError
+from kdumpy.lab.debian import base_image
+from kdumpy.lab.debian_config import JOB_LABEL
+from kdumpy.lab.kernels import LabKernel, get_kernel
+from kdumpy.lab.qemu import Disk, GuestRun, run_guest
+
+GUEST_CMDLINE = "console=ttyS0 root=/dev/vda rw panic=1 net.ifnames=0"
+
+
+@dataclass
+class Job:
+    """What to run: the script, files to put beside it, extra disks, VM shape."""
+
+    script: str
+    files: dict[str, bytes | str] = field(default_factory=dict)
+    disks: list[Disk] = field(default_factory=list)
+    memory: str = "1G"
+    crashkernel: str = "192M"
+    extra_cmdline: str = ""
+    network: bool = True
+    guestfwd: list[str] = field(default_factory=list)  # e.g. "tcp:10.0.2.100:22-cmd:..."
+    timeout: float = 1200
+    markers: tuple[str, ...] = ("KDUMPY-JOB-BEGIN", "KDUMPY-JOB-END", "KDUMPY-CRASHING")
+
+
+@dataclass
+class JobResult:
+    run: GuestRun
+    out: Path  # the job's out/ directory, copied back to the host
+
+    @property
+    def serial(self) -> str:
+        return self.run.serial_text()
+
+    @property
+    def rc(self) -> int | None:
+        rc = self.out / "rc"
+        return int(rc.read_text().strip()) if rc.exists() else None
+
+    @property
+    def log(self) -> str:
+        log = self.out / "job.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+
+def _kdumpy_tree() -> Path:
+    return Path(kdumpy.__file__).parent
+
+
+def make_job_disk(job: Job, workdir: Path) -> Path:
+    """An ext4 image with job.sh, the job's files and a copy of the kdumpy package."""
+    tree = workdir / "jobtree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(
+        _kdumpy_tree(),
+        tree / "src" / "kdumpy",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    (tree / "job.sh").write_text(job.script)
+    for name, content in job.files.items():
+        path = tree / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+    (tree / "out").mkdir()
+    image = workdir / "job.img"
+    image.unlink(missing_ok=True)
+    _quiet(
+        ["mkfs.ext4", "-q", "-F", "-L", JOB_LABEL, "-d", str(tree), str(image), "256M"],
+        "mkfs.ext4 of the job disk",
+    )
+    return image
+
+
+def read_back(image: Path, src: str, dest: Path) -> Path:
+    """Copy directory *src* out of ext4 *image* into *dest* (journal replayed first)."""
+    subprocess.run(["e2fsck", "-fy", str(image)], capture_output=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    _quiet(["debugfs", "-R", f"rdump {src} {dest}", str(image)], f"debugfs rdump of {src}")
+    return dest / Path(src).name
+
+
+def overlay(base: Path, workdir: Path) -> Path:
+    """A qcow2 overlay of the cached image: the run may write, the cache stays clean."""
+    path = workdir / "root.qcow2"
+    path.unlink(missing_ok=True)
+    _quiet(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw", str(path)],
+        "qemu-img create of the overlay",
+    )
+    return path
+
+
+def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
+    """Boot the Debian guest on *kernel*, run *job*, wait for the VM to end, read out/."""
+    lab_kernel = get_kernel(kernel) if isinstance(kernel, str) else kernel
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = base_image([lab_kernel])
+    initrd = base.parent / "rootfs" / "boot" / f"initrd.img-{lab_kernel.release}"
+    disks = [Disk(overlay(base, workdir), "qcow2"), Disk(make_job_disk(job, workdir)), *job.disks]
+    append = f"{GUEST_CMDLINE} crashkernel={job.crashkernel} {job.extra_cmdline}".strip()
+    extra: list[str] = []
+    if job.network:
+        netdev = "user,id=n0" + "".join(f",guestfwd={g}" for g in job.guestfwd)
+        extra += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+    run = run_guest(
+        kernel=lab_kernel.vmlinuz,
+        initrd=initrd,
+        append=append,
+        memory=_size(job.memory),
+        serial_log=workdir / "serial.log",
+        disks=disks,
+        timeout=job.timeout,
+        markers=job.markers,
+        extra_args=extra,
+    )
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        got = read_back(disks[1].path, "/out", Path(tmp))
+        shutil.move(str(got), out)
+    return JobResult(run, out)
+
+
+def _size(text: str) -> int:
+    from kdumpy.lab.qemu import parse_size
+
+    return parse_size(text)
+
+
+def _quiet(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise KdumpyError(f"{what} failed: {last[-1] if last else proc.returncode}")
