@@ -107,7 +107,9 @@ def capture_vmcore(
     mem = parse_size(memory) if isinstance(memory, str) else memory
     if not (256 << 20) <= mem <= (64 << 30):
         raise KdumpyError(f"guest memory {memory} out of range (256M to 64G)")
-    if parse_size(crashkernel) >= mem // 2:
+    if not re.fullmatch(r"[0-9A-Za-z@:,.\-]+", crashkernel):
+        raise KdumpyError(f"bad crashkernel value '{crashkernel}'")
+    if re.fullmatch(r"\d+[KMG]?", crashkernel) and parse_size(crashkernel) >= mem // 2:
         raise KdumpyError(f"crashkernel={crashkernel} leaves too little of {memory} for the guest")
     lab_kernel = kernel if isinstance(kernel, LabKernel) else get_kernel(kernel)
     output = Path(output).absolute()
@@ -133,18 +135,22 @@ def capture_vmcore(
             f"{MARK} capture kernel up",
             f"{MARK} vmcore saved",
         )
-        run = run_guest(
-            kernel=lab_kernel.vmlinuz,
-            initrd=first_initrd,
-            append=append,
-            memory=mem,
-            serial_log=tmp_log,
-            disks=[Disk(disk), Disk(work)],
-            timeout=timeout,
-            markers=markers,
-        )
+        try:
+            run = run_guest(
+                kernel=lab_kernel.vmlinuz,
+                initrd=first_initrd,
+                append=append,
+                memory=mem,
+                serial_log=tmp_log,
+                disks=[Disk(disk), Disk(work)],
+                timeout=timeout,
+                markers=markers,
+            )
+        finally:
+            # Keep the console whatever happened: it is the post-mortem of a failed run.
+            if tmp_log.exists():
+                shutil.copyfile(tmp_log, serial_log)
         text = run.serial_text()
-        shutil.copyfile(tmp_log, serial_log)
         if f"{MARK} vmcore saved" not in text:
             raise KdumpyError(_failure_reason(run, text, serial_log))
         size = elf_file_size(disk)

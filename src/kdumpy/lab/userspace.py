@@ -33,6 +33,7 @@ CRASH_METHODS = {
     "oom": "vm.panic_on_oom=1 and a process that allocates until the OOM killer runs",
     "hung": "kernel.hung_task_panic=1 and a writer blocked on a frozen filesystem",
     "init": "init exits: 'Attempted to kill init!'",
+    "none": "no crash: the guest idles until the timeout (tests the timeout path)",
 }
 
 CAPTURE_APPEND = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=1 kdumpy.role=capture"
