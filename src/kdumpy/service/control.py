@@ -188,3 +188,24 @@ def reload(paths: ServicePaths, report: Report) -> int:
 def restart(paths: ServicePaths, report: Report) -> int:
     code = stop(paths, report)
     return start(paths, report) if code == 0 else code
+
+
+def crash_test(paths: ServicePaths, report: Report) -> int:
+    """Arm a test (pending status, kdump_test_id on the capture cmdline) and crash now.
+
+    The caller asks for confirmation first; this really panics the machine.
+    """
+    with service_lock(report):
+        if not kexec.crash_loaded():
+            raise KdumpyError("Kdump is not operational: run kdumpy start first")
+        _config, sysconfig = load_settings(paths)
+        status = teststatus.TestStatus(
+            "pending", teststatus.new_test_id(), boot_id=teststatus.boot_id()
+        )
+        teststatus.write(paths, status)
+        kexec.unload()
+        load_capture_kernel(paths, sysconfig, report)
+        report(f"Test {status.test_id} armed; crashing the system now")
+    os.sync()
+    Path("/proc/sysrq-trigger").write_text("c")
+    return 0  # not reached when the crash works

@@ -1,0 +1,119 @@
+"""``kdumpy reserve``: put ``crashkernel=`` on the kernel command line of the boot loader.
+
+Through grubby when it is installed (RHEL/Fedora: every boot entry), otherwise by
+editing GRUB_CMDLINE_LINUX in /etc/default/grub and running update-grub (Debian).
+The change is computed first so that the CLI can show it and ask before applying.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+
+GRUB_DEFAULT = Path("/etc/default/grub")
+_LINE = re.compile(r'^(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(["\']?)(.*)\2\s*$')
+_CRASHKERNEL = re.compile(r"(^|\s)crashkernel=\S*")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A pending boot loader change: what it does, shown before it is applied."""
+
+    method: str  # "grubby" or "grub-default"
+    description: str  # a diff or the grubby commands
+    commands: tuple[tuple[str, ...], ...]  # run after writing
+    path: Path | None = None
+    new_text: str = ""
+
+
+def strip_crashkernel(value: str) -> str:
+    return " ".join(_CRASHKERNEL.sub(" ", value).split())
+
+
+def edit_grub_default(text: str, value: str) -> str:
+    """/etc/default/grub with every crashkernel= removed and ``crashkernel=value`` added
+    to GRUB_CMDLINE_LINUX (the line used for normal and recovery entries alike)."""
+    lines = text.splitlines()
+    found = False
+    for i, line in enumerate(lines):
+        match = _LINE.match(line)
+        if not match:
+            continue
+        name, quote, current = match.groups()
+        params = strip_crashkernel(current)
+        if name == "GRUB_CMDLINE_LINUX":
+            params = f"{params} crashkernel={value}".strip()
+            found = True
+        lines[i] = f'{name}="{params}"' if quote != "'" else f"{name}='{params}'"
+    if not found:
+        lines.append(f'GRUB_CMDLINE_LINUX="crashkernel={value}"')
+    return "\n".join(lines) + "\n"
+
+
+def plan(value: str, grub_default: Path = GRUB_DEFAULT) -> Change:
+    """Work out how to set ``crashkernel=value`` on this machine, without changing anything."""
+    grubby = shutil.which("grubby")
+    if grubby:
+        commands = (
+            (grubby, "--update-kernel=ALL", "--remove-args=crashkernel"),
+            (grubby, "--update-kernel=ALL", f"--args=crashkernel={value}"),
+        )
+        desc = "\n".join(" ".join(c) for c in commands)
+        return Change("grubby", desc, commands)
+    if not grub_default.exists():
+        raise KdumpyError(
+            f"{grub_default}: not found and grubby is not installed; add crashkernel={value} "
+            "to the kernel command line by hand"
+        )
+    old = grub_default.read_text()
+    new = edit_grub_default(old, value)
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            str(grub_default),
+            str(grub_default) + " (new)",
+        )
+    )
+    return Change(
+        "grub-default", diff or "(no change)", (_grub_update_command(),), grub_default, new
+    )
+
+
+def _grub_update_command() -> tuple[str, ...]:
+    if shutil.which("update-grub"):
+        return ("update-grub",)
+    for tool in ("grub2-mkconfig", "grub-mkconfig"):
+        found = shutil.which(tool)
+        if found:
+            cfg = "/boot/grub2/grub.cfg" if "grub2" in tool else "/boot/grub/grub.cfg"
+            return (found, "-o", cfg)
+    return ()
+
+
+def apply(change: Change) -> list[str]:
+    """Write the change and run the boot loader tools; return notes for the user."""
+    notes: list[str] = []
+    if change.path is not None:
+        tmp = change.path.with_name(f".{change.path.name}.kdumpy-tmp")
+        tmp.write_text(change.new_text)
+        os.chmod(tmp, change.path.stat().st_mode & 0o7777)
+        tmp.replace(change.path)
+        notes.append(f"updated {change.path}")
+    for cmd in change.commands:
+        if not cmd:
+            notes.append("no update-grub or grub-mkconfig found: regenerate grub.cfg by hand")
+            continue
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise KdumpyError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+        notes.append(f"ran {' '.join(cmd)}")
+    notes.append("Please reboot the system for the change to take effect")
+    return notes
