@@ -178,7 +178,7 @@ def render(est: Estimate) -> list[str]:
         lines.append("Large modules:")
         lines += [f"    {name}: {size}" for name, size in est.large_modules]
     if est.reserved < est.recommended:
-        lines.append(
-            f"WARNING: Current crashkernel size is lower than recommended size {m(est.recommended)}."
-        )
+        recommended = m(est.recommended)
+        warning = "WARNING: Current crashkernel size is lower than recommended size"
+        lines.append(f"{warning} {recommended}.")
     return lines
