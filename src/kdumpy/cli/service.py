@@ -1,0 +1,234 @@
+"""The service commands (kdumpctl's): config check, estimate, reserve, showmem, start, stop,
+restart, reload, status, rebuild, test, propagate, install-service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; anything but y/yes is no (and no terminal means no)."""
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} (y/N) ").strip().lower() in ("y", "yes")
+
+
+def _paths(args: argparse.Namespace):  # -> ServicePaths (imported lazily: fast --help)
+    from kdumpy.service.paths import ServicePaths
+
+    return ServicePaths(
+        config=args.config,
+        sysconfig=args.sysconfig,
+        release=args.kernel_release or "",
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from kdumpy.service.config import DEFAULT_CONFIG_PATH
+
+    p.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="kdump.conf (default %(default)s)"
+    )
+    p.add_argument(
+        "--sysconfig",
+        type=Path,
+        default=None,
+        help="KDUMP_COMMANDLINE_* file (default /etc/sysconfig/kdump or /etc/default/kdump)",
+    )
+    p.add_argument(
+        "--kernel-release", default=None, help="kernel to load (default: the running one)"
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    config = sub.add_parser("config", help="check /etc/kdump.conf")
+    csub = config.add_subparsers(dest="config_command", metavar="CONFIG_COMMAND")
+    config.set_defaults(func=lambda args: config.print_help() or 2)
+    check = csub.add_parser("check", help="parse a kdump.conf and report errors as file:line")
+    check.add_argument("file", nargs="?", type=Path, help="default /etc/kdump.conf")
+    check.add_argument("--sysconfig", type=Path, default=None, help="also check this file")
+    check.set_defaults(func=cmd_config_check)
+
+    for name, func, text in (
+        ("start", cmd_start, "load the capture kernel (rebuilding its initramfs if stale)"),
+        ("stop", cmd_stop, "unload the capture kernel"),
+        ("restart", cmd_restart, "stop, then start"),
+        ("reload", cmd_reload, "reload kernel and initramfs without rebuilding"),
+        ("status", cmd_status, "is a capture kernel loaded? (exit 0 yes, 3 no)"),
+        ("rebuild", cmd_rebuild, "rebuild the capture initramfs now"),
+        ("estimate", cmd_estimate, "recommend a crashkernel= size for this machine"),
+        ("showmem", cmd_showmem, "show the memory reserved for the capture kernel"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        p.set_defaults(func=func)
+
+    reserve = sub.add_parser("reserve", help="set crashkernel= in the boot loader")
+    reserve.add_argument("size", nargs="?", help="crashkernel value (default: kdump-utils table)")
+    reserve.add_argument("--yes", action="store_true", help="apply without asking")
+    reserve.set_defaults(func=cmd_reserve)
+
+    test = sub.add_parser("test", help="crash this machine now to test that a dump is saved")
+    _common(test)
+    test.add_argument("--force", action="store_true", help="do not ask for confirmation")
+    test.set_defaults(func=cmd_test)
+
+    propagate = sub.add_parser("propagate", help="install the ssh key on the ssh dump target")
+    _common(propagate)
+    propagate.add_argument("--yes", action="store_true", help="trust a new host key unasked")
+    propagate.set_defaults(func=cmd_propagate)
+
+    install = sub.add_parser("install-service", help="install and enable kdumpy.service")
+    install.add_argument("--no-enable", action="store_true", help="only write the unit file")
+    install.set_defaults(func=cmd_install_service)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from kdumpy.service.config import DEFAULT_CONFIG_PATH, load_config
+    from kdumpy.service.sysconfig import load_sysconfig
+
+    path = args.file or DEFAULT_CONFIG_PATH
+    config = load_config(path)
+    for warning in config.warnings:
+        print(f"kdumpy: warning: {warning}", file=sys.stderr)
+    if args.sysconfig is not None:
+        load_sysconfig(args.sysconfig)
+    target = f"{config.target.kind} {config.target.spec}" if config.target else "(default: path)"
+    print(f"{path}: OK (target {target}, path {config.path}, collector {config.core_collector[0]})")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    return control.start(_paths(args), _say)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    return control.stop(_paths(args), _say)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    return control.restart(_paths(args), _say)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    return control.reload(_paths(args), _say)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    return control.status(_paths(args), _say)
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    paths = _paths(args)
+    with control.service_lock(_say):
+        result = control.rebuild(paths, _say)
+    modules = " ".join(result.modules) or "-"
+    print(
+        f"{result.path}: {result.size / 2**20:.1f} MiB {result.compression} "
+        f"({result.unpacked / 2**20:.1f} MiB unpacked, {result.files} entries, "
+        f"{result.python_modules} Python modules, kernel modules: {modules})"
+    )
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from kdumpy.service import kexec
+    from kdumpy.service.crashkernel import system_ram_from_iomem
+    from kdumpy.service.estimate import estimate, proc_modules, render
+
+    paths = _paths(args)
+    modules = _manifest_modules(paths.manifest)
+    try:
+        loaded = proc_modules(Path("/proc/modules").read_text())
+    except OSError:
+        loaded = {}
+    est = estimate(
+        system_ram=system_ram_from_iomem(Path("/proc/iomem").read_text()),
+        reserved=kexec.crash_size(),
+        vmlinuz=paths.kernel_image(),
+        initramfs=paths.initrd,
+        modules=modules,
+        loaded_modules=loaded,
+    )
+    for line in render(est):
+        print(line)
+    return 0
+
+
+def _manifest_modules(path: Path) -> list[str]:
+    """Kernel modules recorded in the initramfs manifest ([] without one)."""
+    import json
+
+    try:
+        return list(json.loads(path.read_text()).get("modules", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def cmd_showmem(args: argparse.Namespace) -> int:
+    from kdumpy.service import kexec
+
+    print(f"Reserved {kexec.crash_size() // 2**20}MB memory for crash kernel")
+    return 0
+
+
+def cmd_reserve(args: argparse.Namespace) -> int:
+    from kdumpy.service import bootloader
+    from kdumpy.service.crashkernel import DEFAULT_X86_64, parse_crashkernel
+
+    value = args.size or DEFAULT_X86_64
+    parse_crashkernel(value)  # refuse what the kernel would reject
+    change = bootloader.plan(value)
+    print(change.description)
+    if not args.yes and not _confirm(f"Set crashkernel={value} ({change.method})?"):
+        print("Nothing changed.")
+        return 1
+    for note in bootloader.apply(change):
+        print(note)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from kdumpy.service import control
+
+    question = (
+        "DANGER!!! This will crash the system now to test kdump: unsaved work is lost. Proceed?"
+    )
+    if not args.force and not _confirm(question):
+        print("Not crashing.")
+        return 1
+    return control.crash_test(_paths(args), _say)
+
+
+def cmd_propagate(args: argparse.Namespace) -> int:
+    from kdumpy.service.config import load_config
+    from kdumpy.service.propagate import propagate
+
+    propagate(load_config(args.config), _say, (lambda q: True) if args.yes else _confirm)
+    return 0
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from kdumpy.service.unit import install_unit
+
+    for line in install_unit(enable=not args.no_enable):
+        print(line)
+    return 0
