@@ -88,6 +88,12 @@ def mdf():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
+def mdf_dmesg():  # noqa: ANN201
+    """``mdf_dmesg(vmcore)``: cached makedumpfile --dump-dmesg text file, or None."""
+    return makedumpfile_dmesg
+
+
+@pytest.fixture(scope="session")
 def drgn_prog():  # noqa: ANN201
     """``drgn_prog(path, kallsyms=False)``: drgn opened on a dump, as the oracle."""
     return drgn_program
