@@ -161,7 +161,9 @@ class KdumpWriter:
         base = self.layout.offset_bitmap1 if which == 1 else self.layout.offset_bitmap2
         self.sink.write_at(base + start_pfn // 8, np.packbits(bits, bitorder="little").tobytes())
 
-    def add_pages(self, sizes: np.ndarray, flags: np.ndarray, zero: np.ndarray, data: bytes) -> None:
+    def add_pages(
+        self, sizes: np.ndarray, flags: np.ndarray, zero: np.ndarray, data: bytes
+    ) -> None:
         """Descriptors and data of the next dumpable pages in pfn order.
 
         ``sizes``/``flags`` per page, ``zero`` marks pages that share the zero page

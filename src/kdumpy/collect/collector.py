@@ -1,0 +1,293 @@
+"""The collector: read a dump, keep the pages the dump level wants, write a new dump.
+
+Two passes over the pfns, like makedumpfile's cyclic mode: the first computes the
+2nd bitmap and counts the dumpable pages (the data area starts after one descriptor
+per dumpable page, so the count is needed before any data is written); the second
+writes headers, bitmaps, descriptors and compressed pages in pfn order.  The 2nd
+bitmap is kept packed (1 bit per page, 32 KiB per GiB of RAM) when it fits the
+cyclic buffer and recomputed in the second pass otherwise, so memory does not grow
+with the dump beyond that budget.  Page data is read in batches of
+:data:`PAGE_BATCH` pages and compressed on an ordered thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from kdumpy.collect.bitmap import PageSelector
+from kdumpy.collect.compress import COMPRESSIONS, FLAG_OF, OrderedPool, compress_pages
+from kdumpy.collect.output import DiskFullError, FileSink
+from kdumpy.collect.source import DumpSource, open_source
+from kdumpy.collect.stats import Summary
+from kdumpy.errors import KdumpyError
+from kdumpy.vmcore.flat_writer import FlatSink
+from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
+
+PAGE_BATCH = 1024  # pages read and compressed per job (4 MiB of page data)
+DEFAULT_CYCLIC_KIB = 16 * 1024  # packed 2nd bitmap kept between passes: 512 GiB of RAM
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class CollectOptions:
+    """makedumpfile's options that change what is written."""
+
+    dump_levels: list[int] = field(default_factory=lambda: [31])
+    compression: str = "none"
+    flat: bool = False
+    elf: bool = False
+    num_threads: int = 0
+    cyclic_buffer_kib: int = DEFAULT_CYCLIC_KIB
+    progress: Progress | None = None
+
+    @property
+    def dump_level(self) -> int:
+        return self.dump_levels[0]
+
+
+def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
+    """Pfns per cycle and whether the whole packed 2nd bitmap fits the budget."""
+    budget_bits = max(1, cyclic_kib) * 1024 * 8
+    if max_mapnr <= budget_bits:
+        return max(8, -(-max_mapnr // 8) * 8), True
+    return max(8, budget_bits // 8 * 8), False
+
+
+class Bitmap2:
+    """The 2nd bitmap, pass 1 computed and either stored (packed) or recomputed on demand."""
+
+    def __init__(self, selector: PageSelector, max_mapnr: int, cyclic_kib: int) -> None:
+        self.selector = selector
+        self.max_mapnr = max_mapnr
+        self.cycle, self.stored = _cycle_pfns(max_mapnr, cyclic_kib)
+        self._packed: list[np.ndarray] = []
+        self.num_dumpable = 0
+        self.cycle_counts: list[int] = []
+        for start, end in self.cycles():
+            bits = selector.bitmap2(start, end)
+            self.cycle_counts.append(int(np.count_nonzero(bits)))
+            if self.stored:
+                self._packed.append(np.packbits(bits, bitorder="little"))
+        self.num_dumpable = sum(self.cycle_counts)
+        self.excluded = selector.excluded()
+
+    def cycles(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.max_mapnr, self.cycle):
+            yield start, min(self.max_mapnr, start + self.cycle)
+
+    def bits(self, index: int, start: int, end: int) -> np.ndarray:
+        """The keep-mask of one cycle (``index`` in :meth:`cycles` order)."""
+        if self.stored:
+            return np.unpackbits(self._packed[index], bitorder="little", count=end - start).astype(
+                bool
+            )
+        if index == 0:
+            self.selector.reset()
+        return self.selector.bitmap2(start, end)
+
+    def range_bits(self, lo: int, hi: int) -> np.ndarray:
+        """Keep-mask of pfns ``lo..hi-1`` (a copy; needs the stored bitmap)."""
+        out = np.zeros(hi - lo, dtype=bool)
+        if not self.stored:
+            raise KdumpyError("ELF output needs the whole bitmap in memory: raise --cyclic-buffer")
+        for i, (start, end) in enumerate(self.cycles()):
+            if end > lo and start < hi:
+                bits = self.bits(i, start, end)
+                a, b = max(lo, start), min(hi, end)
+                out[a - lo : b - lo] = bits[a - start : b - start]
+        return out
+
+    def count_between(self, lo: int, hi: int) -> int:
+        """Dumpable pages with pfn in ``[lo, hi)``."""
+        total = 0
+        for i, (start, end) in enumerate(self.cycles()):
+            if end <= lo or start >= hi:
+                continue
+            if lo <= start and end <= hi:
+                total += self.cycle_counts[i]
+            else:
+                bits = self.bits(i, start, end)
+                total += int(np.count_nonzero(bits[max(lo, start) - start : min(hi, end) - start]))
+        return total
+
+
+def _header_for(src: DumpSource, options: CollectOptions, level: int) -> KdumpHeader:
+    return KdumpHeader(
+        utsname=src.utsname,
+        timestamp=src.crash_time,
+        compression_flag=FLAG_OF[options.compression],
+        nr_cpus=src.nr_cpus,
+        phys_base=src.phys_base,
+        dump_level=level,
+        notes=src.notes,
+        offset_vmcoreinfo_in_notes=src.vmcoreinfo_offset,
+        size_vmcoreinfo=src.vmcoreinfo_size,
+    )
+
+
+def _write_kdump(
+    src: DumpSource,
+    writer: KdumpWriter,
+    bm: Bitmap2,
+    options: CollectOptions,
+    summary: Summary,
+    pfn_range: tuple[int, int] | None = None,
+) -> None:
+    """Headers, both bitmaps, then descriptors and page data of ``pfn_range`` (all if None)."""
+    level = writer.header.dump_level
+    writer.write_headers()
+    lo, hi = pfn_range or (0, src.max_mapnr)
+    for start, end in bm.cycles():
+        writer.write_bitmap(1, start, bm.selector.bitmap1(start, end))
+    pool = OrderedPool(options.num_threads)
+    done_pfns = 0
+    try:
+        for index, (start, end) in enumerate(bm.cycles()):
+            bits = bm.bits(index, start, end)
+            writer.write_bitmap(2, start, bits)
+            for b in range(max(start, lo), min(end, hi), PAGE_BATCH):
+                n = min(PAGE_BATCH, min(end, hi) - b)
+                sel = np.flatnonzero(bits[b - start : b - start + n])
+                done_pfns += n
+                if sel.size == 0:
+                    continue
+                pages = src.read_pages(b, n, sel)
+                job = (compress_pages, b + sel, pages, options.compression, bool(level & 1))
+                for batch in pool.submit(*job):
+                    _add(writer, batch, summary)
+                if options.progress is not None:
+                    options.progress("Copying data", done_pfns, hi - lo)
+        for batch in pool.drain():
+            _add(writer, batch, summary)
+        writer.flush()
+    finally:
+        pool.close()
+
+
+def _add(writer: KdumpWriter, batch: object, summary: Summary) -> None:
+    from kdumpy.collect.compress import PageBatch
+
+    assert isinstance(batch, PageBatch)
+    writer.add_pages(batch.sizes, batch.flags, batch.zero, batch.data)
+    summary.zero_pages += int(np.count_nonzero(batch.zero))
+    summary.written_pages += int(batch.sizes.shape[0])
+
+
+def _open_sink(
+    dst: str | None, flat: bool, stream: BinaryIO | None
+) -> tuple[Sink, FileSink | None]:
+    if flat and dst is None:
+        out = stream if stream is not None else sys.stdout.buffer
+        return FlatSink(out), None
+    if dst is None:
+        raise KdumpyError("no destination file given (use -F to write a flattened dump to stdout)")
+    fsink = FileSink(dst)
+    if flat:
+        return FlatSink(_FileStream(fsink), dst), fsink
+    return fsink, fsink
+
+
+class _FileStream:
+    """A sequential stream over a FileSink (a flattened dump written to a file)."""
+
+    def __init__(self, sink: FileSink) -> None:
+        self.sink = sink
+        self.pos = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.sink.write_at(self.pos, data)
+        self.pos += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def collect(
+    src_path: str, dst: str | None, options: CollectOptions, stream: BinaryIO | None = None
+) -> Summary:
+    """Filter and write one dump file (kdump-compressed, flattened with ``flat``, or ELF)."""
+    if options.compression not in COMPRESSIONS:
+        raise KdumpyError(f"unknown compression {options.compression!r}")
+    if options.elf and options.compression != "none":
+        raise KdumpyError("-E (ELF output) cannot be combined with compression")
+    start_time = time.monotonic()
+    with open_source(src_path) as src:
+        levels = list(options.dump_levels)
+        while True:
+            level = src.effective_level(levels.pop(0))
+            summary = Summary(dump_level=level, output=dst or "<stdout>")
+            try:
+                _collect_once(src, dst, options, level, summary, stream, last_try=not levels)
+            except DiskFullError:
+                if not levels:
+                    raise
+                continue  # makedumpfile -d 11,31: try the next level
+            summary.seconds = time.monotonic() - start_time
+            return summary
+
+
+def _collect_once(
+    src: DumpSource,
+    dst: str | None,
+    options: CollectOptions,
+    level: int,
+    summary: Summary,
+    stream: BinaryIO | None,
+    last_try: bool,
+) -> None:
+    selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys)
+    bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib)
+    summary.total_pages = src.total_pages
+    summary.excluded = bm.excluded
+    summary.dumpable_pages = bm.num_dumpable
+    sink, fsink = _open_sink(dst, options.flat, stream)
+    mark_incomplete: Callable[[], None] | None = None
+    try:
+        if options.elf:
+            from kdumpy.collect.elf_output import write_elf
+            from kdumpy.vmcore.elf_writer import ElfWriter
+
+            elf = ElfWriter(sink, src.page_size, src.notes)
+            mark_incomplete = elf.mark_incomplete
+            write_elf(src, elf, bm, level, summary, options)
+        else:
+            header = _header_for(src, options, level)
+            layout = KdumpLayout(src.page_size, src.max_mapnr, len(header.notes), bm.num_dumpable)
+            writer = KdumpWriter(sink, layout, header, zero_page=bool(level & 1))
+            mark_incomplete = writer.mark_incomplete
+            _write_kdump(src, writer, bm, options, summary)
+        if isinstance(sink, FlatSink):
+            sink.finish()
+        if fsink is not None:
+            fsink.commit()
+            summary.bytes_written = fsink.size
+        else:
+            summary.bytes_written = getattr(sink, "bytes_written", 0)
+    except DiskFullError as exc:
+        if fsink is None or not last_try or mark_incomplete is None or isinstance(sink, FlatSink):
+            if fsink is not None:
+                fsink.abort()
+            raise
+        summary.incomplete = True
+        try:
+            mark_incomplete()  # rewrites block 0, which is already allocated
+            fsink.commit()
+        except KdumpyError:
+            os.replace(fsink.tmp_path, fsink.path)
+        raise DiskFullError(
+            f"{dst}: {str(exc).split(': ', 1)[-1]}; the dump is marked incomplete "
+            f"({summary.written_pages} of {summary.dumpable_pages} pages written)"
+        ) from None
+    except BaseException:
+        if fsink is not None:
+            fsink.abort()
+        raise

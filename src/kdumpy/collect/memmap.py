@@ -1,0 +1,174 @@
+"""Finding and reading the crashed kernel's ``struct page`` array (SPARSEMEM, x86_64).
+
+``SYMBOL(mem_section)`` is the array of section roots (SPARSEMEM_EXTREME: pointers to
+pages of ``struct mem_section``); each section's ``section_mem_map`` encodes
+``mem_map - first_pfn_of_section`` plus flag bits in the low bits, so the struct
+page of ``pfn`` is at ``decoded + pfn * SIZE(page)`` (format.md section 2.2).  The
+struct pages live in the vmemmap, a virtual area mapped by the kernel's page tables
+(usually with 2 MiB pages); it is read here in bulk, one page-table walk per
+mapping, not per struct page.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.vmcore.base import Dump
+
+# The kernel's SECTION_MAP_MASK clears at most 6 flag bits (5 in makedumpfile);
+# the decoded address is aligned far beyond that, so clearing 6 is always safe.
+SECTION_FLAG_BITS = 0x3F
+SECTION_HAS_MEM_MAP = 0x2
+_PRESENT, _PSE = 0x1, 0x80
+
+
+class VmemmapWalker:
+    """Kernel virtual -> physical for large areas, one walk per (huge) page mapping."""
+
+    def __init__(self, dump: Dump, read_phys: Callable[[int, int], bytes]) -> None:
+        self.read_phys = read_phys
+        tr = dump.translator
+        self.pgd = tr.pgd_paddr
+        self.mask = tr.entry_mask
+        self.shifts = (48, 39, 30, 21, 12) if tr.levels == 5 else (39, 30, 21, 12)
+
+    def _entry(self, paddr: int) -> int:
+        return int(struct.unpack("<Q", self.read_phys(paddr, 8))[0])
+
+    def map(self, vaddr: int) -> tuple[int, int] | None:
+        """``(paddr, bytes mapped contiguously from vaddr)``, or None if unmapped."""
+        table = self.pgd
+        for shift in self.shifts:
+            try:
+                entry = self._entry(table + ((vaddr >> shift) & 511) * 8)
+            except KdumpyError:
+                return None
+            if not entry & _PRESENT:
+                return None
+            size = 1 << shift
+            if shift == 12 or (shift in (30, 21) and entry & _PSE):
+                base = entry & self.mask & ~(size - 1)
+                return base + (vaddr & (size - 1)), size - (vaddr & (size - 1))
+            table = entry & self.mask
+        return None
+
+
+class MemMap:
+    """The struct page array of a dump: which sections have one, and bulk reads of it."""
+
+    def __init__(
+        self, dump: Dump, max_mapnr: int, read_phys: Callable[[int, int], bytes] | None = None
+    ) -> None:
+        self.dump = dump
+        self.read_phys = read_phys or dump.read_phys
+        info = dump.vmcoreinfo
+        self.page_size = dump.page_size
+        self.page_shift = self.page_size.bit_length() - 1
+        size = info.size("page")
+        if size is None:
+            raise DumpFormatError(f"{dump.path}: VMCOREINFO has no SIZE(page)")
+        self.struct_size = size
+        root_array = info.symbol("mem_section")
+        if root_array is None:
+            raise DumpFormatError(
+                f"{dump.path}: VMCOREINFO has no SYMBOL(mem_section) (only SPARSEMEM "
+                "kernels are supported for page filtering)"
+            )
+        self.section_bits = (info.number("SECTION_SIZE_BITS") or 27) - self.page_shift
+        self.walker = VmemmapWalker(dump, self.read_phys)
+        nsec = (max_mapnr + (1 << self.section_bits) - 1) >> self.section_bits
+        self.section_map = self._decode_sections(root_array, nsec)
+
+    def _decode_sections(self, root_array: int, nsec: int) -> np.ndarray:
+        """Decoded ``mem_map`` address of every section (0: no memory map)."""
+        info = self.dump.vmcoreinfo
+        ms_size = info.require("SIZE(mem_section)")
+        ms_off = info.require("OFFSET(mem_section.section_mem_map)")
+        max_bits = info.number("MAX_PHYSMEM_BITS") or 46
+        nr_mem_sections = 1 << (max_bits - self.section_bits - self.page_shift)
+        per_root = self.page_size // ms_size
+        nroots = info.length("mem_section")
+        extreme = nroots is None or nroots != nr_mem_sections
+        out = np.zeros(nsec, dtype=np.uint64)
+        tr = self.dump.translator
+        if extreme:
+            nroots = (nsec + per_root - 1) // per_root
+            roots = struct.unpack(f"<{nroots}Q", tr.read_virt(root_array, 8 * nroots))
+        else:
+            roots = tuple(
+                root_array + i * per_root * ms_size
+                for i in range((nsec + per_root - 1) // per_root)
+            )
+        for r, root in enumerate(roots):
+            if not root:
+                continue
+            count = min(per_root, nsec - r * per_root)
+            data = np.frombuffer(tr.read_virt(root, count * ms_size), dtype=np.uint8)
+            raw = np.ndarray((count,), "<u8", data, ms_off, (ms_size,))
+            first = r * per_root
+            nr = np.arange(first, first + count, dtype=np.uint64)
+            decoded = (raw & ~np.uint64(SECTION_FLAG_BITS)) + (
+                nr << np.uint64(self.section_bits)
+            ) * np.uint64(self.struct_size)
+            has = (raw & np.uint64(SECTION_HAS_MEM_MAP)) != 0
+            out[first : first + count] = np.where(has, decoded, 0)
+        return out
+
+    def read(self, pfn0: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Struct pages of ``pfn0 .. pfn0+count-1``: uint8 ``[count, SIZE(page)]`` and validity."""
+        size = self.struct_size
+        raw = np.zeros((count, size), dtype=np.uint8)
+        valid = np.zeros(count, dtype=bool)
+        flat = raw.reshape(-1)
+        pfn = pfn0
+        end = pfn0 + count
+        while pfn < end:
+            sec = pfn >> self.section_bits
+            sec_end = min(end, (sec + 1) << self.section_bits)
+            base = int(self.section_map[sec]) if sec < self.section_map.shape[0] else 0
+            if base:
+                vaddr = base + (pfn - (sec << self.section_bits)) * size
+                pos = (pfn - pfn0) * size
+                self._read_virt_into(vaddr, flat, pos, (sec_end - pfn) * size, valid)
+            pfn = sec_end
+        return raw, valid
+
+    def _read_virt_into(
+        self, vaddr: int, flat: np.ndarray, pos: int, length: int, valid: np.ndarray
+    ) -> None:
+        """Copy ``length`` bytes of vmemmap at ``vaddr`` into ``flat[pos:]``.
+
+        Rows (struct pages) entirely inside a run of successfully read bytes are
+        marked in ``valid`` (``flat`` and ``valid`` both start at the batch's first pfn).
+        """
+        done = 0
+        run_start: int | None = None
+        while done < length:
+            mapped = self.walker.map(vaddr + done)
+            step = min(length - done, mapped[1] if mapped else 4096 - ((vaddr + done) & 4095))
+            ok = False
+            if mapped:
+                try:
+                    data = self.read_phys(mapped[0], step)
+                except KdumpyError:
+                    data = b""
+                if len(data) == step:
+                    flat[pos + done : pos + done + step] = np.frombuffer(data, dtype=np.uint8)
+                    ok = True
+            if ok and run_start is None:
+                run_start = pos + done
+            elif not ok and run_start is not None:
+                self._mark(valid, run_start, pos + done)
+                run_start = None
+            done += step
+        if run_start is not None:
+            self._mark(valid, run_start, pos + length)
+
+    def _mark(self, valid: np.ndarray, lo: int, hi: int) -> None:
+        """Mark rows whose bytes lie entirely in ``[lo, hi)``."""
+        size = self.struct_size
+        valid[(lo + size - 1) // size : hi // size] = True

@@ -1,0 +1,89 @@
+"""Where a dump is written: a file created under a temporary name, or a stream.
+
+:class:`FileSink` creates ``.NAME.kdumpy-XXXXXX`` next to the destination with mode
+0600, writes at offsets with ``pwrite``, and on :meth:`commit` fsyncs the file, renames
+it into place and fsyncs the directory, so a crash mid-way never leaves a
+half-written file under the final name.  A full filesystem becomes
+:class:`DiskFullError`; the collector then marks the dump incomplete (as makedumpfile
+does) and still moves it into place, because a partial dump is worth keeping.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+from kdumpy.errors import KdumpyError
+
+
+class DiskFullError(KdumpyError):
+    """The destination filesystem ran out of space (ENOSPC/EDQUOT/EFBIG)."""
+
+
+class FileSink:
+    """Random-access writes to a temporary file that becomes ``path`` when complete."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        base = os.path.basename(self.path) or "vmcore"
+        if os.path.isdir(self.path):
+            raise KdumpyError(f"{self.path}: is a directory")
+        try:
+            fd, self.tmp_path = tempfile.mkstemp(
+                prefix=f".{base}.", suffix=".kdumpy-tmp", dir=directory
+            )
+        except OSError as exc:
+            raise KdumpyError(f"{self.path}: cannot create the dump file: {exc.strerror}") from None
+        os.fchmod(fd, 0o600)
+        self.fd = fd
+        self.bytes_written = 0
+        self.size = 0
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at ``offset``; :class:`DiskFullError` if space runs out."""
+        view = memoryview(data).cast("B")
+        while view:
+            try:
+                n = os.pwrite(self.fd, view, offset)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise DiskFullError(f"{self.path}: {exc.strerror}") from None
+                raise KdumpyError(f"{self.path}: write failed: {exc.strerror}") from None
+            view = view[n:]
+            offset += n
+            self.bytes_written += n
+        self.size = max(self.size, offset)
+
+    def commit(self) -> None:
+        """fsync, rename into place, fsync the directory."""
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"{self.path}: {exc.strerror} while syncing") from None
+            raise KdumpyError(f"{self.path}: fsync failed: {exc.strerror}") from None
+        os.close(self.fd)
+        self.fd = -1
+        try:
+            os.rename(self.tmp_path, self.path)
+        except OSError as exc:
+            raise KdumpyError(
+                f"{self.path}: cannot rename the finished dump: {exc.strerror}"
+            ) from None
+        dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def abort(self) -> None:
+        """Remove the temporary file (nothing appears under the final name)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        try:
+            os.unlink(self.tmp_path)
+        except FileNotFoundError:
+            pass

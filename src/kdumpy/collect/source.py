@@ -1,0 +1,154 @@
+"""The dump being collected from, with what the writers need to know about it.
+
+Wraps a reader from :mod:`kdumpy.vmcore` (``open_dump``): the crashed kernel's
+``utsname`` (read from ``init_uts_ns`` in memory, as makedumpfile does), crash time,
+CPU count, ``phys_base``, the ELF notes re-serialised byte for byte, and bulk page
+reads.  For an ELF source (``/proc/vmcore`` or a copy of it) pages are read with
+``pread`` into fresh buffers rather than through a mapping of the whole file, so
+the resident set stays the size of one batch however large the dump is.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from types import TracebackType
+
+import numpy as np
+
+from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.vmcore import open_dump
+from kdumpy.vmcore.base import Dump
+from kdumpy.vmcore.notes import NT_PRSTATUS, Note
+
+UTS_LEN = 65
+
+
+def serialize_notes(notes: list[Note]) -> tuple[bytes, int, int]:
+    """ELF note segment bytes, and the offset and size of the VMCOREINFO descriptor."""
+    out = bytearray()
+    vi_off = vi_size = 0
+    for note in notes:
+        name = note.name.encode("ascii") + b"\0"
+        out += struct.pack("<III", len(name), len(note.desc), note.type)
+        out += name.ljust((len(name) + 3) & ~3, b"\0")
+        if note.name == "VMCOREINFO" and not vi_size:
+            vi_off, vi_size = len(out), len(note.desc)
+        out += note.desc.ljust((len(note.desc) + 3) & ~3, b"\0")
+    return bytes(out), vi_off, vi_size
+
+
+class DumpSource:
+    """An opened source dump; use :func:`open_source`."""
+
+    def __init__(self, dump: Dump) -> None:
+        self.dump = dump
+        self.path = dump.path
+        if not dump.has_vmcoreinfo:
+            raise DumpFormatError(
+                f"{dump.path}: dump has no VMCOREINFO note (cannot find the kernel's "
+                "page tables, struct pages or page size)"
+            )
+        self.info = dump.vmcoreinfo
+        self.page_size = dump.page_size
+        self.max_mapnr = dump.max_pfn
+        self.notes, self.vmcoreinfo_offset, self.vmcoreinfo_size = serialize_notes(dump.notes)
+        self.nr_cpus = sum(1 for n in dump.notes if n.name == "CORE" and n.type == NT_PRSTATUS)
+        self.phys_base = self.info.number("phys_base") or 0
+        self.crash_time = self.info.crash_time or 0
+        self.total_pages = sum(e - s for s, e in dump.ram_ranges())
+        self.input_level = int(getattr(dump, "dump_level", 0) or 0) if dump.format != "elf" else 0
+        self._fd = -1
+        self._extents = getattr(dump, "extents", None) if dump.format == "elf" else None
+        if self._extents is not None:
+            self._fd = os.open(dump.path, os.O_RDONLY)
+        self.utsname = self._read_utsname()
+
+    def _read_utsname(self) -> tuple[str, str, str, str, str, str]:
+        """``init_uts_ns.name`` from memory; OSRELEASE and x86_64 if it cannot be read."""
+        sym = self.info.symbol("init_uts_ns")
+        off = self.info.offset("uts_namespace.name")
+        fields = ["Linux", "", self.info.osrelease or "", "", "x86_64", ""]
+        if sym is not None and off is not None:
+            try:
+                raw = self.dump.read_virt(sym + off, 6 * UTS_LEN)
+                fields = [
+                    raw[i * UTS_LEN : (i + 1) * UTS_LEN]
+                    .split(b"\0", 1)[0]
+                    .decode("ascii", "replace")
+                    for i in range(6)
+                ]
+            except KdumpyError:
+                pass
+        return (fields[0], fields[1], fields[2], fields[3], fields[4], fields[5])
+
+    def effective_level(self, level: int) -> int:
+        """Re-filtering keeps what was already excluded: ``level | the input's level``."""
+        return level | self.input_level
+
+    def read_pages(self, start_pfn: int, count: int, select: np.ndarray) -> np.ndarray:
+        """Data of pages ``start_pfn + select`` as a contiguous uint8 ``[k, page_size]`` array."""
+        if self._extents is None:
+            pages, _present = self.dump.read_pfns(start_pfn, count)
+            return np.ascontiguousarray(pages[select])
+        ps = self.page_size
+        out = np.zeros((select.shape[0], ps), dtype=np.uint8)
+        # Runs of consecutive selected pfns become one pread each.
+        breaks = np.flatnonzero(np.diff(select) != 1) + 1
+        for run in np.split(np.arange(select.shape[0]), breaks):
+            first = start_pfn + int(select[run[0]])
+            self._pread_into(out[run[0] : run[-1] + 1], first * ps)
+        return out
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        """Physical memory (struct pages, page tables) without mapping the whole file."""
+        if self._extents is None:
+            return self.dump.read_phys(paddr, size)
+        for ext in self._extents:
+            if ext.start <= paddr and paddr + size <= ext.end:
+                data = os.pread(self._fd, size, ext.offset + (paddr - ext.start))
+                if len(data) == size:
+                    return data
+                break
+        return self.dump.read_phys(paddr, size)
+
+    def _pread_into(self, buf: np.ndarray, paddr: int) -> None:
+        """Fill ``buf`` with physical memory at ``paddr`` from the ELF extents (holes stay 0)."""
+        assert self._extents is not None
+        flat = buf.reshape(-1)
+        end = paddr + flat.size
+        for ext in self._extents:
+            a, b = max(paddr, ext.start), min(end, ext.end)
+            if a >= b:
+                continue
+            view = memoryview(flat[a - paddr : b - paddr])  # type: ignore[arg-type]
+            got = os.preadv(self._fd, [view], ext.offset + (a - ext.start))
+            if got != b - a:
+                raise DumpFormatError(f"{self.path}: short read at physical address {a:#x}")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.dump.close()
+
+    def __enter__(self) -> DumpSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_source(path: str) -> DumpSource:
+    """Open ``path`` with :func:`kdumpy.vmcore.open_dump` and check it can be collected."""
+    dump = open_dump(path)
+    try:
+        return DumpSource(dump)
+    except BaseException:
+        dump.close()
+        raise
