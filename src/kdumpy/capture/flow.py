@@ -43,6 +43,8 @@ class CaptureOptions:
     cmdline: str | None = None  # default: /proc/cmdline
     hook_dirs: Path = HOOK_DIRS
     rootfs_file: str = ROOTFS_FILE
+    ssh_config: str | None = None  # ssh -F file (host runs); default: ssh's own lookup
+    known_hosts: str | None = None  # default: /root/.ssh/known_hosts from the initramfs
 
 
 @dataclass
@@ -70,7 +72,9 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
     dest: Destination | None = None
     result = CaptureResult(False)
     try:
-        dest = open_target(cfg, log, opts.mountpoint, opts.require_mount)
+        dest = open_target(
+            cfg, log, opts.mountpoint, opts.require_mount, opts.ssh_config, opts.known_hosts
+        )
         result = save(cfg, dest, opts, log)
     except CaptureError as exc:
         log.error(str(exc))

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not reboot/halt/poweroff or start a shell: only report the action",
     )
     parser.add_argument("--cmdline", help="kernel command line to read kdump_test_id= from")
+    parser.add_argument("--ssh-config", help="ssh client configuration file (ssh -F)")
+    parser.add_argument("--known-hosts", help="known_hosts for ssh targets")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         mountpoint=args.target_dir or CAPTURE_MOUNTPOINT,
         require_mount=args.target_dir is None,
         cmdline=args.cmdline,
+        ssh_config=args.ssh_config,
+        known_hosts=args.known_hosts,
     )
     result = run_capture(opts, log, Actions(log, dry_run=args.no_action))
     return 0 if result.ok else 1

@@ -59,7 +59,12 @@ class Destination(ABC):
 
 
 def open_target(
-    cfg: KdumpConfig, log: CaptureLog, mountpoint: str, require_mount: bool = True
+    cfg: KdumpConfig,
+    log: CaptureLog,
+    mountpoint: str,
+    require_mount: bool = True,
+    ssh_config: str | None = None,
+    known_hosts: str | None = None,
 ) -> Destination:
     """The Destination for ``cfg.target`` (fs and NFS targets are found at *mountpoint*;
     with *require_mount* False, *mountpoint* is a prepared directory used as it is)."""
@@ -73,9 +78,16 @@ def open_target(
 
         return RawDevice(log, target.spec)
     if target.kind == "ssh":
-        from kdumpy.capture.targets.ssh import SshServer
+        from kdumpy.capture.targets.ssh import KNOWN_HOSTS, SshServer
 
-        return SshServer(log, target.ssh_user, target.ssh_host, cfg.sshkey)
+        return SshServer(
+            log,
+            target.ssh_user,
+            target.ssh_host,
+            cfg.sshkey,
+            known_hosts=known_hosts or KNOWN_HOSTS,
+            ssh_config=ssh_config,
+        )
     from kdumpy.capture.targets.local import MountedFs
 
     return MountedFs(log, target, mountpoint, require_mount)

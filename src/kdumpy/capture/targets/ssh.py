@@ -30,13 +30,22 @@ SSH_ERROR = 255
 
 class SshServer(Destination):
     def __init__(
-        self, log: CaptureLog, user: str, host: str, key: str, known_hosts: str = KNOWN_HOSTS
+        self,
+        log: CaptureLog,
+        user: str,
+        host: str,
+        key: str,
+        known_hosts: str = KNOWN_HOSTS,
+        ssh_config: str | None = None,
     ) -> None:
         super().__init__(log)
         self.user = user
         self.host = host
         self.key = key
         self.known_hosts = known_hosts
+        # A port or other client settings come from ssh's own config files (~/.ssh/config
+        # in the initramfs), or from this file when given (-F).
+        self.ssh_config = ssh_config
         self.dir = ""
         self.ip = "127.0.0.1"
 
@@ -44,8 +53,10 @@ class SshServer(Destination):
         return f"ssh {self.user}@{self.host}"
 
     def ssh_argv(self, remote: str) -> list[str]:
+        config = ["-F", self.ssh_config] if self.ssh_config else []
         return [
-            "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "ssh", *config, "-i", self.key,
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
             f"{self.user}@{self.host}", remote,

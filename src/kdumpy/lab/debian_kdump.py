@@ -1,0 +1,95 @@
+"""One full kdump cycle in the Debian guest: configure, start, crash, capture, read back.
+
+The job writes ``/etc/kdump.conf``, runs ``kdumpy start`` (the service: capture initramfs
+built in the guest, capture kernel loaded with kexec_file_load), records what it set up,
+and asks for a crash (``echo c > /proc/sysrq-trigger``).  The capture kernel then runs
+kdumpy's capture initramfs, which saves the dump and runs final_action; the reboot ends
+the QEMU run.  Serial markers time the stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.lab.debian_job import Job, JobResult, run_job
+from kdumpy.lab.kernels import LabKernel
+from kdumpy.lab.qemu import Disk
+
+# Serial console lines that mark the stages of a cycle (first appearance is timed).
+MARKERS = (
+    "KDUMPY-JOB-BEGIN",
+    "KDUMPY-JOB-END",
+    "KDUMPY-CRASHING",
+    "Kernel panic",
+    "kdumpy-init:",
+    "kdump: saving vmcore",
+    "kdump: saved vmcore-dmesg.txt",
+    "kdump: saved vmcore to",
+    "saving vmcore failed",
+)
+
+# `kdumpy start` once the service's CLI is registered; its library entry point until then.
+START = """
+if python3 -m kdumpy start --help >/dev/null 2>&1; then
+    python3 -m kdumpy start
+else
+    python3 -c 'import sys
+from kdumpy.service.control import start
+from kdumpy.service.paths import ServicePaths
+sys.exit(start(ServicePaths(), print))'
+fi
+"""
+
+JOB = """set -e
+cp kdump.conf /etc/kdump.conf
+if [ -f sysconfig ]; then mkdir -p /etc/sysconfig; cp sysconfig /etc/sysconfig/kdump; fi
+if [ -d ssh ]; then mkdir -p /root/.ssh; cp ssh/* /root/.ssh/; chmod 600 /root/.ssh/*; fi
+if [ -f setup.sh ]; then sh -e setup.sh; fi
+cat /sys/kernel/kexec_crash_size > out/kexec_crash_size
+{start}
+cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
+ls -l /var/lib/kdumpy/ > out/state.txt
+stat -c %s /var/lib/kdumpy/initramfs-*kdump.img > out/initramfs_size
+sync
+{crash}
+"""
+
+
+@dataclass
+class Cycle:
+    """A kdump cycle's inputs: kdump.conf, extra files (sysconfig, ssh/, setup.sh), VM shape."""
+
+    kdump_conf: str
+    files: dict[str, bytes | str] = field(default_factory=dict)
+    disks: list[Disk] = field(default_factory=list)
+    memory: str = "1G"
+    crashkernel: str = "256M"
+    crash: bool = True
+    guestfwd: list[str] = field(default_factory=list)
+    timeout: float = 1500
+
+
+def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
+    """Run the cycle; the caller reads the target disk (or server) and the serial log."""
+    script = JOB.format(start=START, crash="touch /run/kdumpy-crash" if cycle.crash else "")
+    job = Job(
+        script=script,
+        files={"kdump.conf": cycle.kdump_conf, **cycle.files},
+        disks=cycle.disks,
+        memory=cycle.memory,
+        crashkernel=cycle.crashkernel,
+        guestfwd=cycle.guestfwd,
+        timeout=cycle.timeout,
+        markers=MARKERS,
+    )
+    return run_job(job, workdir, kernel)
+
+
+def blank_ext4(path: Path, label: str, size: str = "2G") -> Disk:
+    """An empty ext4 target disk for the guest."""
+    from kdumpy.lab.debian_job import _quiet
+
+    path.unlink(missing_ok=True)
+    _quiet(["mkfs.ext4", "-q", "-F", "-L", label, str(path), size], f"mkfs.ext4 of {path}")
+    return Disk(path)

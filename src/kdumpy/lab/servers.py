@@ -1,0 +1,99 @@
+"""Real dump servers on the host's loopback for tests: OpenSSH's sshd and nfs-ganesha.
+
+Each listens on 127.0.0.1 at a spare port; a lab guest reaches it through QEMU's user
+network as 10.0.2.2 at the same port.  Everything (keys, config, exported directory)
+lives in a directory the caller owns, and :meth:`stop` ends only the process started here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+
+SSHD = "/usr/sbin/sshd"
+GUEST_HOST_IP = "10.0.2.2"  # the host as QEMU's user network shows it to a guest
+
+
+def spare_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick for an ephemeral bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise KdumpyError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def keygen(path: Path, kind: str = "ed25519") -> Path:
+    """A new passphrase-less key pair at *path* (and *path*.pub)."""
+    path.unlink(missing_ok=True)
+    Path(f"{path}.pub").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "kdumpy-lab", "-f", str(path)],
+                   check=True, capture_output=True)  # fmt: skip
+    return path
+
+
+class Sshd:
+    """sshd accepting only the client key it generated, as the user running the test."""
+
+    def __init__(self, workdir: Path) -> None:
+        if not os.access(SSHD, os.X_OK):
+            raise KdumpyError(f"{SSHD} not found: install openssh-server")
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = spare_port()
+        self.host_key = keygen(self.dir / "ssh_host_ed25519_key")
+        self.client_key = keygen(self.dir / "kdump_id_ed25519")
+        shutil.copy(f"{self.client_key}.pub", self.dir / "authorized_keys")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def known_hosts_line(self, host: str) -> str:
+        """The known_hosts entry for this server as *host* (``[host]:port`` form)."""
+        key = Path(f"{self.host_key}.pub").read_text().split()
+        return f"[{host}]:{self.port} {key[0]} {key[1]}\n"
+
+    def client_config(self, host: str) -> str:
+        """An ssh_config stanza pointing *host* at this server's port."""
+        return f"Host {host}\n    Port {self.port}\n"
+
+    def start(self) -> Sshd:
+        config = self.dir / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            f"StrictModes no\nPidFile {self.dir / 'sshd.pid'}\nLogLevel VERBOSE\n"
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115 - kept open for the daemon
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> Sshd:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
