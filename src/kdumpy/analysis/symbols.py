@@ -31,6 +31,17 @@ class Symbol:
         return f"{text} [{self.module}]" if self.module else text
 
 
+def _preference(sym: Symbol) -> tuple[int, bool, bool, bool]:
+    """Sort key: by address, then text before data, globals before locals, and the
+    x86_64 syscall entry names over their ia32 aliases at the same address."""
+    return (
+        sym.address,
+        sym.type not in TEXT_TYPES,
+        sym.type.islower(),
+        sym.name.startswith("__ia32_"),
+    )
+
+
 class SymbolTable:
     """All known symbols; lookups by name and by address."""
 
@@ -56,7 +67,7 @@ class SymbolTable:
         merged = self._sorted + [s for s in self._pending if s.address >= 1 << 63]
         # At equal addresses, text before data and globals before locals, so that an
         # instruction pointer resolves to the function name tools print.
-        merged.sort(key=lambda s: (s.address, s.type not in TEXT_TYPES, s.type.islower()))
+        merged.sort(key=_preference)
         dedup: list[Symbol] = []
         for sym in merged:
             if not dedup or dedup[-1].address != sym.address:

@@ -287,20 +287,11 @@ def unwinder(prog: Program) -> Unwinder:
     return cached
 
 
-def cpu_of_active_task(prog: Program, task: Object) -> int | None:
-    """The CPU ``task`` was running on at the crash, or None if it was not running."""
-    from kdumpy.analysis.helpers.tasks import cpu_curr
-
-    address = int(task)
-    for cpu in prog.online_cpus:
-        if int(cpu_curr(prog, cpu)) == address:
-            return cpu
-    return None
-
-
 def stack_trace(prog: Program, task: Object) -> list[Frame]:
     """The backtrace of a task: from its CPU's PRSTATUS if it was running, else from
     its saved context."""
+    from kdumpy.analysis.helpers.tasks import cpu_of_active_task
+
     cpu = cpu_of_active_task(prog, task)
     u = unwinder(prog)
     if cpu is not None and cpu in prog.cpu_prstatus:

@@ -124,6 +124,15 @@ def active_tasks(prog: Program) -> dict[int, Object]:
     return {cpu: cpu_curr(prog, cpu) for cpu in prog.online_cpus}
 
 
+def cpu_of_active_task(prog: Program, task: Object) -> int | None:
+    """The CPU ``task`` was running on at the crash, or None if it was not running."""
+    address = int(task)
+    for cpu in prog.online_cpus:
+        if int(cpu_curr(prog, cpu)) == address:
+            return cpu
+    return None
+
+
 def panic_task(prog: Program) -> Object | None:
     """The task that panicked: the one running on the panic CPU."""
     cpu = prog.panic_cpu

@@ -1,0 +1,37 @@
+"""drgn's answers for a lab dump, computed once in a subprocess and cached.
+
+The cache lives in ``~/.cache/kdumpy/lab/derived/`` next to the lab's other derived
+data, keyed by the dump's name, size and mtime so a re-captured dump is re-examined.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kdumpy.lab.cache import cache_root, locked
+
+ORACLE_SCRIPT = Path(__file__).with_name("drgn_oracle.py")
+
+
+def drgn_answers(dump: Any) -> dict[str, Any]:
+    """The drgn oracle's JSON for a :class:`kdumpy.lab.dumps.LabDump`."""
+    vmcore = Path(dump.vmcore)
+    st = vmcore.stat()
+    out = cache_root() / "derived" / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.drgn.json"
+    if not out.exists():
+        vmlinux = dump.kernel.dbg_vmlinux()
+        with locked(f"drgn-{vmcore.name}"):
+            if not out.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(".tmp")
+                subprocess.run(
+                    [sys.executable, str(ORACLE_SCRIPT), str(vmcore), str(vmlinux), str(tmp)],
+                    check=True,
+                    timeout=1800,
+                )
+                tmp.rename(out)
+    return json.loads(out.read_text())

@@ -1,0 +1,115 @@
+"""The reference answers for a dump, computed by drgn 0.3.0 with the DWARF vmlinux.
+
+Run as a separate process (drgn and a 600 MB vmlinux are heavy):
+
+    python3 drgn_oracle.py VMCORE VMLINUX OUT.json
+
+It writes what the analysis tests compare against: the task list, backtraces of
+every task (function names of physical frames), the module list, the kernel log,
+and the scalar members of init_task and init_uts_ns.  Nothing here uses kdumpy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import drgn
+from drgn.helpers.linux.module import for_each_module
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.printk import get_dmesg
+from drgn.helpers.linux.sched import task_state_to_char
+
+
+def frame_functions(prog: drgn.Program, trace: drgn.StackTrace) -> list[list]:
+    """``[name, pc, symbol start, symbol size]`` of the physical frames in kernel space
+    (inline frames are folded into their caller; user-space frames are dropped)."""
+    frames = []
+    for frame in trace:
+        if frame.is_inline:
+            continue
+        if frame.pc < 1 << 63:
+            break
+        pc = frame.pc if frame.interrupted else frame.pc - 1
+        try:
+            sym = prog.symbol(pc)
+            frames.append([sym.name, frame.pc, sym.address, sym.size])
+        except LookupError:
+            frames.append([f"{frame.pc:#x}", frame.pc, 0, 0])
+    return frames
+
+
+def scalar_members(obj: drgn.Object) -> dict[str, object]:
+    """Integer, enum, bool and pointer members (top level), and char arrays as text."""
+    out: dict[str, object] = {}
+    for member in obj.type_.members:
+        if not member.name:
+            continue
+        value = obj.member_(member.name)
+        real = value.type_
+        while real.kind == drgn.TypeKind.TYPEDEF:
+            real = real.type
+        kind = real.unqualified().kind
+        t = drgn.TypeKind
+        try:
+            if kind in (t.INT, t.BOOL, t.ENUM, t.POINTER):
+                out[member.name] = int(value.value_())
+            elif (
+                kind == t.ARRAY
+                and real.type.unqualified().kind == t.INT
+                and drgn.sizeof(real.type) == 1
+            ):
+                out[member.name] = value.string_().decode("utf-8", "replace")
+        except drgn.FaultError:
+            continue
+    return out
+
+
+def main() -> int:
+    vmcore, vmlinux, out_path = sys.argv[1:4]
+    prog = drgn.Program()
+    prog.set_core_dump(vmcore)
+    try:
+        prog.load_debug_info([vmlinux], default=False)
+    except drgn.MissingDebugInfoError:
+        pass  # modules have no debug info here; vmlinux is what matters
+    tasks = []
+    traces = {}
+    for task in for_each_task(prog):
+        pid = int(task.pid)
+        tasks.append(
+            {
+                "pid": pid,
+                "comm": task.comm.string_().decode("utf-8", "replace"),
+                "state": task_state_to_char(task),
+                "address": int(task.value_()),
+            }
+        )
+        try:
+            traces[str(pid)] = frame_functions(prog, prog.stack_trace(task))
+        except (ValueError, drgn.FaultError) as exc:
+            traces[str(pid)] = [f"error: {exc}"]
+    crashed = prog.crashed_thread()
+    result = {
+        "drgn": drgn.__version__,
+        "tasks": tasks,
+        "traces": traces,
+        "crashed": {
+            "pid": crashed.tid,
+            "trace": frame_functions(prog, crashed.stack_trace()),
+        },
+        "modules": [m.name.string_().decode() for m in for_each_module(prog)],
+        "dmesg": get_dmesg(prog).decode("utf-8", "replace"),
+        "init_task": scalar_members(prog["init_task"]),
+        "init_uts_ns": scalar_members(prog["init_uts_ns"].name),
+        "uts_ns_scalars": {
+            k: v for k, v in scalar_members(prog["init_uts_ns"]).items() if k != "name"
+        },
+    }
+    with open(out_path, "w") as fh:
+        json.dump(result, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
