@@ -131,3 +131,28 @@ def test_workload_processes_are_running(lab_dump_61):
     assert "EXT4-fs (vdb): mounted filesystem" in serial
     assert "workload disk missing" not in serial
     assert "failed" not in "".join(ln for ln in serial.splitlines() if "kdumpy-lab:" in ln)
+
+
+# The kernel's own panic strings for each way the lab crashes a guest (kernel/panic.c callers:
+# mm/oom_kill.c check_panic_on_oom, kernel/hung_task.c, kernel/exit.c do_exit of init).
+CRASH_PANICS = {
+    "oom": "Out of memory: system-wide panic_on_oom is enabled",
+    "hung": "hung_task: blocked tasks",
+    "init": "Attempted to kill init!",
+}
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("crash", sorted(CRASH_PANICS))
+def test_other_crash_methods(crash):
+    from kdumpy.lab.dumps import lab_dump
+
+    dump = lab_dump("6.1", crash=crash)
+    serial = dump.serial_log.read_text(errors="replace")
+    assert f"kdumpy-lab: crashing by {crash}" in serial
+    assert f"Kernel panic - not syncing: {CRASH_PANICS[crash]}" in serial
+    assert dump.panic_message.startswith(CRASH_PANICS[crash])
+    with open(dump.vmcore, "rb") as fh:
+        assert vmcoreinfo(ELFFile(fh))["OSRELEASE"] == dump.kernel.release
+    if crash == "hung":
+        assert "INFO: task kdumpy-frozen:" in serial

@@ -28,13 +28,13 @@ def vmcoreinfo_step(dump: LabDump) -> str | None:
 
 def collect_step(dump: LabDump) -> str | None:
     try:
-        from kdumpy.collect import collect
+        from kdumpy.collect import CollectOptions, collect
     except ImportError:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "vmcore.kdump")
         start = time.monotonic()
-        collect(dump.vmcore, out, dump_level=31, compression="zstd")
+        collect(dump.vmcore, out, CollectOptions(dump_level=31, compression="zstd"))
         took = time.monotonic() - start
         size = out.stat().st_size
     return (
@@ -51,7 +51,7 @@ def dmesg_step(dump: LabDump) -> str | None:
     except ImportError:
         return None
     with open_dump(dump.vmcore) as core:
-        lines = kernel_log(core).splitlines()
+        lines = kernel_log(core).decode(errors="replace").splitlines()
     panic = next((ln for ln in lines if "Kernel panic" in ln), lines[-1] if lines else "")
     return f"{len(lines)} lines; {panic.strip()}"
 
