@@ -156,3 +156,20 @@ def test_other_crash_methods(crash):
         assert vmcoreinfo(ELFFile(fh))["OSRELEASE"] == dump.kernel.release
     if crash == "hung":
         assert "INFO: task kdumpy-frozen:" in serial
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize(("memory", "crashkernel"), [("512M", "160M"), ("4G", "256M")])
+def test_guest_memory_sizes(memory, crashkernel):
+    """The smallest and a large guest: the dump covers what the console says the RAM is."""
+    from kdumpy.lab.dumps import lab_dump
+
+    dump = lab_dump("6.1", memory=memory, crashkernel=crashkernel)
+    console = first_kernel_console(dump.serial_log.read_text(errors="replace"))
+    expected = subtract(subtract(usable_ram(console), (0, 1 << 20)), crashkernel_range(console))
+    start, end = crashkernel_range(console)
+    assert end - start == int(crashkernel[:-1]) << 20
+    with open(dump.vmcore, "rb") as fh:
+        loads = [s for s in ELFFile(fh).iter_segments() if s["p_type"] == "PT_LOAD"]
+        ram = sum(s["p_memsz"] for s in loads if s["p_vaddr"] < START_KERNEL_MAP)
+    assert ram == sum((b - b % PAGE) - a for a, b in expected)

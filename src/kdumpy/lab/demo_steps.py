@@ -45,9 +45,8 @@ def collect_step(dump: LabDump) -> str | None:
 
 def dmesg_step(dump: LabDump) -> str | None:
     try:
-        from kdumpy.vmcore.dmesg import kernel_log
-
         from kdumpy.vmcore import open_dump
+        from kdumpy.vmcore.dmesg import kernel_log
     except ImportError:
         return None
     with open_dump(dump.vmcore) as core:

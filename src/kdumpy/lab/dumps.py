@@ -126,7 +126,11 @@ def capture_vmcore(
         work = Path(tmp, "work.img")
         _workload_disk(work)
         tmp_log = Path(tmp, "serial.log")
-        append = f"console=ttyS0 crashkernel={crashkernel} panic=5 kdumpy.crash={crash}"
+        # no_timer_check: under a loaded TCG host the IO-APIC timer check can fail spuriously
+        # ("IO-APIC + timer doesn't work!") and panic the guest at boot.
+        append = (
+            f"console=ttyS0 crashkernel={crashkernel} panic=5 no_timer_check kdumpy.crash={crash}"
+        )
         markers = (
             f"{MARK} first kernel up",
             f"{MARK} workload ready",
@@ -174,6 +178,10 @@ def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
     fail = FAIL_RE.search(text)
     if fail:
         return f"{fail.group(1)} (serial log: {serial_log})"
+    if f"{MARK} first kernel up" not in text:
+        panic = PANIC_RE.search(text)
+        why = f": {panic.group(1).strip()}" if panic else ""
+        return f"the first kernel failed to boot{why} (serial log: {serial_log})"
     if "Kernel panic - not syncing" not in text:
         return f"the guest never crashed (serial log: {serial_log})"
     if f"{MARK} capture kernel up" not in text:

@@ -36,7 +36,9 @@ CRASH_METHODS = {
     "none": "no crash: the guest idles until the timeout (tests the timeout path)",
 }
 
-CAPTURE_APPEND = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=1 kdumpy.role=capture"
+CAPTURE_APPEND = (
+    "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=1 no_timer_check kdumpy.role=capture"
+)
 
 
 class Userspace(Protocol):
