@@ -56,6 +56,13 @@ def register(sub: Any) -> None:
         help="rebuild a dump from a flattened stream on stdin",
     )
     p.add_argument("--split", action="store_true", help="write the dump into several files")
+    p.add_argument(
+        "--splitblock-size",
+        type=int,
+        default=None,
+        metavar="KIB",
+        help="granularity of --split ranges, KiB (default 1 GiB)",
+    )
     p.add_argument("--reassemble", action="store_true", help="join --split files into one")
     p.add_argument(
         "--num-threads",
@@ -132,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
     options.progress = progress
     try:
         if args.split:
-            from kdumpy.collect.split import collect_split
+            from kdumpy.collect.split import DEFAULT_SPLITBLOCK_KIB, collect_split
 
             if len(files) < 3:
                 raise KdumpyError("--split needs a source and at least two destination files")
-            summary = collect_split(files[0], files[1:], options)
+            block = args.splitblock_size or DEFAULT_SPLITBLOCK_KIB
+            summary = collect_split(files[0], files[1:], options, block)
         else:
             from kdumpy.collect.collector import collect
 

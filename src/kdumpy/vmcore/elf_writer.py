@@ -69,16 +69,16 @@ class ElfWriter:
         if nphdr >= PN_XNUM:
             pos += SHDR.size
         note_off = pos
-        pos += len(self.notes)
-        pos = -(-pos // self.page_size) * self.page_size
+        pos += len(self.notes)  # page data follows unaligned, as makedumpfile writes it
         table = bytearray(
             PHDR.pack(PT_NOTE, 0, note_off, 0, 0, len(self.notes), len(self.notes), 0)
         )
         self.offsets = []
         for load in loads:
-            self.offsets.append(pos)
+            off = pos if load.filesz else 0  # makedumpfile: no file data, offset 0
+            self.offsets.append(off)
             table += PHDR.pack(
-                PT_LOAD, PF_RWX, pos, load.vaddr, load.paddr, load.filesz, load.memsz, 0
+                PT_LOAD, PF_RWX, off, load.vaddr, load.paddr, load.filesz, load.memsz, 0
             )
             pos += load.filesz
         self.sink.write_at(0, self._ehdr())
