@@ -27,7 +27,14 @@ from kdumpy.errors import KdumpyError
 
 # What the capture kernel runs (the capture side's entry point and the filter).
 CAPTURE_PACKAGES = ("kdumpy.capture", "kdumpy.collect", "kdumpy.vmcore")
-CAPTURE_MODULES = ("kdumpy", "kdumpy.errors", "kdumpy.service", "kdumpy.service.config")
+# kdumpy.service.kexec is tiny and lets a test boot exercise kexec_file_load in a guest.
+CAPTURE_MODULES = (
+    "kdumpy",
+    "kdumpy.errors",
+    "kdumpy.service",
+    "kdumpy.service.config",
+    "kdumpy.service.kexec",
+)
 # The command line layer, so that `kdumpy collect ...` works as a core_collector.
 CLI_MODULES = ("kdumpy.cli", "kdumpy.cli.collect", "kdumpy.cli.dmesg", "kdumpy.__main__")
 

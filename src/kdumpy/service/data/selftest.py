@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 import time
+from pathlib import Path
 
 CHECKS = ("kdumpy", "kdumpy.service.config", "kdumpy.vmcore", "kdumpy.collect", "kdumpy.capture")
 
@@ -35,7 +36,30 @@ def main() -> None:
             with open(os.path.join(directory, "kdumpy-selftest"), "w") as f:
                 f.write("written by the kdumpy capture initramfs\n")
             print("kdumpy-selftest: wrote", directory + "/kdumpy-selftest", flush=True)
+    check_kexec(CAPTURE_MOUNTPOINT + "/boot")
     print("kdumpy-selftest: done", flush=True)
+
+
+def check_kexec(boot: str) -> None:
+    """Report the reservation; with a kernel on the target, load and unload it for real."""
+    from kdumpy.service import kexec
+
+    print("kdumpy-selftest: kexec_crash_size", kexec.crash_size(), flush=True)
+    kernel = os.path.join(boot, "vmlinuz")
+    if not os.path.exists(kernel):
+        return
+    initrd = os.path.join(boot, "initrd.img")
+    try:
+        kexec.file_load(Path(kernel), Path(initrd), "console=ttyS0 nr_cpus=1 reset_devices")
+        print("kdumpy-selftest: loaded", kexec.crash_loaded(), flush=True)
+        if "kdumpy.selftest=crash" in Path("/proc/cmdline").read_text():
+            print("kdumpy-selftest: crashing", flush=True)
+            with open("/proc/sysrq-trigger", "w") as f:
+                f.write("c")
+        kexec.unload()
+        print("kdumpy-selftest: unloaded", not kexec.crash_loaded(), flush=True)
+    except Exception as exc:
+        print(f"kdumpy-selftest: kexec FAILED {exc}", flush=True)
 
 
 main()
