@@ -97,3 +97,86 @@ class Sshd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+GANESHA = "ganesha.nfsd"
+
+GANESHA_CONF = """NFS_CORE_PARAM {{
+    NFS_Port = {port};
+    Bind_Addr = 127.0.0.1;
+    Protocols = 4;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Enable_UDP = false;
+}}
+NFSV4 {{
+    Graceless = true;
+    RecoveryBackend = fs;
+    RecoveryRoot = {dir}/recovery;
+}}
+EXPORT {{
+    Export_Id = 1;
+    Path = {dir}/export;
+    Pseudo = /export;
+    Access_Type = RW;
+    Squash = No_Root_Squash;
+    Protocols = 4;
+    Transports = TCP;
+    SecType = sys;
+    FSAL {{ Name = VFS; }}
+}}
+LOG {{ Default_Log_Level = EVENT; }}
+"""
+
+
+class GaneshaNfs:
+    """nfs-ganesha exporting ``<workdir>/export`` as ``/export``, NFSv4 over TCP only.
+
+    NFSv4 needs neither rpcbind nor mountd, so the server is one process on one spare
+    port; clients mount ``<host>:/export`` with ``vers=4,port=<port>``.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which(GANESHA) is None:
+            raise KdumpyError(f"{GANESHA} not found: install nfs-ganesha and nfs-ganesha-vfs")
+        self.dir = workdir
+        self.export = workdir / "export"
+        self.export.mkdir(parents=True, exist_ok=True)
+        (workdir / "recovery").mkdir(exist_ok=True)
+        self.port = spare_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def mount_options(self) -> str:
+        return f"vers=4.1,port={self.port}"
+
+    def start(self) -> GaneshaNfs:
+        config = self.dir / "ganesha.conf"
+        config.write_text(GANESHA_CONF.format(port=self.port, dir=self.dir))
+        log = self.dir / "ganesha.log"
+        self.proc = subprocess.Popen(
+            [GANESHA, "-F", "-L", str(log), "-f", str(config), "-p", str(self.dir / "pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_port(self.port)
+        except KdumpyError:
+            self.stop()
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise KdumpyError(f"nfs-ganesha did not start: {' '.join(tail)}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> GaneshaNfs:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -16,7 +16,7 @@ from kdumpy.capture import CaptureError
 from kdumpy.capture.collector import collect_to_file
 from kdumpy.capture.layout import VMCORE, VMCORE_INCOMPLETE
 from kdumpy.capture.log import CaptureLog
-from kdumpy.capture.net import source_address
+from kdumpy.capture.net import resolve, source_address
 from kdumpy.capture.targets import Destination
 from kdumpy.service.config import Target
 
@@ -65,11 +65,17 @@ class MountedFs(Destination):
         options = ["rw"] + [
             o for o in self.target.mount_options.split(",") if o and o not in ("defaults", "ro")
         ]
-        if self.target.kind == "nfs":
+        kind = self.target.kind
+        if kind == "nfs" and any(
+            o.split("=")[0] in ("vers", "nfsvers") and o.split("=")[-1].startswith("4")
+            for o in options
+        ):
+            # NFSv4 needs no portmapper; the kernel's text options want the server address.
+            kind = "nfs4"
+            options = [o for o in options if o.split("=")[0] not in ("vers", "nfsvers")]
+            options.append(f"addr={resolve(self.target.nfs_host)}")
+        elif kind == "nfs":
             options.append("nolock")
-            kind = "nfs"
-        else:
-            kind = self.target.kind
         return ["mount", "-t", kind, "-o", ",".join(options), self.target.spec, self.mountpoint]
 
     def host_ip(self) -> str:
