@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "collect",
     "dmesg",
     "service",
+    "save",
     "early",
     "crash",
     "report",
