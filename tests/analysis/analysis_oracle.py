@@ -17,13 +17,41 @@ from kdumpy.lab.cache import cache_root, locked
 ORACLE_SCRIPT = Path(__file__).with_name("drgn_oracle.py")
 
 
+def dbg_vmlinux(kernel: Any) -> Path:
+    """The DWARF vmlinux of a lab kernel.
+
+    ``LabKernel.dbg_vmlinux()`` extracts ``/usr/lib/debug/boot/vmlinux-REL``; in newer
+    Debian -dbg packages that is a relative symlink to ``lib/modules/REL/vmlinux``,
+    which the extraction leaves dangling.  Then the real file is extracted here.
+    """
+    path = Path(kernel.dbg_vmlinux())
+    if path.exists():
+        return path
+    out = cache_root() / "derived" / "dbg" / kernel.release / "vmlinux"
+    if out.exists():
+        return out
+    from kdumpy.lab.kernels import AptSuite
+
+    with locked(f"analysis-dbg-{kernel.release}"):
+        if not out.exists():
+            work = out.parent / "work"
+            work.mkdir(parents=True, exist_ok=True)
+            deb = AptSuite(kernel.suite).download(f"{kernel.package}-dbg", work)
+            member = f"./usr/lib/debug/lib/modules/{kernel.release}/vmlinux"
+            pipe = f"dpkg --fsys-tarfile {deb} | tar -x -C {work} {member}"
+            subprocess.run(["sh", "-c", pipe], check=True)
+            Path(work, member).rename(out)
+            deb.unlink()
+    return out
+
+
 def drgn_answers(dump: Any) -> dict[str, Any]:
     """The drgn oracle's JSON for a :class:`kdumpy.lab.dumps.LabDump`."""
     vmcore = Path(dump.vmcore)
     st = vmcore.stat()
     out = cache_root() / "derived" / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.drgn.json"
     if not out.exists():
-        vmlinux = dump.kernel.dbg_vmlinux()
+        vmlinux = dbg_vmlinux(dump.kernel)
         with locked(f"drgn-{vmcore.name}"):
             if not out.exists():
                 out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ and the scalar members of init_task and init_uts_ns.  Nothing here uses kdumpy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -69,10 +70,9 @@ def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
     prog = drgn.Program()
     prog.set_core_dump(vmcore)
-    try:
+    # Modules have no debug info here; vmlinux is what matters.
+    with contextlib.suppress(drgn.MissingDebugInfoError):
         prog.load_debug_info([vmlinux], default=False)
-    except drgn.MissingDebugInfoError:
-        pass  # modules have no debug info here; vmlinux is what matters
     tasks = []
     traces = {}
     for task in for_each_task(prog):

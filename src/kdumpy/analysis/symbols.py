@@ -97,6 +97,12 @@ class SymbolTable:
             return None
         return sym
 
+    def next_after(self, address: int) -> int | None:
+        """Address of the first symbol above ``address`` (where a function ends)."""
+        self._index()
+        i = int(np.searchsorted(self._addrs, np.uint64(address), side="right"))
+        return int(self._addrs[i]) if i < len(self._addrs) else None
+
     def describe(self, address: int) -> str:
         """``func+0x12`` for an address, or the hex address if no symbol covers it."""
         sym = self.find(address)

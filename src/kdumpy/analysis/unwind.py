@@ -11,6 +11,7 @@ Starting points: the PRSTATUS registers of a CPU (active tasks), or the
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -98,10 +99,8 @@ class Unwinder:
             out.append((table.start, max(hi, table.end), table))
         from kdumpy.analysis.helpers.modules import module_orc_tables
 
-        try:
+        with contextlib.suppress(KdumpyError):
             out += module_orc_tables(self.prog, self.version)
-        except KdumpyError:
-            pass
         return out
 
     def find(self, pc: int) -> OrcEntry | None:

@@ -1,0 +1,109 @@
+"""crash-like commands over a :class:`~kdumpy.analysis.program.Program`.
+
+Each command is a function ``(session, args) -> str`` registered with
+:func:`command`; the shell, ``-c`` and ``-i`` all go through :func:`run_line`, which
+turns every library error into a one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+
+
+class CommandError(KdumpyError):
+    """Bad usage of a command."""
+
+
+@dataclass
+class Session:
+    """A shell session: the program and the values ``p`` has printed ($1, $2 ...)."""
+
+    prog: Program
+    counter: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+Handler = Callable[[Session, list[str]], str]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Handler
+    summary: str
+    usage: str
+
+
+COMMANDS: dict[str, Command] = {}
+ALIASES: dict[str, str] = {"dmesg": "log", "lsmod": "mod", "quit": "q", "exit": "q", "?": "help"}
+_MODULES = ("system", "taskcmds", "memcmds", "typecmds")
+
+
+def command(name: str, summary: str, usage: str = "") -> Callable[[Handler], Handler]:
+    """Register a command handler."""
+
+    def register(func: Handler) -> Handler:
+        COMMANDS[name] = Command(name, func, summary, usage or name)
+        return func
+
+    return register
+
+
+def load_commands() -> dict[str, Command]:
+    for module in _MODULES:
+        importlib.import_module(f"kdumpy.analysis.commands.{module}")
+    return COMMANDS
+
+
+def run_line(session: Session, line: str) -> str:
+    """Run one command line; errors come back as ``name: message`` text."""
+    load_commands()
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as exc:
+        return f"crash: {exc}\n"
+    if not words:
+        return ""
+    name = ALIASES.get(words[0], words[0])
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        return f"crash: command not found: {words[0]}\n"
+    try:
+        return cmd.handler(session, words[1:])
+    except KdumpyError as exc:
+        return f"{name}: {exc}\n"
+    except (ValueError, IndexError) as exc:
+        return f"{name}: {exc or 'invalid arguments'} (usage: {cmd.usage})\n"
+
+
+def parse_number(text: str) -> int:
+    """crash reads bare hex for addresses: ``ffff8880...`` or ``0x...``; decimal
+    when marked with ``0d`` or when it cannot be hex."""
+    text = text.strip()
+    if text.startswith("0d"):
+        return int(text[2:], 10)
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise CommandError(f"invalid number: {text}") from None
+
+
+def resolve_address(session: Session, text: str) -> int:
+    """A hex address or a symbol name (``init_task``, ``panic+0x10``)."""
+    prog = session.prog
+    name, plus, offset = text.partition("+")
+    if prog.symbols.address_of(name) is not None or not _is_hex(name):
+        base = prog.symbol_address(name)
+        return base + (int(offset, 0) if plus else 0)
+    return parse_number(text)
+
+
+def _is_hex(text: str) -> bool:
+    text = text[2:] if text.lower().startswith("0x") else text
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)

@@ -1,0 +1,166 @@
+"""rd, kmem -i, dis, sym."""
+
+from __future__ import annotations
+
+import struct
+
+from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
+from kdumpy.analysis.helpers.mm import (
+    global_node_page_state,
+    global_zone_page_state,
+    totalram_pages,
+)
+from kdumpy.errors import KdumpyError
+
+_WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
+
+
+@command("rd", "read memory", "rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")
+def cmd_rd(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    width = 8
+    physical = ascii_only = False
+    rest = []
+    for a in args:
+        if a in _WIDTHS:
+            width = _WIDTHS[a]
+        elif a == "-p":
+            physical = True
+        elif a == "-a":
+            ascii_only = True
+        elif a.startswith("-") and not a[1:].isdigit():
+            raise CommandError(f"unknown option {a}")
+        else:
+            rest.append(a)
+    if not rest:
+        raise CommandError("address required")
+    address = parse_number(rest[0]) if physical else resolve_address(session, rest[0])
+    count = int(rest[1], 0) if len(rest) > 1 else 1
+    if ascii_only:
+        data = prog.memory.cstring(address, max(count, 256))
+        return f"{address:x}:  {data.decode('ascii', 'replace')}\n"
+    size = width * count
+    data = prog.memory.phys(address, size) if physical else prog.read(address, size)
+    return hexdump(address, data, width)
+
+
+def hexdump(address: int, data: bytes, width: int) -> str:
+    """crash's rd layout: 16 bytes a line, values in the unit size, then ASCII."""
+    fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
+    out = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        n = len(chunk) // width
+        values = struct.unpack(f"<{n}{fmt}", chunk[: n * width])
+        words = " ".join(f"{v:0{2 * width}x}" for v in values)
+        text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in chunk)
+        pad = (16 // width - n) * (2 * width + 1)
+        out.append(f"{address + off:x}:  {words}{' ' * pad}   {text}\n")
+    return "".join(out)
+
+
+def _pages_line(label: str, pages: int, page_size: int, total: int | None) -> str:
+    size = pages * page_size
+    human = f"{size / (1 << 30):.1f} GB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MB"
+    pct = "----" if total is None else f"{100 * pages // max(total, 1):3d}% of TOTAL MEM"
+    return f"{label:>13}  {pages:>8}  {human:>11}  {pct}\n"
+
+
+@command("kmem", "kernel memory", "kmem -i")
+def cmd_kmem(session: Session, args: list[str]) -> str:
+    if args != ["-i"]:
+        raise CommandError("only 'kmem -i' is supported")
+    prog = session.prog
+    ps = prog.dump.page_size
+    total = totalram_pages(prog)
+    free = global_zone_page_state(prog, "NR_FREE_PAGES")
+    try:
+        slab = global_node_page_state(prog, "NR_SLAB_RECLAIMABLE_B") + global_node_page_state(
+            prog, "NR_SLAB_UNRECLAIMABLE_B"
+        )
+    except KdumpyError:
+        slab = 0
+    file_pages = global_node_page_state(prog, "NR_FILE_PAGES")
+    swapcache = _maybe(lambda: global_node_page_state(prog, "NR_SWAPCACHE"))
+    shmem = _maybe(lambda: global_node_page_state(prog, "NR_SHMEM"))
+    out = "                 PAGES        TOTAL      PERCENTAGE\n"
+    out += _pages_line("TOTAL MEM", total, ps, None)
+    out += _pages_line("FREE", free, ps, total)
+    out += _pages_line("USED", total - free, ps, total)
+    out += _pages_line("SHARED", shmem, ps, total)
+    out += _pages_line("CACHED", max(0, file_pages - swapcache), ps, total)
+    out += _pages_line("SLAB", slab, ps, total)
+    return out
+
+
+def _maybe(func: object) -> int:
+    try:
+        return int(func())  # type: ignore[operator]
+    except KdumpyError:
+        return 0
+
+
+@command("dis", "disassemble", "dis address|symbol [count]")
+def cmd_dis(session: Session, args: list[str]) -> str:
+    import capstone
+
+    if not args:
+        raise CommandError("address or symbol required")
+    prog = session.prog
+    address = resolve_address(session, args[0])
+    sym = prog.symbols.find(address)
+    if len(args) > 1:
+        count, limit = int(args[1], 0), 16 * int(args[1], 0)
+    elif sym is not None and sym.address == address:
+        nxt = prog.symbols.next_after(address)
+        limit = (nxt - address) if nxt else 256
+        count = 1 << 20
+    else:
+        count, limit = 1, 16
+    code = prog.read(address, max(1, min(limit, 1 << 16)))
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    out: list[str] = []
+    for insn in md.disasm(code, address):
+        if len(out) >= count:
+            break
+        where = prog.symbols.describe(insn.address)
+        op = f"{insn.mnemonic} {insn.op_str}".strip()
+        target = _branch_target(prog, insn.mnemonic, insn.op_str)
+        out.append(f"0x{insn.address:x} <{where}>:\t{op}{target}\n")
+    return "".join(out)
+
+
+def _branch_target(prog: object, mnemonic: str, op: str) -> str:
+    if not (mnemonic.startswith("j") or mnemonic == "call") or not op.startswith("0x"):
+        return ""
+    try:
+        return f" <{prog.symbols.describe(int(op, 16))}>"  # type: ignore[attr-defined]
+    except ValueError:
+        return ""
+
+
+@command("sym", "translate a symbol to its address, or vice versa", "sym address|symbol ...")
+def cmd_sym(session: Session, args: list[str]) -> str:
+    if not args:
+        raise CommandError("symbol or address required")
+    prog = session.prog
+    out = []
+    for arg in args:
+        sym = prog.symbols.lookup(arg)
+        if sym is None:
+            prog.load_modules()
+            sym = prog.symbols.lookup(arg)
+        if sym is not None:
+            out.append(f"{sym.address:x} ({sym.type}) {sym.name}{_mod(sym.module)}\n")
+            continue
+        address = parse_number(arg)
+        prog.load_modules()
+        found = prog.symbols.find(address)
+        if found is None:
+            raise CommandError(f"invalid address: {arg}")
+        out.append(f"{address:x} ({found.type}) {found.describe(address)}\n")
+    return "".join(out)
+
+
+def _mod(module: str | None) -> str:
+    return f" [{module}]" if module else ""

@@ -1,0 +1,82 @@
+"""sys, log, help, q."""
+
+from __future__ import annotations
+
+from kdumpy.analysis.commands import COMMANDS, CommandError, Session, command
+from kdumpy.analysis.helpers.printk import format_log, log_records
+from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
+from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
+
+_STATE_NAMES = {
+    "RU": "TASK_RUNNING", "IN": "TASK_INTERRUPTIBLE", "UN": "TASK_UNINTERRUPTIBLE",
+    "ST": "TASK_STOPPED", "TR": "TASK_TRACED", "ZO": "EXIT_ZOMBIE", "DE": "EXIT_DEAD",
+    "PA": "TASK_PARKED", "ID": "TASK_IDLE", "WA": "TASK_WAKING", "NE": "TASK_NEW",
+}  # fmt: skip
+
+
+def _field(name: str, value: str) -> str:
+    return f"{name:>12}: {value}\n"
+
+
+@command("sys", "system data", "sys")
+def cmd_sys(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    info = system_info(prog)
+    taints = taint_letters(prog)
+    out = _field("KERNEL", "(none: symbols, types and stacks from the dump)" + (
+        "  [TAINTED]" if taints else ""))  # fmt: skip
+    out += _field("DUMPFILE", f"{prog.path}  [{prog.dump.format}]")
+    out += _field("CPUS", str(info.cpus))
+    out += _field("DATE", info.date)
+    out += _field("UPTIME", info.uptime)
+    out += _field("LOAD AVERAGE", info.load_average)
+    out += _field("TASKS", str(info.tasks))
+    out += _field("NODENAME", info.nodename)
+    out += _field("RELEASE", info.release)
+    out += _field("VERSION", info.version)
+    out += _field("MACHINE", info.machine)
+    out += _field("MEMORY", format_bytes(info.memory))
+    message = info.panic.message.removeprefix("Kernel panic - not syncing: ")
+    out += _field("PANIC", f'"{message}"')
+    return out + context(session)
+
+
+def context(session: Session) -> str:
+    """The panic task's identity, as crash prints it after ``sys`` at startup."""
+    prog = session.prog
+    task = panic_task(prog)
+    if task is None:
+        return ""
+    state = task_state_crash(task)
+    return (
+        _field("PID", str(int(task.pid)))
+        + _field("COMMAND", f'"{task_comm(task)}"')
+        + _field("TASK", f"{int(task):x}")
+        + _field("CPU", str(task_cpu(task)))
+        + _field("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)")
+    )
+
+
+@command("log", "dump system message buffer", "log [-t]")
+def cmd_log(session: Session, args: list[str]) -> str:
+    unknown = [a for a in args if a not in ("-t",)]
+    if unknown:
+        raise CommandError(f"unknown option {unknown[0]} (usage: log [-t])")
+    return format_log(log_records(session.prog), timestamps="-t" not in args)
+
+
+@command("help", "get help", "help [command]")
+def cmd_help(session: Session, args: list[str]) -> str:
+    if args:
+        cmd = COMMANDS.get(args[0])
+        if cmd is None:
+            raise CommandError(f"no help for unknown command {args[0]}")
+        return f"{cmd.name}: {cmd.summary}\nusage: {cmd.usage}\n"
+    return "".join(
+        f"{c.name:<8} {c.summary}\n" for c in sorted(COMMANDS.values(), key=lambda c: c.name)
+    )
+
+
+@command("q", "exit this session", "q")
+def cmd_quit(session: Session, args: list[str]) -> str:
+    raise SystemExit(0)

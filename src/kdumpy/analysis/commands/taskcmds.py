@@ -1,0 +1,213 @@
+"""ps, bt, foreach, files, runq, set."""
+
+from __future__ import annotations
+
+from kdumpy.analysis.commands import CommandError, Session, command, parse_number
+from kdumpy.analysis.helpers.files import task_files, task_root_cwd
+from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
+from kdumpy.analysis.helpers.runqueue import runqueue_tasks
+from kdumpy.analysis.helpers.tasks import (
+    active_tasks,
+    cpu_of_active_task,
+    find_task,
+    for_each_task,
+    idle_task,
+    is_kthread,
+    panic_task,
+    task_comm,
+    task_cpu,
+    task_state_crash,
+)
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+from kdumpy.analysis.unwind import PT_REGS, Frame, stack_trace
+from kdumpy.errors import KdumpyError
+
+
+def all_tasks(prog: Program) -> list[Object]:
+    """Idle tasks of each CPU first, then every other task (crash's order)."""
+    idle = [idle_task(prog, cpu) for cpu in prog.online_cpus]
+    return idle + sorted(for_each_task(prog), key=lambda t: int(t.pid))
+
+
+@command("ps", "display process status information", "ps [-k|-u] [pid|comm ...]")
+def cmd_ps(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    active = {int(t) for t in active_tasks(prog).values()}
+    total_kb = max(1, totalram_pages(prog) * prog.dump.page_size // 1024)
+    lines = ["   PID    PPID  CPU       TASK        ST  %MEM     VSZ    RSS  COMM\n"]
+    wanted = [a for a in args if not a.startswith("-")]
+    for task in all_tasks(prog):
+        kthread = is_kthread(task) or int(task.pid) == 0
+        if ("-k" in args and not kthread) or ("-u" in args and kthread):
+            continue
+        comm = task_comm(task)
+        if wanted and str(int(task.pid)) not in wanted and comm not in wanted:
+            continue
+        rss, vsz = task_rss_vsz(prog, task)
+        mark = ">" if int(task) in active else " "
+        shown = f"[{comm}]" if kthread else comm
+        lines.append(
+            f"{mark}{int(task.pid):>6} {int(task.real_parent.pid):>7} {task_cpu(task):>4}  "
+            f"{int(task):016x}  {task_state_crash(task)}  {100 * rss / total_kb:4.1f} "
+            f"{vsz:>7} {rss:>6}  {shown}\n"
+        )
+    return "".join(lines)
+
+
+def _regs_block(regs: dict[str, int]) -> str:
+    """An exception frame's registers in crash's layout."""
+    r = {k: regs.get(k, 0) for k in PT_REGS}
+    rows = [
+        ("RIP", "ip"), ("RSP", "sp"), ("RFLAGS", "flags"), None,
+        ("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx"), None,
+        ("RDX", "dx"), ("RSI", "si"), ("RDI", "di"), None,
+        ("RBP", "bp"), ("R8", "r8"), ("R9", "r9"), None,
+        ("R10", "r10"), ("R11", "r11"), ("R12", "r12"), None,
+        ("R13", "r13"), ("R14", "r14"), ("R15", "r15"), None,
+    ]  # fmt: skip
+    out: list[str] = []
+    line: list[str] = []
+    for item in rows:
+        if item is None:
+            out.append("    " + "  ".join(line) + "\n")
+            line = []
+            continue
+        label, key = item
+        width = 8 if key == "flags" else 16
+        line.append(f"{label:>3}: {r[key]:0{width}x}")
+    out.append(f"    ORIG_RAX: {r['orig_ax']:016x}  CS: {r['cs']:04x}  SS: {r['ss']:04x}\n")
+    return "".join(out)
+
+
+def format_backtrace(prog: Program, task: Object, frames: list[Frame]) -> str:
+    cpu = task_cpu(task)
+    out = [
+        f'PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {cpu:<3} COMMAND: "{task_comm(task)}"\n'
+    ]
+    for i, frame in enumerate(frames):
+        if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
+            out.append(_regs_block(frame.regs).replace("    RIP", "    [exception RIP: "
+                       f"{frame.location()}]\n    RIP", 1))  # fmt: skip
+        out.append(f" #{i:<2}[{frame.slot:x}] {frame.name} at {frame.pc:x}\n")
+        if frame.user_regs is not None:
+            out.append(_regs_block(frame.user_regs))
+    if not frames:
+        out.append("  (no stack frames)\n")
+    return "".join(out)
+
+
+def task_from_arg(session: Session, arg: str) -> Object:
+    """A task by pid (decimal) or by task_struct address (hex)."""
+    prog = session.prog
+    if arg.isdigit() and len(arg) < 8:
+        task = find_task(prog, int(arg))
+        if task is None:
+            raise CommandError(f"invalid task or pid value: {arg}")
+        return task
+    address = parse_number(arg)
+    for task in [*all_tasks(prog)]:
+        if int(task) == address:
+            return task
+    raise CommandError(f"invalid task or pid value: {arg}")
+
+
+@command("bt", "backtrace", "bt [-a] [pid | task ...]")
+def cmd_bt(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    if "-a" in args:
+        tasks = [t for _, t in sorted(active_tasks(prog).items())]
+    elif [a for a in args if not a.startswith("-")]:
+        tasks = [task_from_arg(session, a) for a in args if not a.startswith("-")]
+    else:
+        current = session.extra.get("task") or panic_task(prog)
+        if current is None:
+            raise CommandError("no panic task found; give a pid")
+        tasks = [current]  # type: ignore[list-item]
+    return "\n".join(format_backtrace(prog, t, stack_trace(prog, t)) for t in tasks)
+
+
+_STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
+
+
+@command("foreach", "display command data for multiple tasks", "foreach [STATE] bt|ps|files")
+def cmd_foreach(session: Session, args: list[str]) -> str:
+    states = {a for a in args if a in _STATE_FILTERS}
+    verbs = [a for a in args if a not in states]
+    if not verbs or verbs[0] not in ("bt", "files", "ps"):
+        raise CommandError("foreach supports bt, files and ps")
+    prog = session.prog
+    out = []
+    for task in all_tasks(prog):
+        if states and task_state_crash(task) not in states:
+            continue
+        if verbs[0] == "bt":
+            out.append(format_backtrace(prog, task, stack_trace(prog, task)))
+        elif verbs[0] == "files":
+            out.append(_files(prog, task))
+        else:
+            out.append(cmd_ps(session, [str(int(task.pid))]).splitlines(True)[-1])
+    return "\n".join(out) if verbs[0] != "ps" else "".join(out)
+
+
+def _files(prog: Program, task: Object) -> str:
+    root, cwd = task_root_cwd(prog, task)
+    out = [
+        f"PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {task_cpu(task):<3} "
+        f'COMMAND: "{task_comm(task)}"\n',
+        f"ROOT: {root}    CWD: {cwd}\n",
+        " FD       FILE            DENTRY           INODE       TYPE PATH\n",
+    ]
+    for fd, file, dentry, inode, kind, path in task_files(prog, task):
+        out.append(f"{fd:>3} {file:016x} {dentry:016x} {inode:016x} {kind:<4} {path}\n")
+    return "".join(out)
+
+
+@command("files", "open files", "files [pid | task]")
+def cmd_files(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    task = task_from_arg(session, args[0]) if args else panic_task(prog)
+    if task is None:
+        raise CommandError("no task given")
+    return _files(prog, task)
+
+
+@command("runq", "run queue", "runq")
+def cmd_runq(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    out = []
+    for cpu in prog.online_cpus:
+        rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
+        out.append(f"CPU {cpu} RUNQUEUE: {rq:x}\n")
+        pid, comm = int(curr.pid), task_comm(curr)
+        out.append(f'  CURRENT: PID: {pid:<6} TASK: {int(curr):x}  COMMAND: "{comm}"\n')
+        for title, queued in (("RT PRIO_ARRAY", rt), ("CFS RB_ROOT", cfs)):
+            out.append(f"  {title}:\n")
+            if not queued:
+                out.append("     [no tasks queued]\n")
+            for prio, task in queued:
+                out.append(
+                    f"     [{prio:3d}] PID: {int(task.pid):<6} TASK: {int(task):x}  "
+                    f'COMMAND: "{task_comm(task)}"\n'
+                )
+        out.append("\n")
+    return "".join(out)
+
+
+@command("set", "set the context task", "set [pid | task]")
+def cmd_set(session: Session, args: list[str]) -> str:
+    prog = session.prog
+    if args:
+        session.extra["task"] = task_from_arg(session, args[0])
+    task = session.extra.get("task") or panic_task(prog)
+    if not isinstance(task, Object):
+        return "no context task\n"
+    try:
+        cpu = cpu_of_active_task(prog, task)
+    except KdumpyError:
+        cpu = None
+    state = task_state_crash(task) + (" (ACTIVE)" if cpu is not None else "")
+    return (
+        f'    PID: {int(task.pid)}\nCOMMAND: "{task_comm(task)}"\n   TASK: {int(task):x}\n'
+        f"    CPU: {task_cpu(task)}\n  STATE: {state}\n"
+    )

@@ -1,0 +1,72 @@
+"""Run queues: the running task, queued RT tasks and the CFS red-black tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kdumpy.analysis.helpers.tasks import cpu_rq
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+
+_MAX_NODES = 100_000
+
+
+def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
+    """Tasks queued on a CFS run queue, descending into group entities."""
+    se_type = prog.type("struct sched_entity")
+    node_off = prog.offsetof(se_type, "run_node")
+    se_off = prog.offsetof("struct task_struct", "se")
+    out = []
+    root = int(cfs_rq.tasks_timeline.rb_root.rb_node)
+    for node in _rb_nodes(prog, root):
+        se = prog.object_at(se_type, node - node_off)
+        if se.has_member_("my_q") and int(se.my_q) and depth < 8:
+            out += cfs_tasks(prog, se.my_q.deref_(), depth + 1)
+        else:
+            out.append(prog.pointer("struct task_struct", node - node_off - se_off))
+    return out
+
+
+def _rb_nodes(prog: Program, root: int) -> Iterator[int]:
+    """In-order walk; ``struct rb_node`` is {__rb_parent_color, rb_right, rb_left}."""
+    right_off = prog.offsetof("struct rb_node", "rb_right")
+    left_off = prog.offsetof("struct rb_node", "rb_left")
+    stack: list[int] = []
+    node = root
+    count = 0
+    while (stack or node) and count < _MAX_NODES:
+        while node:
+            stack.append(node)
+            node = prog.read_u64(node + left_off)
+        node = stack.pop()
+        yield node
+        count += 1
+        node = prog.read_u64(node + right_off)
+
+
+def rt_tasks(prog: Program, rq: Object) -> list[tuple[int, Object]]:
+    """``(prio, task)`` of queued real-time tasks (``rq->rt.active``)."""
+    out = []
+    rt_off = prog.offsetof("struct task_struct", "rt")
+    list_off = prog.offsetof("struct sched_rt_entity", "run_list")
+    queues = rq.rt.active.queue
+    length = queues.type_.strip().length  # type: ignore[attr-defined]
+    if not int(rq.rt.rt_nr_running):
+        return []
+    for prio in range(length):
+        head = queues[prio].address_
+        assert head is not None
+        node = prog.read_u64(head)
+        while node != head and node:
+            out.append((prio, prog.pointer("struct task_struct", node - list_off - rt_off)))
+            node = prog.read_u64(node)
+    return out
+
+
+def runqueue_tasks(
+    prog: Program, cpu: int
+) -> tuple[int, Object, list[tuple[int, Object]], list[tuple[int, Object]]]:
+    """``(rq address, current task, [(prio, rt task)], [(prio, cfs task)])``."""
+    rq = cpu_rq(prog, cpu)
+    cfs = [(int(t.prio), t) for t in cfs_tasks(prog, rq.cfs)]
+    return int(rq.address_ or 0), rq.curr, rt_tasks(prog, rq), cfs

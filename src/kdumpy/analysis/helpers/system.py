@@ -1,0 +1,116 @@
+"""System-wide facts for ``sys`` and the report: uptime, load, memory, tasks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from kdumpy.analysis.helpers.printk import log_records
+from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
+from kdumpy.analysis.panic import PanicInfo, classify
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+
+FSHIFT = 11  # fixed-point shift of avenrun (include/linux/sched/loadavg.h)
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    release: str
+    version: str
+    machine: str
+    nodename: str
+    cpus: int
+    date: str
+    uptime: str
+    load_average: str
+    tasks: int
+    memory: int  # bytes of RAM
+    panic: PanicInfo
+
+
+def uptime_seconds(prog: Program) -> float:
+    """Seconds since boot at the crash: the newest log record's time stamp."""
+    recs = log_records(prog)
+    return recs[-1].ts_nsec / 1e9 if recs else 0.0
+
+
+def format_uptime(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days} days, {text}" if days else text
+
+
+def load_average(prog: Program) -> str:
+    try:
+        values = [int(v) for v in prog.object("avenrun").value_()]
+    except KdumpyError:
+        return "unknown"
+    parts = []
+    for v in values:
+        whole, frac = v >> FSHIFT, ((v & ((1 << FSHIFT) - 1)) * 100) >> FSHIFT
+        parts.append(f"{whole}.{frac:02d}")
+    return ", ".join(parts)
+
+
+def ram_bytes(prog: Program) -> int:
+    return sum(end - start for start, end in prog.dump.ram_ranges()) * prog.dump.page_size
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f} {unit}" if value != int(value) else f"{int(value)} {unit}"
+    return f"{n} bytes"
+
+
+def system_info(prog: Program) -> SystemInfo:
+    uts = prog.object("init_uts_ns").name
+    crash_time = prog.info.crash_time
+    date = (
+        time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(crash_time))
+        if crash_time
+        else "unknown"
+    )
+    idle = len(prog.online_cpus)
+    return SystemInfo(
+        release=uts.release.string_().decode(),
+        version=uts.version.string_().decode(),
+        machine=uts.machine.string_().decode(),
+        nodename=uts.nodename.string_().decode(),
+        cpus=prog.nr_cpu_ids,
+        date=date,
+        uptime=format_uptime(uptime_seconds(prog)),
+        load_average=load_average(prog),
+        tasks=sum(1 for _ in for_each_task(prog)) + idle,
+        memory=ram_bytes(prog),
+        panic=classify(log_records(prog)),
+    )
+
+
+def taint_letters(prog: Program) -> str:
+    """The taint flags as the kernel prints them (``print_tainted``), e.g. ``"OE"``."""
+    try:
+        mask = int(prog.object("tainted_mask"))
+    except KdumpyError:
+        return ""
+    return "".join(c for bit, c in enumerate(TAINT_CHARS) if mask >> bit & 1)
+
+
+# kernel/panic.c taint_flags[], bit order (the "true" letter of each).
+TAINT_CHARS = "PFSRMBUDAWCIOELKXTN"
+TAINT_NAMES = (
+    "PROPRIETARY_MODULE", "FORCED_MODULE", "CPU_OUT_OF_SPEC", "FORCED_RMMOD", "MACHINE_CHECK",
+    "BAD_PAGE", "USER", "DIE", "OVERRIDDEN_ACPI_TABLE", "WARN", "CRAP", "FIRMWARE_WORKAROUND",
+    "OOT_MODULE", "UNSIGNED_MODULE", "SOFTLOCKUP", "LIVEPATCH", "AUX", "RANDSTRUCT", "TEST",
+)  # fmt: skip
+
+
+def panic_task_summary(prog: Program) -> dict[str, object] | None:
+    task = panic_task(prog)
+    if task is None:
+        return None
+    return {"pid": int(task.pid), "comm": task.comm.string_().decode(), "task": int(task)}

@@ -1,0 +1,95 @@
+"""Printing types and objects the way crash (through gdb) does.
+
+struct list_head {
+  next = 0xffff888003c1e0c8,
+  prev = 0xffff888003c1e0c8
+}
+"""
+
+from __future__ import annotations
+
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.types import (
+    ArrayType,
+    EnumType,
+    FunctionType,
+    IntType,
+    PointerType,
+    StructType,
+    Type,
+)
+from kdumpy.errors import KdumpyError
+
+_MAX_ARRAY = 64  # elements shown before "..."
+
+
+def format_type(t: Type, offsets: bool = False) -> str:
+    """A struct/union definition (``struct NAME`` without an address)."""
+    s = t.strip()
+    if not isinstance(s, StructType):
+        return f"type = {t.spelling()}\nSIZE: {t.size}\n"
+    lines = [f"{s.spelling()} {{\n"]
+    for m in s.members:
+        prefix = f"  [{m.offset:>4}]" if offsets else "   "
+        bits = f" : {m.bit_size}" if m.bit_size else ""
+        lines.append(f"{prefix} {_declaration(m.type, m.name)}{bits};\n")
+    lines.append(f"}}\nSIZE: {s.size}\n")
+    return "".join(lines)
+
+
+def _declaration(t: Type, name: str) -> str:
+    if isinstance(t, ArrayType):
+        return f"{_declaration(t.element, name)}[{t.length}]"
+    if isinstance(t, PointerType) and isinstance(t.target.strip(), FunctionType):
+        return f"{t.target.strip().ret.spelling()} (*{name})()"  # type: ignore[attr-defined]
+    s = t.spelling()
+    inner = t.strip() if not t.name else t
+    if isinstance(inner, StructType) and not inner.name:
+        s = f"{inner.kind} {{...}}"
+    return f"{s} {name}".rstrip() if not s.endswith("*") else f"{s}{name}"
+
+
+def format_value(obj: Object, indent: int = 0) -> str:
+    """An object's value in gdb's ``print`` syntax."""
+    t = obj.type_.strip()
+    pad = "  " * (indent + 1)
+    try:
+        if isinstance(t, StructType):
+            parts = []
+            for m in t.members:
+                member = obj.member_(m.name) if m.name else _anonymous(obj, m)
+                label = f"{m.name} = " if m.name else ""
+                parts.append(f"{pad}{label}{format_value(member, indent + 1)}")
+            close = "  " * indent + "}"
+            return "{\n" + ",\n".join(parts) + "\n" + close
+        if isinstance(t, ArrayType):
+            elem = t.element.strip()
+            if isinstance(elem, IntType) and elem.size == 1:
+                return _string(obj.read_bytes_())
+            shown = [format_value(obj[i], indent + 1) for i in range(min(t.length, _MAX_ARRAY))]
+            more = ", ..." if t.length > _MAX_ARRAY else ""
+            return "{" + ", ".join(shown) + more + "}"
+        if isinstance(t, PointerType):
+            return f"{int(obj):#x}" if int(obj) else "0x0"
+        if isinstance(t, EnumType):
+            value = int(obj)
+            return t.name_of(value) or str(value)
+        if isinstance(t, IntType):
+            value = int(obj)
+            return ("true" if value else "false") if t.is_bool else str(value)
+        return str(obj.value_())
+    except KdumpyError as exc:
+        return f"<error: {exc}>"
+
+
+def _anonymous(obj: Object, m: object) -> Object:
+    """An anonymous struct/union member as an object at its offset."""
+    base = obj.address_ if obj.address_ is not None else 0
+    return Object(obj.prog_, m.type, base + m.offset)  # type: ignore[attr-defined]
+
+
+def _string(data: bytes) -> str:
+    text = data.split(b"\0", 1)[0]
+    rest = len(data) - len(text)
+    shown = "".join(chr(c) if 0x20 <= c < 0x7F and c not in b'"\\' else f"\\{c:03o}" for c in text)
+    return f'"{shown}"' + (f", '\\000' <repeats {rest - 1} times>" if rest > 1 else "")

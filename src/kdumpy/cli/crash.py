@@ -1,0 +1,133 @@
+"""``kdumpy crash DUMP``: a crash-like shell over a dump, with nothing but the dump.
+
+Interactive use gets the ``crash> `` prompt (prompt_toolkit: history, completion of
+commands and symbols), and long output goes through the pager; ``-c CMD`` (repeatable)
+and ``-i SCRIPT`` run commands in batch and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pydoc
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kdumpy.errors import KdumpyError
+
+HISTORY = Path.home() / ".cache" / "kdumpy" / "crash_history"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "crash",
+        help="analyse a dump interactively, like crash, without a vmlinux",
+        description="A crash-like shell: symbols from the dump's kallsyms, types from its "
+        "BTF, stacks from its ORC tables.  Commands: sys log ps bt rd struct union p sym "
+        "mod kmem -i runq files dis foreach set whatis help q.",
+    )
+    p.add_argument("dump", metavar="DUMP", help="the vmcore (ELF, kdump-compressed or flattened)")
+    p.add_argument("-c", dest="commands", action="append", metavar="CMD", default=[],
+                   help="run CMD and exit (repeatable)")  # fmt: skip
+    p.add_argument(
+        "-i", dest="script", metavar="SCRIPT", help="run the commands in SCRIPT and exit"
+    )
+    p.add_argument("-s", "--silent", action="store_true", help="no sys banner at startup")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdumpy.analysis import Program
+    from kdumpy.analysis.commands import Session, run_line
+
+    batch: list[str] = list(args.commands)
+    if args.script:
+        try:
+            batch += Path(args.script).read_text().splitlines()
+        except OSError as exc:
+            raise KdumpyError(f"{args.script}: cannot read: {exc.strerror}") from None
+    with Program.open(args.dump) as prog:
+        session = Session(prog)
+        if batch:
+            return _batch(session, batch, run_line)
+        if not args.silent:
+            _show(run_line(session, "sys"))
+        return _interactive(session, run_line)
+
+
+def _batch(session: Any, lines: Iterable[str], run_line: Any) -> int:
+    status = 0
+    for line in lines:
+        try:
+            out = run_line(session, line)
+        except SystemExit:
+            break
+        sys.stdout.write(out)
+        if _is_error(line, out):
+            status = 1
+    sys.stdout.flush()
+    return status
+
+
+def _is_error(line: str, out: str) -> bool:
+    """A one-line ``name: message`` answer to a command is its error report."""
+    word = line.split()[0] if line.split() else ""
+    return out.count("\n") == 1 and (out.startswith(f"{word}: ") or out.startswith("crash: "))
+
+
+def _show(text: str) -> None:
+    """Print, through the pager when it would not fit on the screen."""
+    rows = shutil.get_terminal_size().lines
+    if sys.stdout.isatty() and text.count("\n") > rows - 2:
+        os.environ.setdefault("PAGER", "less -FRX")
+        pydoc.pager(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _interactive(session: Any, run_line: Any) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    from kdumpy.analysis.commands import load_commands
+
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    prompt: PromptSession[str] = PromptSession(
+        history=FileHistory(str(HISTORY)), completer=_completer(session, load_commands())
+    )
+    while True:
+        try:
+            line = prompt.prompt("crash> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return 0
+        try:
+            _show(run_line(session, line))
+        except SystemExit:
+            return 0
+
+
+def _completer(session: Any, commands: dict[str, Any]) -> Any:
+    from prompt_toolkit.completion import Completer, Completion
+
+    class CrashCompleter(Completer):
+        """Command names first, then symbol names (prefix search in the symbol table)."""
+
+        def get_completions(self, document: Any, complete_event: Any) -> Any:
+            text = document.text_before_cursor
+            word = document.get_word_before_cursor(WORD=True)
+            if " " not in text.lstrip():
+                for name in sorted(commands):
+                    if name.startswith(word):
+                        yield Completion(name, -len(word))
+                return
+            if len(word) < 2:
+                return
+            for sym in session.prog.symbols.search(word)[:200]:
+                yield Completion(sym.name, -len(word))
+
+    return CrashCompleter()
