@@ -70,9 +70,13 @@ def test_translation_matches_drgn(lab_dump, drgn_prog) -> None:  # noqa: ANN001
 def test_reads_cross_page_boundaries(lab_dump, drgn_prog) -> None:  # noqa: ANN001
     prog = drgn_prog(lab_dump.vmcore)
     with open_dump(lab_dump.vmcore) as dump:
-        sp = dump.prstatus[0].regs["sp"]
-        va = (sp & ~0xFFF) - 100
-        assert dump.read_virt(va, 5000) == prog.read(va, 5000)
+        start, end = dump.pfn_ranges()[0]
+        for va in (
+            dump.translator.page_offset + (start << 12) + 4000,  # direct map
+            dump.vmcoreinfo.require("SYMBOL(_stext)") + 4000,  # kernel image
+            dump.translator.vmemmap + 64 * start + 4000,  # vmemmap (page-table walk)
+        ):
+            assert dump.read_virt(va, 9000) == prog.read(va, 9000), hex(va)
 
 
 def test_unmapped_address_is_a_one_line_error(lab_dump) -> None:  # noqa: ANN001

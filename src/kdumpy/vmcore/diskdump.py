@@ -53,7 +53,7 @@ class _Part:
     start_pfn: int
     end_pfn: int
     desc_offset: int
-    descs: np.ndarray  # PAGE_DESC records present in the file (fewer if truncated)
+    descs: np.ndarray  # this file's PAGE_DESC records (fewer if the file is truncated)
     first_index: int = 0  # global 2nd-bitmap rank of start_pfn
 
 
@@ -86,6 +86,9 @@ class KdumpDump(Dump):
             if part.end_pfn == 0 or part.end_pfn > self.max_pfn:
                 part.end_pfn = self.max_pfn
             part.first_index = self._rank(part.start_pfn)
+            # Only as many descriptors as the bitmap counts in this file's range; fewer
+            # if the file is truncated.
+            part.descs = part.descs[: self._rank(part.end_pfn) - part.first_index]
         self._part_starts = [p.start_pfn for p in self.parts]
         self.notes = self._read_notes(first)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
