@@ -30,6 +30,13 @@ TYPE_UNDEFINED, TYPE_END_OF_STACK, TYPE_CALL, TYPE_REGS, TYPE_REGS_PARTIAL = ran
 # sha1 of orc_types.h that Linux >= 6.4 stores in .orc_header (see scripts/orc_hash.sh).
 _ORC_HASH_6_4 = bytes.fromhex("fe5d32bf581bd63b2ca9a5c65ba5a625eab3fe24")
 _ORC_HASH_6_3 = bytes.fromhex("db84aed4103b31dd51e017f8f79783ca985c2c51")
+# Linux 7.x renumbered the base registers (observed in Debian's 7.2 kernel, whose
+# .orc_header hash is below): the common entries moved from SP=5/PREV_SP=1 to
+# SP=3/PREV_SP=8.  Only the registers C code and the syscall path use were
+# identified from the tables themselves; others map to UNDEFINED (the unwinder then
+# falls back to the stack scan).
+_ORC_HASH_7 = bytes.fromhex("137c36ad7627c4dd55932176bb0ecdbd5041fc82")
+_REGS_V4 = {0: 0, 3: 5, 4: 4, 8: 1, 10: 8}
 _ENTRY = np.dtype([("sp_offset", "<i2"), ("bp_offset", "<i2"), ("flags", "<u2")])
 
 
@@ -45,6 +52,8 @@ class OrcEntry:
 
 def orc_version(osrelease: str | None, header: bytes | None) -> int:
     """Which flags layout a kernel uses (3, 2 or 1)."""
+    if header == _ORC_HASH_7:
+        return 4
     if header == _ORC_HASH_6_4:
         return 3
     if header == _ORC_HASH_6_3:
@@ -61,7 +70,14 @@ def orc_version(osrelease: str | None, header: bytes | None) -> int:
 def normalize_flags(flags: np.ndarray, version: int) -> np.ndarray:
     """Rewrite version 1/2 flags into the version 3 layout (vectorised)."""
     flags = flags.astype(np.uint16)
-    if version >= 3:
+    if version >= 4:
+        lut = np.zeros(16, dtype=np.uint16)
+        for new, old in _REGS_V4.items():
+            lut[new] = old
+        sp = lut[flags & 0xF]
+        bp = lut[(flags >> 4) & 0xF]
+        return ((flags & 0xFF00) | sp | (bp << 4)).astype(np.uint16)
+    if version == 3:
         return flags
     end_bit = 0x800 if version == 2 else 0x400
     regs = flags & 0xFF

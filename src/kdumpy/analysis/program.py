@@ -55,6 +55,11 @@ _TYPE_SPEC = re.compile(
 )
 
 
+# Per-CPU addresses wrap: since 6.15 x86_64 per-CPU symbols are ordinary kernel
+# addresses and __per_cpu_offset[] may be "negative".
+_U64 = (1 << 64) - 1
+
+
 class LookupError_(KdumpyError):
     """No such symbol, type or variable."""
 
@@ -306,13 +311,13 @@ class Program:
             var = self.object(var)
         if var.address_ is None:
             raise LookupError_("per_cpu: object has no address")
-        return Object(self, var.type_, var.address_ + self.per_cpu_offsets[cpu])
+        return Object(self, var.type_, (var.address_ + self.per_cpu_offsets[cpu]) & _U64)
 
     def per_cpu_ptr(self, pointer: Object, cpu: int) -> Object:
         """``per_cpu_ptr(ptr, cpu)`` for a ``__percpu`` pointer value."""
         t = pointer.type_.strip()
         target = t.target if isinstance(t, PointerType) else t
-        return Object(self, target, int(pointer) + self.per_cpu_offsets[cpu])
+        return Object(self, target, (int(pointer) + self.per_cpu_offsets[cpu]) & _U64)
 
     # -- the crash ---------------------------------------------------------------------------
     @cached_property

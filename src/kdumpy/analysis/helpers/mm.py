@@ -17,7 +17,9 @@ def _percpu_counter_sum(prog: Program, counter: Object) -> int:
     if int(counters):
         for cpu in prog.possible_cpus:
             total += int.from_bytes(
-                prog.read(int(counters) + prog.per_cpu_offsets[cpu], 4), "little", signed=True
+                prog.read((int(counters) + prog.per_cpu_offsets[cpu]) & ((1 << 64) - 1), 4),
+                "little",
+                signed=True,
             )
     return total
 
