@@ -1,0 +1,100 @@
+"""ssh and NFS targets, end to end: real OpenSSH sshd and nfs-ganesha on the host's
+loopback (spare ports), reached by the guest through QEMU's user network as 10.0.2.2."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdumpy.lab.debian_kdump import Cycle, run_cycle
+from kdumpy.lab.servers import GUEST_HOST_IP, GaneshaNfs, Sshd
+
+from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial
+
+COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
+
+
+def ssh_files(sshd: Sshd, known_hosts: str) -> dict[str, bytes | str]:
+    """The guest's /root/.ssh: the key kdumpy uses, known_hosts, the port in ssh_config."""
+    return {
+        "ssh/kdump_id_rsa": Path(sshd.client_key).read_bytes(),
+        "ssh/known_hosts": known_hosts,
+        "ssh/config": sshd.client_config(GUEST_HOST_IP),
+    }
+
+
+def ssh_conf(crash_dir: Path, extra: str = "") -> str:
+    return (f"ssh root@{GUEST_HOST_IP}\npath {crash_dir}\n" + COLLECTOR +
+            "final_action poweroff\nfailure_action poweroff\n" + extra)  # fmt: skip
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    server = Sshd(tmp_path / "sshd").start()
+    yield server
+    server.stop()
+
+
+def test_ssh(tmp_path, kernel, sshd):
+    crash = tmp_path / "server-crash"
+    crash.mkdir()
+    files = ssh_files(sshd, sshd.known_hosts_line(GUEST_HOST_IP))
+    result = run_cycle(Cycle(ssh_conf(crash), files=files), tmp_path / "run", kernel)
+    assert result.rc == 0, result.log[-3000:]
+    assert "kdump: saved vmcore to" in result.serial, result.serial[-3000:]
+    (dump_dir,) = [p for p in crash.iterdir() if p.is_dir()]
+    match = DIR_NAME.fullmatch(dump_dir.name)
+    assert match and match.group(1) == "10.0.2.15", dump_dir.name
+    names = sorted(p.name for p in dump_dir.iterdir())
+    assert names == ["kexec-dmesg.log", "vmcore-dmesg.txt", "vmcore.flat"]
+    assert oct(dump_dir.joinpath("vmcore.flat").stat().st_mode & 0o777) == "0o600"
+    first = first_kernel_serial(result.serial)
+    check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
+    out = tmp_path / "vmcore"
+    with open(dump_dir / "vmcore.flat", "rb") as src:
+        subprocess.run(["makedumpfile", "-R", str(out)], stdin=src, check=True,
+                       capture_output=True)  # fmt: skip
+    check_dump(out, kernel, first)
+
+
+def test_ssh_wrong_host_key_is_refused(tmp_path, kernel, sshd):
+    """known_hosts names another key for the server: refuse, failure_action, no file."""
+    crash = tmp_path / "server-crash"
+    crash.mkdir()
+    impostor = Sshd(tmp_path / "impostor")  # only its host key is used
+    files = ssh_files(sshd, impostor.known_hosts_line(GUEST_HOST_IP).replace(
+        str(impostor.port), str(sshd.port)))  # fmt: skip
+    files["setup.sh"] = "echo 'force_no_rebuild 0' >/dev/null\n"
+    result = run_cycle(Cycle(ssh_conf(crash), files=files), tmp_path / "run", kernel)
+    serial = result.serial
+    assert "Host key verification failed" in serial or "host key" in serial.lower()
+    assert "kdump: saved vmcore to" not in serial
+    assert not any(crash.rglob("vmcore*"))
+
+
+@pytest.fixture
+def nfs(tmp_path):
+    server = GaneshaNfs(tmp_path / "nfs").start()
+    yield server
+    server.stop()
+
+
+def test_nfs(tmp_path, kernel, nfs):
+    conf = (
+        f'dracut_args --mount "{GUEST_HOST_IP}:/export /kdumproot nfs {nfs.mount_options()}"\n'
+        "path /crash\n" + COLLECTOR + "final_action poweroff\n"
+    )
+    (nfs.export / "crash").mkdir()
+    result = run_cycle(Cycle(conf), tmp_path / "run", kernel)
+    assert result.rc == 0, result.log[-3000:]
+    assert "kdump: saved vmcore to" in result.serial, result.serial[-3000:]
+    (dump_dir,) = list((nfs.export / "crash").iterdir())
+    match = DIR_NAME.fullmatch(dump_dir.name)
+    assert match and match.group(1) == "10.0.2.15", dump_dir.name
+    names = sorted(p.name for p in dump_dir.iterdir())
+    assert names == ["kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"]
+    first = first_kernel_serial(result.serial)
+    check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
+    check_dump(dump_dir / "vmcore", kernel, first)
