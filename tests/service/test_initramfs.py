@@ -147,3 +147,35 @@ def _guest_system_ram(log: str) -> int:
         total += int(m.group(2), 16) - int(m.group(1), 16) + 1
     assert total, "no e820 map on the console"
     return total
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+def test_full_kdump_cycle(lab_initramfs, lab_kernel_61, tmp_path) -> None:
+    """First kernel loads kernel + our initramfs with kexec_file_load, panics; the capture
+    kernel boots our /init, which mounts the target and runs the capture side.  The saved
+    vmcore is read back out of the ext4 image and checked with makedumpfile."""
+    disk = _disk_with(
+        tmp_path, {"boot/vmlinuz": lab_kernel_61.vmlinuz, "boot/initrd.img": lab_initramfs.path}
+    )
+    append = "crashkernel=384M kdumpy.selftest=crash"
+    run = _boot(lab_kernel_61, lab_initramfs.path, disk, tmp_path, append, 1 << 30)
+    log = run.serial_text()
+    assert "kdumpy-selftest: crashing" in log
+    assert log.count("kdumpy-init: kdumpy capture initramfs for") == 2, "no capture boot"
+    listing = subprocess.run(
+        ["debugfs", "-R", "ls /dumps", str(disk)], capture_output=True, text=True, check=True
+    ).stdout
+    dirs = re.findall(r"127\.0\.0\.1-[0-9:-]+", listing)
+    assert dirs, f"no dump directory: {listing}"
+    vmcore = tmp_path / "vmcore"
+    subprocess.run(
+        ["debugfs", "-R", f"dump /dumps/{dirs[0]}/vmcore {vmcore}", str(disk)],
+        capture_output=True,
+        check=True,
+    )
+    assert vmcore.stat().st_size > 1 << 20
+    dmesg = tmp_path / "dmesg.txt"
+    subprocess.run(["makedumpfile", "--dump-dmesg", str(vmcore), str(dmesg)], check=True)
+    panic = "Kernel panic - not syncing: sysrq triggered crash"
+    assert panic in log and panic in dmesg.read_text(errors="replace")

@@ -127,6 +127,11 @@ def entry_modules() -> list[str]:
     return sorted(n for n in names if not n.endswith("__main__"))
 
 
+def names_with_main() -> list[str]:
+    """The ``__main__`` modules of kdumpy and its shipped packages."""
+    return [f"{p}.__main__" for p in ["kdumpy", *shipped_packages()]]
+
+
 def probe(names: list[str], python: str = sys.executable) -> dict:
     """Import ``names`` in a child interpreter; return its sys.modules files and sys.path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -161,9 +166,37 @@ def find_runtime() -> PythonRuntime:
         owner = next((p for p in entries if file.startswith(p.rstrip("/") + "/")), None)
         if owner and owner.rstrip("/") not in stdlib and owner not in runtime.path_entries:
             runtime.path_entries.append(owner)
+    add_pure_packages(runtime)
+    # __main__ modules were not imported (that would run them) but `python -m` needs them.
+    for name in names_with_main():
+        spec = _find_spec(name)
+        if spec is not None and spec.origin:
+            runtime.modules[name] = Path(spec.origin)
     runtime.missing = [n for n in CAPTURE_PACKAGES if n not in shipped_packages()]
     runtime.missing += [n for n, _ in result["failed"] if n in CAPTURE_MODULES]
     return runtime
+
+
+def add_pure_packages(runtime: PythonRuntime) -> None:
+    """Ship third-party pure-Python packages whole: their lazy imports (rich imports
+    rich._emoji_codes only when rendering) are invisible to an import probe.  Packages
+    with extension modules (numpy) stay trimmed to what was imported."""
+    roots = [
+        file.parent
+        for name, file in list(runtime.modules.items())
+        if "." not in name
+        and name != "kdumpy"
+        and file.name == "__init__.py"
+        and any(str(file).startswith(p + "/") for p in runtime.path_entries)
+    ]
+    for root in roots:
+        if any(root.rglob("*.so")):
+            continue
+        for py in root.rglob("*.py"):
+            rel = py.relative_to(root.parent).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            if "__pycache__" not in rel.parts and "tests" not in parts:
+                runtime.modules.setdefault(".".join(parts), py)
 
 
 def compile_module(source: Path) -> bytes:

@@ -2,6 +2,8 @@
 # /init of the kdumpy capture initramfs (written by `kdumpy rebuild`).
 # Every value that comes from kdump.conf is in /etc/kdumpy/init.env, shell-quoted.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# A serial console: no cursor games from progress bars.
+export TERM=dumb
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null

@@ -54,6 +54,7 @@ def check_kexec(boot: str) -> None:
         print("kdumpy-selftest: loaded", kexec.crash_loaded(), flush=True)
         if "kdumpy.selftest=crash" in Path("/proc/cmdline").read_text():
             print("kdumpy-selftest: crashing", flush=True)
+            os.sync()
             with open("/proc/sysrq-trigger", "w") as f:
                 f.write("c")
         kexec.unload()

@@ -1,0 +1,109 @@
+#!/bin/sh
+# kdumpy early kdump: load the capture kernel from inside the system initramfs.
+#
+# Runs as the first init-top script (initramfs-tools) or from a dracut cmdline hook, about
+# a second after the kernel starts, when rd.earlykdump is on the kernel command line.
+# Messages go to the kernel log (/dev/kmsg, hence the journal), worded like RHEL's
+# 99earlykdump so that `journalctl -b | grep early-kdump` finds them.
+#
+#   kdumpy-early.sh load        check rd.earlykdump and load the capture kernel
+#   kdumpy-early.sh cmdline     print the capture kernel's command line (for tests)
+#
+# early.conf (written by `kdumpy early enable`) defines early_drop KEY (true when the
+# parameter KEY must not reach the capture kernel), EARLY_BASE (KDUMP_COMMANDLINE: used
+# instead of /proc/cmdline when set), EARLY_APPEND and EARLY_KEXEC_ARGS.
+
+EARLY_DIR=${EARLY_DIR:-/kdumpy-early}
+PROC_CMDLINE=${PROC_CMDLINE:-/proc/cmdline}
+CPUINFO=${CPUINFO:-/proc/cpuinfo}
+SYSFS_KERNEL=${SYSFS_KERNEL:-/sys/kernel}
+
+log() {
+    # $1: syslog level (3 err, 4 warning, 5 notice); the identifier is what the journal shows.
+    if ! printf '<%s>kdumpy-early[%s]: %s\n' "$1" "$$" "$2" 2>/dev/null >/dev/kmsg; then
+        printf 'kdumpy-early: %s\n' "$2" >&2
+    fi
+}
+
+# rd.earlykdump, rd.earlykdump=1|yes|on|true: enabled; =0|no|off|false: disabled (last wins).
+requested() {
+    wanted=0
+    for param in $(cat "$PROC_CMDLINE"); do
+        case "$param" in
+            rd.earlykdump | rd.earlykdump=1 | rd.earlykdump=yes | rd.earlykdump=on | rd.earlykdump=true) wanted=1 ;;
+            rd.earlykdump=*) wanted=0 ;;
+        esac
+    done
+    [ "$wanted" = 1 ]
+}
+
+cpu0_apicid() {
+    while read -r key rest; do
+        if [ "$key" = apicid ]; then
+            echo "${rest#: }"
+            return 0
+        fi
+    done <"$CPUINFO"
+    return 1
+}
+
+# The running kernel's parameters minus those early_drop names, then EARLY_APPEND and
+# disable_cpu_apicid (what kdumpy start computes with kdumpy.service.cmdline).
+capture_cmdline() {
+    out=""
+    for param in ${EARLY_BASE:-$(cat "$PROC_CMDLINE")}; do
+        early_drop "${param%%=*}" || out="$out $param"
+    done
+    extra=$EARLY_APPEND
+    if apicid=$(cpu0_apicid 2>/dev/null) && [ -n "$apicid" ]; then
+        extra="$extra disable_cpu_apicid=$apicid"
+    fi
+    for param in $extra; do
+        case " $out " in
+            *" $param "*) ;;
+            *) out="$out $param" ;;
+        esac
+    done
+    echo "${out# }"
+}
+
+load() {
+    if ! requested; then
+        log 5 "early-kdump is disabled."
+        return 0
+    fi
+    log 5 "early-kdump is enabled."
+    if [ ! -e "$SYSFS_KERNEL/kexec_crash_loaded" ]; then
+        log 3 "kexec: failed to load early-kdump kernel: kdump is not supported on this kernel"
+        return 1
+    fi
+    if [ "$(cat "$SYSFS_KERNEL/kexec_crash_size")" = 0 ]; then
+        log 3 "kexec: failed to load early-kdump kernel: no memory reserved for crash kernel (crashkernel=)"
+        return 1
+    fi
+    if [ "$(cat "$SYSFS_KERNEL/kexec_crash_loaded")" = 1 ]; then
+        log 5 "early-kdump: a capture kernel is already loaded"
+        return 0
+    fi
+    cmdline=$(capture_cmdline)
+    # kexec_file_load (-s) first, as kdumpy start does; kexec_load for kernels without it.
+    if err=$(kexec -s -p $EARLY_KEXEC_ARGS --command-line="$cmdline" \
+        --initrd="$EARLY_DIR/initrd.img" "$EARLY_DIR/vmlinuz" 2>&1) ||
+        err=$(kexec -p $EARLY_KEXEC_ARGS --command-line="$cmdline" \
+            --initrd="$EARLY_DIR/initrd.img" "$EARLY_DIR/vmlinuz" 2>&1); then
+        log 5 "kexec: loaded early-kdump kernel"
+        return 0
+    fi
+    log 3 "kexec: failed to load early-kdump kernel: $(echo "$err" | tail -n 1)"
+    return 1
+}
+
+set -f # parameters are words, never globs
+. "$EARLY_DIR/early.conf" || {
+    log 3 "kexec: failed to load early-kdump kernel: $EARLY_DIR/early.conf is missing"
+    exit 1
+}
+case "$1" in
+    cmdline) capture_cmdline ;;
+    *) load ;;
+esac

@@ -1,0 +1,277 @@
+"""Early kdump: load the capture kernel from the system initramfs, not after boot.
+
+A capture kernel loaded by a service once the system is up leaves the whole boot
+unprotected.  ``kdumpy early enable`` puts the capture kernel, its initramfs and a small
+loader (kexec-tools' ``kexec -s -p`` driven by a shell script) into the system
+initramfs, where it runs about a second after the kernel starts when ``rd.earlykdump``
+is on the command line (RHEL's 99earlykdump, for initramfs-tools and dracut alike).
+
+``kdumpy start`` later finds the capture kernel loaded and leaves it in place
+(:func:`start_note` says so); ``kdumpy rebuild`` refreshes the early copy
+(:func:`after_rebuild`); ``kdumpy early status`` says whether boot-time crashes are
+covered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.service import bootloader, control, early_cmdline, early_generator, early_state, kexec
+from kdumpy.service.early_generator import Layout
+from kdumpy.service.early_state import EarlyState, LogLine
+from kdumpy.service.paths import ServicePaths
+from kdumpy.service.sysconfig import Sysconfig
+
+Report = Callable[[str], None]
+LOADER = early_generator.DATA / "kdumpy-early.sh"
+EXIT_NOT_COVERED = control.EXIT_NOT_OPERATIONAL
+DEFAULT_LAYOUT = Layout()
+GRUB_DEFAULT = bootloader.GRUB_DEFAULT
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to enable/disable: which generator, whether to touch the boot loader."""
+
+    generator: str | None = None  # None: detect
+    edit_bootloader: bool = True
+    layout: Layout = DEFAULT_LAYOUT
+    grub_default: Path = GRUB_DEFAULT
+
+
+def _kexec_tool() -> str:
+    found = shutil.which("kexec")
+    if found is None:
+        raise KdumpyError(
+            "kexec (kexec-tools) is not installed: the system initramfs needs it to load the "
+            "capture kernel at boot (apt install kexec-tools / dnf install kexec-tools)"
+        )
+    return found
+
+
+def write_loader_files(state_dir: Path, sysconfig: Sysconfig) -> dict[str, Path]:
+    """early.conf and the loader script, where the initramfs hook copies them from."""
+    directory = early_state.early_dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "early.conf"
+    tmp = conf.with_name(".early.conf.tmp")
+    tmp.write_text(early_cmdline.render_early_conf(sysconfig))
+    tmp.replace(conf)
+    loader = directory / "kdumpy-early.sh"
+    tmp = loader.with_name(".kdumpy-early.sh.tmp")
+    shutil.copyfile(LOADER, tmp)
+    tmp.chmod(0o755)
+    tmp.replace(loader)
+    return {"early.conf": conf, "loader": loader}
+
+
+def refresh(
+    paths: ServicePaths, generator: str, report: Report, layout: Layout = DEFAULT_LAYOUT
+) -> EarlyState:
+    """Regenerate the system initramfs with the current early copy and record its hashes.
+
+    The caller holds the service lock and has made the capture initramfs current.
+    """
+    _config, sysconfig = control.load_settings(paths)
+    files = write_loader_files(paths.state_dir, sysconfig)
+    files = {"capture kernel": paths.kernel_image(), "capture initramfs": paths.initrd, **files}
+    if not paths.initrd.exists():
+        raise KdumpyError(f"{paths.initrd}: missing; run kdumpy rebuild first")
+    release = paths.kernel_release
+    target = early_generator.system_initramfs(generator, release, layout.root)
+    before = target.stat().st_size if target.exists() else 0
+    command = " ".join(early_generator.regenerate_command(generator, release))
+    report(f"Regenerating {target} ({command})")
+    for warning in early_generator.regenerate(generator, release).splitlines():
+        if "kdumpy" in warning:
+            report(warning)
+    target = early_generator.system_initramfs(generator, release, layout.root)
+    state = EarlyState(
+        release=release,
+        generator=generator,
+        inputs=early_state.inputs(files),
+        files={name: str(path) for name, path in files.items()},
+        system_initramfs=str(target),
+        size_before=before,
+        size_after=target.stat().st_size if target.exists() else 0,
+        enabled_at=time.time(),
+    )
+    previous = early_state.read(paths.state_dir, release)
+    if previous is not None and previous.size_before:
+        state.size_before = previous.size_before  # the size without the early stage
+    early_state.write(paths.state_dir, state)
+    return state
+
+
+def _bootloader(enable: bool, opts: Options, report: Report) -> None:
+    if not opts.edit_bootloader:
+        report(
+            f"Boot loader left alone: {'add' if enable else 'remove'} {early_cmdline.ARG} yourself"
+        )
+        return
+    try:
+        change = early_cmdline.plan_bootloader(enable, opts.grub_default)
+    except KdumpyError as exc:
+        report(f"Warning: {exc}")
+        return
+    report(change.description)
+    for note in bootloader.apply(change):
+        report(note)
+
+
+def enable(paths: ServicePaths, report: Report, opts: Options = Options()) -> int:
+    """Install the early stage, regenerate the system initramfs, add rd.earlykdump."""
+    kexec_path = _kexec_tool()
+    generator = opts.generator or early_generator.detect(opts.layout.root)
+    with control.service_lock(report):
+        config, _sysconfig = control.load_settings(paths)
+        reason = control.rebuild_reason(paths, config)
+        if reason:
+            report(f"Rebuilding {paths.initrd}: {reason}")
+            control.rebuild(paths, report, config)
+        for path in early_generator.install(generator, opts.layout, paths.state_dir, kexec_path):
+            report(f"Installed {path}")
+        state = refresh(paths, generator, report, opts.layout)
+    _bootloader(True, opts, report)
+    growth = (state.size_after - state.size_before) / 2**20
+    report(
+        f"Early kdump enabled ({generator}): {state.system_initramfs} is "
+        f"{state.size_after / 2**20:.1f} MiB (+{growth:.1f} MiB for the capture kernel, "
+        "its initramfs and kexec)"
+    )
+    report(f"It takes effect at the next boot with {early_cmdline.ARG} on the command line")
+    return 0
+
+
+def disable(paths: ServicePaths, report: Report, opts: Options = Options()) -> int:
+    """Remove rd.earlykdump and the early stage, and regenerate the system initramfs."""
+    release = paths.kernel_release
+    with control.service_lock(report):
+        state = early_state.read(paths.state_dir, release)
+        generator = opts.generator or (
+            state.generator if state else early_generator.detect(opts.layout.root)
+        )
+        _bootloader(False, opts, report)
+        for path in early_generator.remove(generator, opts.layout):
+            report(f"Removed {path}")
+        target = early_generator.system_initramfs(generator, release, opts.layout.root)
+        report(f"Regenerating {target}")
+        early_generator.regenerate(generator, release)
+        early_state.state_path(paths.state_dir, release).unlink(missing_ok=True)
+    report(
+        "Early kdump disabled; kdumpy start (kdumpy.service) still loads the capture kernel "
+        "after boot"
+    )
+    return 0
+
+
+def after_rebuild(paths: ServicePaths, report: Report, layout: Layout = DEFAULT_LAYOUT) -> None:
+    """After ``kdumpy rebuild``: refresh the early copy when early kdump is enabled.
+
+    The caller holds the service lock (this does not take it again).
+    """
+    state = early_state.read(paths.state_dir, paths.kernel_release)
+    if state is None or not early_generator.installed(state.generator, layout):
+        return
+    refresh(paths, state.generator, report, layout)
+    report("Early kdump: system initramfs updated with the new capture initramfs")
+
+
+def loaded_early(lines: list[LogLine] | None = None) -> LogLine | None:
+    """The kernel log line saying early kdump loaded the capture kernel this boot, if it did
+    and the capture kernel is still loaded."""
+    if not kexec.crash_loaded():
+        return None
+    found = [ln for ln in early_state.early_log(lines) if early_state.LOADED in ln.text]
+    return found[-1] if found else None
+
+
+def start_note(paths: ServicePaths, report: Report) -> None:
+    """For ``kdumpy start`` finding a capture kernel loaded: say if early kdump loaded it,
+    and warn when the early copy is stale.  Never raises."""
+    with contextlib.suppress(KdumpyError, OSError):
+        line = loaded_early()
+        if line is not None:
+            report(
+                f"Capture kernel loaded by early kdump at boot ({line.seconds:.2f} s after the "
+                "kernel started); leaving it in place"
+            )
+        state = early_state.read(paths.state_dir, paths.kernel_release)
+        if state is not None:
+            for reason in early_state.stale_reasons(state):
+                report(f"Warning: the early kdump copy is stale: {reason}; run kdumpy rebuild")
+
+
+@dataclass
+class Coverage:
+    """The answer of ``kdumpy early status``."""
+
+    covered: bool
+    lines: list[str]
+
+
+def assess(paths: ServicePaths, cmdline: str, log: list[LogLine], loaded: bool,
+           layout: Layout = DEFAULT_LAYOUT) -> Coverage:  # fmt: skip
+    """Whether boot-time crashes are covered this boot, with the evidence, as text."""
+    state = early_state.read(paths.state_dir, paths.kernel_release)
+    lines = []
+    if state is None:
+        lines.append(f"Early kdump: not enabled for {paths.kernel_release} (kdumpy early enable)")
+    else:
+        hook = "installed" if early_generator.installed(state.generator, layout) else "MISSING"
+        lines.append(
+            f"Early kdump: enabled for {state.release} ({state.generator} stage {hook}, "
+            f"in {state.system_initramfs})"
+        )
+    on_cmdline = early_cmdline.requested(cmdline)
+    lines.append(
+        f"{early_cmdline.ARG} on this boot's command line: {'yes' if on_cmdline else 'no'}"
+    )
+    lines += [f"Kernel log: [{ln.seconds:12.6f}] {ln.text}" for ln in log] or [
+        "Kernel log: no early-kdump lines this boot"
+    ]
+    lines.append(
+        f"Capture kernel loaded (/sys/kernel/kexec_crash_loaded): {'yes' if loaded else 'no'}"
+    )
+    stale = early_state.stale_reasons(state) if state is not None else []
+    lines += [f"Warning: the early copy is stale: {r}; run kdumpy rebuild" for r in stale]
+    loaded_line = next((ln for ln in reversed(log) if early_state.LOADED in ln.text), None)
+    failed = next((ln for ln in reversed(log) if early_state.FAILED in ln.text), None)
+    if loaded and loaded_line is not None:
+        verdict = (
+            f"Boot-time crashes are covered: early kdump loaded the capture kernel "
+            f"{loaded_line.seconds:.2f} s after the kernel started"
+        )
+        if stale:
+            verdict += " (with a stale copy: run kdumpy rebuild)"
+        return Coverage(True, [*lines, verdict])
+    if failed is not None:
+        why = failed.text
+    elif state is None:
+        why = "early kdump is not enabled"
+    elif not on_cmdline:
+        why = f"{early_cmdline.ARG} is not on this boot's command line"
+    elif not log:
+        why = f"the early stage did not run (is it in {state.system_initramfs}?)"
+    else:
+        why = "early kdump did not load the capture kernel"
+    tail = "; crashes after kdumpy start are covered" if loaded else ""
+    return Coverage(False, [*lines, f"Boot-time crashes are NOT covered: {why}{tail}"])
+
+
+def status(paths: ServicePaths, report: Report, cmdline_file: Path = Path("/proc/cmdline")) -> int:
+    """Print the evidence and the verdict; exit 0 when covered, 3 when not."""
+    try:
+        cmdline = cmdline_file.read_text()
+    except OSError as exc:
+        raise KdumpyError(f"{cmdline_file}: cannot read: {exc.strerror}") from None
+    coverage = assess(paths, cmdline, early_state.early_log(), kexec.crash_loaded())
+    for line in coverage.lines:
+        report(line)
+    return 0 if coverage.covered else EXIT_NOT_COVERED

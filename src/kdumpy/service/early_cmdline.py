@@ -1,0 +1,129 @@
+"""Early kdump and the kernel command line: ``rd.earlykdump`` and the capture kernel's.
+
+Two jobs.  The boot loader side adds or removes ``rd.earlykdump`` (grubby on every entry,
+or GRUB_CMDLINE_LINUX in /etc/default/grub followed by update-grub), reusing the
+:mod:`kdumpy.service.bootloader` change/apply flow.  The initramfs side cannot run
+Python, so the capture command line rules of :mod:`kdumpy.service.cmdline` are turned
+into ``early.conf``, a shell fragment the loader script sources at boot: a function
+naming the parameters to drop, and the parameters to append.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.service import bootloader
+from kdumpy.service.cmdline import ALWAYS_REMOVE, param_key, split_cmdline
+from kdumpy.service.sysconfig import Sysconfig
+
+ARG = "rd.earlykdump"
+_TRUE = ("", "1", "yes", "on", "true")
+_LINE = re.compile(r'^(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(["\']?)(.*)\2\s*$')
+_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def requested(cmdline: str) -> bool:
+    """Whether a kernel command line asks for early kdump (the last rd.earlykdump wins)."""
+    wanted = False
+    for param in split_cmdline(cmdline):
+        name, eq, value = param.partition("=")
+        if name == ARG:
+            wanted = (value if eq else "") in _TRUE
+    return wanted
+
+
+def _without_arg(params: str) -> str:
+    return " ".join(p for p in params.split() if p.partition("=")[0] != ARG)
+
+
+def edit_grub_default(text: str, enable: bool) -> str:
+    """/etc/default/grub with ``rd.earlykdump`` added to (or removed from) the command line.
+
+    Removal cleans both GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT; the addition
+    goes to GRUB_CMDLINE_LINUX, used by normal and recovery entries alike.
+    """
+    lines = text.splitlines()
+    found = False
+    for i, line in enumerate(lines):
+        match = _LINE.match(line)
+        if not match:
+            continue
+        name, quote, current = match.groups()
+        params = _without_arg(current)
+        if enable and name == "GRUB_CMDLINE_LINUX":
+            params = f"{params} {ARG}".strip()
+            found = True
+        lines[i] = f"{name}='{params}'" if quote == "'" else f'{name}="{params}"'
+    if enable and not found:
+        lines.append(f'GRUB_CMDLINE_LINUX="{ARG}"')
+    return "\n".join(lines) + "\n"
+
+
+def plan_bootloader(
+    enable: bool, grub_default: Path = bootloader.GRUB_DEFAULT
+) -> bootloader.Change:
+    """How to add/remove rd.earlykdump here; KdumpyError when there is no boot loader config."""
+    grubby = shutil.which("grubby")
+    if grubby:
+        flag = f"--args={ARG}" if enable else f"--remove-args={ARG}"
+        command = (grubby, "--update-kernel=ALL", flag)
+        return bootloader.Change("grubby", " ".join(command), (command,))
+    if not grub_default.exists():
+        raise KdumpyError(
+            f"{grub_default}: not found and grubby is not installed; "
+            f"{'add' if enable else 'remove'} {ARG} on the kernel command line by hand"
+        )
+    old = grub_default.read_text()
+    new = edit_grub_default(old, enable)
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            str(grub_default),
+            f"{grub_default} (new)",
+        )
+    )
+    commands = (bootloader._grub_update_command(),) if diff else ()
+    return bootloader.Change("grub-default", diff or "(no change)", commands, grub_default, new)
+
+
+def _pattern(key: str, where: str) -> str:
+    """A shell case pattern for a parameter name: the kernel treats - and _ alike."""
+    if not _KEY.match(key):
+        raise KdumpyError(f"{where}: cannot use parameter name {key!r} in early kdump")
+    return re.sub(r"[-_]", "[-_]", key)
+
+
+def drop_keys(sysconfig: Sysconfig) -> list[str]:
+    """Parameter names the capture kernel must not inherit, as capture_cmdline drops them.
+
+    Besides ALWAYS_REMOVE and KDUMP_COMMANDLINE_REMOVE: rd.earlykdump itself, and every
+    name the append list sets (the appended value replaces the inherited one).
+    """
+    appended = split_cmdline(sysconfig.commandline_append)
+    keys = [*ALWAYS_REMOVE, *sysconfig.commandline_remove.split(), ARG, "disable_cpu_apicid"]
+    keys += [param_key(p) for p in appended if "=" in p]
+    unique: dict[str, None] = {}
+    for key in keys:
+        unique.setdefault(param_key(key), None)
+    return list(unique)
+
+
+def render_early_conf(sysconfig: Sysconfig) -> str:
+    """The shell fragment the loader sources: early_drop, EARLY_BASE/APPEND/KEXEC_ARGS."""
+    where = sysconfig.source or "sysconfig"
+    patterns = " | ".join(_pattern(k, where) for k in drop_keys(sysconfig))
+    kexec_args = " ".join(a for a in sysconfig.kexec_args.split() if a not in ("-s", "-p"))
+    return (
+        "# Generated by `kdumpy early enable` from the kdump sysconfig; do not edit.\n"
+        "early_drop() {\n"
+        f'    case "$1" in\n        {patterns}) return 0 ;;\n    esac\n    return 1\n}}\n'
+        f"EARLY_BASE={shlex.quote(sysconfig.commandline)}\n"
+        f"EARLY_APPEND={shlex.quote(sysconfig.commandline_append)}\n"
+        f"EARLY_KEXEC_ARGS={shlex.quote(kexec_args)}\n"
+    )

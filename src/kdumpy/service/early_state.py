@@ -1,0 +1,155 @@
+"""What early kdump recorded at enable time, and what this boot's kernel log says.
+
+``<state dir>/early/state-<release>.json`` holds the generator and the hashes of what the
+system initramfs was built with (capture kernel, capture initramfs, early.conf).  When
+any of them changes, the copy riding in the system initramfs is stale.  The kernel log
+(/dev/kmsg, else the journal) tells whether the loader ran this boot and what it said.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdumpy.service.manifest import file_hash
+
+ENABLED = "early-kdump is enabled."
+DISABLED = "early-kdump is disabled."
+LOADED = "kexec: loaded early-kdump kernel"
+FAILED = "kexec: failed to load early-kdump kernel"
+MARKERS = (ENABLED, DISABLED, LOADED, FAILED, "early-kdump:")
+
+
+@dataclass
+class EarlyState:
+    """The record written by ``kdumpy early enable`` for one kernel release."""
+
+    release: str
+    generator: str
+    inputs: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the file
+    files: dict[str, str] = field(default_factory=dict)  # name -> path
+    system_initramfs: str = ""
+    size_before: int = 0
+    size_after: int = 0
+    enabled_at: float = 0.0
+
+
+def early_dir(state_dir: Path) -> Path:
+    return state_dir / "early"
+
+
+def state_path(state_dir: Path, release: str) -> Path:
+    return early_dir(state_dir) / f"state-{release}.json"
+
+
+def inputs(files: dict[str, Path]) -> dict[str, str]:
+    return {name: file_hash(path) for name, path in files.items()}
+
+
+def write(state_dir: Path, state: EarlyState) -> Path:
+    path = state_path(state_dir, state.release)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state.__dict__, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read(state_dir: Path, release: str) -> EarlyState | None:
+    """The record for ``release``, or None when early kdump was not enabled for it."""
+    try:
+        data = json.loads(state_path(state_dir, release).read_text())
+        return EarlyState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def stale_reasons(state: EarlyState) -> list[str]:
+    """What changed since the system initramfs was built with the early copy."""
+    reasons = []
+    for name, recorded in state.inputs.items():
+        path = Path(state.files.get(name, name))
+        current = file_hash(path)
+        if current != recorded:
+            what = "is missing" if current == "missing" else "changed"
+            reasons.append(f"{name} ({path}) {what} since the system initramfs was built")
+    return reasons
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seconds: float  # kernel timestamp (since boot)
+    text: str
+
+
+def parse_kmsg_record(record: str) -> LogLine | None:
+    """One /dev/kmsg record: ``prio,seq,usec,flags[,...];text``."""
+    head, sep, text = record.partition(";")
+    fields = head.split(",")
+    if not sep or len(fields) < 3:
+        return None
+    try:
+        return LogLine(int(fields[2]) / 1e6, text.split("\n", 1)[0])
+    except ValueError:
+        return None
+
+
+def kmsg_lines(device: Path = Path("/dev/kmsg")) -> list[LogLine]:
+    """The kernel log of this boot still in the ring buffer ([] when unreadable)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return []
+    lines = []
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: a record was overwritten while reading; go on
+                continue
+            if not record:
+                break
+            line = parse_kmsg_record(record.decode(errors="replace"))
+            if line:
+                lines.append(line)
+    finally:
+        os.close(fd)
+    return lines
+
+
+def journal_lines() -> list[LogLine]:
+    """Early-kdump lines of this boot from the journal (when the ring buffer wrapped)."""
+    journalctl = shutil.which("journalctl")
+    if journalctl is None:
+        return []
+    cmd = [journalctl, "-b", "-o", "short-monotonic", "--no-pager", "-q", "--grep", "early-kdump"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lines = []
+    for raw in proc.stdout.splitlines():
+        stamp, _, rest = raw.partition("]")
+        try:
+            lines.append(LogLine(float(stamp.lstrip("[ ")), rest.strip()))
+        except ValueError:
+            continue
+    return lines
+
+
+def early_log(lines: list[LogLine] | None = None) -> list[LogLine]:
+    """This boot's early-kdump log lines (kernel log first, journal as fallback)."""
+    found = [ln for ln in (lines if lines is not None else kmsg_lines()) if _is_early(ln.text)]
+    if not found and lines is None:
+        found = [ln for ln in journal_lines() if _is_early(ln.text)]
+    return found
+
+
+def _is_early(text: str) -> bool:
+    return any(marker in text for marker in MARKERS)
