@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 
 import cramjam
-import numpy as np
 import pytest
 import zstandard
 
@@ -21,28 +20,9 @@ from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.compression import COMPRESSED_SNAPPY, COMPRESSED_ZLIB, COMPRESSED_ZSTD
 from kdumpy.vmcore.diskdump_format import PAGE_DESC
 
+from .helpers import assert_same_pages
+
 pytestmark = pytest.mark.vm
-
-STEP = 8192  # pfns compared per numpy batch
-
-
-def assert_same_pages(source: Path, dump_paths: Path | list[Path], min_pages: int = 1000) -> int:
-    """All pages present in the dump equal the source's; returns how many there were."""
-    with open_dump(source) as src, open_dump(dump_paths) as dump:
-        assert dump.max_pfn == src.max_pfn
-        assert dump.page_size == src.page_size
-        assert dump.vmcoreinfo.raw == src.vmcoreinfo.raw
-        total = 0
-        for lo in range(0, dump.max_pfn, STEP):
-            count = min(STEP, dump.max_pfn - lo)
-            pages, present = dump.read_pfns(lo, count)
-            ref, ref_present = src.read_pfns(lo, count)
-            assert not (present & ~ref_present).any(), f"pfn near {lo:#x} invented"
-            differ = (pages[present] != ref[present]).any(axis=1)
-            assert not differ.any(), f"pfn {lo + int(np.flatnonzero(present)[differ][0]):#x}"
-            total += int(present.sum())
-        assert total >= min_pages
-        return total
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
 PT_NOTE = 4
 PN_XNUM = 0xFFFF
+EM_386 = 3
 EM_X86_64 = 62
 DUMP_ELF_INCOMPLETE = 0x1  # makedumpfile's e_flags mark for a cut-short dump
 
@@ -99,8 +100,11 @@ class ElfDump(Dump):
         self.src = src
         self.path = src.path
         segments, flags, machine = parse_elf_header(src)
-        if machine != EM_X86_64:
-            raise DumpFormatError(f"{src.path}: ELF machine {machine} is not x86_64")
+        # QEMU labels a dump EM_386 while the guest CPU is not in long mode (firmware);
+        # physical memory reads the same.  Other machines are not supported.
+        if machine not in (EM_X86_64, EM_386):
+            raise DumpFormatError(f"{src.path}: ELF machine {machine} is not x86")
+        self.machine = machine
         self.segments = segments
         self.loads = [s for s in segments if s.type == PT_LOAD]
         self.incomplete = bool(flags & DUMP_ELF_INCOMPLETE)
