@@ -15,6 +15,10 @@ Everything here runs inside the capture initramfs: standard library, :mod:`kdump
 :mod:`kdumpy.service.config` and :mod:`kdumpy.vmcore` only.
 """
 
+# /init runs `python3 -m kdumpy.capture`: -m needs runpy and what it imports, and the
+# initramfs builder ships the modules that importing this package loads.
+import runpy  # noqa: F401
+
 from kdumpy.errors import KdumpyError
 
 
