@@ -109,3 +109,12 @@ def test_vmcore_command_writes_dump_and_serial_log(tmp_path):
     assert out.read_bytes()[:4] == b"\x7fELF"
     assert out.stat().st_mode & 0o777 == 0o600
     assert "6.1.0-" in proc.stdout and "sysrq triggered crash" in proc.stdout
+
+
+def test_module_crash_needs_a_matching_compiler(tmp_path):
+    """sid's kernel is built with a gcc this host lacks: say so instead of booting."""
+    err = one_line_error(
+        kdumpy("lab", "vmcore", "--kernel", "7", "--crash", "null", "-o", str(tmp_path / "v"))
+    )
+    assert "needs gcc-" in err and "which this host lacks" in err
+    assert leftovers(tmp_path) == []

@@ -133,29 +133,38 @@ def test_workload_processes_are_running(lab_dump_61):
     assert "failed" not in "".join(ln for ln in serial.splitlines() if "kdumpy-lab:" in ln)
 
 
-# The kernel's own panic strings for each way the lab crashes a guest (kernel/panic.c callers:
-# mm/oom_kill.c check_panic_on_oom, kernel/hung_task.c, kernel/exit.c do_exit of init).
-CRASH_PANICS = {
-    "oom": "Out of memory: system-wide panic_on_oom is enabled",
-    "hung": "hung_task: blocked tasks",
-    "init": "Attempted to kill init!",
+# What the kernel itself says for each way the lab crashes a guest: panic() callers in
+# mm/oom_kill.c check_panic_on_oom, kernel/hung_task.c, kernel/exit.c (init exits),
+# kernel/panic.c check_panic_on_warn; and the oops report lines of arch/x86/mm/fault.c
+# (NULL dereference) and lib/bug.c (BUG()), which go straight to the capture kernel.
+CRASH_MESSAGES = {
+    "oom": "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled",
+    "hung": "Kernel panic - not syncing: hung_task: blocked tasks",
+    "init": "Kernel panic - not syncing: Attempted to kill init!",
+    "null": "BUG: kernel NULL pointer dereference, address: 0000000000000020",
+    "bug": "kernel BUG at ",
+    "warn": "Kernel panic - not syncing: kernel: panic_on_warn set",
 }
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize("crash", sorted(CRASH_PANICS))
+@pytest.mark.parametrize("crash", sorted(CRASH_MESSAGES))
 def test_other_crash_methods(crash):
     from kdumpy.lab.dumps import lab_dump
 
     dump = lab_dump("6.1", crash=crash)
     serial = dump.serial_log.read_text(errors="replace")
     assert f"kdumpy-lab: crashing by {crash}" in serial
-    assert f"Kernel panic - not syncing: {CRASH_PANICS[crash]}" in serial
-    assert dump.panic_message.startswith(CRASH_PANICS[crash])
+    assert CRASH_MESSAGES[crash] in serial
+    assert CRASH_MESSAGES[crash].removeprefix("Kernel panic - not syncing: ") in dump.panic_message
     with open(dump.vmcore, "rb") as fh:
         assert vmcoreinfo(ELFFile(fh))["OSRELEASE"] == dump.kernel.release
     if crash == "hung":
         assert "INFO: task kdumpy-frozen:" in serial
+    if crash in ("null", "bug", "warn"):
+        # The test module taints the kernel (out-of-tree, unsigned) and is in the oops.
+        assert "kdumpy_crash: loading out-of-tree module taints kernel." in serial
+        assert f"kdumpy_crash_{crash}" in serial
 
 
 @pytest.mark.vm

@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,15 +20,33 @@ from kdumpy.errors import KdumpyError
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.kernels import LabKernel, get_kernel, normalize_series
 from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
+from kdumpy.lab.testmodule import crash_module
 from kdumpy.lab.userspace import (
     CRASH_METHODS,
     MARK,
+    MODULE_CRASHES,
     BusyboxWorkload,
     DdCapture,
     build_initrd,
 )
 
 PANIC_RE = re.compile(r"Kernel panic - not syncing: (.*)")
+# An oops with panic_on_oops goes straight to the capture kernel without a "Kernel panic"
+# line; the console's first report line says what happened.
+OOPS_RE = re.compile(r"\] ((?:BUG: |kernel BUG at |Oops: ).*)")
+CRASH_MARKERS = ("Kernel panic - not syncing", "] BUG: ", "] kernel BUG at ", "] Oops: ")
+
+
+def crash_message(console: str) -> str:
+    """What the crashed kernel said when it died: its panic message, or its oops line."""
+    first = console.split("kdumpy.role=capture")[0]
+    panic = PANIC_RE.search(first)
+    if panic:
+        return panic.group(1).strip()
+    oops = OOPS_RE.search(first)
+    return oops.group(1).strip() if oops else ""
+
+
 FAIL_RE = re.compile(re.escape(MARK) + r" (capture failed: .*|kexec load failed: .*)")
 
 
@@ -117,7 +134,8 @@ def capture_vmcore(
     serial_log = output.with_name(output.name + ".serial.log")
 
     capture_initrd = build_initrd(lab_kernel, DdCapture())
-    first_initrd = build_initrd(lab_kernel, BusyboxWorkload(capture_initrd))
+    module = crash_module(lab_kernel) if crash in MODULE_CRASHES else None
+    first_initrd = build_initrd(lab_kernel, BusyboxWorkload(capture_initrd, crash_module=module))
 
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
         disk = Path(tmp, "vmcore.incomplete")
@@ -135,7 +153,7 @@ def capture_vmcore(
             f"{MARK} first kernel up",
             f"{MARK} workload ready",
             f"{MARK} capture kernel loaded",
-            "Kernel panic - not syncing",
+            *CRASH_MARKERS,
             f"{MARK} capture kernel up",
             f"{MARK} vmcore saved",
         )
@@ -161,7 +179,6 @@ def capture_vmcore(
         os.truncate(disk, size)
         os.chmod(disk, 0o600)
         disk.rename(output)
-    panic = PANIC_RE.search(text)
     return LabDump(
         output,
         serial_log,
@@ -169,7 +186,7 @@ def capture_vmcore(
         mem,
         crashkernel,
         crash,
-        panic.group(1).strip() if panic else "",
+        crash_message(text),
         _timings(run),
     )
 
@@ -182,7 +199,7 @@ def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
         panic = PANIC_RE.search(text)
         why = f": {panic.group(1).strip()}" if panic else ""
         return f"the first kernel failed to boot{why} (serial log: {serial_log})"
-    if "Kernel panic - not syncing" not in text:
+    if not crash_message(text):
         return f"the guest never crashed (serial log: {serial_log})"
     if f"{MARK} capture kernel up" not in text:
         return f"the capture kernel never started (serial log: {serial_log})"
@@ -192,7 +209,8 @@ def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
 def _timings(run: GuestRun) -> dict[str, float]:
     m = run.markers
     out = {"total": run.elapsed}
-    panic = m.get("Kernel panic - not syncing")
+    seen = [m[k] for k in CRASH_MARKERS if k in m]
+    panic = min(seen) if seen else None
     if panic is not None:
         out["boot_to_panic"] = panic
         saved = m.get(f"{MARK} vmcore saved")
@@ -217,17 +235,6 @@ def lab_dump(
                 lab_kernel, out, memory=memory, crashkernel=crashkernel, crash=crash
             )
     text = log.read_text(errors="replace")
-    panic = PANIC_RE.search(text)
     return LabDump(
-        out,
-        log,
-        lab_kernel,
-        parse_size(memory),
-        crashkernel,
-        crash,
-        panic.group(1).strip() if panic else "",
+        out, log, lab_kernel, parse_size(memory), crashkernel, crash, crash_message(text)
     )
-
-
-def wait_seconds(start: float) -> float:
-    return time.monotonic() - start

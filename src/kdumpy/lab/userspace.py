@@ -34,7 +34,12 @@ CRASH_METHODS = {
     "hung": "kernel.hung_task_panic=1 and a writer blocked on a frozen filesystem",
     "init": "init exits: 'Attempted to kill init!'",
     "none": "no crash: the guest idles until the timeout (tests the timeout path)",
+    "null": "a test module dereferences NULL (oops, panic_on_oops=1)",
+    "bug": "a test module calls BUG() (panic_on_oops=1)",
+    "warn": "a test module calls WARN() (panic_on_warn=1)",
 }
+# Methods that need the lab's test module (built only where the host's gcc matches).
+MODULE_CRASHES = ("null", "bug", "warn")
 
 CAPTURE_APPEND = (
     "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=1 no_timer_check kdumpy.role=capture"
@@ -122,9 +127,15 @@ class BusyboxWorkload:
     name = "busybox-workload"
     modules = ["virtio_pci", "virtio_blk"]
 
-    def __init__(self, capture_initrd: Path, capture_append: str = CAPTURE_APPEND) -> None:
+    def __init__(
+        self,
+        capture_initrd: Path,
+        capture_append: str = CAPTURE_APPEND,
+        crash_module: Path | None = None,
+    ) -> None:
         self.capture_initrd = capture_initrd
         self.capture_append = capture_append
+        self.crash_module = crash_module
 
     def fingerprint(self) -> str:
         # The capture initrd's name carries its own content hash.
@@ -172,6 +183,10 @@ case "$crash" in
     hung) echo 1 > /proc/sys/kernel/hung_task_panic
           echo 3 > /proc/sys/kernel/hung_task_timeout_secs ;;
     init) exit 1 ;;
+    null|bug) echo 1 > /proc/sys/kernel/panic_on_oops
+              insmod /lib/modules/kdumpy_crash.ko how=$crash ;;
+    warn) echo 1 > /proc/sys/kernel/panic_on_warn
+          insmod /lib/modules/kdumpy_crash.ko how=$crash ;;
     none) ;;
     *) log "unknown crash method $crash" ;;
 esac
@@ -188,6 +203,8 @@ sleep 1000000
         _build_workload(workload)
         stage.add_file(kernel.vmlinuz, "boot/vmlinuz")
         stage.add_file(self.capture_initrd, "boot/capture.img")
+        if self.crash_module is not None:
+            stage.add_file(self.crash_module, "lib/modules/kdumpy_crash.ko")
         stage.add_text("init", self.script(), 0o755)
 
 
