@@ -39,6 +39,9 @@ class Job:
     network: bool = True
     guestfwd: list[str] = field(default_factory=list)  # e.g. "tcp:10.0.2.100:22-cmd:..."
     timeout: float = 1200
+    # Keep the guest's root overlay here across runs (e.g. /var/lib/kdumpy's initramfs,
+    # so a series of runs builds it once); default: a fresh overlay per run.
+    root_overlay: Path | None = None
     markers: tuple[str, ...] = ("KDUMPY-JOB-BEGIN", "KDUMPY-JOB-END", "KDUMPY-CRASHING")
 
 
@@ -101,10 +104,16 @@ def read_back(image: Path, src: str, dest: Path) -> Path:
     return dest / Path(src).name
 
 
-def overlay(base: Path, workdir: Path) -> Path:
-    """A qcow2 overlay of the cached image: the run may write, the cache stays clean."""
-    path = workdir / "root.qcow2"
+def overlay(base: Path, path: Path, reuse: bool = False) -> Path:
+    """A qcow2 overlay of the cached image: the run may write, the cache stays clean.
+
+    With *reuse*, an existing overlay of the same base image is kept as it is.
+    """
+    stamp = path.with_suffix(".base")
+    if reuse and path.exists() and stamp.exists() and stamp.read_text() == str(base):
+        return path
     path.unlink(missing_ok=True)
+    stamp.write_text(str(base))
     _quiet(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw", str(path)],
         "qemu-img create of the overlay",
@@ -118,7 +127,8 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
     workdir.mkdir(parents=True, exist_ok=True)
     base = base_image([lab_kernel])
     initrd = base.parent / "rootfs" / "boot" / f"initrd.img-{lab_kernel.release}"
-    disks = [Disk(overlay(base, workdir), "qcow2"), Disk(make_job_disk(job, workdir)), *job.disks]
+    root = overlay(base, job.root_overlay or workdir / "root.qcow2", job.root_overlay is not None)
+    disks = [Disk(root, "qcow2"), Disk(make_job_disk(job, workdir)), *job.disks]
     append = f"{GUEST_CMDLINE} crashkernel={job.crashkernel} {job.extra_cmdline}".strip()
     extra: list[str] = []
     if job.network:

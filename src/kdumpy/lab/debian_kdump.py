@@ -68,6 +68,7 @@ class Cycle:
     crash: bool = True
     guestfwd: list[str] = field(default_factory=list)
     timeout: float = 1500
+    root_overlay: Path | None = None  # reuse the guest's root across cycles (see Job)
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
@@ -82,6 +83,7 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         guestfwd=cycle.guestfwd,
         timeout=cycle.timeout,
         markers=MARKERS,
+        root_overlay=cycle.root_overlay,
     )
     return run_job(job, workdir, kernel)
 
