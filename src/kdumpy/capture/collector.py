@@ -17,12 +17,18 @@ from typing import IO
 from kdumpy.capture import CaptureError
 
 
+def python_m(module: str) -> list[str]:
+    """``python3 [-S] -m module``: this interpreter, without site if we run without it
+    (the capture initramfs's /init uses -S and need not ship site's modules)."""
+    return [sys.executable, *(["-S"] if sys.flags.no_site else []), "-m", module]
+
+
 def command(argv: list[str]) -> list[str]:
     """The collector's argv ready to run (``kdumpy`` -> this Python's ``-m kdumpy``)."""
     if not argv:
         raise CaptureError("core_collector is empty")
     if Path(argv[0]).name == "kdumpy":
-        return [sys.executable, "-m", "kdumpy", *argv[1:]]
+        return [*python_m("kdumpy"), *argv[1:]]
     return list(argv)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 from kdumpy.capture import CaptureError
+from kdumpy.capture.collector import python_m
 
 DMESG_TIMEOUT = 300.0
 
@@ -48,7 +48,7 @@ def _run(cmd: list[str]) -> bytes:
 
 
 def _kdumpy(vmcore: str) -> bytes | None:
-    return _run([sys.executable, "-m", "kdumpy", "dmesg", vmcore])
+    return _run([*python_m("kdumpy"), "dmesg", vmcore])
 
 
 def _makedumpfile(vmcore: str) -> bytes | None:

@@ -75,7 +75,7 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
         dest = open_target(
             cfg, log, opts.mountpoint, opts.require_mount, opts.ssh_config, opts.known_hosts
         )
-        result = save(cfg, dest, opts, log)
+        save(cfg, dest, opts, log, result)
     except CaptureError as exc:
         log.error(str(exc))
         result.error = str(exc)
@@ -94,12 +94,18 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
 
 
 def save(
-    cfg: KdumpConfig, dest: Destination, opts: CaptureOptions, log: CaptureLog
-) -> CaptureResult:
-    """Prepare the target, then vmcore-dmesg.txt, then the dump; CaptureError on failure."""
+    cfg: KdumpConfig,
+    dest: Destination,
+    opts: CaptureOptions,
+    log: CaptureLog,
+    result: CaptureResult,
+) -> None:
+    """Prepare the target, then vmcore-dmesg.txt, then the dump; CaptureError on failure.
+
+    *result* is filled as the save goes, so a failure still says where it got to.
+    """
     log.info(f"saving vmcore to {dest.describe()}")
     dest.prepare()
-    result = CaptureResult(False)
     test_id = _test_id(opts)
     if dest.has_files:
         name = layout.dump_dir_name(dest.host_ip(), test_id=test_id)
@@ -113,7 +119,6 @@ def save(
     result.files.append(dest.save_dump(collector, opts.vmcore))
     result.where = dest.where()
     result.ok = True
-    return result
 
 
 def save_dmesg(dest: Destination, vmcore: str, log: CaptureLog) -> list[str]:
@@ -175,8 +180,9 @@ def dump_to_rootfs(cfg: KdumpConfig, opts: CaptureOptions, log: CaptureLog) -> C
     rootfs = replace(cfg, target=Target(kind, spec))
     log.info(f"dump_to_rootfs: trying {kind} {spec}")
     dest = open_target(rootfs, log, ROOTFS_MOUNTPOINT)
+    result = CaptureResult(False)
     try:
-        result = save(rootfs, dest, opts, log)
+        save(rootfs, dest, opts, log, result)
     except CaptureError as exc:
         log.error(f"dump_to_rootfs: {exc}")
         return CaptureResult(False, error=str(exc))
