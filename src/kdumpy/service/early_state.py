@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -86,16 +87,22 @@ class LogLine:
     text: str
 
 
+_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
+
+
 def parse_kmsg_record(record: str) -> LogLine | None:
-    """One /dev/kmsg record: ``prio,seq,usec,flags[,...];text``."""
+    """One /dev/kmsg record: ``prio,seq,usec,flags[,...];text`` (non-printable bytes in the
+    text come escaped as ``\\xNN``)."""
     head, sep, text = record.partition(";")
     fields = head.split(",")
     if not sep or len(fields) < 3:
         return None
     try:
-        return LogLine(int(fields[2]) / 1e6, text.split("\n", 1)[0])
+        seconds = int(fields[2]) / 1e6
     except ValueError:
         return None
+    message = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text.split("\n", 1)[0])
+    return LogLine(seconds, message)
 
 
 def kmsg_lines(device: Path = Path("/dev/kmsg")) -> list[LogLine]:

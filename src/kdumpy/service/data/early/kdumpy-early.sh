@@ -17,10 +17,11 @@ EARLY_DIR=${EARLY_DIR:-/kdumpy-early}
 PROC_CMDLINE=${PROC_CMDLINE:-/proc/cmdline}
 CPUINFO=${CPUINFO:-/proc/cpuinfo}
 SYSFS_KERNEL=${SYSFS_KERNEL:-/sys/kernel}
+KMSG=${KMSG:-/dev/kmsg}
 
 log() {
     # $1: syslog level (3 err, 4 warning, 5 notice); the identifier is what the journal shows.
-    if ! printf '<%s>kdumpy-early[%s]: %s\n' "$1" "$$" "$2" 2>/dev/null >/dev/kmsg; then
+    if ! printf '<%s>kdumpy-early[%s]: %s\n' "$1" "$$" "$2" 2>/dev/null >>"$KMSG"; then
         printf 'kdumpy-early: %s\n' "$2" >&2
     fi
 }

@@ -1,0 +1,215 @@
+"""Early kdump in the lab's Debian guest: set up once, then boot the result several ways.
+
+``setup`` boots the guest once (a qcow2 overlay of the lab image, kept for the later
+boots) and runs, as root in the guest: ``kdumpy install-service``, ``kdumpy early
+enable``, with a test-only init-premount script that panics during boot when the
+command line says ``kdumpy_test_panic=init-premount``.  The system initramfs that
+``update-initramfs`` made in the guest is read back, and later boots use it as QEMU's
+``-initrd``.  Nothing of kdumpy's early stage is built on the host.
+
+Also used by benchmarks/early_bench.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdumpy.lab.debian import base_image
+from kdumpy.lab.debian_config import JOB_LABEL
+from kdumpy.lab.debian_job import GUEST_CMDLINE, make_job_disk, overlay, read_back
+from kdumpy.lab.debian_kdump import blank_ext4
+from kdumpy.lab.kernels import LabKernel
+from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
+
+CRASHKERNEL = "256M"
+MEMORY = "1G"
+PANIC_PARAM = "kdumpy_test_panic=init-premount"
+TARGET_LABEL = "kdumptgt"
+KDUMP_CONF = f"ext4 LABEL={TARGET_LABEL}\npath /var/crash\nfinal_action poweroff\n"
+
+# Test only: a boot-time crash after init-top (where early kdump loads) and long before
+# any service, asked for on the kernel command line.
+PANIC_SCRIPT = f"""#!/bin/sh
+PREREQ=""
+prereqs() {{ echo "$PREREQ"; }}
+case "$1" in prereqs) prereqs; exit 0 ;; esac
+for p in $(cat /proc/cmdline); do
+    if [ "$p" = {PANIC_PARAM} ]; then
+        echo "<2>kdumpy-test: crashing the kernel during boot (init-premount)" > /dev/kmsg
+        echo c > /proc/sysrq-trigger
+    fi
+done
+exit 0
+"""
+
+# Bench only: a kernel log line when kdumpy.service has loaded the capture kernel.
+SERVICE_DROPIN = (
+    "[Service]\nExecStartPost=/bin/sh -c 'echo \"<5>kdumpy-bench: kdumpy.service done, "
+    "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)\" > /dev/kmsg'\n"
+)
+
+SETUP_JOB = """set -e
+cp kdump.conf /etc/kdump.conf
+install -m 0755 panic.sh /etc/initramfs-tools/scripts/init-premount/kdumpy-test-panic
+mkdir -p /etc/systemd/system/kdumpy.service.d
+cp dropin.conf /etc/systemd/system/kdumpy.service.d/bench.conf
+python3 -m kdumpy install-service > out/install-service.txt 2>&1
+python3 -m kdumpy early enable > out/enable.txt 2>&1
+python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
+cp /boot/initrd.img-$(uname -r) out/initrd.img
+ls -l /var/lib/kdumpy /var/lib/kdumpy/early > out/state.txt
+"""
+
+# After a boot with the early stage: what status and start say in the guest itself.
+CHECK_JOB = """python3 -m kdumpy early status > out/status.txt 2>&1; echo $? > out/status.rc
+python3 -m kdumpy start > out/start.txt 2>&1; echo $? > out/start.rc
+journalctl -b -o short-monotonic --no-pager > out/journal.txt 2>&1
+journalctl -b -u kdumpy.service --no-pager > out/service.txt 2>&1
+cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
+"""
+
+# Waits for kdumpy.service (ordered after the network) and records the kernel log.
+SERVICE_JOB = """systemctl start kdumpy.service
+python3 -m kdumpy early status > out/status.txt 2>&1; echo $? > out/status.rc
+journalctl -b -u kdumpy.service --no-pager > out/service.txt 2>&1
+cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
+"""
+
+
+@dataclass
+class EarlyGuest:
+    """The guest after ``kdumpy early enable``: its disk and its new system initramfs."""
+
+    workdir: Path
+    kernel: LabKernel
+    root: Path  # qcow2 overlay, carried from boot to boot
+    initrd: Path  # the system initramfs update-initramfs made in the guest
+    original_initrd: Path  # the lab image's initramfs, without early kdump
+    setup_out: Path
+
+
+@dataclass
+class Boot:
+    run: GuestRun
+    out: Path | None  # the job's out/ (None when no job ran)
+
+    @property
+    def serial(self) -> str:
+        return self.run.serial_text()
+
+    def text(self, name: str) -> str:
+        assert self.out is not None
+        path = self.out / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _job_disk(workdir: Path, script: str, files: dict[str, str], with_kdumpy: bool) -> Path:
+    """The KDUMPYJOB disk; without the kdumpy tree when kdumpy.service may be running
+    (the job runner would replace /opt/kdumpy under its feet)."""
+    from kdumpy.lab.debian_job import Job
+
+    if with_kdumpy:
+        return make_job_disk(Job(script=script, files=dict(files)), workdir)
+    tree = workdir / "jobtree"
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "out").mkdir(parents=True)
+    (tree / "job.sh").write_text(script)
+    image = workdir / "job.img"
+    image.unlink(missing_ok=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", JOB_LABEL, "-d", str(tree), str(image), "64M"],
+                   check=True, capture_output=True)  # fmt: skip
+    return image
+
+
+def _boot(guest_kernel: LabKernel, initrd: Path, append: str, disks: list[Disk], log: Path,
+          timeout: float = 900) -> GuestRun:  # fmt: skip
+    markers = ("Run /init", "early-kdump is", "kexec: loaded early-kdump kernel",
+               "Kernel panic", "kdump: saved vmcore to", "KDUMPY-JOB-END")  # fmt: skip
+    return run_guest(
+        kernel=guest_kernel.vmlinuz, initrd=initrd, append=append, memory=parse_size(MEMORY),
+        serial_log=log, disks=disks, timeout=timeout, markers=markers,
+        extra_args=["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
+    )  # fmt: skip
+
+
+def _cmdline(extra: str) -> str:
+    return f"{GUEST_CMDLINE} crashkernel={CRASHKERNEL} {extra}".strip()
+
+
+def setup(workdir: Path, kernel: LabKernel) -> EarlyGuest:
+    """Boot once: install the service and early kdump in the guest; keep disk and initrd."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = base_image([kernel])
+    original = base.parent / "rootfs" / "boot" / f"initrd.img-{kernel.release}"
+    root = overlay(base, workdir)
+    target = blank_ext4(workdir / "target.img", TARGET_LABEL, "1G")
+    files = {"kdump.conf": KDUMP_CONF, "panic.sh": PANIC_SCRIPT, "dropin.conf": SERVICE_DROPIN}
+    job = _job_disk(workdir, SETUP_JOB, files, with_kdumpy=True)
+    run = _boot(kernel, original, _cmdline(""), [Disk(root, "qcow2"), Disk(job), target],
+                workdir / "setup.serial.log", timeout=1800)  # fmt: skip
+    out = _read_out(job, workdir / "setup-out")
+    if not (out / "initrd.img").exists():
+        raise AssertionError(
+            "setup failed: " + (out / "job.log").read_text(errors="replace")[-3000:]
+            + run.serial_text()[-2000:]
+        )  # fmt: skip
+    return EarlyGuest(workdir, kernel, root, out / "initrd.img", original, out)
+
+
+def _snapshot(root: Path, workdir: Path) -> Path:
+    """A qcow2 overlay of the set-up disk: one boot's writes stay out of the others."""
+    path = workdir / "root.qcow2"
+    path.unlink(missing_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(root), "-F", "qcow2",
+                    str(path)], check=True, capture_output=True)  # fmt: skip
+    return path
+
+
+def _read_out(job: Path, dest: Path) -> Path:
+    shutil.rmtree(dest, ignore_errors=True)
+    got = read_back(job, "/out", dest.with_name(dest.name + ".tmp"))
+    got.rename(dest)
+    shutil.rmtree(dest.with_name(dest.name + ".tmp"), ignore_errors=True)
+    return dest
+
+
+def panic_boot(guest: EarlyGuest, name: str, early: bool) -> tuple[Boot, Path]:
+    """Boot with the boot-time panic, with or without rd.earlykdump; return the run and the
+    fresh target disk the capture kernel (if any) wrote to."""
+    work = guest.workdir / name
+    work.mkdir(parents=True, exist_ok=True)
+    target = blank_ext4(work / "target.img", TARGET_LABEL, "1G")
+    snapshot = _snapshot(guest.root, work)
+    append = _cmdline(("rd.earlykdump " if early else "") + PANIC_PARAM)
+    run = _boot(guest.kernel, guest.initrd, append, [Disk(snapshot, "qcow2"), target],
+                work / "serial.log")  # fmt: skip
+    return Boot(run, None), target.path
+
+
+def job_boot(guest: EarlyGuest, name: str, early: bool, script: str) -> Boot:
+    """A full boot to the lab job (no panic), with or without rd.earlykdump."""
+    work = guest.workdir / name
+    work.mkdir(parents=True, exist_ok=True)
+    snapshot = _snapshot(guest.root, work)
+    job = _job_disk(work, script, {}, with_kdumpy=False)
+    target = blank_ext4(work / "target.img", TARGET_LABEL, "1G")
+    append = _cmdline("rd.earlykdump" if early else "")
+    run = _boot(guest.kernel, guest.initrd, append, [Disk(snapshot, "qcow2"), Disk(job), target],
+                work / "serial.log")  # fmt: skip
+    return Boot(run, _read_out(job, work / "out"))
+
+
+_STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
+
+
+def stamp(serial: str, needle: str) -> float | None:
+    """The kernel timestamp of the first console line containing ``needle``."""
+    for line in serial.splitlines():
+        match = _STAMP.match(line.strip())
+        if match and needle in match.group(2):
+            return float(match.group(1))
+    return None
