@@ -59,21 +59,6 @@ def test_ssh(tmp_path, kernel, sshd):
     check_dump(out, kernel, first)
 
 
-def test_ssh_wrong_host_key_is_refused(tmp_path, kernel, sshd):
-    """known_hosts names another key for the server: refuse, failure_action, no file."""
-    crash = tmp_path / "server-crash"
-    crash.mkdir()
-    impostor = Sshd(tmp_path / "impostor")  # only its host key is used
-    files = ssh_files(sshd, impostor.known_hosts_line(GUEST_HOST_IP).replace(
-        str(impostor.port), str(sshd.port)))  # fmt: skip
-    files["setup.sh"] = "echo 'force_no_rebuild 0' >/dev/null\n"
-    result = run_cycle(Cycle(ssh_conf(crash), files=files), tmp_path / "run", kernel)
-    serial = result.serial
-    assert "Host key verification failed" in serial or "host key" in serial.lower()
-    assert "kdump: saved vmcore to" not in serial
-    assert not any(crash.rglob("vmcore*"))
-
-
 @pytest.fixture
 def nfs(tmp_path):
     server = GaneshaNfs(tmp_path / "nfs").start()

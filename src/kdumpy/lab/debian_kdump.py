@@ -9,6 +9,8 @@ the QEMU run.  Serial markers time the stages.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,8 @@ cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
 ls -l /var/lib/kdumpy/ > out/state.txt
 stat -c %s /var/lib/kdumpy/initramfs-*kdump.img > out/initramfs_size
 sync
+echo KDUMPY-ARMED
+sleep {pause}
 {crash}
 """
 
@@ -69,11 +73,16 @@ class Cycle:
     guestfwd: list[str] = field(default_factory=list)
     timeout: float = 1500
     root_overlay: Path | None = None  # reuse the guest's root across cycles (see Job)
+    # Called on the host once the capture kernel is loaded (serial "KDUMPY-ARMED"); the
+    # guest waits *pause* seconds before crashing, e.g. to take a server away meanwhile.
+    on_armed: Callable[[], None] | None = None
+    pause: int = 0
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
     """Run the cycle; the caller reads the target disk (or server) and the serial log."""
-    script = JOB.format(start=START, crash="touch /run/kdumpy-crash" if cycle.crash else "")
+    crash = "touch /run/kdumpy-crash" if cycle.crash else ""
+    script = JOB.format(start=START, crash=crash, pause=cycle.pause)
     job = Job(
         script=script,
         files={"kdump.conf": cycle.kdump_conf, **cycle.files},
@@ -85,7 +94,37 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         markers=MARKERS,
         root_overlay=cycle.root_overlay,
     )
-    return run_job(job, workdir, kernel)
+    if cycle.on_armed is None:
+        return run_job(job, workdir, kernel)
+    watcher = _Watcher(workdir / "serial.log", "\nKDUMPY-ARMED", cycle.on_armed)
+    watcher.start()
+    try:
+        return run_job(job, workdir, kernel)
+    finally:
+        watcher.stop()
+
+
+class _Watcher(threading.Thread):
+    """Calls *action* once *marker* appears in the serial log (polled)."""
+
+    def __init__(self, log: Path, marker: str, action: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.log, self.marker, self.action = log, marker, action
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                text = self.log.read_bytes().decode(errors="replace")
+            except FileNotFoundError:
+                continue
+            if self.marker in text:
+                self.action()
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
 
 
 def blank_ext4(path: Path, label: str, size: str = "2G") -> Disk:

@@ -50,12 +50,12 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
 class Sshd:
     """sshd accepting only the client key it generated, as the user running the test."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         if not os.access(SSHD, os.X_OK):
             raise KdumpyError(f"{SSHD} not found: install openssh-server")
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = spare_port()
+        self.port = port or spare_port()
         self.host_key = keygen(self.dir / "ssh_host_ed25519_key")
         self.client_key = keygen(self.dir / "kdump_id_ed25519")
         shutil.copy(f"{self.client_key}.pub", self.dir / "authorized_keys")
