@@ -1,0 +1,78 @@
+"""kdumpy estimate: the kernel image's in-memory size, measured independently with the
+zstd tool and binutils' readelf on the lab kernels, and the kdump-utils formula."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdumpy.service.crashkernel import MiB
+from kdumpy.service.estimate import bzimage_payload, estimate, kernel_size, proc_modules, render
+
+
+def _readelf_load_memsz(elf: Path) -> int:
+    out = subprocess.run(
+        ["readelf", "-lW", str(elf)], capture_output=True, text=True, check=True
+    ).stdout
+    total = 0
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "LOAD":
+            total += int(fields[5], 16)  # Type Offset VirtAddr PhysAddr FileSiz MemSiz
+    return total
+
+
+@pytest.mark.parametrize("series", ["6.12", "7"])
+def test_kernel_size_matches_readelf(series: str, tmp_path: Path) -> None:
+    """Decompress the bzImage payload with the zstd tool and sum PT_LOAD with readelf."""
+    if not (shutil.which("zstd") and shutil.which("readelf")):
+        pytest.skip("zstd or binutils missing")
+    from kdumpy.lab.kernels import get_kernel
+
+    vmlinuz = get_kernel(series).vmlinuz
+    payload, method = bzimage_payload(vmlinuz.read_bytes())
+    assert method == "zstd"
+    elf = tmp_path / "vmlinux"
+    proc = subprocess.run(["zstd", "-dc"], input=payload, capture_output=True)
+    elf.write_bytes(proc.stdout)  # trailing bytes after the frame make zstd complain
+    size, how = kernel_size(vmlinuz)
+    assert how.startswith("vmlinux PT_LOAD")
+    assert size == _readelf_load_memsz(elf)
+
+
+def test_lz4_kernel_falls_back_to_init_size() -> None:
+    from kdumpy.lab.kernels import get_kernel
+
+    vmlinuz = get_kernel("6.1").vmlinuz
+    size, how = kernel_size(vmlinuz)
+    assert "init_size" in how and "lz4" in how
+    assert 16 * MiB < size < 128 * MiB
+
+
+def test_formula_and_report(tmp_path: Path) -> None:
+    from kdumpy.lab.kernels import get_kernel
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0" * (20 * MiB))
+    loaded = proc_modules("virtio_blk 24576 2 - Live 0x0\nbig 2097152 0 - Live 0x0\n")
+    est = estimate(
+        system_ram=4 << 30,
+        reserved=192 * MiB,
+        vmlinuz=get_kernel("6.12").vmlinuz,
+        initramfs=initrd,
+        modules=["virtio_blk", "big", "absent"],
+        loaded_modules=loaded,
+    )
+    assert est.modules == 24576 + 2097152
+    assert est.estimated == est.kernel + est.modules + 3 * 20 * MiB + 16 * MiB
+    assert est.baseline == 256 * MiB  # kdump-utils x86_64 default for 4G
+    assert est.recommended == max(est.baseline, est.estimated)
+    lines = render(est)
+    assert lines[0] == "Reserved crashkernel:    192M"
+    assert re.match(r"Recommended crashkernel: \d+M", lines[1])
+    assert "    big: 2097152" in lines
+    assert lines[-1].startswith("WARNING: Current crashkernel size is lower than recommended")
