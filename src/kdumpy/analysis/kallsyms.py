@@ -28,9 +28,12 @@ ReadFn = Callable[[int, int], bytes]
 _MAX_SYMS = 2_000_000
 
 
-def _expand_names(names: bytes, count: int, tokens: list[bytes]) -> list[bytes]:
+def _expand_names(names: bytes, count: int, tokens: list[str]) -> list[str]:
     """Decode ``count`` token-compressed names (type character first)."""
-    out: list[bytes] = []
+    out: list[str] = []
+    append = out.append
+    join = "".join
+    get = tokens.__getitem__
     pos = 0
     for _ in range(count):
         length = names[pos]
@@ -38,7 +41,7 @@ def _expand_names(names: bytes, count: int, tokens: list[bytes]) -> list[bytes]:
         if length & 0x80:
             length = (length & 0x7F) | (names[pos] << 7)
             pos += 1
-        out.append(b"".join([tokens[b] for b in names[pos : pos + length]]))
+        append(join(map(get, names[pos : pos + length])))
         pos += length
     return out
 
@@ -88,7 +91,7 @@ class Kallsyms:
         index = struct.unpack("<256H", read(info.require("SYMBOL(kallsyms_token_index)"), 512))
         table_addr = info.require("SYMBOL(kallsyms_token_table)")
         table = read(table_addr, max(index) + 256)
-        tokens = [table[i : table.index(b"\0", i)] for i in index]
+        tokens = [table[i : table.index(b"\0", i)].decode("latin-1") for i in index]
         names_raw = cls._read_names(read, info.require("SYMBOL(kallsyms_names)"), count)
         decoded = _expand_names(names_raw, count, tokens)
         offsets_addr = info.symbol("kallsyms_offsets")
@@ -97,8 +100,8 @@ class Kallsyms:
         offsets = np.frombuffer(read(offsets_addr, 4 * count), dtype=np.int32)
         base_addr = info.symbol("kallsyms_relative_base")
         base = struct.unpack("<Q", read(base_addr, 8))[0] if base_addr else None
-        names = [d[1:].decode("ascii", "replace") for d in decoded]
-        types = [chr(d[0]) if d else "?" for d in decoded]
+        names = [d[1:] for d in decoded]
+        types = [d[:1] or "?" for d in decoded]
         addresses = cls._pick_encoding(info, names, offsets, base, offsets_addr)
         return cls(names, types, addresses)
 

@@ -23,7 +23,7 @@ from kdumpy.analysis.globals import GLOBALS
 from kdumpy.analysis.kallsyms import Kallsyms
 from kdumpy.analysis.memory import FaultError, KernelMemory
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.symbols import Symbol, SymbolTable
+from kdumpy.analysis.symbols import SymbolTable
 from kdumpy.analysis.types import (
     ArrayType,
     IntType,
@@ -109,12 +109,7 @@ class Program:
     def symbols(self) -> SymbolTable:
         table = SymbolTable()
         k = self.kallsyms
-        table.add_many(
-            [
-                Symbol(name, int(addr), typ)
-                for name, typ, addr in zip(k.names, k.types, k.addresses.tolist(), strict=True)
-            ]
-        )
+        table.add_arrays(k.names, k.types, k.addresses)
         return table
 
     def symbol_address(self, name: str) -> int:

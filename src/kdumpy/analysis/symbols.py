@@ -4,6 +4,9 @@ vmlinux symbols come from the dump's kallsyms (:mod:`kdumpy.analysis.kallsyms`);
 module symbols are added by :mod:`kdumpy.analysis.helpers.modules` from each
 ``struct module``'s own symbol table.  kallsyms carries no sizes, so a symbol is
 taken to extend to the next one (the way the kernel's own ``%pS`` does).
+
+The table keeps parallel arrays (a kernel has ~150k symbols) and builds
+:class:`Symbol` objects only for the answers.
 """
 
 from __future__ import annotations
@@ -31,66 +34,106 @@ class Symbol:
         return f"{text} [{self.module}]" if self.module else text
 
 
-def _preference(sym: Symbol) -> tuple[int, bool, bool, bool]:
-    """Sort key: by address, then text before data, globals before locals, and the
-    x86_64 syscall entry names over their ia32 aliases at the same address."""
-    return (
-        sym.address,
-        sym.type not in TEXT_TYPES,
-        sym.type.islower(),
-        sym.name.startswith("__ia32_"),
-    )
-
-
 class SymbolTable:
     """All known symbols; lookups by name and by address."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, Symbol] = {}
-        self._sorted: list[Symbol] = []
-        self._addrs: np.ndarray = np.zeros(0, dtype=np.uint64)
-        self._pending: list[Symbol] = []
+        self._names: list[str] = []
+        self._types: list[str] = []
+        self._modules: list[str | None] = []
+        self._sizes: list[int] = []
+        self._addresses = np.zeros(0, dtype=np.uint64)
+        self._by_name: dict[str, int] | None = None
+        self._order: np.ndarray | None = None  # indices sorted for address lookups
+        self._sorted_addrs = np.zeros(0, dtype=np.uint64)
+
+    def add_arrays(
+        self,
+        names: list[str],
+        types: list[str],
+        addresses: np.ndarray,
+        module: str | None = None,
+        sizes: list[int] | None = None,
+    ) -> None:
+        """Add many symbols of one object file (vmlinux or a module)."""
+        self._names += names
+        self._types += types
+        self._modules += [module] * len(names)
+        self._sizes += sizes if sizes is not None else [0] * len(names)
+        self._addresses = np.concatenate([self._addresses, addresses.astype(np.uint64)])
+        self._by_name = None
+        self._order = None
 
     def add_many(self, symbols: list[Symbol]) -> None:
-        """Add symbols; a global name wins over a local one of the same name."""
-        for sym in symbols:
-            old = self._by_name.get(sym.name)
-            if old is None or (old.type.islower() and sym.type.isupper()):
-                self._by_name[sym.name] = sym
-        self._pending.extend(symbols)
+        for module in {s.module for s in symbols}:
+            group = [s for s in symbols if s.module == module]
+            self.add_arrays(
+                [s.name for s in group],
+                [s.type for s in group],
+                np.array([s.address for s in group], dtype=np.uint64),
+                module,
+                [s.size for s in group],
+            )
 
-    def _index(self) -> None:
-        if not self._pending:
+    def _symbol(self, i: int) -> Symbol:
+        return Symbol(
+            self._names[i],
+            int(self._addresses[i]),
+            self._types[i],
+            self._modules[i],
+            self._sizes[i],
+        )
+
+    def _name_index(self) -> dict[str, int]:
+        """Name -> index; a global symbol wins over a local one of the same name."""
+        if self._by_name is None:
+            index: dict[str, int] = {}
+            types = self._types
+            for i, name in enumerate(self._names):
+                old = index.get(name)
+                if old is None or (types[old].islower() and types[i].isupper()):
+                    index[name] = i
+            self._by_name = index
+        return self._by_name
+
+    def _address_order(self) -> None:
+        if self._order is not None:
             return
-        # Only symbols with real kernel addresses take part in address lookups
-        # (absolute per-CPU offsets are small numbers).
-        merged = self._sorted + [s for s in self._pending if s.address >= 1 << 63]
-        # At equal addresses, text before data and globals before locals, so that an
-        # instruction pointer resolves to the function name tools print.
-        merged.sort(key=_preference)
-        dedup: list[Symbol] = []
-        for sym in merged:
-            if not dedup or dedup[-1].address != sym.address:
-                dedup.append(sym)
-        self._sorted = dedup
-        self._addrs = np.fromiter((s.address for s in dedup), dtype=np.uint64, count=len(dedup))
-        self._pending = []
+        addrs = self._addresses
+        # Only real kernel addresses take part (absolute per-CPU offsets are small).
+        kernel = np.nonzero(addrs >= np.uint64(1 << 63))[0]
+        types = self._types
+        # At equal addresses: text before data, globals before locals, and x86_64
+        # syscall names over their ia32 aliases, so a pc resolves to what tools print.
+        not_text = np.fromiter((types[i] not in TEXT_TYPES for i in kernel), bool, len(kernel))
+        local = np.fromiter((types[i].islower() for i in kernel), bool, len(kernel))
+        ia32 = np.fromiter(
+            (self._names[i].startswith("__ia32_") for i in kernel), bool, len(kernel)
+        )
+        order = kernel[np.lexsort((ia32, local, not_text, addrs[kernel]))]
+        sorted_addrs = addrs[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
+        self._order = order[first]
+        self._sorted_addrs = sorted_addrs[first]
 
     def lookup(self, name: str) -> Symbol | None:
         """The symbol called ``name`` (vmlinux or a module), or None."""
-        return self._by_name.get(name)
+        i = self._name_index().get(name)
+        return None if i is None else self._symbol(i)
 
     def address_of(self, name: str) -> int | None:
-        sym = self._by_name.get(name)
-        return None if sym is None else sym.address
+        i = self._name_index().get(name)
+        return None if i is None else int(self._addresses[i])
 
     def find(self, address: int, max_distance: int = 1 << 20) -> Symbol | None:
         """The symbol an address falls in (the closest one at or below it), or None."""
-        self._index()
-        i = int(np.searchsorted(self._addrs, np.uint64(address), side="right")) - 1
-        if i < 0:
+        self._address_order()
+        assert self._order is not None
+        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right")) - 1
+        if j < 0:
             return None
-        sym = self._sorted[i]
+        sym = self._symbol(int(self._order[j]))
         if sym.size and address >= sym.address + sym.size:
             return None
         if address - sym.address > max_distance:
@@ -99,9 +142,9 @@ class SymbolTable:
 
     def next_after(self, address: int) -> int | None:
         """Address of the first symbol above ``address`` (where a function ends)."""
-        self._index()
-        i = int(np.searchsorted(self._addrs, np.uint64(address), side="right"))
-        return int(self._addrs[i]) if i < len(self._addrs) else None
+        self._address_order()
+        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right"))
+        return int(self._sorted_addrs[j]) if j < len(self._sorted_addrs) else None
 
     def describe(self, address: int) -> str:
         """``func+0x12`` for an address, or the hex address if no symbol covers it."""
@@ -109,17 +152,17 @@ class SymbolTable:
         return sym.describe(address) if sym else f"{address:#x}"
 
     def names(self) -> list[str]:
-        return list(self._by_name)
+        return list(self._name_index())
 
     def search(self, prefix: str) -> list[Symbol]:
         """Symbols whose name starts with ``prefix`` (for completion)."""
-        keys = sorted(self._by_name)
+        keys = sorted(self._name_index())
         i = bisect.bisect_left(keys, prefix)
         out = []
         while i < len(keys) and keys[i].startswith(prefix):
-            out.append(self._by_name[keys[i]])
+            out.append(self._symbol(self._name_index()[keys[i]]))
             i += 1
         return out
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._name_index())
