@@ -61,6 +61,7 @@ python3 -m kdumpy install-service > out/install-service.txt 2>&1
 python3 -m kdumpy early enable > out/enable.txt 2>&1
 python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
 cp /boot/initrd.img-$(uname -r) out/initrd.img
+sha256sum /var/lib/kdumpy/initramfs-$(uname -r)kdump.img > out/capture.sha256
 ls -l /var/lib/kdumpy /var/lib/kdumpy/early > out/state.txt
 """
 
@@ -70,6 +71,14 @@ python3 -m kdumpy start > out/start.txt 2>&1; echo $? > out/start.rc
 journalctl -b -o short-monotonic --no-pager > out/journal.txt 2>&1
 journalctl -b -u kdumpy.service --no-pager > out/service.txt 2>&1
 cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
+# Staleness: change the capture initramfs behind early kdump's back (the service's own
+# rebuild, without the early hook), then let `kdumpy rebuild` refresh the early copy.
+sed -i 's/^final_action poweroff/final_action reboot/' /etc/kdump.conf
+python3 -c 'from kdumpy.service import control, paths
+control.rebuild(paths.ServicePaths(), print)' > out/rebuild-plain.txt 2>&1
+python3 -m kdumpy early status > out/status-stale.txt 2>&1
+python3 -m kdumpy rebuild > out/rebuild.txt 2>&1
+python3 -m kdumpy early status > out/status-rebuilt.txt 2>&1
 """
 
 # Waits for kdumpy.service (ordered after the network) and records the kernel log.
