@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,39 @@ def mdf_dmesg():  # noqa: ANN201
 def drgn_prog():  # noqa: ANN201
     """``drgn_prog(path, kallsyms=False)``: drgn opened on a dump, as the oracle."""
     return drgn_program
+
+
+# QEMU stopped at the reset vector: real dump-guest-memory output in about a second,
+# without booting a kernel.  ELF, flattened kdump-zlib, and that kdump rearranged.
+@pytest.fixture(scope="session")
+def qemu_dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    d = tmp_path_factory.mktemp("qemu")
+    files = {"elf": d / "q.elf", "zlib": d / "q.zlib"}
+    script = f"dump-guest-memory {files['elf']}\ndump-guest-memory -z {files['zlib']}\n"
+    proc = subprocess.Popen(
+        [qemu, "-accel", "tcg", "-m", "64", "-S", "-nodefaults", "-display", "none",
+         "-monitor", "stdio"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(script)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+        p.exists() and p.stat().st_size > 0 for p in files.values()
+    ):
+        time.sleep(0.2)
+    time.sleep(0.5)  # the monitor writes synchronously; let the last file close
+    proc.communicate("quit\n", timeout=30)
+    # The kdump file rearranged into a plain (seekable) kdump file, as makedumpfile -R does.
+    from kdumpy.vmcore.flattened import FlattenedSource
+    from kdumpy.vmcore.source import FileSource
+
+    flat = FlattenedSource(FileSource(files["zlib"]))
+    files["plain"] = d / "q.kdump"
+    files["plain"].write_bytes(flat.read(0, flat.size))
+    flat.close()
+    return files

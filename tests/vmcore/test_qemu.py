@@ -8,9 +8,6 @@ state (for the CPU note).  QEMU 7.2 on this machine offers neither lzo nor snapp
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,32 +16,6 @@ from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore import open_dump
 
 from .helpers import assert_same_pages
-
-
-@pytest.fixture(scope="module")
-def qemu_dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        pytest.skip("qemu-system-x86_64 is not installed")
-    d = tmp_path_factory.mktemp("qemu")
-    files = {"elf": d / "q.elf", "zlib": d / "q.zlib"}
-    script = f"dump-guest-memory {files['elf']}\ndump-guest-memory -z {files['zlib']}\n"
-    proc = subprocess.Popen(
-        [qemu, "-accel", "tcg", "-m", "64", "-S", "-nodefaults", "-display", "none",
-         "-monitor", "stdio"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdin is not None
-    proc.stdin.write(script)
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(
-        p.exists() and p.stat().st_size > 0 for p in files.values()
-    ):
-        time.sleep(0.2)
-    time.sleep(0.5)  # the monitor writes synchronously; let the last file close
-    proc.communicate("quit\n", timeout=30)
-    return files
 
 
 def test_qemu_elf(qemu_dumps: dict[str, Path]) -> None:

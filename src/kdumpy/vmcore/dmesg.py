@@ -160,10 +160,18 @@ def records(dump: Dump) -> Iterator[LogRecord]:
     """The kernel log records of a dump, whichever ring buffer the kernel had."""
     info = dump.vmcoreinfo
     if info.symbol("prb") is not None:
-        return lockless_records(dump)
-    if info.symbol("log_buf") is not None and info.size("printk_log") is not None:
-        return legacy_records(dump)
-    raise KdumpyError(f"{dump.path}: VMCOREINFO describes no kernel log buffer this reader knows")
+        reader = lockless_records
+    elif info.symbol("log_buf") is not None and info.size("printk_log") is not None:
+        reader = legacy_records
+    else:
+        raise KdumpyError(
+            f"{dump.path}: VMCOREINFO describes no kernel log buffer this reader knows"
+        )
+    try:
+        yield from reader(dump)
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        # Offsets or sizes from VMCOREINFO point outside the structures read.
+        raise DumpFormatError(f"{dump.path}: inconsistent kernel log structures ({exc})") from None
 
 
 def _escape_table() -> list[bytes]:
