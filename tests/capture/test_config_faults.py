@@ -37,3 +37,18 @@ def test_missing_vmcore_is_a_target_failure(tmp_path):
     assert "Traceback" not in run.stderr
     assert "would poweroff" in run.stderr
     assert "saved vmcore to" not in run.stderr
+
+
+def test_kdumpy_save_command(tmp_path, dump_61):
+    """`kdumpy save` is the same entry point as `python3 -m kdumpy.capture`."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "kdumpy", "save", "--config", str(tmp_path / "none.conf"),
+         "--vmcore", str(dump_61.vmcore), "--no-action"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "no kdump config file found" in proc.stderr
+    assert "Traceback" not in proc.stderr
