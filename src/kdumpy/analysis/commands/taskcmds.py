@@ -89,7 +89,7 @@ def format_backtrace(prog: Program, task: Object, frames: list[Frame]) -> str:
         if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
             out.append(_regs_block(frame.regs).replace("    RIP", "    [exception RIP: "
                        f"{frame.location()}]\n    RIP", 1))  # fmt: skip
-        out.append(f" #{i:<2}[{frame.slot:x}] {frame.name} at {frame.pc:x}\n")
+        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {frame.name} at {frame.pc:x}\n")
         if frame.user_regs is not None:
             out.append(_regs_block(frame.user_regs))
     if not frames:
