@@ -179,3 +179,30 @@ def test_full_kdump_cycle(lab_initramfs, lab_kernel_61, tmp_path) -> None:
     subprocess.run(["makedumpfile", "--dump-dmesg", str(vmcore), str(dmesg)], check=True)
     panic = "Kernel panic - not syncing: sysrq triggered crash"
     assert panic in log and panic in dmesg.read_text(errors="replace")
+
+
+def test_runtime_runs_in_chroot(lab_initramfs, tmp_path) -> None:
+    """Unpack the archive with GNU cpio and run its own interpreter the way /init does
+    (-S -m, PYTHONPATH from init.env), with nothing from the host but the kernel."""
+    if shutil.which("chroot") is None or shutil.which("cpio") is None:
+        pytest.skip("chroot or cpio missing")
+    root = tmp_path / "root"
+    root.mkdir()
+    raw = subprocess.run(["zstd", "-dc", str(lab_initramfs.path)], capture_output=True).stdout
+    subprocess.run(
+        ["cpio", "-id", "--quiet", "--no-absolute-filenames", "--nonmatching", "dev/*"],
+        input=raw,
+        cwd=root,
+        check=True,
+    )
+    script = (
+        ". /etc/kdumpy/init.env; export PYTHONPATH=$KDUMP_PYTHONPATH; "
+        '"$KDUMP_PYTHON" -S -m kdumpy.capture --help >/dev/null && '
+        '"$KDUMP_PYTHON" -S -c "import kdumpy.collect, kdumpy.vmcore, kdumpy.service.kexec; '
+        "print('runtime ok')\""
+    )
+    proc = subprocess.run(
+        ["chroot", str(root), "/bin/sh", "-c", script], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "runtime ok"

@@ -151,8 +151,9 @@ class Image:
 def _compressor(raw: BinaryIO, compression: str) -> Iterator[BinaryIO]:
     """A write stream compressing into ``raw``, in a format the kernel's unpacker knows."""
     if compression == "zstd":
-        # The kernel's zstd decompressor needs the content size or a bounded window.
-        cctx = zstandard.ZstdCompressor(level=12, write_content_size=True)
+        # Level 3 (dracut's default): level 12 took 30 s natively and minutes under TCG
+        # for a few per cent smaller output.
+        cctx = zstandard.ZstdCompressor(level=3, threads=-1)
         with cctx.stream_writer(raw, closefd=False) as writer:
             yield writer
     elif compression == "gzip":

@@ -73,6 +73,8 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
     env = _target_env(config, opts)
     if config.target.is_remote and opts.hostonly:
         env.update(_network_env(config, opts))
+    if config.failure_action == "dump_to_rootfs" and opts.hostonly:
+        _add_rootfs(image, opts)
     module_names = _target_modules(config, opts) + list(config.extra_modules) + opts.extra_modules
     loaded = _add_kernel_modules(image, modules_dir, module_names)
     if config.target.kind == "ssh":
@@ -177,12 +179,22 @@ def _pyver() -> str:
 def _target_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
     assert config.target is not None
     return {
+        "KDUMP_NFS_FSTYPE": _nfs_fstype(config.target.mount_options),
         "KDUMP_TARGET_KIND": config.target.kind,
         "KDUMP_TARGET_SPEC": config.target.spec,
         "KDUMP_MOUNT_OPTIONS": _mount_options(config.target.mount_options),
         "KDUMP_NETWORK": "1" if config.target.is_remote else "0",
         "KDUMP_NET_TIMEOUT": str(opts.net_timeout),
     }
+
+
+def _nfs_fstype(options: str) -> str:
+    """nfs4 unless the options ask for v2/v3: busybox's "nfs" speaks only v2/v3 (with
+    portmapper), while a kernel nfs4 mount needs just the server address."""
+    versions = [
+        o.split("=", 1)[1] for o in options.split(",") if o.startswith(("vers=", "nfsvers="))
+    ]
+    return "nfs" if versions and not versions[-1].startswith("4") else "nfs4"
 
 
 def _mount_options(options: str) -> str:
@@ -200,6 +212,19 @@ def _target_modules(config: KdumpConfig, opts: BuildOptions) -> list[str]:
     if opts.hostonly and (target.is_fs or target.kind == "raw"):
         names += kmod.block_device_drivers(targets.device_node(target.spec))
     return names
+
+
+def _add_rootfs(image: Image, opts: BuildOptions) -> None:
+    """For failure_action dump_to_rootfs: name the root filesystem (/etc/kdump/rootfs,
+    "<fstype> <UUID=...>") and carry what it takes to mount it."""
+    root = targets.mount_of("/")
+    if not root.source.startswith("/dev/"):
+        raise KdumpyError(f"dump_to_rootfs: the root filesystem ({root.source}) is not a disk")
+    uuid = targets.uuid_of(root.source)
+    spec = f"UUID={uuid}" if uuid else root.source
+    image.add_bytes("/etc/kdump/rootfs", f"{root.fstype} {spec}\n".encode())
+    opts.extra_modules.extend(kmod.FS_MODULES.get(root.fstype, [root.fstype]))
+    opts.extra_modules.extend(kmod.block_device_drivers(root.source))
 
 
 def _add_kernel_modules(image: Image, modules_dir: Path, names: list[str]) -> list[str]:
@@ -242,9 +267,10 @@ def _add_ssh(image: Image, config: KdumpConfig) -> None:
     if not key.exists():
         raise KdumpyError(f"{config.sshkey}: ssh key missing; run kdumpy propagate")
     image.add_host_file(key, mode=0o600)
-    known = Path("/root/.ssh/known_hosts")
-    if known.exists():
-        image.add_host_file(known, mode=0o600)
+    # known_hosts for host key checking; config for ports and other client settings.
+    for extra in (Path("/root/.ssh/known_hosts"), Path("/root/.ssh/config")):
+        if extra.exists():
+            image.add_host_file(extra, mode=0o600)
     if Path("/etc/resolv.conf").exists():
         image.add_host_file("/etc/resolv.conf")
 

@@ -34,6 +34,10 @@ CAPTURE_MODULES = (
     "kdumpy.service",
     "kdumpy.service.config",
     "kdumpy.service.kexec",
+    # `python -m` goes through runpy (-> importlib.util -> importlib._abc); a probe that
+    # imports the entry modules directly never loads them.
+    "runpy",
+    "importlib.util",
 )
 # The command line layer, so that `kdumpy collect ...` works as a core_collector.
 CLI_MODULES = ("kdumpy.cli", "kdumpy.cli.collect", "kdumpy.cli.dmesg", "kdumpy.__main__")

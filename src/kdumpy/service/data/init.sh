@@ -55,7 +55,12 @@ network_up() {
 mount_target() {
     case "$KDUMP_TARGET_KIND" in
         raw|ssh) return 0 ;;
-        nfs) mount -t nfs -o "nolock,$KDUMP_MOUNT_OPTIONS" "$KDUMP_TARGET_SPEC" /kdumproot ;;
+        nfs)
+            # Text options straight to the kernel; addr= is what mount.nfs would add.
+            opts=$(echo "$KDUMP_MOUNT_OPTIONS" | sed -e 's/\(^\|,\)n\?f\?s\?vers=[^,]*//g')
+            mount -t "$KDUMP_NFS_FSTYPE" -o "$opts,addr=$KDUMP_NET_TARGET_IP" \
+                "$KDUMP_TARGET_SPEC" /kdumproot
+            ;;
         *)
             dev=$(wait_device "$KDUMP_TARGET_SPEC") || { say "$KDUMP_TARGET_SPEC not found"; return 1; }
             mount -t "$KDUMP_TARGET_KIND" -o "$KDUMP_MOUNT_OPTIONS" "$dev" /kdumproot
