@@ -121,3 +121,31 @@ def compare_pages(out_path: Path, src_path: Path, kept: np.ndarray, page_size: i
                     assert got[lo:hi] == want[lo:hi], f"{out_path}: page {p:#x} differs"
             compared += e - s
     return compared
+
+
+def kdump_page(path: Path, pfn: int) -> bytes | None:
+    """One page straight from a kdump-compressed file's descriptor (None: lost page,
+    descriptor offset 0 as in an incomplete dump).  Handles raw, zlib and lzo pages."""
+    import zlib
+
+    import lzo
+
+    with open(path, "rb") as f:
+        head = f.read(464)
+        block_size, sub_hdr_size, bitmap_blocks = struct.unpack_from("<iiI", head, 0x1AC)
+        f.seek((1 + sub_hdr_size) * block_size)
+        bitmaps = np.frombuffer(f.read(bitmap_blocks * block_size), dtype=np.uint8)
+        bits2 = np.unpackbits(bitmaps[bitmaps.size // 2 :], bitorder="little").astype(bool)
+        assert bits2[pfn], f"page {pfn:#x} has no descriptor"
+        rank = int(np.count_nonzero(bits2[:pfn]))
+        f.seek((1 + sub_hdr_size + bitmap_blocks) * block_size + 24 * rank)
+        offset, size, flags = struct.unpack("<qII", f.read(16))
+        if offset == 0:
+            return None
+        f.seek(offset)
+        data = f.read(size)
+    if flags & 0x1:
+        return zlib.decompress(data)
+    if flags & 0x2:
+        return lzo.decompress(data, False, block_size)
+    return data
