@@ -7,10 +7,8 @@ frame.  Every page must come back exactly ``page_size`` bytes long.
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Callable
-from typing import Any
 
 COMPRESSED_ZLIB = 0x1
 COMPRESSED_LZO = 0x2
@@ -35,35 +33,44 @@ def _zlib(data: bytes, page_size: int) -> bytes:
 # kernel's initramfs) does not need them.
 
 
-def _lzo(data: bytes, page_size: int) -> bytes:
+def _make_lzo() -> Callable[[bytes, int], bytes]:
     import lzo
 
-    return bytes(lzo.decompress(data, False, page_size))
+    return lambda data, page_size: lzo.decompress(data, False, page_size)
 
 
-def _snappy(data: bytes, page_size: int) -> bytes:
+def _make_snappy() -> Callable[[bytes, int], bytes]:
     import cramjam
 
-    return bytes(cramjam.snappy.decompress_raw(data))
+    return lambda data, page_size: bytes(cramjam.snappy.decompress_raw(data))
 
 
-@functools.cache
-def _zstd_decompressor() -> Any:
+def _make_zstd() -> Callable[[bytes, int], bytes]:
     import zstandard
 
-    return zstandard.ZstdDecompressor()
+    decompress = zstandard.ZstdDecompressor().decompress
+    return lambda data, page_size: decompress(data, max_output_size=page_size)
 
 
-def _zstd_page(data: bytes, page_size: int) -> bytes:
-    return _zstd_decompressor().decompress(data, max_output_size=page_size)
+def _make_zlib() -> Callable[[bytes, int], bytes]:
+    return lambda data, page_size: zlib.decompress(data, bufsize=page_size)
 
 
-DECOMPRESSORS: dict[int, Callable[[bytes, int], bytes]] = {
-    COMPRESSED_ZLIB: _zlib,
-    COMPRESSED_LZO: _lzo,
-    COMPRESSED_SNAPPY: _snappy,
-    COMPRESSED_ZSTD: _zstd_page,
+_FACTORIES: dict[int, Callable[[], Callable[[bytes, int], bytes]]] = {
+    COMPRESSED_ZLIB: _make_zlib,
+    COMPRESSED_LZO: _make_lzo,
+    COMPRESSED_SNAPPY: _make_snappy,
+    COMPRESSED_ZSTD: _make_zstd,
 }
+_DECOMPRESSORS: dict[int, Callable[[bytes, int], bytes]] = {}
+
+
+def decompressor(flags: int) -> Callable[[bytes, int], bytes]:
+    """``f(data, page_size) -> bytes`` for a descriptor's flags (KeyError if unknown)."""
+    func = _DECOMPRESSORS.get(flags)
+    if func is None:
+        func = _DECOMPRESSORS[flags] = _FACTORIES[flags]()
+    return func
 
 
 class DecompressionError(ValueError):
@@ -72,9 +79,10 @@ class DecompressionError(ValueError):
 
 def decompress_page(flags: int, data: bytes, page_size: int) -> bytes:
     """Decompress one page; :class:`DecompressionError` (with the reason) if it fails."""
-    func = DECOMPRESSORS.get(flags)
-    if func is None:
-        raise DecompressionError(f"unknown compression flags {flags:#x}")
+    try:
+        func = decompressor(flags)
+    except KeyError:
+        raise DecompressionError(f"unknown compression flags {flags:#x}") from None
     try:
         out = func(data, page_size)
     except Exception as exc:  # each library has its own error types

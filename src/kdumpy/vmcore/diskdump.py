@@ -247,37 +247,61 @@ class KdumpDump(Dump):
         return (off > 0) & (size > 0) & (off + size <= part.src.size)
 
     def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        ps = self.page_size
-        pages = np.zeros((count, ps), dtype=np.uint8)
+        pages = np.zeros((count, self.page_size), dtype=np.uint8)
         present = np.zeros(count, dtype=bool)
         _, groups = self._descriptors(start_pfn, count)
         for part, a, sel, records in groups:
-            pfns = a + np.flatnonzero(sel)[: records.size]
+            rows = (a - start_pfn) + np.flatnonzero(sel)[: records.size]
             valid = self._valid(part, records)
-            for pfn, rec, ok in zip(pfns.tolist(), records, valid.tolist(), strict=True):
-                if not ok:
-                    continue
-                pages[pfn - start_pfn] = np.frombuffer(self._page_data(part, pfn, rec), np.uint8)
-                present[pfn - start_pfn] = True
+            self._fill(part, rows[valid], records[valid], pages, start_pfn)
+            present[rows[valid]] = True
         return pages, present
 
-    def _page_data(self, part: _Part, pfn: int, rec: np.void) -> bytes:
-        offset, size, flags = int(rec["offset"]), int(rec["size"]), int(rec["flags"])
-        if size > self.page_size:
+    def _fill(
+        self, part: _Part, rows: np.ndarray, records: np.ndarray, pages: np.ndarray, base: int
+    ) -> None:
+        """Copy or decompress the data of ``records`` into ``pages[rows]``.
+
+        Works on whole columns rather than per-record numpy scalars (which cost more than
+        the decompression itself); data shared by several descriptors (makedumpfile's
+        single zero page) is read once.
+        """
+        ps = self.page_size
+        sizes, flags, offsets = records["size"], records["flags"], records["offset"]
+        raw = flags == 0
+        bad = np.flatnonzero((sizes > ps) | (raw & (sizes != ps)))
+        if bad.size:
+            pfn = base + int(rows[bad[0]])
             raise DumpFormatError(
-                f"{part.src.path}: page descriptor of pfn {pfn:#x} has size {size} > page size"
+                f"{part.src.path}: page descriptor of pfn {pfn:#x} has size "
+                f"{int(sizes[bad[0]])}" + (" > page size" if sizes[bad[0]] > ps else "")
             )
-        data = part.src.read(offset, size)
-        if flags == 0:
-            if size != self.page_size:
-                raise DumpFormatError(
-                    f"{part.src.path}: uncompressed page pfn {pfn:#x} has size {size}"
-                )
-            return data
-        try:
-            return decompress_page(flags, data, self.page_size)
-        except DecompressionError as exc:
-            raise DumpFormatError(f"{part.src.path}: page pfn {pfn:#x}: {exc}") from None
+        # Uncompressed pages: one copy per distinct offset.
+        raw_rows, raw_offsets = rows[raw], offsets[raw]
+        if raw_rows.size:
+            uniq, inverse = np.unique(raw_offsets, return_inverse=True)
+            for k, off in enumerate(uniq.tolist()):
+                targets = raw_rows[inverse == k] if uniq.size > 1 else raw_rows
+                pages[targets] = part.src.array(off, ps)
+        # Compressed pages: one library call each, gathered and stored in one step.
+        packed = ~raw
+        if not packed.any():
+            return
+        src = part.src
+        out: list[bytes] = []
+        for row, off, size, flag in zip(
+            rows[packed].tolist(),
+            offsets[packed].tolist(),
+            sizes[packed].tolist(),
+            flags[packed].tolist(),
+            strict=True,
+        ):
+            try:
+                data = decompress_page(flag, src.read(off, size), ps)
+            except DecompressionError as exc:
+                raise DumpFormatError(f"{src.path}: page pfn {base + row:#x}: {exc}") from None
+            out.append(data)
+        pages[rows[packed]] = np.frombuffer(b"".join(out), dtype=np.uint8).reshape(-1, ps)
 
     def read_pfn(self, pfn: int) -> bytes:
         page = self._cache.get(pfn)
