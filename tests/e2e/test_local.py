@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from kdumpy.lab.debian_job import read_back
 from kdumpy.lab.debian_kdump import Cycle, blank_ext4, run_cycle
 from kdumpy.lab.qemu import Disk
@@ -46,3 +48,39 @@ def test_raw_device(tmp_path, kernel):
         subprocess.run(["makedumpfile", "-R", str(out)], stdin=src, check=True,
                        capture_output=True)  # fmt: skip
     check_dump(out, kernel, first_kernel_serial(result.serial))
+
+
+# Made in the guest by setup.sh (the host has no xfs/btrfs tools); read back by a loop mount.
+FS_CASES = {
+    "xfs-uuid": ("mkfs.xfs -q -f -m uuid=5d3a6c1e-1f0b-4c41-9d7e-2b9d6a1c0001 /dev/vdc",
+                 "xfs UUID=5d3a6c1e-1f0b-4c41-9d7e-2b9d6a1c0001"),
+    "btrfs-device": ("mkfs.btrfs -q -f /dev/vdc", "btrfs /dev/vdc"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(FS_CASES))
+def test_local_xfs_btrfs(tmp_path, kernel, case):
+    mkfs, target_line = FS_CASES[case]
+    disk = tmp_path / "target.img"
+    with open(disk, "wb") as fh:
+        fh.truncate(2 << 30)
+    conf = f"{target_line}\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
+    setup = f"{mkfs}\nmkdir -p /mnt/t && mount /dev/vdc /mnt/t && mkdir -p /mnt/t/var/crash\n"
+    setup += "umount /mnt/t\nudevadm settle\n"
+    cycle = Cycle(conf, files={"setup.sh": setup}, disks=[Disk(disk)])
+    result = run_cycle(cycle, tmp_path / "run", kernel)
+    assert result.rc == 0, result.log[-3000:]
+    assert "kdump: saved vmcore to" in result.serial, result.serial[-3000:]
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop,ro", str(disk), str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount the target here: {mounted.stderr.decode().strip()}")
+    try:
+        (dump_dir,) = list((mnt / "var" / "crash").iterdir())
+        assert DIR_NAME.fullmatch(dump_dir.name), dump_dir.name
+        assert (dump_dir / "vmcore-dmesg.txt").exists()
+        first = first_kernel_serial(result.serial)
+        check_dump(dump_dir / "vmcore", kernel, first)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
