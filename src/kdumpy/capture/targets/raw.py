@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from kdumpy.capture import CaptureError
 from kdumpy.capture.collector import start_stream, wait_stream
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.targets import Destination
+
+DEVICE_WAIT = 60.0  # seconds, like /init's wait for filesystem target devices
 
 
 class RawDevice(Destination):
@@ -26,10 +29,16 @@ class RawDevice(Destination):
         return f"raw device {self.device}"
 
     def prepare(self) -> None:
-        try:
-            mode = os.stat(self.device).st_mode
-        except OSError as exc:
-            raise CaptureError(f"raw target {self.device}: {exc.strerror}") from None
+        # /init does not wait for raw devices: the driver may still be probing the disk.
+        deadline = time.monotonic() + DEVICE_WAIT
+        while True:
+            try:
+                mode = os.stat(self.device).st_mode
+                break
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise CaptureError(f"raw target {self.device}: {exc.strerror}") from None
+                time.sleep(0.5)
         if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
             raise CaptureError(f"raw target {self.device}: not a block device")
 
