@@ -51,6 +51,9 @@ _EXTRA = {
     KIND_ENUM64: (0, 12),
 }
 # Name spaces of C: tags (struct/union/enum) apart from ordinary identifiers.
+# Kinds left out of the name index: types are looked up by name, not functions,
+# variables (see variables()), sections or tags.
+_UNNAMED_KINDS = frozenset({KIND_DATASEC, KIND_DECL_TAG, KIND_FUNC_PROTO, KIND_VAR, KIND_FUNC})
 _TAG_KINDS = {KIND_STRUCT: "struct", KIND_UNION: "union", KIND_ENUM: "enum", KIND_ENUM64: "enum"}
 
 
@@ -73,6 +76,8 @@ class Btf:
         self._strings = bytes(data[hdr_len + str_off : hdr_len + str_off + str_len])
         self.first_id = base.next_id if base else 1
         self.str_base: int = (base.str_base + len(base._strings)) if base else 0
+        self._kinds: list[int] = []
+        self._name_offs: list[int] = []
         self._offsets: list[int] = self._scan()
         self._cache: dict[int, Type] = {}
         self._names: dict[tuple[str, str], int] | None = None
@@ -85,14 +90,18 @@ class Btf:
     def _scan(self) -> list[int]:
         """Offsets of every type record (the records have variable length)."""
         offsets = []
+        kinds, name_offs = self._kinds, self._name_offs
         data = self._types
         pos, end = 0, len(data)
         unpack = _TYPE.unpack_from
         extra = _EXTRA
         while pos + 12 <= end:
             offsets.append(pos)
-            info = unpack(data, pos)[1]
-            fixed, per = extra.get((info >> 24) & 0x1F, (0, 0))
+            name_off, info, _ = unpack(data, pos)
+            kind = (info >> 24) & 0x1F
+            kinds.append(kind if kind != KIND_FWD else KIND_FWD | (info >> 31) << 5)
+            name_offs.append(name_off)
+            fixed, per = extra.get(kind, (0, 0))
             pos += 12 + fixed + per * (info & 0xFFFF)
         if pos != end:
             raise DumpFormatError(f"{self.source}: BTF type section is truncated")
@@ -136,25 +145,25 @@ class Btf:
     def _name_index(self) -> dict[tuple[str, str], int]:
         if self._names is None:
             names: dict[tuple[str, str], int] = {}
-            unpack = _TYPE.unpack_from
             strings = self._strings
-            for index, pos in enumerate(self._offsets):
-                name_off, info, _ = unpack(self._types, pos)
-                if not name_off:
+            find = strings.find
+            base = self.str_base
+            for index, (kind, name_off) in enumerate(
+                zip(self._kinds, self._name_offs, strict=True)
+            ):
+                if not name_off or kind in _UNNAMED_KINDS:
                     continue
-                kind = (info >> 24) & 0x1F
-                space = _TAG_KINDS.get(kind, "")
-                if kind == KIND_FWD:
-                    space = "union" if info >> 31 else "struct"
-                off = name_off - self.str_base
+                if kind & ~0x1F:  # forward declaration; bit 5 = union
+                    space = "union" if kind & 0x20 else "struct"
+                else:
+                    space = _TAG_KINDS.get(kind, "")
+                off = name_off - base
                 if off < 0:
                     continue
-                name = strings[off : strings.find(b"\0", off)].decode("ascii", "replace")
-                key = (space, name)
+                key = (space, strings[off : find(b"\0", off)].decode("ascii", "replace"))
                 # A full definition wins over a forward declaration seen first.
-                if key not in names or kind != KIND_FWD:
-                    if key in names and self.kind(names[key]) != KIND_FWD:
-                        continue
+                old = names.get(key)
+                if old is None or self._kinds[old - self.first_id] & ~0x1F:
                     names[key] = self.first_id + index
             self._names = names
         return self._names
@@ -257,16 +266,15 @@ class Btf:
         """``name -> type id`` of the variables this BTF declares (kernel BTF: per-CPU
         variables only)."""
         out = {}
-        for type_id in self.ids():
-            kind, _kf, _vlen, name_off, _st = self.record(type_id)
+        for index, kind in enumerate(self._kinds):
             if kind == KIND_VAR:
-                out[self.string(name_off)] = type_id
+                out[self.string(self._name_offs[index])] = self.first_id + index
         return out
 
     def enumerator(self, name: str) -> int | None:
         """Value of an enumeration constant (e.g. ``PIDTYPE_PID``) anywhere in the BTF."""
-        for type_id in self.ids():
-            kind = self.record(type_id)[0]
+        for index, kind in enumerate(self._kinds):
+            type_id = self.first_id + index
             if kind in (KIND_ENUM, KIND_ENUM64):
                 for n, v in self._enumerators(type_id):
                     if n == name:
