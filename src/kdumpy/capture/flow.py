@@ -43,6 +43,7 @@ class CaptureOptions:
     cmdline: str | None = None  # default: /proc/cmdline
     hook_dirs: Path = HOOK_DIRS
     rootfs_file: str = ROOTFS_FILE
+    rootfs_mountpoint: str = ROOTFS_MOUNTPOINT
     ssh_config: str | None = None  # ssh -F file (host runs); default: ssh's own lookup
     known_hosts: str | None = None  # default: /root/.ssh/known_hosts from the initramfs
 
@@ -179,7 +180,7 @@ def dump_to_rootfs(cfg: KdumpConfig, opts: CaptureOptions, log: CaptureLog) -> C
         return CaptureResult(False, error="no root filesystem")
     rootfs = replace(cfg, target=Target(kind, spec))
     log.info(f"dump_to_rootfs: trying {kind} {spec}")
-    dest = open_target(rootfs, log, ROOTFS_MOUNTPOINT)
+    dest = open_target(rootfs, log, opts.rootfs_mountpoint)
     result = CaptureResult(False)
     try:
         save(rootfs, dest, opts, log, result)
