@@ -26,7 +26,10 @@ def ssh_files(sshd: Sshd, known_hosts: str) -> dict[str, bytes | str]:
 
 
 def ssh_conf(crash_dir: Path, extra: str = "") -> str:
+    """kdump.conf for the test server; extra_bins carries /root/.ssh/config (the port)
+    into the capture initramfs, where ssh reads it."""
     return (f"ssh root@{GUEST_HOST_IP}\npath {crash_dir}\n" + COLLECTOR +
+            "extra_bins /root/.ssh/config\n"
             "final_action poweroff\nfailure_action poweroff\n" + extra)  # fmt: skip
 
 
