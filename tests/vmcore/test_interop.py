@@ -9,6 +9,7 @@ snappy and zstd), with drgn's libkdumpfile as a second, independent reader.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -137,3 +138,35 @@ def test_transcoded_snappy_zstd(lab_dump, mdf, drgn_prog, tmp_path, flag: int) -
             for pfn in range(start, min(end, start + 50)):
                 assert dump.read_pfn(pfn) == prog.read(pfn << 12, 4096, True)
     assert_same_pages(lab_dump.vmcore, out)
+
+
+def test_incomplete_dump(lab_dump, tmp_path) -> None:  # noqa: ANN001
+    """makedumpfile -L cuts the dump at a size limit, zeroes the descriptors of pages it
+    could not write and sets the incomplete flag; what was written stays readable."""
+    out = tmp_path / "limited"
+    subprocess.run(
+        ["makedumpfile", "-l", "-d", "31", "-L", "5M", str(lab_dump.vmcore), str(out)],
+        capture_output=True,
+    )  # exits non-zero by design ("incomplete dumpfile")
+    assert out.stat().st_size <= 5 << 20
+    with open_dump(out) as dump:
+        assert dump.incomplete
+        kept = sum(e - s for s, e in dump.pfn_ranges())
+        assert 0 < kept < dump.parts[0].descs.size
+    assert_same_pages(lab_dump.vmcore, out, min_pages=100)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+def test_older_header_versions(lab_dump, mdf, tmp_path, version: int) -> None:  # noqa: ANN001
+    """The same file relabelled with an older header version: fields that version lacks
+    (notes v4, VMCOREINFO v3, 64-bit pfns v6) are ignored and pages still read right."""
+    (src,) = mdf(lab_dump.vmcore, "kdump-l-d31", ["-l", "-d", "31"])
+    raw = bytearray(src.read_bytes())
+    raw[8:12] = version.to_bytes(4, "little")
+    out = tmp_path / f"v{version}"
+    out.write_bytes(bytes(raw))
+    with open_dump(out) as dump:
+        assert dump.header.header_version == version
+        assert dump.has_vmcoreinfo == (version >= 3)
+        assert bool(dump.prstatus) == (version >= 4)
+    assert_same_pages(lab_dump.vmcore, out, check_vmcoreinfo=version >= 3)
