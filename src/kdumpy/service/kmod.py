@@ -55,6 +55,50 @@ class ModuleIndex:
         builtin = modules_dir / "modules.builtin"
         lines = builtin.read_text().splitlines() if builtin.exists() else []
         self.builtin = {self.name_of(rel) for rel in lines if rel}
+        self.softdeps = self._read_softdeps(modules_dir / "modules.softdep")
+        self.aliases = self._read_aliases(modules_dir / "modules.alias")
+
+    @staticmethod
+    def _read_softdeps(path: Path) -> dict[str, tuple[list[str], list[str]]]:
+        """``softdep X pre: a b post: c`` -> {X: ([a, b], [c])} (depmod's modules.softdep)."""
+        result: dict[str, tuple[list[str], list[str]]] = {}
+        text = path.read_text() if path.exists() else ""
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) < 3 or words[0] != "softdep":
+                continue
+            # A module may have several softdep lines: they add up.
+            pre, post = result.setdefault(normalize(words[1]), ([], []))
+            current = pre
+            for word in words[2:]:
+                if word in ("pre:", "post:"):
+                    current = pre if word == "pre:" else post
+                else:
+                    current.append(word)
+        return result
+
+    @staticmethod
+    def _read_aliases(path: Path) -> dict[str, list[str]]:
+        """Exact (wildcard-free) aliases -> modules, enough for softdep names like crc32c."""
+        result: dict[str, list[str]] = {}
+        text = path.read_text() if path.exists() else ""
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[0] == "alias" and not any(c in words[1] for c in "*?["):
+                result.setdefault(normalize(words[1]), []).append(normalize(words[2]))
+        return result
+
+    def resolve(self, name: str) -> list[str]:
+        """A module name or alias -> loadable (not built-in) modules; [] if none, e.g. when
+        only built-in code provides it (kmod would load nothing either)."""
+        name = normalize(name)
+        if name in self.path or name in self.builtin:
+            candidates = [name]
+        elif name in self.aliases:  # kmod looks in modules.alias before built-in aliases
+            candidates = self.aliases[name]
+        else:
+            candidates = []
+        return [c for c in candidates if c in self.path and c not in self.builtin]
 
     @staticmethod
     def name_of(rel: str) -> str:
@@ -79,9 +123,18 @@ class ModuleIndex:
             if name in seen:
                 return
             seen.add(name)
+            pre, post = self.softdeps.get(name, ([], []))
+            # Soft dependencies (crc32c for libcrc32c) load like modprobe loads them:
+            # pre before, post after; a missing one is skipped, as modprobe does.
+            for soft in pre:
+                for dep in self.resolve(soft):
+                    visit(dep)
             for dep in self.deps.get(name, []):
                 visit(dep)
             order.append(name)
+            for soft in post:
+                for dep in self.resolve(soft):
+                    visit(dep)
 
         for raw in names:
             name = normalize(raw)
