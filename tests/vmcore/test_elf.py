@@ -64,3 +64,13 @@ def test_bulk_read_equals_page_reads(lab_dump, drgn_prog) -> None:  # noqa: ANN0
         assert np.array_equal(
             np.frombuffer(dump.read_phys(start << 12, 3 * 4096), np.uint8), pages[3:6].reshape(-1)
         )
+
+
+def test_iter_pages_covers_pfn_ranges(lab_dump) -> None:  # noqa: ANN001
+    with open_dump(lab_dump.vmcore) as dump:
+        seen = 0
+        for start, pages, present in dump.iter_pages(batch=50000):
+            assert present.all() and pages.shape == (present.size, dump.page_size)
+            assert dump.is_dumpable(start) and dump.is_dumpable(start + present.size - 1)
+            seen += present.size
+        assert seen == sum(e - s for s, e in dump.pfn_ranges())

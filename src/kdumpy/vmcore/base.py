@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -114,6 +115,14 @@ class Dump:
         array ``[count]``; pages not in the file are zero with ``present`` False.
         """
         raise NotImplementedError
+
+    def iter_pages(self, batch: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(start_pfn, pages, present)`` over :meth:`pfn_ranges` in batches of at most
+        ``batch`` pages (memory stays bounded by one batch)."""
+        for start, end in self.pfn_ranges():
+            for lo in range(start, end, batch):
+                pages, present = self.read_pfns(lo, min(batch, end - lo))
+                yield lo, pages, present
 
     def read_pfn(self, pfn: int) -> bytes:
         """One page; raises :class:`PageNotPresent` if it is not in the file."""
