@@ -34,7 +34,7 @@ from kdumpy.vmcore.diskdump_format import (
     parse_disk_dump_header,
     parse_sub_header,
 )
-from kdumpy.vmcore.notes import parse_notes
+from kdumpy.vmcore.notes import Note, parse_notes
 from kdumpy.vmcore.source import ByteSource
 
 BLOCK_PFNS = 4096  # pfns per prefix-count entry (BITMAP_SECT_LEN)
@@ -186,7 +186,7 @@ class KdumpDump(Dump):
             rank += bin(int(self.bitmap2[lo + full]) & ((1 << rem) - 1)).count("1")
         return rank
 
-    def _read_notes(self, part: _Part) -> list:
+    def _read_notes(self, part: _Part) -> list[Note]:
         sub, src = part.sub, part.src
         if sub.size_note:
             data = src.read(sub.offset_note, sub.size_note)
@@ -196,8 +196,6 @@ class KdumpDump(Dump):
         else:
             notes = []
         if sub.size_vmcoreinfo and not any(n.name == "VMCOREINFO" for n in notes):
-            from kdumpy.vmcore.notes import Note
-
             data = src.read(sub.offset_vmcoreinfo, sub.size_vmcoreinfo)
             if len(data) < sub.size_vmcoreinfo:
                 raise DumpFormatError(f"{src.path}: VMCOREINFO past the end of the file")
@@ -223,7 +221,9 @@ class KdumpDump(Dump):
             bits = np.concatenate([bits, np.zeros(count - bits.size, dtype=bool)])
         return bits
 
-    def _descriptors(self, start_pfn: int, count: int) -> tuple[np.ndarray, list]:
+    def _descriptors(
+        self, start_pfn: int, count: int
+    ) -> tuple[np.ndarray, list[tuple[_Part, int, np.ndarray, np.ndarray]]]:
         """For each pfn: has-descriptor mask, and per part (part, pfn slice, records)."""
         has = self._bits(self.bitmap2, start_pfn, count)
         out = []

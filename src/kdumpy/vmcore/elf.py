@@ -175,9 +175,13 @@ class ElfDump(Dump):
         lo, hi = start_pfn << self._shift, (start_pfn + count) << self._shift
         present = np.zeros(count, dtype=bool)
         stop_pfn = start_pfn + count
-        for start, end in self.pfn_ranges():
-            if end > start_pfn and start < stop_pfn:
+        ranges = self.pfn_ranges()
+        k = max(0, bisect.bisect_right(self._dumpable_starts, start_pfn) - 1)
+        while k < len(ranges) and ranges[k][0] < stop_pfn:
+            start, end = ranges[k]
+            if end > start_pfn:
                 present[max(start, start_pfn) - start_pfn : min(end, stop_pfn) - start_pfn] = True
+            k += 1
         i = max(0, bisect.bisect_right(self._extent_starts, lo) - 1)
         # Fast path: one extent holds the whole range -> a view of the mapping, no copy.
         if i < len(self.extents):

@@ -13,6 +13,7 @@ physical address 0.
 from __future__ import annotations
 
 import struct
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
@@ -55,6 +56,11 @@ class X86_64Translator:
         self._page_offset: int | None = None
 
     def _phys_base_from_loads(self) -> int:
+        """Fallback without NUMBER(phys_base): the kernel-text PT_LOAD of /proc/vmcore, or
+        the kdump sub-header's copy."""
+        sub_header = getattr(self.dump, "sub_header", None)
+        if sub_header is not None and sub_header.phys_base:
+            return int(sub_header.phys_base)
         for seg in getattr(self.dump, "loads", []):
             if seg.vaddr >= START_KERNEL_MAP and seg.vaddr != seg.paddr:
                 return int(seg.paddr - (seg.vaddr - START_KERNEL_MAP))
@@ -171,7 +177,7 @@ class X86_64Translator:
     def read_u32(self, vaddr: int) -> int:
         return int(struct.unpack("<I", self.read_virt(vaddr, 4))[0])
 
-    @property
+    @cached_property
     def vmemmap(self) -> int:
         """Base of the ``struct page`` array (``vmemmap_base``, randomized with KASLR).
 
