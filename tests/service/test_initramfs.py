@@ -206,3 +206,20 @@ def test_runtime_runs_in_chroot(lab_initramfs, tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "runtime ok"
+
+
+@pytest.mark.parametrize(
+    ("options", "fstype", "mount"),
+    [
+        ("defaults", "nfs4", "rw"),
+        ("rw,vers=4.2,soft", "nfs4", "rw,vers=4.2,soft"),
+        ("nfsvers=3,noauto,nofail", "nfs", "rw,nfsvers=3"),
+        ("ro,vers=2", "nfs", "rw,vers=2"),
+    ],
+)
+def test_nfs_and_mount_options(options: str, fstype: str, mount: str) -> None:
+    """kdump-utils' rules: the dump target is mounted rw, without fstab's boot options."""
+    from kdumpy.service.initramfs import _mount_options, _nfs_fstype
+
+    assert _nfs_fstype(options) == fstype
+    assert _mount_options(options) == mount

@@ -199,7 +199,7 @@ def _nfs_fstype(options: str) -> str:
 
 def _mount_options(options: str) -> str:
     """Read-write, and none of fstab's boot-time options (kdump-utils drops them too)."""
-    drop = {"ro", "noauto", "nofail", "nobootwait", "defaults"}
+    drop = {"ro", "rw", "noauto", "nofail", "nobootwait", "defaults"}
     kept = [o for o in options.split(",") if o and o not in drop]
     return ",".join(["rw", *kept])
 
