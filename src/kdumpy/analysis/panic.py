@@ -22,9 +22,13 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(hard|soft) ?LOCKUP|Watchdog detected hard LOCKUP|watchdog: BUG: soft lockup|"
         r"NMI: Not continuing|Uhhuh\. NMI received|rcu_sched self-detected stall"
     )),
-    ("BUG", re.compile(r"kernel BUG at|BUG: (?!unable to handle|soft lockup)")),
+    # "kernel BUG at" is followed by "Oops: invalid opcode", so BUG is tested first;
+    # page faults print "BUG: unable to handle ..." / "BUG: kernel NULL pointer ...".
+    ("warning", re.compile(r"panic_on_warn set|^WARNING: CPU: ")),
+    ("BUG", re.compile(r"kernel BUG at|BUG: (?!unable to handle|kernel NULL pointer|soft lockup)")),
     ("oops", re.compile(
-        r"BUG: unable to handle|Oops: |general protection fault|Unable to handle kernel"
+        r"BUG: unable to handle|BUG: kernel NULL pointer dereference|Oops: |"
+        r"general protection fault|Unable to handle kernel"
     )),
 )  # fmt: skip
 _PANIC_LINE = re.compile(r"Kernel panic - not syncing: ?(.*)")
@@ -50,9 +54,11 @@ def classify(records: list[LogRecord]) -> PanicInfo:
     # Look at the lines leading to the panic (an oops earlier in the log counts).
     window = lines[: panic_at + 1] if panic_at >= 0 else lines
     for kind, pattern in _KINDS:
-        for i in range(len(window) - 1, -1, -1):
-            if pattern.search(window[i]):
-                if not message:
-                    message, panic_at = window[i].strip(), i
-                return PanicInfo(message, kind, panic_at, window[i].strip())
+        hits = [i for i, line in enumerate(window) if pattern.search(line)]
+        if hits:
+            # Without a panic line (panic_on_oops goes straight to kdump), the first
+            # line of the report says the most: "BUG: kernel NULL pointer ...".
+            if not message:
+                message, panic_at = window[hits[0]].strip(), hits[-1]
+            return PanicInfo(message, kind, panic_at, window[hits[0]].strip())
     return PanicInfo(message or "(no panic message in the log)", "panic", panic_at, message)

@@ -23,7 +23,7 @@ from kdumpy.analysis.globals import GLOBALS
 from kdumpy.analysis.kallsyms import Kallsyms
 from kdumpy.analysis.memory import FaultError, KernelMemory
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.symbols import SymbolTable
+from kdumpy.analysis.symbols import Symbol, SymbolTable
 from kdumpy.analysis.types import (
     ArrayType,
     IntType,
@@ -55,6 +55,8 @@ _TYPE_SPEC = re.compile(
 )
 
 
+# x86_64 modules live above the kernel image (MODULES_VADDR with the 1 GiB KASLR image).
+MODULES_VADDR = 0xFFFFFFFFC0000000
 # Per-CPU addresses wrap: since 6.15 x86_64 per-CPU symbols are ordinary kernel
 # addresses and __per_cpu_offset[] may be "negative".
 _U64 = (1 << 64) - 1
@@ -121,6 +123,17 @@ class Program:
         if addr is None:
             raise LookupError_(f"symbol not found: {name}")
         return addr
+
+    def find_symbol(self, address: int) -> Symbol | None:
+        """The symbol covering an address, vmlinux or module (modules load on demand)."""
+        if address >= MODULES_VADDR:
+            self.load_modules()
+        return self.symbols.find(address)
+
+    def describe(self, address: int) -> str:
+        """``function+0x1a [module]`` or the bare hex address."""
+        sym = self.find_symbol(address)
+        return sym.describe(address) if sym else f"{address:#x}"
 
     def has_symbol(self, name: str) -> bool:
         return self.symbols.address_of(name) is not None

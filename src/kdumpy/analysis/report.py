@@ -39,6 +39,9 @@ _CRASH_PATH = frozenset({
     "die_addr", "do_trap", "do_error_trap", "exc_invalid_op", "handle_bug", "asm_exc_invalid_op",
     "nmi_panic", "watchdog_timer_fn", "dump_stack", "dump_stack_lvl", "check_panic_on_oops",
     "make_task_dead", "rewind_stack_and_make_dead", "native_machine_crash_shutdown",
+    "check_panic_on_warn", "__warn", "report_bug", "exc_page_fault", "asm_exc_page_fault",
+    "page_fault_oops", "kernelmode_fixup_or_oops", "__bad_area_nosemaphore", "bad_area_nosemaphore",
+    "do_user_addr_fault", "exc_general_protection", "asm_exc_general_protection",
 })  # fmt: skip
 
 

@@ -128,8 +128,7 @@ class Unwinder:
 
     # -- the walk ---------------------------------------------------------------------------
     def _symbol(self, pc: int, interrupted: bool) -> Symbol | None:
-        sym = self.prog.symbols.find(pc if interrupted else pc - 1)
-        return sym
+        return self.prog.find_symbol(pc if interrupted else pc - 1)
 
     def _walk(self, regs: dict[str, int], interrupted: bool, slot: int) -> list[Frame]:
         frames: list[Frame] = []
@@ -228,7 +227,7 @@ class Unwinder:
             return None
         mem = self.prog.memory
         for i, value in enumerate(self._stack_words(sp, _SCAN_WORDS)):
-            if value >> 63 == 0 or self.prog.symbols.find(value) is None:
+            if value >> 63 == 0 or self.prog.find_symbol(value) is None:
                 continue
             try:
                 code = mem.read(value - 5, 5)
@@ -272,7 +271,7 @@ class Unwinder:
             return None
         mem = self.prog.memory
         new = {"ip": mem.u64(bp + 8), "sp": bp + 16, "bp": mem.u64(bp)}
-        if self.prog.symbols.find(new["ip"]) is None:
+        if self.prog.find_symbol(new["ip"]) is None:
             return None
         return new, False, bp + 8, None, False
 

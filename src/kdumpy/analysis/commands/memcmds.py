@@ -108,7 +108,7 @@ def cmd_dis(session: Session, args: list[str]) -> str:
         raise CommandError("address or symbol required")
     prog = session.prog
     address = resolve_address(session, args[0])
-    sym = prog.symbols.find(address)
+    sym = prog.find_symbol(address)
     if len(args) > 1:
         count, limit = int(args[1], 0), 16 * int(args[1], 0)
     elif sym is not None and sym.address == address:
@@ -123,7 +123,7 @@ def cmd_dis(session: Session, args: list[str]) -> str:
     for insn in md.disasm(code, address):
         if len(out) >= count:
             break
-        where = prog.symbols.describe(insn.address)
+        where = prog.describe(insn.address)
         op = f"{insn.mnemonic} {insn.op_str}".strip()
         target = _branch_target(prog, insn.mnemonic, insn.op_str)
         out.append(f"0x{insn.address:x} <{where}>:\t{op}{target}\n")
@@ -134,7 +134,7 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
     if not (mnemonic.startswith("j") or mnemonic == "call") or not op.startswith("0x"):
         return ""
     try:
-        return f" <{prog.symbols.describe(int(op, 16))}>"  # type: ignore[attr-defined]
+        return f" <{prog.describe(int(op, 16))}>"  # type: ignore[attr-defined]
     except ValueError:
         return ""
 
@@ -155,7 +155,7 @@ def cmd_sym(session: Session, args: list[str]) -> str:
             continue
         address = parse_number(arg)
         prog.load_modules()
-        found = prog.symbols.find(address)
+        found = prog.find_symbol(address)
         if found is None:
             raise CommandError(f"invalid address: {arg}")
         out.append(f"{address:x} ({found.type}) {found.describe(address)}\n")

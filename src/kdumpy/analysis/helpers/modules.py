@@ -128,7 +128,7 @@ def module_orc_tables(prog: Program, version: int) -> list[tuple[int, int, OrcTa
             count = int(arch.num_orcs)
             if count <= 0:
                 continue
-            base, _size, text = module_layout(prog, mod)
+            ranges = module_text_ranges(prog, mod)
             table = OrcTable.read(
                 prog.memory,
                 int(arch.orc_unwind_ip),
@@ -139,5 +139,22 @@ def module_orc_tables(prog: Program, version: int) -> list[tuple[int, int, OrcTa
             )
         except KdumpyError:
             continue
-        out.append((base, base + text, table))
+        out += [(lo, hi, table) for lo, hi in ranges]
     return out
+
+
+def module_text_ranges(prog: Program, mod: Object) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of the module's core text and, while it initialises, its init text."""
+    base, _size, text = module_layout(prog, mod)
+    ranges = [(base, base + text)]
+    try:
+        if mod.has_member_("mem"):
+            init = mod.mem[prog.constant("MOD_INIT_TEXT")]
+            init_base, init_size = int(init.base), int(init.size)
+        else:
+            init_base, init_size = int(mod.init_layout.base), int(mod.init_layout.text_size)
+    except KdumpyError:
+        return ranges
+    if init_base and init_size:
+        ranges.append((init_base, init_base + init_size))
+    return ranges
