@@ -92,7 +92,7 @@ class DumpSource:
             pages, _present = self.dump.read_pfns(start_pfn, count)
             return np.ascontiguousarray(pages[select])
         ps = self.page_size
-        out = np.zeros((select.shape[0], ps), dtype=np.uint8)
+        out = np.empty((select.shape[0], ps), dtype=np.uint8)  # every selected page is in the file
         # Runs of consecutive selected pfns become one pread each.
         breaks = np.flatnonzero(np.diff(select) != 1) + 1
         for run in np.split(np.arange(select.shape[0]), breaks):
