@@ -24,6 +24,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
@@ -33,16 +34,17 @@ from kdumpy.lab.kernels import LabKernel
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_SIZE = "4G"
+STALE_IMAGE_AGE = 6 * 3600  # seconds; see base_image
 # What the first kernel needs for kdump, its targets, and kdumpy's own imports.
 PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "initramfs-tools", "kmod", "procps",
     "iproute2", "util-linux", "e2fsprogs", "xfsprogs", "btrfs-progs", "kexec-tools",
-    "makedumpfile", "openssh-client", "nfs-common", "busybox", "cpio", "zstd",
+    "makedumpfile", "openssh-client", "nfs-common", "busybox-static", "cpio", "zstd",
     "python3", "python3-numpy", "python3-cffi-backend", "python3-zstandard", "python3-lzo",
     "python3-rich",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
-CONFIG_VERSION = "2"
+CONFIG_VERSION = "3"
 
 
 def debian_dir() -> Path:
@@ -93,8 +95,10 @@ def debootstrap_rootfs() -> Path:
             partial.rename(root)
             _stamp(root, "debootstrap").parent.mkdir(exist_ok=True)
             _stamp(root, "debootstrap").touch()
-        from kdumpy.lab.debian_config import configure_rootfs
+        from kdumpy.lab.debian_config import chroot, configure_rootfs
 
+        # The package list grew since the tree was made: install the difference.
+        chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES)
         configure_rootfs(root)
         done.touch()
     return root
@@ -153,7 +157,9 @@ def base_image(kernels: list[LabKernel]) -> Path:
         partial.unlink(missing_ok=True)
         _run(["mkfs.ext4", "-q", "-F", "-L", "kdumpyroot", "-d", str(root), str(partial),
               IMAGE_SIZE], "mkfs.ext4 of the Debian guest image")  # fmt: skip
+        # Older images may still back a running guest's overlay: drop only stale ones.
         for old in debian_dir().glob("root-*.raw"):
-            old.unlink()
+            if time.time() - old.stat().st_mtime > STALE_IMAGE_AGE:
+                old.unlink()
         os.replace(partial, image)
     return image
