@@ -71,7 +71,9 @@ def best(runs: list[Run]) -> Run:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--memory", default="2G")
     ap.add_argument("--repeat", type=int, default=3)
@@ -88,11 +90,15 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="collect-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     threads = ["--num-threads", str(args.num_threads)] if args.num_threads > 0 else []
-    print(f"vmcore: {vmcore} ({vmcore.stat().st_size / 2**30:.2f} GiB, {dump.kernel.release}); "
-          f"threads: {args.num_threads or 'default'}; best of {args.repeat}; outputs in {work}")
-    header = (f"{'level':>5} {'comp':>6} | {'kdumpy s':>8} {'mdf s':>7} {'mdf+sync':>8} "
-              f"{'ratio':>6} | {'kdumpy MB':>9} {'mdf MB':>8} {'ratio':>6} | "
-              f"{'kdumpy RSS':>10} {'mdf RSS':>8}")
+    print(
+        f"vmcore: {vmcore} ({vmcore.stat().st_size / 2**30:.2f} GiB, {dump.kernel.release}); "
+        f"threads: {args.num_threads or 'default'}; best of {args.repeat}; outputs in {work}"
+    )
+    header = (
+        f"{'level':>5} {'comp':>6} | {'kdumpy s':>8} {'mdf s':>7} {'mdf+sync':>8} "
+        f"{'ratio':>6} | {'kdumpy MB':>9} {'mdf MB':>8} {'ratio':>6} | "
+        f"{'kdumpy RSS':>10} {'mdf RSS':>8}"
+    )
     print(header)
     print("-" * len(header))
     for level in args.levels.split(","):
@@ -102,7 +108,7 @@ def main() -> int:
             ours = best([run([sys.executable, "-m", "kdumpy", "collect", "--message-level", "0",
                               *flags, str(vmcore), str(ours_out)], ours_out)
                          for _ in range(args.repeat)])  # fmt: skip
-            row = (f"{level:>5} {comp:>6} | {ours.wall:8.2f} ")
+            row = f"{level:>5} {comp:>6} | {ours.wall:8.2f} "
             if makedumpfile_supports(comp):
                 runs = []
                 for _ in range(args.repeat):
@@ -119,8 +125,8 @@ def main() -> int:
                 same = ours_out.read_bytes() == theirs_out.read_bytes()
                 row += "  identical" if same else ""
             else:
-                row += (f"{'-':>7} {'-':>8} {'-':>6} | {ours.size / 2**20:9.1f} {'-':>8} {'-':>6} | "
-                        f"{ours.rss_kib / 1024:8.1f}MB {'-':>8}")  # fmt: skip
+                row += (f"{'-':>7} {'-':>8} {'-':>6} | {ours.size / 2**20:9.1f} {'-':>8} "
+                        f"{'-':>6} | {ours.rss_kib / 1024:8.1f}MB {'-':>8}")  # fmt: skip
             print(row, flush=True)
             ours_out.unlink(missing_ok=True)
             theirs_out.unlink(missing_ok=True)

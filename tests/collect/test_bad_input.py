@@ -47,7 +47,8 @@ def small_fs(where: Path, size: str) -> Iterator[Path]:
 
 def test_missing_vmcoreinfo(lab_dump_61, tmp_path):
     # The head of a real vmcore (ELF header, notes) with the VMCOREINFO note renamed.
-    data = bytearray(Path(lab_dump_61.vmcore).open("rb").read(1 << 16))
+    with open(lab_dump_61.vmcore, "rb") as f:
+        data = bytearray(f.read(1 << 16))
     at = data.find(b"VMCOREINFO\0")
     data[at : at + 10] = b"XMCOREINFO"
     src = tmp_path / "no-vmcoreinfo"

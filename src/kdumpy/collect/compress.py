@@ -93,7 +93,7 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
     if pages.shape[0] == 0:
         return np.zeros(0, dtype=bool)
     words = pages.view(np.uint64) if pages.flags.c_contiguous else pages.copy().view(np.uint64)
-    return ~words.any(axis=1)
+    return np.asarray(~words.any(axis=1), dtype=bool)
 
 
 def compress_pages(pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool) -> PageBatch:

@@ -10,6 +10,7 @@ does) and still moves it into place, because a partial dump is worth keeping.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -83,7 +84,5 @@ class FileSink:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp_path)
-        except FileNotFoundError:
-            pass

@@ -39,24 +39,21 @@ class Summary:
 
     def format(self) -> str:
         """makedumpfile's ``Original pages / Excluded pages / Remaining pages`` table."""
-        lines = ["", "Original pages  : 0x%016x" % self.total_pages]
+        lines = ["", f"Original pages  : 0x{self.total_pages:016x}"]
         excluded = self.total_pages - self.remaining_pages
-        lines.append("  Excluded pages   : 0x%016x" % excluded)
+        lines.append(f"  Excluded pages   : 0x{excluded:016x}")
         for key in ("zero", "cache", "cache_private", "user", "free", "hwpoison", "offline"):
             count = self.zero_pages if key == "zero" else self.excluded.get(key, 0)
-            lines.append("    %-24s: 0x%016x" % (_LABELS[key], count))
-        lines.append("  Remaining pages  : 0x%016x" % self.remaining_pages)
+            lines.append(f"    {_LABELS[key]:<24}: 0x{count:016x}")
+        lines.append(f"  Remaining pages  : 0x{self.remaining_pages:016x}")
         if self.total_pages:
-            lines.append(
-                "  (The number of pages is reduced to %d%%.)"
-                % (100 * self.remaining_pages // self.total_pages)
-            )
-        lines.append("Memory Hole     : (not counted)")
+            percent = 100 * self.remaining_pages // self.total_pages
+            lines.append(f"  (The number of pages is reduced to {percent}%.)")
         lines.append("--------------------------------------------------")
-        lines.append("Total pages     : 0x%016x" % self.total_pages)
-        lines.append("Write bytes     : %d" % self.bytes_written)
-        lines.append("Dump level      : %d" % self.dump_level)
-        lines.append("Time            : %.3f s" % self.seconds)
+        lines.append(f"Total pages     : 0x{self.total_pages:016x}")
+        lines.append(f"Write bytes     : {self.bytes_written}")
+        lines.append(f"Dump level      : {self.dump_level}")
+        lines.append(f"Time            : {self.seconds:.3f} s")
         if self.incomplete:
             lines.append("The dump is INCOMPLETE (ran out of space).")
         return "\n".join(lines)

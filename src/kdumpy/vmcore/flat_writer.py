@@ -9,7 +9,7 @@ be streamed through a pipe (ssh) and rebuilt at the other end (format.md 1.12).
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.kdump_writer import Sink
@@ -24,10 +24,18 @@ END_FLAG = -1
 _READ_CHUNK = 1 << 20
 
 
+class Stream(Protocol):
+    """Where flattened records go: stdout, a pipe, a file."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class FlatSink:
     """A sink that turns positioned writes into flattened records on a stream."""
 
-    def __init__(self, stream: BinaryIO, name: str = "<stdout>") -> None:
+    def __init__(self, stream: Stream, name: str = "<stdout>") -> None:
         self.stream = stream
         self.name = name
         self.bytes_written = 0
