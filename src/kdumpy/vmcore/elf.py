@@ -122,7 +122,10 @@ class ElfDump(Dump):
         self.page_size = self._guess_page_size()
         self._shift = self.page_size.bit_length() - 1
         self.extents = self._build_extents()
+        # Parallel lists: the hot small-read path avoids attribute lookups.
         self._extent_starts = [e.start for e in self.extents]
+        self._extent_ends = [e.end for e in self.extents]
+        self._extent_offsets = [e.offset for e in self.extents]
         ram = self.ram_ranges()
         self.max_pfn = ram[-1][1] if ram else 0
         if self.extents:
@@ -202,13 +205,12 @@ class ElfDump(Dump):
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         # Small reads (page-table entries, struct fields) go straight to the extent.
-        i = bisect.bisect_right(self._extent_starts, paddr) - 1
-        if i >= 0:
-            ext = self.extents[i]
-            if paddr + size <= ext.end:
-                data = self.src.read(ext.offset + (paddr - ext.start), size)
-                if len(data) == size:
-                    return data
+        starts = self._extent_starts
+        i = bisect.bisect_right(starts, paddr) - 1
+        if i >= 0 and paddr + size <= self._extent_ends[i]:
+            data = self.src.read(self._extent_offsets[i] + (paddr - starts[i]), size)
+            if len(data) == size:
+                return data
         return super().read_phys(paddr, size)
 
     def close(self) -> None:
