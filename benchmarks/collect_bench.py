@@ -17,6 +17,7 @@ minimum over ``--repeat`` runs is reported, since the machine is shared.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import subprocess
 import sys
@@ -36,17 +37,23 @@ class Run:
     sync: float = 0.0
 
 
-def run(cmd: list[str], out: Path, stdout: int | None = None) -> Run:
-    """Run ``cmd``, returning wall time, the child's peak RSS (wait4) and output size."""
+def run(cmd: list[str], out: Path) -> Run:
+    """Run ``cmd``, returning wall time, its peak RSS and the output size.
+
+    The peak RSS comes from GNU time (``%M``): a child forked from this Python
+    process would inherit its high-water mark across exec and report that instead.
+    """
     out.unlink(missing_ok=True)
+    rss_file = out.with_name(out.name + ".rss")
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     wall = time.monotonic() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {err[-300:]}")
-    return Run(wall, usage.ru_maxrss, out.stat().st_size)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-300:]}")
+    rss = int(rss_file.read_text().split()[-1])
+    rss_file.unlink()
+    return Run(wall, rss, out.stat().st_size)
 
 
 def fsync_time(path: Path) -> float:
@@ -122,7 +129,7 @@ def main() -> int:
                         f"{ours.size / 2**20:9.1f} {theirs.size / 2**20:8.1f} "
                         f"{ours.size / theirs.size:6.3f} | "
                         f"{ours.rss_kib / 1024:8.1f}MB {theirs.rss_kib / 1024:6.1f}MB")  # fmt: skip
-                same = ours_out.read_bytes() == theirs_out.read_bytes()
+                same = filecmp.cmp(ours_out, theirs_out, shallow=False)
                 row += "  identical" if same else ""
             else:
                 row += (f"{'-':>7} {'-':>8} {'-':>6} | {ours.size / 2**20:9.1f} {'-':>8} "
