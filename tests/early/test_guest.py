@@ -61,7 +61,7 @@ def test_enable_puts_the_capture_kernel_in_the_system_initramfs(early_guest, tmp
     members = _cpio_members(early_guest.initrd, tmp_path)
     names = ("vmlinuz", "initrd.img", "early.conf", "kdumpy-early.sh")
     for name in [f"kdumpy-early/{n}" for n in names] + [
-        "scripts/init-top/kdumpy-early",
+        "scripts/init-top/00-kdumpy-early",
         "sbin/kexec",
     ]:
         assert name in members, name

@@ -92,6 +92,7 @@ def refresh(
         if "kdumpy" in warning:
             report(warning)
     target = early_generator.system_initramfs(generator, release, layout.root)
+    _protect(target, report)
     state = EarlyState(
         release=release,
         generator=generator,
@@ -107,6 +108,23 @@ def refresh(
         state.size_before = previous.size_before  # the size without the early stage
     early_state.write(paths.state_dir, state)
     return state
+
+
+def _protect(initramfs: Path, report: Report) -> None:
+    """Make the system initramfs readable by root only: it now carries the capture
+    initramfs, with kdump.conf and, for ssh targets, the private key (initramfs-tools
+    writes 0644).  A later regeneration by a kernel update resets the mode: status warns,
+    kdumpy rebuild puts it back."""
+    if _world_readable(initramfs):
+        initramfs.chmod(0o600)
+        report(f"{initramfs}: made readable by root only (it carries the capture initramfs)")
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 def _bootloader(enable: bool, opts: Options, report: Report) -> None:
@@ -239,6 +257,11 @@ def assess(paths: ServicePaths, cmdline: str, log: list[LogLine], loaded: bool,
     lines.append(
         f"Capture kernel loaded (/sys/kernel/kexec_crash_loaded): {'yes' if loaded else 'no'}"
     )
+    if state is not None and _world_readable(Path(state.system_initramfs)):
+        lines.append(
+            f"Warning: {state.system_initramfs} is readable by other users and carries the "
+            "capture initramfs; run kdumpy rebuild"
+        )
     stale = early_state.stale_reasons(state) if state is not None else []
     lines += [f"Warning: the early copy is stale: {r}; run kdumpy rebuild" for r in stale]
     loaded_line = next((ln for ln in reversed(log) if early_state.LOADED in ln.text), None)

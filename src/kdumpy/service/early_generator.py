@@ -2,7 +2,8 @@
 
 initramfs-tools (Debian, Ubuntu): a hook in /etc/initramfs-tools/hooks copies the capture
 kernel, its initramfs, kexec and the loader into the image; a script in
-/etc/initramfs-tools/scripts/init-top runs the loader first thing.  dracut (RHEL, Fedora,
+/etc/initramfs-tools/scripts/init-top runs the loader first thing (``00-`` sorts it before
+the other init-top scripts: initramfs-tools runs independent scripts in name order).  dracut (RHEL, Fedora,
 SUSE): a module directory with the same content, added to every build through
 /etc/dracut.conf.d so that a later ``dracut -f`` (a kernel update) keeps it.
 
@@ -41,7 +42,7 @@ class Layout:
 
     @property
     def it_init_top(self) -> Path:
-        return self._at("/etc/initramfs-tools/scripts/init-top/kdumpy-early")
+        return self._at("/etc/initramfs-tools/scripts/init-top/00-kdumpy-early")
 
     @property
     def dracut_module(self) -> Path:
