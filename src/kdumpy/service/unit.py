@@ -28,8 +28,10 @@ def render_unit() -> str:
     return TEMPLATE.read_text().replace("@KDUMPY@", kdumpy_command())
 
 
-def install_unit(unit_dir: Path = UNIT_DIR, enable: bool = True) -> list[str]:
-    """Write the unit (atomically) and enable it; return what was done."""
+def install_unit(
+    unit_dir: Path = UNIT_DIR, enable: bool = True, systemctl: bool = True
+) -> list[str]:
+    """Write the unit (atomically), then reload systemd and enable it; return what was done."""
     unit_dir.mkdir(parents=True, exist_ok=True)
     dest = unit_dir / UNIT_NAME
     tmp = dest.with_name(f".{UNIT_NAME}.tmp")
@@ -37,6 +39,8 @@ def install_unit(unit_dir: Path = UNIT_DIR, enable: bool = True) -> list[str]:
     os.chmod(tmp, 0o644)
     tmp.replace(dest)
     done = [f"wrote {dest}"]
+    if not systemctl:
+        return done
     if shutil.which("systemctl") is None:
         done.append("systemctl not found: enable the unit by hand")
         return done
