@@ -19,7 +19,7 @@ kdump-tools' default reservation (crashkernel=512M-:192M, i.e. 192M).
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +47,20 @@ class Trial:
 
 def trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) -> Trial:
     """One cycle at reservation *size*; success is a vmcore on the target disk."""
+    result = _trial(kernel, memory, size, workdir, overlay)
+    state = "ok" if result.ok else f"FAILED ({result.note})"
+    took = f", panic to saved {result.panic_to_saved:.0f} s" if result.panic_to_saved else ""
+    print(f"{kernel} {memory} crashkernel={size}: {state}{took}; logs in {workdir}/run-{size}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return result
+
+
+def _trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) -> Trial:
     target = blank_ext4(workdir / "target.img", "kdumptgt", "6G")
     cycle = Cycle(CONF, disks=[target], memory=memory, crashkernel=size, timeout=2400,
                   root_overlay=overlay)  # fmt: skip
     try:
-        result = run_cycle(cycle, workdir / "run", kernel)
+        result = run_cycle(cycle, workdir / f"run-{size}", kernel)
     except KdumpyError as exc:
         return Trial(False, None, None, str(exc)[:60])
     size_file = result.out / "initramfs_size"
@@ -92,6 +101,11 @@ def main() -> int:
     parser.add_argument("--kernels", default="6.1")
     parser.add_argument("--memory", default="1G,4G")
     parser.add_argument("--sizes", default="128M,160M,192M,224M,256M")
+    parser.add_argument(
+        "--workdir",
+        default="/tmp/kdumpy-capture-bench",
+        help="runs are kept here (serial logs, outputs)",
+    )
     args = parser.parse_args()
     sizes = sorted(args.sizes.split(","), key=parse_size)
     table = Table(title="kdumpy capture in the Debian guest (TCG), ext4 target, kdumpy collect")
@@ -103,8 +117,9 @@ def main() -> int:
         kernel = get_kernel(series)
         debian_initrd = debian_dir() / "rootfs" / "boot" / f"initrd.img-{kernel.release}"
         for memory in args.memory.split(","):
-            with tempfile.TemporaryDirectory(prefix="capture-bench-") as tmp:
-                trials = smallest(series, memory, sizes, Path(tmp))
+            workdir = Path(args.workdir) / f"{series}-{memory}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            trials = smallest(series, memory, sizes, workdir)
             good = [(s, t) for s, t in trials if t.ok]
             best = min(good, key=lambda st: parse_size(st[0])) if good else None
             initramfs = next((t.initramfs for _, t in trials if t.initramfs), None)
