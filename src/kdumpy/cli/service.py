@@ -135,11 +135,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from kdumpy.service import control
+    from kdumpy.service import control, early
 
     paths = _paths(args)
     with control.service_lock(_say):
         result = control.rebuild(paths, _say)
+        early.after_rebuild(paths, _say)  # refresh the early kdump copy, if enabled
     modules = " ".join(result.modules) or "-"
     print(
         f"{result.path}: {result.size / 2**20:.1f} MiB {result.compression} "

@@ -123,6 +123,9 @@ def start(paths: ServicePaths, report: Report) -> int:
             check_feasibility()
             if kexec.crash_loaded():
                 report("Kdump already running: [WARNING]")
+                from kdumpy.service import early  # here: early imports this module
+
+                early.start_note(paths, report)
                 teststatus.report_result(paths, config, report)
                 return 0
             reason = rebuild_reason(paths, config)
