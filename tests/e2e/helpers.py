@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from kdumpy.lab.kernels import LabKernel
 
@@ -49,3 +52,11 @@ def first_kernel_serial(serial: str) -> str:
     """The first kernel's part of a cycle's console (up to the capture kernel's banner)."""
     banners = [m.start() for m in re.finditer(r"Linux version ", serial)]
     return serial[: banners[1]] if len(banners) > 1 else serial
+
+
+# CI budget: every end-to-end test is a full QEMU cycle (about 5 minutes under TCG).  The
+# core set (ext4, raw, ssh, NFS, a full target) always runs; the rest with KDUMPY_E2E_FULL=1.
+full_only = pytest.mark.skipif(
+    not os.environ.get("KDUMPY_E2E_FULL"),
+    reason="extended end-to-end set: set KDUMPY_E2E_FULL=1 (about 5 min per test under TCG)",
+)

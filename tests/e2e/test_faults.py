@@ -11,6 +11,7 @@ from kdumpy.lab.debian_job import read_back
 from kdumpy.lab.debian_kdump import Cycle, blank_ext4, run_cycle
 from kdumpy.lab.servers import GUEST_HOST_IP, Sshd
 
+from .helpers import full_only
 from .test_remote import ssh_conf, ssh_files
 
 COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
@@ -31,6 +32,7 @@ def test_target_fills_up(tmp_path, kernel):
     assert "vmcore-incomplete" in names and "vmcore" not in names
 
 
+@full_only
 def test_ssh_server_gone_at_crash(tmp_path, kernel):
     """Reachable when kdumpy start checks, gone when the capture kernel needs it."""
     sshd = Sshd(tmp_path / "sshd").start()
@@ -51,6 +53,7 @@ def test_ssh_server_gone_at_crash(tmp_path, kernel):
     assert not any(crash.rglob("vmcore*"))
 
 
+@full_only
 def test_ssh_host_key_changed_at_crash(tmp_path, kernel):
     """Another server (another host key) answers at the same address: refused."""
     sshd = Sshd(tmp_path / "sshd").start()

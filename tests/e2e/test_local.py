@@ -10,7 +10,7 @@ from kdumpy.lab.debian_job import read_back
 from kdumpy.lab.debian_kdump import Cycle, blank_ext4, run_cycle
 from kdumpy.lab.qemu import Disk
 
-from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial
+from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
 
 COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
 
@@ -58,6 +58,7 @@ FS_CASES = {
 }  # fmt: skip
 
 
+@full_only
 @pytest.mark.parametrize("case", list(FS_CASES))
 def test_local_xfs_btrfs(tmp_path, kernel, case):
     mkfs, target_line = FS_CASES[case]
