@@ -1,6 +1,8 @@
 """Early kdump against the systemd service: when is the capture kernel loaded?
 
-    python3 benchmarks/early_bench.py [KERNEL ...]      (default: 6.1; e.g. 6.1 6.12 7)
+    python3 benchmarks/early_bench.py [--workdir DIR] [KERNEL ...]   (default: 6.1)
+
+``--workdir`` keeps (and reuses) each kernel's set-up guest in DIR/<kernel>.
 
 For each lab kernel, in the lab's Debian guest (QEMU TCG): one set-up boot runs
 ``kdumpy install-service`` and ``kdumpy early enable``; then
@@ -52,7 +54,7 @@ def measure(kernel_name: str, root: Path) -> dict[str, object]:
 
     kernel = get_kernel(kernel_name)
     work = root / kernel_name
-    guest = g.setup(work, kernel)
+    guest = g.load(work, kernel) or g.setup(work, kernel)
     early = g.job_boot(guest, "bench-early", early=True, script=IDLE_JOB)
     service = g.job_boot(guest, "bench-service", early=False, script=g.SERVICE_JOB)
     row: dict[str, object] = {"kernel": kernel.release}
@@ -106,8 +108,11 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    root = None
+    if argv[:1] == ["--workdir"]:
+        root, argv = Path(argv[1]), argv[2:]
     kernels = argv or ["6.1"]
-    root = Path(tempfile.mkdtemp(prefix="early-bench-"))
+    root = root or Path(tempfile.mkdtemp(prefix="early-bench-"))
     rows = []
     for name in kernels:
         print(f"measuring {name} in {root / name} ...", flush=True)

@@ -79,6 +79,10 @@ control.rebuild(paths.ServicePaths(), print)' > out/rebuild-plain.txt 2>&1
 python3 -m kdumpy early status > out/status-stale.txt 2>&1
 python3 -m kdumpy rebuild > out/rebuild.txt 2>&1
 python3 -m kdumpy early status > out/status-rebuilt.txt 2>&1
+python3 -m kdumpy early disable > out/disable.txt 2>&1; echo $? > out/disable.rc
+cp /boot/initrd.img-$(uname -r) out/initrd-disabled.img
+ls /etc/initramfs-tools/hooks /etc/initramfs-tools/scripts/init-top > out/hooks-after-disable.txt
+python3 -m kdumpy early status > out/status-disabled.txt 2>&1
 """
 
 # Waits for kdumpy.service (ordered after the network) and records the kernel log.
@@ -154,7 +158,7 @@ def setup(workdir: Path, kernel: LabKernel) -> EarlyGuest:
     workdir.mkdir(parents=True, exist_ok=True)
     base = base_image([kernel])
     original = base.parent / "rootfs" / "boot" / f"initrd.img-{kernel.release}"
-    root = overlay(base, workdir)
+    root = overlay(base, workdir / "root.qcow2")
     target = blank_ext4(workdir / "target.img", TARGET_LABEL, "1G")
     files = {"kdump.conf": KDUMP_CONF, "panic.sh": PANIC_SCRIPT, "dropin.conf": SERVICE_DROPIN}
     job = _job_disk(workdir, SETUP_JOB, files, with_kdumpy=True)
@@ -167,6 +171,15 @@ def setup(workdir: Path, kernel: LabKernel) -> EarlyGuest:
             + run.serial_text()[-2000:]
         )  # fmt: skip
     return EarlyGuest(workdir, kernel, root, out / "initrd.img", original, out)
+
+
+def load(workdir: Path, kernel: LabKernel) -> EarlyGuest | None:
+    """A guest that ``setup`` already made in ``workdir`` (None if there is none)."""
+    out = workdir / "setup-out"
+    if not (out / "initrd.img").exists() or not (workdir / "root.qcow2").exists():
+        return None
+    original = base_image([kernel]).parent / "rootfs" / "boot" / f"initrd.img-{kernel.release}"
+    return EarlyGuest(workdir, kernel, workdir / "root.qcow2", out / "initrd.img", original, out)
 
 
 def _snapshot(root: Path, workdir: Path) -> Path:

@@ -146,3 +146,16 @@ def test_service_only_boot_is_not_covered(early_guest):
     )
     assert boot.text("kexec_crash_loaded").strip() == "1", boot.text("service.txt")
     assert "early-kdump is disabled." in boot.serial
+
+
+def test_disable_takes_it_out_again(early_guest, tmp_path):
+    """The check boot ends with `kdumpy early disable` (see guest.CHECK_JOB)."""
+    out = early_guest.workdir / "check-early" / "out"
+    if not (out / "disable.rc").exists():
+        pytest.skip("the check boot did not run")
+    assert (out / "disable.rc").read_text().strip() == "0", (out / "disable.txt").read_text()
+    assert "kdumpy-early" not in (out / "hooks-after-disable.txt").read_text()
+    members = _cpio_members(out / "initrd-disabled.img", tmp_path)
+    assert not [m for m in members if "kdumpy-early" in m]
+    status = (out / "status-disabled.txt").read_text()
+    assert "Early kdump: not enabled" in status
