@@ -15,6 +15,7 @@ from typing import Any
 from kdumpy.lab.cache import cache_root, locked
 
 ORACLE_SCRIPT = Path(__file__).with_name("drgn_oracle.py")
+ORACLE_VERSION = 2  # bump when drgn_oracle.py's output changes
 
 
 def dbg_vmlinux(kernel: Any) -> Path:
@@ -49,7 +50,11 @@ def drgn_answers(dump: Any) -> dict[str, Any]:
     """The drgn oracle's JSON for a :class:`kdumpy.lab.dumps.LabDump`."""
     vmcore = Path(dump.vmcore)
     st = vmcore.stat()
-    out = cache_root() / "derived" / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.drgn.json"
+    out = (
+        cache_root()
+        / "derived"
+        / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.drgn{ORACLE_VERSION}.json"
+    )
     if not out.exists():
         vmlinux = dbg_vmlinux(dump.kernel)
         with locked(f"drgn-{vmcore.name}"):

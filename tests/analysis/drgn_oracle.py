@@ -16,10 +16,12 @@ import json
 import sys
 
 import drgn
+from drgn.helpers.linux.fs import d_path, for_each_file
+from drgn.helpers.linux.mm import task_rss, totalram_pages
 from drgn.helpers.linux.module import for_each_module
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_dmesg
-from drgn.helpers.linux.sched import task_state_to_char
+from drgn.helpers.linux.sched import cpu_curr, task_state_to_char
 
 
 def frame_functions(prog: drgn.Program, trace: drgn.StackTrace) -> list[list]:
@@ -38,6 +40,15 @@ def frame_functions(prog: drgn.Program, trace: drgn.StackTrace) -> list[list]:
         except LookupError:
             frames.append([f"{frame.pc:#x}", frame.pc, 0, 0])
     return frames
+
+
+def file_path(file: drgn.Object) -> str:
+    """d_path of an open file, or "error: ..." (files without a mount, like some
+    anonymous inodes, make drgn's d_path fault)."""
+    try:
+        return d_path(file.f_path).decode("utf-8", "replace")
+    except drgn.FaultError as exc:
+        return f"error: {exc}"
 
 
 def scalar_members(obj: drgn.Object) -> dict[str, object]:
@@ -75,6 +86,7 @@ def main() -> int:
         prog.load_debug_info([vmlinux], default=False)
     tasks = []
     traces = {}
+    files = {}
     for task in for_each_task(prog):
         pid = int(task.pid)
         tasks.append(
@@ -83,8 +95,10 @@ def main() -> int:
                 "comm": task.comm.string_().decode("utf-8", "replace"),
                 "state": task_state_to_char(task),
                 "address": int(task.value_()),
+                "rss": task_rss(task).total,
             }
         )
+        files[str(pid)] = [[fd, file_path(file)] for fd, file in for_each_file(task)]
         try:
             traces[str(pid)] = frame_functions(prog, prog.stack_trace(task))
         except (ValueError, drgn.FaultError) as exc:
@@ -98,6 +112,9 @@ def main() -> int:
             "pid": crashed.tid,
             "trace": frame_functions(prog, crashed.stack_trace()),
         },
+        "files": files,
+        "cpu_curr": {str(cpu): int(cpu_curr(prog, cpu).pid) for cpu in range(2)},
+        "totalram_pages": totalram_pages(prog),
         "modules": [m.name.string_().decode() for m in for_each_module(prog)],
         "dmesg": get_dmesg(prog).decode("utf-8", "replace"),
         "init_task": scalar_members(prog["init_task"]),

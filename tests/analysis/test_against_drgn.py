@@ -135,3 +135,42 @@ def test_init_uts_ns_matches_drgn(prog, oracle):
     for name, value in oracle["uts_ns_scalars"].items():
         assert int(uts.member_(name)) == value, name
     assert uts.name.release.string_().decode() == prog.info.osrelease
+
+
+def test_rss_of_every_task_matches_drgn(prog, oracle):
+    from kdumpy.analysis.helpers.mm import task_rss_vsz
+
+    page_kb = prog.dump.page_size // 1024
+    ours = {int(t.pid): task_rss_vsz(prog, t)[0] // page_kb for t in for_each_task(prog)}
+    theirs = {t["pid"]: t["rss"] for t in oracle["tasks"]}
+    assert ours == theirs
+    assert sum(ours.values()) > 1000
+
+
+def test_open_files_match_drgn(prog, oracle):
+    from kdumpy.analysis.helpers.files import task_files
+
+    checked = 0
+    for task in for_each_task(prog):
+        ours = [[fd, path] for fd, _f, _d, _i, _kind, path in task_files(prog, task)]
+        theirs = oracle["files"][str(int(task.pid))]
+        # drgn lists descriptors by the open_fds bitmap: a descriptor reserved by an
+        # open() still in progress has no file yet (its d_path faults); crash and
+        # kdumpy list only installed files.
+        theirs = [[fd, p] for fd, p in theirs if not p.startswith("error:")]
+        assert [fd for fd, _ in ours] == [fd for fd, _ in theirs], int(task.pid)
+        for (fd, path), (_, their_path) in zip(ours, theirs, strict=True):
+            # Sockets and pipes are named by their filesystem (d_dname), not a path.
+            if not their_path.startswith(("socket:", "pipe:", "anon_inode:")):
+                assert path == their_path, (int(task.pid), fd)
+            checked += 1
+    assert checked > 10
+
+
+def test_running_task_of_each_cpu_and_totalram_match_drgn(prog, oracle):
+    from kdumpy.analysis.helpers.mm import totalram_pages
+    from kdumpy.analysis.helpers.tasks import cpu_curr
+
+    for cpu, pid in oracle["cpu_curr"].items():
+        assert int(cpu_curr(prog, int(cpu)).pid) == pid
+    assert totalram_pages(prog) == oracle["totalram_pages"]

@@ -8,6 +8,7 @@ from kdumpy.errors import KdumpyError
 
 # enum in include/linux/mm_types_task.h
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = 0, 1, 2, 3
+_RSS_MEMBERS = (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES)
 
 
 def _percpu_counter_sum(prog: Program, counter: Object) -> int:
@@ -35,7 +36,7 @@ def mm_counter(prog: Program, mm: Object, member: int) -> int:
 
 def get_mm_rss(prog: Program, mm: Object) -> int:
     """Resident pages (file + anon + shmem)."""
-    return sum(mm_counter(prog, mm, m) for m in (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES))
+    return sum(mm_counter(prog, mm, m) for m in _RSS_MEMBERS)
 
 
 def task_rss_vsz(prog: Program, task: Object) -> tuple[int, int]:
@@ -46,9 +47,12 @@ def task_rss_vsz(prog: Program, task: Object) -> tuple[int, int]:
     page_kb = prog.dump.page_size // 1024
     try:
         rss = get_mm_rss(prog, mm)
-        # Before 6.2 each task caches RSS deltas (SPLIT_RSS_COUNTING): add them back.
+        # Before 6.2 each thread caches RSS deltas (SPLIT_RSS_COUNTING): add them back.
         if task.has_member_("rss_stat"):
-            rss += sum(int(task.rss_stat.count[m]) for m in (0, 1, 3))
+            from kdumpy.analysis.helpers.tasks import for_each_thread
+
+            for thread in for_each_thread(task.group_leader):
+                rss += sum(int(thread.rss_stat.count[m]) for m in _RSS_MEMBERS)
         vsz = int(mm.total_vm)
     except KdumpyError:
         return 0, 0
