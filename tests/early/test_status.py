@@ -101,3 +101,22 @@ def test_kmsg_reader_agrees_with_dmesg() -> None:
     count = min(len(ours_text), len(theirs), 200)
     assert count > 10 and ours_text[:count] == theirs[:count]
     assert all(a.seconds <= b.seconds for a, b in zip(ours, ours[1:], strict=False))
+
+
+def test_world_readable_system_initramfs_is_flagged(tmp_path: Path) -> None:
+    """It carries the capture initramfs (kdump.conf, an ssh key for ssh targets)."""
+    paths, _ = _enabled(tmp_path)
+    state = early_state.read(paths.state_dir, RELEASE)
+    assert state is not None
+    initramfs = tmp_path / "initrd.img-x"
+    initramfs.write_bytes(b"x")
+    initramfs.chmod(0o644)
+    state.system_initramfs = str(initramfs)
+    early_state.write(paths.state_dir, state)
+    cov = early.assess(paths, "ro rd.earlykdump", LOADED, loaded=True)
+    assert any("is readable by other users" in ln for ln in cov.lines)
+    reports: list[str] = []
+    early._protect(initramfs, reports.append)
+    assert initramfs.stat().st_mode & 0o777 == 0o600 and reports
+    cov = early.assess(paths, "ro rd.earlykdump", LOADED, loaded=True)
+    assert not any("readable by other users" in ln for ln in cov.lines)
