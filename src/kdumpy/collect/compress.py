@@ -76,16 +76,17 @@ def _thread_compressor(kind: str) -> Compressor | None:
 
 @dataclass
 class PageBatch:
-    """Compressed pages of a batch in pfn order: per-page sizes/flags and the joined data.
+    """Compressed pages of a batch in pfn order: per-page sizes/flags and their data.
 
-    Zero pages (when excluded) have ``zero`` set, size 0 and no data.
+    Zero pages (when excluded) have ``zero`` set, size 0 and no data.  ``data`` is a
+    list of buffers in page order (written with one ``pwritev``, never joined).
     """
 
     pfns: np.ndarray
     sizes: np.ndarray
     flags: np.ndarray
     zero: np.ndarray
-    data: bytes
+    data: list[bytes]
 
 
 def zero_pages(pages: np.ndarray) -> np.ndarray:
@@ -103,19 +104,24 @@ def compress_pages(pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero:
     sizes = np.zeros(k, dtype=np.uint32)
     flags = np.zeros(k, dtype=np.uint32)
     comp = _thread_compressor(kind)
+    if comp is None:  # no compression: the kept pages as they are, one buffer
+        sizes[~zero] = page_size
+        return PageBatch(pfns, sizes, flags, zero, [pages[~zero].tobytes()])
     flag = FLAG_OF[kind]
     parts: list[bytes] = []
+    # python-lzo wants bytes; the others take a buffer (no copy of the page).
+    as_bytes = kind == "lzo"
     for i in np.flatnonzero(~zero).tolist():
-        page = pages[i].tobytes()
-        packed = comp(page) if comp is not None else page
+        row = pages[i]
+        packed = comp(row.tobytes() if as_bytes else row.data)
         if len(packed) < page_size:
             parts.append(packed)
             sizes[i] = len(packed)
             flags[i] = flag
         else:
-            parts.append(page)
+            parts.append(row.tobytes())
             sizes[i] = page_size
-    return PageBatch(pfns, sizes, flags, zero, b"".join(parts))
+    return PageBatch(pfns, sizes, flags, zero, parts)
 
 
 class OrderedPool:

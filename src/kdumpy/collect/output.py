@@ -17,6 +17,8 @@ import tempfile
 
 from kdumpy.errors import KdumpyError
 
+IOV_MAX = 1024
+
 
 class DiskFullError(KdumpyError):
     """The destination filesystem ran out of space (ENOSPC/EDQUOT/EFBIG)."""
@@ -56,6 +58,27 @@ class FileSink:
             offset += n
             self.bytes_written += n
         self.size = max(self.size, offset)
+
+    def writev_at(self, offset: int, parts: list[bytes]) -> None:
+        """Write ``parts`` back to back at ``offset`` (``pwritev``, no joining copy)."""
+        i = 0
+        while i < len(parts):
+            batch = parts[i : i + IOV_MAX]
+            total = sum(len(p) for p in batch)
+            try:
+                n = os.pwritev(self.fd, batch, offset)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise DiskFullError(f"{self.path}: {exc.strerror}") from None
+                raise KdumpyError(f"{self.path}: write failed: {exc.strerror}") from None
+            if n < total:  # short write: finish this batch the slow way
+                self.bytes_written += n
+                self.write_at(offset + n, b"".join(batch)[n:])
+            else:
+                self.bytes_written += n
+                self.size = max(self.size, offset + n)
+            offset += total
+            i += IOV_MAX
 
     def commit(self) -> None:
         """fsync, rename into place, fsync the directory."""

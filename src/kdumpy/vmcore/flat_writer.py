@@ -60,6 +60,16 @@ class FlatSink:
         self._write(data)
         self.size = max(self.size, offset + size)
 
+    def writev_at(self, offset: int, parts: list[bytes]) -> None:
+        """One record holding ``parts`` back to back."""
+        size = sum(len(p) for p in parts)
+        if size == 0:
+            return
+        self._write(RECORD.pack(offset, size))
+        for part in parts:
+            self._write(part)
+        self.size = max(self.size, offset + size)
+
     def finish(self) -> None:
         """Write the end marker and flush."""
         self._write(RECORD.pack(END_FLAG, END_FLAG))

@@ -39,6 +39,10 @@ class Sink(Protocol):
 
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
+    def writev_at(self, offset: int, parts: list[bytes]) -> None:
+        """Write ``parts`` back to back at ``offset``."""
+        ...
+
 
 def _blocks(size: int, block: int) -> int:
     return (size + block - 1) // block
@@ -162,12 +166,12 @@ class KdumpWriter:
         self.sink.write_at(base + start_pfn // 8, np.packbits(bits, bitorder="little").tobytes())
 
     def add_pages(
-        self, sizes: np.ndarray, flags: np.ndarray, zero: np.ndarray, data: bytes
+        self, sizes: np.ndarray, flags: np.ndarray, zero: np.ndarray, data: list[bytes]
     ) -> None:
         """Descriptors and data of the next dumpable pages in pfn order.
 
         ``sizes``/``flags`` per page, ``zero`` marks pages that share the zero page
-        (no bytes in ``data``); ``data`` is the pages' stored bytes, concatenated.
+        (no bytes in ``data``); ``data`` holds the pages' stored bytes in order.
         """
         k = sizes.shape[0]
         desc = np.zeros(k, dtype=PAGE_DESC)
@@ -181,9 +185,8 @@ class KdumpWriter:
             desc["offset"][zero] = self.zero_offset
             desc["size"][zero] = self.layout.block_size
         self._descs.append(desc)
-        if data:
-            self._data.append(data)
-            self._data_len += len(data)
+        self._data.extend(data)
+        self._data_len += int(s.sum())
         self.pages_written += k
         if self._data_len >= FLUSH_BYTES or sum(d.shape[0] for d in self._descs) >= 1 << 15:
             self.flush()
@@ -191,7 +194,7 @@ class KdumpWriter:
     def flush(self) -> None:
         """Write buffered data, then the descriptors pointing at it."""
         if self._data:
-            self.sink.write_at(self.data_pos, b"".join(self._data))
+            self.sink.writev_at(self.data_pos, self._data)
             self.data_pos += self._data_len
             self._data, self._data_len = [], 0
         if self._descs:
