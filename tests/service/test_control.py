@@ -8,6 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from kdumpy.service import control, kexec, manifest, teststatus
 from kdumpy.service.config import parse_config
 from kdumpy.service.paths import ServicePaths
@@ -149,3 +151,34 @@ def test_force_rebuild_always_rebuilds(tmp_path: Path) -> None:
     paths = _paths(tmp_path)
     config = parse_config("force_rebuild 1\n", str(paths.config))
     assert control.rebuild_reason(replace(paths), config) == "force_rebuild is set"
+
+
+def test_unmounted_fs_target_is_mounted_read_only_for_the_result(tmp_path: Path) -> None:
+    """A dedicated dump disk is not mounted in the first kernel: status mounts it
+    read-only (a real ext4 on a loop device) to find the test's verdict."""
+    import shutil
+
+    if shutil.which("losetup") is None or shutil.which("mkfs.ext4") is None:
+        pytest.skip("util-linux/e2fsprogs missing")
+    root = tmp_path / "tree"
+    verdict = root / "dumps" / "kdump-test-7-8" / "vmcore-creation.status"
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text("success\n")
+    image = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(image)], check=True)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if loop.returncode != 0:
+        pytest.skip(f"no loop device: {loop.stderr.strip()}")
+    device = loop.stdout.strip()
+    try:
+        paths = _paths(tmp_path)
+        config = parse_config(f"ext4 {device}\npath /dumps\n", str(paths.config))
+        teststatus.write(paths, teststatus.TestStatus("pending", "7-8", boot_id="before"))
+        lines: list[str] = []
+        teststatus.report_result(paths, config, lines.append)
+        assert lines and lines[0].startswith("Notice: Last successful vmcore creation test")
+        mounted = Path("/proc/self/mountinfo").read_text()
+        assert "kdumpy-target-" not in mounted, "the temporary mount was left behind"
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)

@@ -8,9 +8,12 @@ starts, "success" at the end).  The next ``start``/``status`` looks for that fil
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,33 +71,61 @@ def cmdline_extra(paths: ServicePaths) -> list[str]:
     return [f"kdump_test_id={status.test_id}"] if status.state == "pending" else []
 
 
-def result_file(config: KdumpConfig, test_id: str) -> Path | None:
-    """Where the test dump's status file is visible from this kernel, if it is."""
-    sub = f"kdump-test-{test_id}/{STATUS_NAME}"
+@contextlib.contextmanager
+def target_path(config: KdumpConfig) -> Iterator[Path | None]:
+    """Where the target's ``path`` is visible from this kernel: directly (no target, or
+    the target is mounted), else the target's filesystem mounted read-only just for the
+    look, as kdumpctl does.  None for ssh/raw/NFS targets or when mounting fails."""
     if config.target is None:
-        return Path(config.path) / sub
-    if config.target.is_fs:
+        yield Path(config.path)
+        return
+    if not config.target.is_fs:
+        yield None
+        return
+    try:
+        node = targets.device_node(config.target.spec)
+    except KdumpyError:
+        yield None
+        return
+    rel = config.path.lstrip("/")
+    for m in targets.mounts():
+        if os.path.realpath(m.source) == node:
+            yield Path(m.mountpoint) / rel
+            return
+    with tempfile.TemporaryDirectory(prefix="kdumpy-target-") as tmp:
+        cmd = ["mount", "-o", "ro", "-t", config.target.kind, node, tmp]
+        if subprocess.run(cmd, capture_output=True, check=False).returncode != 0:
+            yield None
+            return
         try:
-            node = targets.device_node(config.target.spec)
-        except KdumpyError:
+            yield Path(tmp) / rel
+        finally:
+            subprocess.run(["umount", tmp], capture_output=True, check=False)
+
+
+def read_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
+    """The test dump's status ("success"/"fail", or "" when there is no file) and the
+    file's mtime; None when the target cannot be looked at from here."""
+    with target_path(config) as base:
+        if base is None:
             return None
-        for m in targets.mounts():
-            if os.path.realpath(m.source) == node:
-                return Path(m.mountpoint) / config.path.lstrip("/") / sub
-    return None
+        found = base / f"kdump-test-{test_id}" / STATUS_NAME
+        if not found.exists():
+            return "", 0.0
+        return found.read_text().strip() or "fail", found.stat().st_mtime
 
 
 def report_result(paths: ServicePaths, config: KdumpConfig, report: Callable[[str], None]) -> None:
     """Resolve a pending test from the dump it left, and report the last result."""
     status = read(paths)
     if status.state == "pending":
-        found = result_file(config, status.test_id)
-        if found is None:
+        result = read_result(config, status.test_id)
+        if result is None:
             status = TestStatus("manual", status.test_id)
-        elif found.exists():
-            result = found.read_text().strip() or "fail"
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.stat().st_mtime))
-            status = TestStatus("success" if result == "success" else "fail", status.test_id, when)
+        elif result[0]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result[1]))
+            state = "success" if result[0] == "success" else "fail"
+            status = TestStatus(state, status.test_id, when)
             write(paths, status)
         elif status.boot_id and status.boot_id == boot_id():
             return  # armed in this boot: the test crash has not happened yet
