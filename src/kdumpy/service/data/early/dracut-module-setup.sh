@@ -21,7 +21,7 @@ install() {
         dwarn "kdumpy early kdump: no capture kernel/initramfs for $kernel (run: kdumpy rebuild --kernel-release $kernel); early kdump will not work"
         return 0
     fi
-    inst_multiple kexec cat tail printf
+    inst_multiple kexec cat tail
     inst_simple "$vmlinuz" /kdumpy-early/vmlinuz
     inst_simple "$capture_initrd" /kdumpy-early/initrd.img
     inst_simple "$state/early/early.conf" /kdumpy-early/early.conf
