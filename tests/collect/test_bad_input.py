@@ -45,6 +45,7 @@ def small_fs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(where)], check=True)
 
 
+@pytest.mark.vm
 def test_missing_vmcoreinfo(lab_dump_61, tmp_path):
     # The head of a real vmcore (ELF header, notes) with the VMCOREINFO note renamed.
     with open(lab_dump_61.vmcore, "rb") as f:
@@ -59,6 +60,7 @@ def test_missing_vmcoreinfo(lab_dump_61, tmp_path):
     assert not [p for p in tmp_path.iterdir() if "kdumpy-tmp" in p.name]
 
 
+@pytest.mark.vm
 def test_unknown_compression(lab_dump_61, tmp_path):
     proc = run_kdumpy("--compression", "lz77", str(lab_dump_61.vmcore), str(tmp_path / "out"))
     _one_line_error(proc, "lz77", "compression")
@@ -74,6 +76,7 @@ def test_not_a_dump_and_missing_source(tmp_path):
     _one_line_error(run_kdumpy("-d", "40", str(text), str(tmp_path / "o")), "dump level 40")
 
 
+@pytest.mark.vm
 def test_unwritable_destination(lab_dump_61, tmp_path):
     dst = tmp_path / "no-such-dir" / "vmcore"
     _one_line_error(run_kdumpy("-l", str(lab_dump_61.vmcore), str(dst)), str(dst))
@@ -88,6 +91,7 @@ def test_unwritable_destination(lab_dump_61, tmp_path):
             subprocess.run(["umount", str(ro)], check=True)
 
 
+@pytest.mark.vm
 def test_full_disk_marks_the_dump_incomplete(lab_dump_61, tmp_path):
     with small_fs(tmp_path / "fs", "8m") as fs:
         dst = fs / "vmcore"
@@ -111,6 +115,7 @@ def test_full_disk_marks_the_dump_incomplete(lab_dump_61, tmp_path):
     assert kdump_page(copy, last) is None
 
 
+@pytest.mark.vm
 def test_full_disk_retries_the_next_dump_level(lab_dump_61, tmp_path):
     with small_fs(tmp_path / "fs", "40m") as fs:
         dst = fs / "vmcore"
@@ -121,6 +126,7 @@ def test_full_disk_retries_the_next_dump_level(lab_dump_61, tmp_path):
         assert len(os.listdir(fs)) == 1
 
 
+@pytest.mark.vm
 def test_output_is_private(lab_dump_61, tmp_path):
     dst = tmp_path / "vmcore"
     old = os.umask(0)

@@ -22,6 +22,8 @@ import pytest
 from collect_oracle import compare_pages, drgn_program, read_kdump
 from conftest import run_kdumpy
 
+pytestmark = pytest.mark.vm  # real lab dumps (made in QEMU on first use)
+
 COMPRESSIONS = {"-l": "lzo", "-c": "zlib", "-z": "zstd", "-p": "snappy"}
 
 

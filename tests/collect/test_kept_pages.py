@@ -33,6 +33,8 @@ import numpy as np
 import pytest
 from collect_oracle import field, number, read_kdump, struct_pages
 
+pytestmark = pytest.mark.vm  # real lab dumps (made in QEMU on first use)
+
 LEVELS = [0, 1, 2, 4, 8, 16, 31, 3, 6, 12, 17, 24, 30]
 
 

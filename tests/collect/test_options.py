@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import run_kdumpy
 
+pytestmark = pytest.mark.vm  # real lab dumps (made in QEMU on first use)
+
 
 @pytest.mark.parametrize("flag", ["-c", "-z"])
 def test_threads_keep_pfn_order(lab_dump, flag, kdumpy_out):
