@@ -64,7 +64,13 @@ def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
 class Bitmap2:
     """The 2nd bitmap, pass 1 computed and either stored (packed) or recomputed on demand."""
 
-    def __init__(self, selector: PageSelector, max_mapnr: int, cyclic_kib: int) -> None:
+    def __init__(
+        self,
+        selector: PageSelector,
+        max_mapnr: int,
+        cyclic_kib: int,
+        progress: Progress | None = None,
+    ) -> None:
         self.selector = selector
         self.max_mapnr = max_mapnr
         self.cycle, self.stored = _cycle_pfns(max_mapnr, cyclic_kib)
@@ -76,6 +82,8 @@ class Bitmap2:
             self.cycle_counts.append(int(np.count_nonzero(bits)))
             if self.stored:
                 self._packed.append(np.packbits(bits, bitorder="little"))
+            if progress is not None:
+                progress("Excluding unnecessary pages", end, max_mapnr)
         self.num_dumpable = sum(self.cycle_counts)
         self.excluded = selector.excluded()
 
@@ -245,7 +253,7 @@ def _collect_once(
     last_try: bool,
 ) -> None:
     selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys)
-    bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib)
+    bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib, options.progress)
     summary.total_pages = src.total_pages
     summary.excluded = bm.excluded
     summary.dumpable_pages = bm.num_dumpable
