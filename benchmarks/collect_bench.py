@@ -5,9 +5,10 @@
 
 For dump levels 31 and 1 and each compression, runs ``kdumpy collect`` and
 ``makedumpfile`` on the same ELF vmcore of a lab guest (``lab_dump(kernel="6.1",
-memory="2G")``, made on first use) and prints wall time, output size and peak RSS
-side by side with ratios (kdumpy / makedumpfile).  kdumpy fsyncs its output before
-renaming it into place; makedumpfile does not sync at all, so its time is shown both
+memory="2G")``, made on first use) and prints wall time, output size, peak RSS and
+CPU time (user + system) side by side with ratios (kdumpy / makedumpfile).  kdumpy
+fsyncs its output before renaming it into place; makedumpfile does not sync at all,
+so its time is shown both
 raw and with an fsync of its output added ("mdf+sync"), the fair comparison for a
 dump that must survive the reboot that follows.  Compressions this makedumpfile
 build lacks (1.7.2 in Debian 12: no snappy, no zstd) show kdumpy alone.  The
@@ -34,6 +35,7 @@ class Run:
     wall: float
     rss_kib: int
     size: int
+    cpu: float = 0.0  # user + system seconds: less disturbed by a busy machine than wall
     sync: float = 0.0
 
 
@@ -46,14 +48,14 @@ def run(cmd: list[str], out: Path) -> Run:
     out.unlink(missing_ok=True)
     rss_file = out.with_name(out.name + ".rss")
     start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *cmd],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-300:]}")
-    rss = int(rss_file.read_text().split()[-1])
+    rss, user, system = rss_file.read_text().split()[-3:]
     rss_file.unlink()
-    return Run(wall, rss, out.stat().st_size)
+    return Run(wall, int(rss), out.stat().st_size, float(user) + float(system))
 
 
 def fsync_time(path: Path) -> float:
@@ -129,11 +131,13 @@ def main() -> int:
                         f"{ours.size / 2**20:9.1f} {theirs.size / 2**20:8.1f} "
                         f"{ours.size / theirs.size:6.3f} | "
                         f"{ours.rss_kib / 1024:8.1f}MB {theirs.rss_kib / 1024:6.1f}MB")  # fmt: skip
+                row += f" | {ours.cpu:10.2f} {theirs.cpu:7.2f}"
                 same = filecmp.cmp(ours_out, theirs_out, shallow=False)
                 row += "  identical" if same else ""
             else:
                 row += (f"{'-':>7} {'-':>8} {'-':>6} | {ours.size / 2**20:9.1f} {'-':>8} "
-                        f"{'-':>6} | {ours.rss_kib / 1024:8.1f}MB {'-':>8}")  # fmt: skip
+                        f"{'-':>6} | {ours.rss_kib / 1024:8.1f}MB {'-':>8} | "
+                        f"{ours.cpu:10.2f} {'-':>7}")  # fmt: skip
             print(row, flush=True)
             ours_out.unlink(missing_ok=True)
             theirs_out.unlink(missing_ok=True)
