@@ -46,6 +46,7 @@ def test_compressed(lab_dump, mdf, flag: str, fmt: str) -> None:  # noqa: ANN001
         assert kept < sum(e - s for s, e in src.ram_ranges())
 
 
+@pytest.mark.slow
 def test_level_zero_keeps_everything(lab_dump, mdf) -> None:  # noqa: ANN001
     (out,) = mdf(lab_dump.vmcore, "kdump-l-d0", ["-l", "-d", "0"])
     with open_dump(lab_dump.vmcore) as src, open_dump(out) as dump:
@@ -125,6 +126,7 @@ def _transcode(src: Path, dst: Path, flag: int) -> None:
     tmp.rename(dst)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", [COMPRESSED_SNAPPY, COMPRESSED_ZSTD], ids=["snappy", "zstd"])
 def test_transcoded_snappy_zstd(lab_dump, mdf, drgn_prog, tmp_path, flag: int) -> None:  # noqa: ANN001
     (zfile,) = mdf(lab_dump.vmcore, "kdump-c-d31", ["-c", "-d", "31"])
