@@ -199,6 +199,8 @@ def test_runtime_runs_in_chroot(lab_initramfs, tmp_path) -> None:
         ". /etc/kdumpy/init.env; export PYTHONPATH=$KDUMP_PYTHONPATH; "
         '"$KDUMP_PYTHON" -S -m kdumpy.capture --help >/dev/null && '
         '"$KDUMP_PYTHON" -S -c "import kdumpy.collect, kdumpy.vmcore, kdumpy.service.kexec; '
+        # getaddrinfo on a str host looks up the idna codec by name (ssh/NFS targets).
+        "import socket; socket.getaddrinfo('127.0.0.1', 22); "
         "print('runtime ok')\""
     )
     proc = subprocess.run(

@@ -120,9 +120,16 @@ def imported_names(module: str) -> set[str]:
     return names
 
 
+# Stdlib packages whose modules are imported by name at run time, out of a probe's sight:
+# codecs.lookup("idna") (socket.getaddrinfo on a str host) imports encodings.idna.
+WHOLE_STDLIB_PACKAGES = ("encodings",)
+
+
 def entry_modules() -> list[str]:
     """Everything the capture kernel may import, before following imports."""
     names = set(CAPTURE_MODULES)
+    for package in WHOLE_STDLIB_PACKAGES:
+        names.update(package_modules(package))
     for package in shipped_packages():
         names.update(package_modules(package))
     names.update(n for n in CLI_MODULES if _find_spec(n) is not None)

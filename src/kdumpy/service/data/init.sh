@@ -44,6 +44,7 @@ network_up() {
     ip link set "$iface" up
     ip addr add "$KDUMP_NET_ADDRESS" dev "$iface"
     [ -z "$KDUMP_NET_GATEWAY" ] || ip route add default via "$KDUMP_NET_GATEWAY"
+    say "network: $iface $KDUMP_NET_ADDRESS gateway ${KDUMP_NET_GATEWAY:-none}"
     i=0
     while [ "$i" -lt "$KDUMP_NET_TIMEOUT" ]; do
         ping -c 1 -W 1 "$KDUMP_NET_TARGET_IP" >/dev/null 2>&1 && return 0
