@@ -74,3 +74,25 @@ def test_iter_pages_covers_pfn_ranges(lab_dump) -> None:  # noqa: ANN001
             assert dump.is_dumpable(start) and dump.is_dumpable(start + present.size - 1)
             seen += present.size
         assert seen == sum(e - s for s, e in dump.pfn_ranges())
+
+
+def test_pread_fallback_reads_the_same(lab_dump, monkeypatch) -> None:  # noqa: ANN001
+    """When the kernel refuses to map the file (old /proc/vmcore), reads use pread.
+    The refusal is simulated (mmap patched to fail); the file and reads are real."""
+    import kdumpy.vmcore.source as source
+
+    with open_dump(lab_dump.vmcore) as mapped:
+        ranges = mapped.pfn_ranges()
+        want = [mapped.read_pfns(s, min(e - s, 300))[0].copy() for s, e in ranges]
+        dmesg_start = mapped.read_virt(mapped.vmcoreinfo.require("SYMBOL(prb)"), 8)
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(source.mmap, "mmap", refuse)
+    with open_dump(lab_dump.vmcore) as dump:
+        assert dump.src._map is None
+        assert dump.pfn_ranges() == ranges
+        for (s, e), pages in zip(ranges, want, strict=True):
+            assert np.array_equal(dump.read_pfns(s, min(e - s, 300))[0], pages)
+        assert dump.read_virt(dump.vmcoreinfo.require("SYMBOL(prb)"), 8) == dmesg_start

@@ -36,7 +36,11 @@ class ByteSource:
 
 
 class FileSource(ByteSource):
-    """A regular file, memory-mapped read-only."""
+    """A regular file (or /proc/vmcore), memory-mapped read-only.
+
+    If the kernel refuses the mapping (/proc/vmcore before Linux 3.11, some
+    filesystems), reads fall back to ``pread``, like makedumpfile's ``--non-mmap``.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -51,19 +55,29 @@ class FileSource(ByteSource):
             raise DumpFormatError(f"{self.path}: empty file")
         try:
             self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:
-            self._file.close()
-            raise DumpFormatError(f"{self.path}: cannot map: {exc}") from None
-        self._view = memoryview(self._map)
+            self._view = memoryview(self._map)
+        except (OSError, ValueError):
+            self._view = memoryview(b"")
 
     def read(self, offset: int, size: int) -> bytes:
         if offset < 0 or size <= 0 or offset >= self.size:
             return b""
-        return self._map[offset : offset + size] if self._map is not None else b""
+        if self._map is None:
+            return self._pread(offset, size)
+        return self._map[offset : offset + size]
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        size = min(size, self.size - offset)
+        try:
+            return os.pread(self._file.fileno(), size, offset)
+        except OSError as exc:
+            raise DumpFormatError(f"{self.path}: read error at {offset}: {exc.strerror}") from None
 
     def view(self, offset: int, size: int) -> memoryview:
         """A zero-copy view of the mapping (shorter at the end of the file)."""
         offset = max(0, min(offset, self.size))
+        if self._map is None:
+            return memoryview(self._pread(offset, max(0, size)) if offset < self.size else b"")
         return self._view[offset : offset + max(0, size)]
 
     def array(self, offset: int, size: int) -> np.ndarray:
