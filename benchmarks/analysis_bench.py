@@ -31,20 +31,21 @@ print(prog.crashed_thread().stack_trace())
 """
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one run."""
+def measure(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB) of one run."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}: {proc.stderr.read().decode()[-300:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def best_of(cmd: list[str], runs: int = 3) -> tuple[float, float]:
+def best_of(cmd: list[str], runs: int = 3) -> tuple[float, float, float]:
+    """Best wall and CPU time of a few runs (the machine is shared), worst peak RSS."""
     results = [measure(cmd) for _ in range(runs)]
-    return min(r[0] for r in results), max(r[1] for r in results)
+    return min(r[0] for r in results), min(r[1] for r in results), max(r[2] for r in results)
 
 
 def main() -> int:
@@ -54,8 +55,8 @@ def main() -> int:
 
     kernels = sys.argv[1:] or ["6.1", "6.12", "7"]
     header = (
-        f"{'kernel':<7} {'kdumpy s':>9} {'drgn s':>8} {'ratio':>6}   "
-        f"{'kdumpy MiB':>10} {'drgn MiB':>9}"
+        f"{'kernel':<7} {'kdumpy wall':>11} {'drgn wall':>9} {'ratio':>6}   "
+        f"{'kdumpy CPU':>10} {'drgn CPU':>8} {'ratio':>6}   {'kdumpy MiB':>10} {'drgn MiB':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -65,10 +66,12 @@ def main() -> int:
         ours = best_of([sys.executable, "-m", "kdumpy", "crash", str(dump.vmcore), "-c", "bt"])
         theirs = best_of([sys.executable, "-c", DRGN_BT, str(dump.vmcore), str(vmlinux)])
         print(
-            f"{kernel:<7} {ours[0]:>9.2f} {theirs[0]:>8.2f} {ours[0] / theirs[0]:>6.2f}   "
-            f"{ours[1]:>10.0f} {theirs[1]:>9.0f}"
+            f"{kernel:<7} {ours[0]:>10.2f}s {theirs[0]:>8.2f}s {ours[0] / theirs[0]:>6.2f}   "
+            f"{ours[1]:>9.2f}s {theirs[1]:>7.2f}s {ours[1] / theirs[1]:>6.2f}   "
+            f"{ours[2]:>10.0f} {theirs[2]:>8.0f}"
         )
-    print("\nratio = kdumpy time / drgn time (below 1: kdumpy is faster)")
+    print("\nratio = kdumpy / drgn (below 1: kdumpy is faster); best of 3 runs each;")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 

@@ -81,6 +81,7 @@ class Btf:
         self._offsets: list[int] = self._scan()
         self._cache: dict[int, Type] = {}
         self._names: dict[tuple[str, str], int] | None = None
+        self._enum_values: dict[str, int] | None = None
 
     @property
     def next_id(self) -> int:
@@ -273,10 +274,14 @@ class Btf:
 
     def enumerator(self, name: str) -> int | None:
         """Value of an enumeration constant (e.g. ``PIDTYPE_PID``) anywhere in the BTF."""
-        for index, kind in enumerate(self._kinds):
-            type_id = self.first_id + index
-            if kind in (KIND_ENUM, KIND_ENUM64):
-                for n, v in self._enumerators(type_id):
-                    if n == name:
-                        return v
-        return self.base.enumerator(name) if self.base else None
+        if self._enum_values is None:
+            values: dict[str, int] = {}
+            for index, kind in enumerate(self._kinds):
+                if kind in (KIND_ENUM, KIND_ENUM64):
+                    for n, v in self._enumerators(self.first_id + index):
+                        values.setdefault(n, v)
+            self._enum_values = values
+        found = self._enum_values.get(name)
+        if found is None and self.base is not None:
+            return self.base.enumerator(name)
+        return found

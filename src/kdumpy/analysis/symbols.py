@@ -87,12 +87,10 @@ class SymbolTable:
     def _name_index(self) -> dict[str, int]:
         """Name -> index; a global symbol wins over a local one of the same name."""
         if self._by_name is None:
-            index: dict[str, int] = {}
-            types = self._types
-            for i, name in enumerate(self._names):
-                old = index.get(name)
-                if old is None or (types[old].islower() and types[i].isupper()):
-                    index[name] = i
+            names, types = self._names, self._types
+            glob = [t.isupper() for t in types]
+            index = {names[i]: i for i in range(len(names)) if not glob[i]}
+            index.update((names[i], i) for i in range(len(names)) if glob[i])
             self._by_name = index
         return self._by_name
 
@@ -102,20 +100,26 @@ class SymbolTable:
         addrs = self._addresses
         # Only real kernel addresses take part (absolute per-CPU offsets are small).
         kernel = np.nonzero(addrs >= np.uint64(1 << 63))[0]
-        types = self._types
-        # At equal addresses: text before data, globals before locals, and x86_64
-        # syscall names over their ia32 aliases, so a pc resolves to what tools print.
-        not_text = np.fromiter((types[i] not in TEXT_TYPES for i in kernel), bool, len(kernel))
-        local = np.fromiter((types[i].islower() for i in kernel), bool, len(kernel))
-        ia32 = np.fromiter(
-            (self._names[i].startswith("__ia32_") for i in kernel), bool, len(kernel)
-        )
-        order = kernel[np.lexsort((ia32, local, not_text, addrs[kernel]))]
+        order = kernel[np.argsort(addrs[kernel], kind="stable")]
         sorted_addrs = addrs[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
-        self._order = order[first]
-        self._sorted_addrs = sorted_addrs[first]
+        keep = np.ones(len(order), dtype=bool)
+        keep[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
+        # Aliases (several names at one address) are rare: settle each run in Python.
+        dup_starts = np.nonzero(~keep[1:] & keep[:-1])[0]
+        for start in dup_starts.tolist():
+            end = start + 1
+            while end < len(order) and sorted_addrs[end] == sorted_addrs[start]:
+                end += 1
+            best = min(range(start, end), key=lambda j: self._preference(int(order[j])))
+            order[start] = order[best]
+        self._order = order[keep]
+        self._sorted_addrs = sorted_addrs[keep]
+
+    def _preference(self, i: int) -> tuple[bool, bool, bool]:
+        """At one address: text before data, globals before locals, and x86_64 syscall
+        names over their ia32 aliases, so a pc resolves to the name tools print."""
+        t = self._types[i]
+        return (t not in TEXT_TYPES, t.islower(), self._names[i].startswith("__ia32_"))
 
     def lookup(self, name: str) -> Symbol | None:
         """The symbol called ``name`` (vmlinux or a module), or None."""

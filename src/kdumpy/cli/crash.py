@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         session = Session(prog)
         if batch:
             return _batch(session, batch, run_line)
+        if not sys.stdin.isatty():  # commands piped in: no prompt, no pager
+            return _batch(session, sys.stdin.read().splitlines(), run_line)
         if not args.silent:
             _show(run_line(session, "sys"))
         return _interactive(session, run_line)
