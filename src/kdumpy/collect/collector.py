@@ -31,6 +31,7 @@ from kdumpy.vmcore.flat_writer import FlatSink
 from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
 
 PAGE_BATCH = 1024  # pages read and compressed per job (4 MiB of page data)
+MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 DEFAULT_CYCLIC_KIB = 16 * 1024  # packed 2nd bitmap kept between passes: 512 GiB of RAM
 
 Progress = Callable[[str, int, int], None]
@@ -54,11 +55,16 @@ class CollectOptions:
 
 
 def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
-    """Pfns per cycle and whether the whole packed 2nd bitmap fits the budget."""
+    """Pfns per cycle and whether the whole packed 2nd bitmap fits the budget.
+
+    A cycle's masks are unpacked (one byte per pfn) while it is worked on, so a
+    cycle never exceeds :data:`MAX_CYCLE_PFNS` whatever the budget; the packed
+    bitmap of all cycles is kept when it fits in ``cyclic_kib``.
+    """
     budget_bits = max(1, cyclic_kib) * 1024 * 8
-    if max_mapnr <= budget_bits:
-        return max(8, -(-max_mapnr // 8) * 8), True
-    return max(8, budget_bits // 8 * 8), False
+    stored = max_mapnr <= budget_bits
+    cycle = min(-(-max_mapnr // 8) * 8, MAX_CYCLE_PFNS, budget_bits // 8 * 8)
+    return max(8, cycle), stored
 
 
 class Bitmap2:

@@ -57,6 +57,8 @@ def collect_split(
         level = src.effective_level(options.dump_level)
         selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys)
         bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib)
+        if not bm.stored:
+            raise KdumpyError("--split needs the page bitmap in memory: raise --cyclic-buffer")
         block = max(1, splitblock_kib * 1024 // src.page_size)
         summary = Summary(dump_level=level, total_pages=src.total_pages, outputs=list(dsts))
         summary.excluded = bm.excluded
