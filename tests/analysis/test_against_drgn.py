@@ -174,3 +174,24 @@ def test_running_task_of_each_cpu_and_totalram_match_drgn(prog, oracle):
     for cpu, pid in oracle["cpu_curr"].items():
         assert int(cpu_curr(prog, int(cpu)).pid) == pid
     assert totalram_pages(prog) == oracle["totalram_pages"]
+
+
+def test_pid_idr_finds_the_same_tasks_as_drgn(prog, oracle):
+    """The pid namespace's IDR (a second, independent path to every task)."""
+    from kdumpy.analysis.helpers.pid import for_each_pid, pid_task
+
+    tasks = [pid_task(prog, pid) for pid in for_each_pid(prog)]
+    ours = sorted((int(t.pid), int(t)) for t in tasks if t is not None)
+    assert ours == sorted((t["pid"], t["address"]) for t in oracle["tasks"])
+
+
+def test_module_types_come_from_module_btf(prog):
+    """Module BTF is split BTF on top of vmlinux's: a type defined only by the
+    virtio_blk module resolves, and its 'vdev' member points at a struct
+    virtio_device (a vmlinux type).  No oracle has these types without module
+    debug info, so this checks the wiring, not values."""
+    prog.load_modules()
+    t = prog.type("struct virtio_blk").strip()
+    member = t.member("vdev")
+    assert member is not None
+    assert member[0].type.strip().target.strip().name == "virtio_device"

@@ -105,3 +105,19 @@ def test_backtrace_matches_drgn_as_far_as_drgn_unwinds(crash_dump, prog):
         assert frame.name == name or start <= frame.symbol.address < start + size
         compared += 1
     assert compared >= 1
+
+
+def test_taint_flags_match_the_console(crash_dump, prog):
+    """The kernel prints its taint letters in every oops/panic header
+    ("Tainted: G           OE"); kdumpy reads tainted_mask from the dump."""
+    from kdumpy.analysis.helpers.system import taint_letters
+
+    _method, dump = crash_dump
+    text = dump.serial_log.read_text(errors="replace")
+    headers = re.findall(r"Comm: .*? (Not tainted|Tainted: [A-Z ]+?)\s+\d+\.\d+", text)
+    assert headers, "no CPU/Comm header on the console"
+    last = headers[-1]
+    expected = set() if last == "Not tainted" else set(last.removeprefix("Tainted: ")) - {" ", "G"}
+    # Taints can be added after the last header was printed (e.g. WARN sets W while
+    # the kernel dies); the header's letters must all be there.
+    assert expected <= set(taint_letters(prog))
