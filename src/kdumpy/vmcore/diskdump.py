@@ -247,6 +247,8 @@ class KdumpDump(Dump):
         return (off > 0) & (size > 0) & (off + size <= part.src.size)
 
     def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        if start_pfn < 0 or count < 0:
+            raise PageNotPresent(f"{self.path}: no page frames at {start_pfn} (+{count})")
         pages = np.zeros((count, self.page_size), dtype=np.uint8)
         present = np.zeros(count, dtype=bool)
         _, groups = self._descriptors(start_pfn, count)

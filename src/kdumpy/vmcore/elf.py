@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from kdumpy.errors import DumpFormatError
+from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.base import Dump, merge_ranges
 from kdumpy.vmcore.notes import parse_notes
 from kdumpy.vmcore.source import ByteSource, FileSource
@@ -174,6 +174,8 @@ class ElfDump(Dump):
         return merge_ranges([(e.start >> s, e.end >> s) for e in self.extents])
 
     def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        if start_pfn < 0 or count < 0:
+            raise PageNotPresent(f"{self.path}: no page frames at {start_pfn} (+{count})")
         ps = self.page_size
         lo, hi = start_pfn << self._shift, (start_pfn + count) << self._shift
         present = np.zeros(count, dtype=bool)
@@ -204,6 +206,8 @@ class ElfDump(Dump):
         return out.reshape(count, ps), present
 
     def read_phys(self, paddr: int, size: int) -> bytes:
+        if paddr < 0:
+            raise PageNotPresent(f"{self.path}: negative physical address {paddr}")
         # Small reads (page-table entries, struct fields) go straight to the extent.
         starts = self._extent_starts
         i = bisect.bisect_right(starts, paddr) - 1
