@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -80,6 +81,10 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
     except CaptureError as exc:
         log.error(str(exc))
         result.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in failure_action
+        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        log.info("".join(traceback.format_exception(exc)).rstrip())
+        result.error = f"internal error: {exc}"
     run_post(cfg.kdump_post, 0 if result.ok else 1, log, opts.hook_dirs)
     if result.ok:
         assert dest is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 
@@ -11,10 +12,20 @@ NET_WAIT = 60.0  # seconds to wait for a route to a remote target
 
 
 def resolve(host: str) -> str:
-    """An IP address for *host* (a name needs /etc/resolv.conf in the initramfs)."""
+    """An IP address for *host* (a name needs /etc/resolv.conf in the initramfs).
+
+    Addresses are returned as they are, and names are passed to getaddrinfo as ASCII
+    bytes: a str would go through the idna codec, which the capture initramfs lacks.
+    """
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
-    except OSError as exc:
+        return str(ipaddress.ip_address(literal))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host.encode("ascii"), None, proto=socket.IPPROTO_TCP)
+        return str(infos[0][4][0])
+    except (OSError, UnicodeError, LookupError) as exc:
         raise CaptureError(f"cannot resolve dump target host {host}: {exc}") from None
 
 
