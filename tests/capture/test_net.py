@@ -15,7 +15,14 @@ print(resolve("10.0.2.2"), resolve("[::1]"), resolve("localhost"), source_addres
 
 
 def test_lookups_without_idna():
-    proc = subprocess.run([sys.executable, "-S", "-c", PROBE], capture_output=True, text=True)
+    import os
+    from pathlib import Path
+
+    import kdumpy
+
+    src = str(Path(kdumpy.__file__).parent.parent)  # -S: no site, so no .pth for kdumpy
+    proc = subprocess.run([sys.executable, "-S", "-c", PROBE], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["10.0.2.2", "::1", "127.0.0.1", "127.0.0.1"]
 
