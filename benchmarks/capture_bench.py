@@ -19,6 +19,7 @@ kdump-tools' default reservation (crashkernel=512M-:192M, i.e. 192M).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+import kdumpy
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.debian import debian_dir
 from kdumpy.lab.debian_job import read_back
@@ -58,7 +60,7 @@ def trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) -> 
 def _trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) -> Trial:
     target = blank_ext4(workdir / "target.img", "kdumptgt", "6G")
     cycle = Cycle(CONF, disks=[target], memory=memory, crashkernel=size, timeout=2400,
-                  root_overlay=overlay)  # fmt: skip
+                  root_overlay=overlay, kdumpy_tree=snapshot(workdir))  # fmt: skip
     try:
         result = run_cycle(cycle, workdir / f"run-{size}", kernel)
     except KdumpyError as exc:
@@ -74,6 +76,15 @@ def _trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) ->
         return Trial(False, initramfs, None, why)
     elapsed = marks["kdump: saved vmcore to"] - marks["Kernel panic"]
     return Trial(True, initramfs, elapsed, "")
+
+
+def snapshot(workdir: Path) -> Path:
+    """The kdumpy tree as of the first trial: the guest's initramfs is built once per row."""
+    tree = workdir / "kdumpy-snapshot" / "kdumpy"
+    if not tree.exists():
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(Path(kdumpy.__file__).parent, tree, ignore=ignore)
+    return tree
 
 
 def smallest(kernel: str, memory: str, sizes: list[str], workdir: Path) -> list[tuple[str, Trial]]:

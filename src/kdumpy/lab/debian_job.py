@@ -42,6 +42,9 @@ class Job:
     # Keep the guest's root overlay here across runs (e.g. /var/lib/kdumpy's initramfs,
     # so a series of runs builds it once); default: a fresh overlay per run.
     root_overlay: Path | None = None
+    # The kdumpy package to install in the guest (default: the one running this code).
+    # A series of runs pins a snapshot, so `kdumpy start` does not rebuild for code changes.
+    kdumpy_tree: Path | None = None
     markers: tuple[str, ...] = ("KDUMPY-JOB-BEGIN", "KDUMPY-JOB-END", "KDUMPY-CRASHING")
 
 
@@ -74,7 +77,7 @@ def make_job_disk(job: Job, workdir: Path) -> Path:
     tree = workdir / "jobtree"
     shutil.rmtree(tree, ignore_errors=True)
     shutil.copytree(
-        _kdumpy_tree(),
+        job.kdumpy_tree or _kdumpy_tree(),
         tree / "src" / "kdumpy",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )

@@ -77,6 +77,7 @@ class Cycle:
     # guest waits *pause* seconds before crashing, e.g. to take a server away meanwhile.
     on_armed: Callable[[], None] | None = None
     pause: int = 0
+    kdumpy_tree: Path | None = None  # see Job.kdumpy_tree
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
@@ -93,6 +94,7 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         timeout=cycle.timeout,
         markers=MARKERS,
         root_overlay=cycle.root_overlay,
+        kdumpy_tree=cycle.kdumpy_tree,
     )
     if cycle.on_armed is None:
         return run_job(job, workdir, kernel)
