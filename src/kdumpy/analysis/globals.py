@@ -67,4 +67,6 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "kexec_crash_image": ("struct kimage *",),
     "sysctl_panic_on_oom": ("int",),
     "init_cred": ("struct cred",),
+    "cpu_khz": ("unsigned int",),
+    "tsc_khz": ("unsigned int",),
 }

@@ -6,6 +6,7 @@ from kdumpy.analysis.commands import COMMANDS, CommandError, Session, command
 from kdumpy.analysis.helpers.printk import format_log, log_records
 from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
+from kdumpy.errors import KdumpyError
 
 _STATE_NAMES = {
     "RU": "TASK_RUNNING", "IN": "TASK_INTERRUPTIBLE", "UN": "TASK_UNINTERRUPTIBLE",
@@ -34,10 +35,9 @@ def cmd_sys(session: Session, args: list[str]) -> str:
     out += _field("NODENAME", info.nodename)
     out += _field("RELEASE", info.release)
     out += _field("VERSION", info.version)
-    out += _field("MACHINE", info.machine)
+    out += _field("MACHINE", f"{info.machine}  ({_mhz(session)} Mhz)")
     out += _field("MEMORY", format_bytes(info.memory))
-    message = info.panic.message.removeprefix("Kernel panic - not syncing: ")
-    out += _field("PANIC", f'"{message}"')
+    out += _field("PANIC", f'"{info.panic.message}"')
     return out + context(session)
 
 
@@ -55,6 +55,13 @@ def context(session: Session) -> str:
         + _field("CPU", str(task_cpu(task)))
         + _field("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)")
     )
+
+
+def _mhz(session: Session) -> str:
+    try:
+        return str(int(session.prog.object("cpu_khz")) // 1000)
+    except KdumpyError:
+        return "?"
 
 
 @command("log", "dump system message buffer", "log [-t]")

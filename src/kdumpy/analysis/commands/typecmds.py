@@ -89,8 +89,13 @@ def cmd_whatis(session: Session, args: list[str]) -> str:
 @command("mod", "module information", "mod")
 def cmd_mod(session: Session, args: list[str]) -> str:
     prog = session.prog
-    out = ["     MODULE       NAME                      TEXT_BASE         SIZE\n"]
-    for mod in for_each_module(prog):
-        info = module_info(prog, mod)
-        out.append(f"{info.address:016x}  {info.name:<24}  {info.base:016x}  {info.size:>7}\n")
+    out = ["     MODULE       NAME                         BASE         SIZE  OBJECT FILE\n"]
+    infos = sorted(
+        (module_info(prog, mod) for mod in for_each_module(prog)), key=lambda i: i.address
+    )
+    for info in infos:
+        out.append(
+            f"{info.address:016x}  {info.name:<22} {info.base:016x} {info.size:>6}  "
+            "(symbols and types from the dump)\n"
+        )
     return "".join(out)

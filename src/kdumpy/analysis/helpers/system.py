@@ -50,20 +50,25 @@ def load_average(prog: Program) -> str:
         return "unknown"
     parts = []
     for v in values:
+        v += (1 << FSHIFT) // 200  # round to 1/100 as /proc/loadavg (and crash) do
         whole, frac = v >> FSHIFT, ((v & ((1 << FSHIFT) - 1)) * 100) >> FSHIFT
         parts.append(f"{whole}.{frac:02d}")
     return ", ".join(parts)
 
 
 def ram_bytes(prog: Program) -> int:
-    return sum(end - start for start, end in prog.dump.ram_ranges()) * prog.dump.page_size
+    """Memory size as crash reports it: up to the highest page frame (``max_pfn``)."""
+    try:
+        return int(prog.object("max_pfn")) * prog.dump.page_size
+    except KdumpyError:
+        return sum(end - start for start, end in prog.dump.ram_ranges()) * prog.dump.page_size
 
 
 def format_bytes(n: int) -> str:
     for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            value = n / size
-            return f"{value:.1f} {unit}" if value != int(value) else f"{int(value)} {unit}"
+        if n >= size * 0.995:
+            text = f"{n / size:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
     return f"{n} bytes"
 
 
