@@ -225,13 +225,17 @@ def job_boot(guest: EarlyGuest, name: str, early: bool, script: str) -> Boot:
     return Boot(run, _read_out(job, work / "out"))
 
 
-_STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?(.*)$")
+_STAMP = re.compile(r"\[\s*(\d+\.\d+)\]")
 
 
 def stamp(serial: str, needle: str) -> float | None:
-    """The kernel timestamp of the first console line containing ``needle``."""
+    """The kernel timestamp of the first console line containing ``needle`` (a line may
+    start with other output, e.g. initramfs-tools' "Begin: ..." before the kernel's)."""
     for line in serial.splitlines():
-        match = _STAMP.match(line.strip())
-        if match and needle in match.group(2):
-            return float(match.group(1))
+        at = line.find(needle)
+        if at < 0:
+            continue
+        stamps = [m for m in _STAMP.finditer(line) if m.end() <= at]
+        if stamps:
+            return float(stamps[-1].group(1))
     return None
