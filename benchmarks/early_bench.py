@@ -34,7 +34,7 @@ MiB = 2**20
 def _member_sizes(initrd: Path, workdir: Path) -> dict[str, int]:
     dest = workdir / "unpacked"
     shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir()
+    dest.mkdir(parents=True)
     data = subprocess.run(["zstd", "-dc", str(initrd)], capture_output=True, check=True).stdout
     subprocess.run(["cpio", "-id", "--quiet", "--no-absolute-filenames"], input=data, cwd=dest,
                    check=True, capture_output=True)  # fmt: skip
