@@ -15,7 +15,7 @@ from typing import Any
 from kdumpy.lab.cache import cache_root, locked
 
 ORACLE_SCRIPT = Path(__file__).with_name("drgn_oracle.py")
-ORACLE_VERSION = 2  # bump when drgn_oracle.py's output changes
+ORACLE_VERSION = 3  # bump when drgn_oracle.py's output changes
 
 
 def dbg_vmlinux(kernel: Any) -> Path:

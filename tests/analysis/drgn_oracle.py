@@ -21,7 +21,13 @@ from drgn.helpers.linux.mm import task_rss, totalram_pages
 from drgn.helpers.linux.module import for_each_module
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_dmesg
-from drgn.helpers.linux.sched import cpu_curr, task_state_to_char
+from drgn.helpers.linux.sched import (
+    cpu_curr,
+    cpu_rq,
+    rq_for_each_fair_task,
+    rq_for_each_rt_task,
+    task_state_to_char,
+)
 
 
 def frame_functions(prog: drgn.Program, trace: drgn.StackTrace) -> list[list]:
@@ -115,6 +121,14 @@ def main() -> int:
         "files": files,
         "cpu_curr": {str(cpu): int(cpu_curr(prog, cpu).pid) for cpu in range(2)},
         "totalram_pages": totalram_pages(prog),
+        "nr_free_pages": prog["vm_zone_stat"][prog["NR_FREE_PAGES"]].counter.value_(),
+        "runq": {
+            str(cpu): {
+                "fair": sorted(int(t.pid) for t in rq_for_each_fair_task(cpu_rq(prog, cpu))),
+                "rt": sorted(int(t.pid) for t in rq_for_each_rt_task(cpu_rq(prog, cpu))),
+            }
+            for cpu in range(2)
+        },
         "modules": [m.name.string_().decode() for m in for_each_module(prog)],
         "dmesg": get_dmesg(prog).decode("utf-8", "replace"),
         "init_task": scalar_members(prog["init_task"]),

@@ -121,3 +121,15 @@ def test_taint_flags_match_the_console(crash_dump, prog):
     # Taints can be added after the last header was printed (e.g. WARN sets W while
     # the kernel dies); the header's letters must all be there.
     assert expected <= set(taint_letters(prog))
+
+
+def test_runqueues_and_free_memory_match_drgn(crash_dump, prog):
+    from kdumpy.analysis.helpers.mm import global_zone_page_state
+    from kdumpy.analysis.helpers.runqueue import runqueue_tasks
+
+    oracle = drgn_answers(crash_dump[1])
+    for cpu, queued in oracle["runq"].items():
+        _rq, _curr, rt, cfs = runqueue_tasks(prog, int(cpu))
+        assert sorted(int(t.pid) for _, t in cfs) == queued["fair"]
+        assert sorted(int(t.pid) for _, t in rt) == queued["rt"]
+    assert global_zone_page_state(prog, "NR_FREE_PAGES") == oracle["nr_free_pages"]

@@ -38,22 +38,28 @@ class KernelMemory:
             try:
                 data = self.dump.read_virt(page, PAGE)
             except PageNotPresent:
-                raise FaultError(
-                    f"address {page:#x}: page not present in the dump (excluded or not RAM)", page
-                ) from None
-            except KdumpyError as exc:
-                raise FaultError(
-                    f"invalid kernel virtual address {page:#x} ({exc})", page
-                ) from None
+                raise FaultError(f"page {page:#x} is not in the dump", page) from None
+            except KdumpyError:
+                raise FaultError(f"page {page:#x} is not mapped", page) from None
             self._pages[page] = data
             if len(self._pages) > _MAX_PAGES:
                 self._pages.popitem(last=False)
         return data
 
     def read(self, address: int, size: int) -> bytes:
-        """``size`` bytes at a kernel virtual address."""
-        if address < 0 or address + size > 1 << 64:
-            raise FaultError(f"invalid address {address:#x}", address)
+        """``size`` bytes at a kernel virtual address; a one-line :class:`FaultError`
+        naming the address when it is unmapped or its page was left out of the dump."""
+        if address < 0 or size < 0 or address + size > 1 << 64:
+            raise FaultError(f"invalid kernel virtual address: {address:#x}", address)
+        try:
+            return self._read(address, size)
+        except FaultError as exc:
+            why = "not in the dump (excluded or not RAM)" if "dump" in str(exc) else "not mapped"
+            raise FaultError(
+                f"invalid kernel virtual address: {address:#x} ({why})", address
+            ) from None
+
+    def _read(self, address: int, size: int) -> bytes:
         page = address & ~(PAGE - 1)
         offset = address - page
         if offset + size <= PAGE:
@@ -73,12 +79,10 @@ class KernelMemory:
         """Big reads (BTF, kallsyms) bypass the cache."""
         try:
             return self.dump.read_virt(address, size)
-        except PageNotPresent as exc:
-            raise FaultError(f"address {address:#x}: {exc}", address) from None
-        except KdumpyError as exc:
-            raise FaultError(
-                f"invalid kernel virtual address {address:#x} ({exc})", address
-            ) from None
+        except PageNotPresent:
+            raise FaultError(f"{address:#x} is not in the dump", address) from None
+        except KdumpyError:
+            raise FaultError(f"{address:#x} is not mapped", address) from None
 
     def u8(self, address: int) -> int:
         return self.read(address, 1)[0]
@@ -120,13 +124,11 @@ class KernelMemory:
         """Physical memory (``rd -p``)."""
         try:
             return self.dump.read_phys(address, size)
-        except KdumpyError as exc:
-            raise FaultError(f"physical address {address:#x}: {exc}", address) from None
+        except KdumpyError:
+            raise FaultError(f"physical address {address:#x} is not in the dump", address) from None
 
     def vtop(self, address: int) -> int:
         try:
             return self.dump.translator.vtop(address)
-        except KdumpyError as exc:
-            raise FaultError(
-                f"invalid kernel virtual address {address:#x} ({exc})", address
-            ) from None
+        except KdumpyError:
+            raise FaultError(f"invalid kernel virtual address: {address:#x}", address) from None

@@ -26,6 +26,8 @@ def _struct(session: Session, kind: str, args: list[str]) -> str:
             return f"  [{prog.offsetof(t, members)}] {members}\n"
         return format_type(t, offsets)
     address = resolve_address(session, args[1])
+    if not prog.memory.is_valid(address, max(1, t.size)):
+        raise CommandError(f'invalid kernel virtual address: {address:x}  type: "{t.spelling()}"')
     obj = prog.object_at(t, address)
     if members:
         return "".join(f"  {m} = {format_value(obj.member_(m), 1)}\n" for m in members.split(","))

@@ -12,18 +12,22 @@ _MAX_NODES = 100_000
 
 
 def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
-    """Tasks queued on a CFS run queue, descending into group entities."""
+    """Tasks on a CFS run queue (the running one included, as drgn's
+    ``rq_for_each_fair_task``), descending into group entities."""
     se_type = prog.type("struct sched_entity")
     node_off = prog.offsetof(se_type, "run_node")
     se_off = prog.offsetof("struct task_struct", "se")
     out = []
     root = int(cfs_rq.tasks_timeline.rb_root.rb_node)
-    for node in _rb_nodes(prog, root):
-        se = prog.object_at(se_type, node - node_off)
+    # The running entity is taken out of the tree while it runs (cfs_rq->curr).
+    entities = [int(cfs_rq.curr)] if int(cfs_rq.curr) else []
+    entities += [node - node_off for node in _rb_nodes(prog, root)]
+    for address in dict.fromkeys(entities):
+        se = prog.object_at(se_type, address)
         if se.has_member_("my_q") and int(se.my_q) and depth < 8:
             out += cfs_tasks(prog, se.my_q.deref_(), depth + 1)
         else:
-            out.append(prog.pointer("struct task_struct", node - node_off - se_off))
+            out.append(prog.pointer("struct task_struct", address - se_off))
     return out
 
 
