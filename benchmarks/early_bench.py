@@ -41,12 +41,17 @@ def _member_sizes(initrd: Path, workdir: Path) -> dict[str, int]:
     return {str(p.relative_to(dest)): p.stat().st_size for p in dest.rglob("*") if p.is_file()}
 
 
-def _kexec_bytes(sizes: dict[str, int], original: dict[str, int]) -> int:
-    """kexec and the libraries it brought that the original initramfs did not have."""
-    new = {k: v for k, v in sizes.items() if k not in original}
-    return sum(
-        v for k, v in new.items() if not k.startswith("kdumpy-early/") and "init-top" not in k
-    )
+def _kexec_bytes(unpacked: Path, original: dict[str, int]) -> int:
+    """kexec and the shared libraries it needs (ldd) that the original initramfs lacked."""
+    kexec = next(p for p in (unpacked / "usr/sbin/kexec", unpacked / "sbin/kexec") if p.exists())
+    ldd = subprocess.run(["ldd", str(kexec)], capture_output=True, text=True).stdout
+    needed = {line.split()[0] for line in ldd.splitlines() if "=>" in line}
+    total = kexec.stat().st_size
+    for path in unpacked.rglob("*"):
+        rel = str(path.relative_to(unpacked))
+        if path.name in needed and rel not in original:
+            total += path.resolve().stat().st_size if path.is_symlink() else 0
+    return total
 
 
 def measure(kernel_name: str, root: Path) -> dict[str, object]:
@@ -70,7 +75,7 @@ def measure(kernel_name: str, root: Path) -> dict[str, object]:
         size_after=guest.initrd.stat().st_size,
         vmlinuz=sizes.get("kdumpy-early/vmlinuz", 0),
         capture_initrd=sizes.get("kdumpy-early/initrd.img", 0),
-        kexec=_kexec_bytes(sizes, original),
+        kexec=_kexec_bytes(work / "new" / "unpacked", original),
     )
     return row
 
