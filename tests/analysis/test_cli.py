@@ -77,3 +77,31 @@ def test_bad_commands_and_addresses_are_one_line_errors(lab_dump_61):
     assert lines[1] == "rd: invalid kernel virtual address: 0x0 (not mapped)"
     assert lines[2] == "struct: no type named 'struct nosuch' in the dump's BTF"
     assert len(lines) == 3
+
+
+@pytest.mark.vm
+def test_interactive_prompt_runs_commands_keeps_history_and_completes(
+    lab_dump_61, tmp_path, monkeypatch, capsys
+):
+    """The prompt_toolkit loop itself, fed through a pipe instead of a terminal."""
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from kdumpy.analysis import Program
+    from kdumpy.analysis.commands import Session, load_commands, run_line
+    from kdumpy.cli import crash as crash_cli
+
+    monkeypatch.setattr(crash_cli, "HISTORY", tmp_path / "history")
+    with Program.open(lab_dump_61.vmcore) as prog, create_pipe_input() as pipe:
+        session = Session(prog)
+        pipe.send_text("bt\rnosuch\rq\r")
+        assert crash_cli._interactive(session, run_line, input=pipe, output=DummyOutput()) == 0
+        completer = crash_cli._completer(session, load_commands())
+        words = [c.text for c in completer.get_completions(Document("str"), None)]
+        symbols = [c.text for c in completer.get_completions(Document("sym init_ta"), None)]
+    out = capsys.readouterr().out
+    assert "sysrq_handle_crash" in out and "crash: command not found: nosuch" in out
+    assert "bt" in (tmp_path / "history").read_text()
+    assert words == ["struct"]
+    assert "init_task" in symbols

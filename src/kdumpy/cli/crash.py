@@ -90,7 +90,8 @@ def _show(text: str) -> None:
         sys.stdout.write(text)
 
 
-def _interactive(session: Any, run_line: Any) -> int:
+def _interactive(session: Any, run_line: Any, **io: Any) -> int:
+    """The ``crash>`` loop; ``io`` passes prompt_toolkit ``input``/``output`` (tests)."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
@@ -98,7 +99,7 @@ def _interactive(session: Any, run_line: Any) -> int:
 
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
     prompt: PromptSession[str] = PromptSession(
-        history=FileHistory(str(HISTORY)), completer=_completer(session, load_commands())
+        history=FileHistory(str(HISTORY)), completer=_completer(session, load_commands()), **io
     )
     while True:
         try:
