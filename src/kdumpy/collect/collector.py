@@ -22,7 +22,13 @@ from typing import BinaryIO
 import numpy as np
 
 from kdumpy.collect.bitmap import PageSelector
-from kdumpy.collect.compress import COMPRESSIONS, FLAG_OF, OrderedPool, compress_pages
+from kdumpy.collect.compress import (
+    COMPRESSIONS,
+    FLAG_OF,
+    OrderedPool,
+    PageBatch,
+    compress_pages,
+)
 from kdumpy.collect.output import DiskFullError, FileSink
 from kdumpy.collect.source import DumpSource, open_source
 from kdumpy.collect.stats import Summary
@@ -186,10 +192,7 @@ def _write_kdump(
         pool.close()
 
 
-def _add(writer: KdumpWriter, batch: object, summary: Summary) -> None:
-    from kdumpy.collect.compress import PageBatch
-
-    assert isinstance(batch, PageBatch)
+def _add(writer: KdumpWriter, batch: PageBatch, summary: Summary) -> None:
     writer.add_pages(batch.sizes, batch.flags, batch.zero, batch.data)
     summary.zero_pages += int(np.count_nonzero(batch.zero))
     summary.written_pages += int(batch.sizes.shape[0])
@@ -230,7 +233,8 @@ def collect(
 ) -> Summary:
     """Filter and write one dump file (kdump-compressed, flattened with ``flat``, or ELF)."""
     if options.compression not in COMPRESSIONS:
-        raise KdumpyError(f"unknown compression {options.compression!r}")
+        choices = ", ".join(COMPRESSIONS)
+        raise KdumpyError(f"unknown compression {options.compression!r} (choose from {choices})")
     if options.elf and options.compression != "none":
         raise KdumpyError("-E (ELF output) cannot be combined with compression")
     start_time = time.monotonic()
