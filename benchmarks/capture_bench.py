@@ -48,8 +48,14 @@ class Trial:
 
 
 def trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) -> Trial:
-    """One cycle at reservation *size*; success is a vmcore on the target disk."""
+    """One cycle at reservation *size*; success is a vmcore on the target disk.
+
+    A first kernel that never reaches the job (a boot flake of the loaded host, nothing
+    to do with the reservation) is retried once.
+    """
     result = _trial(kernel, memory, size, workdir, overlay)
+    if result.note == "first kernel did not boot":
+        result = _trial(kernel, memory, size, workdir, overlay)
     state = "ok" if result.ok else f"FAILED ({result.note})"
     took = f", panic to saved {result.panic_to_saved:.0f} s" if result.panic_to_saved else ""
     print(f"{kernel} {memory} crashkernel={size}: {state}{took}; logs in {workdir}/run-{size}",
@@ -68,6 +74,8 @@ def _trial(kernel: str, memory: str, size: str, workdir: Path, overlay: Path) ->
     size_file = result.out / "initramfs_size"
     initramfs = int(size_file.read_text()) if size_file.exists() else None
     marks = result.run.markers
+    if "KDUMPY-JOB-BEGIN" not in marks:
+        return Trial(False, None, None, "first kernel did not boot")
     saved = "kdump: saved vmcore to" in marks
     crash = read_back(target.path, "/var/crash", workdir / f"got-{size}")
     vmcores = list(crash.rglob("vmcore")) if crash.exists() else []
