@@ -8,11 +8,17 @@ vmemmap) is read through drgn 0.3.0 (its bundled libkdumpfile).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 @dataclass
@@ -149,3 +155,27 @@ def kdump_page(path: Path, pfn: int) -> bytes | None:
     if flags & 0x2:
         return lzo.decompress(data, False, block_size)
     return data
+
+
+def run_kdumpy(*args: str, stdin=None, stdout=None) -> subprocess.CompletedProcess:  # noqa: ANN001
+    """``python -m kdumpy collect ARGS`` as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "kdumpy", "collect", "--message-level", "4", *args],
+        stdin=stdin,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def small_fs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` for the duration of the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)

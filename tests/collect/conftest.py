@@ -9,22 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-
-def run_kdumpy(*args: str, stdin=None, stdout=None) -> subprocess.CompletedProcess:  # noqa: ANN001
-    """``python -m kdumpy collect ARGS`` as a user would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "kdumpy", "collect", "--message-level", "4", *args],
-        stdin=stdin,
-        stdout=stdout if stdout is not None else subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
+from collect_oracle import run_kdumpy
 
 
 def _derived(vmcore: Path) -> Path:

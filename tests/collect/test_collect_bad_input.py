@@ -8,17 +8,14 @@ as ``-d 1,31`` moves on to the next dump level instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from collect_oracle import drgn_program, kdump_page, read_kdump
-from conftest import run_kdumpy
+from collect_oracle import drgn_program, kdump_page, read_kdump, run_kdumpy, small_fs
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
@@ -30,19 +27,6 @@ def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
-
-
-@contextlib.contextmanager
-def small_fs(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``where`` for the duration of the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
 
 
 @pytest.mark.vm

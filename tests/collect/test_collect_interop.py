@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from collect_oracle import compare_pages, drgn_program, read_kdump
-from conftest import run_kdumpy
+from collect_oracle import compare_pages, drgn_program, read_kdump, run_kdumpy
 
 pytestmark = pytest.mark.vm  # real lab dumps (made in QEMU on first use)
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_kdumpy
+from collect_oracle import run_kdumpy, small_fs
 
 pytestmark = pytest.mark.vm  # real lab dumps (made in QEMU on first use)
 
@@ -75,8 +75,6 @@ def test_report_counts_pages_by_class(lab_dump_61, tmp_path):
 
 
 def test_elf_full_disk_sets_e_flags(lab_dump_61, tmp_path):
-    from test_bad_input import small_fs
-
     with small_fs(tmp_path / "fs", "8m") as fs:
         dst = fs / "vmcore"
         proc = run_kdumpy("-E", "-d", "31", str(lab_dump_61.vmcore), str(dst))
