@@ -30,13 +30,14 @@ TYPE_UNDEFINED, TYPE_END_OF_STACK, TYPE_CALL, TYPE_REGS, TYPE_REGS_PARTIAL = ran
 # sha1 of orc_types.h that Linux >= 6.4 stores in .orc_header (see scripts/orc_hash.sh).
 _ORC_HASH_6_4 = bytes.fromhex("fe5d32bf581bd63b2ca9a5c65ba5a625eab3fe24")
 _ORC_HASH_6_3 = bytes.fromhex("db84aed4103b31dd51e017f8f79783ca985c2c51")
-# Linux 7.x renumbered the base registers (observed in Debian's 7.2 kernel, whose
-# .orc_header hash is below): the common entries moved from SP=5/PREV_SP=1 to
-# SP=3/PREV_SP=8.  Only the registers C code and the syscall path use were
-# identified from the tables themselves; others map to UNDEFINED (the unwinder then
-# falls back to the stack scan).
+# Linux 7.x renumbered some base registers (seen in Debian's 7.2 kernel, whose
+# .orc_header hash is below).  The map was worked out by comparing where each number
+# is used in the 6.12 and 7.2 tables: C code moved from SP=5/PREV_SP=1 to SP=3/
+# PREV_SP=8; asm_exc_nmi still uses DX=2, the FRED stack switch SP_INDIRECT=9,
+# realigned-stack functions R10=6 and R13=7; BP_INDIRECT moved from 8 to 10.
+# Numbers not seen (old DI) map to UNDEFINED, and the unwinder then scans the stack.
 _ORC_HASH_7 = bytes.fromhex("137c36ad7627c4dd55932176bb0ecdbd5041fc82")
-_REGS_V4 = {0: 0, 3: 5, 4: 4, 8: 1, 10: 8}
+_REGS_V4 = {0: 0, 2: 2, 3: 5, 4: 4, 6: 6, 7: 7, 8: 1, 9: 9, 10: 8}
 _ENTRY = np.dtype([("sp_offset", "<i2"), ("bp_offset", "<i2"), ("flags", "<u2")])
 
 
