@@ -139,7 +139,7 @@ def _job_disk(workdir: Path, script: str, files: dict[str, str], with_kdumpy: bo
 
 
 def _boot(guest_kernel: LabKernel, initrd: Path, append: str, disks: list[Disk], log: Path,
-          timeout: float = 900) -> GuestRun:  # fmt: skip
+          timeout: float = 1200) -> GuestRun:  # fmt: skip
     markers = ("Run /init", "early-kdump is", "kexec: loaded early-kdump kernel",
                "Kernel panic", "kdump: saved vmcore to", "KDUMPY-JOB-END")  # fmt: skip
     return run_guest(
@@ -163,7 +163,7 @@ def setup(workdir: Path, kernel: LabKernel) -> EarlyGuest:
     files = {"kdump.conf": KDUMP_CONF, "panic.sh": PANIC_SCRIPT, "dropin.conf": SERVICE_DROPIN}
     job = _job_disk(workdir, SETUP_JOB, files, with_kdumpy=True)
     run = _boot(kernel, original, _cmdline(""), [Disk(root, "qcow2"), Disk(job), target],
-                workdir / "setup.serial.log", timeout=1800)  # fmt: skip
+                workdir / "setup.serial.log", timeout=3000)  # fmt: skip
     out = _read_out(job, workdir / "setup-out")
     if not (out / "initrd.img").exists():
         raise AssertionError(
@@ -220,8 +220,9 @@ def job_boot(guest: EarlyGuest, name: str, early: bool, script: str) -> Boot:
     job = _job_disk(work, script, {}, with_kdumpy=False)
     target = blank_ext4(work / "target.img", TARGET_LABEL, "1G")
     append = _cmdline("rd.earlykdump" if early else "")
+    # Generous: a job may build initramfs images under TCG on a busy host.
     run = _boot(guest.kernel, guest.initrd, append, [Disk(snapshot, "qcow2"), Disk(job), target],
-                work / "serial.log")  # fmt: skip
+                work / "serial.log", timeout=3000)  # fmt: skip
     return Boot(run, _read_out(job, work / "out"))
 
 

@@ -8,6 +8,8 @@ listing of the initramfs the guest made, debugfs reading the target disk, makedu
 reading the saved dump's kernel log, and the guest's journal.
 
 Kernels: ``KDUMPY_EARLY_KERNELS`` (default "6.1").  Each boot is a QEMU TCG run.
+``KDUMPY_EARLY_REUSE=DIR`` reuses the set-up guest in ``DIR/<kernel>`` (from an earlier run
+or benchmarks/early_bench.py --workdir DIR) instead of the set-up boot.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 def early_guest(request, tmp_path_factory) -> g.EarlyGuest:
     from kdumpy.lab.kernels import get_kernel
 
+    kernel = get_kernel(request.param)
+    reuse = os.environ.get("KDUMPY_EARLY_REUSE")  # a directory a previous run set up
+    if reuse:
+        found = g.load(Path(reuse) / request.param, kernel)
+        if found is not None:
+            return found
     workdir = tmp_path_factory.mktemp(f"early-{request.param}")
-    return g.setup(workdir, get_kernel(request.param))
+    return g.setup(workdir, kernel)
 
 
 def _cpio_members(initrd: Path, workdir: Path) -> dict[str, Path]:
