@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,8 @@ class LabKernel:
         with locked(f"dbg-{self.release}"):
             if out.exists():
                 return out
+            if out.is_symlink():  # left dangling by an older lab that kept the link
+                out.unlink()
             apt = AptSuite(self.suite)
             with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
                 deb = None
@@ -177,12 +180,36 @@ class LabKernel:
                         apt.update()
                 if deb is None:
                     raise KdumpyError(f"no -dbg package found for {self.release}")
-                member = f"./usr/lib/debug/boot/vmlinux-{self.release}"
-                pipe = f"dpkg --fsys-tarfile {deb} | tar -x -C {tmp} {member}"
-                subprocess.run(["sh", "-c", pipe], check=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                Path(tmp, member).rename(out)
+                _extract_vmlinux(deb, self.release, out)
         return out
+
+
+def _extract_vmlinux(deb: Path, release: str, out: Path) -> None:
+    """Stream the -dbg package and keep its vmlinux (a regular file, not a link to it).
+
+    bookworm ships /usr/lib/debug/boot/vmlinux-REL; newer suites make that a symlink to
+    /usr/lib/debug/lib/modules/REL/vmlinux, so the member is chosen by being a file.
+    """
+    names = (f"/boot/vmlinux-{release}", f"/modules/{release}/vmlinux")
+    proc = subprocess.Popen(["dpkg", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    found = False
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(names):
+                src = tar.extractfile(member)
+                assert src is not None
+                partial = out.with_suffix(".partial")
+                with open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                partial.rename(out)
+                found = True
+                break
+    proc.stdout.close()
+    proc.wait()
+    if not found:
+        raise KdumpyError(f"{deb.name} holds no vmlinux for {release}")
 
 
 def _meta_path(series: str) -> Path:
