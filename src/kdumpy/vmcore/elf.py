@@ -126,11 +126,9 @@ class ElfDump(Dump):
         self._extent_starts = [e.start for e in self.extents]
         self._extent_ends = [e.end for e in self.extents]
         self._extent_offsets = [e.offset for e in self.extents]
-        ram = self.ram_ranges()
-        self.max_pfn = ram[-1][1] if ram else 0
-        if self.extents:
-            last = (self.extents[-1].end + self.page_size - 1) >> self._shift
-            self.max_pfn = max(self.max_pfn, last)
+        # makedumpfile's max_mapnr: the highest PT_LOAD end, rounded up to a page.
+        end = max((s.paddr + s.memsz for s in self.loads), default=0)
+        self.max_pfn = (end + self.page_size - 1) >> self._shift
 
     def _guess_page_size(self) -> int:
         if self.has_vmcoreinfo:
