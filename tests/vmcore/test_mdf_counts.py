@@ -41,8 +41,9 @@ def _run_with_report(vmcore: Path, level: int) -> tuple[Path, dict[str, int]]:
     if not (out.exists() and report.exists()):
         tmp = out.with_name(out.name + ".tmp")
         tmp.unlink(missing_ok=True)
+        args = ["-l", "-d", str(level), "--message-level", "31", str(vmcore), str(tmp)]
         proc = subprocess.run(
-            ["makedumpfile", "-l", "-d", str(level), "--message-level", "31", str(vmcore), str(tmp)],
+            ["makedumpfile", *args],
             capture_output=True,
             text=True,
         )
