@@ -36,7 +36,7 @@ from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.flat_writer import FlatSink
 from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
 
-PAGE_BATCH = 1024  # pages read and compressed per job (4 MiB of page data)
+PAGE_BATCH = 1024  # pages read and compressed per job (4 MiB), divided among threads
 MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 DEFAULT_CYCLIC_KIB = 16 * 1024  # packed 2nd bitmap kept between passes: 512 GiB of RAM
 
@@ -168,13 +168,15 @@ def _write_kdump(
     for start, end in bm.cycles():
         writer.write_bitmap(1, start, bm.selector.bitmap1(start, end))
     pool = OrderedPool(options.num_threads)
+    # threads + 1 batches are in flight: keep their total near one PAGE_BATCH.
+    step = max(128, PAGE_BATCH // max(1, options.num_threads))
     done_pfns = 0
     try:
         for index, (start, end) in enumerate(bm.cycles()):
             bits = bm.bits(index, start, end)
             writer.write_bitmap(2, start, bits)
-            for b in range(max(start, lo), min(end, hi), PAGE_BATCH):
-                n = min(PAGE_BATCH, min(end, hi) - b)
+            for b in range(max(start, lo), min(end, hi), step):
+                n = min(step, min(end, hi) - b)
                 sel = np.flatnonzero(bits[b - start : b - start + n])
                 done_pfns += n
                 if sel.size == 0:

@@ -131,7 +131,7 @@ class OrderedPool:
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._queue: deque[Future[Any]] = deque()
-        self._limit = max(2, 2 * threads)
+        self._limit = threads + 1  # batches in flight: bounds memory, keeps workers busy
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Iterator[Any]:
         """Queue a job; yields results that are ready and must be consumed now (in order)."""
