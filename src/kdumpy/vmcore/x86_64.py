@@ -163,6 +163,8 @@ class X86_64Translator:
 
     def read_virt(self, vaddr: int, size: int) -> bytes:
         """``size`` bytes at ``vaddr``, crossing page boundaries as needed."""
+        if (vaddr & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:  # the common case: one page
+            return self.dump.read_phys(self.vtop(vaddr), size)
         out = bytearray()
         while size > 0:
             chunk = min(size, PAGE_SIZE - (vaddr & (PAGE_SIZE - 1)))
