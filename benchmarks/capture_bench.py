@@ -156,7 +156,7 @@ def main() -> int:
                 f"{min(times):.0f} s" if times else "-",
                 " ".join(f"{s}:{'ok' if t.ok else t.note or 'fail'}" for s, t in trials),
             )
-    Console().print(table)
+    Console(width=200).print(table)
     return 0
 
 
