@@ -123,9 +123,12 @@ def test_boot_crash_is_lost_without_early_kdump(early_guest, tmp_path):
 def test_status_start_and_rebuild_after_an_early_boot(early_guest):
     boot = g.job_boot(early_guest, "check-early", early=True, script=g.CHECK_JOB)
     serial = boot.serial
-    init, loaded = _order(serial, "Run /init", "kexec: loaded early-kdump kernel")
+    init, loaded, systemd = _order(serial, "Run /init", "kexec: loaded early-kdump kernel",
+                                   "systemd[1]: ")  # fmt: skip
     print(f"early load {loaded - init:.2f} s after Run /init ({loaded:.2f} s after kernel start)")
-    assert loaded - init < 5
+    # Loaded inside the initramfs, before the real root's systemd started (how fast is
+    # measured in benchmarks/early_bench.py, not asserted here).
+    assert init < loaded < systemd
     status = boot.text("status.txt")
     assert boot.text("status.rc").strip() == "0", status
     assert "Boot-time crashes are covered: early kdump loaded the capture kernel" in status
