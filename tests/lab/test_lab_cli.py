@@ -118,3 +118,22 @@ def test_module_crash_needs_a_matching_compiler(tmp_path):
     )
     assert "needs gcc-" in err and "which this host lacks" in err
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.vm
+def test_demo_shows_the_whole_cycle(tmp_path):
+    """README's first command ends in `kdumpy lab demo`: it must show every stage that landed."""
+    proc = kdumpy("lab", "demo", "-o", str(tmp_path / "demo" / "vmcore"), env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for row in (
+        "sysrq triggered crash",
+        "panic to vmcore saved",
+        "VMCOREINFO",
+        "kdumpy collect -d 31",
+        "kernel log from the dump",
+        "kdumpy report",
+        "sysrq_handle_crash",
+    ):
+        assert row in out, f"{row!r} missing from the demo:\n{out}"
+    assert (tmp_path / "demo" / "vmcore").stat().st_mode & 0o777 == 0o600

@@ -34,7 +34,7 @@ def collect_step(dump: LabDump) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "vmcore.kdump")
         start = time.monotonic()
-        collect(dump.vmcore, out, CollectOptions(dump_level=31, compression="zstd"))
+        collect(dump.vmcore, out, CollectOptions(dump_levels=[31], compression="zstd"))
         took = time.monotonic() - start
         size = out.stat().st_size
     return (
@@ -55,8 +55,25 @@ def dmesg_step(dump: LabDump) -> str | None:
     return f"{len(lines)} lines; {panic.strip()}"
 
 
+def analysis_step(dump: LabDump) -> str | None:
+    try:
+        from kdumpy.analysis import Program
+        from kdumpy.analysis.report import build_report
+    except ImportError:
+        return None
+    with Program.open(dump.vmcore) as prog:
+        report = build_report(prog)
+    task = report["crashing_task"] or {}
+    frames = " <- ".join(f["function"] for f in task.get("backtrace", [])[:5])
+    return (
+        f"{report['panic']['kind']} in {task.get('comm')} (pid {task.get('pid')}): {frames}"
+        " [from the dump alone: kallsyms, BTF, ORC]"
+    )
+
+
 STEPS: list[tuple[str, Step]] = [
     ("VMCOREINFO", vmcoreinfo_step),
     ("filtered dump", collect_step),
     ("kernel log from the dump", dmesg_step),
+    ("kdumpy report", analysis_step),
 ]
