@@ -70,6 +70,7 @@ MASKED = (
     "serial-getty@ttyS0.service", "getty@tty1.service", "apt-daily.timer",
     "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
     "dpkg-db-backup.timer", "systemd-timesyncd.service", "man-db.timer",
+    "systemd-logind.service",
 )  # fmt: skip
 
 FILES = {
