@@ -29,14 +29,20 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def four_level_vmcore() -> Path:
-    from kdumpy.lab.cache import cache_root
+    from kdumpy.lab.cache import cache_root, locked
     from kdumpy.lab.dumps import capture_vmcore
 
     d = cache_root() / "derived" / "4level"
     d.mkdir(parents=True, exist_ok=True)
     out = d / "6.1-1G-256M-sysrq-nola57.vmcore"
-    if out.exists():
-        return out
+    with locked("dump-6.1-nola57"):  # one capture even with concurrent test runs
+        if not out.exists():
+            _capture_without_la57(d, out, capture_vmcore)
+    return out
+
+
+def _capture_without_la57(d: Path, out: Path, capture_vmcore) -> None:  # noqa: ANN001
+    """The lab's capture cycle with QEMU's CPU model overridden (no LA57)."""
     wrapper = d / "qemu-nola57"
     wrapper.write_text('#!/bin/sh\nexec qemu-system-x86_64 "$@" -cpu max,la57=off\n')
     wrapper.chmod(0o755)
@@ -49,7 +55,6 @@ def four_level_vmcore() -> Path:
             del os.environ["KDUMPY_QEMU"]
         else:
             os.environ["KDUMPY_QEMU"] = old
-    return out
 
 
 def test_kernel_runs_four_levels(four_level_vmcore: Path) -> None:
