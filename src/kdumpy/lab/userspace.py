@@ -138,9 +138,17 @@ class BusyboxWorkload:
         self.crash_module = crash_module
 
     def fingerprint(self) -> str:
-        # The capture initrd's name carries its own content hash.
-        return (
-            self.name + self.script() + (DATA / "workload.c").read_text() + str(self.capture_initrd)
+        # The capture initrd's name carries its own content hash; the test module's bytes
+        # must count too, or a cached initrd without it would be reused.
+        module = self.crash_module.read_bytes() if self.crash_module else b""
+        return "\0".join(
+            (
+                self.name,
+                self.script(),
+                (DATA / "workload.c").read_text(),
+                str(self.capture_initrd),
+                hashlib.sha256(module).hexdigest(),
+            )
         )
 
     def script(self) -> str:
