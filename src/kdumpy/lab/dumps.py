@@ -200,6 +200,9 @@ def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:
         why = f": {panic.group(1).strip()}" if panic else ""
         return f"the first kernel failed to boot{why} (serial log: {serial_log})"
     if not crash_message(text):
+        nocrash = re.search(re.escape(MARK) + r" (no crash .*)", text)
+        if nocrash:
+            return f"the guest did not crash: {nocrash.group(1)} (serial log: {serial_log})"
         return f"the guest never crashed (serial log: {serial_log})"
     if f"{MARK} capture kernel up" not in text:
         return f"the capture kernel never started (serial log: {serial_log})"

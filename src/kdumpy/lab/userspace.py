@@ -198,6 +198,12 @@ case "$crash" in
     none) ;;
     *) log "unknown crash method $crash" ;;
 esac
+# A crash that did not happen must not leave the host waiting for its whole timeout.
+if [ "$crash" != none ]; then
+    sleep 120
+    log "no crash 120 s after crashing by $crash"
+    poweroff -f
+fi
 sleep 1000000
 """
         )
