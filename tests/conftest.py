@@ -29,10 +29,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return AREA_ORDER.index(name) if name in AREA_ORDER else len(AREA_ORDER)
 
     items.sort(key=area)  # stable: pytest's own fixture-driven order holds within an area
-    for item in items:
-        # Anything that needs a lab dump may boot QEMU to make it: that is a VM test.
-        if "lab_dump_61" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.vm)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Anything that needs a lab dump may boot QEMU to make it: that is a VM test.
+    if "lab_dump_61" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.vm)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
