@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from typing import TextIO
+
+from kdumpy.kmsg import read_kmsg
 
 
 class CaptureLog:
@@ -47,25 +48,10 @@ def kernel_messages(kmsg: str = "/dev/kmsg") -> str:
     Read directly rather than with ``dmesg`` so no tool is needed in the initramfs.
     Each record is ``prio,seq,usec,flags;text``; continuation lines are dropped.
     """
-    try:
-        fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return ""
     lines = []
-    try:
-        while True:
-            try:
-                record = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except OSError:  # EPIPE: a record was overwritten while reading; go on
-                continue
-            if not record:
-                break
-            head, _, text = record.decode(errors="replace").partition(";")
-            fields = head.split(",")
-            usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
-            lines.append(f"[{usec / 1e6:12.6f}] {text.splitlines()[0] if text else ''}")
-    finally:
-        os.close(fd)
+    for record in read_kmsg(kmsg):
+        head, _, text = record.partition(";")
+        fields = head.split(",")
+        usec = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+        lines.append(f"[{usec / 1e6:12.6f}] {text.splitlines()[0] if text else ''}")
     return "\n".join(lines) + ("\n" if lines else "")

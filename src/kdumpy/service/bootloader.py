@@ -19,7 +19,6 @@ from kdumpy.errors import KdumpyError
 
 GRUB_DEFAULT = Path("/etc/default/grub")
 _LINE = re.compile(r'^(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(["\']?)(.*)\2\s*$')
-_CRASHKERNEL = re.compile(r"(^|\s)crashkernel=\S*")
 
 
 @dataclass(frozen=True)
@@ -33,28 +32,30 @@ class Change:
     new_text: str = ""
 
 
-def strip_crashkernel(value: str) -> str:
-    return " ".join(_CRASHKERNEL.sub(" ", value).split())
-
-
-def edit_grub_default(text: str, value: str) -> str:
-    """/etc/default/grub with every crashkernel= removed and ``crashkernel=value`` added
-    to GRUB_CMDLINE_LINUX (the line used for normal and recovery entries alike)."""
+def edit_grub_param(text: str, name: str, param: str | None) -> str:
+    """/etc/default/grub with every *name* / *name*=... parameter removed from both command
+    lines and, when *param* is given, *param* added to GRUB_CMDLINE_LINUX (the line normal
+    and recovery entries share)."""
     lines = text.splitlines()
     found = False
     for i, line in enumerate(lines):
         match = _LINE.match(line)
         if not match:
             continue
-        name, quote, current = match.groups()
-        params = strip_crashkernel(current)
-        if name == "GRUB_CMDLINE_LINUX":
-            params = f"{params} crashkernel={value}".strip()
+        var, quote, current = match.groups()
+        params = " ".join(p for p in current.split() if p.partition("=")[0] != name)
+        if param is not None and var == "GRUB_CMDLINE_LINUX":
+            params = f"{params} {param}".strip()
             found = True
-        lines[i] = f'{name}="{params}"' if quote != "'" else f"{name}='{params}'"
-    if not found:
-        lines.append(f'GRUB_CMDLINE_LINUX="crashkernel={value}"')
+        lines[i] = f"{var}='{params}'" if quote == "'" else f'{var}="{params}"'
+    if param is not None and not found:
+        lines.append(f'GRUB_CMDLINE_LINUX="{param}"')
     return "\n".join(lines) + "\n"
+
+
+def edit_grub_default(text: str, value: str) -> str:
+    """/etc/default/grub with every crashkernel= replaced by ``crashkernel=value``."""
+    return edit_grub_param(text, "crashkernel", f"crashkernel={value}")
 
 
 def plan(value: str, grub_default: Path = GRUB_DEFAULT) -> Change:

@@ -23,7 +23,6 @@ from kdumpy.service.sysconfig import Sysconfig
 
 ARG = "rd.earlykdump"
 _TRUE = ("", "1", "yes", "on", "true")
-_LINE = re.compile(r'^(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(["\']?)(.*)\2\s*$')
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -37,31 +36,9 @@ def requested(cmdline: str) -> bool:
     return wanted
 
 
-def _without_arg(params: str) -> str:
-    return " ".join(p for p in params.split() if p.partition("=")[0] != ARG)
-
-
 def edit_grub_default(text: str, enable: bool) -> str:
-    """/etc/default/grub with ``rd.earlykdump`` added to (or removed from) the command line.
-
-    Removal cleans both GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT; the addition
-    goes to GRUB_CMDLINE_LINUX, used by normal and recovery entries alike.
-    """
-    lines = text.splitlines()
-    found = False
-    for i, line in enumerate(lines):
-        match = _LINE.match(line)
-        if not match:
-            continue
-        name, quote, current = match.groups()
-        params = _without_arg(current)
-        if enable and name == "GRUB_CMDLINE_LINUX":
-            params = f"{params} {ARG}".strip()
-            found = True
-        lines[i] = f"{name}='{params}'" if quote == "'" else f'{name}="{params}"'
-    if enable and not found:
-        lines.append(f'GRUB_CMDLINE_LINUX="{ARG}"')
-    return "\n".join(lines) + "\n"
+    """/etc/default/grub with ``rd.earlykdump`` added to (or removed from) the command line."""
+    return bootloader.edit_grub_param(text, ARG, ARG if enable else None)
 
 
 def plan_bootloader(

@@ -9,13 +9,13 @@ any of them changes, the copy riding in the system initramfs is stale.  The kern
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdumpy.kmsg import read_kmsg
 from kdumpy.service.manifest import file_hash
 
 ENABLED = "early-kdump is enabled."
@@ -107,26 +107,11 @@ def parse_kmsg_record(record: str) -> LogLine | None:
 
 def kmsg_lines(device: Path = Path("/dev/kmsg")) -> list[LogLine]:
     """The kernel log of this boot still in the ring buffer ([] when unreadable)."""
-    try:
-        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return []
     lines = []
-    try:
-        while True:
-            try:
-                record = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except OSError:  # EPIPE: a record was overwritten while reading; go on
-                continue
-            if not record:
-                break
-            line = parse_kmsg_record(record.decode(errors="replace"))
-            if line:
-                lines.append(line)
-    finally:
-        os.close(fd)
+    for record in read_kmsg(device):
+        line = parse_kmsg_record(record)
+        if line:
+            lines.append(line)
     return lines
 
 
