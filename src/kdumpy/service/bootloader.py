@@ -73,19 +73,22 @@ def plan(value: str, grub_default: Path = GRUB_DEFAULT) -> Change:
             f"{grub_default}: not found and grubby is not installed; add crashkernel={value} "
             "to the kernel command line by hand"
         )
+    return grub_default_change(grub_default, edit_grub_default(grub_default.read_text(), value))
+
+
+def grub_default_change(grub_default: Path, new: str) -> Change:
+    """Replace *grub_default* by *new*, shown as a diff, then regenerate grub.cfg."""
     old = grub_default.read_text()
-    new = edit_grub_default(old, value)
     diff = "".join(
         difflib.unified_diff(
             old.splitlines(keepends=True),
             new.splitlines(keepends=True),
             str(grub_default),
-            str(grub_default) + " (new)",
+            f"{grub_default} (new)",
         )
     )
-    return Change(
-        "grub-default", diff or "(no change)", (_grub_update_command(),), grub_default, new
-    )
+    commands = (_grub_update_command(),) if diff else ()
+    return Change("grub-default", diff or "(no change)", commands, grub_default, new)
 
 
 def _grub_update_command() -> tuple[str, ...]:

@@ -10,7 +10,6 @@ naming the parameters to drop, and the parameters to append.
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 import shutil
@@ -55,18 +54,8 @@ def plan_bootloader(
             f"{grub_default}: not found and grubby is not installed; "
             f"{'add' if enable else 'remove'} {ARG} on the kernel command line by hand"
         )
-    old = grub_default.read_text()
-    new = edit_grub_default(old, enable)
-    diff = "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            str(grub_default),
-            f"{grub_default} (new)",
-        )
-    )
-    commands = (bootloader._grub_update_command(),) if diff else ()
-    return bootloader.Change("grub-default", diff or "(no change)", commands, grub_default, new)
+    new = edit_grub_default(grub_default.read_text(), enable)
+    return bootloader.grub_default_change(grub_default, new)
 
 
 def _pattern(key: str, where: str) -> str:
