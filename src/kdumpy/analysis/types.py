@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class Type:
@@ -56,13 +57,11 @@ class PointerType(Type):
     def __init__(self, target: Callable[[], Type], size: int = 8) -> None:
         super().__init__("", size)
         self._target = target
-        self._resolved: Type | None = None
 
-    @property
+    @cached_property
     def target(self) -> Type:
-        if self._resolved is None:
-            self._resolved = self._target()
-        return self._resolved
+        # Resolved on first use: BTF types refer to each other in cycles.
+        return self._target()
 
     def spelling(self) -> str:
         target = self.target
@@ -77,14 +76,12 @@ class ArrayType(Type):
     def __init__(self, element: Callable[[], Type], length: int) -> None:
         super().__init__("", 0)
         self._element = element
-        self._resolved: Type | None = None
         self.length = length
 
-    @property
+    @cached_property
     def element(self) -> Type:
-        if self._resolved is None:
-            self._resolved = self._element()
-        return self._resolved
+        # Resolved on first use: BTF types refer to each other in cycles.
+        return self._element()
 
     @property
     def size(self) -> int:
@@ -185,13 +182,11 @@ class TypedefType(Type):
     def __init__(self, name: str, target: Callable[[], Type]) -> None:
         super().__init__(name, 0)
         self._target = target
-        self._resolved: Type | None = None
 
-    @property
+    @cached_property
     def target(self) -> Type:
-        if self._resolved is None:
-            self._resolved = self._target()
-        return self._resolved
+        # Resolved on first use: BTF types refer to each other in cycles.
+        return self._target()
 
     @property
     def size(self) -> int:
