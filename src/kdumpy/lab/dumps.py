@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdumpy.errors import KdumpyError
+from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.kernels import LabKernel, get_kernel, normalize_series
 from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
@@ -29,6 +28,8 @@ from kdumpy.lab.userspace import (
     DdCapture,
     build_initrd,
 )
+from kdumpy.vmcore.elf import parse_elf_header
+from kdumpy.vmcore.source import FileSource
 
 PANIC_RE = re.compile(r"Kernel panic - not syncing: (.*)")
 # An oops with panic_on_oops goes straight to the capture kernel without a "Kernel panic"
@@ -70,19 +71,14 @@ class LabDump:
 
 def elf_file_size(path: Path) -> int:
     """Length of the ELF core at the start of *path*: the end of its last segment."""
-    with open(path, "rb") as fh:
-        ehdr = fh.read(64)
-        if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
-            raise KdumpyError(f"{path}: the capture kernel wrote no ELF64 vmcore")
-        (phoff,) = struct.unpack_from("<Q", ehdr, 32)
-        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
-        fh.seek(phoff)
-        phdrs = fh.read(phentsize * phnum)
-    end = phoff + phentsize * phnum
-    for i in range(phnum):
-        _, _, offset, _, _, filesz, _, _ = struct.unpack_from("<IIQQQQQQ", phdrs, i * phentsize)
-        end = max(end, offset + filesz)
-    return end
+    src = FileSource(path)
+    try:
+        segments, _, _ = parse_elf_header(src)
+    except DumpFormatError as exc:
+        raise KdumpyError(f"{path}: the capture kernel wrote no ELF64 vmcore ({exc})") from None
+    finally:
+        src.close()
+    return max((seg.offset + seg.filesz for seg in segments), default=0)
 
 
 def _workload_disk(dest: Path) -> None:
