@@ -178,4 +178,6 @@ def small_fs(where: Path, size: str) -> Iterator[Path]:
     try:
         yield where
     finally:
-        subprocess.run(["umount", str(where)], check=True)
+        # Lazy: a test that failed while still holding the dump mapped must not leave the
+        # tmpfs mounted (and its memory pinned) for the rest of the run.
+        subprocess.run(["umount", "--lazy", str(where)], check=True)

@@ -76,18 +76,35 @@ def _disk_with(tmp_path: Path, files: dict[str, Path]) -> Path:
 
 
 def _boot(kernel, initrd: Path, disk: Path, tmp_path: Path, append: str, memory: int):
+    """Boot the lab kernel with our capture initramfs; these guests finish in under a minute.
+
+    A guest that hangs under TCG (seen once in CI, on a boot that passes every time here) is
+    booted once more with the hang's last console line printed, so the log shows it happened
+    and a second hang still fails the test.
+    """
+    from kdumpy.errors import KdumpyError
     from kdumpy.lab.qemu import Disk, run_guest
 
-    return run_guest(
-        kernel=kernel.vmlinuz,
-        initrd=initrd,
-        append=f"console=ttyS0 panic=-1 {append}",
-        memory=memory,
-        serial_log=tmp_path / "serial.log",
-        disks=[Disk(disk)],
-        timeout=600,
-        markers=("kdumpy-init:", "kdumpy-selftest: done"),
-    )
+    def boot():
+        return run_guest(
+            kernel=kernel.vmlinuz,
+            initrd=initrd,
+            append=f"console=ttyS0 panic=-1 {append}",
+            memory=memory,
+            serial_log=tmp_path / "serial.log",
+            disks=[Disk(disk)],
+            timeout=240,
+            markers=("kdumpy-init:", "kdumpy-selftest: done"),
+        )
+
+    try:
+        return boot()
+    except KdumpyError as e:
+        if "did not power off" not in str(e):
+            raise
+        print(f"first boot hung, booting again: {e}")
+        shutil.copyfile(tmp_path / "serial.log", tmp_path / "serial.hung.log")
+        return boot()
 
 
 @pytest.mark.vm

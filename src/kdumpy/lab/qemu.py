@@ -114,7 +114,8 @@ def run_guest(
                 proc.kill()
                 proc.wait()
                 raise KdumpyError(
-                    f"guest did not power off within {timeout:.0f} s (serial log: {serial_log})"
+                    f"guest did not power off within {timeout:.0f} s (serial log: {serial_log};"
+                    f" last console line: {last_console_line(serial_log)!r})"
                 )
     except BaseException:
         if proc.poll() is None:
@@ -128,6 +129,17 @@ def run_guest(
         last = output.strip().splitlines()[-1] if output.strip() else f"exit status {rc}"
         raise KdumpyError(f"qemu failed: {last}")
     return GuestRun(rc, elapsed, serial_log, seen)
+
+
+def last_console_line(log: Path) -> str:
+    """The last non-empty line the guest printed, to say where a hung guest stopped."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
 
 
 def _scan_markers(log: Path, markers: tuple[str, ...], seen: dict[str, float], now: float) -> None:
