@@ -11,7 +11,10 @@ kind-specific data, then a NUL-separated string table.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable
+
+import numpy as np
 
 from kdumpy.analysis.types import (
     VOID,
@@ -53,6 +56,9 @@ _EXTRA = {
 # Name spaces of C: tags (struct/union/enum) apart from ordinary identifiers.
 # Kinds left out of the name index: types are looked up by name, not functions,
 # variables (see variables()), sections or tags.
+# The same in 4-byte words, record included, indexed by kind (all BTF data is words).
+_FIXED_WORDS = [3 + _EXTRA.get(k, (0, 0))[0] // 4 for k in range(32)]
+_PER_WORDS = [_EXTRA.get(k, (0, 0))[1] // 4 for k in range(32)]
 _UNNAMED_KINDS = frozenset({KIND_DATASEC, KIND_DECL_TAG, KIND_FUNC_PROTO, KIND_VAR, KIND_FUNC})
 _TAG_KINDS = {KIND_STRUCT: "struct", KIND_UNION: "union", KIND_ENUM: "enum", KIND_ENUM64: "enum"}
 
@@ -76,12 +82,23 @@ class Btf:
         self._strings = bytes(data[hdr_len + str_off : hdr_len + str_off + str_len])
         self.first_id = base.next_id if base else 1
         self.str_base: int = (base.str_base + len(base._strings)) if base else 0
-        self._kinds: list[int] = []
-        self._name_offs: list[int] = []
         self._offsets: list[int] = self._scan()
+        # Per type (index = id - first_id): kind (forward declarations of unions get
+        # bit 5) and name offset, as numpy arrays for the vectorised indexes below.
+        words = np.frombuffer(self._types[: len(self._types) & ~3], dtype="<u4")
+        at = np.array(self._offsets, dtype=np.int64) // 4
+        info = words[at + 1] if len(at) else np.zeros(0, dtype=np.uint32)
+        kinds = ((info >> 24) & 0x1F).astype(np.int32)
+        fwd = kinds == KIND_FWD
+        kinds[fwd] |= ((info[fwd] >> 31) << 5).astype(np.int32)
+        self._kinds = kinds
+        self._name_offs = words[at] if len(at) else np.zeros(0, dtype=np.uint32)
+        self._words = words
+        self._word_at = at
         self._cache: dict[int, Type] = {}
         self._names: dict[tuple[str, str], int] | None = None
         self._enum_values: dict[str, int] | None = None
+        self._string_index: tuple[list[str], np.ndarray] | None = None
 
     @property
     def next_id(self) -> int:
@@ -89,24 +106,48 @@ class Btf:
         return self.first_id + len(self._offsets)
 
     def _scan(self) -> list[int]:
-        """Offsets of every type record (the records have variable length)."""
-        offsets = []
-        kinds, name_offs = self._kinds, self._name_offs
+        """Byte offsets of every type record.  Records have variable length, so this
+        is one walk; it reads whole words (no struct unpacking) to stay cheap for the
+        ~100k records of a kernel."""
         data = self._types
-        pos, end = 0, len(data)
-        unpack = _TYPE.unpack_from
-        extra = _EXTRA
-        while pos + 12 <= end:
-            offsets.append(pos)
-            name_off, info, _ = unpack(data, pos)
-            kind = (info >> 24) & 0x1F
-            kinds.append(kind if kind != KIND_FWD else KIND_FWD | (info >> 31) << 5)
-            name_offs.append(name_off)
-            fixed, per = extra.get(kind, (0, 0))
-            pos += 12 + fixed + per * (info & 0xFFFF)
+        if len(data) % 4:
+            raise DumpFormatError(f"{self.source}: BTF type section is not whole words")
+        if sys.byteorder == "little":
+            words: memoryview | list[int] = data.cast("B").cast("I")
+        else:
+            words = np.frombuffer(data, dtype="<u4").tolist()
+        fixed, per = _FIXED_WORDS, _PER_WORDS
+        offsets: list[int] = []
+        append = offsets.append
+        pos, end = 0, len(words)
+        try:
+            while pos < end:
+                append(pos * 4)
+                info = words[pos + 1]
+                kind = (info >> 24) & 0x1F
+                pos += fixed[kind] + per[kind] * (info & 0xFFFF)
+        except IndexError:
+            pos = end + 1
         if pos != end:
             raise DumpFormatError(f"{self.source}: BTF type section is truncated")
         return offsets
+
+    def _strings_at(self, offsets: np.ndarray) -> list[str]:
+        """The strings at many offsets of this blob's string table, at once: the table
+        is split once, and offsets that fall inside a string (shared suffixes) are
+        decoded one by one."""
+        if self._string_index is None:
+            pieces = self._strings.decode("latin-1").split("\0")
+            lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            starts = np.cumsum(lengths + 1) - (lengths + 1)
+            self._string_index = (pieces, starts)
+        pieces, starts = self._string_index
+        offsets = offsets.astype(np.int64)
+        where = np.searchsorted(starts, offsets, side="right") - 1
+        out = [pieces[i] for i in where.tolist()]
+        for j in np.nonzero(starts[where] != offsets)[0].tolist():
+            out[j] = self.string(int(offsets[j]) + self.str_base)
+        return out
 
     # -- raw records ----------------------------------------------------------------------
     def string(self, offset: int) -> str:
@@ -124,6 +165,8 @@ class Btf:
     def record(self, type_id: int) -> tuple[int, int, int, int, int]:
         """``(kind, kind_flag, vlen, name_off, size_or_type)`` and data offset of a type."""
         btf = self._owner(type_id)
+        if not btf.first_id <= type_id < btf.next_id:
+            raise DumpFormatError(f"{self.source}: no BTF type id {type_id}")
         pos = btf._offsets[type_id - btf.first_id]
         name_off, info, size_type = _TYPE.unpack_from(btf._types, pos)
         return (info >> 24) & 0x1F, info >> 31, info & 0xFFFF, name_off, size_type
@@ -145,28 +188,27 @@ class Btf:
     # -- name lookups ---------------------------------------------------------------------
     def _name_index(self) -> dict[tuple[str, str], int]:
         if self._names is None:
-            names: dict[tuple[str, str], int] = {}
-            strings = self._strings
-            find = strings.find
-            base = self.str_base
-            for index, (kind, name_off) in enumerate(
-                zip(self._kinds, self._name_offs, strict=True)
-            ):
-                if not name_off or kind in _UNNAMED_KINDS:
-                    continue
-                if kind & ~0x1F:  # forward declaration; bit 5 = union
-                    space = "union" if kind & 0x20 else "struct"
-                else:
-                    space = _TAG_KINDS.get(kind, "")
-                off = name_off - base
-                if off < 0:
-                    continue
-                key = (space, strings[off : find(b"\0", off)].decode("ascii", "replace"))
-                # A full definition wins over a forward declaration seen first.
-                old = names.get(key)
-                if old is None or self._kinds[old - self.first_id] & ~0x1F:
-                    names[key] = self.first_id + index
-            self._names = names
+            kinds = self._kinds
+            offs = self._name_offs.astype(np.int64) - self.str_base
+            named = (self._name_offs != 0) & (offs >= 0) & ~np.isin(kinds, list(_UNNAMED_KINDS))
+            index = np.nonzero(named)[0]
+            names = self._strings_at(offs[index])
+            space_of = ["" for _ in range(64)]
+            for kind, space in _TAG_KINDS.items():
+                space_of[kind] = space
+            space_of[KIND_FWD] = "struct"
+            space_of[KIND_FWD | 0x20] = "union"
+            spaces = [space_of[k] for k in kinds[index].tolist()]
+            ids = (index + self.first_id).tolist()
+            # A full definition wins over a forward declaration, and the first
+            # definition over later ones: the dict keeps the last of equal keys.
+            is_fwd = (kinds[index] & 0x1F) == KIND_FWD
+            order = np.concatenate([np.nonzero(is_fwd)[0], np.nonzero(~is_fwd)[0][::-1]])
+            keys = list(zip(spaces, names, strict=True))
+            picked = order.tolist()
+            self._names = dict(
+                zip(map(keys.__getitem__, picked), map(ids.__getitem__, picked), strict=True)
+            )
         return self._names
 
     def lookup(self, name: str, space: str = "") -> int | None:
@@ -266,22 +308,49 @@ class Btf:
     def variables(self) -> dict[str, int]:
         """``name -> type id`` of the variables this BTF declares (kernel BTF: per-CPU
         variables only)."""
-        out = {}
-        for index, kind in enumerate(self._kinds):
-            if kind == KIND_VAR:
-                out[self.string(self._name_offs[index])] = self.first_id + index
-        return out
+        index = np.nonzero(self._kinds == KIND_VAR)[0]
+        names = self._strings_at(self._name_offs[index].astype(np.int64) - self.str_base)
+        return dict(zip(names, (index + self.first_id).tolist(), strict=True))
 
     def enumerator(self, name: str) -> int | None:
         """Value of an enumeration constant (e.g. ``PIDTYPE_PID``) anywhere in the BTF."""
         if self._enum_values is None:
-            values: dict[str, int] = {}
-            for index, kind in enumerate(self._kinds):
-                if kind in (KIND_ENUM, KIND_ENUM64):
-                    for n, v in self._enumerators(self.first_id + index):
-                        values.setdefault(n, v)
-            self._enum_values = values
+            self._enum_values = self._all_enumerators()
         found = self._enum_values.get(name)
         if found is None and self.base is not None:
             return self.base.enumerator(name)
         return found
+
+    def _all_enumerators(self) -> dict[str, int]:
+        """Every enumerator of this blob, gathered with numpy (the first one of a name
+        wins, in type order)."""
+        words = self._words
+        names: list[str] = []
+        values: list[int] = []
+        where: list[np.ndarray] = []
+        for kind, width in ((KIND_ENUM, 2), (KIND_ENUM64, 3)):
+            index = np.nonzero(self._kinds == kind)[0]
+            at = self._word_at[index]
+            info = words[at + 1]
+            vlen = (info & 0xFFFF).astype(np.int64)
+            signed = np.repeat((info >> 31) != 0, vlen)
+            # Word offset of each enumerator: its enum's first entry + width * j.
+            first = np.repeat(at + 3, vlen)
+            within = np.arange(int(vlen.sum())) - np.repeat(np.cumsum(vlen) - vlen, vlen)
+            entry = first + width * within
+            names += self._strings_at(words[entry].astype(np.int64) - self.str_base)
+            if kind == KIND_ENUM:
+                raw = words[entry + 1].astype(np.int64)
+                values += np.where(signed & (raw >= 1 << 31), raw - (1 << 32), raw).tolist()
+            else:
+                lo = words[entry + 1].astype(object)
+                hi = words[entry + 2].astype(object)
+                values += [
+                    v - (1 << 64) if s and v >> 63 else v
+                    for v, s in zip((lo | hi << 32).tolist(), signed.tolist(), strict=True)
+                ]
+            where.append(entry)
+        # Type order, and the first of equal names kept: the dict keeps the last.
+        order = np.argsort(np.concatenate(where), kind="stable")[::-1].tolist()
+        out = dict(zip(map(names.__getitem__, order), map(values.__getitem__, order), strict=True))
+        return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from itertools import compress, count
 
 import numpy as np
 
@@ -87,10 +88,12 @@ class SymbolTable:
     def _name_index(self) -> dict[str, int]:
         """Name -> index; a global symbol wins over a local one of the same name."""
         if self._by_name is None:
-            names, types = self._names, self._types
-            glob = [t.isupper() for t in types]
-            index = {names[i]: i for i in range(len(names)) if not glob[i]}
-            index.update((names[i], i) for i in range(len(names)) if glob[i])
+            names = self._names
+            # Built by C-level loops (compress/zip): ~150k symbols on every first lookup.
+            glob = list(map(str.isupper, self._types))
+            local = [not g for g in glob]
+            index = dict(zip(compress(names, local), compress(count(), local), strict=False))
+            index.update(zip(compress(names, glob), compress(count(), glob), strict=False))
             self._by_name = index
         return self._by_name
 

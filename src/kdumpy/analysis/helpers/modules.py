@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from kdumpy.analysis.btf import Btf
 from kdumpy.analysis.helpers.lists import list_for_each_entry
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.orc import OrcTable
+from kdumpy.analysis.orc import OrcEntry, OrcTable
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
 from kdumpy.errors import KdumpyError
@@ -119,26 +119,60 @@ def load_module_debug_info(prog: Program) -> None:
             continue
 
 
+class _LazyOrcTable(OrcTable):
+    """A module's ORC table, read from the dump the first time a pc in the module is
+    looked up: a backtrace rarely passes through modules, so opening them all up
+    front would be wasted work on the way to the first ``bt``."""
+
+    def __init__(self, prog: Program, mod: Object, count: int, version: int) -> None:
+        self._prog, self._mod, self._count, self._version = prog, mod, count, version
+        self._table: OrcTable | None = None
+        self._unreadable = False
+
+    def _loaded(self) -> OrcTable | None:
+        if self._table is None and not self._unreadable:
+            mod = self._mod
+            try:
+                self._table = OrcTable.read(
+                    self._prog.memory,
+                    int(mod.arch.orc_unwind_ip),
+                    self._count,
+                    int(mod.arch.orc_unwind),
+                    self._version,
+                    module_name(mod),
+                )
+            except KdumpyError:
+                # Unreadable (pages left out of the dump): no entries, as if absent.
+                self._unreadable = True
+        return self._table
+
+    def __getattr__(self, name: str) -> object:
+        # ips, entries, flags, start, end, name: from the table, read on first use.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        table = self._loaded()
+        if table is None:
+            raise AttributeError(f"{name}: module ORC table unreadable")
+        return getattr(table, name)
+
+    def find(self, pc: int) -> OrcEntry | None:
+        table = self._loaded()
+        return table.find(pc) if table is not None else None
+
+
 def module_orc_tables(prog: Program, version: int) -> list[tuple[int, int, OrcTable]]:
-    """ORC tables of the loaded modules, with the text range each covers."""
-    out = []
+    """ORC tables of the loaded modules, with the text range each covers (each table
+    is read when first used)."""
+    out: list[tuple[int, int, OrcTable]] = []
     for mod in for_each_module(prog):
         try:
-            arch = mod.arch
-            count = int(arch.num_orcs)
+            count = int(mod.arch.num_orcs)
             if count <= 0:
                 continue
             ranges = module_text_ranges(prog, mod)
-            table = OrcTable.read(
-                prog.memory,
-                int(arch.orc_unwind_ip),
-                count,
-                int(arch.orc_unwind),
-                version,
-                module_name(mod),
-            )
         except KdumpyError:
             continue
+        table = _LazyOrcTable(prog, mod, count, version)
         out += [(lo, hi, table) for lo, hi in ranges]
     return out
 
