@@ -1,7 +1,8 @@
-"""rd, kmem -i, dis, sym."""
+"""rd, kmem -i, dis, sym, and the stack words ``bt -f`` shows."""
 
 from __future__ import annotations
 
+import re
 import struct
 
 from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
@@ -10,6 +11,9 @@ from kdumpy.analysis.helpers.mm import (
     global_zone_page_state,
     totalram_pages,
 )
+from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.program import Program
+from kdumpy.analysis.unwind import Frame
 from kdumpy.errors import KdumpyError
 
 _WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
@@ -56,6 +60,45 @@ def hexdump(address: int, data: bytes, width: int) -> str:
         text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in chunk)
         pad = (16 // width - n) * (2 * width + 1)
         out.append(f"{address + off:x}:  {words}{' ' * pad}   {text}\n")
+    return "".join(out)
+
+
+# A frame line of a backtrace: "#3 [ffff...slot] function at ffff...pc".
+_FRAME_LINE = re.compile(r"^\s*#\d+ \[([0-9a-f]+)\] \S+ at ([0-9a-f]+)")
+_MAX_FRAME_BYTES = 16 << 10  # a larger "frame" means a corrupt stack: stop there
+
+
+def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
+    """The stack words of frame ``i`` (``bt -f``): from above its return-address slot
+    up to and including the caller's slot, two words a line like crash.  The last
+    frame (the entry from user space or the stack's end) shows none."""
+    if i + 1 >= len(frames):
+        return ""
+    start, end = frames[i].slot + 8, frames[i + 1].slot + 8
+    if not 0 < end - start <= _MAX_FRAME_BYTES:
+        return ""
+    out = []
+    for line in range(start, end, 16):
+        try:
+            data = prog.read(line, min(16, end - line))
+        except FaultError:
+            out.append(f"    {line:x}: (stack page not in the dump)\n")
+            break
+        words = struct.unpack(f"<{len(data) // 8}Q", data)
+        out.append(f"    {line:x}: " + "".join(f"{w:016x} " for w in words) + "\n")
+    return "".join(out)
+
+
+def with_frame_words(prog: Program, text: str, frames: list[Frame]) -> str:
+    """A formatted backtrace with each frame's stack words after its frame line (found
+    by its slot and pc, so the backtrace layout can change around it)."""
+    where = {(f.slot, f.pc): i for i, f in enumerate(frames)}
+    out = []
+    for line in text.splitlines(True):
+        out.append(line)
+        m = _FRAME_LINE.match(line)
+        if m and (i := where.get((int(m[1], 16), int(m[2], 16)))) is not None:
+            out.append(frame_words(prog, frames, i))
     return "".join(out)
 
 

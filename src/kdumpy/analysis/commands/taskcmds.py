@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kdumpy.analysis.commands import CommandError, Session, command, parse_number
+from kdumpy.analysis.commands.memcmds import with_frame_words
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
@@ -112,9 +113,30 @@ def task_from_arg(session: Session, arg: str) -> Object:
     raise CommandError(f"invalid task or pid value: {arg}")
 
 
-@command("bt", "backtrace", "bt [-a] [pid | task ...]")
+_BT_OPTIONS = {"-a", "-f", "-l"}
+
+
+def _bt_check(args: list[str]) -> None:
+    """Options of bt: ``-l`` (source lines) would need DWARF line tables, which
+    neither the dump nor BTF carry."""
+    unknown = [a for a in args if a.startswith("-") and a not in _BT_OPTIONS]
+    if unknown:
+        raise CommandError(f"unknown option {unknown[0]}")
+    if "-l" in args:
+        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
+
+
+def _bt_text(prog: Program, task: Object, args: list[str]) -> str:
+    """One task's backtrace, with each frame's stack words for ``-f``."""
+    frames = stack_trace(prog, task)
+    text = format_backtrace(prog, task, frames)
+    return with_frame_words(prog, text, frames) if "-f" in args else text
+
+
+@command("bt", "backtrace", "bt [-a] [-f] [pid | task ...]")
 def cmd_bt(session: Session, args: list[str]) -> str:
     prog = session.prog
+    _bt_check(args)
     if "-a" in args:
         tasks = [t for _, t in sorted(active_tasks(prog).items())]
     elif [a for a in args if not a.startswith("-")]:
@@ -124,7 +146,7 @@ def cmd_bt(session: Session, args: list[str]) -> str:
         if current is None:
             raise CommandError("no panic task found; give a pid")
         tasks = [current]  # type: ignore[list-item]
-    return "\n".join(format_backtrace(prog, t, stack_trace(prog, t)) for t in tasks)
+    return "\n".join(_bt_text(prog, t, args) for t in tasks)
 
 
 _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
