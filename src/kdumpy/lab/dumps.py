@@ -22,6 +22,7 @@ from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
 from kdumpy.lab.testmodule import crash_module
 from kdumpy.lab.userspace import (
     CRASH_METHODS,
+    CRASH_QMP,
     MARK,
     MODULE_CRASHES,
     BusyboxWorkload,
@@ -163,6 +164,7 @@ def capture_vmcore(
                 disks=[Disk(disk), Disk(work)],
                 timeout=timeout,
                 markers=markers,
+                qmp_on_marker=dict([CRASH_QMP[crash]]) if crash in CRASH_QMP else None,
             )
         finally:
             # Keep the console whatever happened: it is the post-mortem of a failed run.

@@ -7,12 +7,16 @@ and the runner polls it to time the stages of a crash-capture cycle.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kdumpy.errors import KdumpyError
 
@@ -76,12 +80,19 @@ def run_guest(
     timeout: float = 600,
     markers: tuple[str, ...] = (),
     extra_args: list[str] | None = None,
+    qmp_on_marker: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> GuestRun:
     """Boot *kernel* with *initrd* and wait until the guest powers off (or *timeout*).
 
     The guest must end by powering off or rebooting (``-no-reboot`` turns a reboot into an
     exit). *markers* are strings whose first appearance on the serial console is timed.
+    *qmp_on_marker* maps a console marker to a QMP command ``(name, arguments)`` sent to
+    QEMU when that marker first appears (e.g. ``send-key`` for a keyboard interrupt).
     """
+    actions = dict(qmp_on_marker or {})
+    markers = tuple(dict.fromkeys((*markers, *actions)))
+    qmp_dir = tempfile.mkdtemp(prefix="kdumpy-qmp-") if actions else None
+    qmp_sock = Path(qmp_dir, "qmp.sock") if qmp_dir else None
     cmd = [
         qemu_binary(), "-accel", "tcg", "-cpu", "max", "-smp", str(smp),
         "-m", mib(memory), "-nodefaults", "-display", "none", "-no-reboot",
@@ -93,6 +104,8 @@ def run_guest(
         if disk.readonly:
             opts += ",readonly=on"
         cmd += ["-drive", opts]
+    if qmp_sock is not None:
+        cmd += ["-qmp", f"unix:{qmp_sock},server=on,wait=off"]
     cmd += extra_args or []
     serial_log.parent.mkdir(parents=True, exist_ok=True)
     serial_log.write_bytes(b"")
@@ -110,6 +123,8 @@ def run_guest(
                 pass
             now = time.monotonic() - start
             _scan_markers(serial_log, markers, seen, now)
+            for marker in [m for m in actions if m in seen]:
+                qmp_command(qmp_sock, *actions.pop(marker))  # type: ignore[arg-type]
             if now > timeout:
                 proc.kill()
                 proc.wait()
@@ -122,6 +137,9 @@ def run_guest(
             proc.kill()
             proc.wait()
         raise
+    finally:
+        if qmp_dir is not None:
+            shutil.rmtree(qmp_dir, ignore_errors=True)
     elapsed = time.monotonic() - start
     _scan_markers(serial_log, markers, seen, elapsed)
     output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
@@ -153,3 +171,29 @@ def _scan_markers(log: Path, markers: tuple[str, ...], seen: dict[str, float], n
     for marker in pending:
         if marker in text:
             seen[marker] = now
+
+
+def qmp_command(sock: Path, command: str, arguments: dict[str, Any] | None = None) -> Any:
+    """Send one command to a QEMU's QMP socket and return its ``return`` value."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(str(sock))
+            stream = s.makefile("rwb")
+
+            def reply() -> dict[str, Any]:
+                while True:  # skip asynchronous events
+                    msg: dict[str, Any] = json.loads(stream.readline() or b"{}")
+                    if "event" not in msg:
+                        return msg
+
+            reply()  # the greeting
+            for name, args in (("qmp_capabilities", None), (command, arguments)):
+                stream.write(json.dumps({"execute": name, "arguments": args or {}}).encode())
+                stream.flush()
+                answer = reply()
+                if "return" not in answer:
+                    raise KdumpyError(f"QMP {name} failed: {answer.get('error', answer)}")
+            return answer["return"]
+    except (OSError, ValueError) as exc:
+        raise KdumpyError(f"QMP {command} on {sock} failed: {exc}") from None

@@ -37,9 +37,17 @@ CRASH_METHODS = {
     "null": "a test module dereferences NULL (oops, panic_on_oops=1)",
     "bug": "a test module calls BUG() (panic_on_oops=1)",
     "warn": "a test module calls WARN() (panic_on_warn=1)",
+    "irq": "Alt+SysRq+C on the emulated PS/2 keyboard: sysrq_handle_crash in hard-IRQ context",
 }
 # Methods that need the lab's test module (built only where the host's gcc matches).
 MODULE_CRASHES = ("null", "bug", "warn")
+# Methods the host completes: when the guest prints the marker, QEMU is sent the QMP
+# command.  "irq": the i8042 keyboard interrupt runs the SysRq handler, which panics on
+# the IRQ stack over whatever the CPU was doing (console: <IRQ> ... </IRQ> <TASK>).
+_SYSRQ_C = [{"type": "qcode", "data": k} for k in ("alt", "sysrq", "c")]
+CRASH_QMP: dict[str, tuple[str, tuple[str, dict[str, object]]]] = {
+    "irq": (f"{MARK} press alt-sysrq-c", ("send-key", {"keys": _SYSRQ_C})),
+}
 
 CAPTURE_APPEND = (
     "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=1 no_timer_check kdumpy.role=capture"
@@ -195,6 +203,7 @@ case "$crash" in
               insmod /lib/modules/kdumpy_crash.ko how=$crash ;;
     warn) echo 1 > /proc/sys/kernel/panic_on_warn
           insmod /lib/modules/kdumpy_crash.ko how=$crash ;;
+    irq) echo 1 > /proc/sys/kernel/sysrq; log "press alt-sysrq-c" ;;
     none) ;;
     *) log "unknown crash method $crash" ;;
 esac
