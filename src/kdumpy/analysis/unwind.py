@@ -7,6 +7,9 @@ pointer from the entry's base register, then read the return address (call frame
 a whole ``struct pt_regs`` / iret frame (exception, interrupt and syscall entries).
 Starting points: the PRSTATUS registers of a CPU (active tasks), or the
 ``inactive_task_frame`` that ``__switch_to_asm`` left at ``task->thread.sp``.
+Interrupt handlers run on the CPU's IRQ stack: ``call_on_irqstack()`` saves the task's
+stack pointer at its top, and ORC's SP_INDIRECT rule reads it back, so the walk goes
+on into the interrupted task (its first frame there has ``left_irq_stack``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from kdumpy.analysis import orc as O
 from kdumpy.analysis.memory import FaultError
@@ -58,6 +62,7 @@ class Frame:
     symbol: Symbol | None
     regs: dict[str, int] | None = None
     user_regs: dict[str, int] | None = field(default=None)
+    left_irq_stack: bool = False  # the callee ran on the IRQ stack, this frame does not
 
     @property
     def name(self) -> str:
@@ -65,6 +70,17 @@ class Frame:
 
     def location(self) -> str:
         return self.symbol.describe(self.pc) if self.symbol else f"{self.pc:#x}"
+
+
+class _Step(NamedTuple):
+    """One unwound frame: the caller's registers and how they were found."""
+
+    regs: dict[str, int]
+    interrupted: bool  # the caller's pc is where it stopped, not a return address
+    slot: int
+    exc_regs: dict[str, int] | None  # the pt_regs/iret frame crossed, if any
+    user: bool  # that frame came from user mode: the end of the kernel stack
+    left_irq_stack: bool = False
 
 
 class Unwinder:
@@ -133,31 +149,29 @@ class Unwinder:
     def _walk(self, regs: dict[str, int], interrupted: bool, slot: int) -> list[Frame]:
         frames: list[Frame] = []
         pending_regs: dict[str, int] | None = None
+        left_irq = False
         seen: set[tuple[int, int]] = set()
         while len(frames) < MAX_FRAMES:
             pc, sp = regs.get("ip", 0), regs.get("sp", 0)
             if not pc or (pc, sp) in seen:
                 break
             seen.add((pc, sp))
-            frame = Frame(pc, sp, slot, interrupted, self._symbol(pc, interrupted), pending_regs)
-            frames.append(frame)
+            symbol = self._symbol(pc, interrupted)
+            frames.append(Frame(pc, sp, slot, interrupted, symbol, pending_regs, None, left_irq))
             try:
                 step = self._step(regs, interrupted)
             except FaultError:
                 break
             if step is None:
                 break
-            regs, interrupted, slot, pending_regs, done = step
+            regs, interrupted, slot, pending_regs, done, left_irq = step
             if done:
                 frames[-1].user_regs = pending_regs
                 break
         return frames
 
-    def _step(
-        self, regs: dict[str, int], interrupted: bool
-    ) -> tuple[dict[str, int], bool, int, dict[str, int] | None, bool] | None:
-        """Unwind one frame: ``(caller regs, caller interrupted?, slot, exception
-        regs, reached user mode?)``, or None at the end of the stack."""
+    def _step(self, regs: dict[str, int], interrupted: bool) -> _Step | None:
+        """Unwind one frame, or None at the end of the stack."""
         pc = regs["ip"]
         entry = self.find(pc if interrupted else pc - 1)
         if entry is not None and entry.type == O.TYPE_END_OF_STACK:
@@ -187,10 +201,15 @@ class Unwinder:
             slot = cfa
         new["bp"] = self._bp(entry, regs, new, cfa)
         if exc_regs is not None and exc_regs.get("cs", 0) & 3:
-            return new, True, slot, exc_regs, True  # entered from user mode: the end
-        if new["sp"] <= regs["sp"] and exc_regs is None:
-            return None  # the stack must grow back up; stop on corrupt data
-        return new, entry.signal, slot, exc_regs, False
+            return _Step(new, True, slot, exc_regs, True)  # entered from user mode: the end
+        # Within one stack the caller's frame lies above; stop on corrupt data.  Two
+        # ways lead to another stack, which may be anywhere: a pt_regs/iret frame, and
+        # SP_INDIRECT, the ORC rule after call_on_irqstack() in common_interrupt and
+        # friends, whose CFA comes from the task's RSP saved at the IRQ stack's top.
+        left_irq = entry.sp_reg == O.ORC_REG_SP_INDIRECT
+        if new["sp"] <= regs["sp"] and exc_regs is None and not left_irq:
+            return None
+        return _Step(new, entry.signal, slot, exc_regs, False, left_irq)
 
     def _cfa(self, entry: OrcEntry, regs: dict[str, int]) -> int | None:
         mem = self.prog.memory
@@ -216,9 +235,7 @@ class Unwinder:
             return mem.u64(regs.get("bp", 0) + entry.bp_offset)
         return new.get("bp", regs.get("bp", 0))
 
-    def _step_stack_scan(
-        self, regs: dict[str, int], interrupted: bool
-    ) -> tuple[dict[str, int], bool, int, dict[str, int] | None, bool] | None:
+    def _step_stack_scan(self, regs: dict[str, int], interrupted: bool) -> _Step | None:
         """Find the return address into the caller by scanning the stack for a value
         just after a direct ``call`` whose target is the current function."""
         pc, sp = regs["ip"], regs["sp"]
@@ -238,12 +255,8 @@ class Unwinder:
             target = (value + struct.unpack("<i", code[1:])[0]) & ((1 << 64) - 1)
             if target == func.address:
                 slot = sp + 8 * i
-                return (
-                    {"ip": value, "sp": slot + 8, "bp": regs.get("bp", 0)},
-                    False,
-                    slot,
-                    None,
-                    False,
+                return _Step(
+                    {"ip": value, "sp": slot + 8, "bp": regs.get("bp", 0)}, False, slot, None, False
                 )
         return None
 
@@ -261,9 +274,7 @@ class Unwinder:
             sp += 8 * n
         return words
 
-    def _step_frame_pointer(
-        self, regs: dict[str, int]
-    ) -> tuple[dict[str, int], bool, int, dict[str, int] | None, bool] | None:
+    def _step_frame_pointer(self, regs: dict[str, int]) -> _Step | None:
         """No ORC data for this code (BPF, a module without tables): assume a frame
         pointer, like the kernel's ``orc_fp_entry``."""
         bp = regs.get("bp", 0)
@@ -273,7 +284,7 @@ class Unwinder:
         new = {"ip": mem.u64(bp + 8), "sp": bp + 16, "bp": mem.u64(bp)}
         if self.prog.find_symbol(new["ip"]) is None:
             return None
-        return new, False, bp + 8, None, False
+        return _Step(new, False, bp + 8, None, False)
 
 
 def unwinder(prog: Program) -> Unwinder:

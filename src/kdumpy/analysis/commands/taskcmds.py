@@ -87,6 +87,8 @@ def format_backtrace(prog: Program, task: Object, frames: list[Frame]) -> str:
         f'PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {cpu:<3} COMMAND: "{task_comm(task)}"\n'
     ]
     for i, frame in enumerate(frames):
+        if frame.left_irq_stack:
+            out.append("--- <IRQ stack> ---\n")
         if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
             out.append(_regs_block(frame.regs).replace("    RIP", "    [exception RIP: "
                        f"{frame.location()}]\n    RIP", 1))  # fmt: skip
