@@ -158,7 +158,7 @@ def test_crash_bt_marks_the_irq_stack_and_the_exception_frame(irq_dump, console)
     result = kdumpy("crash", str(irq_dump.vmcore), "-c", "bt")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("PID: 0 ") and "swapper/" in lines[0], lines[0]
+    assert lines[0].split()[:2] == ["PID:", str(drgn_answers(irq_dump)["crashed"]["pid"])]
     marker = lines.index("--- <IRQ stack> ---")
     frame_name = re.compile(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at [0-9a-f]+$")
     before = [m.group(1) for ln in lines[:marker] if (m := frame_name.match(ln))]
