@@ -46,15 +46,14 @@ def dbg_vmlinux(kernel: Any) -> Path:
     return out
 
 
-def drgn_answers(dump: Any) -> dict[str, Any]:
-    """The drgn oracle's JSON for a :class:`kdumpy.lab.dumps.LabDump`."""
+def drgn_answers(
+    dump: Any, script: Path = ORACLE_SCRIPT, tag: str = f"drgn{ORACLE_VERSION}"
+) -> dict[str, Any]:
+    """The drgn oracle's JSON for a :class:`kdumpy.lab.dumps.LabDump` (``script`` and
+    ``tag`` name another oracle script and its cache files)."""
     vmcore = Path(dump.vmcore)
     st = vmcore.stat()
-    out = (
-        cache_root()
-        / "derived"
-        / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.drgn{ORACLE_VERSION}.json"
-    )
+    out = cache_root() / "derived" / f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.{tag}.json"
     if not out.exists():
         vmlinux = dbg_vmlinux(dump.kernel)
         with locked(f"drgn-{vmcore.name}"):
@@ -62,7 +61,7 @@ def drgn_answers(dump: Any) -> dict[str, Any]:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = out.with_suffix(".tmp")
                 subprocess.run(
-                    [sys.executable, str(ORACLE_SCRIPT), str(vmcore), str(vmlinux), str(tmp)],
+                    [sys.executable, str(script), str(vmcore), str(vmlinux), str(tmp)],
                     check=True,
                     timeout=1800,
                 )

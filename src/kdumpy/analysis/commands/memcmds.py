@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 
 from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
 from kdumpy.analysis.helpers.mm import (
+    commit_limit,
+    committed_pages,
     global_node_page_state,
     global_zone_page_state,
+    hugetlb_pages,
+    nr_blockdev_pages,
+    swap_pages,
     totalram_pages,
 )
 from kdumpy.analysis.memory import FaultError
@@ -102,18 +108,33 @@ def with_frame_words(prog: Program, text: str, frames: list[Frame]) -> str:
     return "".join(out)
 
 
-def _pages_line(label: str, pages: int, page_size: int, total: int | None) -> str:
+def pages_to_size(pages: int, page_size: int) -> str:
+    """crash's size column: "0", "52 KB", "84.1 MB", "716 MB" (a ".0" is dropped)."""
+    if not pages:
+        return "0"
     size = pages * page_size
-    human = f"{size / (1 << 30):.1f} GB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MB"
-    pct = "----" if total is None else f"{100 * pages // max(total, 1):3d}% of TOTAL MEM"
-    return f"{label:>13}  {pages:>8}  {human:>11}  {pct}\n"
+    if size >= 1 << 30:
+        text = f"{size / (1 << 30):.1f} GB"
+    elif size >= 1 << 20:
+        text = f"{size / (1 << 20):.1f} MB"
+    else:
+        return f"{size // 1024} KB"
+    return text.replace(".0 ", " ")
 
 
-@command("kmem", "kernel memory", "kmem -i")
-def cmd_kmem(session: Session, args: list[str]) -> str:
-    if args != ["-i"]:
-        raise CommandError("only 'kmem -i' is supported")
-    prog = session.prog
+def _kmem_line(label: str, pages: int, page_size: int, of: tuple[str, int] | None) -> str:
+    """One row: label, pages, size, and the share of a total ("----" for a total)."""
+    head = f"{label:>13}  {pages:7d}  {pages_to_size(pages, page_size):>11}  "
+    if of is None:
+        return head + "       ----\n"
+    name, total = of
+    pct = pages * 100 // total if total else 0
+    return head + f"{pct:3d}% of {name}\n"
+
+
+def kmem_info(prog: Program) -> str:
+    """``kmem -i``: the memory summary, from the kernel's own counters (the same ones
+    /proc/meminfo reads)."""
     ps = prog.dump.page_size
     total = totalram_pages(prog)
     free = global_zone_page_state(prog, "NR_FREE_PAGES")
@@ -123,22 +144,45 @@ def cmd_kmem(session: Session, args: list[str]) -> str:
         )
     except KdumpyError:
         slab = 0
-    file_pages = global_node_page_state(prog, "NR_FILE_PAGES")
+    buffers = _maybe(lambda: nr_blockdev_pages(prog))
     swapcache = _maybe(lambda: global_node_page_state(prog, "NR_SWAPCACHE"))
-    shmem = _maybe(lambda: global_node_page_state(prog, "NR_SHMEM"))
-    out = "                 PAGES        TOTAL      PERCENTAGE\n"
-    out += _pages_line("TOTAL MEM", total, ps, None)
-    out += _pages_line("FREE", free, ps, total)
-    out += _pages_line("USED", total - free, ps, total)
-    out += _pages_line("SHARED", shmem, ps, total)
-    out += _pages_line("CACHED", max(0, file_pages - swapcache), ps, total)
-    out += _pages_line("SLAB", slab, ps, total)
-    return out
+    cached = max(0, global_node_page_state(prog, "NR_FILE_PAGES") - swapcache - buffers)
+    mem = ("TOTAL MEM", total)
+    out = ["                 PAGES        TOTAL      PERCENTAGE\n"]
+    out.append(_kmem_line("TOTAL MEM", total, ps, None))
+    out.append(_kmem_line("FREE", free, ps, mem))
+    out.append(_kmem_line("USED", total - free, ps, mem))
+    out.append(
+        _kmem_line("SHARED", _maybe(lambda: global_node_page_state(prog, "NR_SHMEM")), ps, mem)
+    )
+    out.append(_kmem_line("BUFFERS", buffers, ps, mem))
+    out.append(_kmem_line("CACHED", cached, ps, mem))
+    out.append(_kmem_line("SLAB", slab, ps, mem))
+    huge, huge_free = hugetlb_pages(prog)
+    out.append("\n" + _kmem_line("TOTAL HUGE", huge, ps, None))
+    out.append(_kmem_line("HUGE FREE", huge_free, ps, ("TOTAL HUGE", huge)))
+    swap, swap_free = swap_pages(prog)
+    out.append("\n" + _kmem_line("TOTAL SWAP", swap, ps, None))
+    out.append(_kmem_line("SWAP USED", swap - swap_free, ps, ("TOTAL SWAP", swap)))
+    out.append(_kmem_line("SWAP FREE", swap_free, ps, ("TOTAL SWAP", swap)))
+    limit = commit_limit(prog)
+    out.append("\n" + _kmem_line("COMMIT LIMIT", limit, ps, None))
+    committed = committed_pages(prog)
+    out.append(_kmem_line("COMMITTED", committed, ps, ("TOTAL LIMIT", limit) if limit else None))
+    return "".join(out)
 
 
-def _maybe(func: object) -> int:
+@command("kmem", "kernel memory", "kmem -i")
+def cmd_kmem(session: Session, args: list[str]) -> str:
+    if args != ["-i"]:
+        raise CommandError("only 'kmem -i' is supported")
+    return kmem_info(session.prog)
+
+
+def _maybe(func: Callable[[], int]) -> int:
+    """A figure the kernel may not have (config, version): 0 when it is absent."""
     try:
-        return int(func())  # type: ignore[operator]
+        return int(func())
     except KdumpyError:
         return 0
 
