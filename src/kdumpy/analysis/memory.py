@@ -54,7 +54,8 @@ class KernelMemory:
         try:
             return self._read(address, size)
         except FaultError as exc:
-            why = "not in the dump (excluded or not RAM)" if "dump" in str(exc) else "not mapped"
+            left_out = "dump" in str(exc)
+            why = "page not in the dump: excluded or not RAM" if left_out else "not mapped"
             raise FaultError(
                 f"invalid kernel virtual address: {address:#x} ({why})", address
             ) from None

@@ -76,7 +76,9 @@ def format_value(obj: Object, indent: int = 0) -> str:
             return t.name_of(value) or str(value)
         if isinstance(t, IntType):
             value = int(obj)
-            return ("true" if value else "false") if t.is_bool else str(value)
+            if t.is_bool:
+                return "true" if value else "false"
+            return f"{value} {_char(value & 0xFF)}" if t.size == 1 else str(value)
         return str(obj.value_())
     except KdumpyError as exc:
         return f"<error: {exc}>"
@@ -86,6 +88,13 @@ def _anonymous(obj: Object, m: object) -> Object:
     """An anonymous struct/union member as an object at its offset."""
     base = obj.address_ if obj.address_ is not None else 0
     return Object(obj.prog_, m.type, base + m.offset)  # type: ignore[attr-defined]
+
+
+def _char(code: int) -> str:
+    """A one-byte value as gdb shows it beside the number: ``'w'`` or ``'\\000'``."""
+    if 0x20 <= code < 0x7F and code not in b"'\\":
+        return f"'{chr(code)}'"
+    return f"'\\{code:03o}'"
 
 
 def _string(data: bytes) -> str:

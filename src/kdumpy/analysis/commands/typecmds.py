@@ -8,9 +8,12 @@ from kdumpy.analysis.commands import CommandError, Session, command, resolve_add
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import format_type, format_value
-from kdumpy.analysis.types import PointerType
+from kdumpy.analysis.program import Program
+from kdumpy.analysis.types import VOID, ArrayType, IntType, PointerType, StructType, Type
+from kdumpy.errors import KdumpyError
 
-_EXPR = re.compile(r"^(?P<op>[*&]?)(?P<name>[A-Za-z_]\w*)(?P<path>(?:(?:\.|->)\w+|\[\d+\])*)$")
+# The kernel image and modules (x86_64 __START_KERNEL_map): gdb names pointers there.
+_KERNEL_IMAGE = 0xFFFFFFFF80000000
 
 
 def _struct(session: Session, kind: str, args: list[str]) -> str:
@@ -44,20 +47,157 @@ def cmd_union(session: Session, args: list[str]) -> str:
     return _struct(session, "union", args)
 
 
+_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_]\w*|->|[().\[\]*&])")
+# Words that start a type name inside a cast, besides struct/union/enum and typedefs.
+_TYPE_WORDS = frozenset(
+    {"unsigned", "signed", "long", "int", "char", "short", "void", "_Bool", "bool"}
+)
+
+
+class _Expression:
+    """A C expression as gdb's ``print`` takes it, the subset crash users type:
+    globals, numbers, enumerators, ``.``, ``->``, ``[index]``, unary ``*`` and ``&``,
+    casts ``(type)`` and parentheses.  Evaluated straight into :class:`Object`\\ s."""
+
+    def __init__(self, session: Session, text: str) -> None:
+        self.prog = session.prog
+        self.text = text
+        self.tokens: list[str] = []
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if m is None:
+                if text[pos:].strip():
+                    raise CommandError(f"cannot parse '{text}' at '{text[pos:].strip()}'")
+                break
+            self.tokens.append(m[1])
+            pos = m.end()
+        self.pos = 0
+
+    # -- tokens -------------------------------------------------------------------------
+    def _peek(self, ahead: int = 0) -> str:
+        i = self.pos + ahead
+        return self.tokens[i] if i < len(self.tokens) else ""
+
+    def _take(self, expected: str | None = None) -> str:
+        tok = self._peek()
+        if not tok or (expected is not None and tok != expected):
+            want = f"'{expected}'" if expected else "more"
+            raise CommandError(f"cannot parse '{self.text}': expected {want} at '{tok}'")
+        self.pos += 1
+        return tok
+
+    # -- grammar --------------------------------------------------------------------------
+    def parse(self) -> Object:
+        obj = self._unary()
+        if self._peek():
+            raise CommandError(f"cannot parse '{self.text}' at '{self._peek()}'")
+        return obj
+
+    def _unary(self) -> Object:
+        tok = self._peek()
+        if tok == "*":
+            self._take()
+            return _deref(self._unary())
+        if tok == "&":
+            self._take()
+            return self._address_of()
+        if tok == "(" and self._is_type(self._peek(1)):
+            self._take()
+            t = self._type_name()
+            self._take(")")
+            return _cast(self._unary(), t)
+        return self._postfix(self._primary())
+
+    def _address_of(self) -> Object:
+        """``&x``; a bare symbol whose type is unknown still has an address."""
+        name = self._peek()
+        if re.fullmatch(r"[A-Za-z_]\w*", name) and self._peek(1) in ("", ")"):
+            self._take()
+            try:
+                obj = self.prog.object(name)
+            except KdumpyError:
+                return self.prog.pointer(VOID, self.prog.symbol_address(name))
+            return obj.address_of_()
+        return self._unary().address_of_()
+
+    def _postfix(self, obj: Object) -> Object:
+        while True:
+            tok = self._peek()
+            if tok in (".", "->"):
+                self._take()
+                obj = obj.member_(self._take())
+            elif tok == "[":
+                self._take()
+                index = int(self._unary())
+                self._take("]")
+                obj = obj[index]
+            else:
+                return obj
+
+    def _primary(self) -> Object:
+        tok = self._take()
+        if tok == "(":
+            obj = self._unary()
+            self._take(")")
+            return obj
+        if tok[0].isdigit():
+            return self.prog.value("unsigned long", int(tok, 0))
+        if not re.fullmatch(r"[A-Za-z_]\w*", tok):
+            raise CommandError(f"cannot parse '{self.text}' at '{tok}'")
+        if not self.prog.has_symbol(tok):
+            try:
+                return self.prog.value("long", self.prog.constant(tok))
+            except KdumpyError:
+                pass
+        return self.prog.object(tok)
+
+    def _is_type(self, word: str) -> bool:
+        if word in ("struct", "union", "enum") or word in _TYPE_WORDS:
+            return True
+        if not re.fullmatch(r"[A-Za-z_]\w*", word) or self.prog.has_symbol(word):
+            return False
+        try:
+            self.prog.type(word)
+        except KdumpyError:
+            return False
+        return True
+
+    def _type_name(self) -> Type:
+        words = []
+        while self._peek() not in (")", "*", ""):
+            words.append(self._take())
+        stars = 0
+        while self._peek() == "*":
+            self._take()
+            stars += 1
+        return self.prog.type(" ".join(words) + " " + "*" * stars)
+
+
+def _deref(obj: Object) -> Object:
+    t = obj.type_.strip()
+    if isinstance(t, PointerType) and t.target.strip().kind in ("void", "function"):
+        raise CommandError(f"cannot dereference {obj.type_.spelling()}")
+    return obj.deref_()
+
+
+def _cast(obj: Object, t: Type) -> Object:
+    """``(type)obj``: integers are truncated to the new size like C does."""
+    s = t.strip()
+    if isinstance(s, IntType) and s.size < 8:
+        bits = 8 * s.size
+        value = int(obj) & ((1 << bits) - 1)
+        if s.signed and value >> (bits - 1):
+            value -= 1 << bits
+        return obj.prog_.value(t, value)
+    if isinstance(s, StructType | ArrayType) and isinstance(obj.type_.strip(), PointerType):
+        raise CommandError(f"cannot cast a pointer to {t.spelling()}")
+    return obj.cast_(t)
+
+
 def evaluate(session: Session, expr: str) -> Object:
-    """``name``, ``name.member->member[3]``, ``&name``, ``*pointer``."""
-    m = _EXPR.match(expr.replace(" ", ""))
-    if not m:
-        raise CommandError(f"cannot evaluate '{expr}' (globals, members, [index], & and *)")
-    obj = session.prog.object(m["name"])
-    for part in re.findall(r"(?:\.|->)\w+|\[\d+\]", m["path"]):
-        is_index = part.startswith("[")
-        obj = obj[int(part[1:-1])] if is_index else obj.member_(part.lstrip(".->"))
-    if m["op"] == "&":
-        obj = obj.address_of_()
-    elif m["op"] == "*":
-        obj = obj.deref_()
-    return obj
+    """The value of a C expression (see :class:`_Expression`)."""
+    return _Expression(session, expr).parse()
 
 
 @command("p", "print the value of an expression", "p expression")
@@ -66,11 +206,28 @@ def cmd_p(session: Session, args: list[str]) -> str:
         raise CommandError("expression required")
     expr = " ".join(args)
     obj = evaluate(session, expr)
-    session.counter += 1
+    prog = session.prog
+    if obj.address_ is not None:
+        # Fail on the whole object, in one line, rather than inside its printout.
+        prog.read(obj.address_, max(1, min(obj.type_.size, 1 << 16)))
     value = format_value(obj)
     if isinstance(obj.type_.strip(), PointerType):
-        value = f"({obj.type_.spelling()}) {value}"
-    return f"{expr} = ${session.counter} = {value}\n"
+        value = f"({obj.type_.spelling()}) {value}{_pointee_symbol(prog, int(obj))}"
+    session.counter += 1
+    # crash names a plain symbol: "jiffies = $1 = ..."; an expression is just "$2 = ...".
+    name = f"{expr} = " if re.fullmatch(r"[A-Za-z_]\w*", expr) else ""
+    return f"{name}${session.counter} = {value}\n"
+
+
+def _pointee_symbol(prog: Program, address: int) -> str:
+    """`` <init_task>`` or `` <jiffies+8>`` for pointers into the kernel image or
+    modules, as gdb shows them."""
+    if address < _KERNEL_IMAGE:
+        return ""
+    sym = prog.find_symbol(address)
+    if sym is None or address - sym.address >= 1 << 16:
+        return ""
+    return f" <{sym.describe(address)}>"
 
 
 @command("whatis", "search symbol table for data or type information", "whatis name")
