@@ -10,16 +10,21 @@ first character of the expanded name is the ``nm``-style type (T, t, D, b, ...).
 Addresses are 32-bit entries of ``kallsyms_offsets``; kernels have used three
 encodings over time, so the one that reproduces ``SYMBOL(_stext)`` is chosen, as
 makedumpfile does.
+
+Opening a dump decodes no names: types and addresses are vectorised, names are
+expanded when asked for, and name lookups binary-search ``kallsyms_seqs_of_names``
+when the kernel has it (found by its place after other tables, and checked).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 
-from kdumpy.errors import DumpFormatError
+from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 ReadFn = Callable[[int, int], bytes]
@@ -50,13 +55,13 @@ def _entry_starts(names: bytes, count: int) -> tuple[list[int], int]:
 
 
 def _expand_names(
-    names: bytes, count: int, table: bytes, index: tuple[int, ...]
+    names: bytes, starts: np.ndarray, table: bytes, index: tuple[int, ...]
 ) -> tuple[list[str], str]:
     """Decode ``count`` token-compressed entries into names and their nm type
     characters, with numpy: every token byte becomes its text, gathered from the token
     table in one go."""
     data = np.frombuffer(names, dtype=np.uint8)
-    starts = np.array(_entry_starts(names, count)[0], dtype=np.int32)
+    count = len(starts)
     wide = (data[starts] & 0x80) != 0
     lengths = (data[starts] & 0x7F).astype(np.int32)
     lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
@@ -110,13 +115,111 @@ def _candidate_addresses(
 
 
 class Kallsyms:
-    """Decoded vmlinux symbols: ``names`` (str), ``types`` (one char) and ``addresses``
-    (uint64 numpy array), in kallsyms order (sorted by address)."""
+    """vmlinux symbols in kallsyms order (sorted by address): ``types`` (one nm
+    character each) and ``addresses`` (uint64 numpy array) up front; names decoded one
+    at a time on demand (:meth:`name`, :meth:`indices_of`) or all at once
+    (:attr:`names`).
 
-    def __init__(self, names: list[str], types: list[str], addresses: np.ndarray) -> None:
-        self.names = names
-        self.types = types
-        self.addresses = addresses
+    Looking names up needs no table of all of them when the kernel has
+    ``kallsyms_seqs_of_names`` (Linux >= 6.2, and backports): its symbol indices
+    sorted by name allow a binary search, as the kernel's own
+    ``kallsyms_lookup_name`` does.  That keeps opening a dump cheap."""
+
+    def __init__(
+        self,
+        names_raw: bytes,
+        starts: np.ndarray,
+        table: bytes,
+        index: tuple[int, ...],
+        addresses: np.ndarray | None = None,
+    ) -> None:
+        self._raw = names_raw
+        data = np.frombuffer(names_raw, dtype=np.uint8)
+        self._starts = starts
+        wide = (data[starts] & 0x80) != 0
+        self._first = starts + 1 + wide  # first token byte of each entry
+        self._lengths = (data[starts] & 0x7F).astype(np.int32)
+        self._lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
+        if not self._lengths.all():
+            raise DumpFormatError("kallsyms_names has an empty entry (corrupt)")
+        self._table, self._index = table, index
+        self._tokens = [table[i : table.find(b"\0", i)].decode("latin-1") for i in index]
+        # The type is the first character of an entry's first token.
+        firsts = "".join(t[:1] or "?" for t in self._tokens).encode("latin-1")
+        self.types: list[str] = list(
+            np.frombuffer(firsts, dtype=np.uint8)[data[self._first]].tobytes().decode("latin-1")
+        )
+        self.addresses = addresses if addresses is not None else np.zeros(0, dtype=np.uint64)
+        self._seqs: np.ndarray | None = None
+        self._decoded: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def name(self, i: int) -> str:
+        """The name of entry ``i`` (decoded once)."""
+        found = self._decoded.get(i)
+        if found is None:
+            first = int(self._first[i])
+            tokens = self._raw[first : first + int(self._lengths[i])]
+            found = "".join(map(self._tokens.__getitem__, tokens))[1:]
+            self._decoded[i] = found
+        return found
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Every name, decoded at once (completion, and kernels without seqs_of_names)."""
+        return _expand_names(self._raw, self._starts, self._table, self._index)[0]
+
+    @property
+    def searchable(self) -> bool:
+        return self._seqs is not None
+
+    def indices_of(self, name: str) -> list[int]:
+        """Entries called ``name``, in kallsyms order (binary search over
+        seqs_of_names; needs :attr:`searchable`)."""
+        seqs = self._seqs
+        assert seqs is not None
+        lo, hi = 0, len(seqs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.name(int(seqs[mid])) < name:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = []
+        while lo < len(seqs) and self.name(int(seqs[lo])) == name:
+            found.append(int(seqs[lo]))
+            lo += 1
+        return sorted(found)
+
+    def use_seqs_of_names(self, data: bytes) -> bool:
+        """Take ``kallsyms_seqs_of_names`` (3-byte big-endian indices) if ``data`` is
+        it: a permutation of the entries whose names are in order, checked on a
+        sample (its address is not exported, so candidates are tried)."""
+        count = len(self)
+        if len(data) < 3 * count:
+            return False
+        b = np.frombuffer(data[: 3 * count], dtype=np.uint8).reshape(count, 3).astype(np.int64)
+        seqs = b[:, 0] << 16 | b[:, 1] << 8 | b[:, 2]
+        if int(seqs.max()) >= count or not (np.bincount(seqs, minlength=count) == 1).all():
+            return False
+        step = max(1, count // 64)
+        for i in range(0, count - 1, step):
+            if self.name(int(seqs[i])) > self.name(int(seqs[i + 1])):
+                return False
+        self._seqs = seqs
+        return True
+
+    def index_of(self, name: str) -> int | None:
+        """The first entry called ``name``, or None."""
+        if self.searchable:
+            found = self.indices_of(name)
+            return found[0] if found else None
+        try:
+            return self.names.index(name)
+        except ValueError:
+            return None
 
     @classmethod
     def from_vmcoreinfo(cls, info: VmcoreInfo, read: ReadFn) -> Kallsyms:
@@ -134,18 +237,39 @@ class Kallsyms:
         index = struct.unpack("<256H", read(info.require("SYMBOL(kallsyms_token_index)"), 512))
         table_addr = info.require("SYMBOL(kallsyms_token_table)")
         table = read(table_addr, max(index) + 256)
+        if any(table.find(b"\0", i) < 0 for i in index):
+            raise DumpFormatError(f"{info.source}: kallsyms_token_table is corrupt")
         names_addr = info.require("SYMBOL(kallsyms_names)")
         names_raw = cls._read_names(read, info, names_addr, count)
-        names, type_chars = _expand_names(names_raw, count, table, index)
-        types = list(type_chars)
+        starts, end = _entry_starts(names_raw, count)
+        k = cls(names_raw, np.array(starts, dtype=np.int32), table, index)
         offsets_addr = info.symbol("kallsyms_offsets")
         if offsets_addr is None:
             raise DumpFormatError(f"{info.source}: VMCOREINFO has no SYMBOL(kallsyms_offsets)")
-        offsets = np.frombuffer(read(offsets_addr, 4 * count), dtype=np.int32)
         base_addr = info.symbol("kallsyms_relative_base")
+        k._find_seqs(read, names_addr + end, offsets_addr + 4 * count, base_addr)
+        offsets = np.frombuffer(read(offsets_addr, 4 * count), dtype=np.int32)
         base = struct.unpack("<Q", read(base_addr, 8))[0] if base_addr else None
-        addresses = cls._pick_encoding(info, names, offsets, base, offsets_addr)
-        return cls(names, types, addresses)
+        k.addresses = cls._pick_encoding(info, k, offsets, base, offsets_addr)
+        return k
+
+    def _find_seqs(
+        self, read: ReadFn, names_end: int, offsets_end: int, base_addr: int | None
+    ) -> None:
+        """Where kernels put seqs_of_names: after the markers that follow the names
+        (6.2-6.x and backports), or after kallsyms_offsets / kallsyms_relative_base
+        (later).  Without it, names are looked up in a table of all of them."""
+        markers_end = names_end + 4 * ((len(self) + 255) // 256)
+        places = [offsets_end, (markers_end + 3) & ~3, (markers_end + 7) & ~7]
+        if base_addr is not None:
+            places.insert(0, base_addr + 8)
+        for place in dict.fromkeys(places):
+            try:
+                data = read(place, 3 * len(self))
+            except KdumpyError:
+                continue
+            if self.use_seqs_of_names(data):
+                return
 
     @staticmethod
     def _read_names(read: ReadFn, info: VmcoreInfo, addr: int, count: int) -> bytes:
@@ -172,13 +296,11 @@ class Kallsyms:
 
     @staticmethod
     def _pick_encoding(
-        info: VmcoreInfo, names: list[str], offsets: np.ndarray, base: int | None, table: int
+        info: VmcoreInfo, k: Kallsyms, offsets: np.ndarray, base: int | None, table: int
     ) -> np.ndarray:
         stext = info.symbol("_stext")
-        try:
-            where = names.index("_stext")
-        except ValueError:
-            where = -1
+        found = k.index_of("_stext")
+        where = -1 if found is None else found
         candidates = _candidate_addresses(offsets, base, table)
         if stext is not None and where >= 0:
             for addresses in candidates.values():

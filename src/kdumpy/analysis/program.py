@@ -110,8 +110,7 @@ class Program:
     @cached_property
     def symbols(self) -> SymbolTable:
         table = SymbolTable()
-        k = self.kallsyms
-        table.add_arrays(k.names, k.types, k.addresses)
+        table.add_kallsyms(self.kallsyms)
         return table
 
     def symbol_address(self, name: str) -> int:

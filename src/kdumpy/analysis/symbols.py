@@ -14,8 +14,12 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from itertools import compress, count
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kdumpy.analysis.kallsyms import Kallsyms
 
 # nm types that mark code; used to prefer a function over data at the same address.
 TEXT_TYPES = frozenset("tTwW")
@@ -39,14 +43,32 @@ class SymbolTable:
     """All known symbols; lookups by name and by address."""
 
     def __init__(self) -> None:
+        # vmlinux symbols stay in their Kallsyms (names decoded on demand) as entries
+        # 0..base-1; later ones (modules) are kept here, names in ``_names``.
+        self._kallsyms: Kallsyms | None = None
+        self._base = 0
         self._names: list[str] = []
         self._types: list[str] = []
         self._modules: list[str | None] = []
         self._sizes: list[int] = []
         self._addresses = np.zeros(0, dtype=np.uint64)
         self._by_name: dict[str, int] | None = None
+        self._module_names: dict[str, int] | None = None
         self._order: np.ndarray | None = None  # indices sorted for address lookups
         self._sorted_addrs = np.zeros(0, dtype=np.uint64)
+
+    def add_kallsyms(self, kallsyms: Kallsyms) -> None:
+        """The vmlinux symbols (first, before any module's)."""
+        if len(self._types):
+            raise ValueError("vmlinux kallsyms go first")
+        self._kallsyms = kallsyms
+        self._base = len(kallsyms)
+        self._types = list(kallsyms.types)
+        self._modules = [None] * self._base
+        self._sizes = [0] * self._base
+        self._addresses = kallsyms.addresses.astype(np.uint64)
+        self._by_name = None
+        self._order = None
 
     def add_arrays(
         self,
@@ -63,6 +85,7 @@ class SymbolTable:
         self._sizes += sizes if sizes is not None else [0] * len(names)
         self._addresses = np.concatenate([self._addresses, addresses.astype(np.uint64)])
         self._by_name = None
+        self._module_names = None
         self._order = None
 
     def add_many(self, symbols: list[Symbol]) -> None:
@@ -76,9 +99,15 @@ class SymbolTable:
                 [s.size for s in group],
             )
 
+    def _name(self, i: int) -> str:
+        if i < self._base:
+            assert self._kallsyms is not None
+            return self._kallsyms.name(i)
+        return self._names[i - self._base]
+
     def _symbol(self, i: int) -> Symbol:
         return Symbol(
-            self._names[i],
+            self._name(i),
             int(self._addresses[i]),
             self._types[i],
             self._modules[i],
@@ -86,16 +115,28 @@ class SymbolTable:
         )
 
     def _name_index(self) -> dict[str, int]:
-        """Name -> index; a global symbol wins over a local one of the same name."""
+        """Name -> index of every symbol (all names decoded); a global symbol wins
+        over a local one of the same name, and a later one over an earlier."""
         if self._by_name is None:
-            names = self._names
-            # Built by C-level loops (compress/zip): ~150k symbols on every first lookup.
-            glob = list(map(str.isupper, self._types))
-            local = [not g for g in glob]
-            index = dict(zip(compress(names, local), compress(count(), local), strict=False))
-            index.update(zip(compress(names, glob), compress(count(), glob), strict=False))
-            self._by_name = index
+            names = (self._kallsyms.names if self._kallsyms else []) + self._names
+            self._by_name = _index(names, self._types)
         return self._by_name
+
+    def _find_index(self, name: str) -> int | None:
+        """Like ``_name_index().get(name)``, without decoding every vmlinux name when
+        kallsyms can be searched by name."""
+        k = self._kallsyms
+        if k is None or not k.searchable or self._by_name is not None:
+            return self._name_index().get(name)
+        if self._module_names is None:
+            self._module_names = {
+                n: i + self._base for n, i in _index(self._names, self._types[self._base :]).items()
+            }
+        found = k.indices_of(name)
+        if (in_module := self._module_names.get(name)) is not None:
+            found.append(in_module)
+        glob = [i for i in found if self._types[i].isupper()]
+        return (glob or found)[-1] if found else None
 
     def _address_order(self) -> None:
         if self._order is not None:
@@ -122,15 +163,15 @@ class SymbolTable:
         """At one address: text before data, globals before locals, and x86_64 syscall
         names over their ia32 aliases, so a pc resolves to the name tools print."""
         t = self._types[i]
-        return (t not in TEXT_TYPES, t.islower(), self._names[i].startswith("__ia32_"))
+        return (t not in TEXT_TYPES, t.islower(), self._name(i).startswith("__ia32_"))
 
     def lookup(self, name: str) -> Symbol | None:
         """The symbol called ``name`` (vmlinux or a module), or None."""
-        i = self._name_index().get(name)
+        i = self._find_index(name)
         return None if i is None else self._symbol(i)
 
     def address_of(self, name: str) -> int | None:
-        i = self._name_index().get(name)
+        i = self._find_index(name)
         return None if i is None else int(self._addresses[i])
 
     def find(self, address: int, max_distance: int = 1 << 20) -> Symbol | None:
@@ -173,3 +214,13 @@ class SymbolTable:
 
     def __len__(self) -> int:
         return len(self._name_index())
+
+
+def _index(names: list[str], types: list[str]) -> dict[str, int]:
+    """Name -> index, a global (upper-case type) symbol over a local one, else the
+    last; built by C-level loops (~150k vmlinux symbols)."""
+    glob = list(map(str.isupper, types))
+    local = [not g for g in glob]
+    index = dict(zip(compress(names, local), compress(count(), local), strict=False))
+    index.update(zip(compress(names, glob), compress(count(), glob), strict=False))
+    return index
