@@ -42,7 +42,7 @@ def measure(cmd: list[str]) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def best_of(cmd: list[str], runs: int = 3) -> tuple[float, float, float]:
+def best_of(cmd: list[str], runs: int = 5) -> tuple[float, float, float]:
     """Best wall and CPU time of a few runs (the machine is shared), worst peak RSS."""
     results = [measure(cmd) for _ in range(runs)]
     return min(r[0] for r in results), min(r[1] for r in results), max(r[2] for r in results)
@@ -70,7 +70,7 @@ def main() -> int:
             f"{ours[1]:>9.2f}s {theirs[1]:>7.2f}s {ours[1] / theirs[1]:>6.2f}   "
             f"{ours[2]:>10.0f} {theirs[2]:>8.0f}"
         )
-    print("\nratio = kdumpy / drgn (below 1: kdumpy is faster); best of 3 runs each;")
+    print("\nratio = kdumpy / drgn (below 1: kdumpy is faster); best of 5 runs each;")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
 
