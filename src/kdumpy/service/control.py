@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
-from kdumpy.service import kexec, manifest, teststatus
+from kdumpy.service import kexec, manifest, propagate, teststatus
 from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
@@ -128,6 +128,7 @@ def start(paths: ServicePaths, report: Report) -> int:
                 early.start_note(paths, report)
                 teststatus.report_result(paths, config, report)
                 return 0
+            propagate.check_target(config, report)
             reason = rebuild_reason(paths, config)
             if reason:
                 report(f"Rebuilding {paths.initrd}: {reason}")

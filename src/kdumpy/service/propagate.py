@@ -4,12 +4,23 @@ Creates the key if missing, checks the server's host key (known_hosts, or the
 fingerprint shown for the user to accept), then appends the public key to the
 server's authorized_keys unless it already logs in (ssh-copy-id's semantics).
 The key travels on stdin, never on a command line.
+
+The server is named as ssh itself resolves it (``ssh -G``: HostName, Port and
+HostKeyAlias from ssh_config), so a target on another port is looked up in
+known_hosts as ``[host]:port`` and scanned on that port.  The first copy
+authenticates however the administrator's ssh can (agent, default keys, or a
+password typed at the terminal); the check whether the dump key already works
+offers that key only (``IdentitiesOnly``), so another key that logs in cannot
+pass for it.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
@@ -22,6 +33,34 @@ _INSTALL = (
     'key=$(cat) && { grep -qxF "$key" ~/.ssh/authorized_keys || '
     'printf "%s\\n" "$key" >> ~/.ssh/authorized_keys; }'
 )
+_MISMATCH = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key verification failed")
+
+
+@dataclass(frozen=True)
+class SshServer:
+    """Where ssh really connects for a target: host, port, and its known_hosts name."""
+
+    host: str
+    port: int = 22
+
+    @property
+    def known_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def resolve(spec: str) -> SshServer:
+    """The server *spec* (``user@host``) means after ssh_config (``ssh -G``)."""
+    out = _run(["ssh", "-G", spec], "ssh -G")
+    opts: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        opts.setdefault(key.lower(), value.strip())
+    host = opts.get("hostkeyalias") or opts.get("hostname") or spec.rpartition("@")[2]
+    try:
+        port = int(opts.get("port", "22"))
+    except ValueError:
+        port = 22
+    return SshServer(host, port)
 
 
 def ensure_key(path: Path, report: Callable[[str], None]) -> None:
@@ -33,17 +72,21 @@ def ensure_key(path: Path, report: Callable[[str], None]) -> None:
 
 
 def host_known(host: str, known_hosts: Path = KNOWN_HOSTS) -> bool:
+    """Whether *known_hosts* has an entry for *host* (a known_hosts name: host or [host]:port)."""
+    if not known_hosts.exists():
+        return False
     proc = subprocess.run(
         ["ssh-keygen", "-F", host, "-f", str(known_hosts)], capture_output=True, check=False
     )
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
-def scan_host_key(host: str) -> tuple[str, str]:
+def scan_host_key(server: SshServer) -> tuple[str, str]:
     """The server's host keys (known_hosts lines) and their fingerprints, for confirmation."""
-    keys = _run(["ssh-keyscan", "-T", "10", host], "ssh-keyscan")
+    cmd = ["ssh-keyscan", "-T", "10", "-p", str(server.port), server.host]
+    keys = _run(cmd, "ssh-keyscan")
     if not keys.strip():
-        raise KdumpyError(f"{host}: no ssh host key received (is sshd reachable?)")
+        raise KdumpyError(f"{server.known_name}: no ssh host key received (is sshd reachable?)")
     proc = subprocess.run(
         ["ssh-keygen", "-l", "-f", "-"], input=keys, capture_output=True, text=True, check=False
     )
@@ -58,25 +101,67 @@ def propagate(
         raise KdumpyError(f"{config.source}: propagate needs an ssh dump target")
     key = Path(config.sshkey)
     ensure_key(key, report)
-    if not host_known(target.ssh_host):
-        keys, fingerprints = scan_host_key(target.ssh_host)
-        if not confirm(f"{target.ssh_host} host key fingerprints:\n{fingerprints}\nTrust it?"):
-            raise KdumpyError(f"{target.ssh_host}: host key not accepted")
+    server = resolve(target.spec)
+    if not host_known(server.known_name):
+        keys, fingerprints = scan_host_key(server)
+        if not confirm(f"{server.known_name} host key fingerprints:\n{fingerprints}\nTrust it?"):
+            raise KdumpyError(f"{server.known_name}: host key not accepted")
         KNOWN_HOSTS.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(KNOWN_HOSTS, "a") as f:
             f.write(keys if keys.endswith("\n") else keys + "\n")
     strict = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}"]
     probe = subprocess.run(
-        ["ssh", "-i", str(key), "-o", "BatchMode=yes", *strict, target.spec, "true"],
-        capture_output=True,
-        check=False,
-    )
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", *strict,
+         target.spec, "true"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if probe.returncode == 0:
         report(f"{key} is already installed on {target.spec}")
         return
+    if any(m in probe.stderr for m in _MISMATCH):
+        raise KdumpyError(
+            f"{server.known_name}: host key does not match {KNOWN_HOSTS}; "
+            "not sending the key (check the server, then fix the known_hosts entry)"
+        )
     public = Path(str(key) + ".pub").read_text()
     _run(["ssh", *strict, target.spec, _INSTALL], "ssh", stdin=public)
     report(f"{key} has been added to ~{target.ssh_user}/.ssh/authorized_keys on {target.ssh_host}")
+
+
+def check_target(
+    config: KdumpConfig, report: Callable[[str], None], timeout: float = 180.0
+) -> None:
+    """At start, as kdumpctl does: log in with the dump key (host key checked) and create
+    ``path`` on the server, so that a key or host key problem shows now, not at crash time.
+    Network errors are retried for *timeout* seconds (the network may still be coming up);
+    a refused key or host key fails at once."""
+    target = config.target
+    if target is None or target.kind != "ssh":
+        return
+    if not Path(config.sshkey).exists():
+        raise KdumpyError(f"{config.sshkey}: no such ssh key; run kdumpy propagate")
+    cmd = ["ssh", "-i", config.sshkey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+           "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", target.spec,
+           f"mkdir -p -- {shlex.quote(config.path)}"]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit {proc.returncode}"
+        last = last.removeprefix(f"{target.spec}: ").rstrip(".")
+        if proc.returncode != 255:
+            raise KdumpyError(f"{target.spec}: cannot create {config.path}: {last}")
+        if "Permission denied" in proc.stderr or any(m in proc.stderr for m in _MISMATCH):
+            raise KdumpyError(f"{target.spec}: {last} (key {config.sshkey}); run kdumpy propagate")
+        if time.monotonic() >= deadline:
+            raise KdumpyError(f"{target.spec}: not reachable after {timeout:.0f} s: {last}")
+        if not waited:
+            report(f"Waiting for {target.spec} to be reachable ({last})")
+            waited = True
+        time.sleep(5)
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
@@ -85,5 +170,6 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
     except FileNotFoundError:
         raise KdumpyError(f"{what} not found: install openssh-client") from None
     if proc.returncode != 0:
-        raise KdumpyError(f"{what} failed: {proc.stderr.strip()}")
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        raise KdumpyError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
     return proc.stdout
