@@ -141,12 +141,20 @@ def _raise(call: str, err: int) -> None:
     raise exc
 
 
+_FILE_LOAD_FLAGS = (
+    "-s", "--kexec-file-syscall", "-a", "--kexec-syscall-auto", "-c", "--kexec-syscall",
+)  # fmt: skip
+
+
 def tools_load(kernel: Path, initrd: Path | None, cmdline: str, extra: list[str]) -> None:
     """Fallback: kexec-tools' ``kexec -p`` (kexec_load), for kernels without file load."""
     kexec = shutil.which("kexec")
     if kexec is None:
         raise KexecError("kexec_file_load is not available and kexec-tools is not installed")
-    cmd = [kexec, "-p", *extra, f"--command-line={cmdline}"]
+    # kexec_file_load is what just failed: make kexec-tools use kexec_load (-c), whatever
+    # KEXEC_ARGS says (RHEL's default is -s, which would try the file load again).
+    args = [a for a in extra if a not in _FILE_LOAD_FLAGS]
+    cmd = [kexec, "-p", "-c", *args, f"--command-line={cmdline}"]
     if initrd is not None:
         cmd.append(f"--initrd={initrd}")
     cmd.append(str(kernel))
