@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -106,6 +107,8 @@ def target_path(config: KdumpConfig) -> Iterator[Path | None]:
 def read_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
     """The test dump's status ("success"/"fail", or "" when there is no file) and the
     file's mtime; None when the target cannot be looked at from here."""
+    if config.target is not None and config.target.kind == "ssh":
+        return ssh_result(config, test_id)
     with target_path(config) as base:
         if base is None:
             return None
@@ -113,6 +116,30 @@ def read_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
         if not found.exists():
             return "", 0.0
         return found.read_text().strip() or "fail", found.stat().st_mtime
+
+
+def ssh_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
+    """The status file read from the ssh target with the dump key (as kdumpctl fetches it
+    with scp); None when the server cannot be reached or refuses the key or host key."""
+    assert config.target is not None
+    if not Path(config.sshkey).exists():
+        return None  # no key, no login (kdumpy propagate makes one)
+    directory = shlex.quote(f"{config.path.rstrip('/')}/kdump-test-{test_id}")
+    # Prints the file's mtime, then its contents; nothing when there is no such file.
+    remote = f"cd {directory} 2>/dev/null && stat -c %Y {STATUS_NAME} && cat {STATUS_NAME}"
+    cmd = ["ssh", "-i", config.sshkey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+           "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20",
+           config.target.spec, remote]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 255:  # ssh's own failure: network, key or host key
+        return None
+    mtime, _, content = proc.stdout.partition("\n")
+    if proc.returncode != 0 or not mtime.strip().isdigit():
+        return "", 0.0
+    return content.strip() or "fail", float(mtime)
 
 
 def report_result(paths: ServicePaths, config: KdumpConfig, report: Callable[[str], None]) -> None:
