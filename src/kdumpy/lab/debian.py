@@ -20,11 +20,13 @@ code change needs no image rebuild.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
@@ -42,6 +44,10 @@ PACKAGES = (
     "makedumpfile", "openssh-client", "nfs-common", "busybox-static", "cpio", "zstd",
     "python3", "python3-numpy", "python3-cffi-backend", "python3-zstandard", "python3-lzo",
     "python3-rich",
+    # `kdumpy reserve` runs the real update-grub (grub-mkconfig).  No grub-pc: its
+    # postinst wants an install device, and /etc/default/grub stays absent from the image
+    # (a job copies grub's template there, as grub-pc's postinst would).
+    "grub2-common", "grub-pc-bin",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
 CONFIG_VERSION = "3"
@@ -75,10 +81,12 @@ def debootstrap_rootfs() -> Path:
     """Stage 1: the debootstrapped and configured bookworm tree (cached)."""
     root = debian_dir() / "rootfs"
     done = _stamp(root, f"configured-{CONFIG_VERSION}")
-    if done.exists():
+    # A grown package list is installed into the existing tree (the kernels' initrds stay).
+    packages = _stamp(root, f"packages-{_packages_hash()}")
+    if done.exists() and packages.exists():
         return root
     with locked("debian-rootfs"):
-        if done.exists():
+        if done.exists() and packages.exists():
             return root
         if not _stamp(root, "debootstrap").exists():
             shutil.rmtree(root, ignore_errors=True)
@@ -98,10 +106,36 @@ def debootstrap_rootfs() -> Path:
         from kdumpy.lab.debian_config import chroot, configure_rootfs
 
         # The package list grew since the tree was made: install the difference.
-        chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES)
-        configure_rootfs(root)
-        done.touch()
+        if not packages.exists():
+            with _host_resolver(root):
+                chroot(root, "apt-get", "update", "-q")
+                chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                       *PACKAGES)  # fmt: skip
+                chroot(root, "apt-get", "clean")
+            packages.touch()
+        if not done.exists():
+            configure_rootfs(root)
+            done.touch()
     return root
+
+
+@contextlib.contextmanager
+def _host_resolver(root: Path) -> Iterator[None]:
+    """The host's /etc/resolv.conf in the tree meanwhile (a configured tree has the guest's)."""
+    conf = root / "etc" / "resolv.conf"
+    saved = conf.read_bytes() if conf.exists() and not conf.is_symlink() else None
+    if conf.is_symlink():
+        conf.unlink()
+    shutil.copy("/etc/resolv.conf", conf)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            conf.write_bytes(saved)
+
+
+def _packages_hash() -> str:
+    return hashlib.sha256(" ".join(sorted(PACKAGES)).encode()).hexdigest()[:8]
 
 
 def install_kernel(kernel: LabKernel) -> Path:

@@ -48,17 +48,29 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
 
 
 class Sshd:
-    """sshd accepting only the client key it generated, as the user running the test."""
+    """sshd accepting only the client key it generated, as the user running the test.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    With *home*, the session's home is ``<workdir>/home`` (sshd's ``SetEnv HOME``) and the
+    keys it accepts are ``~/.ssh/authorized_keys`` there: what a client changes in "its"
+    home on the server (``kdumpy propagate``) lands in the test's directory, never in the
+    real home of the user running the test.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, home: bool = False) -> None:
         if not os.access(SSHD, os.X_OK):
             raise KdumpyError(f"{SSHD} not found: install openssh-server")
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.home = self.dir / "home" if home else None
+        if self.home is not None:
+            (self.home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.authorized_keys = self.home / ".ssh" / "authorized_keys"
+        else:
+            self.authorized_keys = self.dir / "authorized_keys"
         self.port = port or spare_port()
         self.host_key = keygen(self.dir / "ssh_host_ed25519_key")
         self.client_key = keygen(self.dir / "kdump_id_ed25519")
-        shutil.copy(f"{self.client_key}.pub", self.dir / "authorized_keys")
+        shutil.copy(f"{self.client_key}.pub", self.authorized_keys)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def known_hosts_line(self, host: str) -> str:
@@ -74,8 +86,9 @@ class Sshd:
         config = self.dir / "sshd_config"
         config.write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
-            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
-            "PermitRootLogin prohibit-password\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            + (f"SetEnv HOME={self.home}\n" if self.home is not None else "")
+            + "PermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             f"StrictModes no\nPidFile {self.dir / 'sshd.pid'}\nLogLevel VERBOSE\n"
         )
