@@ -5,7 +5,7 @@
 
 - ``meminfo``: the /proc/meminfo figures `kmem -i` shows, through drgn's own helpers
   (``vm_commit_limit``, ``vm_memory_committed``) or the kernel counters read by drgn;
-- ``stack``: the crashed thread's whole kernel stack as words, and its frames' pcs;
+- ``stack``: the crashed thread's whole kernel stack as words, its frames' pcs and sps;
 - ``exprs``: values of C expressions, written here as the equivalent drgn calls.
 
 Nothing here uses kdumpy.
@@ -94,11 +94,12 @@ def stack(prog: drgn.Program, task: drgn.Object) -> dict[str, Any]:
     base = int(task.stack)
     size = 16384  # THREAD_SIZE on x86_64 (KASAN off)
     data = prog.read(base, size)
-    trace = prog.crashed_thread().stack_trace()
+    frames = [f for f in prog.crashed_thread().stack_trace() if not f.is_inline and f.pc >> 63]
     return {
         "base": base,
         "words": [int.from_bytes(data[i : i + 8], "little") for i in range(0, size, 8)],
-        "pcs": [f.pc for f in trace if not f.is_inline and f.pc >> 63],
+        "pcs": [f.pc for f in frames],
+        "sps": [f.sp for f in frames],  # the stack pointer in each frame
     }
 
 

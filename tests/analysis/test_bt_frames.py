@@ -1,7 +1,8 @@
 """`bt -f` (each frame's stack words) against drgn 0.3.0 with the DWARF vmlinux: every
-word shown must be what drgn reads at that stack address, and the last word of each
-frame must be the caller's return address, which drgn's unwinder (DWARF CFI) found as
-the next frame's pc.  `bt -l` needs DWARF line tables: a one-line answer.
+word shown must be what drgn reads at that stack address; a frame's words must span
+from its stack pointer to its caller's, as drgn's unwinder (DWARF CFI) found them;
+and the last word must be the caller's return address, drgn's next pc.  `bt -l`
+needs DWARF line tables: a one-line answer.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def frames_and_words(text: str) -> list[tuple[int, dict[int, int]]]:
 def test_frame_words_match_drgn(session, lab_dump):
     stack = extra_answers(lab_dump)["stack"]
     base, words, pcs = stack["base"], stack["words"], stack["pcs"]
+    sp_at = dict(zip(pcs, stack["sps"], strict=True))
     frames = frames_and_words(run_line(session, "bt -f"))
     assert len(frames) >= 5
     shown = 0
@@ -51,9 +53,14 @@ def test_frame_words_match_drgn(session, lab_dump):
             assert word == words[(address - base) // 8], f"#{i} at {address:#x}"
             shown += 1
         # The frame ends with the return address its caller was called from.
-        caller_pc = frames[i + 1][0]
+        pc, caller_pc = frames[i][0], frames[i + 1][0]
         assert contents[max(contents)] == caller_pc, f"frame #{i}"
         assert caller_pc in pcs, f"#{i + 1} {caller_pc:#x} is not a drgn frame"
+        # ... and holds the stack from this frame's sp up to the caller's (the first
+        # frame, interrupted, starts above its saved sp like crash's).
+        assert max(contents) + 8 == sp_at[caller_pc], f"frame #{i} end"
+        if i and pc in sp_at:
+            assert min(contents) == sp_at[pc], f"frame #{i} start"
     assert shown > 20
 
 

@@ -24,7 +24,7 @@ from kdumpy.analysis.commands import Session, run_line
 pytestmark = pytest.mark.vm
 
 EXTRA_ORACLE = Path(__file__).with_name("drgn_extra_oracle.py")
-EXTRA_TAG = "drgnx1"
+EXTRA_TAG = "drgnx2"
 # Rows whose meaning is the same in crash and in /proc/meminfo.
 SAME_AS_CRASH = ("TOTAL MEM", "FREE", "USED", "BUFFERS", "CACHED", "TOTAL HUGE",
                  "HUGE FREE", "TOTAL SWAP", "SWAP USED", "SWAP FREE", "COMMIT LIMIT")  # fmt: skip
