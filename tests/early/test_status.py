@@ -120,3 +120,29 @@ def test_world_readable_system_initramfs_is_flagged(tmp_path: Path) -> None:
     assert initramfs.stat().st_mode & 0o777 == 0o600 and reports
     cov = early.assess(paths, "ro rd.earlykdump", LOADED, loaded=True)
     assert not any("readable by other users" in ln for ln in cov.lines)
+
+
+@pytest.mark.parametrize(
+    ("log", "why"),
+    [
+        ([LogLine(0.9, "kdumpy-early[9]: early-kdump is enabled."),
+          LogLine(1.0, "kdumpy-early[9]: kexec: failed to load early-kdump kernel: "
+                       "no memory reserved for crash kernel (crashkernel=)")],
+         "kexec failed at 1.00 s: no memory reserved for crash kernel (crashkernel=)"),
+        ([], "the early stage did not run: no early-kdump lines in the kernel log"),
+        (LOADED[:1], "the early loader started but did not finish"),
+        (LOADED, "it loaded the capture kernel at 1.50 s, but that kernel is no longer loaded"),
+    ],
+)  # fmt: skip
+def test_start_warns_when_early_load_did_not_happen(log: list[LogLine], why: str) -> None:
+    warning = early_state.missed_load_warning("ro rd.earlykdump", log)
+    assert warning is not None
+    assert warning.startswith("Warning: rd.earlykdump is on the kernel command line but early "
+                              "kdump did not load the capture kernel at boot: ")  # fmt: skip
+    assert why in warning
+
+
+def test_start_is_quiet_without_rd_earlykdump() -> None:
+    assert early_state.missed_load_warning("ro quiet", []) is None
+    assert early_state.missed_load_warning("ro rd.earlykdump rd.earlykdump=0", []) is None
+    assert early_state.start_warning(Path("/nonexistent/cmdline")) is None

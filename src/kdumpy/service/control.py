@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
-from kdumpy.service import kexec, manifest, propagate, teststatus
+from kdumpy.service import early_state, kexec, manifest, propagate, teststatus
 from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
@@ -129,6 +129,9 @@ def start(paths: ServicePaths, report: Report) -> int:
                 teststatus.report_result(paths, config, report)
                 return 0
             propagate.check_target(config, report)
+            early_warning = early_state.start_warning()
+            if early_warning:
+                report(early_warning)
             reason = rebuild_reason(paths, config)
             if reason:
                 report(f"Rebuilding {paths.initrd}: {reason}")

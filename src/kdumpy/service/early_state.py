@@ -145,3 +145,45 @@ def early_log(lines: list[LogLine] | None = None) -> list[LogLine]:
 
 def _is_early(text: str) -> bool:
     return any(marker in text for marker in MARKERS)
+
+
+def missed_load_warning(cmdline: str, log: list[LogLine]) -> str | None:
+    """For ``kdumpy start`` finding no capture kernel loaded: a warning when this boot asked
+    for early kdump (``rd.earlykdump``) yet the early load did not happen, with the reason
+    the kernel log gives (None when early kdump was not asked for)."""
+    from kdumpy.service.early_cmdline import ARG, requested  # early_cmdline imports bootloader
+
+    if not requested(cmdline):
+        return None
+    failed = next((ln for ln in reversed(log) if FAILED in ln.text), None)
+    loaded = next((ln for ln in reversed(log) if LOADED in ln.text), None)
+    if failed is not None:
+        detail = failed.text.split(FAILED, 1)[1].lstrip(": ") or "no reason given"
+        why = f"kexec failed at {failed.seconds:.2f} s: {detail}"
+    elif loaded is not None:
+        why = (
+            f"it loaded the capture kernel at {loaded.seconds:.2f} s, but that kernel is no "
+            "longer loaded (unloaded since, e.g. kdumpy stop)"
+        )
+    elif any(ENABLED in ln.text for ln in log):
+        why = "the early loader started but did not finish (no loaded/failed line in the log)"
+    elif any(DISABLED in ln.text for ln in log):
+        why = f"the early loader did not see {ARG} on the command line"
+    else:
+        why = (
+            "the early stage did not run: no early-kdump lines in the kernel log (is it in the "
+            "system initramfs? see kdumpy early status)"
+        )
+    return (
+        f"Warning: {ARG} is on the kernel command line but early kdump did not load the "
+        f"capture kernel at boot: {why}; boot-time crashes were not covered"
+    )
+
+
+def start_warning(cmdline_file: Path = Path("/proc/cmdline")) -> str | None:
+    """:func:`missed_load_warning` for this boot (None when it cannot tell)."""
+    try:
+        cmdline = cmdline_file.read_text()
+    except OSError:
+        return None
+    return missed_load_warning(cmdline, early_log())
