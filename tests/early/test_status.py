@@ -50,7 +50,9 @@ def test_stale_copy_is_reported(tmp_path: Path) -> None:
     assert any("stale: capture initramfs" in ln and "changed" in ln for ln in cov.lines)
     assert cov.covered and "stale" in cov.lines[-1]
     files["capture kernel"].unlink()
-    reasons = early_state.stale_reasons(early_state.read(paths.state_dir, RELEASE))
+    state = early_state.read(paths.state_dir, RELEASE)
+    assert state is not None
+    reasons = early_state.stale_reasons(state)
     assert any("capture kernel" in r and "is missing" in r for r in reasons)
 
 
