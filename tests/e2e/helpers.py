@@ -55,7 +55,8 @@ def first_kernel_serial(serial: str) -> str:
 
 
 # CI budget: every end-to-end test is a full QEMU cycle (about 5 minutes under TCG).  The
-# core set (ext4, raw, ssh, NFS, a full target) always runs; the rest with KDUMPY_E2E_FULL=1.
+# core set (ext4, raw, ssh, NFS, a full target, and test_commands: the service commands in
+# two boots of one guest, about 4 minutes) always runs; the rest with KDUMPY_E2E_FULL=1.
 full_only = pytest.mark.skipif(
     not os.environ.get("KDUMPY_E2E_FULL"),
     reason="extended end-to-end set: set KDUMPY_E2E_FULL=1 (about 5 min per test under TCG)",
