@@ -1,7 +1,8 @@
 """`p` with C expressions (members through . and ->, [index], unary * and &, casts,
 parentheses) against drgn 0.3.0 with the DWARF vmlinux, which computes the same
-values through its own API (see EXPRESSIONS in drgn_extra_oracle.py); and bad input
-as one-line errors, including a page that a filtered dump left out.
+values through its own API (see EXPRESSIONS in drgn_extra_oracle.py); the printed
+lines against crash 8.0.2 (gdb) on the 6.1 dump; and bad input as one-line errors,
+including a page that a filtered dump left out.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from analysis_oracle import dbg_vmlinux
 from test_kmem import extra_answers
 
 from kdumpy.analysis import Program
@@ -29,10 +32,11 @@ def printed_value(out: str) -> str:
 
 
 def c_string(text: str) -> str:
-    """The text of gdb's ``"abc", '\\000' <repeats 5 times>``, octal escapes undone."""
+    """The C string in ``"abc\\000\\000"`` (or gdb's ``"abc", '\\000' <repeats 5
+    times>``): octal escapes undone, up to the first NUL."""
     m = re.match(r'^"((?:[^"\\]|\\[0-7]{3}|\\.)*)"', text)
     assert m, text
-    return re.sub(r"\\([0-7]{3})", lambda e: chr(int(e[1], 8)), m[1])
+    return re.sub(r"\\([0-7]{3})", lambda e: chr(int(e[1], 8)), m[1]).split("\0")[0]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,31 @@ def test_plain_symbol_is_named_like_crash(session):
     assert re.match(r"^\$\d+ = 0\n$", run_line(session, "p init_task.pid"))
     out = run_line(session, "p &init_task")
     assert re.match(r"^\$\d+ = \(struct task_struct \*\) 0x[0-9a-f]+ <init_task>\n$", out)
+
+
+# Printed by crash exactly as by kdumpy (T: the crashed task's address).
+SAME_AS_CRASH = (
+    "jiffies", "init_task.pid", "init_task.comm", "init_task.comm[1]", "&init_task",
+    "&init_task.comm", "init_task.tasks.next", "init_uts_ns.name.release", "init_mm.pgd",
+    "(*init_task.real_parent).pid", "((struct task_struct *){T:#x})->comm",
+    "(struct task_struct *){T:#x}", "init_task.se.load", "nr_cpu_ids",
+    "*init_task.tasks.next", "init_task.thread.sp",
+)  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("crash") is None, reason="crash is not installed")
+def test_printed_like_crash(lab_dump_61):
+    task = extra_answers(lab_dump_61)["task"]
+    lines = [f"p {e.replace('{T:#x}', f'{task:#x}')}" for e in SAME_AS_CRASH]
+    vmcore, vmlinux = str(lab_dump_61.vmcore), str(dbg_vmlinux(lab_dump_61.kernel))
+    script = "\n".join(lines) + "\nq\n"
+    crash = ["crash", "-s", vmlinux, vmcore]
+    theirs = subprocess.run(crash, input=script, capture_output=True, text=True, timeout=600).stdout
+    args = [a for line in lines for a in ("-c", line)]
+    kdumpy = [sys.executable, "-m", "kdumpy", "crash", vmcore, *args]
+    ours = subprocess.run(kdumpy, capture_output=True, text=True, timeout=600, check=True).stdout
+    theirs = "".join(ln for ln in theirs.splitlines(True) if ln.strip() and "WARNING" not in ln)
+    assert ours == theirs
 
 
 @pytest.mark.parametrize(

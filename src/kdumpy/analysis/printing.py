@@ -8,6 +8,8 @@ struct list_head {
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.types import (
     ArrayType,
@@ -19,6 +21,9 @@ from kdumpy.analysis.types import (
     Type,
 )
 from kdumpy.errors import KdumpyError
+
+if TYPE_CHECKING:
+    from kdumpy.analysis.program import Program
 
 _MAX_ARRAY = 64  # elements shown before "..."
 
@@ -32,14 +37,14 @@ def format_type(t: Type, offsets: bool = False) -> str:
     for m in s.members:
         prefix = f"  [{m.offset:>4}]" if offsets else "   "
         bits = f" : {m.bit_size}" if m.bit_size else ""
-        lines.append(f"{prefix} {_declaration(m.type, m.name)}{bits};\n")
+        lines.append(f"{prefix} {declaration(m.type, m.name)}{bits};\n")
     lines.append(f"}}\nSIZE: {s.size}\n")
     return "".join(lines)
 
 
-def _declaration(t: Type, name: str) -> str:
+def declaration(t: Type, name: str) -> str:
     if isinstance(t, ArrayType):
-        return f"{_declaration(t.element, name)}[{t.length}]"
+        return f"{declaration(t.element, name)}[{t.length}]"
     if isinstance(t, PointerType) and isinstance(t.target.strip(), FunctionType):
         return f"{t.target.strip().ret.spelling()} (*{name})()"  # type: ignore[attr-defined]
     s = t.spelling()
@@ -70,7 +75,8 @@ def format_value(obj: Object, indent: int = 0) -> str:
             more = ", ..." if t.length > _MAX_ARRAY else ""
             return "{" + ", ".join(shown) + more + "}"
         if isinstance(t, PointerType):
-            return f"{int(obj):#x}" if int(obj) else "0x0"
+            value = int(obj)
+            return f"{value:#x}{symbol_suffix(obj.prog_, value)}" if value else "0x0"
         if isinstance(t, EnumType):
             value = int(obj)
             return t.name_of(value) or str(value)
@@ -98,7 +104,24 @@ def _char(code: int) -> str:
 
 
 def _string(data: bytes) -> str:
-    text = data.split(b"\0", 1)[0]
-    rest = len(data) - len(text)
-    shown = "".join(chr(c) if 0x20 <= c < 0x7F and c not in b'"\\' else f"\\{c:03o}" for c in text)
-    return f'"{shown}"' + (f", '\\000' <repeats {rest - 1} times>" if rest > 1 else "")
+    """A char array as crash prints it: every byte, up to the last NUL (which C
+    implies), non-printable ones as octal escapes."""
+    shown = data[:-1] if data.endswith(b"\0") else data
+    text = "".join(chr(c) if 0x20 <= c < 0x7F and c not in b'"\\' else f"\\{c:03o}" for c in shown)
+    return f'"{text}"'
+
+
+# The kernel image and modules (x86_64 __START_KERNEL_map): gdb names pointers there.
+_KERNEL_IMAGE = 0xFFFFFFFF80000000
+
+
+def symbol_suffix(prog: Program, address: int) -> str:
+    """`` <init_task>`` or `` <init_task+2976>`` (decimal, as gdb) for pointers into
+    the kernel image or modules; nothing for other addresses."""
+    if address < _KERNEL_IMAGE:
+        return ""
+    sym = prog.find_symbol(address)
+    if sym is None or address - sym.address >= 1 << 16:
+        return ""
+    offset = address - sym.address
+    return f" <{sym.name}+{offset}>" if offset else f" <{sym.name}>"

@@ -251,8 +251,7 @@ class Program:
         sym = self.symbols.lookup(name)
         if sym is None or elem_size <= 0:
             return 0
-        following = self.symbols.find(sym.address + 1, max_distance=1 << 30)
-        end = following.address if following and following.address > sym.address else 0
+        end = self.symbols.next_after(sym.address) or 0
         if name == "__per_cpu_offset" or not end:
             return self.nr_cpu_ids if name == "__per_cpu_offset" else 1
         return max(1, min((end - sym.address) // elem_size, 1 << 16))

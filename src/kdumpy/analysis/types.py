@@ -67,6 +67,8 @@ class PointerType(Type):
         target = self.target
         if isinstance(target, FunctionType):
             return f"{target.ret.spelling()} (*)()"
+        if isinstance(target, ArrayType):  # C puts the * inside: char (*)[16]
+            return f"{target.element.spelling()} (*)[{target.length}]"
         return f"{target.spelling()} *"
 
 

@@ -7,13 +7,9 @@ import re
 from kdumpy.analysis.commands import CommandError, Session, command, resolve_address
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.printing import format_type, format_value
-from kdumpy.analysis.program import Program
+from kdumpy.analysis.printing import declaration, format_type, format_value
 from kdumpy.analysis.types import VOID, ArrayType, IntType, PointerType, StructType, Type
 from kdumpy.errors import KdumpyError
-
-# The kernel image and modules (x86_64 __START_KERNEL_map): gdb names pointers there.
-_KERNEL_IMAGE = 0xFFFFFFFF80000000
 
 
 def _struct(session: Session, kind: str, args: list[str]) -> str:
@@ -212,22 +208,11 @@ def cmd_p(session: Session, args: list[str]) -> str:
         prog.read(obj.address_, max(1, min(obj.type_.size, 1 << 16)))
     value = format_value(obj)
     if isinstance(obj.type_.strip(), PointerType):
-        value = f"({obj.type_.spelling()}) {value}{_pointee_symbol(prog, int(obj))}"
+        value = f"({obj.type_.spelling()}) {value}"
     session.counter += 1
     # crash names a plain symbol: "jiffies = $1 = ..."; an expression is just "$2 = ...".
     name = f"{expr} = " if re.fullmatch(r"[A-Za-z_]\w*", expr) else ""
     return f"{name}${session.counter} = {value}\n"
-
-
-def _pointee_symbol(prog: Program, address: int) -> str:
-    """`` <init_task>`` or `` <jiffies+8>`` for pointers into the kernel image or
-    modules, as gdb shows them."""
-    if address < _KERNEL_IMAGE:
-        return ""
-    sym = prog.find_symbol(address)
-    if sym is None or address - sym.address >= 1 << 16:
-        return ""
-    return f" <{sym.describe(address)}>"
 
 
 @command("whatis", "search symbol table for data or type information", "whatis name")
@@ -240,7 +225,7 @@ def cmd_whatis(session: Session, args: list[str]) -> str:
         return format_type(prog.type(name))
     try:
         t = prog.variable_type(name)
-        return f"{t.spelling()} {name};\n"
+        return f"{declaration(t, name)};\n"
     except Exception:  # noqa: BLE001 - fall back to a type name
         return format_type(prog.type(name))
 
