@@ -1,15 +1,19 @@
 """`bt -f` (each frame's stack words) against drgn 0.3.0 with the DWARF vmlinux: every
 word shown must be what drgn reads at that stack address; a frame's words must span
 from its stack pointer to its caller's, as drgn's unwinder (DWARF CFI) found them;
-and the last word must be the caller's return address, drgn's next pc.  `bt -l`
-needs DWARF line tables: a one-line answer.
+and the last word must be the caller's return address, drgn's next pc.  `bt -e`
+(exception frames found on the stack) against drgn's stack words and pcs, and against
+crash 8.0.2 on the 6.1 dump.  `bt -l` needs DWARF line tables: a one-line answer.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
+from analysis_oracle import dbg_vmlinux
 from test_kmem import extra_answers
 
 from kdumpy.analysis import Program
@@ -77,3 +81,52 @@ def test_bt_bad_options_are_one_line(session, args, message):
     out = run_line(session, f"bt {args}")
     assert out.startswith("bt: ") and out.count("\n") == 1, out
     assert message in out
+
+
+EFRAME = re.compile(r"^  (KERNEL|USER)-MODE EXCEPTION FRAME AT: ([0-9a-f]+)$")
+RIP = re.compile(r"^    RIP: ([0-9a-f]{16})")
+
+
+def exception_frames(text: str) -> list[tuple[str, int, int]]:
+    """``(mode, address, RIP)`` of each frame in a ``bt -e`` answer."""
+    out: list[tuple[str, int, int]] = []
+    pending: tuple[str, int] | None = None
+    for line in text.splitlines():
+        if m := EFRAME.match(line):
+            pending = (m[1], int(m[2], 16))
+        elif (m := RIP.match(line)) and pending:
+            out.append((*pending, int(m[1], 16)))
+            pending = None
+    return out
+
+
+def test_exception_frames_match_drgn(session, lab_dump):
+    """The entry from user space sits at the top of the stack (below the padding that
+    FRED kernels keep), and the registers crash_setup_regs saved hold the pc drgn
+    starts the crashed thread's trace at; the frames are the stack's own words."""
+    stack = extra_answers(lab_dump)["stack"]
+    base, words = stack["base"], stack["words"]
+    frames = exception_frames(run_line(session, "bt -e"))
+    user = [f for f in frames if f[0] == "USER"]
+    assert user, frames
+    top = base + 8 * len(words)
+    assert top - 168 - 32 <= user[-1][1] <= top - 168
+    assert any(f[0] == "KERNEL" and f[2] == stack["pcs"][0] for f in frames), frames
+    for _mode, address, rip in frames:
+        assert words[(address - base) // 8 + 16] == rip  # pt_regs.ip, as drgn read it
+
+
+@pytest.mark.skipif(shutil.which("crash") is None, reason="crash is not installed")
+def test_exception_frames_like_crash(lab_dump_61):
+    vmcore = str(lab_dump_61.vmcore)
+    crash = ["crash", "-s", str(dbg_vmlinux(lab_dump_61.kernel)), vmcore]
+    theirs = subprocess.run(crash, input="bt -e\nq\n", capture_output=True, text=True,
+                            timeout=600).stdout  # fmt: skip
+    with Program.open(vmcore) as prog:
+        ours = run_line(Session(prog), "bt -e")
+
+    def frames_part(text: str) -> str:
+        return text[text.index("\n  ") :].strip() if "\n  " in text else ""
+
+    assert "EXCEPTION FRAME" in frames_part(theirs)
+    assert frames_part(ours) == frames_part(theirs)

@@ -1,10 +1,12 @@
-"""rd, kmem -i, dis, sym, and the stack words ``bt -f`` shows."""
+"""rd, kmem -i, dis, sym, and what ``bt -f`` and ``bt -e`` show of a kernel stack."""
 
 from __future__ import annotations
 
 import re
 import struct
 from collections.abc import Callable
+
+import numpy as np
 
 from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
 from kdumpy.analysis.helpers.mm import (
@@ -18,8 +20,9 @@ from kdumpy.analysis.helpers.mm import (
     totalram_pages,
 )
 from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
-from kdumpy.analysis.unwind import Frame
+from kdumpy.analysis.unwind import PT_REGS, Frame
 from kdumpy.errors import KdumpyError
 
 _WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
@@ -105,6 +108,61 @@ def with_frame_words(prog: Program, text: str, frames: list[Frame]) -> str:
         m = _FRAME_LINE.match(line)
         if m and (i := where.get((int(m[1], 16), int(m[2], 16)))) is not None:
             out.append(frame_words(prog, frames, i))
+    return "".join(out)
+
+
+THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
+_KERNEL_CS, _KERNEL_SS, _USER_CS, _USER32_CS, _USER_SS = 0x10, 0x18, 0x33, 0x23, 0x2B
+# RFLAGS bits that always read 0 (reserved bits 3, 5, 15 and everything above ID).
+_RFLAGS_ZERO = ~((1 << 22) - 1) | 1 << 3 | 1 << 5 | 1 << 15
+_AT = {name: i for i, name in enumerate(PT_REGS)}
+
+
+def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, int]]]:
+    """``(address, registers)`` of every place on the task's stack that looks like a
+    ``struct pt_regs`` (``bt -e``): an entry from user mode at the top, exceptions
+    and interrupts taken in the kernel, and pt_regs kept in locals (crash_setup_regs).
+    Plausible means RFLAGS with bit 1 set and no always-zero bit, and either kernel
+    segments with a text address and a kernel stack pointer, or user segments with
+    user addresses."""
+    base = int(task.stack)
+    words = np.frombuffer(prog.read(base, THREAD_SIZE), dtype="<u8")
+    n = len(PT_REGS)
+    # Candidates by RFLAGS and CS alone (vectorised), then the address checks.
+    flags = words[_AT["flags"] :][: len(words) - n + 1]
+    cs = words[_AT["cs"] :][: len(flags)]
+    ok = ((flags & 2) != 0) & ((flags & np.uint64(_RFLAGS_ZERO & (1 << 64) - 1)) == 0)
+    ok &= np.isin(cs, [_KERNEL_CS, _USER_CS, _USER32_CS])
+    found = []
+    for i in np.nonzero(ok)[0].tolist():
+        regs = dict(zip(PT_REGS, map(int, words[i : i + n]), strict=True))
+        ip, sp, ss = regs["ip"], regs["sp"], regs["ss"]
+        if regs["cs"] == _KERNEL_CS:
+            if ss not in (_KERNEL_SS, 0) or not (ip >> 63 and sp >> 63):
+                continue
+            sym = prog.find_symbol(ip)
+            if sym is None or sym.type not in "tTwW":
+                continue
+        elif not (ss == _USER_SS and 0 < ip < 1 << 47 and sp < 1 << 47):
+            continue
+        found.append((base + 8 * i, regs))
+    return found
+
+
+def with_exception_frames(
+    prog: Program, task: Object, header: str, regs_block: Callable[[dict[str, int]], str]
+) -> str:
+    """``bt -e``: the task line, then each exception frame found on its stack in crash's
+    layout (``regs_block`` formats the registers as bt does)."""
+    out = [header]
+    for address, regs in exception_frames(prog, task):
+        user = regs["cs"] & 3
+        out.append(f"\n  {'USER' if user else 'KERNEL'}-MODE EXCEPTION FRAME AT: {address:x}\n")
+        if not user:
+            sym = prog.find_symbol(regs["ip"])
+            where = f"{sym.name}+{regs['ip'] - sym.address}" if sym else f"{regs['ip']:x}"
+            out.append(f"    [exception RIP: {where}]\n")
+        out.append(regs_block(regs))
     return "".join(out)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdumpy.analysis.commands import CommandError, Session, command, parse_number
-from kdumpy.analysis.commands.memcmds import with_frame_words
+from kdumpy.analysis.commands.memcmds import with_exception_frames, with_frame_words
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
@@ -115,7 +115,7 @@ def task_from_arg(session: Session, arg: str) -> Object:
     raise CommandError(f"invalid task or pid value: {arg}")
 
 
-_BT_OPTIONS = {"-a", "-f", "-l"}
+_BT_OPTIONS = {"-a", "-e", "-f", "-l"}
 
 
 def _bt_check(args: list[str]) -> None:
@@ -129,13 +129,17 @@ def _bt_check(args: list[str]) -> None:
 
 
 def _bt_text(prog: Program, task: Object, args: list[str]) -> str:
-    """One task's backtrace, with each frame's stack words for ``-f``."""
+    """One task's backtrace, with each frame's stack words for ``-f``; ``-e`` lists
+    the exception frames found on the stack instead."""
+    if "-e" in args:
+        header = format_backtrace(prog, task, []).splitlines(True)[0]
+        return with_exception_frames(prog, task, header, _regs_block)
     frames = stack_trace(prog, task)
     text = format_backtrace(prog, task, frames)
     return with_frame_words(prog, text, frames) if "-f" in args else text
 
 
-@command("bt", "backtrace", "bt [-a] [-f] [pid | task ...]")
+@command("bt", "backtrace", "bt [-a] [-e] [-f] [pid | task ...]")
 def cmd_bt(session: Session, args: list[str]) -> str:
     prog = session.prog
     _bt_check(args)
