@@ -26,10 +26,18 @@ log() {
     fi
 }
 
+# No subprocesses on the way to kexec (a fork+exec costs ~10 ms under TCG): files are read
+# with the shell's read, results are left in variables instead of $(...).
+read_first_line() {
+    # $1: file, $2: variable (set even when the line has no newline; empty if unreadable).
+    eval "$2="
+    read -r "$2" <"$1" 2>/dev/null || :
+}
+
 # rd.earlykdump, rd.earlykdump=1|yes|on|true: enabled; =0|no|off|false: disabled (last wins).
 requested() {
     wanted=0
-    for param in $(cat "$PROC_CMDLINE"); do
+    for param in $RUNNING_CMDLINE; do
         case "$param" in
             rd.earlykdump | rd.earlykdump=1 | rd.earlykdump=yes | rd.earlykdump=on | rd.earlykdump=true) wanted=1 ;;
             rd.earlykdump=*) wanted=0 ;;
@@ -38,10 +46,12 @@ requested() {
     [ "$wanted" = 1 ]
 }
 
+# Sets APICID to the boot CPU's APIC id (empty when /proc/cpuinfo does not say).
 cpu0_apicid() {
+    APICID=
     while read -r key rest; do
         if [ "$key" = apicid ]; then
-            echo "${rest#: }"
+            APICID=${rest#: }
             return 0
         fi
     done <"$CPUINFO"
@@ -49,15 +59,15 @@ cpu0_apicid() {
 }
 
 # The running kernel's parameters minus those early_drop names, then EARLY_APPEND and
-# disable_cpu_apicid (what kdumpy start computes with kdumpy.service.cmdline).
+# disable_cpu_apicid (what kdumpy start computes with kdumpy.service.cmdline); in CMDLINE.
 capture_cmdline() {
     out=""
-    for param in ${EARLY_BASE:-$(cat "$PROC_CMDLINE")}; do
+    for param in ${EARLY_BASE:-$RUNNING_CMDLINE}; do
         early_drop "${param%%=*}" || out="$out $param"
     done
     extra=$EARLY_APPEND
-    if apicid=$(cpu0_apicid 2>/dev/null) && [ -n "$apicid" ]; then
-        extra="$extra disable_cpu_apicid=$apicid"
+    if cpu0_apicid 2>/dev/null && [ -n "$APICID" ]; then
+        extra="$extra disable_cpu_apicid=$APICID"
     fi
     for param in $extra; do
         case " $out " in
@@ -65,7 +75,7 @@ capture_cmdline() {
             *) out="$out $param" ;;
         esac
     done
-    echo "${out# }"
+    CMDLINE=${out# }
 }
 
 load() {
@@ -78,15 +88,19 @@ load() {
         log 3 "kexec: failed to load early-kdump kernel: kdump is not supported on this kernel"
         return 1
     fi
-    if [ "$(cat "$SYSFS_KERNEL/kexec_crash_size")" = 0 ]; then
+    read_first_line "$SYSFS_KERNEL/kexec_crash_size" size
+    if [ "$size" = 0 ]; then
         log 3 "kexec: failed to load early-kdump kernel: no memory reserved for crash kernel (crashkernel=)"
         return 1
     fi
-    if [ "$(cat "$SYSFS_KERNEL/kexec_crash_loaded")" = 1 ]; then
+    read_first_line "$SYSFS_KERNEL/kexec_crash_loaded" loaded
+    if [ "$loaded" = 1 ]; then
         log 5 "early-kdump: a capture kernel is already loaded"
         return 0
     fi
-    cmdline=$(capture_cmdline)
+    capture_cmdline
+    cmdline=$CMDLINE
+    log 6 "early-kdump: loading the capture kernel (kexec -s -p)"
     # kexec_file_load (-s) first, as kdumpy start does; kexec_load for kernels without it.
     if err=$(kexec -s -p $EARLY_KEXEC_ARGS --command-line="$cmdline" \
         --initrd="$EARLY_DIR/initrd.img" "$EARLY_DIR/vmlinuz" 2>&1) ||
@@ -104,7 +118,8 @@ set -f # parameters are words, never globs
     log 3 "kexec: failed to load early-kdump kernel: $EARLY_DIR/early.conf is missing"
     exit 1
 }
+read_first_line "$PROC_CMDLINE" RUNNING_CMDLINE
 case "$1" in
-    cmdline) capture_cmdline ;;
+    cmdline) capture_cmdline && echo "$CMDLINE" ;;
     *) load ;;
 esac
