@@ -44,8 +44,15 @@ CAPTURE_MODULES = (
 CLI_MODULES = ("kdumpy.cli", "kdumpy.cli.collect", "kdumpy.cli.dmesg", "kdumpy.__main__")
 
 _PROBE = r"""
-import importlib, json, sys
+import importlib, json, sys, types
 names = json.loads(sys.argv[1])
+leave_out = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {"block": [], "stubs": {}}
+for name in leave_out["block"]:
+    sys.modules[name] = None  # `import name` raises ImportError, as when it is not shipped
+for name, source in leave_out["stubs"].items():
+    stub = types.ModuleType(name)
+    exec(compile(source, name, "exec"), stub.__dict__)
+    sys.modules[name] = stub
 failed = []
 for name in names:
     try:
@@ -55,6 +62,33 @@ for name in names:
 mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
 print(json.dumps({"modules": mods, "failed": failed, "path": sys.path}))
 """
+
+
+# Left out of the capture initramfs when the capture modules import without them (the
+# probe runs with them blocked or stubbed; if anything then fails, it runs again without):
+# - _hashlib: hashlib and hmac fall back to the interpreter's own _md5/_sha* modules, and
+#   libcrypto (~2 MB compressed) stays out.
+# - numpy.linalg._umath_linalg: `import numpy` imports numpy.linalg, whose LAPACK backend
+#   (Debian: liblapack + libgfortran + libquadmath, ~4.7 MB compressed) the capture side
+#   never calls; a stub module stands in and fails loudly if anything ever does.
+# Every MiB of capture initramfs costs early kdump ~20-30 ms of kexec_file_load under TCG
+# (sha256 for purgatory, copy) and the system initramfs unpack at boot.
+LEAVE_OUT_BLOCK = ("_hashlib",)
+LEAVE_OUT_STUBS = ("numpy.linalg._umath_linalg",)
+_STUB_SOURCE = """\
+\"\"\"Stand-in for {name} in the kdump capture initramfs (left out for size).\"\"\"
+
+
+def __getattr__(attr):
+    raise AttributeError("{name}.%s: not in the kdump capture initramfs" % attr)
+"""
+# Where stub modules go in the image (path of the .py they stand for) -> their source;
+# compile_module() compiles these instead of reading a file.
+_STUB_FILES: dict[Path, str] = {}
+
+
+def stub_source(name: str) -> str:
+    return _STUB_SOURCE.format(name=name)
 
 
 @dataclass
@@ -129,7 +163,11 @@ def entry_modules() -> list[str]:
     """Everything the capture kernel may import, before following imports."""
     names = set(CAPTURE_MODULES)
     for package in WHOLE_STDLIB_PACKAGES:
-        names.update(package_modules(package))
+        # Not the CJK codecs (_multibytecodec and the _codecs_* libraries, ~0.5 MB
+        # compressed): dumps are bytes, and the console and paths are ASCII/UTF-8.
+        names.update(
+            n for n in package_modules(package) if "_multibytecodec" not in imported_names(n)
+        )
     for package in shipped_packages():
         names.update(package_modules(package))
     names.update(n for n in CLI_MODULES if _find_spec(n) is not None)
@@ -144,11 +182,21 @@ def names_with_main() -> list[str]:
     return [f"{p}.__main__" for p in ["kdumpy", *shipped_packages()]]
 
 
-def probe(names: list[str], python: str = sys.executable) -> dict:
-    """Import ``names`` in a child interpreter; return its sys.modules files and sys.path."""
+def probe(
+    names: list[str],
+    python: str = sys.executable,
+    block: tuple[str, ...] = (),
+    stubs: tuple[str, ...] = (),
+) -> dict:
+    """Import ``names`` in a child interpreter; return its sys.modules files and sys.path.
+
+    ``block``: modules made unimportable first; ``stubs``: modules replaced by a stub.
+    The answer's ``stderr`` is the child's (hashlib logs there when a fallback is missing).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    leave_out = {"block": list(block), "stubs": {n: stub_source(n) for n in stubs}}
     proc = subprocess.run(
-        [python, "-c", _PROBE, json.dumps(names)],
+        [python, "-c", _PROBE, json.dumps(names), json.dumps(leave_out)],
         capture_output=True,
         text=True,
         env=env,
@@ -156,13 +204,26 @@ def probe(names: list[str], python: str = sys.executable) -> dict:
     )
     if proc.returncode != 0:
         raise KdumpyError(f"{python}: probing the capture modules failed: {proc.stderr.strip()}")
-    return json.loads(proc.stdout)
+    result = json.loads(proc.stdout)
+    result["stderr"] = proc.stderr
+    return result
+
+
+def _probe_leaving_out(names: list[str]) -> tuple[dict, tuple[str, ...]]:
+    """The probe with LEAVE_OUT_* applied, unless that breaks an import; and the stubs used."""
+    reduced = probe(names, block=LEAVE_OUT_BLOCK, stubs=LEAVE_OUT_STUBS)
+    left_out = (*LEAVE_OUT_BLOCK, *LEAVE_OUT_STUBS, "capture initramfs")
+    broken = any(any(w in err for w in left_out) for _, err in reduced["failed"])
+    broken |= bool({n for n, _ in reduced["failed"]} & set(CAPTURE_MODULES))
+    if broken or "was not found" in reduced["stderr"]:  # hashlib: no fallback for a hash
+        return probe(names), ()
+    return reduced, LEAVE_OUT_STUBS
 
 
 def find_runtime() -> PythonRuntime:
     """Measure the runtime needed for the capture side with this interpreter."""
     names = entry_modules()
-    result = probe(names)
+    result, stubs = _probe_leaving_out(names)
     runtime = PythonRuntime(Path(sys.executable).resolve(), Path(sys.prefix))
     paths = sysconfig.get_paths()
     stdlib = {
@@ -179,6 +240,13 @@ def find_runtime() -> PythonRuntime:
         if owner and owner.rstrip("/") not in stdlib and owner not in runtime.path_entries:
             runtime.path_entries.append(owner)
     add_pure_packages(runtime)
+    for name in stubs:
+        parent, _, leaf = name.rpartition(".")
+        package = runtime.modules.get(parent)
+        if package is not None and package.name == "__init__.py":
+            path = package.parent / f"{leaf}.py"
+            _STUB_FILES[path] = stub_source(name)
+            runtime.modules[name] = path
     # __main__ modules were not imported (that would run them) but `python -m` needs them.
     for name in names_with_main():
         spec = _find_spec(name)
@@ -228,7 +296,10 @@ def cached_bytecode(source: Path) -> bytes | None:
 
 
 def compile_module(source: Path) -> bytes:
-    """Byte code for a .py file: the fresh cached .pyc, else compiled now (hash-based)."""
+    """Byte code for a .py file: the fresh cached .pyc, else compiled now (hash-based).
+    A stub module (LEAVE_OUT_STUBS) is compiled from its generated source."""
+    if source in _STUB_FILES:
+        return _compile_source(_STUB_FILES[source], source)
     cached = cached_bytecode(source)
     if cached is not None:
         return cached
@@ -244,4 +315,19 @@ def compile_module(source: Path) -> bytes:
             )
         except py_compile.PyCompileError as exc:
             raise KdumpyError(f"{source}: cannot compile: {exc.msg}") from None
+        return cfile.read_bytes()
+
+
+def _compile_source(text: str, dfile: Path) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "stub.py"
+        src.write_text(text)
+        cfile = Path(tmp) / "stub.pyc"
+        py_compile.compile(
+            str(src),
+            cfile=str(cfile),
+            dfile=str(dfile),
+            doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
         return cfile.read_bytes()
