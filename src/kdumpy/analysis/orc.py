@@ -97,9 +97,13 @@ class OrcTable:
     """Sorted instruction addresses and their normalised entries for one text range."""
 
     def __init__(self, ips: np.ndarray, entries: np.ndarray, version: int, name: str) -> None:
-        order = np.argsort(ips, kind="stable")
-        self.ips = ips[order]
-        self.entries = entries[order]
+        # The kernel sorts its tables at build time; module tables may not be, so sort only
+        # when needed (a linear check is far cheaper than sorting ~300k vmlinux entries).
+        if len(ips) > 1 and not bool(np.all(ips[1:] >= ips[:-1])):
+            order = np.argsort(ips, kind="stable")
+            ips, entries = ips[order], entries[order]
+        self.ips = ips
+        self.entries = entries
         self.flags = normalize_flags(self.entries["flags"], version)
         self.name = name
         self.start = int(self.ips[0]) if len(self.ips) else 0
