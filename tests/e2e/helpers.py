@@ -54,6 +54,9 @@ def first_kernel_serial(serial: str) -> str:
     return serial[: banners[1]] if len(banners) > 1 else serial
 
 
+# The kernels every lab suite covers; the e2e core set runs on KDUMPY_E2E_KERNELS (6.1).
+ALL_KERNELS = ("6.1", "6.12", "7")
+
 # CI budget: every end-to-end test is a full QEMU cycle (about 5 minutes under TCG).  The
 # core set (ext4, raw, ssh, NFS, a full target, and test_commands: the service commands in
 # two boots of one guest, about 4 minutes) always runs; the rest with KDUMPY_E2E_FULL=1.

@@ -10,14 +10,27 @@ from kdumpy.lab.debian_job import read_back
 from kdumpy.lab.debian_kdump import Cycle, blank_ext4, run_cycle
 from kdumpy.lab.qemu import Disk
 
-from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
+from .helpers import (
+    ALL_KERNELS,
+    DIR_NAME,
+    check_dmesg_file,
+    check_dump,
+    first_kernel_serial,
+    full_only,
+)
 
 COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
 
 
+@pytest.mark.parametrize(
+    "kernel",
+    [pytest.param(k, marks=[pytest.mark.vm, pytest.mark.slow]) for k in ALL_KERNELS],
+    indirect=True,
+)
 def test_local_ext4_by_label(tmp_path, kernel):
+    """On every lab kernel, with kdumpy's own default collector (no core_collector line)."""
     target = blank_ext4(tmp_path / "target.img", "kdumptgt")
-    conf = "ext4 LABEL=kdumptgt\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
+    conf = "ext4 LABEL=kdumptgt\npath /var/crash\nfinal_action poweroff\n"
     result = run_cycle(Cycle(conf, disks=[target]), tmp_path / "run", kernel)
     serial = result.serial
     assert result.rc == 0, result.log[-3000:]

@@ -25,10 +25,10 @@ def ssh_files(sshd: Sshd, known_hosts: str) -> dict[str, bytes | str]:
     }
 
 
-def ssh_conf(crash_dir: Path, extra: str = "") -> str:
+def ssh_conf(crash_dir: Path, extra: str = "", collector: str = COLLECTOR) -> str:
     """kdump.conf for the test server; extra_bins carries /root/.ssh/config (the port)
     into the capture initramfs, where ssh reads it."""
-    return (f"ssh root@{GUEST_HOST_IP}\npath {crash_dir}\n" + COLLECTOR +
+    return (f"ssh root@{GUEST_HOST_IP}\npath {crash_dir}\n" + collector +
             "extra_bins /root/.ssh/config\n"
             "final_action poweroff\nfailure_action poweroff\n" + extra)  # fmt: skip
 
@@ -41,10 +41,13 @@ def sshd(tmp_path):
 
 
 def test_ssh(tmp_path, kernel, sshd):
+    """kdumpy's default collector streaming a flattened dump (kdumpy collect -F) over ssh;
+    makedumpfile -R, an independent reader, turns it back into a dump file."""
     crash = tmp_path / "server-crash"
     crash.mkdir()
     files = ssh_files(sshd, sshd.known_hosts_line(GUEST_HOST_IP))
-    result = run_cycle(Cycle(ssh_conf(crash), files=files), tmp_path / "run", kernel)
+    conf = ssh_conf(crash, collector="")
+    result = run_cycle(Cycle(conf, files=files), tmp_path / "run", kernel)
     assert result.rc == 0, result.log[-3000:]
     assert "kdump: saved vmcore to" in result.serial, result.serial[-3000:]
     (dump_dir,) = [p for p in crash.iterdir() if p.is_dir()]
@@ -62,18 +65,31 @@ def test_ssh(tmp_path, kernel, sshd):
     check_dump(out, kernel, first)
 
 
-@pytest.fixture
-def nfs(tmp_path):
-    server = GaneshaNfs(tmp_path / "nfs").start()
+NFS_FORMS = {
+    # kdump.conf's own directive: NFSv4 on the well-known port, kdumpy's default collector.
+    "directive": (2049, lambda nfs: f"nfs {GUEST_HOST_IP}:/export\npath /crash\n"),
+    # RHEL's way to pass mount options: a server on a spare port, makedumpfile as collector.
+    "dracut_args": (
+        None,
+        lambda nfs: (
+            f'dracut_args --mount "{GUEST_HOST_IP}:/export /kdumproot nfs {nfs.mount_options()}"\n'
+            "path /crash\n" + COLLECTOR
+        ),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(NFS_FORMS))
+def nfs(request, tmp_path):
+    port, conf = NFS_FORMS[request.param]
+    server = GaneshaNfs(tmp_path / "nfs", port=port).start()
+    server.conf = conf(server)
     yield server
     server.stop()
 
 
 def test_nfs(tmp_path, kernel, nfs):
-    conf = (
-        f'dracut_args --mount "{GUEST_HOST_IP}:/export /kdumproot nfs {nfs.mount_options()}"\n'
-        "path /crash\n" + COLLECTOR + "final_action poweroff\n"
-    )
+    conf = nfs.conf + "final_action poweroff\n"
     (nfs.export / "crash").mkdir()
     result = run_cycle(Cycle(conf), tmp_path / "run", kernel)
     assert result.rc == 0, result.log[-3000:]

@@ -149,14 +149,16 @@ class GaneshaNfs:
     port; clients mount ``<host>:/export`` with ``vers=4,port=<port>``.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        """*port* 2049 lets a guest use kdump.conf's plain ``nfs host:/path`` (NFSv4's
+        well-known port, free on hosts whose kernel has no nfsd); default: a spare port."""
         if shutil.which(GANESHA) is None:
             raise KdumpyError(f"{GANESHA} not found: install nfs-ganesha and nfs-ganesha-vfs")
         self.dir = workdir
         self.export = workdir / "export"
         self.export.mkdir(parents=True, exist_ok=True)
         (workdir / "recovery").mkdir(exist_ok=True)
-        self.port = spare_port()
+        self.port = port or spare_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def mount_options(self) -> str:
