@@ -62,5 +62,5 @@ ALL_KERNELS = ("6.1", "6.12", "7")
 # two boots of one guest, about 4 minutes) always runs; the rest with KDUMPY_E2E_FULL=1.
 full_only = pytest.mark.skipif(
     not os.environ.get("KDUMPY_E2E_FULL"),
-    reason="extended end-to-end set: set KDUMPY_E2E_FULL=1 (.ci/run does; 1-2 min per test under TCG)",
+    reason="extended end-to-end set: set KDUMPY_E2E_FULL=1 (.ci/run does; 1-2 min per test)",
 )
