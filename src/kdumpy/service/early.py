@@ -3,8 +3,10 @@
 A capture kernel loaded by a service once the system is up leaves the whole boot
 unprotected.  ``kdumpy early enable`` puts the capture kernel, its initramfs and a small
 loader (kexec-tools' ``kexec -s -p`` driven by a shell script) into the system
-initramfs, where it runs about a second after the kernel starts when ``rd.earlykdump``
-is on the command line (RHEL's 99earlykdump, for initramfs-tools and dracut alike).
+initramfs, where it runs as the first init-top script (dracut: cmdline hook 00) when
+``rd.earlykdump`` is on the command line (RHEL's 99earlykdump, for initramfs-tools and
+dracut alike).  Nearly all of its time is kexec_file_load itself (benchmarks/
+early_loader_bench.py), which grows with the capture initramfs' size.
 
 ``kdumpy start`` later finds the capture kernel loaded and leaves it in place
 (:func:`start_note` says so); ``kdumpy rebuild`` refreshes the early copy

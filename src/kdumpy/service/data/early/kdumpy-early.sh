@@ -1,8 +1,8 @@
 #!/bin/sh
 # kdumpy early kdump: load the capture kernel from inside the system initramfs.
 #
-# Runs as the first init-top script (initramfs-tools) or from a dracut cmdline hook, about
-# a second after the kernel starts, when rd.earlykdump is on the kernel command line.
+# Runs as the first init-top script (initramfs-tools) or from a dracut cmdline hook, when
+# rd.earlykdump is on the kernel command line.
 # Messages go to the kernel log (/dev/kmsg, hence the journal), worded like RHEL's
 # 99earlykdump so that `journalctl -b | grep early-kdump` finds them.
 #
