@@ -34,6 +34,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     demo.set_defaults(func=cmd_demo)
 
+    cal = labsub.add_parser(
+        "calibrate", help="find the smallest crashkernel= that captures, by booting it in the lab"
+    )
+    cal.add_argument(
+        "--kernel",
+        help="a lab kernel (6.1, 6.12, 7) or a vmlinuz path (default: this machine's, uname -r)",
+    )
+    cal.add_argument(
+        "--memory", help="guest memory (default: this machine's RAM, at most 4G under TCG)"
+    )
+    cal.add_argument(
+        "--sizes",
+        default="96M,128M,160M,192M,224M,256M,320M,384M,512M",
+        help="reservations to search, bisected from the largest",
+    )
+    cal.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/kdump.conf"),
+        help="take core_collector from this kdump.conf if it exists",
+    )
+    cal.add_argument(
+        "--workdir", type=Path, default=Path("kdumpy-calibrate"), help="serial logs and disks"
+    )
+    cal.add_argument("--timeout", type=float, default=900, help="seconds per trial")
+    cal.set_defaults(func=cmd_calibrate)
+
 
 def _guest_options(p: argparse.ArgumentParser) -> None:
     from kdumpy.lab.userspace import CRASH_METHODS
@@ -127,3 +154,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table.add_row("total time", f"{time.monotonic() - start:.1f} s")
     console.print(table)
     return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from kdumpy.lab.calibrate import build_calibration_initramfs, calibrate
+    from kdumpy.lab.qemu import mib, parse_size
+
+    console = Console()
+    vmlinuz, release, modules_dir, kconfig = _calibration_kernel(args.kernel)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory = parse_size(args.memory) if args.memory else min(total, 4 << 30)
+    collector = None
+    if args.config.exists():
+        from kdumpy.service.config import load_config
+
+        collector = " ".join(load_config(args.config).core_collector)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with console.status(f"Building a capture initramfs for {release}..."):
+        initrd = build_calibration_initramfs(
+            release, args.workdir / "initrd.img", collector, modules_dir, kconfig
+        )
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    console.print(
+        f"Calibrating {release} with a {mib(memory)} guest, collector "
+        f"{collector or 'kdumpy collect (default)'}, "
+        f"initramfs {initrd.stat().st_size / 2**20:.1f} MiB"
+    )
+    result = calibrate(vmlinuz, initrd, memory, sizes, args.workdir, args.timeout, console.print)
+    table = Table(title=f"kdumpy lab calibrate: {release}, {mib(memory)} guest")
+    for col in ("crashkernel", "capture", "seconds", "serial console"):
+        table.add_column(col)
+    for t in result.trials:
+        state = "[green]saved[/]" if t.ok else f"[red]{t.why}[/]"
+        table.add_row(mib(t.size), state, f"{t.seconds:.0f}", str(t.serial_log))
+    console.print(table)
+    if result.smallest is None:
+        console.print(f"No capture succeeded, even at {mib(max(sizes))}: see the serial logs.")
+        return 1
+    console.print(
+        f"Smallest reservation that captured: {mib(result.smallest)}.  Recommended, with margin: "
+        f"[bold]{result.crashkernel()}[/]  (apply with: kdumpy reserve {mib(result.recommended or 0)})"
+    )
+    return 0
+
+
+def _calibration_kernel(name: str | None) -> tuple[Path, str, Path | None, Path | None]:
+    """(vmlinuz, release, modules dir, kernel config) for a lab series, a path or uname -r."""
+    import os
+
+    from kdumpy.lab.kernels import SERIES_SUITES, get_kernel
+
+    if name in SERIES_SUITES:
+        k = get_kernel(name)
+        return k.vmlinuz, k.release, k.modules_dir, k.config_file
+    if name:
+        path = Path(name)
+        release = path.name.removeprefix("vmlinuz-")
+    else:
+        release = os.uname().release
+        path = Path(f"/boot/vmlinuz-{release}")
+    if not path.exists():
+        raise KdumpyError(f"{path}: no such kernel image (give --kernel 6.1|6.12|7 or a vmlinuz)")
+    return path, release, None, None

@@ -193,7 +193,8 @@ def probe(
     ``block``: modules made unimportable first; ``stubs``: modules replaced by a stub.
     The answer's ``stderr`` is the child's (hashlib logs there when a fallback is missing).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # The child must find kdumpy where we do (PYTHONPATH included), with no other tuning.
+    env = {k: v for k, v in os.environ.items() if k == "PYTHONPATH" or not k.startswith("PYTHON")}
     leave_out = {"block": list(block), "stubs": {n: stub_source(n) for n in stubs}}
     proc = subprocess.run(
         [python, "-c", _PROBE, json.dumps(names), json.dumps(leave_out)],

@@ -1,0 +1,206 @@
+"""`kdumpy lab calibrate`: find the smallest crashkernel= that really captures, by trying.
+
+Formulas (RHEL's kernel + modules + 3 x initramfs + margin, kdumpy estimate) guess; this
+boots the kernel and a kdumpy capture initramfs in the lab at shrinking reservations and
+watches which capture succeeds.  Each trial is one full cycle under QEMU: the first kernel
+boots the capture initramfs in its self-test mode (no /proc/vmcore), which loads the
+capture kernel with kexec_file_load into the reservation and panics; the capture kernel
+then runs the configured collector and saves to an ext4 disk.  Success is the capture's
+own "saved vmcore to" line on the serial console *and* a vmcore on the disk (read back
+with debugfs, outside the guest).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdumpy.errors import KdumpyError
+from kdumpy.lab.qemu import Disk, last_console_line, mib, run_guest
+
+MiB = 1 << 20
+LABEL = "kdumpycal"
+SAVED = "saved vmcore to"
+
+# Why a capture failed, from the capture kernel's console: the first pattern that matches.
+FAILURES = (
+    (re.compile(r"Initramfs unpacking failed|write error"), "initramfs does not fit when unpacked"),
+    (
+        re.compile(r"Out of memory|oom-kill|invoked oom-killer"),
+        "out of memory in the capture kernel",
+    ),
+)
+
+
+@dataclass
+class Trial:
+    """One capture attempt at one reservation."""
+
+    size: int
+    ok: bool
+    why: str  # empty when ok
+    seconds: float
+    serial_log: Path
+
+
+@dataclass
+class Calibration:
+    trials: list[Trial]
+    smallest: int | None  # smallest size that captured, if any
+    recommended: int | None
+
+    def crashkernel(self) -> str | None:
+        return f"crashkernel={mib(self.recommended)}" if self.recommended else None
+
+
+def margin(size: int) -> int:
+    """Headroom on top of the measured minimum: 20 % or 32 MiB, whichever is more, rounded
+    up to 16 MiB.  The lab guest is not the real machine: its devices, its module set and
+    the collector's working set on a fuller memory all differ a little."""
+    with_margin = size + max(size // 5, 32 * MiB)
+    return -(-with_margin // (16 * MiB)) * (16 * MiB)
+
+
+def calibrate(
+    vmlinuz: Path,
+    initrd: Path,
+    memory: int,
+    sizes: list[int],
+    workdir: Path,
+    timeout: float = 900,
+    report: Callable[[str], None] = print,
+) -> Calibration:
+    """Bisect *sizes* for the smallest reservation at which a capture succeeds.
+
+    The largest size is tried first: if it fails, nothing smaller will do and the search
+    stops there.  *initrd* must be a kdumpy capture initramfs whose target is
+    ``ext4 LABEL=kdumpycal`` (see :func:`build_calibration_initramfs`).
+    """
+    sizes = sorted(set(sizes))
+    if not sizes:
+        raise KdumpyError("calibrate: no reservation sizes to try")
+    workdir.mkdir(parents=True, exist_ok=True)
+    done: dict[int, Trial] = {}
+
+    def attempt(size: int) -> bool:
+        t = trial(vmlinuz, initrd, memory, size, workdir, timeout)
+        done[size] = t
+        state = "captured" if t.ok else f"failed: {t.why}"
+        report(f"crashkernel={mib(size)}: {state} ({t.seconds:.0f} s)")
+        return t.ok
+
+    if not attempt(sizes[-1]):
+        return Calibration(list(done.values()), None, None)
+    lo, hi = 0, len(sizes) - 1  # sizes[hi] captured
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if attempt(sizes[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    smallest = sizes[hi]
+    trials = [done[s] for s in sorted(done)]
+    return Calibration(trials, smallest, margin(smallest))
+
+
+def trial(
+    vmlinuz: Path, initrd: Path, memory: int, size: int, workdir: Path, timeout: float
+) -> Trial:
+    run_dir = workdir / f"crashkernel-{mib(size)}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    disk = target_disk(run_dir / "target.img", vmlinuz, initrd, memory)
+    serial = run_dir / "serial.log"
+    append = f"console=ttyS0 panic=-1 no_timer_check crashkernel={mib(size)} kdumpy.selftest=crash"
+    try:
+        run = run_guest(
+            kernel=vmlinuz, initrd=initrd, append=append, memory=memory, serial_log=serial,
+            disks=[Disk(disk)], timeout=timeout, markers=(SAVED,),
+        )  # fmt: skip
+        seconds = run.elapsed
+    except KdumpyError as exc:
+        return Trial(size, False, str(exc), timeout, serial)
+    log = serial.read_text(errors="replace")
+    if SAVED in log and saved_vmcores(disk):
+        return Trial(size, True, "", seconds, serial)
+    return Trial(size, False, failure_reason(log, serial), seconds, serial)
+
+
+def failure_reason(log: str, serial: Path) -> str:
+    """Name why a capture failed, from what the two kernels printed."""
+    if "kdumpy-selftest: kexec FAILED" in log:
+        return "capture kernel does not fit (kexec load failed)"
+    if "kdumpy-selftest: crashing" not in log:
+        return f"the first kernel never loaded the capture kernel: {last_console_line(serial)!r}"
+    capture = log.split("kdumpy-selftest: crashing", 1)[1]
+    for pattern, why in FAILURES:
+        if pattern.search(capture):
+            return why
+    return f"capture did not finish: {last_console_line(serial)!r}"
+
+
+def target_disk(path: Path, vmlinuz: Path, initrd: Path, memory: int) -> Path:
+    """A sparse ext4 disk with the kernel and initramfs the self-test loads from /boot."""
+    for tool in ("mkfs.ext4", "debugfs"):
+        if shutil.which(tool) is None:
+            raise KdumpyError(f"{tool} not found: install e2fsprogs")
+    root = path.parent / "diskroot"
+    (root / "boot").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vmlinuz, root / "boot" / "vmlinuz")
+    shutil.copyfile(initrd, root / "boot" / "initrd.img")
+    size = 512 * MiB + memory // 2  # room for a dump at a low dump level, sparse anyway
+    with open(path, "wb") as f:
+        f.truncate(size)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-L", LABEL, "-d", str(root), str(path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(root)
+    return path
+
+
+def saved_vmcores(disk: Path) -> list[str]:
+    """Dump directories on the target that hold a complete ``vmcore`` (debugfs reads)."""
+
+    def ls(where: str) -> list[str]:
+        out = subprocess.run(
+            ["debugfs", "-R", f"ls -p {where}", str(disk)], capture_output=True, text=True
+        ).stdout
+        # ls -p: /inode/mode/uid/gid/name/size/
+        return [f.split("/")[5] for f in out.splitlines() if f.count("/") >= 6]
+
+    return [d for d in ls("/dumps") if d not in (".", "..") and "vmcore" in ls(f"/dumps/{d}")]
+
+
+def build_calibration_initramfs(
+    release: str,
+    output: Path,
+    collector: str | None,
+    modules_dir: Path | None = None,
+    kernel_config: Path | None = None,
+) -> Path:
+    """A capture initramfs like ``kdumpy rebuild`` makes, aimed at the calibration disk.
+
+    The collector is the one the real configuration uses (its memory use is what the
+    reservation must hold); the target is the lab's virtio ext4 disk.
+    """
+    from kdumpy.service.config import parse_config
+    from kdumpy.service.initramfs import BuildOptions, build_initramfs
+
+    text = f"ext4 LABEL={LABEL}\npath /dumps\nfinal_action poweroff\nfailure_action poweroff\n"
+    if collector:
+        text += f"core_collector {collector}\n"
+    config = parse_config(text, "calibration kdump.conf")
+    opts = BuildOptions(
+        release=release,
+        output=output,
+        modules_dir=modules_dir,
+        kernel_config=kernel_config,
+        hostonly=False,  # the lab's disk is virtio, whatever this machine uses
+        extra_modules=["virtio_pci", "virtio_blk", "ext4"],
+    )
+    return build_initramfs(config, opts, report=lambda line: None).path
