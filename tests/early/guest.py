@@ -7,6 +7,10 @@ command line says ``kdumpy_test_panic=init-premount``.  The system initramfs tha
 ``update-initramfs`` made in the guest is read back, and later boots use it as QEMU's
 ``-initrd``.  Nothing of kdumpy's early stage is built on the host.
 
+``setup(..., generator="dracut")`` does the same in the lab image's dracut variant
+(dracut's systemd initrd): the test-only panic is a dracut module whose pre-udev hook
+(after the cmdline hooks, where early kdump loads) also logs kexec_crash_loaded.
+
 Also used by benchmarks/early_bench.py.
 """
 
@@ -18,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdumpy.lab.debian import base_image
+from kdumpy.lab.debian import DRACUT, INITRAMFS_TOOLS, base_image
 from kdumpy.lab.debian_config import JOB_LABEL
 from kdumpy.lab.debian_job import GUEST_CMDLINE, make_job_disk, overlay, read_back
 from kdumpy.lab.debian_kdump import blank_ext4
@@ -46,6 +50,27 @@ done
 exit 0
 """
 
+# Test only, dracut: the same boot-time crash from a pre-udev hook (dracut-pre-udev.service
+# runs after dracut-cmdline.service, whose cmdline hooks load early kdump).  It first logs
+# what sysfs says about the crash kernel, before any service of the real root.
+DRACUT_PANIC_SETUP = """#!/bin/bash
+check() { return 255; }
+depends() { return 0; }
+install() { inst_hook pre-udev 00 "$moddir/kdumpy-test-panic.sh"; }
+"""
+DRACUT_PANIC_HOOK = f"""#!/bin/sh
+read -r kdumpy_test_cmdline < /proc/cmdline
+for p in $kdumpy_test_cmdline; do
+    if [ "$p" = {PANIC_PARAM} ]; then
+        read -r kdumpy_test_loaded < /sys/kernel/kexec_crash_loaded
+        echo "<2>kdumpy-test: kexec_crash_loaded=$kdumpy_test_loaded in dracut pre-udev" > /dev/kmsg
+        echo "<2>kdumpy-test: crashing the kernel during boot (dracut pre-udev)" > /dev/kmsg
+        echo c > /proc/sysrq-trigger
+    fi
+done
+"""
+DRACUT_PANIC_MODULE = "/usr/lib/dracut/modules.d/98kdumpy-test-panic"
+
 # Bench only: a kernel log line when kdumpy.service has loaded the capture kernel.
 SERVICE_DROPIN = (
     "[Service]\nExecStartPost=/bin/sh -c 'echo \"<5>kdumpy-bench: kdumpy.service done, "
@@ -57,6 +82,20 @@ cp kdump.conf /etc/kdump.conf
 install -m 0755 panic.sh /etc/initramfs-tools/scripts/init-premount/kdumpy-test-panic
 mkdir -p /etc/systemd/system/kdumpy.service.d
 cp dropin.conf /etc/systemd/system/kdumpy.service.d/bench.conf
+python3 -m kdumpy install-service > out/install-service.txt 2>&1
+python3 -m kdumpy early enable > out/enable.txt 2>&1
+python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
+cp /boot/initrd.img-$(uname -r) out/initrd.img
+sha256sum /var/lib/kdumpy/initramfs-$(uname -r)kdump.img > out/capture.sha256
+ls -l /var/lib/kdumpy /var/lib/kdumpy/early > out/state.txt
+"""
+
+DRACUT_SETUP_JOB = f"""set -e
+cp kdump.conf /etc/kdump.conf
+mkdir -p {DRACUT_PANIC_MODULE}
+install -m 0755 panic-setup.sh {DRACUT_PANIC_MODULE}/module-setup.sh
+install -m 0755 panic-hook.sh {DRACUT_PANIC_MODULE}/kdumpy-test-panic.sh
+echo 'add_dracutmodules+=" kdumpy-test-panic "' > /etc/dracut.conf.d/98-kdumpy-test.conf
 python3 -m kdumpy install-service > out/install-service.txt 2>&1
 python3 -m kdumpy early enable > out/enable.txt 2>&1
 python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
@@ -153,15 +192,21 @@ def _cmdline(extra: str) -> str:
     return f"{GUEST_CMDLINE} crashkernel={CRASHKERNEL} {extra}".strip()
 
 
-def setup(workdir: Path, kernel: LabKernel) -> EarlyGuest:
+def setup(workdir: Path, kernel: LabKernel, generator: str = INITRAMFS_TOOLS) -> EarlyGuest:
     """Boot once: install the service and early kdump in the guest; keep disk and initrd."""
     workdir.mkdir(parents=True, exist_ok=True)
-    base = base_image([kernel])
-    original = base.parent / "rootfs" / "boot" / f"initrd.img-{kernel.release}"
+    base = base_image([kernel], generator)
+    tree = "rootfs-dracut" if generator == DRACUT else "rootfs"
+    original = base.parent / tree / "boot" / f"initrd.img-{kernel.release}"
     root = overlay(base, workdir / "root.qcow2")
     target = blank_ext4(workdir / "target.img", TARGET_LABEL, "1G")
     files = {"kdump.conf": KDUMP_CONF, "panic.sh": PANIC_SCRIPT, "dropin.conf": SERVICE_DROPIN}
-    job = _job_disk(workdir, SETUP_JOB, files, with_kdumpy=True)
+    script = SETUP_JOB
+    if generator == DRACUT:
+        files = {"kdump.conf": KDUMP_CONF, "panic-setup.sh": DRACUT_PANIC_SETUP,
+                 "panic-hook.sh": DRACUT_PANIC_HOOK}  # fmt: skip
+        script = DRACUT_SETUP_JOB
+    job = _job_disk(workdir, script, files, with_kdumpy=True)
     run = _boot(kernel, original, _cmdline(""), [Disk(root, "qcow2"), Disk(job), target],
                 workdir / "setup.serial.log", timeout=3000)  # fmt: skip
     out = _read_out(job, workdir / "setup-out")

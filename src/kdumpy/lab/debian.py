@@ -13,6 +13,13 @@ The image is built in cached stages under ``<lab cache>/debian/``:
    only when the tree changed.  Each run boots a qcow2 overlay of it, so runs never
    modify the cached image.
 
+A variant whose initramfs generator is dracut (``generator="dracut"``: RHEL's
+generator, with the systemd initrd) lives beside it: ``rootfs-dracut/`` is a copy of the
+configured ``rootfs/`` without its kernels, with Debian's ``dracut`` package installed
+(which removes initramfs-tools); its kernels' initrds are made by ``dracut`` in the chroot
+and its image is ``root-dracut-<stamp>.raw``.  The initramfs-tools tree, its stamps and
+its image are untouched by it.
+
 kdumpy itself is not baked into the image: every run's job disk carries the working tree
 and the job unit copies it to ``/opt/kdumpy`` (found by python3 through a ``.pth``), so a
 code change needs no image rebuild.
@@ -52,6 +59,26 @@ PACKAGES = (
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
 CONFIG_VERSION = "3"
 
+INITRAMFS_TOOLS = "initramfs-tools"
+DRACUT = "dracut"
+# The dracut variant: installed over a copy of the initramfs-tools tree (apt removes
+# initramfs-tools, which conflicts with dracut).
+DRACUT_PACKAGES = ("dracut",)
+# Like initramfs-tools' MODULES=list: only the lab machine's drivers (``drivers`` is
+# exclusive), not this build host's devices (no hostonly), no early microcode cpio (the
+# image is one zstd cpio, which GNU cpio lists on the host).  zstd -1 as initramfs-tools
+# compresses (dracut's own zstd -15 costs tens of seconds under TCG), and no dracut
+# modules for storage the lab guest does not have: both keep ``dracut -f`` in the guest short.
+DRACUT_CONF = """hostonly="no"
+drivers=" virtio_pci virtio_blk virtio_net ext4 "
+compress="zstd -1 -q -T0"
+early_microcode="no"
+omit_dracutmodules+=" btrfs crypt dm lvm mdraid multipath nvdimm lunmask resume virtfs "
+omit_dracutmodules+=" virtiofs overlay-root modsign terminfo usrmount kernel-modules-extra "
+omit_dracutmodules+=" plymouth "
+"""
+DRACUT_CONF_PATH = "etc/dracut.conf.d/10-kdumpy-lab.conf"
+
 
 def debian_dir() -> Path:
     path = cache_root() / "debian"
@@ -77,8 +104,12 @@ def _stamp(root: Path, name: str) -> Path:
     return root / ".kdumpy-lab" / name
 
 
-def debootstrap_rootfs() -> Path:
+def debootstrap_rootfs(generator: str = INITRAMFS_TOOLS) -> Path:
     """Stage 1: the debootstrapped and configured bookworm tree (cached)."""
+    if generator == DRACUT:
+        return _dracut_rootfs()
+    if generator != INITRAMFS_TOOLS:
+        raise KdumpyError(f"unknown initramfs generator {generator!r}")
     root = debian_dir() / "rootfs"
     done = _stamp(root, f"configured-{CONFIG_VERSION}")
     # A grown package list is installed into the existing tree (the kernels' initrds stay).
@@ -138,18 +169,66 @@ def _packages_hash() -> str:
     return hashlib.sha256(" ".join(sorted(PACKAGES)).encode()).hexdigest()[:8]
 
 
-def install_kernel(kernel: LabKernel) -> Path:
-    """Stage 2: *kernel* installed in the tree with an initrd from update-initramfs.
+def _dracut_hash() -> str:
+    """What the dracut tree is made from, beyond the initramfs-tools tree's stamps."""
+    inputs = [_packages_hash(), CONFIG_VERSION, *sorted(DRACUT_PACKAGES), DRACUT_CONF]
+    return hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:8]
+
+
+def _dracut_rootfs() -> Path:
+    """The configured tree with dracut instead of initramfs-tools, no kernels yet (cached)."""
+    root = debian_dir() / "rootfs-dracut"
+    done = _stamp(root, f"dracut-{_dracut_hash()}")
+    if done.exists():
+        return root
+    base = debootstrap_rootfs()
+    with locked("debian-rootfs-dracut"):
+        if done.exists():
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        partial = root.with_name("rootfs-dracut.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        with locked("debian-rootfs"):  # not while a kernel is being installed in the base
+            _run(["cp", "-a", str(base), str(partial)], "copy of the Debian guest tree")
+        # Kernels are installed per tree (their initrds are the generator's own work).
+        for stamp in (partial / ".kdumpy-lab").glob("kernel-*"):
+            stamp.unlink()
+        for pattern in ("boot/vmlinuz-*", "boot/initrd.img-*", "boot/config-*"):
+            for path in partial.glob(pattern):
+                path.unlink()
+        for modules in (partial / "usr/lib/modules").glob("*"):
+            shutil.rmtree(modules)
+        from kdumpy.lab.debian_config import chroot
+
+        conf = partial / DRACUT_CONF_PATH
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(DRACUT_CONF)
+        with _host_resolver(partial):
+            chroot(partial, "apt-get", "update", "-q")
+            chroot(partial, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                   *DRACUT_PACKAGES)  # fmt: skip
+            chroot(partial, "apt-get", "clean")
+        if (partial / "usr/sbin/update-initramfs").exists():
+            raise KdumpyError("dracut tree: initramfs-tools is still installed")
+        partial.rename(root)
+        done.touch()
+    return root
+
+
+def install_kernel(kernel: LabKernel, generator: str = INITRAMFS_TOOLS) -> Path:
+    """Stage 2: *kernel* installed in the tree with an initrd from update-initramfs (or
+    dracut, in the dracut tree).
 
     Returns the initrd's path in the tree (QEMU boots it with ``-kernel``/``-initrd``; the
     same files sit in the guest's /boot, where ``kdumpy start`` finds the capture kernel).
     """
-    root = debootstrap_rootfs()
+    root = debootstrap_rootfs(generator)
     initrd = root / "boot" / f"initrd.img-{kernel.release}"
     done = _stamp(root, f"kernel-{kernel.release}-{CONFIG_VERSION}")
     if done.exists() and initrd.exists():
         return initrd
-    with locked("debian-rootfs"):
+    lock = "debian-rootfs" if generator == INITRAMFS_TOOLS else "debian-rootfs-dracut"
+    with locked(lock):
         if done.exists() and initrd.exists():
             return initrd
         modules = root / "usr/lib/modules" / kernel.release
@@ -165,7 +244,11 @@ def install_kernel(kernel: LabKernel) -> Path:
 
         chroot(root, "depmod", kernel.release)
         initrd.unlink(missing_ok=True)
-        chroot(root, "update-initramfs", "-c", "-k", kernel.release)
+        if generator == DRACUT:
+            # Debian's name for it, as its kernel postinst hook for dracut writes it.
+            chroot(root, "dracut", "-q", "-f", f"/boot/{initrd.name}", kernel.release)
+        else:
+            chroot(root, "update-initramfs", "-c", "-k", kernel.release)
         done.touch()
     return initrd
 
@@ -176,12 +259,13 @@ def tree_stamp(root: Path) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
 
-def base_image(kernels: list[LabKernel]) -> Path:
+def base_image(kernels: list[LabKernel], generator: str = INITRAMFS_TOOLS) -> Path:
     """Stage 3: the raw ext4 image of the tree with *kernels* installed (cached)."""
     for kernel in kernels:
-        install_kernel(kernel)
-    root = debootstrap_rootfs()
-    image = debian_dir() / f"root-{tree_stamp(root)}.raw"
+        install_kernel(kernel, generator)
+    root = debootstrap_rootfs(generator)
+    prefix = "root-dracut-" if generator == DRACUT else "root-"
+    image = debian_dir() / f"{prefix}{tree_stamp(root)}.raw"
     if image.exists():
         return image
     with locked("debian-image"):
@@ -192,7 +276,9 @@ def base_image(kernels: list[LabKernel]) -> Path:
         _run(["mkfs.ext4", "-q", "-F", "-L", "kdumpyroot", "-d", str(root), str(partial),
               IMAGE_SIZE], "mkfs.ext4 of the Debian guest image")  # fmt: skip
         # Older images may still back a running guest's overlay: drop only stale ones.
-        for old in debian_dir().glob("root-*.raw"):
+        for old in debian_dir().glob(f"{prefix}*.raw"):
+            if (generator == DRACUT) != old.name.startswith("root-dracut-"):
+                continue  # the other generator's images
             if time.time() - old.stat().st_mtime > STALE_IMAGE_AGE:
                 old.unlink()
         os.replace(partial, image)
