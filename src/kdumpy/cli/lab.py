@@ -196,9 +196,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if result.smallest is None:
         console.print(f"No capture succeeded, even at {mib(max(sizes))}: see the serial logs.")
         return 1
+    recommended = mib(result.recommended or 0)
     console.print(
         f"Smallest reservation that captured: {mib(result.smallest)}.  Recommended, with margin: "
-        f"[bold]{result.crashkernel()}[/]  (apply with: kdumpy reserve {mib(result.recommended or 0)})"
+        f"[bold]{result.crashkernel()}[/]  (apply with: kdumpy reserve {recommended})"
     )
     return 0
 
