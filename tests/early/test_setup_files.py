@@ -100,3 +100,21 @@ def test_generator_files_install_parse_and_remove(tmp_path: Path, generator: str
 def test_unknown_generator_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(KdumpyError, match="unknown initramfs generator 'mkinitcpio'"):
         early_generator.install("mkinitcpio", Layout(tmp_path), tmp_path, "/sbin/kexec")
+
+
+def test_newest_system_initramfs_wins_over_a_stale_one(tmp_path: Path) -> None:
+    """A Debian system switched to dracut: initrd.img-R is current, initramfs-R.img stale."""
+    import os
+
+    from kdumpy.service.early_generator import DRACUT, INITRAMFS_TOOLS, system_initramfs
+
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    stale, current = boot / "initramfs-6.1.img", boot / "initrd.img-6.1"
+    stale.write_bytes(b"old")
+    current.write_bytes(b"new")
+    os.utime(stale, (1_000_000, 1_000_000))
+    for generator in (DRACUT, INITRAMFS_TOOLS):
+        assert system_initramfs(generator, "6.1", tmp_path) == current
+    os.utime(current, (1_000, 1_000))
+    assert system_initramfs(DRACUT, "6.1", tmp_path) == stale

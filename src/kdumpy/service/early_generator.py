@@ -124,13 +124,18 @@ def installed(generator: str, layout: Layout) -> bool:
 
 
 def system_initramfs(generator: str, release: str, root: Path = Path("/")) -> Path:
-    """The system initramfs the boot loader loads for ``release``."""
+    """The system initramfs the boot loader loads for ``release``.
+
+    Debian names it initrd.img-R whichever generator made it, Fedora/RHEL initramfs-R.img;
+    a system switched from one generator to the other may keep a stale file under the other
+    name, so the newest existing file wins (right after regeneration, the one just made).
+    """
     names = [f"initrd.img-{release}", f"initramfs-{release}.img", f"initrd-{release}"]
     if generator == DRACUT:
         names.reverse()
-    for name in names:
-        if (root / "boot" / name).exists():
-            return root / "boot" / name
+    existing = [root / "boot" / n for n in names if (root / "boot" / n).exists()]
+    if existing:
+        return max(existing, key=lambda p: p.stat().st_mtime)  # ties: the generator's name
     return root / "boot" / names[0]
 
 
