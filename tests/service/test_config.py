@@ -104,6 +104,8 @@ def test_comments_and_quotes() -> None:
         ("path\n", "kdump.conf:1: path has no value"),
         ("ssh my.server.com\n", "kdump.conf:1: ssh target must be user@server"),
         ("nfs my.server.com\n", "kdump.conf:1: nfs target must be host:/export"),
+        ("ssh -oProxyCommand=sh@h\n", "kdump.conf:1: ssh target must not start with '-'"),
+        ("nfs -oremount:/x\n", "kdump.conf:1: nfs target must not start with '-'"),
         ("raw sdb1\n", "kdump.conf:1: raw target must be a block device"),
         ("ext4 sdb1\n", "kdump.conf:1: ext4 target must be /dev/"),
         ("failure_action explode\n", "kdump.conf:1: failure_action must be one of"),

@@ -277,6 +277,9 @@ def _target(kind: str, value: str, where: str) -> Target:
     """Check one target directive's value (kdump.conf(5) forms)."""
     if kind == "ssh" and ("@" not in value or value.startswith("@") or value.endswith("@")):
         raise ConfigError(f"{where}: ssh target must be user@server, not {value!r}")
+    if kind in ("ssh", "nfs") and value.startswith("-"):
+        # ssh, ssh-keyscan and mount would read it as an option (e.g. -oProxyCommand=...).
+        raise ConfigError(f"{where}: {kind} target must not start with '-': {value!r}")
     if kind == "nfs" and (":" not in value or not value.rpartition(":")[2].startswith("/")):
         raise ConfigError(f"{where}: nfs target must be host:/export, not {value!r}")
     if kind == "raw" and not value.startswith("/dev/"):
