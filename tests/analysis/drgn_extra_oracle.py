@@ -13,7 +13,6 @@ Nothing here uses kdumpy.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import drgn
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.mm import totalram_pages, vm_commit_limit, vm_memory_committed
+from drgn_oracle import open_program  # beside this script: sys.path[0] when run
 
 # (expression for `p`, the same value through drgn's API; ``T`` is the crashed task).
 EXPRESSIONS = (
@@ -105,10 +105,7 @@ def stack(prog: drgn.Program, task: drgn.Object) -> dict[str, Any]:
 
 def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
-    prog = drgn.Program()
-    prog.set_core_dump(vmcore)
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        prog.load_debug_info([vmlinux], default=False)
+    prog = open_program(vmcore, vmlinux)
     task = prog.crashed_thread().object
     exprs = {}
     for text, code in EXPRESSIONS:

@@ -83,13 +83,18 @@ def scalar_members(obj: drgn.Object) -> dict[str, object]:
     return out
 
 
-def main() -> int:
-    vmcore, vmlinux, out_path = sys.argv[1:4]
+def open_program(vmcore: str, vmlinux: str) -> drgn.Program:
+    """drgn on *vmcore* with the DWARF *vmlinux* (modules have no debug info here)."""
     prog = drgn.Program()
     prog.set_core_dump(vmcore)
-    # Modules have no debug info here; vmlinux is what matters.
     with contextlib.suppress(drgn.MissingDebugInfoError):
         prog.load_debug_info([vmlinux], default=False)
+    return prog
+
+
+def main() -> int:
+    vmcore, vmlinux, out_path = sys.argv[1:4]
+    prog = open_program(vmcore, vmlinux)
     tasks = []
     traces = {}
     files = {}
