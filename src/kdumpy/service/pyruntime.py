@@ -304,31 +304,28 @@ def compile_module(source: Path) -> bytes:
     cached = cached_bytecode(source)
     if cached is not None:
         return cached
-    with tempfile.TemporaryDirectory() as tmp:
-        cfile = Path(tmp) / "m.pyc"
-        try:
-            py_compile.compile(
-                str(source),
-                cfile=str(cfile),
-                dfile=str(source),
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as exc:
-            raise KdumpyError(f"{source}: cannot compile: {exc.msg}") from None
-        return cfile.read_bytes()
+    return _py_compile(source, source)
 
 
 def _compile_source(text: str, dfile: Path) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "stub.py"
         src.write_text(text)
-        cfile = Path(tmp) / "stub.pyc"
-        py_compile.compile(
-            str(src),
-            cfile=str(cfile),
-            dfile=str(dfile),
-            doraise=True,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
+        return _py_compile(src, dfile)
+
+
+def _py_compile(source: Path, dfile: Path) -> bytes:
+    """Hash-based byte code of *source*, recorded as coming from *dfile*."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfile = Path(tmp) / "m.pyc"
+        try:
+            py_compile.compile(
+                str(source),
+                cfile=str(cfile),
+                dfile=str(dfile),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError as exc:
+            raise KdumpyError(f"{dfile}: cannot compile: {exc.msg}") from None
         return cfile.read_bytes()
