@@ -77,12 +77,8 @@ SERVICE_DROPIN = (
     "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)\" > /dev/kmsg'\n"
 )
 
-SETUP_JOB = """set -e
-cp kdump.conf /etc/kdump.conf
-install -m 0755 panic.sh /etc/initramfs-tools/scripts/init-premount/kdumpy-test-panic
-mkdir -p /etc/systemd/system/kdumpy.service.d
-cp dropin.conf /etc/systemd/system/kdumpy.service.d/bench.conf
-python3 -m kdumpy install-service > out/install-service.txt 2>&1
+# Both setup jobs end alike: install the service, enable early kdump, keep what it made.
+_ENABLE_AND_KEEP = """python3 -m kdumpy install-service > out/install-service.txt 2>&1
 python3 -m kdumpy early enable > out/enable.txt 2>&1
 python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
 cp /boot/initrd.img-$(uname -r) out/initrd.img
@@ -90,19 +86,26 @@ sha256sum /var/lib/kdumpy/initramfs-$(uname -r)kdump.img > out/capture.sha256
 ls -l /var/lib/kdumpy /var/lib/kdumpy/early > out/state.txt
 """
 
-DRACUT_SETUP_JOB = f"""set -e
+SETUP_JOB = (
+    """set -e
+cp kdump.conf /etc/kdump.conf
+install -m 0755 panic.sh /etc/initramfs-tools/scripts/init-premount/kdumpy-test-panic
+mkdir -p /etc/systemd/system/kdumpy.service.d
+cp dropin.conf /etc/systemd/system/kdumpy.service.d/bench.conf
+"""
+    + _ENABLE_AND_KEEP
+)
+
+DRACUT_SETUP_JOB = (
+    f"""set -e
 cp kdump.conf /etc/kdump.conf
 mkdir -p {DRACUT_PANIC_MODULE}
 install -m 0755 panic-setup.sh {DRACUT_PANIC_MODULE}/module-setup.sh
 install -m 0755 panic-hook.sh {DRACUT_PANIC_MODULE}/kdumpy-test-panic.sh
 echo 'add_dracutmodules+=" kdumpy-test-panic "' > /etc/dracut.conf.d/98-kdumpy-test.conf
-python3 -m kdumpy install-service > out/install-service.txt 2>&1
-python3 -m kdumpy early enable > out/enable.txt 2>&1
-python3 -m kdumpy early status > out/status-setup.txt 2>&1 || true
-cp /boot/initrd.img-$(uname -r) out/initrd.img
-sha256sum /var/lib/kdumpy/initramfs-$(uname -r)kdump.img > out/capture.sha256
-ls -l /var/lib/kdumpy /var/lib/kdumpy/early > out/state.txt
 """
+    + _ENABLE_AND_KEEP
+)
 
 # After a boot with the early stage: what status and start say in the guest itself.
 CHECK_JOB = """python3 -m kdumpy early status > out/status.txt 2>&1; echo $? > out/status.rc
@@ -285,3 +288,16 @@ def stamp(serial: str, needle: str) -> float | None:
         if stamps:
             return float(stamps[-1].group(1))
     return None
+
+
+def saved_dump_log(target: Path, tmp_path: Path) -> str:
+    """The one dump the capture kernel saved on *target* (its three files checked), and its
+    kernel log as makedumpfile --dump-dmesg reads it."""
+    crash_dir = read_back(target, "/var/crash", tmp_path / "got")
+    (dump_dir,) = list(crash_dir.iterdir())
+    names = sorted(p.name for p in dump_dir.iterdir())
+    assert names == ["kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"], names
+    log = tmp_path / "dmesg.txt"
+    subprocess.run(["makedumpfile", "--dump-dmesg", str(dump_dir / "vmcore"), str(log)],
+                   check=True, capture_output=True)  # fmt: skip
+    return log.read_text(errors="replace")

@@ -96,17 +96,8 @@ def test_dracut_boot_crash_is_captured_with_early_kdump(dracut_guest, tmp_path):
     assert "Switching root" not in before and "kdumpy.service" not in before
     # The capture kernel booted from the reservation and saved the dump.
     assert "kdump: saved vmcore to" in after
-    from kdumpy.lab.debian_job import read_back
-
-    crash_dir = read_back(target, "/var/crash", tmp_path / "got")
-    (dump_dir,) = list(crash_dir.iterdir())
-    assert sorted(p.name for p in dump_dir.iterdir()) == ["kexec-dmesg.log", "vmcore",
-                                                          "vmcore-dmesg.txt"]  # fmt: skip
     # The dump's own kernel log, read by makedumpfile: the early load, then the crash.
-    log = tmp_path / "dmesg.txt"
-    subprocess.run(["makedumpfile", "--dump-dmesg", str(dump_dir / "vmcore"), str(log)],
-                   check=True, capture_output=True)  # fmt: skip
-    text = log.read_text(errors="replace")
+    text = g.saved_dump_log(target, tmp_path)
     assert text.index("kexec: loaded early-kdump kernel") < text.index("kdumpy-test: crashing")
     assert "sysrq: Trigger a crash" in text
 
