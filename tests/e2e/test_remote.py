@@ -83,13 +83,13 @@ NFS_FORMS = {
 def nfs(request, tmp_path):
     port, conf = NFS_FORMS[request.param]
     server = GaneshaNfs(tmp_path / "nfs", port=port).start()
-    server.conf = conf(server)
-    yield server
+    yield server, conf(server)
     server.stop()
 
 
 def test_nfs(tmp_path, kernel, nfs):
-    conf = nfs.conf + "final_action poweroff\n"
+    nfs, conf = nfs
+    conf += "final_action poweroff\n"
     (nfs.export / "crash").mkdir()
     result = run_cycle(Cycle(conf), tmp_path / "run", kernel)
     assert result.rc == 0, result.log[-3000:]
