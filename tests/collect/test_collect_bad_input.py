@@ -101,7 +101,17 @@ def test_full_disk_marks_the_dump_incomplete(lab_dump_61, tmp_path):
 
 @pytest.mark.vm
 def test_full_disk_retries_the_next_dump_level(lab_dump_61, tmp_path):
-    with small_fs(tmp_path / "fs", "40m") as fs:
+    # The filesystem is sized from this dump, not guessed: room for the -d 31 output with a
+    # margin, but not for the -d 1 output (how compressible a fresh dump is varies by run).
+    sizes = {}
+    for level in ("1", "31"):
+        probe = tmp_path / f"probe-{level}"
+        assert run_kdumpy("-l", "-d", level, str(lab_dump_61.vmcore), str(probe)).returncode == 0
+        sizes[level] = probe.stat().st_size
+        probe.unlink()
+    room = sizes["31"] + max(sizes["31"] // 4, 1 << 20)
+    assert room < sizes["1"], f"-d 1 output ({sizes['1']}) would fit in {room} bytes"
+    with small_fs(tmp_path / "fs", str(room)) as fs:
         dst = fs / "vmcore"
         proc = run_kdumpy("-l", "-d", "1,31", str(lab_dump_61.vmcore), str(dst))
         assert proc.returncode == 0, proc.stderr.decode()

@@ -72,11 +72,21 @@ def format_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def crash_date(epoch: float) -> str:
+    """The crash time as crash's ``sys`` prints it: ``Thu Dec  3 08:37:06 UTC 2026``.
+
+    crash pads the day of the month with a space (C's ``%e``), so a two-digit ``%d`` would
+    differ from crash on the first nine days of each month.
+    """
+    t = time.gmtime(epoch)
+    return time.strftime(f"%a %b {t.tm_mday:2d} %H:%M:%S UTC %Y", t)
+
+
 def system_info(prog: Program) -> SystemInfo:
     uts = prog.object("init_uts_ns").name
     crash_time = prog.info.crash_time
     date = (
-        time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(crash_time))
+        crash_date(crash_time)
         if crash_time
         else "unknown"
     )
