@@ -85,11 +85,7 @@ def crash_date(epoch: float) -> str:
 def system_info(prog: Program) -> SystemInfo:
     uts = prog.object("init_uts_ns").name
     crash_time = prog.info.crash_time
-    date = (
-        crash_date(crash_time)
-        if crash_time
-        else "unknown"
-    )
+    date = crash_date(crash_time) if crash_time else "unknown"
     idle = len(prog.online_cpus)
     return SystemInfo(
         release=uts.release.string_().decode(),
