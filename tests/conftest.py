@@ -1,9 +1,17 @@
-"""Shared fixtures: real dumps of real kernels, made by kdumpy.lab on first use and cached."""
+"""Shared fixtures: real dumps of real kernels, made by kdumpy.lab on first use and cached.
+
+Tiers: "fast" (no VM: `pytest -m "not vm"`), "vm" (real kernels in QEMU: CI runs these too) and
+"full" (the rest of the matrix: only with `--full` or KDUMPY_FULL=1; `--resume` skips what
+passed in an earlier full run of the same tree).  Every run ends with the time per tier and the
+ten slowest tests.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -11,10 +19,61 @@ import pytest
 # Foundation first: a run that is cut short has still proved the layers everything rests on.
 AREA_ORDER = ("lab", "vmcore", "collect", "analysis", "service", "capture", "e2e", "early")
 
-# CI guard: with KDUMPY_TEST_BUDGET_MIN set, VM tests that would start after that many minutes
-# are skipped (and listed as skipped, with the reason) instead of running CI over its limit.
+# Safety net, not a plan: with KDUMPY_TEST_BUDGET_MIN set, VM tests that would start after that
+# many minutes are skipped, and the run then FAILS with a summary naming each of them (a test the
+# guard skips is coverage we do not have).  CI's suite is sized to finish well inside it.
 BUDGET_SECONDS = float(os.environ.get("KDUMPY_TEST_BUDGET_MIN", "0")) * 60
 START = time.monotonic()
+GUARD_SKIPPED: list[str] = []
+
+TIER_SECONDS: dict[str, float] = defaultdict(float)
+TEST_SECONDS: dict[str, float] = defaultdict(float)
+PROGRESS_FILE = (
+    Path(os.environ.get("KDUMPY_LAB_CACHE", Path.home() / ".cache" / "kdumpy" / "lab"))
+    / "vm-tests-passed.txt"
+)
+SOURCE_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kdumpy")
+    group.addoption(
+        "--full",
+        action="store_true",
+        default=os.environ.get("KDUMPY_FULL") == "1",
+        help="also run the full matrix (tests marked 'full'); KDUMPY_FULL=1 does the same",
+    )
+    group.addoption(
+        "--resume",
+        action="store_true",
+        help=f"skip tests that passed in an earlier run of the same tree ({PROGRESS_FILE})",
+    )
+
+
+def _tier(item: pytest.Item) -> str:
+    if item.get_closest_marker("full"):
+        return "full"
+    return "vm" if item.get_closest_marker("vm") else "fast"
+
+
+def _source_key() -> str:
+    """What a recorded pass is valid for: the commit, marked when the tree has changes."""
+    repo = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return run.stdout.strip() or "unknown"
+
+
+def _passed_before(key: str) -> set[str]:
+    try:
+        lines = PROGRESS_FILE.read_text().splitlines()
+    except FileNotFoundError:
+        return set()
+    return {line.split(" ", 1)[1] for line in lines if line.startswith(key + " ")}
 
 
 @pytest.hookimpl(trylast=True)
@@ -30,6 +89,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     items.sort(key=area)  # stable: pytest's own fixture-driven order holds within an area
 
+    config.stash[SOURCE_KEY] = _source_key()
+    passed = _passed_before(config.stash[SOURCE_KEY]) if config.getoption("resume") else set()
+    for item in items:
+        if item.get_closest_marker("full") and not config.getoption("full"):
+            item.add_marker(pytest.mark.skip(reason="full matrix only (--full)"))
+        elif item.nodeid in passed:
+            item.add_marker(pytest.mark.skip(reason="passed in an earlier run (--resume)"))
+
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     # Anything that needs a lab dump may boot QEMU to make it: that is a VM test.
@@ -41,10 +108,49 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if BUDGET_SECONDS and item.get_closest_marker("vm"):
         used = time.monotonic() - START
         if used > BUDGET_SECONDS:
+            GUARD_SKIPPED.append(item.nodeid)
             pytest.skip(
                 f"test time budget used up ({used / 60:.0f} min > "
                 f"KDUMPY_TEST_BUDGET_MIN={BUDGET_SECONDS / 60:.0f})"
             )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    started = time.monotonic()
+    yield
+    elapsed = time.monotonic() - started
+    TIER_SECONDS[_tier(item)] += elapsed
+    TEST_SECONDS[item.nodeid] += elapsed
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Record passes so an interrupted run can be resumed with --resume.
+    if report.when == "call" and report.passed and "vm" in report.keywords:
+        PROGRESS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        with PROGRESS_FILE.open("a") as f:
+            f.write(f"{_source_key()} {report.nodeid}\n")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    write = terminalreporter.write_line
+    terminalreporter.section("time per tier")
+    for tier in ("fast", "vm", "full"):
+        if tier in TIER_SECONDS:
+            write(f"{tier:>5}: {TIER_SECONDS[tier] / 60:6.1f} min")
+    write(f"total: {(time.monotonic() - START) / 60:6.1f} min (collection included)")
+    terminalreporter.section("ten slowest tests (setup + call + teardown)")
+    for nodeid, seconds in sorted(TEST_SECONDS.items(), key=lambda kv: -kv[1])[:10]:
+        write(f"{seconds:8.1f} s  {nodeid}")
+    if GUARD_SKIPPED:
+        terminalreporter.section("TIME GUARD SKIPPED TESTS: coverage we do not have", red=True)
+        for nodeid in GUARD_SKIPPED:
+            write(f"skipped by KDUMPY_TEST_BUDGET_MIN: {nodeid}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if GUARD_SKIPPED and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 LAB_KERNELS = tuple(os.environ.get("KDUMPY_LAB_KERNELS", "6.1,6.12,7").split(","))
