@@ -16,6 +16,20 @@ COMMANDS = {"reboot": ["reboot", "-f"], "halt": ["halt", "-f"], "poweroff": ["po
 SYSRQ = {"reboot": "b", "halt": "o", "poweroff": "o"}
 
 
+def in_capture_kernel(vmcore: str = "/proc/vmcore", cmdline: str = "/proc/cmdline") -> bool:
+    """Whether this is a capture kernel: the kernel made /proc/vmcore, and its command line
+    carries the ``elfcorehdr=`` that kexec (file_load or kexec-tools) adds for one.
+
+    ``kdumpy save`` anywhere else would end in final_action: a reboot of a running machine.
+    """
+    try:
+        with open(cmdline) as fh:
+            params = fh.read().split()
+    except OSError:
+        return False
+    return os.path.exists(vmcore) and any(p.startswith("elfcorehdr=") for p in params)
+
+
 class Actions:
     """Carries out the machine-level actions; with *dry_run* it only records them.
 

@@ -32,11 +32,14 @@ def command(argv: list[str]) -> list[str]:
     return list(argv)
 
 
-def collect_to_file(argv: list[str], vmcore: str, dest: str) -> None:
-    """Run the collector writing *dest*; a non-zero exit is a CaptureError."""
+def collect_to_file(
+    argv: list[str], vmcore: str, dest: str, pass_fds: tuple[int, ...] = ()
+) -> None:
+    """Run the collector writing *dest* (*pass_fds*: descriptors *dest* names through
+    /proc/self/fd); a non-zero exit is a CaptureError."""
     cmd = [*command(argv), vmcore, dest]
     try:
-        proc = subprocess.run(cmd, check=False)
+        proc = subprocess.run(cmd, check=False, pass_fds=pass_fds)
     except OSError as exc:
         raise CaptureError(f"core_collector {argv[0]}: {exc.strerror}") from None
     if proc.returncode != 0:

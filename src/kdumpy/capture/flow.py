@@ -9,7 +9,6 @@ inspection.
 from __future__ import annotations
 
 import os
-import posixpath
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,8 +113,7 @@ def save(
     dest.prepare()
     test_id = _test_id(opts)
     if dest.has_files:
-        name = layout.dump_dir_name(dest.host_ip(), test_id=test_id)
-        dest.make_dir(posixpath.join(cfg.path, name))
+        dest.make_dump_dir(cfg.path, layout.dump_dir_name(dest.host_ip(), test_id=test_id))
         result.where = dest.where()
         if test_id:
             dest.write_file(layout.TEST_STATUS, b"fail\n")

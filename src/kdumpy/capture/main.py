@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from kdumpy.capture.actions import Actions
+from kdumpy.capture.actions import Actions, in_capture_kernel
 from kdumpy.capture.flow import CaptureOptions, run_capture, umask_private
 from kdumpy.capture.log import CaptureLog
 from kdumpy.service.config import CAPTURE_MOUNTPOINT, DEFAULT_CONFIG_PATH
@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not reboot/halt/poweroff or start a shell: only report the action",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="carry out failure_action/final_action (reboot...) even where this does not "
+        "look like a capture kernel (the capture initramfs's /init passes it)",
+    )
     parser.add_argument("--cmdline", help="kernel command line to read kdump_test_id= from")
     parser.add_argument("--ssh-config", help="ssh client configuration file (ssh -F)")
     parser.add_argument("--known-hosts", help="known_hosts for ssh targets")
@@ -31,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     umask_private()
     log = CaptureLog()
+    if not (args.no_action or args.force or in_capture_kernel()):
+        log.error(
+            "not a capture kernel (no /proc/vmcore or no elfcorehdr= on the kernel command "
+            "line): saving ends in final_action, a reboot of this machine; use --no-action to "
+            "save without it, or --force"
+        )
+        return 2
     opts = CaptureOptions(
         config=args.config,
         vmcore=args.vmcore,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,20 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write under a temporary name in the same directory, then rename into place."""
-    directory = os.path.dirname(os.path.abspath(path))
+def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write under a fresh temporary name beside *path* (O_EXCL|O_NOFOLLOW, 0600 from the
+    start, as makedumpfile creates its output), then rename into place: a symbolic link
+    planted at *path* is replaced, never followed."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".kdumpy-dmesg.", dir=directory)
+        replace(path, data, mode)
     except OSError as exc:
-        raise KdumpyError(f"{path}: cannot create: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
         raise KdumpyError(f"{path}: cannot write: {exc.strerror}") from None
 
 

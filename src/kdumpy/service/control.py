@@ -2,7 +2,8 @@
 
 ``status`` exits 0 when operational and 3 when not.  ``start`` accepts a capture kernel
 that is already loaded (early kdump, or a second start) and leaves it in place.  All
-commands hold an exclusive lock, like kdumpctl's flock on /run/lock/kdump.
+commands hold an exclusive lock, like kdumpctl's flock on /run/lock/kdump (ours is in a
+root-only directory, /run/kdumpy).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import private_dir
 from kdumpy.service import early_state, kexec, manifest, propagate, teststatus
 from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
-from kdumpy.service.paths import LOCK_PATHS, ServicePaths
+from kdumpy.service.paths import LOCK_DIR, LOCK_NAME, ServicePaths
 from kdumpy.service.sysconfig import Sysconfig, find_sysconfig, load_sysconfig
 
 Report = Callable[[str], None]
@@ -26,16 +28,17 @@ EXIT_NOT_OPERATIONAL = 3
 
 
 @contextlib.contextmanager
-def service_lock(report: Report) -> Iterator[None]:
-    """An exclusive lock; other instances wait, saying so (kdumpctl's message)."""
-    fd = None
-    for path in LOCK_PATHS:
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            break
-    if fd is None:
-        raise KdumpyError(f"cannot create a lock file ({', '.join(map(str, LOCK_PATHS))})")
+def service_lock(report: Report, lock_dir: Path = LOCK_DIR) -> Iterator[None]:
+    """An exclusive lock; other instances wait, saying so (kdumpctl's message).
+
+    The lock file lives in a 0700 directory of our own, opened without following a
+    symbolic link: no other user can create it first, hold it, or redirect it."""
+    lock = lock_dir / LOCK_NAME
+    try:
+        private_dir(lock_dir)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise KdumpyError(f"cannot create the lock {lock}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,7 +73,8 @@ def rebuild(paths: ServicePaths, report: Report, config: KdumpConfig | None = No
     config = config or load_config(paths.config)
     release = paths.kernel_release
     kernel = paths.kernel_image()
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    # 0700: the initramfs (and the ssh key in it) is written here.
+    private_dir(paths.state_dir)
     opts = BuildOptions(release=release, output=paths.initrd)
     modules_dir = Path("/lib/modules") / release
     current = manifest.inputs(config, _sysconfig_path(paths), kernel, modules_dir)

@@ -23,6 +23,7 @@ from typing import BinaryIO
 import zstandard
 
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import PRIVATE_FILE, atomic_output
 from kdumpy.service.cpio import CpioWriter
 
 
@@ -134,16 +135,12 @@ class Image:
         cpio.finish()
 
     def write(self, dest: Path, compression: str = "zstd") -> str:
-        """Write the compressed archive atomically; return its sha256."""
-        tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as raw, _compressor(raw, compression) as out:
-                self.write_cpio(out)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, dest)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        """Write the compressed archive atomically; return its sha256.
+
+        The archive may hold the ssh dump key: its temporary file is 0600 from the moment
+        it exists (O_EXCL|O_NOFOLLOW), so no one else can open it while it is written."""
+        with atomic_output(dest, PRIVATE_FILE) as raw, _compressor(raw, compression) as out:
+            self.write_cpio(out)
         return hashlib.sha256(dest.read_bytes()).hexdigest()
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import kdumpy
+from kdumpy.fileio import replace
 from kdumpy.service.config import KdumpConfig
 from kdumpy.service.initramfs import HOOK_DIRS
 
@@ -87,6 +88,4 @@ def stale_reason(manifest: Path, initrd: Path, current: dict[str, str]) -> str |
 def write(manifest: Path, current: dict[str, str], initrd: Path, extra: dict) -> None:
     """Record the inputs (and the initramfs's own hash) after a successful build."""
     data = {"inputs": {**current, "initrd": file_hash(initrd)}, **extra}
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(manifest)
+    replace(manifest, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())

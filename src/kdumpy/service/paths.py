@@ -10,7 +10,10 @@ from kdumpy.errors import KdumpyError
 from kdumpy.service.config import DEFAULT_CONFIG_PATH
 
 STATE_DIR = Path("/var/lib/kdumpy")
-LOCK_PATHS = (Path("/run/lock/kdumpy"), Path("/tmp/kdumpy.lock"))
+# In a directory of root's own (0700), not in /run/lock (1777), where any user could plant a
+# symbolic link for root to follow or take the lock first and hold it.
+LOCK_DIR = Path("/run/kdumpy")
+LOCK_NAME = "lock"
 BOOT_DIRS = (Path("/boot"), Path("/boot/efi"), Path("/efi"), Path("/"))
 
 

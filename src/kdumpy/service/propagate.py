@@ -25,8 +25,10 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.service.config import KdumpConfig
+from kdumpy.service.sshopts import KNOWN_HOSTS as SSH_KNOWN_HOSTS
+from kdumpy.service.sshopts import client_options, config_file, host_key_options
 
-KNOWN_HOSTS = Path("/root/.ssh/known_hosts")
+KNOWN_HOSTS = Path(SSH_KNOWN_HOSTS)
 # Runs on the server: append stdin to authorized_keys once, with safe permissions.
 _INSTALL = (
     "umask 077 && mkdir -p ~/.ssh && touch ~/.ssh/authorized_keys && "
@@ -50,7 +52,7 @@ class SshServer:
 
 def resolve(spec: str) -> SshServer:
     """The server *spec* (``user@host``) means after ssh_config (``ssh -G``)."""
-    out = _run(["ssh", "-G", spec], "ssh -G")
+    out = _run(["ssh", "-F", config_file(), "-G", "--", spec], "ssh -G")
     opts: dict[str, str] = {}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
@@ -83,7 +85,7 @@ def host_known(host: str, known_hosts: Path = KNOWN_HOSTS) -> bool:
 
 def scan_host_key(server: SshServer) -> tuple[str, str]:
     """The server's host keys (known_hosts lines) and their fingerprints, for confirmation."""
-    cmd = ["ssh-keyscan", "-T", "10", "-p", str(server.port), server.host]
+    cmd = ["ssh-keyscan", "-T", "10", "-p", str(server.port), "--", server.host]
     keys = _run(cmd, "ssh-keyscan")
     if not keys.strip():
         raise KdumpyError(f"{server.known_name}: no ssh host key received (is sshd reachable?)")
@@ -109,10 +111,8 @@ def propagate(
         KNOWN_HOSTS.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(KNOWN_HOSTS, "a") as f:
             f.write(keys if keys.endswith("\n") else keys + "\n")
-    strict = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={KNOWN_HOSTS}"]
     probe = subprocess.run(
-        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", *strict,
-         target.spec, "true"],
+        ["ssh", *client_options(str(key)), "--", target.spec, "true"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if probe.returncode == 0:
@@ -124,7 +124,9 @@ def propagate(
             "not sending the key (check the server, then fix the known_hosts entry)"
         )
     public = Path(str(key) + ".pub").read_text()
-    _run(["ssh", *strict, target.spec, _INSTALL], "ssh", stdin=public)
+    # Logs in however the administrator's ssh can (agent, password), to the same server
+    # and with the same host key check as the capture kernel.
+    _run(["ssh", *host_key_options(), "--", target.spec, _INSTALL], "ssh", stdin=public)
     report(f"{key} has been added to ~{target.ssh_user}/.ssh/authorized_keys on {target.ssh_host}")
 
 
@@ -133,6 +135,8 @@ def check_target(
 ) -> None:
     """At start, as kdumpctl does: log in with the dump key (host key checked) and create
     ``path`` on the server, so that a key or host key problem shows now, not at crash time.
+    ssh sees what the capture kernel's ssh will see (:mod:`.sshopts`): root's known_hosts
+    and ssh config only, so a server trusted through /etc/ssh fails here, not at crash time.
     Network errors are retried for *timeout* seconds (the network may still be coming up);
     a refused key or host key fails at once."""
     target = config.target
@@ -140,9 +144,8 @@ def check_target(
         return
     if not Path(config.sshkey).exists():
         raise KdumpyError(f"{config.sshkey}: no such ssh key; run kdumpy propagate")
-    cmd = ["ssh", "-i", config.sshkey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10", target.spec,
-           f"mkdir -p -- {shlex.quote(config.path)}"]  # fmt: skip
+    cmd = ["ssh", *client_options(config.sshkey), "-o", "ConnectTimeout=10",
+           "--", target.spec, f"mkdir -p -- {shlex.quote(config.path)}"]  # fmt: skip
     deadline = time.monotonic() + timeout
     waited = False
     while True:

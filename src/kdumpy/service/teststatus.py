@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import private_dir, replace
 from kdumpy.service import targets
 from kdumpy.service.config import KdumpConfig
 from kdumpy.service.paths import ServicePaths
+from kdumpy.service.sshopts import client_options
 
 STATUS_NAME = "vmcore-creation.status"
 
@@ -59,11 +61,9 @@ def read(paths: ServicePaths) -> TestStatus:
 
 
 def write(paths: ServicePaths, status: TestStatus) -> None:
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = paths.test_status.with_name(STATUS_NAME + ".tmp")
+    private_dir(paths.state_dir)
     line = f"{status.state} kdump_test_id={status.test_id} boot_id={status.boot_id} {status.when}"
-    tmp.write_text(line.strip() + "\n")
-    tmp.replace(paths.test_status)
+    replace(paths.test_status, (line.strip() + "\n").encode())
 
 
 def cmdline_extra(paths: ServicePaths) -> list[str]:
@@ -126,10 +126,9 @@ def ssh_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
         return None  # no key, no login (kdumpy propagate makes one)
     directory = shlex.quote(f"{config.path.rstrip('/')}/kdump-test-{test_id}")
     # Prints the file's mtime, then its contents; nothing when there is no such file.
-    remote = f"cd {directory} 2>/dev/null && stat -c %Y {STATUS_NAME} && cat {STATUS_NAME}"
-    cmd = ["ssh", "-i", config.sshkey, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20",
-           config.target.spec, remote]  # fmt: skip
+    remote = f"cd -- {directory} 2>/dev/null && stat -c %Y {STATUS_NAME} && cat {STATUS_NAME}"
+    cmd = ["ssh", *client_options(config.sshkey), "-o", "ConnectTimeout=20",
+           "--", config.target.spec, remote]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import replace
 
 UNIT_NAME = "kdumpy.service"
 UNIT_DIR = Path("/etc/systemd/system")
@@ -34,10 +35,7 @@ def install_unit(
     """Write the unit (atomically), then reload systemd and enable it; return what was done."""
     unit_dir.mkdir(parents=True, exist_ok=True)
     dest = unit_dir / UNIT_NAME
-    tmp = dest.with_name(f".{UNIT_NAME}.tmp")
-    tmp.write_text(render_unit())
-    os.chmod(tmp, 0o644)
-    tmp.replace(dest)
+    replace(dest, render_unit().encode(), 0o644)
     done = [f"wrote {dest}"]
     if not systemctl:
         return done

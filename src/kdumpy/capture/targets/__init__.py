@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 
 from kdumpy.capture.log import CaptureLog
 from kdumpy.service.config import KdumpConfig
+from kdumpy.service.sshopts import KNOWN_HOSTS
 
 
 class Destination(ABC):
@@ -35,12 +36,15 @@ class Destination(ABC):
         """The address naming the dump directory (127.0.0.1 for local targets)."""
         return "127.0.0.1"
 
-    def make_dir(self, relpath: str) -> None:
-        """Create ``relpath`` (``<path>/<ip>-<date>``) and make it the current directory."""
+    def make_dump_dir(self, path: str, name: str) -> str:
+        """Create ``path`` if needed and in it a new 0700 directory *name* (``<ip>-<date>``),
+        or the first free of :func:`layout.fresh_names` if *name* exists: a directory is
+        never reused.  It becomes the dump directory; returns the name used."""
         raise NotImplementedError
 
     def write_file(self, name: str, data: bytes) -> None:
-        """Write *name* (0600) in the dump directory and flush it to the target."""
+        """Write *name* (0600, replacing our own earlier one) in the dump directory and
+        flush it to the target."""
         raise NotImplementedError
 
     def rename(self, old: str, new: str) -> None:
@@ -78,7 +82,7 @@ def open_target(
 
         return RawDevice(log, target.spec)
     if target.kind == "ssh":
-        from kdumpy.capture.targets.ssh import KNOWN_HOSTS, SshServer
+        from kdumpy.capture.targets.ssh import SshServer
 
         return SshServer(
             log,

@@ -2,25 +2,29 @@
 
 Options are kdump-utils': key authentication only (``BatchMode=yes``) and
 ``StrictHostKeyChecking=yes`` against the known_hosts file the capture initramfs carries:
-a server whose key is not the recorded one is refused, never trusted on first use.
+a server whose key is not the recorded one is refused, never trusted on first use
+(:mod:`kdumpy.service.sshopts`: the first kernel's checks use the same options).  Every
+remote command takes its paths after ``--`` and shell-quoted: a ``path`` starting with
+``-`` is a directory name, not an option.
 The dump travels flattened (``-F``) into ``vmcore-incomplete`` and is renamed
 ``vmcore.flat``.  An unreachable server is retried a bounded number of times.
 """
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 import subprocess
 import time
 
 from kdumpy.capture import CaptureError
 from kdumpy.capture.collector import start_stream, wait_stream
-from kdumpy.capture.layout import VMCORE_FLAT, VMCORE_INCOMPLETE
+from kdumpy.capture.layout import VMCORE_FLAT, VMCORE_INCOMPLETE, fresh_names
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.net import wait_for_route
 from kdumpy.capture.targets import Destination
+from kdumpy.service.sshopts import KNOWN_HOSTS, client_options
 
-KNOWN_HOSTS = "/root/.ssh/known_hosts"
 SSH_TRIES = 5
 SSH_DELAY = 3.0
 CONNECT_TIMEOUT = 10
@@ -53,13 +57,10 @@ class SshServer(Destination):
         return f"ssh {self.user}@{self.host}"
 
     def ssh_argv(self, remote: str) -> list[str]:
-        config = ["-F", self.ssh_config] if self.ssh_config else []
         return [
-            "ssh", *config, "-i", self.key,
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "ssh", *client_options(self.key, self.known_hosts, self.ssh_config),
             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
-            f"{self.user}@{self.host}", remote,
+            "--", f"{self.user}@{self.host}", remote,
         ]  # fmt: skip
 
     def prepare(self) -> None:
@@ -71,13 +72,14 @@ class SshServer(Destination):
     def host_ip(self) -> str:
         return self.ip
 
-    def _remote(self, command: str, data: bytes | None = None, retries: int = 1) -> None:
-        """Run *command* on the server; CaptureError on failure (a bad host key: at once)."""
+    def _remote(self, command: str, data: bytes | None = None, retries: int = 1) -> bytes:
+        """Run *command* on the server and return its output; CaptureError on failure
+        (a bad host key: at once)."""
         err = ""
         for attempt in range(1, retries + 1):
             proc = subprocess.run(self.ssh_argv(command), input=data or b"", capture_output=True)
             if proc.returncode == 0:
-                return
+                return proc.stdout
             err = proc.stderr.decode(errors="replace").strip()
             last = err.splitlines()[-1] if err else f"status {proc.returncode}"
             if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION" in err:
@@ -93,9 +95,19 @@ class SshServer(Destination):
         last = err.splitlines()[-1] if err else "no answer"
         raise CaptureError(f"{self.describe()} unreachable after {retries} tries: {last}")
 
-    def make_dir(self, relpath: str) -> None:
-        self.dir = relpath
-        self._remote(f"mkdir -p -m 0700 {shlex.quote(relpath)}")
+    def make_dump_dir(self, path: str, name: str) -> str:
+        # One round trip: mkdir -p the path, then the first name mkdir (without -p) creates.
+        names = " ".join(shlex.quote(n) for n in fresh_names(name))
+        script = (
+            f'd={shlex.quote(path)} && mkdir -p -- "$d" && '
+            f'for n in {names}; do err=$(mkdir -m 0700 -- "$d/$n" 2>&1) && '
+            '{ echo "$n"; exit 0; }; done; echo "$err" >&2; exit 1'
+        )
+        created = self._remote(script).decode(errors="replace").strip()
+        if created != name:
+            self.log.warn(f"{path}/{name} exists on {self.host}: saving to {created}")
+        self.dir = posixpath.join(path, created)
+        return created
 
     def _path(self, name: str) -> str:
         return shlex.quote(f"{self.dir}/{name}")
@@ -104,7 +116,7 @@ class SshServer(Destination):
         self._remote(f"umask 0077 && cat > {self._path(name)} && sync", data)
 
     def rename(self, old: str, new: str) -> None:
-        self._remote(f"mv {self._path(old)} {self._path(new)}")
+        self._remote(f"mv -- {self._path(old)} {self._path(new)}")
 
     def save_dump(self, collector: list[str], vmcore: str) -> str:
         remote = f"umask 0077 && dd bs=512 of={self._path(VMCORE_INCOMPLETE)} 2>/dev/null && sync"

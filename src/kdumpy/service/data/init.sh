@@ -75,7 +75,8 @@ load_modules
 mount_target
 export PYTHONPATH="$KDUMP_PYTHONPATH" PYTHONDONTWRITEBYTECODE=1 HOME=/root
 if [ -e /proc/vmcore ]; then
-    "$KDUMP_PYTHON" -S -m kdumpy.capture
+    # --force: this is the capture kernel (/proc/vmcore exists), whatever its command line.
+    "$KDUMP_PYTHON" -S -m kdumpy.capture --force
     say "capture exited with status $?; rebooting"
     sync
     reboot -f
