@@ -4,53 +4,104 @@ Each command group lives in its own module here and exposes ``register(subparser
 the handler it sets with ``set_defaults(func=...)`` receives the parsed namespace and
 returns an exit code.  Library errors (:class:`kdumpy.errors.KdumpyError`) become one
 line on stderr and a non-zero exit, never a traceback.
+
+Only the chosen command's module is imported (see :data:`COMMANDS`): ``kdumpy
+--version`` loads nothing but this file, and ``kdumpy collect`` (the capture kernel's
+core collector, while the machine is down) loads the collector and nothing of the
+analysis, service or lab layers.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 from kdumpy import __version__
 from kdumpy.errors import KdumpyError
 
-# Modules of kdumpy.cli that register sub-commands.  A module that is missing
-# (work in progress on another branch) is skipped rather than breaking the CLI.
-COMMAND_MODULES = (
-    "lab",
-    "collect",
-    "dmesg",
-    "service",
-    "save",
-    "early",
-    "crash",
-    "report",
-)
+# Every command, in `kdumpy --help` order: the module of kdumpy.cli whose register()
+# adds its parser, and its line in `kdumpy --help`.  A module registers all the
+# commands listed here for it (tests/cli checks that the help lines match).  A module
+# that is not installed (the capture initramfs ships only collect and dmesg) leaves its
+# commands out, as if they did not exist.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "lab": ("lab", "boot real kernels in QEMU, crash them, keep the vmcore"),
+    "collect": ("collect", "filter and compress a crash dump (makedumpfile work-alike)"),
+    "dmesg": ("dmesg", "print the kernel log saved in a dump"),
+    "config": ("service", "check /etc/kdump.conf"),
+    "start": ("service", "load the capture kernel (rebuilding its initramfs if stale)"),
+    "stop": ("service", "unload the capture kernel"),
+    "restart": ("service", "stop, then start"),
+    "reload": ("service", "reload kernel and initramfs without rebuilding"),
+    "status": ("service", "is a capture kernel loaded? (exit 0 yes, 3 no)"),
+    "rebuild": ("service", "rebuild the capture initramfs now"),
+    "estimate": ("service", "recommend a crashkernel= size for this machine"),
+    "showmem": ("service", "show the memory reserved for the capture kernel"),
+    "reserve": ("service", "set crashkernel= in the boot loader"),
+    "test": ("service", "crash this machine now to test that a dump is saved"),
+    "propagate": ("service", "install the ssh key on the ssh dump target"),
+    "install-service": ("service", "install and enable kdumpy.service"),
+    "save": ("save", "save /proc/vmcore to the kdump.conf target (capture kernel)"),
+    "early": ("early", "early kdump: load the capture kernel from the initramfs"),
+    "crash": ("crash", "analyse a dump interactively, like crash, without a vmlinux"),
+    "report": (
+        "report",
+        "summarise a dump: panic, crashing task, taint, D-state tasks, signature",
+    ),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def installed(module: str) -> bool:
+    """Is ``kdumpy.cli.<module>`` there (found without importing it)?"""
+    return importlib.util.find_spec(f"{__name__}.{module}") is not None
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command word of *argv*: its first non-option (top-level options take no value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def lists_commands(argv: Sequence[str]) -> bool:
+    """Whether parsing *argv* may print the list of commands (top-level help, or an
+    unknown command's error); otherwise the other commands need no placeholder."""
+    for arg in argv:
+        if arg == "--version":
+            return False  # argparse prints the version and exits before anything else
+        if not arg.startswith("-"):
+            return arg not in COMMANDS or not installed(COMMANDS[arg][0])
+        return True  # -h, or an option argparse will complain about
+    return True  # no command: the help is printed
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for *argv*: the chosen command's module registers its real parsers; the
+    other commands get a placeholder carrying their help line when it may be shown.  With
+    ``argv`` None, every command module is imported (the full parser, for tests)."""
     parser = argparse.ArgumentParser(
         prog="kdumpy",
         description="kdump in Python: reserve, load, capture, filter, save and analyse crash dumps",
     )
     parser.add_argument("--version", action="version", version=f"kdumpy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"kdumpy.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"kdumpy.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+    chosen = COMMANDS.get(chosen_command(argv) or "", ("", ""))[0] if argv is not None else None
+    placeholders = argv is not None and lists_commands(argv)
+    for name, (module, text) in COMMANDS.items():
+        if name in sub.choices or not installed(module):
+            continue
+        if chosen is None or module == chosen:
+            importlib.import_module(f"{__name__}.{module}").register(sub)
+        elif placeholders:
+            sub.add_parser(name, help=text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(args_in)
+    args = parser.parse_args(args_in)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -22,6 +22,7 @@ from kdumpy.vmcore.base import Dump
 from kdumpy.vmcore.notes import NT_PRSTATUS, Note
 
 UTS_LEN = 65
+UTS_NAME_OFFSET_BEFORE_5_11 = 4  # sizeof(struct kref) ahead of uts_namespace.name
 
 
 def serialize_notes(notes: list[Note]) -> tuple[bytes, int, int]:
@@ -65,11 +66,18 @@ class DumpSource:
         self.utsname = self._read_utsname()
 
     def _read_utsname(self) -> tuple[str, str, str, str, str, str]:
-        """``init_uts_ns.name`` from memory; OSRELEASE and x86_64 if it cannot be read."""
+        """``init_uts_ns.name`` from memory; OSRELEASE and x86_64 if it cannot be read.
+
+        VMCOREINFO has carried OFFSET(uts_namespace.name) only since Linux 5.11; before,
+        ``name`` followed a 4-byte ``struct kref``, the offset makedumpfile and crash
+        assume when the entry is missing.
+        """
         sym = self.info.symbol("init_uts_ns")
         off = self.info.offset("uts_namespace.name")
+        if off is None:
+            off = UTS_NAME_OFFSET_BEFORE_5_11
         fields = ["Linux", "", self.info.osrelease or "", "", "x86_64", ""]
-        if sym is not None and off is not None:
+        if sym is not None:
             try:
                 raw = self.dump.read_virt(sym + off, 6 * UTS_LEN)
                 fields = [

@@ -1,0 +1,70 @@
+"""The command line imports only what the chosen command uses (issue 15: start-up).
+
+``kdumpy.cli.COMMANDS`` names each command's module and help line; these tests hold
+the registry to the modules' own parsers, and check in a fresh interpreter which
+modules ``--version`` and ``collect`` load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kdumpy import cli
+
+_PROBE = """
+import json, runpy, sys
+sys.argv = ["kdumpy", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("kdumpy", run_name="__main__")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def modules_loaded(*argv: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return set(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def help_lines(sub: argparse._SubParsersAction) -> list[tuple[str, str | None]]:
+    return [(a.dest, a.help) for a in sub._choices_actions]
+
+
+@pytest.mark.parametrize("module", sorted({m for m, _ in cli.COMMANDS.values()}))
+def test_registry_matches_the_modules_parsers(module: str) -> None:
+    """A module registers exactly its registry commands, in order, with the same help."""
+    import importlib
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    importlib.import_module(f"kdumpy.cli.{module}").register(sub)
+    expected = [(name, text) for name, (m, text) in cli.COMMANDS.items() if m == module]
+    assert help_lines(sub) == expected
+
+
+def test_top_level_help_is_the_full_parsers() -> None:
+    full = cli.build_parser(None).format_help()
+    assert cli.build_parser([]).format_help() == full
+    assert cli.build_parser(["-h", "collect"]).format_help() == full
+
+
+def test_version_loads_no_command_module() -> None:
+    loaded = modules_loaded("--version")
+    kdumpy_modules = {m for m in loaded if m.startswith("kdumpy")}
+    assert kdumpy_modules == {"kdumpy", "kdumpy.cli", "kdumpy.errors"}
+    assert not {"numpy", "rich"} & loaded
+
+
+def test_collect_loads_only_the_collector(tmp_path) -> None:  # noqa: ANN001
+    loaded = modules_loaded("collect", "--message-level", "0", str(tmp_path / "no-such-file"),
+                            str(tmp_path / "out"))  # fmt: skip
+    assert "kdumpy.collect.collector" in loaded
+    for unwanted in ("kdumpy.analysis", "kdumpy.lab", "kdumpy.service", "kdumpy.capture",
+                     "kdumpy.cli.crash", "kdumpy.cli.lab", "rich", "pydoc"):  # fmt: skip
+        assert unwanted not in loaded
