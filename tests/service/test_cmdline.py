@@ -68,3 +68,95 @@ def test_sysconfig_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_sysconfig(text, "kdump")
     assert str(info.value).startswith(message)
+
+
+# spec/kdump-lib_spec.sh:102-115 (kdump-utils v1.0.61), prepare_cmdline's table: the
+# command line, KDUMP_COMMANDLINE_REMOVE, KDUMP_COMMANDLINE_APPEND and the result (the
+# spec's apicid/watchdog/gpt_auto tail left out: kdumpy adds the first, see below).
+PREPARE_CMDLINE = [
+    ("#1", "a b c", "", "", "a b c"),
+    ("#2", "a b c", "b", "", "a c"),
+    ("#3", "a b=x c", "b", "", "a c"),
+    ("#4", "a b='x y' c", "b", "", "a c"),
+    ("#5", "a b='x y' c", "b=x", "", "a c"),
+    ("#6", "a b='x y' c", "b='x y'", "", "a c"),
+    ("#7", "a b c", "", "x", "a b c x"),
+    ("#8", "a b c", "", "x=1", "a b c x=1"),
+    # kdumpctl appends x='1 2' verbatim, which the kernel (double quotes only) would split
+    # into x='1 and 2'; kdumpy writes what the shell quoting meant in the kernel's form.
+    ("#9", "a b c", "", "x='1 2'", 'a b c x="1 2"'),
+    ("#10", "a b c", "a", "x='1 2'", 'b c x="1 2"'),
+    ("#11", "a b c", "x", "x='1 2'", 'a b c x="1 2"'),
+]
+
+
+@pytest.mark.parametrize(("case", "cmdline", "remove", "append", "result"), PREPARE_CMDLINE)
+def test_prepare_cmdline_spec_table(
+    case: str, cmdline: str, remove: str, append: str, result: str
+) -> None:
+    assert capture_cmdline(cmdline, remove, append) == result
+
+
+def test_single_quotes_in_sysconfig_file_reach_the_kernel_as_one_parameter(tmp_path) -> None:
+    """KDUMP_COMMANDLINE_APPEND="... dyndbg='file a.c +p'" is one parameter, as the shell
+    reads the file and kdumpctl's xargs splits the value."""
+    sc = parse_sysconfig(
+        "KDUMP_COMMANDLINE_APPEND=\"irqpoll dyndbg='file a.c +p'\"\n"
+        "KDUMP_COMMANDLINE_REMOVE='quiet \"console\"'\n",
+        "kdump",
+    )
+    assert sc.commandline_append == "irqpoll dyndbg='file a.c +p'"
+    out = capture_cmdline("ro quiet console=ttyS0", sc.commandline_remove, sc.commandline_append)
+    assert split_cmdline(out) == ["ro", "irqpoll", 'dyndbg="file a.c +p"']
+
+
+# gen-kdump-sysconfig.sh (v1.0.61): the _common part, then the architecture's.
+X86_64_APPEND = (
+    "novmcoredd hugetlb_cma=0 kfence.sample_interval=0 initramfs_options=size=90% "
+    "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
+    "udev.children-max=2 panic=10 acpi_no_memhotplug transparent_hugepage=never nokaslr "
+    "hest_disable cma=0 pcie_ports=compat"
+)
+X86_64_REMOVE = (
+    "hugepages hugepagesz slub_debug quiet log_buf_len swiotlb hugetlb_cma ignition.firstboot cma"
+)
+
+
+def test_template_defaults_as_gen_kdump_sysconfig() -> None:
+    from kdumpy.service.sysconfig import template_defaults
+
+    x86 = template_defaults("x86_64")
+    assert x86["KDUMP_COMMANDLINE_APPEND"] == X86_64_APPEND
+    assert x86["KDUMP_COMMANDLINE_REMOVE"] == X86_64_REMOVE
+    assert x86["KEXEC_ARGS"] == "-s"
+    assert x86["FADUMP_COMMANDLINE_APPEND"] == ""
+    arm = template_defaults("aarch64")
+    assert arm["KDUMP_COMMANDLINE_APPEND"].endswith("panic=10 swiotlb=noforce cma=0")
+    assert arm["KDUMP_COMMANDLINE_REMOVE"].endswith("ignition.firstboot cma")
+    ppc = template_defaults("ppc64le")
+    assert "nr_cpus=16" in ppc["KDUMP_COMMANDLINE_APPEND"].split()
+    assert ppc["KDUMP_COMMANDLINE_REMOVE"].endswith("ignition.firstboot")  # no cma on ppc
+    assert ppc["FADUMP_COMMANDLINE_APPEND"].startswith("nr_cpus=16 numa=off")
+    other = template_defaults("riscv64")  # not listed: the "default" column
+    assert other["KDUMP_COMMANDLINE_APPEND"].endswith("irqpoll maxcpus=1 reset_devices cma=0")
+    assert other["KEXEC_ARGS"] == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ('VMCORE_CREATION_NOTIFICATION=""', "vmcore_creation_notification", False),
+        ("VMCORE_CREATION_NOTIFICATION=YES", "vmcore_creation_notification", True),  # ${,,}
+        ('KDUMP_BOOTDIR="/boot/efi"', "bootdir", "/boot/efi"),
+        ("KDUMP_IMG=vmlinux", "img", "vmlinux"),
+        ('FADUMP_COMMANDLINE_APPEND="nr_cpus=4"', "fadump_commandline_append", "nr_cpus=4"),
+    ],
+)
+def test_sysconfig_keys_kdumpctl_reads(line: str, field: str, value: object) -> None:
+    assert getattr(parse_sysconfig(line + "\n", "kdump"), field) == value
+
+
+def test_log_levels_checked() -> None:
+    assert parse_sysconfig("KDUMP_STDLOGLVL=4\n", "kdump").source == "kdump"
+    with pytest.raises(ConfigError, match="kdump:1: KDUMP_SYSLOGLVL must be a log level 0-4"):
+        parse_sysconfig("KDUMP_SYSLOGLVL=debug\n", "kdump")

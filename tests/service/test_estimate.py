@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from kdumpy.service.crashkernel import MiB
-from kdumpy.service.estimate import bzimage_payload, estimate, kernel_size, proc_modules, render
+from kdumpy.service.estimate import (
+    bzimage_payload,
+    estimate,
+    kernel_size,
+    luks_size,
+    proc_modules,
+    render,
+)
 
 
 def _readelf_load_memsz(elf: Path) -> int:
@@ -60,7 +67,8 @@ def test_formula_and_report(tmp_path: Path) -> None:
     initrd.write_bytes(b"\0" * (20 * MiB))
     loaded = proc_modules("virtio_blk 24576 2 - Live 0x0\nbig 2097152 0 - Live 0x0\n")
     est = estimate(
-        system_ram=4 << 30,
+        system_gib=4,
+        default_crashkernel="2G-64G:256M,64G-:512M",
         reserved=192 * MiB,
         vmlinuz=get_kernel("6.12").vmlinuz,
         initramfs=initrd,
@@ -76,3 +84,44 @@ def test_formula_and_report(tmp_path: Path) -> None:
     assert re.match(r"Recommended crashkernel: \d+M", lines[1])
     assert "    big: 2097152" in lines
     assert lines[-1].startswith("WARNING: Current crashkernel size is lower than recommended")
+
+
+def test_small_machine_baseline_is_zero(tmp_path: Path) -> None:
+    """kdumpctl estimate on a 1 GiB machine: the default table has no range for it, so the
+    baseline is 0M (get_recommend_size) and the estimate alone decides."""
+    from kdumpy.lab.kernels import get_kernel
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0" * MiB)
+    est = estimate(1, "2G-64G:256M,64G-:512M", 0, get_kernel("6.12").vmlinuz, initrd, [], {})
+    assert est.baseline == 0
+    assert est.recommended == est.estimated
+
+
+# cryptsetup luksDump output, trimmed to what the estimate reads (LUKS2 keyslots).
+LUKS2 = """LUKS header information
+Version:       	2
+Keyslots:
+  0: luks2
+	Key:        512 bits
+	PBKDF:      argon2id
+	Memory:     1048576
+  1: luks2
+	PBKDF:      argon2id
+	Memory:     262144
+"""
+LUKS1 = "LUKS header information for /dev/vdb\n\nVersion:       \t1\nCipher name:   \taes\n"
+
+
+@pytest.mark.parametrize(
+    ("dumps", "arch", "size"),
+    [
+        ([LUKS2], "x86_64", 1024 * MiB + 20 * MiB),  # largest keyslot + cryptsetup's 20M
+        ([LUKS2], "aarch64", 1024 * MiB + 50 * MiB),  # 50M on aarch64
+        ([LUKS2, LUKS2], "x86_64", 2048 * MiB + 20 * MiB),  # per volume; overhead once
+        ([LUKS1], "x86_64", 0),  # LUKS1: no Argon2 memory, nothing added
+        ([], "x86_64", 0),
+    ],
+)
+def test_luks_size_as_kdumpctl_estimate(dumps: list[str], arch: str, size: int) -> None:
+    assert luks_size(dumps, arch) == size

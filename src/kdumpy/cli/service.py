@@ -70,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
 
     reserve = sub.add_parser("reserve", help="set crashkernel= in the boot loader")
-    reserve.add_argument("size", nargs="?", help="crashkernel value (default: kdump-utils table)")
+    reserve.add_argument(
+        "size", nargs="?", help="crashkernel value (default: kdump-utils' default for here)"
+    )
     reserve.add_argument("--yes", action="store_true", help="apply without asking")
     reserve.set_defaults(func=cmd_reserve)
 
@@ -152,7 +154,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from kdumpy.service import kexec
-    from kdumpy.service.crashkernel import system_ram_from_iomem
+    from kdumpy.service.crashkernel import system_size_gib
     from kdumpy.service.estimate import estimate, proc_modules, render
 
     paths = _paths(args)
@@ -162,7 +164,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except OSError:
         loaded = {}
     est = estimate(
-        system_ram=system_ram_from_iomem(Path("/proc/iomem").read_text()),
+        system_gib=system_size_gib(Path("/proc/iomem").read_text()),
+        default_crashkernel=_default_crashkernel(paths.sysconfig, paths.kernel_release),
         reserved=kexec.crash_size(),
         vmlinuz=paths.kernel_image(),
         initramfs=paths.initrd,
@@ -172,6 +175,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     for line in render(est):
         print(line)
     return 0
+
+
+def _default_crashkernel(
+    sysconfig_path: Path | None, release: str = "", dump_mode: str | None = None
+) -> str:
+    """kdump-utils' default for this machine (its capture CPUs from the sysconfig file)."""
+    from kdumpy.service import crashkernel_default
+    from kdumpy.service.sysconfig import load_sysconfig
+
+    sysconfig = load_sysconfig(sysconfig_path)
+    platform = crashkernel_default.probe(release, sysconfig.commandline_append, dump_mode)
+    if platform.dump_mode == "fadump":
+        platform = crashkernel_default.probe(release, sysconfig.fadump_commandline_append, "fadump")
+    return crashkernel_default.default_crashkernel(platform)
 
 
 def _manifest_modules(path: Path) -> list[str]:
@@ -193,9 +210,12 @@ def cmd_showmem(args: argparse.Namespace) -> int:
 
 def cmd_reserve(args: argparse.Namespace) -> int:
     from kdumpy.service import bootloader
-    from kdumpy.service.crashkernel import DEFAULT_X86_64, parse_crashkernel
+    from kdumpy.service.crashkernel import parse_crashkernel
 
-    value = args.size or DEFAULT_X86_64
+    value = args.size or _default_crashkernel(None)
+    if value == "auto":
+        value = _default_crashkernel(None)
+        print(f"crashkernel=auto is not understood by current kernels: using {value}")
     parse_crashkernel(value)  # refuse what the kernel would reject
     change = bootloader.plan(value)
     print(change.description)

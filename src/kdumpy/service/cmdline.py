@@ -7,6 +7,7 @@ capture kernel, then append KDUMP_COMMANDLINE_APPEND and per-machine extras.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,6 +49,30 @@ def split_cmdline(cmdline: str) -> list[str]:
     return params
 
 
+def split_words(text: str) -> list[str]:
+    """Split a KDUMP_COMMANDLINE* value as kdumpctl does (``xargs``: the shell's quoting,
+    single or double), each parameter written back in the kernel's form: a value with
+    spaces in double quotes (``b='x y'`` -> ``b="x y"``), the only quoting the kernel knows.
+
+    A text the shell cannot split (an unmatched quote, as in ``/proc/cmdline`` holding
+    ``x=it's``) is split the kernel's way instead.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return split_cmdline(text)
+    return [kernel_param(w) for w in words if w]
+
+
+def kernel_param(word: str) -> str:
+    """One unquoted parameter in the kernel's quoting (double quotes around a value with
+    whitespace)."""
+    if not any(c.isspace() for c in word) or '"' in word:
+        return word
+    name, eq, value = word.partition("=")
+    return f'{name}="{value}"' if eq else f'"{word}"'
+
+
 def param_key(param: str) -> str:
     """The name of a parameter (before ``=``); the kernel treats - and _ alike in names."""
     return param.split("=", 1)[0].replace("-", "_")
@@ -82,11 +107,12 @@ def capture_cmdline(
     """Assemble the capture kernel's command line.
 
     ``base`` is KDUMP_COMMANDLINE or /proc/cmdline, ``remove``/``append`` the
-    space-separated KDUMP_COMMANDLINE_REMOVE/APPEND values, ``extra`` further
-    parameters (``kdump_test_id=...``), ``apicid`` cpu0's APIC id on x86.
+    KDUMP_COMMANDLINE_REMOVE/APPEND values (split by :func:`split_words`: only the names
+    in ``remove`` count), ``extra`` further parameters (``kdump_test_id=...``), ``apicid``
+    cpu0's APIC id on x86.
     """
-    params = remove_params(split_cmdline(base), ALWAYS_REMOVE + tuple(remove.split()))
-    appended = split_cmdline(append) + list(extra)
+    params = remove_params(split_words(base), ALWAYS_REMOVE + tuple(split_words(remove)))
+    appended = split_words(append) + list(extra)
     if apicid is not None:
         appended.append(f"disable_cpu_apicid={apicid}")
     # A parameter the append list sets replaces the one inherited from the base.

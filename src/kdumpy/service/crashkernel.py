@@ -9,14 +9,21 @@ Mirrors kernel/crash_reserve.c (``parse_crashkernel_mem``/``_simple``/``_suffix`
 
 When several ``crashkernel=`` parameters are given, the last one of each kind wins; a
 plain one makes the kernel ignore ``,high`` and ``,low``.
+
+The second half is kdump-utils' arithmetic on these values (kdump-lib.sh), which decides
+what kdumpy writes to the boot loader: sizes added in bytes and written in the largest
+exact unit (``_crashkernel_add``), the machine's size in GiB from /proc/iomem
+(``get_system_size``) and the table lookup that gives "0M" when no range matches
+(``get_recommend_size``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kdumpy.errors import KdumpyError
+from kdumpy.service.cmdline import split_cmdline
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -80,8 +87,20 @@ def memparse(text: str) -> tuple[int, str]:
     return number << _UNITS[match.group(2).upper()], text[match.end() :]
 
 
-def parse_crashkernel(value: str) -> Crashkernel:
-    """Parse the value of one ``crashkernel=`` parameter."""
+def parse_crashkernel(value: str, auto_table: str | None = None) -> Crashkernel:
+    """Parse the value of one ``crashkernel=`` parameter.
+
+    ``auto`` is a RHEL 8 kernel extension (never upstream): with ``auto_table`` (the range
+    table that kernel used, see crashkernel_default.AUTO_TABLES) it reads as that table,
+    without it it is an error, as on every other kernel (nothing is reserved).
+    """
+    if value == "auto":
+        if auto_table is None:
+            raise CrashkernelError(
+                "crashkernel=auto: only RHEL 8 kernels understand it and this kernel reserves "
+                "nothing for it; run kdumpy reset-crashkernel to write the explicit default"
+            )
+        return replace(_parse(auto_table), text="auto")
     try:
         return _parse(value)
     except ValueError as exc:
@@ -149,8 +168,6 @@ class Reservation:
 
 def reservation(cmdline: str, system_ram: int) -> Reservation:
     """The reservation an x86_64 kernel makes for this command line and RAM size."""
-    from kdumpy.service.cmdline import split_cmdline
-
     last: dict[str | None, Crashkernel] = {}
     for param in split_cmdline(cmdline):
         if param.startswith("crashkernel="):
@@ -167,22 +184,120 @@ def reservation(cmdline: str, system_ram: int) -> Reservation:
 
 
 def add_size(value: str, delta: int) -> str:
-    """Add ``delta`` bytes to every size in a crashkernel value, keeping ranges and suffixes."""
-    spec = parse_crashkernel(value)
+    """Add ``delta`` bytes to every size in a crashkernel value (kdump-utils' _crashkernel_add)."""
+    return crashkernel_add(value, str(delta))
 
-    def fmt(n: int) -> str:
-        return f"{n // GiB}G" if n % GiB == 0 else f"{n // MiB}M"
 
-    if spec.size is not None:
-        out = fmt(spec.size + delta)
-        if spec.offset is not None:
-            out += "@" + fmt(spec.offset)
-        return out + (f",{spec.suffix}" if spec.suffix else "")
-    parts = [
-        f"{fmt(r.start)}-{fmt(r.end) if r.end is not None else ''}:{fmt(r.size + delta)}"
-        for r in spec.ranges
-    ]
-    return ",".join(parts) + (f"@{fmt(spec.offset)}" if spec.offset is not None else "")
+# kdump-utils' arithmetic (kdump-lib.sh: is_memsize, to_bytes, memsize_add, _crashkernel_add,
+# get_system_size, get_recommend_size): sizes are written in the largest unit that divides
+# them exactly, so nothing below a MiB is lost and T/P/E appear when they fit.
+UNIT_NAMES = ("", "K", "M", "G", "T", "P", "E")
+_MEMSIZE = re.compile(r"([+-]?[0-9]+)([KkMmGgTtPpEe]?)")
+_ALWAYS_LAST = ("high", "low", "cma")
+# The end kdump-utils gives an open range ("64G-" reads as "64G-102400T").
+OPEN_END = 102400 << 40
+
+
+def to_bytes(text: str) -> int:
+    """A kdump-utils memory size (decimal, optional sign, one unit letter K..E) in bytes."""
+    match = _MEMSIZE.fullmatch(text)
+    if match is None:
+        raise CrashkernelError(f"{text!r} is not a memory size")
+    return _fits(int(match.group(1)) << _UNITS[match.group(2).upper()])
+
+
+def _fits(n: int) -> int:
+    """Sizes past 63 bits wrap in bash's arithmetic and the kernel's: refuse them."""
+    if abs(n) >= 1 << 63:
+        raise CrashkernelError(f"{n} bytes is too large a memory size")
+    return n
+
+
+def format_memsize(n: int) -> str:
+    """Bytes in the largest unit (K..E) that divides them exactly, like memsize_add."""
+    unit = 0
+    while abs(n) >= 1024 and n % 1024 == 0 and unit < len(UNIT_NAMES) - 1:
+        n //= 1024
+        unit += 1
+    return f"{n}{UNIT_NAMES[unit]}"
+
+
+def memsize_add(a: str, b: str) -> str:
+    return format_memsize(_fits(to_bytes(a) + to_bytes(b)))
+
+
+def _is_memrange(text: str) -> bool:
+    start, dash, end = text.rpartition("-")
+    if not dash:
+        return False
+    try:
+        to_bytes(start)
+        if end:
+            to_bytes(end)
+    except CrashkernelError:
+        return False
+    return True
+
+
+def crashkernel_add(value: str, delta: str) -> str:
+    """Add ``delta`` (a memory size, may be negative) to every size of a crashkernel value.
+
+    Ranges, ``@offset`` and ``,high``/``,low``/``,cma`` are kept as written; only the sizes
+    change (kdump-utils' _crashkernel_add; ``,cma`` is the kernel's newer suffix).
+    """
+    body, tail = value, ""
+    if "@" in value:
+        body, _, offset = value.rpartition("@")
+        tail = "@" + offset
+    elif value.rpartition(",")[2] in _ALWAYS_LAST:
+        body, _, suffix = value.rpartition(",")
+        tail = "," + suffix
+    out = []
+    for entry in body.split(","):
+        if not entry:
+            continue
+        if ":" in entry:
+            bounds, size = entry.rpartition(":")[0], entry.partition(":")[2]
+            if not _is_memrange(bounds):
+                raise CrashkernelError(f"crashkernel={value}: bad range {bounds!r}")
+            out.append(f"{bounds}:{memsize_add(size, delta)}")
+        else:
+            out.append(memsize_add(entry, delta))
+    if not out:
+        raise CrashkernelError(f"crashkernel={value}: no size")
+    return ",".join(out) + tail
+
+
+def system_size_gib(iomem: str) -> int:
+    """kdump-utils' get_system_size: the "System RAM" ranges of /proc/iomem summed, in whole
+    MiB, rounded up to 128 MiB (as kernel/crash_reserve.c rounds) and then down to GiB."""
+    total = 0
+    for line in iomem.splitlines():
+        match = _IOMEM_RAM.fullmatch(line)
+        if match:
+            total += int(match.group(2), 16) - int(match.group(1), 16) + 1
+    mib = total // MiB
+    return -(-mib // 128) * 128 // 1024
+
+
+_IOMEM_RAM = re.compile(r"\s*([0-9a-fA-F]+)-([0-9a-fA-F]+) : System RAM")
+
+
+def recommend_size(system_gib: int, table: str) -> str:
+    """The size a range table gives a machine of ``system_gib`` GiB, as written in the table;
+    "0M" when no range covers it (kdump-utils' get_recommend_size: start inclusive, end
+    exclusive, an open end unlimited)."""
+    memory = system_gib * GiB
+    for entry in table.split(","):
+        bounds, colon, size = entry.partition(":")
+        start_text, dash, end_text = bounds.partition("-")
+        if not colon or not dash:
+            raise CrashkernelError(f"crashkernel={table}: range {entry!r} is not start-[end]:size")
+        start = to_bytes(start_text)
+        end = to_bytes(end_text) if end_text else OPEN_END
+        if start <= memory < end:
+            return size
+    return "0M"
 
 
 def system_ram_from_iomem(iomem: str) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,12 @@ from pathlib import Path
 import zstandard
 
 from kdumpy.errors import KdumpyError
-from kdumpy.service.crashkernel import DEFAULT_X86_64, MiB, parse_crashkernel
+from kdumpy.service.crashkernel import MiB, recommend_size, to_bytes
 
 RUNTIME_MARGIN = 16 * MiB  # kdump-utils since 2025-08 (was 64 MiB)
+# What cryptsetup itself needs to open a LUKS2 volume beside the keyslot's KDF memory.
+CRYPTSETUP_OVERHEAD = {"aarch64": 50 * MiB}
+CRYPTSETUP_OVERHEAD_DEFAULT = 20 * MiB
 LARGE_MODULE = 1 * MiB
 
 _MAGICS = (
@@ -40,7 +44,7 @@ _MAGICS = (
 
 @dataclass(frozen=True)
 class Estimate:
-    system_ram: int
+    system_gib: int
     reserved: int
     baseline: int
     kernel: int
@@ -49,10 +53,11 @@ class Estimate:
     large_modules: tuple[tuple[str, int], ...]
     initramfs: int
     runtime: int = RUNTIME_MARGIN
+    crypt: int = 0  # LUKS2 targets: the keyslot's memory plus cryptsetup's overhead
 
     @property
     def estimated(self) -> int:
-        return self.kernel + self.modules + 3 * self.initramfs + self.runtime
+        return self.kernel + self.modules + 3 * self.initramfs + self.runtime + self.crypt
 
     @property
     def recommended(self) -> int:
@@ -128,15 +133,33 @@ def proc_modules(text: str) -> dict[str, int]:
     return sizes
 
 
+def luks_size(luks_dumps: list[str], arch: str) -> int:
+    """Extra capture memory for LUKS2 volumes under the target, from ``cryptsetup luksDump``
+    of each: the largest keyslot's "Memory:" (KiB, the Argon2 cost) summed over volumes, plus
+    cryptsetup's overhead once (kdumpctl do_estimate).  LUKS1 volumes cost nothing extra."""
+    total = 0
+    for dump in luks_dumps:
+        if not re.search(r"^Version:\s*2\s*$", dump, re.MULTILINE):
+            continue
+        memory = [int(m) for m in re.findall(r"^\s+Memory:\s*(\d+)", dump, re.MULTILINE)]
+        total += max(memory, default=0) * 1024
+    if total:
+        total += CRYPTSETUP_OVERHEAD.get(arch, CRYPTSETUP_OVERHEAD_DEFAULT)
+    return total
+
+
 def estimate(
-    system_ram: int,
+    system_gib: int,
+    default_crashkernel: str,
     reserved: int,
     vmlinuz: Path,
     initramfs: Path,
     modules: list[str],
     loaded_modules: dict[str, int],
+    crypt: int = 0,
 ) -> Estimate:
-    """Apply the formula; ``modules`` are those in the initramfs, sized as loaded now."""
+    """Apply the formula; ``modules`` are those in the initramfs, sized as loaded now; the
+    baseline is what ``default_crashkernel`` gives a machine of ``system_gib`` GiB."""
     kernel, method = kernel_size(vmlinuz)
     sizes = {m: loaded_modules.get(m, 0) for m in modules}
     large = tuple(
@@ -147,9 +170,10 @@ def estimate(
     except OSError:
         raise KdumpyError(f"{initramfs}: no capture initramfs; run kdumpy rebuild") from None
     return Estimate(
-        system_ram=system_ram,
+        system_gib=system_gib,
         reserved=reserved,
-        baseline=parse_crashkernel(DEFAULT_X86_64).size_for(system_ram),
+        baseline=to_bytes(recommend_size(system_gib, default_crashkernel)),
+        crypt=crypt,
         kernel=kernel,
         kernel_method=method,
         modules=sum(sizes.values()),
@@ -172,8 +196,10 @@ def render(est: Estimate) -> list[str]:
         f"Kernel modules size: {m(est.modules)}",
         f"Initramfs size:      {m(est.initramfs)} (x3 = {m(3 * est.initramfs)})",
         f"Runtime reservation: {m(est.runtime)}",
-        f"Default for {m(est.system_ram)} RAM: {m(est.baseline)}",
     ]
+    if est.crypt:
+        lines.append(f"LUKS required size:  {m(est.crypt)}")
+    lines.append(f"Default for {est.system_gib}G RAM: {m(est.baseline)}")
     if est.large_modules:
         lines.append("Large modules:")
         lines += [f"    {name}: {size}" for name, size in est.large_modules]

@@ -1,12 +1,13 @@
 """``/etc/sysconfig/kdump``-style settings: the capture kernel's command line and kexec args.
 
 A shell-variable file (``KEY="value"``), read without running a shell: values are
-tokenised with :mod:`shlex`, never expanded.  kdump-utils' defaults for x86_64 apply
-to keys the file leaves out.
+tokenised with :mod:`shlex`, never expanded.  kdump-utils' template values for this
+architecture apply to keys the file leaves out (and to every key without a file).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,44 +16,99 @@ from kdumpy.service.config import ConfigError
 
 SYSCONFIG_PATHS = (Path("/etc/sysconfig/kdump"), Path("/etc/default/kdump"))
 
-# kdump-utils gen-kdump-sysconfig.sh (common part and x86_64 part).
-DEFAULT_REMOVE = (
-    "hugepages hugepagesz slub_debug quiet log_buf_len swiotlb hugetlb_cma ignition.firstboot cma"
+# kdump-utils' gen-kdump-sysconfig.sh (v1.0.61): a common part, then the architecture's
+# (or "default" for one it does not list).
+_REMOVE_COMMON = (
+    "hugepages hugepagesz slub_debug quiet log_buf_len swiotlb hugetlb_cma ignition.firstboot"
 )
-DEFAULT_APPEND = (
-    "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
-    "udev.children-max=2 panic=10 acpi_no_memhotplug transparent_hugepage=never nokaslr "
-    "hest_disable cma=0 pcie_ports=compat novmcoredd hugetlb_cma=0 kfence.sample_interval=0"
-)
-KNOWN_KEYS = {
-    "KDUMP_COMMANDLINE": "",
-    "KDUMP_COMMANDLINE_REMOVE": DEFAULT_REMOVE,
-    "KDUMP_COMMANDLINE_APPEND": DEFAULT_APPEND,
-    "KDUMP_KERNELVER": "",
-    "KEXEC_ARGS": "",
-    "VMCORE_CREATION_NOTIFICATION": "yes",
+_REMOVE_ARCH = {
+    "default": "cma",
+    "ppc64": "",
+    "ppc64le": "",
+    "s390x": "vmcp_cma cma prot_virt zfcp.allow_lun_scan",
 }
-# RHEL keys that mean something only to kdumpctl's shell machinery: accepted, unused.
-IGNORED_KEYS = (
-    "KDUMP_BOOTDIR",
-    "KDUMP_IMG",
-    "KDUMP_IMG_EXT",
-    "KDUMP_STDLOGLVL",
-    "KDUMP_SYSLOGLVL",
-    "KDUMP_KMSGLOGLVL",
-    "FADUMP_COMMANDLINE_APPEND",
-)
+# initramfs_options=size=90%: the capture kernel's rootfs may fill 90 % of its memory
+# while the initramfs unpacks (the kernel's default is 50 %).
+_APPEND_COMMON = "novmcoredd hugetlb_cma=0 kfence.sample_interval=0 initramfs_options=size=90%"
+_APPEND_ARCH = {
+    "default": "irqpoll maxcpus=1 reset_devices cma=0",
+    "aarch64": "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory udev.children-max=2 "
+    "panic=10 swiotlb=noforce cma=0",
+    "i386": "irqpoll nr_cpus=1 reset_devices numa=off udev.children-max=2 panic=10 "
+    "transparent_hugepage=never cma=0",
+    "ppc64": "irqpoll maxcpus=1 noirqdistrib reset_devices cgroup_disable=memory numa=off "
+    "udev.children-max=2 ehea.use_mcs=0 panic=10 kvm_cma_resv_ratio=0 "
+    "transparent_hugepage=never",
+    "ppc64le": "irqpoll nr_cpus=16 noirqdistrib reset_devices cgroup_disable=memory numa=off "
+    "udev.children-max=2 ehea.use_mcs=0 panic=10 kvm_cma_resv_ratio=0 "
+    "transparent_hugepage=never",
+    "s390x": "nr_cpus=1 cgroup_disable=memory numa=off udev.children-max=2 panic=10 "
+    "transparent_hugepage=never vmcp_cma=0 cma=0",
+    "x86_64": "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
+    "udev.children-max=2 panic=10 acpi_no_memhotplug transparent_hugepage=never nokaslr "
+    "hest_disable cma=0 pcie_ports=compat",
+}
+_FADUMP_APPEND = {
+    "ppc64le": "nr_cpus=16 numa=off cgroup_disable=memory cma=0 kvm_cma_resv_ratio=0 "
+    "hugetlb_cma=0 transparent_hugepage=never novmcoredd udev.children-max=2",
+}
+_KEXEC_ARGS = {"aarch64": "-s", "ppc64": "--dt-no-old-root", "ppc64le": "-s", "s390x": "-s",
+               "x86_64": "-s"}  # fmt: skip
+
+
+def _join(common: str, arch_value: str) -> str:
+    return f"{common} {arch_value}".strip()
+
+
+def template_defaults(arch: str) -> dict[str, str]:
+    """The values kdump-utils' generated /etc/sysconfig/kdump holds on ``arch``."""
+    return {
+        "KDUMP_KERNELVER": "",
+        "KDUMP_COMMANDLINE": "",
+        "KDUMP_COMMANDLINE_REMOVE": _join(
+            _REMOVE_COMMON, _REMOVE_ARCH.get(arch, _REMOVE_ARCH["default"])
+        ),
+        "KDUMP_COMMANDLINE_APPEND": _join(
+            _APPEND_COMMON, _APPEND_ARCH.get(arch, _APPEND_ARCH["default"])
+        ),
+        "FADUMP_COMMANDLINE_APPEND": _FADUMP_APPEND.get(arch, ""),
+        "KEXEC_ARGS": _KEXEC_ARGS.get(arch, ""),
+        "KDUMP_BOOTDIR": "",
+        "KDUMP_IMG": "vmlinuz",
+        "KDUMP_IMG_EXT": "",
+        "VMCORE_CREATION_NOTIFICATION": "yes",
+        "KDUMP_STDLOGLVL": "",
+        "KDUMP_SYSLOGLVL": "",
+        "KDUMP_KMSGLOGLVL": "",
+    }
+
+
+_DEFAULTS = template_defaults(os.uname().machine)
+DEFAULT_REMOVE = _DEFAULTS["KDUMP_COMMANDLINE_REMOVE"]
+DEFAULT_APPEND = _DEFAULTS["KDUMP_COMMANDLINE_APPEND"]
+KNOWN_KEYS = tuple(_DEFAULTS)
+# Logging levels of kdumpctl's logger: kdumpy reports through its own output, so these are
+# checked (0-4, as kdump-logger.sh takes them) and have no other effect.
+LOG_LEVEL_KEYS = ("KDUMP_STDLOGLVL", "KDUMP_SYSLOGLVL", "KDUMP_KMSGLOGLVL")
 
 
 @dataclass(frozen=True)
 class Sysconfig:
-    """Command line and kernel choices for the capture kernel."""
+    """Command line and kernel choices for the capture kernel.
+
+    A key the file leaves out takes the value kdump-utils' template gives it on this
+    architecture (kdumpctl would leave it empty; the template's values are the safe ones).
+    """
 
     commandline: str = ""
     commandline_remove: str = DEFAULT_REMOVE
     commandline_append: str = DEFAULT_APPEND
+    fadump_commandline_append: str = _DEFAULTS["FADUMP_COMMANDLINE_APPEND"]
     kernelver: str = ""
-    kexec_args: str = ""
+    kexec_args: str = _DEFAULTS["KEXEC_ARGS"]
+    bootdir: str = ""  # KDUMP_BOOTDIR: where to look for the kernel first
+    img: str = "vmlinuz"  # KDUMP_IMG and KDUMP_IMG_EXT: the kernel file is <img>-<release><ext>
+    img_ext: str = ""
     vmcore_creation_notification: bool = True
     source: str | None = None
 
@@ -75,8 +131,12 @@ def load_sysconfig(path: str | Path | None = None) -> Sysconfig:
 
 
 def parse_sysconfig(text: str, source: str) -> Sysconfig:
-    """Parse ``KEY=value`` lines; unknown keys and shell syntax are errors (file:line)."""
-    values = dict(KNOWN_KEYS)
+    """Parse ``KEY=value`` lines; unknown keys and shell syntax are errors (file:line).
+
+    Each line is split as the shell would (:mod:`shlex`): ``KEY="a b='x y'"`` gives
+    ``a b='x y'``, whose own quotes the command line builder honours in turn.
+    """
+    values = dict(_DEFAULTS)
     for number, raw in enumerate(text.splitlines(), start=1):
         where = f"{source}:{number}"
         try:
@@ -90,17 +150,22 @@ def parse_sysconfig(text: str, source: str) -> Sysconfig:
         key, _, value = words[0].partition("=")
         if "$" in value or "`" in value:
             raise ConfigError(f"{where}: shell expansion is not supported in {key}")
-        if key in IGNORED_KEYS:
-            continue
-        if key not in KNOWN_KEYS:
+        if key not in values:
             raise ConfigError(f"{where}: unknown setting {key}")
+        if key in LOG_LEVEL_KEYS and value not in ("", "0", "1", "2", "3", "4"):
+            raise ConfigError(f"{where}: {key} must be a log level 0-4, not {value!r}")
         values[key] = value
     return Sysconfig(
         commandline=values["KDUMP_COMMANDLINE"],
         commandline_remove=values["KDUMP_COMMANDLINE_REMOVE"],
         commandline_append=values["KDUMP_COMMANDLINE_APPEND"],
+        fadump_commandline_append=values["FADUMP_COMMANDLINE_APPEND"],
         kernelver=values["KDUMP_KERNELVER"],
         kexec_args=values["KEXEC_ARGS"],
-        vmcore_creation_notification=values["VMCORE_CREATION_NOTIFICATION"] == "yes",
+        bootdir=values["KDUMP_BOOTDIR"],
+        img=values["KDUMP_IMG"],
+        img_ext=values["KDUMP_IMG_EXT"],
+        # kdump-utils enables the notification for "yes" only (any case).
+        vmcore_creation_notification=values["VMCORE_CREATION_NOTIFICATION"].lower() == "yes",
         source=source,
     )
