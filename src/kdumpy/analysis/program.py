@@ -21,6 +21,7 @@ from pathlib import Path
 from kdumpy.analysis.btf import Btf
 from kdumpy.analysis.globals import GLOBALS
 from kdumpy.analysis.kallsyms import Kallsyms
+from kdumpy.analysis.kallsyms_scan import kallsyms_from_image
 from kdumpy.analysis.memory import FaultError, KernelMemory
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.symbols import Symbol, SymbolTable
@@ -105,7 +106,11 @@ class Program:
     # -- symbols ------------------------------------------------------------------------------
     @cached_property
     def kallsyms(self) -> Kallsyms:
-        return Kallsyms.from_vmcoreinfo(self.info, self.memory.read)
+        """The kernel's kallsyms: where VMCOREINFO says (Linux >= 6.0), else found by
+        scanning the kernel image in the dump."""
+        if self.info.symbol("kallsyms_names") is not None:
+            return Kallsyms.from_vmcoreinfo(self.info, self.memory.read)
+        return kallsyms_from_image(self.dump.read_phys, self.dump.translator.vtop, self.info)
 
     @cached_property
     def symbols(self) -> SymbolTable:
