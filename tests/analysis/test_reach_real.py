@@ -106,3 +106,58 @@ def test_system_map_gives_the_same_symbols_and_a_wrong_one_is_refused(lab_dump, 
     err = result.stderr.strip()
     assert "\n" not in err and "Traceback" not in err
     assert f"does not match {lab_dump.vmcore} ({lab_dump.kernel.release})" in err
+
+
+def test_without_types_symbol_and_memory_commands_still_work(lab_dump, tmp_path):
+    """No BTF and no vmlinux (a System.map of a kernel without CONFIG_DEBUG_INFO_BTF,
+    made here by leaving __start_BTF out): log, sym, rd, dis and bt answer; what needs
+    types says in one line that they are missing and what to pass."""
+    vmlinux = lab_dump.kernel.dbg_vmlinux()
+    out = subprocess.run(["nm", "-n", str(vmlinux)], capture_output=True, text=True, check=True)
+    smap = tmp_path / "System.map"
+    smap.write_text("".join(ln + "\n" for ln in out.stdout.splitlines() if "_BTF" not in ln))
+    oracle = drgn_answers(lab_dump)
+    dump = str(lab_dump.vmcore)
+    for cmd, expect in (
+        ("sym init_task", "init_task"),
+        ("log", "sysrq: Trigger a crash"),
+        ("rd linux_banner 2", "Linux ve"),
+        ("dis sysrq_handle_crash 2", "<sysrq_handle_crash>"),
+    ):
+        result = kdumpy("crash", str(smap), dump, "-c", cmd)
+        assert result.returncode == 0 and expect in result.stdout, (cmd, result.stdout[-300:])
+    result = kdumpy("crash", str(smap), dump, "-c", "bt")
+    frames = [ln.split("] ")[1].split()[0] for ln in result.stdout.splitlines()[1:]]
+    theirs = [t[0] for t in oracle["crashed"]["trace"]]
+    assert frames[:-1] == theirs[:-1]
+    assert "types missing" in result.stdout.splitlines()[0]
+    result = kdumpy("crash", str(smap), dump, "-c", "struct task_struct")
+    assert result.stdout.count("\n") == 1
+    assert "types missing" in result.stdout and "kdumpy crash VMLINUX DUMP" in result.stdout
+
+
+def test_types_from_the_vmlinux_dwarf_match_the_kernels_btf(lab_dump, monkeypatch, tmp_path):
+    """Where the dump has no BTF, pahole turns the vmlinux's DWARF into BTF: its
+    task_struct must have the kernel's own BTF layout (the oracle).  One pahole run
+    per kernel (~25 s), then cached by build id."""
+    from kdumpy.analysis.symfile import load_vmlinux
+
+    vmlinux = str(lab_dump.kernel.dbg_vmlinux())
+    with Program.open(lab_dump.vmcore) as prog:
+        want = {m.name: (off, m.type.strip().size) for m, off in _members(prog)}
+    sf = load_vmlinux(vmlinux)
+    keep = [i for i, n in enumerate(sf.names) if "_BTF" not in n]
+    sf.names = [sf.names[i] for i in keep]
+    sf.types = [sf.types[i] for i in keep]
+    sf.addresses = sf.addresses[keep]
+    sf.sizes = [sf.sizes[i] for i in keep]
+    with open_dump(lab_dump.vmcore) as dump:
+        prog = Program(dump, str(lab_dump.vmcore), sf)
+        assert "BTF from DWARF" in prog.btf.source
+        got = {m.name: (off, m.type.strip().size) for m, off in _members(prog)}
+    assert got == want
+
+
+def _members(prog: Program) -> list:
+    t = prog.type("struct task_struct").strip()
+    return [(m, m.bit_offset // 8) for m in t.members if m.name]

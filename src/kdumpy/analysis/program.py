@@ -77,6 +77,10 @@ class LookupError_(KdumpyError):
     """No such symbol, type or variable."""
 
 
+class TypesMissingError(DumpFormatError):
+    """The kernel has no BTF and no vmlinux was given: symbols and memory only."""
+
+
 class Program:
     """A crashed kernel as seen through its dump."""
 
@@ -213,7 +217,7 @@ class Program:
         if sf is not None and sf.kind == VMLINUX:
             return Btf(btf_from_dwarf(sf.path, sf.build_id), f"{sf.path}: BTF from DWARF")
         given = f" and {sf.path} is a System.map" if sf is not None else ""
-        raise DumpFormatError(
+        raise TypesMissingError(
             f"{self.path}: types missing: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF){given}; "
             "pass its vmlinux with debug info (kdumpy crash VMLINUX DUMP)"
         )

@@ -317,3 +317,12 @@ def stack_trace(prog: Program, task: Object) -> list[Frame]:
     if cpu is not None and cpu in prog.cpu_prstatus:
         return u.unwind_regs(prog.cpu_prstatus[cpu].regs)
     return u.unwind_task(task)
+
+
+def panic_cpu_trace(prog: Program) -> tuple[int, list[Frame]] | None:
+    """The panic CPU and its frames from its PRSTATUS registers: symbols, ORC (or frame
+    pointers) and memory only, for kernels whose types are missing."""
+    cpu = prog.panic_cpu
+    if cpu is None or cpu not in prog.cpu_prstatus:
+        return None
+    return cpu, unwinder(prog).unwind_regs(prog.cpu_prstatus[cpu].regs)
