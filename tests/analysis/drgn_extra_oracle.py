@@ -63,6 +63,17 @@ def node_stat(prog: drgn.Program, item: str) -> int:
     return int(prog["vm_node_stat"][prog[item]].counter.value_())
 
 
+def swapcache_pages(prog: drgn.Program) -> int:
+    """NR_SWAPCACHE (Linux >= 5.12); before, the swap address spaces' pages, which are
+    none without a swap file (the lab guests have none)."""
+    try:
+        return node_stat(prog, "NR_SWAPCACHE")
+    except LookupError:
+        if int(prog["nr_swapfiles"]):
+            raise
+        return 0
+
+
 def meminfo(prog: drgn.Program) -> dict[str, int]:
     buffers = 0
     sb = prog["blockdev_superblock"]
@@ -78,7 +89,7 @@ def meminfo(prog: drgn.Program) -> dict[str, int]:
         "free": int(prog["vm_zone_stat"][prog["NR_FREE_PAGES"]].counter),
         "shared": node_stat(prog, "NR_SHMEM"),
         "buffers": buffers,
-        "cached": node_stat(prog, "NR_FILE_PAGES") - node_stat(prog, "NR_SWAPCACHE") - buffers,
+        "cached": node_stat(prog, "NR_FILE_PAGES") - swapcache_pages(prog) - buffers,
         "slab": node_stat(prog, "NR_SLAB_RECLAIMABLE_B")
         + node_stat(prog, "NR_SLAB_UNRECLAIMABLE_B"),
         "huge": huge,

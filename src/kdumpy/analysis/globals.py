@@ -1,7 +1,9 @@
 """Types of well-known kernel globals.
 
-Kernel BTF describes every type but declares only per-CPU variables, so the debugger
-core supplies the C types of the globals analysis needs here.  Each entry lists
+Kernel BTF describes every type but declares only per-CPU variables (and none at all
+when pahole predates 1.18, or the kernel skipped them for pahole 1.18-1.21, as Debian
+11's 5.10 did), so the debugger core supplies the C types of the globals and per-CPU
+variables analysis needs here.  Each entry lists
 candidate spellings, tried in order: the first whose base type exists in the dump's
 BTF wins (struct names changed across versions, e.g. ``pcpu_hot``).  ``[]`` means an
 array whose length is worked out from the symbol layout or left open.
@@ -74,4 +76,29 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "init_cred": ("struct cred",),
     "cpu_khz": ("unsigned int",),
     "tsc_khz": ("unsigned int",),
+    # Per-CPU variables (addresses are offsets into each CPU's area).
+    "runqueues": ("struct rq",),
+    "current_task": ("struct task_struct *",),
+    "pcpu_hot": ("struct pcpu_hot",),
+    "hardirq_stack_ptr": ("struct irq_stack *", "void *"),
+    "hardirq_stack_inuse": ("bool",),
+    "irq_stack_ptr": ("void *",),
+    "softirq_stack_ptr": ("struct irq_stack *", "void *"),
+    "cpu_tss_rw": ("struct tss_struct",),
+    "irq_stat": ("irq_cpustat_t",),
+    "irq_regs": ("struct pt_regs *",),
+    "__irq_regs": ("struct pt_regs *",),
+    "cpu_info": ("struct cpuinfo_x86",),
+    "this_cpu_off": ("unsigned long",),
+    "kernel_stack": ("unsigned long",),
+    "cpu_current_top_of_stack": ("unsigned long",),
+    "ksoftirqd": ("struct task_struct *",),
+    "idle_threads": ("struct task_struct *",),
+    "vm_event_states": ("struct vm_event_state",),
+    "kstat": ("struct kernel_stat",),
+    "tick_cpu_sched": ("struct tick_sched",),
+    "timer_bases": ("struct timer_base []",),
+    "hrtimer_bases": ("struct hrtimer_cpu_base",),
+    "boot_pageset": ("struct per_cpu_pageset", "struct per_cpu_pages"),
+    "crash_notes": ("note_buf_t *",),
 }

@@ -33,17 +33,18 @@ ReadFn = Callable[[int, int], bytes]
 _MAX_SYMS = 2_000_000
 
 
-def _entry_starts(names: bytes, count: int) -> tuple[list[int], int]:
+def entry_starts(names: bytes, count: int, long_lengths: bool = True) -> tuple[list[int], int]:
     """Offset of each entry's length prefix, and where the last entry ends.  The
     entries form a chain (each length says where the next begins), so this one walk
-    stays in Python; the rest of the decoding is vectorised."""
+    stays in Python; the rest of the decoding is vectorised.  ``long_lengths``: a
+    length byte with its top bit set is followed by a second one (Linux >= 6.1)."""
     starts = [0] * count
     pos = 0
     try:
         for i in range(count):
             starts[i] = pos
             length = names[pos]
-            if length & 0x80:
+            if length & 0x80 and long_lengths:
                 length = (length & 0x7F) | (names[pos + 1] << 7)
                 pos += 1
             pos += 1 + length
@@ -54,17 +55,31 @@ def _entry_starts(names: bytes, count: int) -> tuple[list[int], int]:
     return starts, pos
 
 
+def _lengths(
+    data: np.ndarray, starts: np.ndarray, long_lengths: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each entry's token count, and whether its length took two bytes."""
+    if not long_lengths:
+        return data[starts].astype(np.int32), np.zeros(len(starts), dtype=bool)
+    wide = (data[starts] & 0x80) != 0
+    lengths = (data[starts] & 0x7F).astype(np.int32)
+    lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
+    return lengths, wide
+
+
 def _expand_names(
-    names: bytes, starts: np.ndarray, table: bytes, index: tuple[int, ...]
+    names: bytes,
+    starts: np.ndarray,
+    table: bytes,
+    index: tuple[int, ...],
+    long_lengths: bool = True,
 ) -> tuple[list[str], str]:
     """Decode ``count`` token-compressed entries into names and their nm type
     characters, with numpy: every token byte becomes its text, gathered from the token
     table in one go."""
     data = np.frombuffer(names, dtype=np.uint8)
     count = len(starts)
-    wide = (data[starts] & 0x80) != 0
-    lengths = (data[starts] & 0x7F).astype(np.int32)
-    lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
+    lengths, wide = _lengths(data, starts, long_lengths)
     if not lengths.all():
         raise DumpFormatError("kallsyms_names has an empty entry (corrupt)")
     # Token bytes of all entries, in order: skip the 1-2 length bytes of each entry.
@@ -94,7 +109,7 @@ def _expand_names(
     return decoded, types
 
 
-def _candidate_addresses(
+def candidate_addresses(
     offsets: np.ndarray, base: int | None, table_addr: int
 ) -> dict[str, np.ndarray]:
     """Every address encoding kernels have used, as uint64 arrays."""
@@ -132,14 +147,14 @@ class Kallsyms:
         table: bytes,
         index: tuple[int, ...],
         addresses: np.ndarray | None = None,
+        long_lengths: bool = True,
     ) -> None:
         self._raw = names_raw
         data = np.frombuffer(names_raw, dtype=np.uint8)
         self._starts = starts
-        wide = (data[starts] & 0x80) != 0
+        self._long_lengths = long_lengths
+        self._lengths, wide = _lengths(data, starts, long_lengths)
         self._first = starts + 1 + wide  # first token byte of each entry
-        self._lengths = (data[starts] & 0x7F).astype(np.int32)
-        self._lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
         if not self._lengths.all():
             raise DumpFormatError("kallsyms_names has an empty entry (corrupt)")
         self._table, self._index = table, index
@@ -169,7 +184,9 @@ class Kallsyms:
     @cached_property
     def names(self) -> list[str]:
         """Every name, decoded at once (completion, and kernels without seqs_of_names)."""
-        return _expand_names(self._raw, self._starts, self._table, self._index)[0]
+        return _expand_names(self._raw, self._starts, self._table, self._index, self._long_lengths)[
+            0
+        ]
 
     @property
     def searchable(self) -> bool:
@@ -241,7 +258,7 @@ class Kallsyms:
             raise DumpFormatError(f"{info.source}: kallsyms_token_table is corrupt")
         names_addr = info.require("SYMBOL(kallsyms_names)")
         names_raw = cls._read_names(read, info, names_addr, count)
-        starts, end = _entry_starts(names_raw, count)
+        starts, end = entry_starts(names_raw, count)
         k = cls(names_raw, np.array(starts, dtype=np.int32), table, index)
         offsets_addr = info.symbol("kallsyms_offsets")
         if offsets_addr is None:
@@ -287,7 +304,7 @@ class Kallsyms:
         while size <= 64 << 20:
             data = read(addr, size)
             try:
-                end = _entry_starts(data, count)[1]
+                end = entry_starts(data, count)[1]
             except DumpFormatError:
                 size *= 2
                 continue
@@ -301,7 +318,7 @@ class Kallsyms:
         stext = info.symbol("_stext")
         found = k.index_of("_stext")
         where = -1 if found is None else found
-        candidates = _candidate_addresses(offsets, base, table)
+        candidates = candidate_addresses(offsets, base, table)
         if stext is not None and where >= 0:
             for addresses in candidates.values():
                 if int(addresses[where]) == stext:

@@ -19,11 +19,22 @@ from functools import cached_property
 from pathlib import Path
 
 from kdumpy.analysis.btf import Btf
+from kdumpy.analysis.dwarf import btf_from_dwarf
 from kdumpy.analysis.globals import GLOBALS
 from kdumpy.analysis.kallsyms import Kallsyms
+from kdumpy.analysis.kallsyms_scan import kallsyms_from_image
 from kdumpy.analysis.memory import FaultError, KernelMemory
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.symbols import Symbol, SymbolTable
+from kdumpy.analysis.symfile import (
+    DUMP,
+    VMLINUX,
+    SymbolFile,
+    check_match,
+    classify,
+    kaslr_offset,
+    load_symbol_file,
+)
 from kdumpy.analysis.types import (
     ArrayType,
     IntType,
@@ -66,22 +77,64 @@ class LookupError_(KdumpyError):
     """No such symbol, type or variable."""
 
 
+class TypesMissingError(DumpFormatError):
+    """The kernel has no BTF and no vmlinux was given: symbols and memory only."""
+
+
 class Program:
     """A crashed kernel as seen through its dump."""
 
-    def __init__(self, dump: Dump, path: str | None = None) -> None:
+    def __init__(
+        self, dump: Dump, path: str | None = None, symbol_file: SymbolFile | None = None
+    ) -> None:
         self.dump = dump
         self.path = path or dump.path
         self.info = dump.vmcoreinfo
         self.memory = KernelMemory(dump)
+        self.symbol_file = symbol_file
         self._modules_loaded = False
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Program:
-        """Open a dump file for analysis (any format :func:`open_dump` reads)."""
-        if not Path(path).exists():
-            raise KdumpyError(f"{path}: no such file")
-        return cls(open_dump(path), str(path))
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        symbol_file: str | os.PathLike[str] | None = None,
+        force: bool = False,
+    ) -> Program:
+        """Open a dump file for analysis (any format :func:`open_dump` reads), with a
+        vmlinux or System.map of the same build if given (``force``: even if not)."""
+        for name in (path, symbol_file):
+            if name is not None and not Path(name).exists():
+                raise KdumpyError(f"{name}: no such file")
+        sf = None
+        if symbol_file is not None:
+            kind = classify(str(symbol_file))
+            if kind == DUMP:
+                raise KdumpyError(f"{symbol_file}: a dump, not a vmlinux or System.map")
+            sf = load_symbol_file(str(symbol_file), kind)
+        dump = open_dump(path)
+        try:
+            if sf is not None:
+                check_match(sf, dump.vmcoreinfo, force)
+        except KdumpyError:
+            dump.close()
+            raise
+        return cls(dump, str(path), sf)
+
+    @classmethod
+    def open_files(cls, paths: list[str], force: bool = False) -> Program:
+        """``[VMLINUX | System.map] DUMP`` in either order, told apart by content."""
+        kinds = {p: classify(p) for p in paths if Path(p).exists()}
+        missing = [p for p in paths if p not in kinds]
+        if missing:
+            raise KdumpyError(f"{missing[0]}: no such file")
+        dumps = [p for p, k in kinds.items() if k == DUMP]
+        others = [p for p, k in kinds.items() if k != DUMP]
+        if len(dumps) != 1 or len(others) > 1:
+            raise KdumpyError(
+                f"give one dump and at most one vmlinux or System.map (got {' '.join(paths)})"
+            )
+        return cls.open(dumps[0], others[0] if others else None, force)
 
     def close(self) -> None:
         self.dump.close()
@@ -105,12 +158,22 @@ class Program:
     # -- symbols ------------------------------------------------------------------------------
     @cached_property
     def kallsyms(self) -> Kallsyms:
-        return Kallsyms.from_vmcoreinfo(self.info, self.memory.read)
+        """The kernel's kallsyms: where VMCOREINFO says (Linux >= 6.0), else found by
+        scanning the kernel image in the dump."""
+        if self.info.symbol("kallsyms_names") is not None:
+            return Kallsyms.from_vmcoreinfo(self.info, self.memory.read)
+        return kallsyms_from_image(self.dump.read_phys, self.dump.translator.vtop, self.info)
 
     @cached_property
     def symbols(self) -> SymbolTable:
+        """vmlinux symbols: from the vmlinux or System.map given, else kallsyms."""
         table = SymbolTable()
-        table.add_kallsyms(self.kallsyms)
+        sf = self.symbol_file
+        if sf is not None:
+            addresses = sf.relocated(kaslr_offset(self.info))
+            table.add_arrays(sf.names, sf.types, addresses, None, sf.sizes)
+        else:
+            table.add_kallsyms(self.kallsyms)
         return table
 
     def symbol_address(self, name: str) -> int:
@@ -140,14 +203,24 @@ class Program:
     # -- types ----------------------------------------------------------------------------------
     @cached_property
     def btf(self) -> Btf:
-        start = self.symbols.address_of("__start_BTF")
-        stop = self.symbols.address_of("__stop_BTF")
-        if start is None or stop is None or stop <= start:
-            raise DumpFormatError(
-                f"{self.path}: kernel has no BTF (__start_BTF/__stop_BTF missing); "
-                "types need CONFIG_DEBUG_INFO_BTF"
-            )
-        return Btf(self.memory.read(start, stop - start), f"{self.path}: vmlinux BTF")
+        """The kernel's BTF from the dump (``__start_BTF``; RHEL 8 calls it
+        ``_binary__btf_vmlinux_bin_start``), else from the vmlinux's DWARF."""
+        for first, last in (
+            ("__start_BTF", "__stop_BTF"),
+            ("_binary__btf_vmlinux_bin_start", "_binary__btf_vmlinux_bin_end"),
+        ):
+            start = self.symbols.address_of(first)
+            stop = self.symbols.address_of(last)
+            if start is not None and stop is not None and stop > start:
+                return Btf(self.memory.read(start, stop - start), f"{self.path}: vmlinux BTF")
+        sf = self.symbol_file
+        if sf is not None and sf.kind == VMLINUX:
+            return Btf(btf_from_dwarf(sf.path, sf.build_id), f"{sf.path}: BTF from DWARF")
+        given = f" and {sf.path} is a System.map" if sf is not None else ""
+        raise TypesMissingError(
+            f"{self.path}: types missing: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF){given}; "
+            "pass its vmlinux with debug info (kdumpy crash VMLINUX DUMP)"
+        )
 
     @cached_property
     def _btfs(self) -> list[Btf]:

@@ -1,4 +1,4 @@
-"""Kernel stack unwinding on x86_64: ORC first, frame pointers as the fallback.
+"""Kernel stack unwinding on x86_64: ORC, or frame pointers when the kernel has no ORC.
 
 The walk follows the kernel's own ``unwind_next_frame`` (arch/x86/kernel/unwind_orc.c):
 find the ORC entry of the current instruction (``ip - 1`` for a return address, so a
@@ -10,6 +10,8 @@ Starting points: the PRSTATUS registers of a CPU (active tasks), or the
 Interrupt handlers run on the CPU's IRQ stack: ``call_on_irqstack()`` saves the task's
 stack pointer at its top, and ORC's SP_INDIRECT rule reads it back, so the walk goes
 on into the interrupted task (its first frame there has ``left_irq_stack``).
+Kernels built without ORC (``CONFIG_UNWINDER_FRAME_POINTER``) are walked by their frame
+pointers (:mod:`kdumpy.analysis.unwind_fp`).
 """
 
 from __future__ import annotations
@@ -26,15 +28,9 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.orc import OrcEntry, OrcTable, orc_version
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
+from kdumpy.analysis.unwind_fp import IRET_FRAME_OFFSET, PT_REGS, PT_REGS_SIZE, fp_step
 from kdumpy.errors import KdumpyError
 
-# struct pt_regs on x86_64 (arch/x86/include/asm/ptrace.h), in memory order.
-PT_REGS = (
-    "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8",
-    "ax", "cx", "dx", "si", "di", "orig_ax", "ip", "cs", "flags", "sp", "ss",
-)  # fmt: skip
-PT_REGS_SIZE = 8 * len(PT_REGS)
-IRET_FRAME_OFFSET = 8 * PT_REGS.index("ip")
 MAX_FRAMES = 256
 _SCAN_WORDS = 256  # how far up the stack (in words) a return address is searched for
 _ORC_REG_NAMES = {
@@ -119,6 +115,11 @@ class Unwinder:
             out += module_orc_tables(self.prog, self.version)
         return out
 
+    @cached_property
+    def has_orc(self) -> bool:
+        """Whether vmlinux has ORC tables; without them, frame pointers are followed."""
+        return self.prog.symbols.address_of("__start_orc_unwind_ip") is not None
+
     def find(self, pc: int) -> OrcEntry | None:
         for lo, hi, table in self.tables:
             if lo <= pc <= hi:
@@ -172,6 +173,8 @@ class Unwinder:
 
     def _step(self, regs: dict[str, int], interrupted: bool) -> _Step | None:
         """Unwind one frame, or None at the end of the stack."""
+        if not self.has_orc:
+            return self._step_fp(regs)
         pc = regs["ip"]
         entry = self.find(pc if interrupted else pc - 1)
         if entry is not None and entry.type == O.TYPE_END_OF_STACK:
@@ -274,6 +277,14 @@ class Unwinder:
             sp += 8 * n
         return words
 
+    def _step_fp(self, regs: dict[str, int]) -> _Step | None:
+        """A frame-pointer kernel: follow rbp (through pt_regs the entry code marked)."""
+        step = fp_step(regs, self.prog.memory.read)
+        if step is None:
+            return None
+        interrupted = step.exc_regs is not None
+        return _Step(step.regs, interrupted, step.slot, step.exc_regs, step.user)
+
     def _step_frame_pointer(self, regs: dict[str, int]) -> _Step | None:
         """No ORC data for this code (BPF, a module without tables): assume a frame
         pointer, like the kernel's ``orc_fp_entry``."""
@@ -306,3 +317,12 @@ def stack_trace(prog: Program, task: Object) -> list[Frame]:
     if cpu is not None and cpu in prog.cpu_prstatus:
         return u.unwind_regs(prog.cpu_prstatus[cpu].regs)
     return u.unwind_task(task)
+
+
+def panic_cpu_trace(prog: Program) -> tuple[int, list[Frame]] | None:
+    """The panic CPU and its frames from its PRSTATUS registers: symbols, ORC (or frame
+    pointers) and memory only, for kernels whose types are missing."""
+    cpu = prog.panic_cpu
+    if cpu is None or cpu not in prog.cpu_prstatus:
+        return None
+    return cpu, unwinder(prog).unwind_regs(prog.cpu_prstatus[cpu].regs)

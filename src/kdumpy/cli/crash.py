@@ -29,7 +29,13 @@ def register(sub: Any) -> None:
         "BTF, stacks from its ORC tables.  Commands: sys log ps bt rd struct union p sym "
         "mod kmem -i runq files dis foreach set whatis help q.",
     )
-    p.add_argument("dump", metavar="DUMP", help="the vmcore (ELF, kdump-compressed or flattened)")
+    # Symbol files (issue 10): either order, told apart by content, as crash does.
+    p.add_argument("files", nargs="+", metavar="[VMLINUX | System.map] DUMP",
+                   help="the vmcore (ELF, kdump-compressed or flattened), and optionally the "
+                   "kernel's vmlinux (symbols; types from DWARF when the dump has no BTF) "
+                   "or System.map")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="use a vmlinux or System.map that does not match the dump")  # fmt: skip
     p.add_argument("-c", dest="commands", action="append", metavar="CMD", default=[],
                    help="run CMD and exit (repeatable)")  # fmt: skip
     p.add_argument(
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             batch += Path(args.script).read_text().splitlines()
         except OSError as exc:
             raise KdumpyError(f"{args.script}: cannot read: {exc.strerror}") from None
-    with Program.open(args.dump) as prog:
+    with Program.open_files(args.files, args.force) as prog:
         session = Session(prog)
         if batch:
             return _batch(session, batch, run_line)

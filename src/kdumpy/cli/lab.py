@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cal.add_argument(
         "--kernel",
-        help="a lab kernel (6.1, 6.12, 7) or a vmlinuz path (default: this machine's, uname -r)",
+        help="a lab kernel (5.10, 6.1, 6.12, 7) or a vmlinuz path "
+        "(default: this machine's, uname -r)",
     )
     cal.add_argument(
         "--memory", help="guest memory (default: this machine's RAM, at most 4G under TCG)"
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _guest_options(p: argparse.ArgumentParser) -> None:
     from kdumpy.lab.userspace import CRASH_METHODS
 
-    p.add_argument("--kernel", default="6.1", help="lab kernel: 6.1, 6.12 or 7 (default 6.1)")
+    p.add_argument("--kernel", default="6.1", help="lab kernel: 5.10, 6.1, 6.12 or 7 (default 6.1)")
     p.add_argument("--memory", default="1G", help="guest memory, 512M to 64G (default 1G)")
     p.add_argument("--crashkernel", default="256M", help="crashkernel= reservation (default 256M)")
     p.add_argument(
@@ -220,5 +221,7 @@ def _calibration_kernel(name: str | None) -> tuple[Path, str, Path | None, Path 
         release = os.uname().release
         path = Path(f"/boot/vmlinuz-{release}")
     if not path.exists():
-        raise KdumpyError(f"{path}: no such kernel image (give --kernel 6.1|6.12|7 or a vmlinuz)")
+        raise KdumpyError(
+            f"{path}: no such kernel image (give --kernel 5.10|6.1|6.12|7 or a vmlinuz)"
+        )
     return path, release, None, None

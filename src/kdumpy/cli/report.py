@@ -16,7 +16,13 @@ def register(sub: Any) -> None:
         "panic message and kind, the crashing task's backtrace, taint flags, recent log "
         "lines, tasks in D state, a memory summary and a signature for grouping crashes.",
     )
-    p.add_argument("dump", metavar="DUMP", help="the vmcore (ELF, kdump-compressed or flattened)")
+    # Symbol files (issue 10): either order, told apart by content, as crash does.
+    p.add_argument("files", nargs="+", metavar="[VMLINUX | System.map] DUMP",
+                   help="the vmcore (ELF, kdump-compressed or flattened), and optionally the "
+                   "kernel's vmlinux (symbols; types from DWARF when the dump has no BTF) "
+                   "or System.map")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="use a vmlinux or System.map that does not match the dump")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -25,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from kdumpy.analysis import Program
     from kdumpy.analysis.report import build_report, format_report
 
-    with Program.open(args.dump) as prog:
+    with Program.open_files(args.files, args.force) as prog:
         report = build_report(prog)
     if args.json:
         json.dump(report, sys.stdout, indent=1)

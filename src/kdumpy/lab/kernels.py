@@ -1,8 +1,9 @@
 """Real Debian kernels for the lab: downloaded with apt-get, unpacked with dpkg -x, cached.
 
-The lab names kernels by series ("6.1", "6.12", "7"); each series maps to a Debian suite whose
-``linux-image-cloud-amd64`` metapackage picks the newest build.  The cloud flavour is small and
-has everything kdump needs (KEXEC_FILE, CRASH_DUMP, PROC_VMCORE, DEBUG_INFO_BTF, KALLSYMS_ALL).
+The lab names kernels by series ("5.10", "6.1", "6.12", "7"); each series maps to a Debian
+suite whose ``linux-image-cloud-amd64`` metapackage picks the newest build.  The cloud flavour
+is small and has everything kdump needs (KEXEC_FILE, CRASH_DUMP, PROC_VMCORE, DEBUG_INFO_BTF,
+KALLSYMS_ALL).
 Each suite gets its own apt state directory so the host's apt configuration is never touched.
 """
 
@@ -26,8 +27,17 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 FLAVOUR = "cloud-amd64"
 
 # Lab series -> Debian suite.  "7" is whatever sid carries (7.x at the time of writing).
-SERIES_SUITES = {"6.1": "bookworm", "6.12": "trixie", "7": "sid"}
-ALIASES = {"7.x": "7", "sid": "7", "bookworm": "6.1", "trixie": "6.12", "latest": "7"}
+# "5.10" is bullseye's main suite alone (5.10.223, linux-image-5.10.0-32-cloud-amd64): its
+# bullseye-security kernels are indexed, but the mirror serves no -dbg for their cloud flavour.
+SERIES_SUITES = {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie", "7": "sid"}
+ALIASES = {
+    "7.x": "7",
+    "sid": "7",
+    "bullseye": "5.10",
+    "bookworm": "6.1",
+    "trixie": "6.12",
+    "latest": "7",
+}
 
 
 def lab_series() -> list[str]:

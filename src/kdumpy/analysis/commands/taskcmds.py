@@ -20,8 +20,8 @@ from kdumpy.analysis.helpers.tasks import (
     task_state_crash,
 )
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.program import Program
-from kdumpy.analysis.unwind import PT_REGS, Frame, stack_trace
+from kdumpy.analysis.program import Program, TypesMissingError
+from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
 from kdumpy.errors import KdumpyError
 
 
@@ -148,11 +148,25 @@ def cmd_bt(session: Session, args: list[str]) -> str:
     elif [a for a in args if not a.startswith("-")]:
         tasks = [task_from_arg(session, a) for a in args if not a.startswith("-")]
     else:
-        current = session.extra.get("task") or panic_task(prog)
+        try:
+            current = session.extra.get("task") or panic_task(prog)
+        except TypesMissingError as exc:  # issue 10 item 7: the panic CPU's stack still
+            return _bt_without_types(prog, exc)
         if current is None:
             raise CommandError("no panic task found; give a pid")
         tasks = [current]  # type: ignore[list-item]
     return "\n".join(_bt_text(prog, t, args) for t in tasks)
+
+
+def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
+    """No types to find tasks with: the panic CPU's frames from its registers."""
+    found = panic_cpu_trace(prog)
+    if found is None:
+        raise CommandError(str(why))
+    cpu, frames = found
+    out = [f"CPU: {cpu}  (task unknown: {why})\n"]
+    out += [f"{'#' + str(i):>3} [{f.slot:x}] {f.name} at {f.pc:x}\n" for i, f in enumerate(frames)]
+    return "".join(out)
 
 
 _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
