@@ -46,6 +46,7 @@ from kdumpy.analysis.kallsyms import (
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
+Image = bytes | bytearray  # the kernel image as read from the dump
 DIGITS = b"".join(bytes([c]) + b"\0" for c in b"0123456789")
 _ALIGNS = (8, 4)
 _MAX_SYMS = 2_000_000
@@ -84,7 +85,7 @@ class Names:
     long_lengths: bool
 
 
-def find_token_tables(image: bytes) -> Iterator[TokenTable]:
+def find_token_tables(image: Image) -> Iterator[TokenTable]:
     """Every place in ``image`` that is a token table followed by its index."""
     at = image.find(DIGITS)
     while at >= 0:
@@ -96,7 +97,7 @@ def find_token_tables(image: bytes) -> Iterator[TokenTable]:
         at = image.find(DIGITS, at + 1)
 
 
-def _token_table_at(image: bytes, digits: int, align: int) -> TokenTable | None:
+def _token_table_at(image: Image, digits: int, align: int) -> TokenTable | None:
     """The token table whose entry 48 ("0") is at ``digits``, if it checks out."""
     start = digits
     for _ in range(48):  # tokens are never empty: one NUL ends each
@@ -123,12 +124,14 @@ def _token_table_at(image: bytes, digits: int, align: int) -> TokenTable | None:
     return TokenTable(start, bytes(image[start:pos]), index, index_at + 512, align)
 
 
-def find_markers(image: bytes, tokens: TokenTable) -> Iterator[Markers]:
+def find_markers(image: Image, tokens: TokenTable) -> Iterator[Markers]:
     """Increasing arrays from 0 that end just before the token table, or
     ``3 * num_syms`` bytes earlier (seqs_of_names in between), closest first."""
     before, align = tokens.start, tokens.align
-    for width in (4, 8):
-        lo = max(0, before - (3 * _MAX_SYMS + _MAX_SYMS // 32))
+    # A small window first (markers and a 6.2 seqs_of_names of up to ~300k symbols), the
+    # largest layout only if that finds nothing: it bounds the memory of the search.
+    for window, width in ((1 << 20, 4), (1 << 20, 8), (3 * _MAX_SYMS + (1 << 16), 4)):
+        lo = max(0, before - window)
         lo += -lo % 8
         dtype = "<u4" if width == 4 else "<u8"
         for phase in range(0, 8, max(width, align)):
@@ -159,7 +162,7 @@ def _marker_runs(
             yield Markers(begin, values[first : last + 1].copy(), width, align)
 
 
-def find_names(image: bytes, markers: Markers) -> Names | None:
+def find_names(image: Image, markers: Markers) -> Names | None:
     """The names stream that ends where ``markers`` begins, and its ``num_syms`` (the
     word before it: ``unsigned long`` up to 4.19, ``unsigned int`` since)."""
     align = markers.align
@@ -185,9 +188,9 @@ def find_names(image: bytes, markers: Markers) -> Names | None:
 
 
 def _walk_names(
-    image: bytes, start: int, count: int, markers: Markers, long_lengths: bool
+    image: Image, start: int, count: int, markers: Markers, long_lengths: bool
 ) -> Names | None:
-    data = image[start : markers.start]
+    data = bytes(image[start : markers.start])
     try:
         starts, end = entry_starts(data, count, long_lengths)
     except DumpFormatError:
@@ -201,7 +204,7 @@ def _walk_names(
 
 
 def _address_candidates(
-    image: bytes, base: int, names: Names, tokens: TokenTable
+    image: Image, base: int, names: Names, tokens: TokenTable
 ) -> Iterator[tuple[str, np.ndarray, int | None]]:
     """``(encoding, addresses, seqs_of_names offset)`` for every place and encoding the
     layouts allow."""
@@ -246,7 +249,7 @@ def _address_candidates(
 
 
 def scan_kallsyms(
-    image: bytes, base: int, anchors: dict[str, int], source: str = "dump"
+    image: Image, base: int, anchors: dict[str, int], source: str = "dump"
 ) -> Kallsyms:
     """The kallsyms of the kernel whose image (from virtual address ``base``) is
     ``image``, validated against ``anchors`` (symbol -> address; ``_stext`` required)."""
@@ -270,7 +273,7 @@ def scan_kallsyms(
 
 
 def _build(
-    image: bytes,
+    image: Image,
     base: int,
     names: Names,
     tokens: TokenTable,
@@ -304,7 +307,7 @@ _AFTER_TABLE = 16 << 20
 _MAX_IMAGE = 256 << 20
 
 
-def read_kernel_image(read: Callable[[int, int], bytes], start: int) -> bytes:
+def read_kernel_image(read: Callable[[int, int], bytes], start: int) -> bytearray:
     """The kernel image from ``start`` (physical) on, in chunks, far enough past the
     first token table candidate; stops early at memory the dump does not have."""
     data = bytearray()
@@ -318,7 +321,7 @@ def read_kernel_image(read: Callable[[int, int], bytes], start: int) -> bytes:
             found = data.find(DIGITS, max(0, len(data) - _CHUNK - len(DIGITS)))
             if found >= 0:
                 want = min(_MAX_IMAGE, found + _AFTER_TABLE)
-    return bytes(data)
+    return data  # no copy: the scan only reads it
 
 
 def kallsyms_from_image(

@@ -15,6 +15,7 @@ partial 2; bit 10 "end"; regs types imply signal).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,9 @@ def orc_version(osrelease: str | None, header: bytes | None) -> int:
         return 3
     if header == _ORC_HASH_6_3:
         return 2
+    rhel9 = re.match(r"5\.14\.0-(\d+)\..*el9", osrelease or "")
+    if rhel9:  # RHEL 9 took the 6.4 layout in 5.14.0-517
+        return 3 if int(rhel9.group(1)) >= 517 else 1
     try:
         major, minor = (int(x) for x in (osrelease or "0.0").split("-")[0].split(".")[:2])
     except ValueError:
