@@ -2,7 +2,10 @@
 
 Each command is a function ``(session, args) -> str`` registered with
 :func:`command`; the shell, ``-c`` and ``-i`` all go through :func:`run_line`, which
-turns every library error into a one-line message.
+turns every library error into a one-line message.  :func:`run_line` is also where
+output meets the terminal: commands print fields from the dump through
+:func:`~kdumpy.printable.shown`, and whatever else they print is escaped there (see
+:mod:`kdumpy.printable`), so no control character from a dump reaches the screen.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import LINES, escape_text
 
 
 class CommandError(KdumpyError):
@@ -62,7 +66,12 @@ def load_commands() -> dict[str, Command]:
 
 
 def run_line(session: Session, line: str) -> str:
-    """Run one command line; errors come back as ``name: message`` text."""
+    """Run one command line; errors come back as ``name: message`` text.  The answer
+    is safe for a terminal: control characters other than newline and tab escaped."""
+    return escape_text(_run(session, line), LINES)
+
+
+def _run(session: Session, line: str) -> str:
     load_commands()
     try:
         words = shlex.split(line, comments=True)
