@@ -10,8 +10,10 @@ path, like Apport's and ABRT's duplicate hashes).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
+from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.analysis.helpers.mm import (
     global_node_page_state,
     global_zone_page_state,
@@ -101,7 +103,17 @@ def _dstate_tasks(prog: Program) -> list[dict[str, Any]]:
 
 
 def build_report(prog: Program) -> dict[str, Any]:
-    """The report as a JSON-ready dict."""
+    """The report as a JSON-ready dict; ``warnings`` lists the corrupt structures met
+    (the parts built from them are partial)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ListWarning)
+        report = _build_report(prog)
+    notes = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ListWarning))
+    report["warnings"] = list(notes)
+    return report
+
+
+def _build_report(prog: Program) -> dict[str, Any]:
     info = system_info(prog)
     recs = log_records(prog)
     end = info.panic.line_index + 1 if info.panic.line_index >= 0 else len(recs)
@@ -148,6 +160,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"Signature: {shown(report['signature']['text'])} [{report['signature']['hash']}]",
         f"Tainted:   {report['taint']['flags'] or 'no'}"
         + "".join(f" {shown(m['module'])}({m['taints']})" for m in report["taint"]["modules"]),
+        *(f"Warning:   {shown(w)}" for w in report.get("warnings", ())),
         "",
     ]
     task = report["crashing_task"]

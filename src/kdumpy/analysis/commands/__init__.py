@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import importlib
 import shlex
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
@@ -66,9 +68,15 @@ def load_commands() -> dict[str, Command]:
 
 
 def run_line(session: Session, line: str) -> str:
-    """Run one command line; errors come back as ``name: message`` text.  The answer
+    """Run one command line; errors come back as ``name: message`` text, and a corrupt
+    structure met on the way as a ``WARNING:`` line after a partial answer.  The answer
     is safe for a terminal: control characters other than newline and tab escaped."""
-    return escape_text(_run(session, line), LINES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ListWarning)
+        out = _run(session, line)
+    notes = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ListWarning))
+    out += "".join(f"WARNING: {note}\n" for note in notes)
+    return escape_text(out, LINES)
 
 
 def _run(session: Session, line: str) -> str:
