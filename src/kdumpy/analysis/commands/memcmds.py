@@ -248,8 +248,12 @@ def _maybe(func: Callable[[], int]) -> int:
 
 @command("dis", "disassemble", "dis address|symbol [count]")
 def cmd_dis(session: Session, args: list[str]) -> str:
-    import capstone
-
+    try:
+        import capstone
+    except ImportError:
+        raise CommandError(
+            "dis needs capstone (a dependency of kdumpy: pip install capstone)"
+        ) from None
     if not args:
         raise CommandError("address or symbol required")
     prog = session.prog
