@@ -51,6 +51,8 @@ def test_redirection_refuses_a_symlink(crash, tmp_path):
         ("log >> l.txt", ("log ", ">>", " l.txt")),
         ("p 'a|b' | cat", ("p 'a|b' ", "|", " cat")),
         ('p "x>y"', ('p "x>y"', "", "")),
+        ("p init_task.tasks.next->next", ("p init_task.tasks.next->next", "", "")),
+        ("p a->b > f", ("p a->b ", ">", " f")),
     ],
 )
 def test_split_output_respects_quotes(line, split):

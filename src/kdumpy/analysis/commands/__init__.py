@@ -103,7 +103,8 @@ def _run(session: Session, line: str) -> str:
 
 def split_output(line: str) -> tuple[str, str, str]:
     """``(command, operator, target)`` at the first ``|``, ``>`` or ``>>`` outside
-    quotes (``("ps", "|", " grep sleep")``); the operator is empty when there is none."""
+    quotes (``("ps", "|", " grep sleep")``); the operator is empty when there is none.
+    C's ``->`` in an expression (``p task->comm``) is not a redirection."""
     quote = ""
     for i, c in enumerate(line):
         if quote:
@@ -112,7 +113,7 @@ def split_output(line: str) -> tuple[str, str, str]:
             quote = c
         elif c == "|":
             return line[:i], "|", line[i + 1 :]
-        elif c == ">":
+        elif c == ">" and line[i - 1 : i] != "-":
             op = ">>" if line[i + 1 : i + 2] == ">" else ">"
             return line[:i], op, line[i + len(op) :]
     return line, "", ""
