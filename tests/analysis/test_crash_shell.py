@@ -87,3 +87,40 @@ def test_shell_without_prompt_toolkit_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "prompt_toolkit", None)  # as if not installed
     with pytest.raises(KdumpyError, match="needs prompt_toolkit"):
         crash_cli._interactive(object(), None)
+
+
+def test_interactive_prompt_runs_commands_keeps_history_and_completes(
+    prog, tmp_path, monkeypatch, capsys
+):
+    """The prompt_toolkit loop itself, fed through a pipe instead of a terminal."""
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from kdumpy.analysis.commands import Session, load_commands, run_line
+    from kdumpy.cli import crash as crash_cli
+
+    monkeypatch.setattr(crash_cli, "HISTORY", tmp_path / "history")
+    session = Session(prog)
+    with create_pipe_input() as pipe:
+        pipe.send_text("bt\rps | grep sleep\rnosuch\rq\r")
+        assert crash_cli._interactive(session, run_line, input=pipe, output=DummyOutput()) == 0
+    completer = crash_cli._completer(session, load_commands())
+    words = [c.text for c in completer.get_completions(Document("str"), None)]
+    symbols = [c.text for c in completer.get_completions(Document("sym init_ta"), None)]
+    out = capsys.readouterr().out
+    assert "sysrq_handle_crash" in out and "crash: command not found: nosuch" in out
+    assert " sleep\n" in out
+    assert "ps | grep sleep" in (tmp_path / "history").read_text()
+    assert words == ["struct"] and symbols == ["init_task"]
+
+
+def test_batch_script_and_exit_status(synthetic_vmcore, tmp_path, capsys):
+    from kdumpy.cli import main
+
+    script = tmp_path / "cmds"
+    script.write_text("sys\nps 1300\n")
+    assert main(["crash", str(synthetic_vmcore), "-i", str(script)]) == 0
+    assert "PANIC:" in capsys.readouterr().out
+    assert main(["crash", str(synthetic_vmcore), "-c", "ps 1", "-c", "nosuch"]) == 1
+    assert capsys.readouterr().out.endswith("crash: command not found: nosuch\n")
