@@ -15,7 +15,7 @@ from kdumpy.vmcore.dmesg import LogRecord
 # (kind, pattern) in priority order: the first that matches any log line wins.
 _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("machine check", re.compile(r"Machine check|mce: \[Hardware Error\]|MCE: ")),
-    ("sysrq", re.compile(r"sysrq triggered crash|SysRq ?: Trigger a crash")),
+    ("sysrq", re.compile(r"sysrq triggered crash|(?i:sysrq) ?: Trigger a crash")),
     ("hung task", re.compile(r"hung_task: blocked tasks|INFO: task .* blocked for more than")),
     ("OOM", re.compile(r"Out of memory|System is deadlocked on memory|oom-kill")),
     ("NMI/watchdog", re.compile(

@@ -10,8 +10,10 @@ path, like Apport's and ABRT's duplicate hashes).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
+from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.analysis.helpers.mm import (
     global_node_page_state,
     global_zone_page_state,
@@ -30,6 +32,7 @@ from kdumpy.analysis.helpers.tasks import (
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.unwind import Frame, stack_trace
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import escape_text, shown
 
 RECENT_LINES = 40
 SIGNATURE_FRAMES = 5
@@ -100,11 +103,23 @@ def _dstate_tasks(prog: Program) -> list[dict[str, Any]]:
 
 
 def build_report(prog: Program) -> dict[str, Any]:
-    """The report as a JSON-ready dict."""
+    """The report as a JSON-ready dict; ``warnings`` lists the corrupt structures met
+    (the parts built from them are partial)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ListWarning)
+        report = _build_report(prog)
+    notes = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ListWarning))
+    report["warnings"] = list(notes)
+    return report
+
+
+def _build_report(prog: Program) -> dict[str, Any]:
     info = system_info(prog)
     recs = log_records(prog)
     end = info.panic.line_index + 1 if info.panic.line_index >= 0 else len(recs)
-    recent = [r.text.decode("utf-8", "replace") for r in recs[max(0, end - RECENT_LINES) : end]]
+    recent = [
+        r.text.decode("utf-8", "backslashreplace") for r in recs[max(0, end - RECENT_LINES) : end]
+    ]
     task = panic_task(prog)
     frames = stack_trace(prog, task) if task is not None else []
     crashing = None
@@ -132,23 +147,28 @@ def build_report(prog: Program) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as text for a terminal."""
+    """The report as text for a terminal: every string from the dump goes through
+    :func:`~kdumpy.printable.shown` (the JSON form keeps them as they are; JSON escapes
+    control characters itself)."""
     p = report["panic"]
     lines = [
         f"Dump:      {report['dump']}",
-        f"Kernel:    {report['release']} {report['version']}",
+        f"Kernel:    {shown(report['release'])} {shown(report['version'])}",
         f"Crashed:   {report['crash_time']} (uptime {report['uptime']})",
-        f"Panic:     {p['message']}",
+        f"Panic:     {shown(p['message'])}",
         f"Kind:      {p['kind']}",
-        f"Signature: {report['signature']['text']} [{report['signature']['hash']}]",
+        f"Signature: {shown(report['signature']['text'])} [{report['signature']['hash']}]",
         f"Tainted:   {report['taint']['flags'] or 'no'}"
-        + "".join(f" {m['module']}({m['taints']})" for m in report["taint"]["modules"]),
+        + "".join(f" {shown(m['module'])}({m['taints']})" for m in report["taint"]["modules"]),
+        *(f"Warning:   {shown(w)}" for w in report.get("warnings", ())),
         "",
     ]
     task = report["crashing_task"]
     if task:
-        lines.append(f'Crashing task: PID {task["pid"]} "{task["comm"]}" on CPU {task["cpu"]}')
-        lines += [f"  #{i:<2} {f['location']}" for i, f in enumerate(task["backtrace"])]
+        lines.append(
+            f'Crashing task: PID {task["pid"]} "{shown(task["comm"])}" on CPU {task["cpu"]}'
+        )
+        lines += [f"  #{i:<2} {shown(f['location'])}" for i, f in enumerate(task["backtrace"])]
         lines.append("")
     m = report["memory"]
     lines.append(
@@ -157,9 +177,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Tasks in D state: {len(report['dstate_tasks'])}")
     for t in report["dstate_tasks"]:
-        lines.append(f'  PID {t["pid"]} "{t["comm"]}"')
-        lines += [f"    {f.get('location', f['function'])}" for f in t["backtrace"]]
+        lines.append(f'  PID {t["pid"]} "{shown(t["comm"])}"')
+        lines += [f"    {shown(f.get('location', f['function']))}" for f in t["backtrace"]]
     lines.append("")
     lines.append("Recent log:")
-    lines += [f"  {line}" for line in report["recent_log"]]
-    return "\n".join(lines) + "\n"
+    lines += [f"  {shown(line)}" for line in report["recent_log"]]
+    return escape_text("\n".join(lines) + "\n", "\n")

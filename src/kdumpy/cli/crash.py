@@ -2,7 +2,8 @@
 
 Interactive use gets the ``crash> `` prompt (prompt_toolkit: history, completion of
 commands and symbols), and long output goes through the pager; ``-c CMD`` (repeatable)
-and ``-i SCRIPT`` run commands in batch and exit.
+and ``-i SCRIPT`` run commands in batch and exit.  As in crash, ``CMD | shell command``
+pipes a command's output and ``CMD > FILE`` (``>>``) writes it to a file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def register(sub: Any) -> None:
         help="analyse a dump interactively, like crash, without a vmlinux",
         description="A crash-like shell: symbols from the dump's kallsyms, types from its "
         "BTF, stacks from its ORC tables.  Commands: sys log ps bt rd struct union p sym "
-        "mod kmem -i runq files dis foreach set whatis help q.",
+        "mod kmem -i runq files dis foreach set whatis help q; 'CMD | shell command' "
+        "pipes, 'CMD > FILE' redirects.",
     )
     # Symbol files (issue 10): either order, told apart by content, as crash does.
     p.add_argument("files", nargs="+", metavar="[VMLINUX | System.map] DUMP",
@@ -98,8 +100,14 @@ def _show(text: str) -> None:
 
 def _interactive(session: Any, run_line: Any, **io: Any) -> int:
     """The ``crash>`` loop; ``io`` passes prompt_toolkit ``input``/``output`` (tests)."""
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
+    try:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+    except ImportError:
+        raise KdumpyError(
+            "the interactive shell needs prompt_toolkit (a dependency of kdumpy: "
+            "pip install prompt_toolkit); -c CMD and -i SCRIPT work without it"
+        ) from None
 
     from kdumpy.analysis.commands import load_commands
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.printable import escape_bytes
 
 if TYPE_CHECKING:
     from kdumpy.vmcore.base import Dump
@@ -174,19 +175,10 @@ def records(dump: Dump) -> Iterator[LogRecord]:
         raise DumpFormatError(f"{dump.path}: inconsistent kernel log structures ({exc})") from None
 
 
-def _escape_table() -> list[bytes]:
-    table = []
-    for b in range(256):
-        if 0x20 <= b < 0x7F or b in b" \t\n\v\f\r":
-            table.append(bytes([b]))
-        elif b >= 0x80:
-            table.append(b"\\xffffff%02x" % b)  # signed char promoted to int
-        else:
-            table.append(b"\\x%02x" % b)
-    return table
-
-
-_ESCAPE = _escape_table()
+# makedumpfile prints a byte when isprint() or isspace(), else "\\x%02x" of a signed char
+# (so bytes from 0x80 come out sign-extended).  The newline is handled by the caller.
+_KEEP = b" \t\v\f\r"
+_HIGH = b"\\xffffff%02x"
 
 
 def format_record(rec: LogRecord, caller_id: bool = False) -> bytes:
@@ -201,10 +193,7 @@ def format_record(rec: LogRecord, caller_id: bool = False) -> bytes:
     for line_no, line in enumerate(rec.text.split(b"\n")):
         if line_no:
             out += indent
-        if line.isascii() and all(0x20 <= c < 0x7F or c in b" \t\v\f\r" for c in line):
-            out += line
-        else:
-            out += b"".join(_ESCAPE[c] for c in line)
+        out += escape_bytes(line, _KEEP, _HIGH)
     out += b"\n"
     return bytes(out)
 

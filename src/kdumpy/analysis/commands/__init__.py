@@ -2,18 +2,26 @@
 
 Each command is a function ``(session, args) -> str`` registered with
 :func:`command`; the shell, ``-c`` and ``-i`` all go through :func:`run_line`, which
-turns every library error into a one-line message.
+turns every library error into a one-line message.  :func:`run_line` is also where
+output meets the terminal: commands print fields from the dump through
+:func:`~kdumpy.printable.shown`, and whatever else they print is escaped there (see
+:mod:`kdumpy.printable`), so no control character from a dump reaches the screen.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
+import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import LINES, escape_text
 
 
 class CommandError(KdumpyError):
@@ -62,7 +70,68 @@ def load_commands() -> dict[str, Command]:
 
 
 def run_line(session: Session, line: str) -> str:
-    """Run one command line; errors come back as ``name: message`` text."""
+    """Run one command line; errors come back as ``name: message`` text, and a corrupt
+    structure met on the way as a ``WARNING:`` line after a partial answer.  The answer
+    is safe for a terminal: control characters other than newline and tab escaped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ListWarning)
+        out = _run(session, line)
+    notes = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ListWarning))
+    out += "".join(f"WARNING: {note}\n" for note in notes)
+    return escape_text(out, LINES)
+
+
+def _run(session: Session, line: str) -> str:
+    """One command, its output sent on as crash does: ``cmd | shell command`` pipes it
+    through ``/bin/sh``, ``cmd > file`` / ``>> file`` writes it to a file."""
+    command_text, op, target = split_output(line)
+    out = _run_command(session, command_text)
+    if not op or not target.strip():
+        return out if not op else f"crash: {op} needs a target\n"
+    if op == "|":
+        proc = subprocess.run(["/bin/sh", "-c", target], input=out, capture_output=True,
+                              text=True, errors="backslashreplace", check=False)  # fmt: skip
+        return proc.stdout + proc.stderr
+    try:
+        path = shlex.split(target)
+    except ValueError as exc:
+        return f"crash: {exc}\n"
+    if len(path) != 1:
+        return f"crash: {op} takes one file name\n"
+    return _write_output(path[0], out, append=op == ">>")
+
+
+def split_output(line: str) -> tuple[str, str, str]:
+    """``(command, operator, target)`` at the first ``|``, ``>`` or ``>>`` outside
+    quotes (``("ps", "|", " grep sleep")``); the operator is empty when there is none.
+    C's ``->`` in an expression (``p task->comm``) is not a redirection."""
+    quote = ""
+    for i, c in enumerate(line):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "|":
+            return line[:i], "|", line[i + 1 :]
+        elif c == ">" and line[i - 1 : i] != "-":
+            op = ">>" if line[i + 1 : i + 2] == ">" else ">"
+            return line[:i], op, line[i + len(op) :]
+    return line, "", ""
+
+
+def _write_output(path: str, text: str, append: bool) -> str:
+    """A redirection target: created 0600, never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        return f"crash: {path}: cannot write: {exc.strerror}\n"
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+        f.write(escape_text(text, LINES))
+    return ""
+
+
+def _run_command(session: Session, line: str) -> str:
     load_commands()
     try:
         words = shlex.split(line, comments=True)

@@ -24,6 +24,7 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.unwind import PT_REGS, Frame
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import shown
 
 _WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
 
@@ -51,7 +52,7 @@ def cmd_rd(session: Session, args: list[str]) -> str:
     count = int(rest[1], 0) if len(rest) > 1 else 1
     if ascii_only:
         data = prog.memory.cstring(address, max(count, 256))
-        return f"{address:x}:  {data.decode('ascii', 'replace')}\n"
+        return f"{address:x}:  {shown(data)}\n"
     size = width * count
     data = prog.memory.phys(address, size) if physical else prog.read(address, size)
     return hexdump(address, data, width)
@@ -247,8 +248,12 @@ def _maybe(func: Callable[[], int]) -> int:
 
 @command("dis", "disassemble", "dis address|symbol [count]")
 def cmd_dis(session: Session, args: list[str]) -> str:
-    import capstone
-
+    try:
+        import capstone
+    except ImportError:
+        raise CommandError(
+            "dis needs capstone (a dependency of kdumpy: pip install capstone)"
+        ) from None
     if not args:
         raise CommandError("address or symbol required")
     prog = session.prog

@@ -7,6 +7,7 @@ from kdumpy.analysis.helpers.printk import format_log, log_records
 from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import shown
 
 _STATE_NAMES = {
     "RU": "TASK_RUNNING", "IN": "TASK_INTERRUPTIBLE", "UN": "TASK_UNINTERRUPTIBLE",
@@ -32,12 +33,12 @@ def cmd_sys(session: Session, args: list[str]) -> str:
     out += _field("UPTIME", info.uptime)
     out += _field("LOAD AVERAGE", info.load_average)
     out += _field("TASKS", str(info.tasks))
-    out += _field("NODENAME", info.nodename)
-    out += _field("RELEASE", info.release)
-    out += _field("VERSION", info.version)
-    out += _field("MACHINE", f"{info.machine}  ({_mhz(session)} Mhz)")
+    out += _field("NODENAME", shown(info.nodename))
+    out += _field("RELEASE", shown(info.release))
+    out += _field("VERSION", shown(info.version))
+    out += _field("MACHINE", f"{shown(info.machine)}  ({_mhz(session)} Mhz)")
     out += _field("MEMORY", format_bytes(info.memory))
-    out += _field("PANIC", f'"{info.panic.message}"')
+    out += _field("PANIC", f'"{shown(info.panic.message)}"')
     return out + context(session)
 
 
@@ -50,7 +51,7 @@ def context(session: Session) -> str:
     state = task_state_crash(task)
     return (
         _field("PID", str(int(task.pid)))
-        + _field("COMMAND", f'"{task_comm(task)}"')
+        + _field("COMMAND", f'"{shown(task_comm(task))}"')
         + _field("TASK", f"{int(task):x}")
         + _field("CPU", str(task_cpu(task)))
         + _field("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)")

@@ -23,6 +23,7 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program, TypesMissingError
 from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import shown
 
 
 def all_tasks(prog: Program) -> list[Object]:
@@ -47,11 +48,11 @@ def cmd_ps(session: Session, args: list[str]) -> str:
             continue
         rss, vsz = task_rss_vsz(prog, task)
         mark = ">" if int(task) in active else " "
-        shown = f"[{comm}]" if kthread else comm
+        name = f"[{shown(comm)}]" if kthread else shown(comm)
         lines.append(
             f"{mark}{int(task.pid):>6} {int(task.real_parent.pid):>7} {task_cpu(task):>4}  "
             f"{int(task):016x}  {task_state_crash(task)}  {100 * rss / total_kb:4.1f} "
-            f"{vsz:>7} {rss:>6}  {shown}\n"
+            f"{vsz:>7} {rss:>6}  {name}\n"
         )
     return "".join(lines)
 
@@ -81,18 +82,24 @@ def _regs_block(regs: dict[str, int]) -> str:
     return "".join(out)
 
 
+def task_line(task: Object) -> str:
+    """``PID: 1234    TASK: ffff...  CPU: 1   COMMAND: "bash"``, as bt, files and foreach
+    head each task."""
+    return (
+        f"PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {task_cpu(task):<3} "
+        f'COMMAND: "{shown(task_comm(task))}"\n'
+    )
+
+
 def format_backtrace(prog: Program, task: Object, frames: list[Frame]) -> str:
-    cpu = task_cpu(task)
-    out = [
-        f'PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {cpu:<3} COMMAND: "{task_comm(task)}"\n'
-    ]
+    out = [task_line(task)]
     for i, frame in enumerate(frames):
         if frame.left_irq_stack:
             out.append("--- <IRQ stack> ---\n")
         if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
             out.append(_regs_block(frame.regs).replace("    RIP", "    [exception RIP: "
                        f"{frame.location()}]\n    RIP", 1))  # fmt: skip
-        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {frame.name} at {frame.pc:x}\n")
+        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {shown(frame.name)} at {frame.pc:x}\n")
         if frame.user_regs is not None:
             out.append(_regs_block(frame.user_regs))
     if not frames:
@@ -195,13 +202,12 @@ def cmd_foreach(session: Session, args: list[str]) -> str:
 def _files(prog: Program, task: Object) -> str:
     root, cwd = task_root_cwd(prog, task)
     out = [
-        f"PID: {int(task.pid):<7} TASK: {int(task):x}  CPU: {task_cpu(task):<3} "
-        f'COMMAND: "{task_comm(task)}"\n',
-        f"ROOT: {root}    CWD: {cwd}\n",
+        task_line(task),
+        f"ROOT: {shown(root)}    CWD: {shown(cwd)}\n",
         " FD       FILE            DENTRY           INODE       TYPE PATH\n",
     ]
     for fd, file, dentry, inode, kind, path in task_files(prog, task):
-        out.append(f"{fd:>3} {file:016x} {dentry:016x} {inode:016x} {kind:<4} {path}\n")
+        out.append(f"{fd:>3} {file:016x} {dentry:016x} {inode:016x} {kind:<4} {shown(path)}\n")
     return "".join(out)
 
 
@@ -221,7 +227,7 @@ def cmd_runq(session: Session, args: list[str]) -> str:
     for cpu in prog.online_cpus:
         rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
         out.append(f"CPU {cpu} RUNQUEUE: {rq:x}\n")
-        pid, comm = int(curr.pid), task_comm(curr)
+        pid, comm = int(curr.pid), shown(task_comm(curr))
         out.append(f'  CURRENT: PID: {pid:<6} TASK: {int(curr):x}  COMMAND: "{comm}"\n')
         for title, queued in (("RT PRIO_ARRAY", rt), ("CFS RB_ROOT", cfs)):
             out.append(f"  {title}:\n")
@@ -230,7 +236,7 @@ def cmd_runq(session: Session, args: list[str]) -> str:
             for prio, task in queued:
                 out.append(
                     f"     [{prio:3d}] PID: {int(task.pid):<6} TASK: {int(task):x}  "
-                    f'COMMAND: "{task_comm(task)}"\n'
+                    f'COMMAND: "{shown(task_comm(task))}"\n'
                 )
         out.append("\n")
     return "".join(out)
@@ -250,6 +256,6 @@ def cmd_set(session: Session, args: list[str]) -> str:
         cpu = None
     state = task_state_crash(task) + (" (ACTIVE)" if cpu is not None else "")
     return (
-        f'    PID: {int(task.pid)}\nCOMMAND: "{task_comm(task)}"\n   TASK: {int(task):x}\n'
+        f'    PID: {int(task.pid)}\nCOMMAND: "{shown(task_comm(task))}"\n   TASK: {int(task):x}\n'
         f"    CPU: {task_cpu(task)}\n  STATE: {state}\n"
     )

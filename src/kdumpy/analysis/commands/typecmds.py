@@ -10,6 +10,7 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
 from kdumpy.analysis.types import VOID, ArrayType, IntType, PointerType, StructType, Type
 from kdumpy.errors import KdumpyError
+from kdumpy.printable import shown
 
 
 def _struct(session: Session, kind: str, args: list[str]) -> str:
@@ -239,7 +240,7 @@ def cmd_mod(session: Session, args: list[str]) -> str:
     )
     for info in infos:
         out.append(
-            f"{info.address:016x}  {info.name:<22} {info.base:016x} {info.size:>6}  "
+            f"{info.address:016x}  {shown(info.name):<22} {info.base:016x} {info.size:>6}  "
             "(symbols and types from the dump)\n"
         )
     return "".join(out)

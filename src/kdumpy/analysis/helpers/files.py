@@ -13,7 +13,7 @@ _MAX_DEPTH = 256
 
 
 def dentry_name(dentry: Object) -> str:
-    return dentry.d_name.name.string_(256).decode("utf-8", "replace")
+    return dentry.d_name.name.string_(256).decode("utf-8", "backslashreplace")
 
 
 def d_path(prog: Program, mnt: Object, dentry: Object) -> str:

@@ -44,7 +44,7 @@ def for_each_module(prog: Program) -> Iterator[Object]:
 
 
 def module_name(mod: Object) -> str:
-    return mod.name.string_().decode("ascii", "replace")
+    return mod.name.string_().decode("utf-8", "backslashreplace")
 
 
 def module_layout(prog: Program, mod: Object) -> tuple[int, int, int]:

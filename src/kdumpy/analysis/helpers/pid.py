@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from kdumpy.analysis.helpers.lists import partial
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 
@@ -18,19 +19,28 @@ _XA_INTERNAL = 2
 _MAX_ENTRIES = 1 << 22
 
 
-def _xa_entries(prog: Program, entry: int, depth: int = 0) -> Iterator[int]:
+def _xa_entries(
+    prog: Program, entry: int, depth: int = 0, seen: set[int] | None = None
+) -> Iterator[int]:
+    """Entries under ``entry``; each node is visited once (``seen``), so a node that
+    points back at itself or an ancestor cannot multiply the walk."""
+    seen = set() if seen is None else seen
     if not entry:
         return
     if entry & 3 == _XA_INTERNAL:
         if entry <= 4096 or depth > 12:
             return  # retry/zero/sibling entries, or corrupt nesting
+        if entry in seen:
+            partial("pid XArray", f"loops back to node {entry - _XA_INTERNAL:#x}", len(seen))
+            return
+        seen.add(entry)
         node = prog.object_at("struct xa_node", entry - _XA_INTERNAL)
         slots = node.slots
         count = slots.type_.strip().length  # type: ignore[attr-defined]
         raw = prog.read(int(slots.address_ or 0), 8 * count)
         for i in range(count):
             child = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
-            yield from _xa_entries(prog, child, depth + 1)
+            yield from _xa_entries(prog, child, depth + 1, seen)
     elif entry & 3 == 0:
         yield entry
 

@@ -9,6 +9,7 @@ unlike makedumpfile which indents them).
 from __future__ import annotations
 
 from kdumpy.analysis.program import Program
+from kdumpy.printable import LINES, escape_text
 from kdumpy.vmcore.dmesg import LogRecord, records
 
 
@@ -17,11 +18,12 @@ def log_records(prog: Program) -> list[LogRecord]:
 
 
 def format_log(recs: list[LogRecord], timestamps: bool = True) -> str:
-    """The log text; ``timestamps=False`` drops the ``[time]`` prefixes (``log -m``
-    style prefixes are not kept by the ring buffer reader)."""
+    """The log text, escaped for a terminal (a record's own newlines and tabs kept);
+    ``timestamps=False`` drops the ``[time]`` prefixes (``log -m`` style prefixes are
+    not kept by the ring buffer reader)."""
     out = []
     for rec in recs:
-        text = rec.text.decode("utf-8", "replace")
+        text = escape_text(rec.text.decode("utf-8", "backslashreplace"), LINES)
         if timestamps:
             secs, rem = divmod(rec.ts_nsec, 1_000_000_000)
             out.append(f"[{secs:5d}.{rem // 1000:06d}] {text}\n")

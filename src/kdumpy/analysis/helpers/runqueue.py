@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from kdumpy.analysis.helpers.lists import list_for_each, partial
 from kdumpy.analysis.helpers.tasks import cpu_rq
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
@@ -32,19 +33,24 @@ def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
 
 
 def _rb_nodes(prog: Program, root: int) -> Iterator[int]:
-    """In-order walk; ``struct rb_node`` is {__rb_parent_color, rb_right, rb_left}."""
+    """In-order walk; ``struct rb_node`` is {__rb_parent_color, rb_right, rb_left}.
+    A child pointer back to a node already passed (a corrupt tree) ends the walk."""
     right_off = prog.offsetof("struct rb_node", "rb_right")
     left_off = prog.offsetof("struct rb_node", "rb_left")
     stack: list[int] = []
+    seen: set[int] = set()
     node = root
-    count = 0
-    while (stack or node) and count < _MAX_NODES:
+    while stack or node:
         while node:
+            if node in seen or len(seen) >= _MAX_NODES:
+                why = f"loops back to {node:#x}" if node in seen else "has too many nodes"
+                partial(f"rbtree at {root:#x}", why, len(seen))
+                return
+            seen.add(node)
             stack.append(node)
             node = prog.read_u64(node + left_off)
         node = stack.pop()
         yield node
-        count += 1
         node = prog.read_u64(node + right_off)
 
 
@@ -58,12 +64,8 @@ def rt_tasks(prog: Program, rq: Object) -> list[tuple[int, Object]]:
     if not int(rq.rt.rt_nr_running):
         return []
     for prio in range(length):
-        head = queues[prio].address_
-        assert head is not None
-        node = prog.read_u64(head)
-        while node != head and node:
+        for node in list_for_each(queues[prio]):
             out.append((prio, prog.pointer("struct task_struct", node - list_off - rt_off)))
-            node = prog.read_u64(node)
     return out
 
 

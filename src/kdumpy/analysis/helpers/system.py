@@ -88,10 +88,10 @@ def system_info(prog: Program) -> SystemInfo:
     date = crash_date(crash_time) if crash_time else "unknown"
     idle = len(prog.online_cpus)
     return SystemInfo(
-        release=uts.release.string_().decode(),
-        version=uts.version.string_().decode(),
-        machine=uts.machine.string_().decode(),
-        nodename=uts.nodename.string_().decode(),
+        release=uts.release.string_().decode("utf-8", "backslashreplace"),
+        version=uts.version.string_().decode("utf-8", "backslashreplace"),
+        machine=uts.machine.string_().decode("utf-8", "backslashreplace"),
+        nodename=uts.nodename.string_().decode("utf-8", "backslashreplace"),
         cpus=prog.nr_cpu_ids,
         date=date,
         uptime=format_uptime(uptime_seconds(prog)),
@@ -124,4 +124,8 @@ def panic_task_summary(prog: Program) -> dict[str, object] | None:
     task = panic_task(prog)
     if task is None:
         return None
-    return {"pid": int(task.pid), "comm": task.comm.string_().decode(), "task": int(task)}
+    return {
+        "pid": int(task.pid),
+        "comm": task.comm.string_().decode("utf-8", "backslashreplace"),
+        "task": int(task),
+    }

@@ -111,7 +111,9 @@ def task_state_crash(task: Object) -> str:
 
 
 def task_comm(task: Object) -> str:
-    return task.comm.string_().decode("utf-8", "replace")
+    """The task's name as the kernel holds it (set by any user with PR_SET_NAME: print
+    it through :func:`kdumpy.printable.shown`)."""
+    return task.comm.string_().decode("utf-8", "backslashreplace")
 
 
 def is_kthread(task: Object) -> bool:

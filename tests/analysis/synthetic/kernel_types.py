@@ -1,0 +1,122 @@
+"""The kernel types of the synthetic kernel: the members kdumpy's helpers read, with
+the names and C types of Linux 6.x (x86_64), and little else.  Offsets differ from a
+real kernel's, which is the point: the helpers must go by BTF, not by fixed offsets."""
+
+from __future__ import annotations
+
+KERNEL_TYPES = """
+typedef unsigned char u8; typedef unsigned short u16; typedef unsigned int u32;
+typedef unsigned long long u64; typedef int s32; typedef long long s64;
+typedef int pid_t; typedef unsigned short umode_t; typedef unsigned int gfp_t;
+typedef _Bool bool;
+typedef struct { int counter; } atomic_t;
+typedef struct { s64 counter; } atomic_long_t;
+typedef struct { atomic_t refs; } refcount_t;
+typedef struct { unsigned int val; } spinlock_t;
+
+struct list_head { struct list_head *next; struct list_head *prev; };
+struct hlist_head { struct hlist_node *first; };
+struct hlist_node { struct hlist_node *next; struct hlist_node **pprev; };
+struct rb_node { unsigned long __rb_parent_color; struct rb_node *rb_right;
+                 struct rb_node *rb_left; };
+struct rb_root { struct rb_node *rb_node; };
+struct rb_root_cached { struct rb_root rb_root; struct rb_node *rb_leftmost; };
+struct cpumask { unsigned long bits[1]; };
+
+struct percpu_counter { spinlock_t lock; s64 count; struct list_head list; s32 *counters; };
+struct mm_struct { unsigned long mmap_base; unsigned long total_vm;
+                   struct percpu_counter rss_stat[4]; };
+
+struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; };
+              const unsigned char *name; };
+struct address_space { struct inode *host; unsigned long nrpages; };
+struct inode { umode_t i_mode; unsigned int i_flags; unsigned long i_ino;
+               struct list_head i_sb_list; struct address_space *i_mapping;
+               struct address_space i_data; };
+struct dentry { unsigned int d_flags; struct dentry *d_parent; struct qstr d_name;
+                struct inode *d_inode; };
+struct vfsmount { struct dentry *mnt_root; struct super_block *mnt_sb; int mnt_flags; };
+struct mount { struct hlist_node mnt_hash; struct mount *mnt_parent;
+               struct dentry *mnt_mountpoint; struct vfsmount mnt; };
+struct path { struct vfsmount *mnt; struct dentry *dentry; };
+struct file { spinlock_t f_lock; unsigned int f_mode; struct path f_path;
+              struct inode *f_inode; };
+struct fdtable { unsigned int max_fds; struct file **fd; };
+struct files_struct { atomic_t count; struct fdtable *fdt; struct fdtable fdtab; };
+struct fs_struct { int users; spinlock_t lock; struct path root; struct path pwd; };
+struct super_block { struct list_head s_list; unsigned long s_blocksize;
+                     struct list_head s_inodes; };
+
+struct signal_struct { refcount_t sigcnt; atomic_t live; int nr_threads;
+                       struct list_head thread_head; };
+struct thread_struct { unsigned long sp; unsigned short es; unsigned long fsbase; };
+struct load_weight { unsigned long weight; u32 inv_weight; };
+struct sched_entity { struct load_weight load; struct rb_node run_node; u64 deadline;
+                      unsigned int on_rq; u64 vruntime; struct sched_entity *parent;
+                      struct cfs_rq *cfs_rq; struct cfs_rq *my_q; };
+struct sched_rt_entity { struct list_head run_list; unsigned long timeout;
+                         unsigned short on_rq; };
+struct inactive_task_frame { unsigned long r15; unsigned long r14; unsigned long r13;
+                             unsigned long r12; unsigned long bx; unsigned long bp;
+                             unsigned long ret_addr; };
+enum pid_type { PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_MAX };
+struct task_struct {
+    unsigned int __state; void *stack; refcount_t usage; unsigned int flags;
+    int on_cpu; unsigned int cpu; int prio; int static_prio;
+    struct sched_entity se; struct sched_rt_entity rt;
+    struct list_head tasks; struct mm_struct *mm; struct mm_struct *active_mm;
+    int exit_state; int exit_code; pid_t pid; pid_t tgid;
+    struct task_struct *real_parent; struct task_struct *parent;
+    struct list_head children; struct list_head sibling;
+    struct task_struct *group_leader; struct hlist_node pid_links[4];
+    struct list_head thread_node; u64 utime; u64 stime; char comm[16];
+    struct fs_struct *fs; struct files_struct *files; struct signal_struct *signal;
+    struct thread_struct thread;
+};
+
+struct cfs_rq { struct load_weight load; unsigned int nr_running;
+                struct rb_root_cached tasks_timeline; struct sched_entity *curr; };
+struct rt_prio_array { unsigned long bitmap[2]; struct list_head queue[100]; };
+struct rt_rq { struct rt_prio_array active; unsigned int rt_nr_running; };
+struct rq { spinlock_t __lock; unsigned int nr_running; u64 nr_switches;
+            struct cfs_rq cfs; struct rt_rq rt; struct task_struct *curr;
+            struct task_struct *idle; u64 clock; int cpu; };
+
+struct upid { int nr; struct pid_namespace *ns; };
+struct pid { refcount_t count; unsigned int level; spinlock_t lock;
+             struct hlist_head tasks[4]; struct upid numbers[1]; };
+struct xarray { spinlock_t xa_lock; gfp_t xa_flags; void *xa_head; };
+struct xa_node { unsigned char shift; unsigned char offset; unsigned char count;
+                 unsigned char nr_values; struct xa_node *parent; struct xarray *array;
+                 void *slots[64]; };
+struct idr { struct xarray idr_rt; unsigned int idr_base; unsigned int idr_next; };
+struct pid_namespace { struct idr idr; unsigned int level; };
+
+struct new_utsname { char sysname[65]; char nodename[65]; char release[65];
+                     char version[65]; char machine[65]; char domainname[65]; };
+struct uts_namespace { struct new_utsname name; };
+
+enum module_state { MODULE_STATE_LIVE, MODULE_STATE_COMING, MODULE_STATE_GOING };
+enum mod_mem_type { MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT, MOD_INIT_TEXT,
+                    MOD_INIT_DATA, MOD_INIT_RODATA, MOD_MEM_NUM_TYPES };
+struct module_memory { void *base; unsigned int size; };
+struct elf64_sym { u32 st_name; unsigned char st_info; unsigned char st_other;
+                   u16 st_shndx; u64 st_value; u64 st_size; };
+typedef struct elf64_sym Elf64_Sym;
+struct mod_kallsyms { Elf64_Sym *symtab; unsigned int num_symtab; char *strtab;
+                      char *typetab; };
+struct orc_entry { short sp_offset; short bp_offset; unsigned short flags; };
+struct mod_arch_specific { unsigned int num_orcs; int *orc_unwind_ip;
+                           struct orc_entry *orc_unwind; };
+struct module { enum module_state state; struct list_head list; char name[56];
+                struct module_memory mem[7]; unsigned long taints;
+                struct mod_kallsyms *kallsyms; struct mod_arch_specific arch; };
+struct btf { void *data; u32 data_size; };
+struct btf_module { struct list_head list; struct module *module; struct btf *btf; };
+
+enum zone_stat_item { NR_FREE_PAGES, NR_ZONE_LRU_BASE, NR_MLOCK, NR_VM_ZONE_STAT_ITEMS };
+enum node_stat_item { NR_LRU_BASE, NR_SLAB_RECLAIMABLE_B, NR_SLAB_UNRECLAIMABLE_B,
+                      NR_FILE_PAGES, NR_SHMEM, NR_SWAPCACHE, NR_VM_NODE_STAT_ITEMS };
+struct hstate { int next_nid; unsigned int order; unsigned long nr_huge_pages;
+                unsigned long free_huge_pages; };
+"""
