@@ -122,11 +122,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from kdumpy.service import confcheck
     from kdumpy.service.config import DEFAULT_CONFIG_PATH, load_config
     from kdumpy.service.sysconfig import load_sysconfig
 
     path = args.file or DEFAULT_CONFIG_PATH
     config = load_config(path)
+    confcheck.check(config)
     for warning in config.warnings:
         print(f"kdumpy: warning: {warning}", file=sys.stderr)
     if args.sysconfig is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
-from kdumpy.service import early_state, kexec, manifest, propagate, teststatus
+from kdumpy.service import confcheck, early_state, kexec, manifest, propagate, teststatus
 from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
@@ -54,6 +54,7 @@ def _sysconfig_path(paths: ServicePaths) -> Path | None:
 def load_settings(paths: ServicePaths) -> tuple[KdumpConfig, Sysconfig]:
     """Both config files; errors (file:line) surface before anything is touched."""
     config = load_config(paths.config)
+    confcheck.check(config)  # what only this machine can tell (fence_kdump_nodes)
     sysconfig = load_sysconfig(_sysconfig_path(paths))
     return config, sysconfig
 
