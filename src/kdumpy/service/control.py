@@ -15,7 +15,12 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.service import confcheck, early_state, kexec, manifest, propagate, teststatus
-from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
+from kdumpy.service.cmdline import (
+    capture_cmdline,
+    cpu0_apicid,
+    watchdog_drivers,
+    watchdog_params,
+)
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
 from kdumpy.service.paths import LOCK_PATHS, ServicePaths
@@ -110,6 +115,7 @@ def load_capture_kernel(paths: ServicePaths, sysconfig: Sysconfig, report: Repor
     """kexec_file_load the kernel with the capture initramfs and command line."""
     base = sysconfig.commandline or Path("/proc/cmdline").read_text()
     extra = teststatus.cmdline_extra(paths)
+    extra += watchdog_params(watchdog_drivers(paths.kernel_release))
     cmdline = capture_cmdline(
         base, sysconfig.commandline_remove, sysconfig.commandline_append, extra, cpu0_apicid()
     )
