@@ -160,3 +160,30 @@ def test_log_levels_checked() -> None:
     assert parse_sysconfig("KDUMP_STDLOGLVL=4\n", "kdump").source == "kdump"
     with pytest.raises(ConfigError, match="kdump:1: KDUMP_SYSLOGLVL must be a log level 0-4"):
         parse_sysconfig("KDUMP_SYSLOGLVL=debug\n", "kdump")
+
+
+def test_watchdog_pretimeout(tmp_path) -> None:
+    """get_watchdog_drvs + prepare_cmdline: every watchdog device's driver gets
+    pretimeout=0, hpwdt also kdumptimeout=0; the spec's stub 'foo' gives foo.pretimeout=0
+    (spec/kdump-lib_spec.sh:96-100)."""
+    from kdumpy.service.cmdline import watchdog_drivers, watchdog_params
+
+    for name, alias in (("watchdog0", "pci:v0000103Cd00003306"), ("watchdog1", "platform:foo")):
+        (tmp_path / name / "device").mkdir(parents=True)
+        (tmp_path / name / "device" / "modalias").write_text(alias + "\n")
+    table = {"pci:v0000103Cd00003306": ["hpwdt"], "platform:foo": ["foo"]}
+    calls = []
+
+    def resolve(alias: str, release: str) -> list[str]:
+        calls.append((alias, release))
+        return table[alias]
+
+    drivers = watchdog_drivers("6.1.0", tmp_path, resolve)
+    assert drivers == ["hpwdt", "foo"]
+    assert calls[0] == ("pci:v0000103Cd00003306", "6.1.0")
+    assert watchdog_params(drivers) == [
+        "hpwdt.pretimeout=0",
+        "hpwdt.kdumptimeout=0",
+        "foo.pretimeout=0",
+    ]
+    assert watchdog_drivers("6.1.0", tmp_path / "none", resolve) == []

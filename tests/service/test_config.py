@@ -110,7 +110,7 @@ def test_comments_and_quotes() -> None:
         ("ext4 sdb1\n", "kdump.conf:1: ext4 target must be /dev/"),
         ("failure_action explode\n", "kdump.conf:1: failure_action must be one of"),
         ("final_action shell\n", "kdump.conf:1: final_action must be one of"),
-        ("force_rebuild maybe\n", "kdump.conf:1: force_rebuild must be 0/1"),
+        ("force_rebuild maybe\n", "kdump.conf:1: force_rebuild must be 0 or 1"),
         (
             "force_rebuild 1\nforce_no_rebuild 1\n",
             "kdump.conf:2: force_rebuild and force_no_rebuild",
@@ -127,7 +127,7 @@ def test_comments_and_quotes() -> None:
         ),
         (
             'dracut_args --mount "/dev/a /m ext4" --mount "/dev/b /n ext4"\n',
-            "kdump.conf:1: only one --mount",
+            "kdump.conf:1: multiple mount targets",
         ),
     ],
 )

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdumpy.capture import CaptureError, layout
+from kdumpy.capture import CaptureError, fence, layout
 from kdumpy.capture.actions import Actions
 from kdumpy.capture.dmesg import kernel_log
 from kdumpy.capture.hooks import HOOK_DIRS, run_emergency, run_post, run_pre
@@ -67,6 +67,7 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
         return CaptureResult(False, error=str(exc))
     for warning in cfg.warnings:
         log.warn(warning)
+    fence.start(cfg, log)  # kdump.sh: fence_kdump_notify, in the background, before kdump_pre
     if not run_pre(cfg.kdump_pre, log, opts.hook_dirs):
         actions.machine(cfg.final_action)
         return CaptureResult(False, error="kdump_pre failed")

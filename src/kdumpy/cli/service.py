@@ -1,9 +1,11 @@
 """The service commands (kdumpctl's): config check, estimate, reserve, showmem, start, stop,
-restart, reload, status, rebuild, test, propagate, install-service."""
+restart, reload, status, rebuild, test, propagate, get-default-crashkernel,
+reset-crashkernel, install-service (and the hidden hooks' _reset-crashkernel-*)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -86,17 +88,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     propagate.add_argument("--yes", action="store_true", help="trust a new host key unasked")
     propagate.set_defaults(func=cmd_propagate)
 
+    default = sub.add_parser(
+        "get-default-crashkernel", help="print kdump-utils' default crashkernel= for here"
+    )
+    default.add_argument("dump_mode", nargs="?", choices=("kdump", "fadump"), default=None)
+    default.add_argument("--kernel", default="", help="kernel release (aarch64: 64K pages?)")
+    default.add_argument("--sysconfig", type=Path, default=None, help="capture CPUs from here")
+    default.set_defaults(func=cmd_get_default_crashkernel)
+
+    reset = sub.add_parser(
+        "reset-crashkernel", help="set the default crashkernel= in the boot loader"
+    )
+    reset.add_argument(
+        "--kernel", default=None, help="kernel path or release, ALL or DEFAULT (default: running)"
+    )
+    reset.add_argument("--fadump", choices=("on", "off", "nocma"), default=None, help="ppc64le")
+    reset.add_argument("--sysconfig", type=Path, default=None, help="capture CPUs from here")
+    reset.set_defaults(func=cmd_reset_crashkernel)
+    for name, func in (
+        ("_reset-crashkernel-for-installed-kernel", cmd_reset_for_installed_kernel),
+        ("_reset-crashkernel-for-installed_kernel", cmd_reset_for_installed_kernel),
+        ("_reset-crashkernel-after-update", cmd_reset_after_update),
+    ):
+        hidden = sub.add_parser(name)
+        if func is cmd_reset_for_installed_kernel:
+            hidden.add_argument("release")
+        hidden.add_argument("--config", type=Path, default=None)
+        hidden.set_defaults(func=func, sysconfig=None)
+
     install = sub.add_parser("install-service", help="install and enable kdumpy.service")
     install.add_argument("--no-enable", action="store_true", help="only write the unit file")
     install.set_defaults(func=cmd_install_service)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from kdumpy.service import confcheck
     from kdumpy.service.config import DEFAULT_CONFIG_PATH, load_config
     from kdumpy.service.sysconfig import load_sysconfig
 
     path = args.file or DEFAULT_CONFIG_PATH
     config = load_config(path)
+    confcheck.check(config)
     for warning in config.warnings:
         print(f"kdumpy: warning: {warning}", file=sys.stderr)
     if args.sysconfig is not None:
@@ -248,8 +280,58 @@ def cmd_propagate(args: argparse.Namespace) -> int:
 
 
 def cmd_install_service(args: argparse.Namespace) -> int:
+    from kdumpy.service.kernel_hooks import install_kernel_hooks
     from kdumpy.service.unit import install_unit
 
-    for line in install_unit(enable=not args.no_enable):
+    for line in install_unit(enable=not args.no_enable) + install_kernel_hooks():
         print(line)
+    return 0
+
+
+def cmd_get_default_crashkernel(args: argparse.Namespace) -> int:
+    print(_default_crashkernel(args.sysconfig, args.kernel, args.dump_mode))
+    return 0
+
+
+def _machine(sysconfig: Path | None):  # -> reset.Machine (imported lazily: fast --help)
+    from kdumpy.service import reset
+    from kdumpy.service.crashkernel import system_size_gib
+
+    return reset.Machine(
+        default_for=lambda release, mode: _default_crashkernel(sysconfig, release, mode),
+        arch=os.uname().machine,
+        system_gib=system_size_gib(Path("/proc/iomem").read_text()),
+        running_release=os.uname().release,
+        report=_say,
+        machine_id=reset.machine_id(),
+    )
+
+
+def cmd_reset_crashkernel(args: argparse.Namespace) -> int:
+    from kdumpy.service import reset
+
+    return reset.reset_crashkernel(_machine(args.sysconfig), args.kernel, args.fadump)
+
+
+def _auto_reset_wanted(args: argparse.Namespace) -> bool:
+    from kdumpy.service import reset
+    from kdumpy.service.config import DEFAULT_CONFIG_PATH, load_config
+
+    path = args.config or DEFAULT_CONFIG_PATH
+    return path.exists() and reset.should_auto_reset(load_config(path))
+
+
+def cmd_reset_for_installed_kernel(args: argparse.Namespace) -> int:
+    from kdumpy.service import reset
+
+    if _auto_reset_wanted(args):
+        return reset.reset_for_installed_kernel(_machine(None), args.release)
+    return 0
+
+
+def cmd_reset_after_update(args: argparse.Namespace) -> int:
+    from kdumpy.service import reset
+
+    if _auto_reset_wanted(args):
+        return reset.reset_after_update(_machine(None))
     return 0

@@ -121,3 +121,87 @@ def apply(change: Change) -> list[str]:
         notes.append(f"ran {' '.join(cmd)}")
     notes.append("Please reboot the system for the change to take effect")
     return notes
+
+
+# grubby's view of the boot entries (RHEL/Fedora: BLS entries, GRUB or zipl), as kdumpctl
+# reads it (_get_all_kernels_from_grubby, get_grub_kernel_boot_parameter).
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    """One boot loader entry: its grubby index, kernel path and command line."""
+
+    index: str
+    kernel: str
+    args: str
+
+    def param(self, name: str) -> str:
+        """The value of the last ``name=`` parameter ("" when absent)."""
+        value = ""
+        for word in self.args.split():
+            key, eq, rest = word.partition("=")
+            if key == name and eq:
+                value = rest
+        return value
+
+
+def parse_grubby_info(text: str) -> list[BootEntry]:
+    """Entries from ``grubby --info=...`` output (index=, kernel="...", args="...")."""
+    entries: list[BootEntry] = []
+    fields: dict[str, str] = {}
+
+    def flush() -> None:
+        if fields.get("kernel"):
+            index, args = fields.get("index", ""), fields.get("args", "")
+            entries.append(BootEntry(index, fields["kernel"], args))
+
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if not eq:
+            continue
+        if key == "index":
+            flush()
+            fields = {}
+        fields[key] = value.strip().strip('"')
+    flush()
+    return entries
+
+
+def grubby_entries(selector: str, grubby: str = "grubby") -> list[BootEntry]:
+    """``grubby --info=<selector>`` (ALL, DEFAULT, an index or a kernel path); [] when grubby
+    knows no such kernel."""
+    proc = subprocess.run(
+        [grubby, f"--info={selector}"], capture_output=True, text=True, check=False
+    )
+    return parse_grubby_info(proc.stdout) if proc.returncode == 0 else []
+
+
+def grubby_set_param(entry: str, name: str, old: str, new: str, grubby: str = "grubby") -> bool:
+    """Set (or with ``new`` empty remove) ``name=`` on one entry, as kdumpctl's
+    _update_kernel_cmdline; False when it already has that value.  zipl runs after a change
+    when /etc/zipl.conf exists (s390x)."""
+    if new and old == new:
+        return False
+    if not new and not old:
+        return False
+    flag = f"--args={name}={new}" if new else f"--remove-args={name}"
+    cmd = [grubby, f"--update-kernel={entry}", flag]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise KdumpyError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    if Path("/etc/zipl.conf").exists() and shutil.which("zipl"):
+        subprocess.run(["zipl"], capture_output=True, check=False)
+    return True
+
+
+def grub_default_param(text: str, name: str) -> str:
+    """The value of ``name=`` on GRUB_CMDLINE_LINUX in /etc/default/grub text ("" if absent)."""
+    value = ""
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if match and match.group(1) == "GRUB_CMDLINE_LINUX":
+            for word in match.group(3).split():
+                key, eq, rest = word.partition("=")
+                if key == name and eq:
+                    value = rest
+    return value

@@ -8,7 +8,8 @@ capture kernel, then append KDUMP_COMMANDLINE_APPEND and per-machine extras.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # Always removed (kdump-utils), plus rdinit: the capture initramfs's own /init must run.
@@ -95,6 +96,48 @@ def cpu0_apicid(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
         if key.strip() == "apicid":
             return int(value.strip())
     return None
+
+
+def watchdog_drivers(
+    release: str,
+    sysfs: Path = Path("/sys/class/watchdog"),
+    resolve: Callable[[str, str], list[str]] | None = None,
+) -> list[str]:
+    """The drivers of this machine's watchdog devices (kdump-lib.sh get_watchdog_drvs: each
+    device's modalias resolved by ``modprobe -R``)."""
+    lookup = resolve or _modprobe_resolve
+    found: list[str] = []
+    for modalias in sorted(sysfs.glob("*/device/modalias")):
+        try:
+            alias = modalias.read_text().strip()
+        except OSError:
+            continue
+        for driver in lookup(alias, release):
+            if driver not in found:
+                found.append(driver)
+    return found
+
+
+def _modprobe_resolve(alias: str, release: str) -> list[str]:
+    try:
+        proc = subprocess.run(
+            ["modprobe", "--set-version", release, "-R", alias], capture_output=True, text=True
+        )
+    except OSError:
+        return []
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def watchdog_params(drivers: Iterable[str]) -> list[str]:
+    """``<driver>.pretimeout=0`` for each watchdog driver: a pretimeout would panic the
+    capture kernel instead of letting the watchdog reset the machine; hpwdt's kdumptimeout
+    must be 0 in the capture kernel too (kdump-lib.sh prepare_cmdline)."""
+    params = []
+    for driver in drivers:
+        params.append(f"{driver}.pretimeout=0")
+        if driver == "hpwdt":
+            params.append("hpwdt.kdumptimeout=0")
+    return params
 
 
 def capture_cmdline(

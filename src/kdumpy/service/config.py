@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from kdumpy.errors import KdumpyError
+from kdumpy.service.dracut_args import (
+    DracutArgs,
+    DracutArgsError,
+    FenceArgs,
+    mount_arg,
+    parse_dracut_args,
+    parse_fence_args,
+)
 
+_T = TypeVar("_T")
 DEFAULT_CONFIG_PATH = Path("/etc/kdump.conf")
 DEFAULT_PATH = "/var/crash"
 DEFAULT_SSHKEY = "/root/.ssh/kdump_id_rsa"
@@ -129,8 +140,10 @@ class KdumpConfig:
     force_no_rebuild: bool = False
     auto_reset_crashkernel: bool = True
     dracut_args: tuple[str, ...] = ()
+    dracut: DracutArgs = DracutArgs()  # what dracut_args means to kdumpy's initramfs
     fence_kdump_args: tuple[str, ...] = ()
     fence_kdump_nodes: tuple[str, ...] = ()
+    fence: FenceArgs = FenceArgs()  # fence_kdump_args parsed
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def collector_argv(self) -> list[str]:
@@ -224,11 +237,22 @@ def _split(value: str, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _bool(value: str, where: str, name: str) -> bool:
-    table = {"1": True, "0": False, "yes": True, "no": False}
-    if value.lower() not in table:
-        raise ConfigError(f"{where}: {name} must be 0/1 or yes/no, not {value!r}")
-    return table[value.lower()]
+def _zero_one(value: str, where: str, name: str) -> bool:
+    """force_rebuild / force_no_rebuild: kdumpctl takes 0 and 1 only ("value is invalid")."""
+    if value not in ("0", "1"):
+        raise ConfigError(f"{where}: {name} must be 0 or 1, not {value!r}")
+    return value == "1"
+
+
+def _auto_reset(value: str, where: str, warnings: list[str]) -> bool:
+    """kdumpctl resets unless the value is exactly "no"; anything but yes/no is worth a
+    warning, since "0" or "No" would surprise whoever wrote it."""
+    if value not in ("yes", "no"):
+        warnings.append(
+            f"{where}: auto_reset_crashkernel {value}: only 'no' turns it off (as kdumpctl); "
+            "taken as yes"
+        )
+    return value != "no"
 
 
 def _build(
@@ -249,22 +273,39 @@ def _build(
             kw["core_collector"] = _split(value, at(name))
         elif name in ("sshkey", "kdump_pre", "kdump_post", "kdump_emergency"):
             kw[name] = value
-        elif name in ("extra_bins", "extra_modules", "fence_kdump_args", "fence_kdump_nodes"):
+        elif name in ("extra_bins", "extra_modules", "fence_kdump_nodes"):
             kw[name] = _split(value, at(name))
+        elif name == "fence_kdump_args":
+            kw[name] = _split(value, at(name))
+            kw["fence"] = _checked(parse_fence_args, _split(value, at(name)), at(name))
         elif name in ("failure_action", "default"):
             kw["failure_action"] = _action(value, FAILURE_ACTIONS, at(name), name)
         elif name == "final_action":
             kw["final_action"] = _action(value, FINAL_ACTIONS, at(name), name)
-        elif name in ("force_rebuild", "force_no_rebuild", "auto_reset_crashkernel"):
-            kw[name] = _bool(value, at(name), name)
+        elif name in ("force_rebuild", "force_no_rebuild"):
+            kw[name] = _zero_one(value, at(name), name)
+        elif name == "auto_reset_crashkernel":
+            kw[name] = _auto_reset(value, at(name), warnings)
         elif name == "dracut_args":
             kw["dracut_args"] = _split(value, at(name))
-            mount = _dracut_mount(kw["dracut_args"], at(name))  # type: ignore[arg-type]
-            if mount is not None:
-                if "target" in kw:
+            dracut = _checked(parse_dracut_args, _split(value, at(name)), at(name))
+            kw["dracut"] = dracut
+            warnings += [f"{at(name)}: {w}" for w in dracut.warnings]
+            if dracut.mount is not None:
+                if any(n in TARGET_KINDS for n in values):
                     raise ConfigError(f"{at(name)}: dracut_args --mount conflicts with a target")
-                kw["target"] = mount
+                m = dracut.mount
+                kind = "nfs" if m.fstype.startswith("nfs") else m.fstype
+                kw["target"] = Target(kind, m.device, m.options)
+    kw["warnings"] = tuple(warnings)
     return KdumpConfig(**kw)  # type: ignore[arg-type]
+
+
+def _checked(parse: Callable[[tuple[str, ...]], _T], words: tuple[str, ...], where: str) -> _T:
+    try:
+        return parse(words)
+    except DracutArgsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _action(value: str, allowed: tuple[str, ...], where: str, name: str) -> str:
@@ -295,20 +336,6 @@ def _target(kind: str, value: str, where: str) -> Target:
     return Target(kind, value)
 
 
-def _dracut_mount(args: tuple[str, ...], where: str) -> Target | None:
-    """``--mount "<dev> <mnt> <fstype> [<opts>]"`` in dracut_args names the target."""
-    mounts = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--mount"]
-    if len(mounts) > 1:
-        raise ConfigError(f"{where}: only one --mount is allowed in dracut_args")
-    if not mounts:
-        return None
-    parts = mounts[0].split()
-    if len(parts) < 3:
-        raise ConfigError(f'{where}: --mount needs "<dev> <mountpoint> <fstype> [<options>]"')
-    kind = "nfs" if parts[2].startswith("nfs") else parts[2]
-    return Target(kind, parts[0], parts[3] if len(parts) > 3 else "defaults")
-
-
 def _check_conflicts(config: KdumpConfig, lines: dict[str, int], source: str) -> None:
     if config.force_rebuild and config.force_no_rebuild:
         raise ConfigError(
@@ -320,13 +347,22 @@ def _check_conflicts(config: KdumpConfig, lines: dict[str, int], source: str) ->
 
 
 def render_config(config: KdumpConfig) -> str:
-    """Write a config back as kdump.conf text (used for the copy in the capture initramfs)."""
+    """Write a config back as kdump.conf text (used for the copy in the capture initramfs).
+
+    A target whose kind no directive names (vfat, f2fs, exfat... from ``dracut_args
+    --mount`` or the filesystem holding ``path``), or that carries mount options, is written
+    as ``dracut_args --mount``: the copy must parse back to the same target.
+    """
     out: list[str] = ["# written by kdumpy from " + config.source]
-    if config.target is not None:
-        out.append(f"{config.target.kind} {config.target.spec}")
+    target = config.target
+    if target is not None and (target.kind in TARGET_KINDS and target.mount_options == "defaults"):
+        out.append(f"{target.kind} {target.spec}")
+    elif target is not None:
+        fstype = "nfs" if target.kind == "nfs" else target.kind
+        out.append("dracut_args " + mount_arg(target.spec, fstype, target.mount_options))
     out.append(f"path {config.path}")
     out.append("core_collector " + shlex.join(config.core_collector))
-    if config.target is not None and config.target.kind == "ssh":
+    if target is not None and target.kind == "ssh":
         out.append(f"sshkey {config.sshkey}")
     for name in ("kdump_pre", "kdump_post", "kdump_emergency"):
         if getattr(config, name) is not None:

@@ -16,8 +16,13 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
-from kdumpy.service import early_state, kexec, manifest, propagate, teststatus
-from kdumpy.service.cmdline import capture_cmdline, cpu0_apicid
+from kdumpy.service import confcheck, early_state, kexec, manifest, propagate, teststatus
+from kdumpy.service.cmdline import (
+    capture_cmdline,
+    cpu0_apicid,
+    watchdog_drivers,
+    watchdog_params,
+)
 from kdumpy.service.config import KdumpConfig, load_config
 from kdumpy.service.initramfs import BuildOptions, BuildResult, build_initramfs
 from kdumpy.service.paths import LOCK_DIR, LOCK_NAME, ServicePaths
@@ -57,6 +62,7 @@ def _sysconfig_path(paths: ServicePaths) -> Path | None:
 def load_settings(paths: ServicePaths) -> tuple[KdumpConfig, Sysconfig]:
     """Both config files; errors (file:line) surface before anything is touched."""
     config = load_config(paths.config)
+    confcheck.check(config)  # what only this machine can tell (fence_kdump_nodes)
     sysconfig = load_sysconfig(_sysconfig_path(paths))
     return config, sysconfig
 
@@ -113,6 +119,7 @@ def load_capture_kernel(paths: ServicePaths, sysconfig: Sysconfig, report: Repor
     """kexec_file_load the kernel with the capture initramfs and command line."""
     base = sysconfig.commandline or Path("/proc/cmdline").read_text()
     extra = teststatus.cmdline_extra(paths)
+    extra += watchdog_params(watchdog_drivers(paths.kernel_release))
     cmdline = capture_cmdline(
         base, sysconfig.commandline_remove, sysconfig.commandline_append, extra, cpu0_apicid()
     )

@@ -71,14 +71,19 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         report(f"warning: not installed, left out: {', '.join(runtime.missing)}")
     _add_python(image, runtime)
     env = _target_env(config, opts)
-    if config.target.is_remote and opts.hostonly:
+    if opts.hostonly and (config.target.is_remote or config.fence_kdump_nodes):
         env.update(_network_env(config, opts))
     if config.failure_action == "dump_to_rootfs" and opts.hostonly:
         _add_rootfs(image, opts)
     module_names = _target_modules(config, opts) + list(config.extra_modules) + opts.extra_modules
+    module_names += config.dracut.add_drivers  # dracut_args --add-drivers and the like
+    omitted = {kmod.normalize(n) for n in config.dracut.omit_drivers}
+    module_names = [n for n in module_names if kmod.normalize(n) not in omitted]
     loaded = _add_kernel_modules(image, modules_dir, module_names)
     if config.target.kind == "ssh":
         _add_ssh(image, config)
+    elif config.fence_kdump_nodes and Path("/etc/resolv.conf").exists():
+        image.add_host_file("/etc/resolv.conf")  # fence_kdump nodes may be names
     _add_collector_and_hooks(image, config)
     env.update(
         KDUMP_KERNEL_RELEASE=opts.release,
@@ -90,7 +95,7 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
     image.add_bytes("/etc/kdump.conf", render_config(config).encode())
     image.add_host_file(DATA / "init.sh", "/init", mode=0o755)
     image.add_host_file(DATA / "selftest.py", "/usr/lib/kdumpy/selftest.py", mode=0o644)
-    compression = opts.compression or kernel_compression(opts)
+    compression = opts.compression or config.dracut.compression or kernel_compression(opts)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     digest = image.write(opts.output, compression)
     return BuildResult(
@@ -183,7 +188,7 @@ def _target_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
         "KDUMP_TARGET_KIND": config.target.kind,
         "KDUMP_TARGET_SPEC": config.target.spec,
         "KDUMP_MOUNT_OPTIONS": _mount_options(config.target.mount_options),
-        "KDUMP_NETWORK": "1" if config.target.is_remote else "0",
+        "KDUMP_NETWORK": "1" if config.target.is_remote or config.fence_kdump_nodes else "0",
         "KDUMP_NET_TIMEOUT": str(opts.net_timeout),
     }
 
@@ -246,8 +251,15 @@ def _optional_fs_names() -> set[str]:
 
 
 def _network_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
+    """The interface and route to the remote target, else to the first fence_kdump node
+    (fence_kdump needs the network even when the dump stays local)."""
     assert config.target is not None
-    host = config.target.ssh_host if config.target.kind == "ssh" else config.target.nfs_host
+    if config.target.kind == "ssh":
+        host = config.target.ssh_host
+    elif config.target.kind == "nfs":
+        host = config.target.nfs_host
+    else:
+        host = config.fence_kdump_nodes[0]
     net = targets.route_to(host)
     opts.extra_modules.extend(kmod.net_device_drivers(net.iface))
     return {
@@ -296,6 +308,10 @@ def _add_collector_and_hooks(image: Image, config: KdumpConfig) -> None:
         if found is None or not Path(found).exists():
             raise KdumpyError(f"{config.source}: extra_bins: {name} not found")
         files.append(found)
+    for path in config.dracut.install:  # dracut_args --install: files at their host paths
+        if not Path(path).exists():
+            raise KdumpyError(f"{config.source}: dracut_args --install: {path} not found")
+        files.append(path)
     for f in files:
         if not Path(f).exists():
             raise KdumpyError(f"{config.source}: {f} does not exist")

@@ -6,15 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdumpy.errors import KdumpyError
+from kdumpy.service import kernels
 from kdumpy.service.config import DEFAULT_CONFIG_PATH
+from kdumpy.service.sysconfig import load_sysconfig
 
 STATE_DIR = Path("/var/lib/kdumpy")
 # In a directory of root's own (0700), not in /run/lock (1777), where any user could plant a
 # symbolic link for root to follow or take the lock first and hold it.
 LOCK_DIR = Path("/run/kdumpy")
 LOCK_NAME = "lock"
-BOOT_DIRS = (Path("/boot"), Path("/boot/efi"), Path("/efi"), Path("/"))
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,12 @@ class ServicePaths:
 
     @property
     def kernel_release(self) -> str:
-        return self.release or os.uname().release
+        """--kernel-release, else KDUMP_KERNELVER, else the running kernel (its non-debug
+        twin when installed, as kdumpctl)."""
+        if self.release:
+            return self.release
+        kernelver = load_sysconfig(self.sysconfig).kernelver
+        return kernels.kdump_kernel_version(kernelver, os.uname().release)
 
     @property
     def initrd(self) -> Path:
@@ -43,13 +48,10 @@ class ServicePaths:
         return self.state_dir / "vmcore-creation.status"
 
     def kernel_image(self) -> Path:
-        """The vmlinuz of the release, looked up like kdumpctl's prepare_kdump_kernel."""
-        names = [f"vmlinuz-{self.kernel_release}", f"{self.kernel_release}/vmlinuz"]
-        for base in BOOT_DIRS:
-            for name in names:
-                if (base / name).is_file():
-                    return base / name
-        modules = Path("/lib/modules") / self.kernel_release / "vmlinuz"
-        if modules.is_file():
-            return modules
-        raise KdumpyError(f"no kernel image found for {self.kernel_release} in /boot")
+        """The kernel to load for the release, looked up like kdumpctl's prepare_kdump_kernel
+        (kernels.py; a unified kernel image's .linux section is copied out first)."""
+        sysconfig = load_sysconfig(self.sysconfig)
+        dirs = tuple(Path(d) for d in sysconfig.bootdir.split()) or kernels.BOOT_DIRS
+        lookup = kernels.Lookup(boot_dirs=dirs, img=sysconfig.img, img_ext=sysconfig.img_ext)
+        image = kernels.find_kernel(self.kernel_release, lookup)
+        return kernels.kernel_for_kexec(image, self.state_dir, self.kernel_release)
