@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,7 +63,8 @@ def atomic_output(
     old file or the new one, never a partial one."""
     directory, name = os.path.split(os.fspath(path))
     for _ in range(_TEMP_TRIES):
-        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}")
+        # Unpredictable: nobody can plant the name in advance (O_EXCL would refuse it anyway).
+        tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}")
         try:
             fd = create(tmp, mode, dir_fd=dir_fd)
             break

@@ -1,4 +1,5 @@
-"""propagate's server naming and the kexec-tools fallback's arguments (no VM).
+"""propagate's server naming, the start-time ssh check against a loopback sshd, and the
+kexec-tools fallback's arguments (no VM).
 
 The end-to-end proof (a real sshd, a real guest) is tests/e2e/test_commands.py.
 """
@@ -6,11 +7,14 @@ The end-to-end proof (a real sshd, a real guest) is tests/e2e/test_commands.py.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+from unprivileged import isolated, overlay
 
 from kdumpy.errors import KdumpyError
+from kdumpy.lab.servers import Sshd
 from kdumpy.service import kexec, propagate
 from kdumpy.service.config import parse_config
 
@@ -46,3 +50,61 @@ def test_fallback_forces_kexec_load(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     argv = record.read_text().splitlines()
     assert argv == ["-p", "-c", "--debug", "--command-line=a b=c", "--initrd=/x/initrd",
                     "/boot/vmlinuz"]  # fmt: skip
+
+
+# Runs in a private mount namespace whose /root and /etc/ssh are overlays: the start-time
+# check (kdumpy start) and the capture kernel's ssh, each with its defaults.
+AGREE_SCRIPT = """
+import sys
+from kdumpy.capture.log import CaptureLog
+from kdumpy.capture.targets.ssh import SshServer
+from kdumpy.errors import KdumpyError
+from kdumpy.service.config import parse_config
+from kdumpy.service.propagate import check_target
+
+conf, key = sys.argv[1], sys.argv[2]
+try:
+    check_target(parse_config(open(conf).read(), conf), print, timeout=0)
+    print("start: accepted")
+except KdumpyError as exc:
+    print(f"start: refused: {exc}")
+try:
+    SshServer(CaptureLog(open("/dev/null", "w")), "root", "127.0.0.1", key)._remote("true")
+    print("capture: accepted")
+except KdumpyError as exc:
+    print(f"capture: refused: {exc}")
+"""
+
+
+@pytest.mark.parametrize("where", ["/etc/ssh/ssh_known_hosts", "/root/.ssh/known_hosts"])
+def test_start_check_trusts_what_the_capture_trusts(tmp_path: Path, where: str) -> None:
+    """Finding 16: the server's host key only in the global known_hosts (which the capture
+    initramfs does not carry) passed ``kdumpy start`` and was refused at crash time.  Both
+    must now give the same answer; with the key in root's known_hosts both accept."""
+    with Sshd(tmp_path / "sshd") as sshd:
+        root_ssh = tmp_path / "root" / "upper" / ".ssh"
+        root_ssh.mkdir(parents=True, mode=0o700)
+        (root_ssh / "config").write_text(sshd.client_config("127.0.0.1"))
+        known = (
+            root_ssh / "known_hosts"
+            if where.startswith("/root")
+            else (tmp_path / "etc-ssh" / "upper" / "ssh_known_hosts")
+        )
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(sshd.known_hosts_line("127.0.0.1"))
+        conf = tmp_path / "kdump.conf"
+        conf.write_text(f"ssh root@127.0.0.1\nsshkey {sshd.client_key}\npath {tmp_path}/crash\n")
+        script = tmp_path / "agree.py"
+        script.write_text(AGREE_SCRIPT)
+        setup = [overlay("/root", tmp_path / "root"), overlay("/etc/ssh", tmp_path / "etc-ssh")]
+        argv = [sys.executable, str(script), str(conf), str(sshd.client_key)]
+        proc = isolated("\n".join(setup), argv, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    if where.startswith("/etc"):
+        assert lines["capture"].startswith("refused: refusing ssh root@127.0.0.1")
+        assert lines["start"].startswith("refused: root@127.0.0.1: Host key verification failed")
+        assert not (tmp_path / "crash").exists()
+    else:
+        assert lines == {"start": "accepted", "capture": "accepted"}
+        assert (tmp_path / "crash").is_dir()

@@ -25,7 +25,7 @@ from kdumpy.capture.collector import collect_to_file
 from kdumpy.capture.layout import VMCORE, VMCORE_INCOMPLETE, fresh_names
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.net import resolve, source_address
-from kdumpy.capture.targets import Destination
+from kdumpy.capture.targets.base import Destination
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import DIR_FLAGS, PRIVATE_DIR, PRIVATE_FILE, fresh_dir, replace
 from kdumpy.service.config import Target

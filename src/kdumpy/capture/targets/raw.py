@@ -13,7 +13,7 @@ import time
 from kdumpy.capture import CaptureError
 from kdumpy.capture.collector import start_stream, wait_stream
 from kdumpy.capture.log import CaptureLog
-from kdumpy.capture.targets import Destination
+from kdumpy.capture.targets.base import Destination
 
 DEVICE_WAIT = 60.0  # seconds, like /init's wait for filesystem target devices
 

@@ -22,7 +22,7 @@ from kdumpy.capture.collector import start_stream, wait_stream
 from kdumpy.capture.layout import VMCORE_FLAT, VMCORE_INCOMPLETE, fresh_names
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.net import wait_for_route
-from kdumpy.capture.targets import Destination
+from kdumpy.capture.targets.base import Destination
 from kdumpy.service.sshopts import KNOWN_HOSTS, client_options
 
 SSH_TRIES = 5
