@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from kdumpy.collect.elf_output import split_load
 from kdumpy.collect.levels import parse_dump_levels
+from kdumpy.vmcore.elf_writer import EHDR, PHDR, ElfWriter, Load
 from kdumpy.vmcore.flat_writer import FlatSink, rearrange
 from kdumpy.vmcore.kdump_writer import KdumpLayout
 
@@ -40,6 +41,25 @@ def test_split_load_at_256_excluded_pages():
     assert split_load(keep) == [(0, 700, 1000)]
     keep[900:] = True  # ...a short one is copied
     assert split_load(keep) == [(0, 1000, 1000)]
+    keep[997:] = False  # ...unless it ends the load (5.10's kernel-text PT_LOAD ends so)
+    assert split_load(keep) == [(0, 997, 1000)]
+    keep[:] = False  # nothing kept: a header without data
+    assert split_load(keep[:100]) == [(0, 0, 100)]
+
+
+def test_elf_offsets_of_loads_without_data():
+    """makedumpfile: a piece cut off by a long excluded run and holding no data gets
+    p_offset 0; the last piece of a source PT_LOAD keeps the running offset even empty."""
+    sink = _Positioned()
+    elf = ElfWriter(sink, 4096, b"notes")
+    elf.write_headers([
+        Load(0, 0, 0, 256 * 4096, last=False),  # the load starts with 256 excluded pages
+        Load(256 * 4096, 0, 4096, 4096),
+        Load(1 << 20, 0, 0, 100 * 4096),  # a small load with every page excluded
+    ])  # fmt: skip
+    data = EHDR.size + 4 * PHDR.size + len(b"notes")
+    offsets = [PHDR.unpack_from(sink.buf, EHDR.size + PHDR.size * i)[2] for i in (1, 2, 3)]
+    assert offsets == [0, data, data + 4096]
 
 
 def test_dump_level_lists():

@@ -68,8 +68,13 @@ def makedumpfile_dmesg(vmcore: Path) -> Path | None:
     return final
 
 
-def drgn_program(path: Path | list[Path], kallsyms: bool = False):  # noqa: ANN201
-    """drgn 0.3.0 (its own ELF and libkdumpfile readers, its own page-table walk)."""
+def drgn_program(path: Path | list[Path], kallsyms: bool = False, kernel=None):  # noqa: ANN001, ANN201
+    """drgn 0.3.0 (its own ELF and libkdumpfile readers, its own page-table walk).
+
+    With *kallsyms*, drgn also knows the kernel's symbols: from the kernel's own kallsyms
+    tables, which drgn finds through VMCOREINFO (Linux 6.0 and later), else from the lab
+    *kernel*'s Debian -dbg vmlinux (its ELF symbol table, moved by KERNELOFFSET).
+    """
     drgn = pytest.importorskip("drgn")
     prog = drgn.Program()
     if isinstance(path, list):
@@ -78,7 +83,13 @@ def drgn_program(path: Path | list[Path], kallsyms: bool = False):  # noqa: ANN2
     if kallsyms:
         from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
 
-        prog.register_symbol_finder("kallsyms", load_vmlinux_kallsyms(prog), enable_index=0)
+        try:
+            finder = load_vmlinux_kallsyms(prog)
+        except drgn.MissingDebugInfoError:  # no kallsyms in VMCOREINFO before 6.0
+            assert kernel is not None, f"{path}: no kallsyms in VMCOREINFO, pass the kernel"
+            prog.load_debug_info([str(kernel.dbg_vmlinux())])
+        else:
+            prog.register_symbol_finder("kallsyms", finder, enable_index=0)
     return prog
 
 
@@ -96,7 +107,7 @@ def mdf_dmesg():  # noqa: ANN201
 
 @pytest.fixture(scope="session")
 def drgn_prog():  # noqa: ANN201
-    """``drgn_prog(path, kallsyms=False)``: drgn opened on a dump, as the oracle."""
+    """``drgn_prog(path, kallsyms=False, kernel=None)``: drgn opened on a dump, as the oracle."""
     return drgn_program
 
 

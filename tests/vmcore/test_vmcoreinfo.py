@@ -63,8 +63,9 @@ def test_require_names_the_dump_and_entry() -> None:
 @pytest.mark.vm
 def test_symbols_agree_with_kallsyms(lab_dump, drgn_prog) -> None:  # noqa: ANN001
     """Every SYMBOL() that kallsyms also knows must have the same address: the oracle
-    is drgn's decoding of the kernel's own kallsyms tables in the dump."""
-    prog = drgn_prog(lab_dump.vmcore, kallsyms=True)
+    is drgn's decoding of the kernel's own kallsyms tables in the dump (before 6.0, the
+    symbol table of the kernel's -dbg vmlinux)."""
+    prog = drgn_prog(lab_dump.vmcore, kallsyms=True, kernel=lab_dump.kernel)
     with open_dump(lab_dump.vmcore) as dump:
         info = dump.vmcoreinfo
         assert info.osrelease == lab_dump.kernel.release

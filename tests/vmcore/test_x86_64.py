@@ -16,7 +16,7 @@ pytestmark = pytest.mark.vm
 
 
 def test_layout_matches_kernel_variables(lab_dump, drgn_prog) -> None:  # noqa: ANN001
-    prog = drgn_prog(lab_dump.vmcore, kallsyms=True)
+    prog = drgn_prog(lab_dump.vmcore, kallsyms=True, kernel=lab_dump.kernel)
     with open_dump(lab_dump.vmcore) as dump:
         t = dump.translator
         assert t.page_offset == prog.read_u64(prog.symbol("page_offset_base").address)

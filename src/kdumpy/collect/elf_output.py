@@ -3,8 +3,9 @@
 Every PT_LOAD of the source is cut where at least :data:`PFN_EXCLUDED` (256)
 consecutive pages are excluded, as makedumpfile does; shorter excluded runs are
 written with their real contents (a new program header costs more than a few
-pages).  Zero pages count as excluded here when dump level bit 1 is set, so they
-are found by reading the kept pages once before anything is written.
+pages) unless they end the load.  Zero pages count as excluded here when dump level
+bit 1 is set, so they are found by reading the kept pages once before anything is
+written.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def split_load(keep: np.ndarray) -> list[tuple[int, int, int]]:
         pieces.append((first, a - first, b - first))
         first = b
     if first < n or not pieces:
-        last_kept = n
-        pieces.append((first, last_kept - first, n - first))
+        # Excluded pages at the end of a load, however few, only extend p_memsz: makedumpfile
+        # copies a short excluded run only when a kept page follows it.
+        kept = np.flatnonzero(keep[first:])
+        pieces.append((first, int(kept[-1]) + 1 if kept.size else 0, n - first))
     return [p for p in pieces if p[2] > 0]
 
 
@@ -84,11 +87,11 @@ def write_elf(
         if level & 1:
             summary.zero_pages += _drop_zero_pages(src, start, keep)
         kept_total += int(np.count_nonzero(keep))
-        for first, file_pages, mem_pages in split_load(keep):
+        pieces = split_load(keep)
+        for i, (first, file_pages, mem_pages) in enumerate(pieces, 1):
             plan.append((start + first, file_pages, len(loads)))
-            loads.append(
-                Load((start + first) * ps, vaddr + first * ps, file_pages * ps, mem_pages * ps)
-            )
+            paddr, size = (start + first) * ps, mem_pages * ps
+            loads.append(Load(paddr, vaddr + first * ps, file_pages * ps, size, i == len(pieces)))
     summary.dumpable_pages = kept_total + (summary.zero_pages if level & 1 else 0)
     elf.write_headers(loads)
     total = sum(p[1] for p in plan)

@@ -32,12 +32,17 @@ _IDENT = b"\x7fELF\x02\x01\x01" + bytes(9)
 
 @dataclass(frozen=True)
 class Load:
-    """One PT_LOAD to write: physical and virtual start, bytes in the file, bytes of memory."""
+    """One PT_LOAD to write: physical and virtual start, bytes in the file, bytes of memory.
+
+    ``last``: the last piece of a source PT_LOAD.  makedumpfile gives a load without file
+    data offset 0, except the last piece, which keeps the running file offset.
+    """
 
     paddr: int
     vaddr: int
     filesz: int
     memsz: int
+    last: bool = True
 
 
 class ElfWriter:
@@ -75,7 +80,7 @@ class ElfWriter:
         )
         self.offsets = []
         for load in loads:
-            off = pos if load.filesz else 0  # makedumpfile: no file data, offset 0
+            off = pos if load.filesz or load.last else 0
             self.offsets.append(off)
             table += PHDR.pack(
                 PT_LOAD, PF_RWX, off, load.vaddr, load.paddr, load.filesz, load.memsz, 0

@@ -5,9 +5,9 @@ The walk starts at ``SYMBOL(init_top_pgt)``, whose physical address is
 minus ``NUMBER(sme_mask)`` (AMD memory encryption); ``NUMBER(pgtable_l5_enabled)``
 selects 5 levels.  Two shortcuts avoid the walk, as crash's ``x86_64_VTOP`` does:
 kernel image addresses (``__START_KERNEL_map`` + phys_base) and the direct map
-(``page_offset``).  ``page_offset`` comes from /proc/vmcore's PT_LOADs when they carry
-virtual addresses, otherwise it is discovered by finding where the page tables map
-physical address 0.
+(``page_offset``, up to the end of the dump's RAM).  ``page_offset`` comes from
+/proc/vmcore's PT_LOADs when they carry virtual addresses, otherwise it is discovered by
+finding where the page tables map physical address 0.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ class X86_64Translator:
         self.pgd_paddr = pgt - START_KERNEL_MAP + self.phys_base
         self.kernel_image_size = info.number("KERNEL_IMAGE_SIZE") or DEFAULT_KERNEL_IMAGE_SIZE
         self.max_physmem_bits = info.number("MAX_PHYSMEM_BITS") or (52 if self.levels == 5 else 46)
+        # The direct-map shortcut covers the dump's RAM only: with KASLR the kernel sizes the
+        # direct-map region to RAM plus padding and randomizes vmalloc right above it (5.10
+        # lab dump: vmalloc_base = page_offset_base + 12 TiB, well inside 2**46).
+        ram_end = dump.max_pfn * dump.page_size
+        self.direct_map_size = min(ram_end or 1 << 64, 1 << self.max_physmem_bits)
         self._cache: dict[int, int] = {}
         self._page_offset: int | None = None
 
@@ -152,7 +157,7 @@ class X86_64Translator:
         cached = self._cache.get(page)
         if cached is None:
             po = self._page_offset
-            if po is not None and po <= vaddr < po + (1 << self.max_physmem_bits):
+            if po is not None and po <= vaddr < po + self.direct_map_size:
                 cached = page - po
             else:
                 cached = self.walk(page)
