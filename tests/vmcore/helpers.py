@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
-from kdumpy.vmcore import open_dump
+from kdumpy.errors import KdumpyError
+from kdumpy.vmcore import Dump, open_dump
+from kdumpy.vmcore.dmesg import kernel_log
 
 STEP = 8192  # pfns compared per numpy batch
 
@@ -34,3 +37,20 @@ def assert_same_pages(
             total += int(present.sum())
         assert total >= min_pages
         return total
+
+
+def consume(dump: Dump) -> int:
+    """Use every part of an opened dump the way the tools do (ranges, every page, notes,
+    VMCOREINFO, the kernel log if it has one); returns the number of pages read.  Errors
+    propagate, except a kernel log the VMCOREINFO does not describe."""
+    dump.ram_ranges()
+    pages = 0
+    for _start, data, present in dump.iter_pages():
+        pages += int(present.sum())
+        del data  # hold one batch at a time, as a streaming consumer does
+    _ = dump.prstatus, dump.qemu_cpu_states, dump.device_dumps, dump.eraseinfo
+    if dump.has_vmcoreinfo:
+        _ = dump.vmcoreinfo.osrelease
+        with contextlib.suppress(KdumpyError):
+            kernel_log(dump)
+    return pages

@@ -26,6 +26,8 @@ from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 if TYPE_CHECKING:
     from kdumpy.vmcore.x86_64 import X86_64Translator
 
+BATCH_BYTES = 16 << 20  # the most page data iter_pages hands out at once
+
 
 class Dump:
     """A crash dump opened for reading: physical pages, notes, VMCOREINFO.
@@ -40,6 +42,9 @@ class Dump:
     max_pfn: int = 0
     notes: list[Note]
     incomplete: bool = False  # the writer ran out of space (or hit -L): pages are missing
+    # One-line notices about what the dump lacks but could still be opened without (a
+    # file missing from a split set): for the command to show once, not errors.
+    warnings: tuple[str, ...] = ()
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> Dump:
@@ -118,11 +123,13 @@ class Dump:
 
     def iter_pages(self, batch: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(start_pfn, pages, present)`` over :meth:`pfn_ranges` in batches of at most
-        ``batch`` pages (memory stays bounded by one batch)."""
+        ``batch`` pages and 16 MiB (memory stays bounded by one batch)."""
+        batch = max(1, min(batch, BATCH_BYTES // self.page_size))
         for start, end in self.pfn_ranges():
             for lo in range(start, end, batch):
                 pages, present = self.read_pfns(lo, min(batch, end - lo))
                 yield lo, pages, present
+                del pages, present  # one batch alive at a time, not two
 
     def read_pfn(self, pfn: int) -> bytes:
         """One page; raises :class:`PageNotPresent` if it is not in the file."""

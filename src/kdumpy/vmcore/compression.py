@@ -3,6 +3,11 @@
 makedumpfile and QEMU compress each page on its own: zlib (a complete zlib stream),
 raw LZO1X without a header, raw snappy blocks (not the framing format), or a zstd
 frame.  Every page must come back exactly ``page_size`` bytes long.
+
+The data is untrusted: no decompressor may produce (or allocate) more than one page,
+whatever the data claims.  zlib stops at ``max_length``; zstd's frame header and
+snappy's leading varint declare the output size, which is checked before any
+allocation; LZO decompresses into a page-sized buffer with the safe decoder.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ COMPRESSION_NAMES = {
 }
 
 
-def _zlib(data: bytes, page_size: int) -> bytes:
-    return zlib.decompress(data, bufsize=page_size)
+class DecompressionError(ValueError):
+    """A page's data does not decompress to exactly one page."""
 
 
 # The compression libraries are imported on first use: an ELF-only reader (the capture
@@ -42,18 +47,46 @@ def _make_lzo() -> Callable[[bytes, int], bytes]:
 def _make_snappy() -> Callable[[bytes, int], bytes]:
     import cramjam
 
-    return lambda data, page_size: bytes(cramjam.snappy.decompress_raw(data))
+    snappy = cramjam.snappy
+
+    def decompress(data: bytes, page_size: int) -> bytes:
+        declared = snappy.decompress_raw_len(data)
+        if declared != page_size:
+            raise DecompressionError(f"snappy data declares {declared} bytes, not {page_size}")
+        out = bytearray(page_size)
+        size = snappy.decompress_raw_into(data, out)
+        return bytes(out) if size == page_size else bytes(out[:size])
+
+    return decompress
 
 
 def _make_zstd() -> Callable[[bytes, int], bytes]:
     import zstandard
 
-    decompress = zstandard.ZstdDecompressor().decompress
-    return lambda data, page_size: decompress(data, max_output_size=page_size)
+    frame_size = zstandard.frame_content_size
+    unknown = zstandard.CONTENTSIZE_UNKNOWN
+    # With a content size in the frame header, zstandard allocates that much whatever
+    # max_output_size says: check the header first.
+    decompress_frame = zstandard.ZstdDecompressor().decompress
+
+    def decompress(data: bytes, page_size: int) -> bytes:
+        declared = frame_size(data)
+        if declared not in (unknown, page_size):
+            raise DecompressionError(f"zstd frame declares {declared} bytes, not {page_size}")
+        return decompress_frame(data, max_output_size=page_size)
+
+    return decompress
 
 
 def _make_zlib() -> Callable[[bytes, int], bytes]:
-    return lambda data, page_size: zlib.decompress(data, bufsize=page_size)
+    def decompress(data: bytes, page_size: int) -> bytes:
+        stream = zlib.decompressobj()
+        out = stream.decompress(data, page_size)  # never more than a page
+        if not stream.eof:
+            raise DecompressionError("zlib stream does not end within one page")
+        return out
+
+    return decompress
 
 
 _FACTORIES: dict[int, Callable[[], Callable[[bytes, int], bytes]]] = {
@@ -73,10 +106,6 @@ def decompressor(flags: int) -> Callable[[bytes, int], bytes]:
     return func
 
 
-class DecompressionError(ValueError):
-    """A page's data does not decompress to exactly one page."""
-
-
 def decompress_page(flags: int, data: bytes, page_size: int) -> bytes:
     """Decompress one page; :class:`DecompressionError` (with the reason) if it fails."""
     try:
@@ -85,7 +114,7 @@ def decompress_page(flags: int, data: bytes, page_size: int) -> bytes:
         raise DecompressionError(f"unknown compression flags {flags:#x}") from None
     try:
         out = func(data, page_size)
-    except Exception as exc:  # each library has its own error types
+    except Exception as exc:  # each library has its own error types, and ours
         raise DecompressionError(f"{COMPRESSION_NAMES[flags]} data is corrupt ({exc})") from None
     if len(out) != page_size:
         raise DecompressionError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -61,6 +61,21 @@ def _popcount(bitmap: np.ndarray) -> int:
     return int(_POPCOUNT[bitmap].sum())
 
 
+def _same_dump(header: DiskDumpHeader) -> DiskDumpHeader:
+    """The header as every file of a split set has it (one may be marked incomplete)."""
+    return replace(header, status=header.status & ~COMPRESSED_INCOMPLETE)
+
+
+def _read_area(src: ByteSource, offset: int, size: int, what: str) -> bytes:
+    """``size`` bytes the sub-header locates, or a one-line error if they are not there."""
+    data = src.read(offset, size) if offset >= 0 and size <= src.stored else b""
+    if len(data) < size:
+        raise DumpFormatError(
+            f"{src.path}: {what} ({size} bytes at offset {offset}) past the end of the file"
+        )
+    return data
+
+
 class KdumpDump(Dump):
     """Reader for kdump-compressed files (``sources`` = one file or a split set)."""
 
@@ -69,7 +84,6 @@ class KdumpDump(Dump):
         self.path = sources[0].path
         self._sources = sources
         parts = [self._read_headers(src) for src in sources]
-        self._check_set(parts)
         first = parts[0]
         self.header = first.header
         self.sub_header = first.sub
@@ -81,15 +95,12 @@ class KdumpDump(Dump):
         self.max_pfn = first.sub.max_mapnr or first.header.max_mapnr
         self._load_bitmaps(first)
         self._build_prefix()
-        self.parts = sorted(parts, key=lambda p: p.start_pfn)
+        self.parts = self._check_set(parts)
         for part in self.parts:
-            if part.end_pfn == 0 or part.end_pfn > self.max_pfn:
-                part.end_pfn = self.max_pfn
             part.first_index = self._rank(part.start_pfn)
-            # Only as many descriptors as the bitmap counts in this file's range; fewer
-            # if the file is truncated.
-            part.descs = part.descs[: self._rank(part.end_pfn) - part.first_index]
+            part.descs = self._read_descs(part)
         self._part_starts = [p.start_pfn for p in self.parts]
+        self.warnings = self._missing_ranges()
         self.notes = self._read_notes(first)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
 
@@ -100,33 +111,73 @@ class KdumpDump(Dump):
         sub = parse_sub_header(src.read(bs, 104), header.header_version, src.path)
         if header.signature == b"DISKDUMP":
             sub = KdumpSubHeader()
+        if header.bitmap_blocks * bs > src.stored:
+            raise DumpFormatError(
+                f"{src.path}: bitmaps ({header.bitmap_blocks} blocks of {bs}) are larger "
+                "than the file"
+            )
         desc_offset = (1 + header.sub_hdr_size + header.bitmap_blocks) * bs
-        avail = max(0, src.size - desc_offset) // PAGE_DESC.itemsize
-        descs = src.array(desc_offset, avail * PAGE_DESC.itemsize).view(PAGE_DESC)
         start, end = (sub.start_pfn, sub.end_pfn) if sub.split else (0, 0)
-        return _Part(src, header, sub, start, end, desc_offset, descs)
+        return _Part(src, header, sub, start, end, desc_offset, np.zeros(0, dtype=PAGE_DESC))
 
-    def _check_set(self, parts: list[_Part]) -> None:
-        """A split set: same header everywhere, split flags set, pfn ranges contiguous."""
+    def _check_set(self, parts: list[_Part]) -> list[_Part]:
+        """The files in pfn order, their ranges clipped to the dump.
+
+        A split set needs the same header in every file (the incomplete flag aside) and
+        split flags set; its files' ranges may not overlap.  Gaps are allowed: a file
+        of the set may be missing (see :meth:`_missing_ranges`).
+        """
+        for part in parts:
+            if part.end_pfn == 0 or part.end_pfn > self.max_pfn:
+                part.end_pfn = self.max_pfn
+            part.start_pfn = min(part.start_pfn, part.end_pfn)
         if len(parts) == 1:
-            return
-        for part in parts[1:]:
-            if part.header != parts[0].header:
+            return parts
+        key = parts[0].header
+        for part in parts:
+            if not part.sub.split:
+                raise DumpFormatError(f"{part.src.path}: not a split dump file")
+            if _same_dump(part.header) != _same_dump(key):
                 raise DumpFormatError(
                     f"{part.src.path}: header differs from {parts[0].src.path}: "
                     "not part of the same split dump"
                 )
-        ordered = sorted(parts, key=lambda p: p.start_pfn)
-        expect = 0
-        for part in ordered:
-            if not part.sub.split:
-                raise DumpFormatError(f"{part.src.path}: not a split dump file")
-            if part.start_pfn != expect:
+        ordered = sorted(parts, key=lambda p: (p.start_pfn, p.end_pfn))
+        for prev, part in zip(ordered, ordered[1:], strict=False):
+            if part.start_pfn < prev.end_pfn:
                 raise DumpFormatError(
-                    f"{part.src.path}: split file starts at pfn {part.start_pfn:#x}, "
-                    f"expected {expect:#x} (a file of the set is missing?)"
+                    f"{part.src.path}: split file starts at pfn {part.start_pfn:#x}, inside "
+                    f"{prev.src.path} (which ends at {prev.end_pfn:#x})"
                 )
-            expect = part.end_pfn
+        return ordered
+
+    def _missing_ranges(self) -> tuple[str, ...]:
+        """One warning naming the pfn ranges with dumpable pages that no file holds."""
+        gaps, edge = [], 0
+        for part in self.parts:
+            if part.start_pfn > edge:
+                gaps.append((edge, part.start_pfn))
+            edge = max(edge, part.end_pfn)
+        if edge < self.max_pfn:
+            gaps.append((edge, self.max_pfn))
+        lost = [(a, b, self._rank(b) - self._rank(a)) for a, b in gaps]
+        lost = [g for g in lost if g[2]]
+        if not lost:
+            return ()
+        where = ", ".join(f"{a:#x}-{b - 1:#x}" for a, b, _ in lost)
+        pages = sum(n for _, _, n in lost)
+        return (
+            f"{self.path}: {pages} dumped pages are in no file of the split set (page "
+            f"frames {where}): a file of the set is missing, they read as absent",
+        )
+
+    def _read_descs(self, part: _Part) -> np.ndarray:
+        """This file's page descriptors: as many as the 2nd bitmap counts in its range,
+        fewer if the file is truncated (never more than it holds)."""
+        want = self._rank(part.end_pfn) - part.first_index
+        avail = max(0, part.src.size - part.desc_offset) // PAGE_DESC.itemsize
+        count = min(want, avail, part.src.stored // PAGE_DESC.itemsize)
+        return part.src.array(part.desc_offset, count * PAGE_DESC.itemsize).view(PAGE_DESC)
 
     def _load_bitmaps(self, part: _Part) -> None:
         bs = part.header.block_size
@@ -188,26 +239,22 @@ class KdumpDump(Dump):
 
     def _read_notes(self, part: _Part) -> list[Note]:
         sub, src = part.sub, part.src
+        notes = []
         if sub.size_note:
-            data = src.read(sub.offset_note, sub.size_note)
-            if len(data) < sub.size_note:
-                raise DumpFormatError(f"{src.path}: ELF notes past the end of the file")
-            notes = parse_notes(data, src.path)
-        else:
-            notes = []
+            notes = parse_notes(_read_area(src, sub.offset_note, sub.size_note, "ELF notes"),
+                                src.path)  # fmt: skip
         if sub.size_vmcoreinfo and not any(n.name == "VMCOREINFO" for n in notes):
-            data = src.read(sub.offset_vmcoreinfo, sub.size_vmcoreinfo)
-            if len(data) < sub.size_vmcoreinfo:
-                raise DumpFormatError(f"{src.path}: VMCOREINFO past the end of the file")
-            notes.append(Note("VMCOREINFO", 0, data, sub.offset_vmcoreinfo))
+            off, size = sub.offset_vmcoreinfo, sub.size_vmcoreinfo
+            notes.append(Note("VMCOREINFO", 0, _read_area(src, off, size, "VMCOREINFO"), off))
         return notes
 
     @cached_property
     def eraseinfo(self) -> str | None:
         texts = []
         for part in self.parts:
-            if part.sub.size_eraseinfo:
-                data = part.src.read(part.sub.offset_eraseinfo, part.sub.size_eraseinfo)
+            off, size = part.sub.offset_eraseinfo, part.sub.size_eraseinfo
+            if size:
+                data = _read_area(part.src, off, size, "eraseinfo")
                 texts.append(data.decode("ascii", "replace"))
         return "".join(texts) or super().eraseinfo
 
@@ -266,7 +313,7 @@ class KdumpDump(Dump):
 
         Works on whole columns rather than per-record numpy scalars (which cost more than
         the decompression itself); data shared by several descriptors (makedumpfile's
-        single zero page) is read once.
+        single zero page) is read once; decompressed pages go straight into ``pages``.
         """
         ps = self.page_size
         sizes, flags, offsets = records["size"], records["flags"], records["offset"]
@@ -281,16 +328,16 @@ class KdumpDump(Dump):
         # Uncompressed pages: one copy per distinct offset.
         raw_rows, raw_offsets = rows[raw], offsets[raw]
         if raw_rows.size:
-            uniq, inverse = np.unique(raw_offsets, return_inverse=True)
-            for k, off in enumerate(uniq.tolist()):
-                targets = raw_rows[inverse == k] if uniq.size > 1 else raw_rows
-                pages[targets] = part.src.array(off, ps)
-        # Compressed pages: one library call each, gathered and stored in one step.
+            order = np.argsort(raw_offsets, kind="stable")
+            cuts = np.flatnonzero(np.diff(raw_offsets[order])) + 1
+            for group in np.split(order, cuts):
+                pages[raw_rows[group]] = part.src.array(int(raw_offsets[group[0]]), ps)
+        # Compressed pages: one library call each, stored through a flat view.
         packed = ~raw
         if not packed.any():
             return
         src = part.src
-        out: list[bytes] = []
+        flat = memoryview(pages.reshape(-1))  # type: ignore[arg-type]
         for row, off, size, flag in zip(
             rows[packed].tolist(),
             offsets[packed].tolist(),
@@ -302,8 +349,7 @@ class KdumpDump(Dump):
                 data = decompress_page(flag, src.read(off, size), ps)
             except DecompressionError as exc:
                 raise DumpFormatError(f"{src.path}: page pfn {base + row:#x}: {exc}") from None
-            out.append(data)
-        pages[rows[packed]] = np.frombuffer(b"".join(out), dtype=np.uint8).reshape(-1, ps)
+            flat[row * ps : (row + 1) * ps] = data
 
     def read_pfn(self, pfn: int) -> bytes:
         page = self._cache.get(pfn)

@@ -22,6 +22,9 @@ DISK_DUMP_HEADER = struct.Struct("<8si390s6xqqIiiIIIIIIi")
 KDUMP_SUB_HEADER = struct.Struct("<QiiQQqQqQqQQQQ")
 PAGE_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 MAX_HEADER_VERSION = 6
+# block_size is the page size: Linux has none above 64 KiB (arm64, ppc64).  Every page
+# read allocates one, so a larger claim would multiply memory per input byte.
+MIN_BLOCK_SIZE, MAX_BLOCK_SIZE = 512, 1 << 16
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def parse_disk_dump_header(data: bytes, path: str) -> DiskDumpHeader:
         raise DumpFormatError(f"{path}: not a kdump-compressed file (signature {sig!r})")
     if not 0 <= version <= 64:
         raise DumpFormatError(f"{path}: impossible kdump header version {version}")
-    if block_size < 512 or block_size > 1 << 20 or block_size & (block_size - 1):
+    if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE or block_size & (block_size - 1):
         raise DumpFormatError(f"{path}: impossible kdump block size {block_size}")
     if sub_hdr_size < 0 or sub_hdr_size > 1 << 20:
         raise DumpFormatError(f"{path}: impossible kdump sub-header size {sub_hdr_size} blocks")

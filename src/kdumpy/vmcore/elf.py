@@ -5,6 +5,13 @@ Physical memory is found through the PT_LOAD program headers (``p_paddr``,
 was left out (makedumpfile -E), and a truncated file loses what lies past its end.
 /proc/vmcore adds a kernel-text PT_LOAD that repeats part of the direct map; extents
 are de-duplicated by physical address so every byte has one source.
+
+Segments need not be page aligned: x86's e820 low RAM usually ends at 0x9fc00.  A page
+that a segment covers only in part is in the dump, zero-filled where no segment has
+data, as makedumpfile's ``readpage_elf`` reads it (and its 1st bitmap counts it).
+
+Work is proportional to the program headers and the bytes in the file, never to
+``p_memsz``: memory that was left out costs nothing to describe.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ PN_XNUM = 0xFFFF
 EM_386 = 3
 EM_X86_64 = 62
 DUMP_ELF_INCOMPLETE = 0x1  # makedumpfile's e_flags mark for a cut-short dump
+MAX_PHYS_ADDR = 1 << 52  # x86_64's physical address space (MAX_PHYSMEM_BITS, 5-level)
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -73,7 +81,7 @@ def parse_elf_header(src: ByteSource) -> tuple[list[Segment], int, int]:
         if len(sh0) < _SHDR.size:
             raise DumpFormatError(f"{src.path}: ELF section header 0 is past the end of the file")
         phnum = _SHDR.unpack(sh0)[7]
-    table = src.read(phoff, phnum * _PHDR.size)
+    table = src.read(phoff, phnum * _PHDR.size) if phnum * _PHDR.size <= src.stored else b""
     if len(table) < phnum * _PHDR.size:
         raise DumpFormatError(
             f"{src.path}: ELF program headers ({phnum} at offset {phoff}) "
@@ -84,7 +92,7 @@ def parse_elf_header(src: ByteSource) -> tuple[list[Segment], int, int]:
         ptype, _flags, off, vaddr, paddr, filesz, memsz, _align = _PHDR.unpack_from(
             table, i * _PHDR.size
         )
-        if ptype == PT_LOAD and (filesz > memsz or paddr + memsz >= 1 << 64):
+        if ptype == PT_LOAD and (filesz > memsz or paddr + memsz > MAX_PHYS_ADDR):
             raise DumpFormatError(
                 f"{src.path}: impossible PT_LOAD {i}: paddr {paddr:#x} filesz {filesz:#x} "
                 f"memsz {memsz:#x}"
@@ -111,7 +119,7 @@ class ElfDump(Dump):
         self.notes = []
         for seg in segments:
             if seg.type == PT_NOTE:
-                data = src.read(seg.offset, seg.filesz)
+                data = src.read(seg.offset, seg.filesz) if seg.filesz <= src.stored else b""
                 if len(data) < seg.filesz:
                     raise DumpFormatError(f"{src.path}: ELF note segment is truncated")
                 self.notes.extend(parse_notes(data, src.path))
@@ -138,12 +146,12 @@ class ElfDump(Dump):
         return 4096
 
     def _build_extents(self) -> list[Extent]:
-        """File-backed physical extents, clipped to the file and de-duplicated."""
+        """File-backed physical extents, clipped to the file (and to the records of a
+        flattened one) and de-duplicated."""
         raw: list[Extent] = []
         for seg in self.loads:
-            filesz = max(0, min(seg.filesz, self.src.size - seg.offset))
-            if filesz:
-                raw.append(Extent(seg.paddr, seg.paddr + filesz, seg.offset))
+            for a, b in self.src.covered(seg.offset, seg.filesz):
+                raw.append(Extent(seg.paddr + (a - seg.offset), seg.paddr + (b - seg.offset), a))
         raw.sort(key=lambda e: (e.start, -e.end))
         out: list[Extent] = []
         for ext in raw:
@@ -155,21 +163,23 @@ class ElfDump(Dump):
         return out
 
     def ram_ranges(self) -> list[tuple[int, int]]:
-        # makedumpfile's 1st bitmap: [paddr >> shift, (paddr + memsz) >> shift)
+        # makedumpfile's 1st bitmap: from paddr's page to the page holding the last byte
         return self._ram_ranges
 
     @cached_property
     def _ram_ranges(self) -> list[tuple[int, int]]:
-        s = self._shift
-        return merge_ranges([(g.paddr >> s, (g.paddr + g.memsz) >> s) for g in self.loads])
+        return merge_ranges([self._pages(g.paddr, g.paddr + g.memsz) for g in self.loads])
 
     def pfn_ranges(self) -> list[tuple[int, int]]:
         return self._pfn_ranges
 
     @cached_property
     def _pfn_ranges(self) -> list[tuple[int, int]]:
-        s = self._shift
-        return merge_ranges([(e.start >> s, e.end >> s) for e in self.extents])
+        return merge_ranges([self._pages(e.start, e.end) for e in self.extents])
+
+    def _pages(self, start: int, end: int) -> tuple[int, int]:
+        """The pfns ``[first, end)`` whose pages physical bytes ``[start, end)`` touch."""
+        return start >> self._shift, (end + self.page_size - 1) >> self._shift
 
     def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         if start_pfn < 0 or count < 0:

@@ -11,6 +11,7 @@ cut short (no end marker) keeps every complete record.
 from __future__ import annotations
 
 import bisect
+import heapq
 import struct
 
 import numpy as np
@@ -40,6 +41,7 @@ class FlattenedSource(ByteSource):
         records = self._scan()
         self._starts, self._ends, self._sources = self._disjoint(records)
         self.size = self._ends[-1] if self._ends else 0
+        self.stored = sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
 
     def _scan(self) -> list[tuple[int, int, int]]:
         """(logical offset, size, raw offset) of each complete record, in stream order."""
@@ -66,48 +68,39 @@ class FlattenedSource(ByteSource):
     def _disjoint(
         records: list[tuple[int, int, int]],
     ) -> tuple[list[int], list[int], list[int]]:
-        """Cut overlapping records into disjoint pieces where the last write wins."""
-        order = sorted(range(len(records)), key=lambda i: (records[i][0], i))
+        """Cut overlapping records into disjoint pieces where the last write wins.
+
+        A sweep over the sorted record boundaries with a heap of the records covering
+        the current point, latest first: O(n log n) in the number of records, and at
+        most 2n pieces, however the records overlap.
+        """
+        bounds = sorted({p for off, size, _ in records for p in (off, off + size)})
+        order = sorted(range(len(records)), key=lambda i: records[i][0])
         starts: list[int] = []
         ends: list[int] = []
         raws: list[int] = []
-        cluster: list[int] = []
-        cluster_end = -1
-
-        def flush() -> None:
-            if len(cluster) == 1:
-                off, size, raw = records[cluster[0]]
-                starts.append(off)
-                ends.append(off + size)
-                raws.append(raw)
-                return
-            bounds = sorted(
-                {p for i in cluster for p in (records[i][0], records[i][0] + records[i][1])}
-            )
-            for a, b in zip(bounds, bounds[1:], strict=False):
-                winner = max(
-                    (
-                        i
-                        for i in cluster
-                        if records[i][0] <= a and b <= records[i][0] + records[i][1]
-                    ),
-                    default=None,
-                )
-                if winner is not None:
-                    off, _, raw = records[winner]
-                    starts.append(a)
-                    ends.append(b)
-                    raws.append(raw + (a - off))
-
-        for i in order:
-            off, size, _ = records[i]
-            if cluster and off >= cluster_end:
-                flush()
-                cluster = []
-            cluster.append(i)
-            cluster_end = max(cluster_end, off + size) if len(cluster) > 1 else off + size
-        if cluster:
-            flush()
+        active: list[tuple[int, int]] = []  # (-stream index, end): the latest on top
+        j = 0
+        last = -1  # record of the previous piece, to join its continuation
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            while j < len(order) and records[order[j]][0] <= a:
+                i = order[j]
+                heapq.heappush(active, (-i, records[i][0] + records[i][1]))
+                j += 1
+            while active and active[0][1] <= a:
+                heapq.heappop(active)  # ended; a covered-up ended record goes later
+            if not active:
+                last = -1
+                continue
+            i = -active[0][0]
+            off, _, raw = records[i]
+            if i == last and ends[-1] == a:
+                ends[-1] = b
+            else:
+                starts.append(a)
+                ends.append(b)
+                raws.append(raw + (a - off))
+            last = i
         return starts, ends, raws
 
     def read(self, offset: int, size: int) -> bytes:
@@ -128,6 +121,21 @@ class FlattenedSource(ByteSource):
                 out[a - offset : b - offset] = self.raw.array(
                     self._sources[i] + a - self._starts[i], b - a
                 )
+            i += 1
+        return out
+
+    def covered(self, offset: int, size: int) -> list[tuple[int, int]]:
+        """The parts of ``offset .. offset+size`` some record wrote (not the holes)."""
+        end = offset + size
+        out: list[tuple[int, int]] = []
+        i = max(0, bisect.bisect_right(self._starts, offset) - 1)
+        while i < len(self._starts) and self._starts[i] < end:
+            a, b = max(offset, self._starts[i]), min(end, self._ends[i])
+            if a < b:
+                if out and out[-1][1] == a:
+                    out[-1] = (out[-1][0], b)
+                else:
+                    out.append((a, b))
             i += 1
         return out
 

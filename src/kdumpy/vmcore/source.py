@@ -18,10 +18,17 @@ from kdumpy.errors import DumpFormatError
 
 
 class ByteSource:
-    """The logical bytes of a dump; reads past the end come back short."""
+    """The logical bytes of a dump; reads past the end come back short.
+
+    ``size`` is the logical size (a flattened stream may place a record far out, leaving
+    holes, which read as zero); ``stored`` is how many bytes of data the source really
+    holds.  Sizes read from a dump are checked against ``stored`` before anything is
+    allocated for them, so a crafted header cannot turn a hole into a huge allocation.
+    """
 
     path: str
     size: int
+    stored: int
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer at the end of the data)."""
@@ -30,6 +37,11 @@ class ByteSource:
     def array(self, offset: int, size: int) -> np.ndarray:
         """Like :meth:`read` but as a uint8 array (a zero-copy view when possible)."""
         return np.frombuffer(self.read(offset, size), dtype=np.uint8)
+
+    def covered(self, offset: int, size: int) -> list[tuple[int, int]]:
+        """``[start, end)`` ranges within ``offset .. offset+size`` that hold data."""
+        end = min(offset + size, self.size)
+        return [(offset, end)] if 0 <= offset < end else []
 
     def close(self) -> None:
         """Release the mapping and the file."""
@@ -48,7 +60,7 @@ class FileSource(ByteSource):
             self._file = open(self.path, "rb")  # noqa: SIM115 - lives as long as the source
         except OSError as exc:
             raise DumpFormatError(f"{self.path}: cannot open: {exc.strerror}") from None
-        self.size = os.fstat(self._file.fileno()).st_size
+        self.size = self.stored = os.fstat(self._file.fileno()).st_size
         self._map: mmap.mmap | None = None
         if self.size == 0:
             self._file.close()
