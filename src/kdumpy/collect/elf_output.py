@@ -59,8 +59,9 @@ def split_load(keep: np.ndarray) -> list[tuple[int, int, int]]:
         pieces.append((first, a - first, b - first))
         first = b
     if first < n or not pieces:
-        last_kept = n
-        pieces.append((first, last_kept - first, n - first))
+        # Excluded pages after the last kept one are memory, not file (as makedumpfile).
+        kept = np.flatnonzero(keep[first:])
+        pieces.append((first, int(kept[-1]) + 1 if kept.size else 0, n - first))
     return [p for p in pieces if p[2] > 0]
 
 
