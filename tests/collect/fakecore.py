@@ -131,8 +131,9 @@ class FakeMachine:
         offset = data_off
         for lo, hi in ranges:
             size = (hi - lo) * PAGE
-            phdrs += struct.pack("<IIQQQQQQ", 1, 7, offset, PAGE_OFFSET + lo * PAGE, lo * PAGE,
-                                 size, size, PAGE)  # fmt: skip
+            phdrs += struct.pack(
+                "<IIQQQQQQ", 1, 7, offset, PAGE_OFFSET + lo * PAGE, lo * PAGE, size, size, 0
+            )  # fmt: skip  (p_align 0, as in /proc/vmcore)
             offset += size
         ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 4, 62, 1,
                            0, 64, 0, 0, 64, 56, phnum, 0, 0, 0)  # fmt: skip
