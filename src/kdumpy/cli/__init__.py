@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reserve": ("service", "set crashkernel= in the boot loader"),
     "test": ("service", "crash this machine now to test that a dump is saved"),
     "propagate": ("service", "install the ssh key on the ssh dump target"),
+    "get-default-crashkernel": ("service", "print kdump-utils' default crashkernel= for here"),
+    "reset-crashkernel": ("service", "set the default crashkernel= in the boot loader"),
     "install-service": ("service", "install and enable kdumpy.service"),
     "save": ("save", "save /proc/vmcore to the kdump.conf target (capture kernel)"),
     "early": ("early", "early kdump: load the capture kernel from the initramfs"),

@@ -23,7 +23,7 @@ class MemorySource(ByteSource):
     def __init__(self, data: bytes, path: str = "synthetic.vmcore") -> None:
         self.data = data
         self.path = path
-        self.size = len(data)
+        self.size = self.stored = len(data)
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset : offset + size]
