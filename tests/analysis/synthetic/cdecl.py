@@ -82,7 +82,6 @@ class TypeSystem:
         self.base: dict[str, CType] = {}
         self.tags: dict[tuple[str, str], CType] = {}  # ("struct", name) -> type
         self.typedefs: dict[str, CType] = {}
-        self._anon = 0
 
     # -- parsing ---------------------------------------------------------------------------
     def declare(self, text: str) -> None:
@@ -128,11 +127,9 @@ class TypeSystem:
             words.append(toks[pos])
             pos += 1
         if words:
+            # "unsigned long int" is "unsigned long"; a lone "signed" is "int".
             spelled = " ".join(w for w in words if w != "int" or words == ["int"])
-            spelled = {"signed": "int", "unsigned int": "unsigned int"}.get(spelled, spelled)
-            if spelled.endswith(" int"):
-                spelled = spelled[:-4]
-            return self.base_type(spelled), pos
+            return self.base_type("int" if spelled == "signed" else spelled), pos
         if word in self.typedefs:
             return self.typedefs[word], pos + 1
         raise SyntaxError(f"unknown type {word!r}")
@@ -154,8 +151,6 @@ class TypeSystem:
         return t, name, pos
 
     def _body(self, kind: str, name: str, toks: list[str], pos: int) -> tuple[CType, int]:
-        if not name:
-            self._anon += 1
         t = self.tag(kind, name) if name else CType(kind, "", complete=False)
         if kind == "enum":
             value = -1

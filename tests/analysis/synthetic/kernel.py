@@ -338,7 +338,6 @@ class SyntheticKernel:
         offsets = self.data("__per_cpu_offset", 8 * 64)
         for cpu, area in enumerate(self.percpu_areas):
             self.mem.u64(offsets + 8 * cpu, area - self._percpu_start)
-            # The per-CPU template's contents are each CPU's initial copy.
         self.global_("nr_cpu_ids", "unsigned int", {"": self.cpus})
         mask = (1 << self.cpus) - 1
         for name in ("__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask"):
