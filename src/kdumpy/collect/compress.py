@@ -16,10 +16,10 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -31,7 +31,6 @@ from kdumpy.vmcore.compression import (
     COMPRESSED_ZSTD,
 )
 
-Compressor = Callable[[bytes], bytes]
 COMPRESSIONS = ("none", "zlib", "lzo", "snappy", "zstd")
 FLAG_OF = {
     "none": 0,
@@ -40,34 +39,62 @@ FLAG_OF = {
     "snappy": COMPRESSED_SNAPPY,
     "zstd": COMPRESSED_ZSTD,
 }
+Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer protocol
+# Compresses the rows ``keep`` of a uint8 [k, page_size] array, one result per row.
+BatchCompressor = Callable[[np.ndarray, np.ndarray], Sequence[Buffer]]
+
+# The C loop (_pagepack.c) for zlib and LZO, when it was built at install time; the
+# Python path below writes the same bytes.
+try:
+    from kdumpy.collect._pagepack import pack as _native_pack
+except ImportError:  # no compiler or liblzo2-dev at install time
+    _native_pack = None
+NATIVE = ("zlib", "lzo")
 
 
-def _new_compressor(kind: str) -> Compressor | None:
-    """A page compressor; each thread needs its own (zstd contexts are not shareable)."""
-    if kind == "none":
-        return None
+def _new_compressor(kind: str) -> BatchCompressor:
+    """A batch compressor; each thread needs its own (zstd contexts are not shareable).
+    The libraries are imported on first use: a dump needs one of them."""
     if kind == "zlib":
-        return lambda page: zlib.compress(page, 1)
+        return lambda pages, keep: [zlib.compress(pages[i].data, 1) for i in keep.tolist()]
     if kind == "lzo":
-        import lzo
+        import lzo  # python-lzo wants bytes
 
-        return lambda page: lzo.compress(page, 1, False)
+        return lambda pages, keep: [lzo.compress(pages[i].tobytes(), 1, False)
+                                    for i in keep.tolist()]  # fmt: skip
     if kind == "snappy":
         import cramjam
 
-        return lambda page: bytes(cramjam.snappy.compress_raw(page))
+        raw = cramjam.snappy.compress_raw
+        return lambda pages, keep: [raw(pages[i].data) for i in keep.tolist()]
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdCompressor(level=1).compress
+        return _zstd_batch(zstandard, zstandard.ZstdCompressor(level=1))
     raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
+
+
+def _zstd_batch(zstandard: Any, cctx: Any) -> BatchCompressor:
+    """Every kept page in one call: a frame per page, the same bytes as ``cctx.compress``."""
+
+    def compress(pages: np.ndarray, keep: np.ndarray) -> Sequence[Buffer]:
+        if keep.size == 0:
+            return []
+        segments = np.empty((keep.size, 2), dtype="<u8")
+        segments[:, 0] = keep * pages.shape[1]
+        segments[:, 1] = pages.shape[1]
+        batch = zstandard.BufferWithSegments(pages.data, segments.tobytes())
+        frames = cctx.multi_compress_to_buffer(batch, threads=0)
+        return [frames[i] for i in range(keep.size)]
+
+    return compress
 
 
 _local = threading.local()
 
 
-def _thread_compressor(kind: str) -> Compressor | None:
-    cache: dict[str, Compressor | None] = getattr(_local, "cache", None) or {}
+def _thread_compressor(kind: str) -> BatchCompressor:
+    cache: dict[str, BatchCompressor] = getattr(_local, "cache", None) or {}
     _local.cache = cache
     if kind not in cache:
         cache[kind] = _new_compressor(kind)
@@ -79,14 +106,15 @@ class PageBatch:
     """Compressed pages of a batch in pfn order: per-page sizes/flags and their data.
 
     Zero pages (when excluded) have ``zero`` set, size 0 and no data.  ``data`` is a
-    list of buffers in page order (written with one ``pwritev``, never joined).
+    list of buffers holding the pages' stored bytes back to back (written with one
+    ``pwritev``, never joined).
     """
 
     pfns: np.ndarray
     sizes: np.ndarray
     flags: np.ndarray
     zero: np.ndarray
-    data: list[bytes]
+    data: list[Buffer]
 
 
 def zero_pages(pages: np.ndarray) -> np.ndarray:
@@ -99,29 +127,54 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
 
 def compress_pages(pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool) -> PageBatch:
     """Compress the pages of one batch (runs on a worker thread)."""
+    if kind not in FLAG_OF:
+        raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
+    pages = np.ascontiguousarray(pages)
+    if kind in NATIVE and _native_pack is not None:
+        return _compress_native(pfns, pages, kind, exclude_zero)
+    return _compress_python(pfns, pages, kind, exclude_zero)
+
+
+def _compress_native(
+    pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool
+) -> PageBatch:
+    k = pages.shape[0]
+    sizes, flags = np.empty(k, dtype=np.uint32), np.empty(k, dtype=np.uint32)
+    zero = np.empty(k, dtype=bool)
+    out = _scratch(pages.size)
+    assert _native_pack is not None
+    used = _native_pack(FLAG_OF[kind], pages, pages.shape[1], exclude_zero, out, sizes, flags, zero)
+    # A copy of what was used: the batch stays buffered until written, the scratch does not.
+    return PageBatch(pfns, sizes, flags, zero, [out[:used].tobytes()])
+
+
+def _scratch(size: int) -> np.ndarray:
+    """This thread's output buffer for the C loop, grown as needed and reused."""
+    buf: np.ndarray | None = getattr(_local, "scratch", None)
+    if buf is None or buf.size < size:
+        buf = _local.scratch = np.empty(size, dtype=np.uint8)
+    return buf
+
+
+def _compress_python(
+    pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool
+) -> PageBatch:
     k, page_size = pages.shape
     zero = zero_pages(pages) if exclude_zero else np.zeros(k, dtype=bool)
     sizes = np.zeros(k, dtype=np.uint32)
     flags = np.zeros(k, dtype=np.uint32)
-    comp = _thread_compressor(kind)
-    if comp is None:  # no compression: the kept pages as they are, one buffer
-        sizes[~zero] = page_size
-        return PageBatch(pfns, sizes, flags, zero, [pages[~zero].tobytes()])
-    flag = FLAG_OF[kind]
-    parts: list[bytes] = []
-    # python-lzo wants bytes; the others take a buffer (no copy of the page).
-    as_bytes = kind == "lzo"
-    for i in np.flatnonzero(~zero).tolist():
-        row = pages[i]
-        packed = comp(row.tobytes() if as_bytes else row.data)
-        if len(packed) < page_size:
-            parts.append(packed)
-            sizes[i] = len(packed)
-            flags[i] = flag
-        else:
-            parts.append(row.tobytes())
-            sizes[i] = page_size
-    return PageBatch(pfns, sizes, flags, zero, parts)
+    keep = np.flatnonzero(~zero)
+    if kind == "none":  # the kept pages as they are, one buffer
+        sizes[keep] = page_size
+        return PageBatch(pfns, sizes, flags, zero, [pages[keep].tobytes()])
+    packed = list(_thread_compressor(kind)(pages, keep))
+    lengths = np.fromiter(map(len, packed), dtype=np.uint32, count=len(packed))
+    smaller = lengths < page_size
+    sizes[keep] = np.where(smaller, lengths, page_size)
+    flags[keep] = np.where(smaller, FLAG_OF[kind], 0)
+    for j in np.flatnonzero(~smaller).tolist():  # no gain: the page is stored raw
+        packed[j] = pages[keep[j]].tobytes()
+    return PageBatch(pfns, sizes, flags, zero, packed)
 
 
 class OrderedPool:

@@ -3,13 +3,15 @@
 Wraps a reader from :mod:`kdumpy.vmcore` (``open_dump``): the crashed kernel's
 ``utsname`` (read from ``init_uts_ns`` in memory, as makedumpfile does), crash time,
 CPU count, ``phys_base``, the ELF notes re-serialised byte for byte, and bulk page
-reads.  For an ELF source (``/proc/vmcore`` or a copy of it) pages are read with
-``pread`` into fresh buffers rather than through a mapping of the whole file, so
-the resident set stays the size of one batch however large the dump is.
+reads.  For an ELF source (``/proc/vmcore`` or a copy of it) a batch of pages is read
+through a mapping of just its file range (most pages kept) or with ``preadv`` into a
+fresh buffer (few kept), never through a mapping of the whole file, so the resident
+set stays the size of one batch however large the dump is.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from types import TracebackType
@@ -100,6 +102,11 @@ class DumpSource:
             pages, _present = self.dump.read_pfns(start_pfn, count)
             return np.ascontiguousarray(pages[select])
         ps = self.page_size
+        if select.shape[0] * 2 >= count:
+            mapped = self._map_pages(start_pfn, count)
+            if mapped is not None:
+                whole = select.shape[0] == count  # all of them: compress in place, no copy
+                return mapped if whole else np.ascontiguousarray(mapped[select])
         out = np.empty((select.shape[0], ps), dtype=np.uint8)  # every selected page is in the file
         # Runs of consecutive selected pfns become one pread each.
         breaks = np.flatnonzero(np.diff(select) != 1) + 1
@@ -107,6 +114,26 @@ class DumpSource:
             first = start_pfn + int(select[run[0]])
             self._pread_into(out[run[0] : run[-1] + 1], first * ps)
         return out
+
+    def _map_pages(self, start_pfn: int, count: int) -> np.ndarray | None:
+        """Pages ``start_pfn..+count`` as a read-only array over a mapping of just their file
+        range, or None unless one extent holds them all.  The mapping lives as long as the
+        array (one batch); mapped, /proc/vmcore is read without a copy per page, which is
+        why makedumpfile maps it too."""
+        assert self._extents is not None
+        lo, size = start_pfn * self.page_size, count * self.page_size
+        ext = next((e for e in self._extents if e.start <= lo < e.end), None)
+        if ext is None or lo + size > ext.end:
+            return None
+        offset = ext.offset + (lo - ext.start)
+        base = offset - offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            window = mmap.mmap(self._fd, offset - base + size, mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                               mmap.PROT_READ, offset=base)  # fmt: skip
+        except (OSError, ValueError):
+            return None  # a file that cannot be mapped is read with preadv
+        array = np.frombuffer(window, dtype=np.uint8, count=size, offset=offset - base)
+        return array.reshape(count, self.page_size)
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         """Physical memory (struct pages, page tables) without mapping the whole file."""
