@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kdumpy.cli.dumpargs import add_dump_files
 from kdumpy.errors import KdumpyError
 
 HISTORY = Path.home() / ".cache" / "kdumpy" / "crash_history"
@@ -31,13 +32,7 @@ def register(sub: Any) -> None:
         "mod kmem -i runq files dis foreach set whatis help q; 'CMD | shell command' "
         "pipes, 'CMD > FILE' redirects.",
     )
-    # Symbol files (issue 10): either order, told apart by content, as crash does.
-    p.add_argument("files", nargs="+", metavar="[VMLINUX | System.map] DUMP",
-                   help="the vmcore (ELF, kdump-compressed or flattened), and optionally the "
-                   "kernel's vmlinux (symbols; types from DWARF when the dump has no BTF) "
-                   "or System.map")  # fmt: skip
-    p.add_argument("--force", action="store_true",
-                   help="use a vmlinux or System.map that does not match the dump")  # fmt: skip
+    add_dump_files(p)
     p.add_argument("-c", dest="commands", action="append", metavar="CMD", default=[],
                    help="run CMD and exit (repeatable)")  # fmt: skip
     p.add_argument(

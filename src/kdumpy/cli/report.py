@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from kdumpy.cli.dumpargs import add_dump_files
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -16,13 +18,7 @@ def register(sub: Any) -> None:
         "panic message and kind, the crashing task's backtrace, taint flags, recent log "
         "lines, tasks in D state, a memory summary and a signature for grouping crashes.",
     )
-    # Symbol files (issue 10): either order, told apart by content, as crash does.
-    p.add_argument("files", nargs="+", metavar="[VMLINUX | System.map] DUMP",
-                   help="the vmcore (ELF, kdump-compressed or flattened), and optionally the "
-                   "kernel's vmlinux (symbols; types from DWARF when the dump has no BTF) "
-                   "or System.map")  # fmt: skip
-    p.add_argument("--force", action="store_true",
-                   help="use a vmlinux or System.map that does not match the dump")  # fmt: skip
+    add_dump_files(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
