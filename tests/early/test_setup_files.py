@@ -13,8 +13,11 @@ import pytest
 
 from kdumpy.errors import KdumpyError
 from kdumpy.service import early_generator
+from kdumpy.service.early import write_loader_files
 from kdumpy.service.early_cmdline import edit_grub_default, plan_bootloader
 from kdumpy.service.early_generator import DRACUT, INITRAMFS_TOOLS, Layout
+from kdumpy.service.early_state import EarlyState, write
+from kdumpy.service.sysconfig import load_sysconfig
 
 GRUB = """GRUB_DEFAULT=0
 GRUB_TIMEOUT=5
@@ -118,3 +121,24 @@ def test_newest_system_initramfs_wins_over_a_stale_one(tmp_path: Path) -> None:
         assert system_initramfs(generator, "6.1", tmp_path) == current
     os.utime(current, (1_000, 1_000))
     assert system_initramfs(DRACUT, "6.1", tmp_path) == stale
+
+
+def test_early_files_are_private_from_the_start(tmp_path: Path) -> None:
+    # The early files feed an initramfs that carries the capture kernel and the ssh key:
+    # state directories 0700 (an existing 0755 one is narrowed), files with their final mode.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    sysconfig_file = tmp_path / "kdump"
+    sysconfig_file.write_text("")
+    files = write_loader_files(state, load_sysconfig(sysconfig_file))
+    record = write(state, EarlyState(release="6.1.0-test", generator="initramfs-tools"))
+    modes = {p: p.stat().st_mode & 0o777 for p in (state, state / "early", record, *files.values())}
+    assert modes == {
+        state: 0o700,
+        state / "early": 0o700,
+        record: 0o600,
+        files["early.conf"]: 0o600,
+        files["loader"]: 0o700,
+    }
+    assert not [p for p in (state / "early").iterdir() if p.name.startswith(".")]

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpy import fileio
 from kdumpy.errors import KdumpyError
+from kdumpy.fileio import private_dir
 from kdumpy.service import bootloader, control, early_cmdline, early_generator, early_state, kexec
 from kdumpy.service.early_generator import Layout
 from kdumpy.service.early_state import EarlyState, LogLine
@@ -59,17 +61,14 @@ def _kexec_tool() -> str:
 
 def write_loader_files(state_dir: Path, sysconfig: Sysconfig) -> dict[str, Path]:
     """early.conf and the loader script, where the initramfs hook copies them from."""
-    directory = early_state.early_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    # Root's own directories (0700): the early initramfs hook copies from here into an
+    # initramfs that carries the capture kernel and its ssh key.
+    private_dir(state_dir)
+    directory = private_dir(early_state.early_dir(state_dir))
     conf = directory / "early.conf"
-    tmp = conf.with_name(".early.conf.tmp")
-    tmp.write_text(early_cmdline.render_early_conf(sysconfig))
-    tmp.replace(conf)
+    fileio.replace(conf, early_cmdline.render_early_conf(sysconfig).encode(), 0o600)
     loader = directory / "kdumpy-early.sh"
-    tmp = loader.with_name(".kdumpy-early.sh.tmp")
-    shutil.copyfile(LOADER, tmp)
-    tmp.chmod(0o755)
-    tmp.replace(loader)
+    fileio.replace(loader, LOADER.read_bytes(), 0o700)
     return {"early.conf": conf, "loader": loader}
 
 

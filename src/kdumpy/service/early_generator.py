@@ -17,12 +17,12 @@ a helper of our own would save under 2 % of the growth (benchmarks/early_bench.p
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpy import fileio
 from kdumpy.errors import KdumpyError
 
 DATA = Path(__file__).parent / "data" / "early"
@@ -73,12 +73,9 @@ def detect(root: Path = Path("/")) -> str:
 
 
 def _write(path: Path, text: str, mode: int) -> None:
-    """Write atomically (temporary name, then rename) with ``mode``."""
+    """Write atomically with ``mode`` from the start (O_EXCL temporary name, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.kdumpy-tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    tmp.replace(path)
+    fileio.replace(path, text.encode(), mode)
 
 
 def _template(name: str, state_dir: Path, kexec: str) -> str:

@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdumpy import fileio
+from kdumpy.fileio import private_dir
 from kdumpy.kmsg import read_kmsg
 from kdumpy.service.manifest import file_hash
 
@@ -53,10 +55,10 @@ def inputs(files: dict[str, Path]) -> dict[str, str]:
 
 def write(state_dir: Path, state: EarlyState) -> Path:
     path = state_path(state_dir, state.release)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.__dict__, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    private_dir(state_dir)
+    private_dir(path.parent)
+    text = json.dumps(state.__dict__, indent=1, sort_keys=True) + "\n"
+    fileio.replace(path, text.encode())
     return path
 
 
