@@ -13,7 +13,6 @@ with the interrupted context's registers).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 from analysis_oracle import drgn_answers
+from lab_kernels import LAB_KERNELS
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.helpers.printk import log_records
@@ -28,7 +28,6 @@ from kdumpy.analysis.helpers.tasks import panic_task
 from kdumpy.analysis.panic import classify
 from kdumpy.analysis.unwind import Frame, stack_trace
 
-KERNELS = os.environ.get("KDUMPY_LAB_KERNELS", "6.1,6.12,7").split(",")
 _TRACE_LINE = re.compile(r"^\[\s*\d+\.\d+\]\s+(\?\s+)?([\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+$")
 _RIP_LINE = re.compile(r"RIP: 0010:([\w.]+)\+0x([0-9a-f]+)/")
 _REG = re.compile(r"\b(R[A-Z0-9]{1,2}|EFLAGS): ?(?:0018:)?([0-9a-f]{8,16})\b")
@@ -83,7 +82,7 @@ def console_trace(serial_log: str) -> ConsoleTrace:
     return ConsoleTrace(irq, task, rip, regs)
 
 
-@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.vm) for k in KERNELS])
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.vm) for k in LAB_KERNELS])
 def irq_dump(request):
     from kdumpy.lab.dumps import lab_dump
 
