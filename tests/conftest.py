@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from lab_kernels import LAB_KERNELS
 
 # Foundation first: a run that is cut short has still proved the layers everything rests on.
 AREA_ORDER = ("lab", "vmcore", "collect", "analysis", "service", "capture", "e2e", "early")
@@ -151,9 +152,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if GUARD_SKIPPED and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-LAB_KERNELS = tuple(os.environ.get("KDUMPY_LAB_KERNELS", "6.1,6.12,7").split(","))
 
 
 @pytest.fixture(

@@ -1,5 +1,6 @@
-"""``kdumpy crash`` and ``kdumpy report`` end to end on lab dumps, checked against drgn
-(tasks, panic task, its backtrace) and against how the lab crashed the guest (sysrq)."""
+"""``kdumpy crash`` and ``kdumpy report`` end to end on lab dumps, with the dump alone and
+with the kernel's vmlinux, checked against drgn with the Debian -dbg vmlinux (tasks, panic
+task, its backtrace, log, modules, utsname) and against how the lab crashed the guest."""
 
 from __future__ import annotations
 
@@ -17,17 +18,46 @@ def kdumpy(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.vm
-def test_crash_batch_ps_and_bt_agree_with_drgn(lab_dump):
-    oracle = drgn_answers(lab_dump)
-    result = kdumpy("crash", str(lab_dump.vmcore), "-c", "ps", "-c", "bt")
+# crash's two-letter states -> drgn's task_state_to_char.
+CRASH_TO_DRGN_STATE = {"RU": "R", "IN": "S", "UN": "D", "ST": "T", "TR": "t", "DE": "X",
+                       "ZO": "Z", "PA": "P", "ID": "I"}  # fmt: skip
+
+
+@pytest.fixture(params=["dump-alone", "with-vmlinux"])
+def files(request, lab_dump) -> list[str]:
+    """What the user gives: the dump alone (symbols from kallsyms, types from BTF), or
+    the Debian -dbg vmlinux first and the dump, as every kdump guide teaches."""
+    if request.param == "dump-alone":
+        return [str(lab_dump.vmcore)]
+    return [str(lab_dump.kernel.dbg_vmlinux()), str(lab_dump.vmcore)]
+
+
+def crash(files: list[str], command: str) -> str:
+    result = kdumpy("crash", *files, "-c", command)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    ps_rows = [ln for ln in lines[1:] if ln[:1] in " >" and ln[1:].split()[:1] != []]
-    pids = {int(ln[1:].split()[0]) for ln in ps_rows if ln[1:].split()[0].isdigit()}
-    assert pids - {0} == {t["pid"] for t in oracle["tasks"]}
-    header = next(ln for ln in lines if ln.startswith("PID: "))
-    assert header.split()[1] == str(oracle["crashed"]["pid"])
+    return result.stdout
+
+
+@pytest.mark.vm
+def test_crash_ps_agrees_with_drgn(lab_dump, files):
+    """Every task (pid, task_struct address, command, state) is drgn's; crash adds one
+    idle task per CPU, which drgn's task list leaves out."""
+    oracle = drgn_answers(lab_dump)
+    rows = []
+    for line in crash(files, "ps").splitlines()[1:]:
+        pid, _ppid, _cpu, task, state, _mem, _vsz, _rss, comm = line[1:].split(maxsplit=8)
+        comm = comm[1:-1] if comm.startswith("[") and comm.endswith("]") else comm
+        rows.append((int(pid), int(task, 16), comm, CRASH_TO_DRGN_STATE[state]))
+    want = {(t["pid"], t["address"], t["comm"], t["state"]) for t in oracle["tasks"]}
+    assert {r for r in rows if r[0]} == want
+    assert len(rows) == len(want) + len([r for r in rows if r[0] == 0])
+
+
+@pytest.mark.vm
+def test_crash_bt_agrees_with_drgn(lab_dump, files):
+    oracle = drgn_answers(lab_dump)
+    lines = crash(files, "bt").splitlines()
+    assert lines[0].split()[1] == str(oracle["crashed"]["pid"])
     frames = [ln.split("] ")[1].split()[0] for ln in lines if ln.lstrip().startswith("#")]
     # kallsyms may name a label inside drgn's function (entry_SYSCALL_64_after_hwframe).
     theirs = [t[0] for t in oracle["crashed"]["trace"]]
@@ -36,9 +66,43 @@ def test_crash_batch_ps_and_bt_agree_with_drgn(lab_dump):
 
 
 @pytest.mark.vm
-def test_report_json_names_the_sysrq_crash(lab_dump):
+def test_crash_log_is_drgns_dmesg(lab_dump, files):
+    assert crash(files, "log") == drgn_answers(lab_dump)["dmesg"]
+
+
+@pytest.mark.vm
+def test_crash_mod_lists_drgns_modules(lab_dump, files):
+    lines = crash(files, "mod").splitlines()
+    assert lines[0].split()[:2] == ["MODULE", "NAME"]
+    names = [ln.split()[1] for ln in lines[1:]]
+    assert sorted(names) == sorted(drgn_answers(lab_dump)["modules"])
+
+
+@pytest.mark.vm
+def test_crash_sys_agrees_with_drgn(lab_dump, files):
     oracle = drgn_answers(lab_dump)
-    result = kdumpy("report", str(lab_dump.vmcore), "--json")
+    fields = {}
+    for line in crash(files, "sys").splitlines():
+        key, _, value = line.partition(": ")
+        fields[key.strip()] = value
+    uts = oracle["init_uts_ns"]
+    assert fields["KERNEL"].startswith(files[0] if len(files) == 2 else "(none")
+    for key in ("release", "version", "nodename"):
+        assert fields[key.upper()] == uts[key]
+    assert fields["MACHINE"].split()[0] == uts["machine"]
+    assert fields["PANIC"] == f'"Kernel panic - not syncing: {lab_dump.panic_message}"'
+    crashed = next(t for t in oracle["tasks"] if t["pid"] == oracle["crashed"]["pid"])
+    assert int(fields["PID"]) == crashed["pid"]
+    assert int(fields["TASK"], 16) == crashed["address"]
+    assert fields["COMMAND"] == f'"{crashed["comm"]}"'
+    # crash counts the idle task of each CPU too.
+    assert int(fields["TASKS"]) == len(oracle["tasks"]) + int(fields["CPUS"])
+
+
+@pytest.mark.vm
+def test_report_json_names_the_sysrq_crash(lab_dump, files):
+    oracle = drgn_answers(lab_dump)
+    result = kdumpy("report", *files, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert lab_dump.crash == "sysrq"

@@ -1,6 +1,6 @@
 """The unwinder across the IRQ stack, on a real crash in hard-IRQ context.
 
-Each lab kernel (6.1, 6.12, 7) is crashed by Alt+SysRq+C on its emulated PS/2 keyboard
+Each lab kernel (5.10, 6.1, 6.12, 7) is crashed by Alt+SysRq+C on its emulated PS/2 keyboard
 (lab crash ``irq``): the i8042 interrupt handler runs sysrq_handle_crash on the CPU's IRQ
 stack, over an idle task.  kdumpy reads the dump alone (no vmlinux) and must find the
 whole stack: the handler's frames on the IRQ stack, then, through the stack switch in
@@ -13,7 +13,6 @@ with the interrupted context's registers).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 from analysis_oracle import drgn_answers
+from lab_kernels import LAB_KERNELS
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.helpers.printk import log_records
@@ -28,7 +28,6 @@ from kdumpy.analysis.helpers.tasks import panic_task
 from kdumpy.analysis.panic import classify
 from kdumpy.analysis.unwind import Frame, stack_trace
 
-KERNELS = os.environ.get("KDUMPY_LAB_KERNELS", "6.1,6.12,7").split(",")
 _TRACE_LINE = re.compile(r"^\[\s*\d+\.\d+\]\s+(\?\s+)?([\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+$")
 _RIP_LINE = re.compile(r"RIP: 0010:([\w.]+)\+0x([0-9a-f]+)/")
 _REG = re.compile(r"\b(R[A-Z0-9]{1,2}|EFLAGS): ?(?:0018:)?([0-9a-f]{8,16})\b")
@@ -51,6 +50,9 @@ class ConsoleTrace:
 
 
 def console_trace(serial_log: str) -> ConsoleTrace:
+    """The sections of the panic's Call Trace.  Before 5.16 the kernel printed no
+    ``<TASK>`` marker: the interrupted task's frames follow ``</IRQ>`` up to the end of
+    the trace (the first line that is neither a frame, the RIP, its code nor registers)."""
     lines = serial_log.replace("\r", "").splitlines()
     panic = next(i for i, ln in enumerate(lines) if "Kernel panic - not syncing" in ln)
     start = next(i for i in range(panic, len(lines)) if "Call Trace:" in lines[i])
@@ -62,7 +64,7 @@ def console_trace(serial_log: str) -> ConsoleTrace:
     for ln in lines[start + 1 :]:
         if ln.endswith("<IRQ>"):
             section = irq
-        elif ln.endswith("<TASK>"):
+        elif ln.endswith(("</IRQ>", "<TASK>")):
             section = task
         elif ln.endswith("</TASK>"):
             break
@@ -71,13 +73,16 @@ def console_trace(serial_log: str) -> ConsoleTrace:
             task.append(rip)
         elif section is task and rip and (pairs := _REG.findall(ln)):
             regs.update({_CONSOLE_REGS[k]: int(v, 16) for k, v in pairs if k in _CONSOLE_REGS})
-        elif (m := _TRACE_LINE.match(ln)) and section is not None and not m.group(1):
-            section.append(m.group(2))
+        elif m := _TRACE_LINE.match(ln):
+            if section is not None and not m.group(1):
+                section.append(m.group(2))
+        elif not (section is task and " Code: " in ln):
+            break
     irq = [name for name in irq if not name.startswith("dump_stack")]
     return ConsoleTrace(irq, task, rip, regs)
 
 
-@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.vm) for k in KERNELS])
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.vm) for k in LAB_KERNELS])
 def irq_dump(request):
     from kdumpy.lab.dumps import lab_dump
 
@@ -101,7 +106,9 @@ def frames(prog) -> list[Frame]:
 def console(irq_dump) -> ConsoleTrace:
     trace = console_trace(irq_dump.serial_log.read_text(errors="replace"))
     # The lab really crashed in IRQ context, over a task the console could unwind.
-    assert "sysrq_handle_crash" in trace.irq and "common_interrupt" in trace.irq
+    # common_interrupt switched stacks: from 5.12 inside itself (its frame is on the
+    # IRQ stack), before through asm_call_irq_on_stack (its frame is the task's).
+    assert "sysrq_handle_crash" in trace.irq and "common_interrupt" in trace.irq + trace.task
     assert trace.rip and len(trace.task) > 2, trace
     return trace
 

@@ -8,8 +8,9 @@ a whole ``struct pt_regs`` / iret frame (exception, interrupt and syscall entrie
 Starting points: the PRSTATUS registers of a CPU (active tasks), or the
 ``inactive_task_frame`` that ``__switch_to_asm`` left at ``task->thread.sp``.
 Interrupt handlers run on the CPU's IRQ stack: ``call_on_irqstack()`` saves the task's
-stack pointer at its top, and ORC's SP_INDIRECT rule reads it back, so the walk goes
-on into the interrupted task (its first frame there has ``left_irq_stack``).
+stack pointer at its top, and ORC's SP_INDIRECT rule reads it back (before 5.12,
+``asm_call_on_stack`` keeps it in rbp too, and ORC's rule is rbp-based), so the walk
+goes on into the interrupted task (its first frame there has ``left_irq_stack``).
 Kernels built without ORC (``CONFIG_UNWINDER_FRAME_POINTER``) are walked by their frame
 pointers (:mod:`kdumpy.analysis.unwind_fp`).
 """
@@ -205,11 +206,15 @@ class Unwinder:
         new["bp"] = self._bp(entry, regs, new, cfa)
         if exc_regs is not None and exc_regs.get("cs", 0) & 3:
             return _Step(new, True, slot, exc_regs, True)  # entered from user mode: the end
-        # Within one stack the caller's frame lies above; stop on corrupt data.  Two
-        # ways lead to another stack, which may be anywhere: a pt_regs/iret frame, and
+        # Within one stack the caller's frame lies above; stop on corrupt data.  Three
+        # ways lead to another stack, which may be anywhere: a pt_regs/iret frame;
         # SP_INDIRECT, the ORC rule after call_on_irqstack() in common_interrupt and
-        # friends, whose CFA comes from the task's RSP saved at the IRQ stack's top.
-        left_irq = entry.sp_reg == O.ORC_REG_SP_INDIRECT
+        # friends (5.12+), whose CFA comes from the task's RSP saved at the IRQ stack's
+        # top; and before 5.12, asm_call_on_stack's CFA from rbp, which holds the task's
+        # RSP that it also saved at the IRQ stack's top (where sp points on return).
+        left_irq = entry.sp_reg == O.ORC_REG_SP_INDIRECT or (
+            entry.sp_reg == O.ORC_REG_BP and mem.u64(regs["sp"]) == regs.get("bp")
+        )
         if new["sp"] <= regs["sp"] and exc_regs is None and not left_irq:
             return None
         return _Step(new, entry.signal, slot, exc_regs, False, left_irq)

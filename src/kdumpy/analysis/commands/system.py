@@ -25,8 +25,9 @@ def cmd_sys(session: Session, args: list[str]) -> str:
     prog = session.prog
     info = system_info(prog)
     taints = taint_letters(prog)
-    out = _field("KERNEL", "(none: symbols, types and stacks from the dump)" + (
-        "  [TAINTED]" if taints else ""))  # fmt: skip
+    sf = prog.symbol_file  # the vmlinux or System.map given, as crash names its vmlinux
+    kernel = sf.path if sf is not None else "(none: symbols, types and stacks from the dump)"
+    out = _field("KERNEL", kernel + ("  [TAINTED]" if taints else ""))
     out += _field("DUMPFILE", f"{prog.path}  [{prog.dump.format}]")
     out += _field("CPUS", str(info.cpus))
     out += _field("DATE", info.date)
