@@ -6,4 +6,4 @@ from __future__ import annotations
 
 import os
 
-LAB_KERNELS = tuple(os.environ.get("KDUMPY_LAB_KERNELS", "6.1,6.12,7").split(","))
+LAB_KERNELS = tuple(os.environ.get("KDUMPY_LAB_KERNELS", "5.10,6.1,6.12,7").split(","))

@@ -1,6 +1,6 @@
 """The analysis core against the reference: drgn 0.3.0 with the DWARF vmlinux.
 
-Each lab kernel (6.1, 6.12, 7) is crashed in QEMU; kdumpy reads the dump with nothing
+Each lab kernel (5.10, 6.1, 6.12, 7) is crashed in QEMU; kdumpy reads the dump with nothing
 but the dump (kallsyms, BTF and ORC from its memory) and must agree with drgn, which
 reads the same dump with Debian's -dbg vmlinux, run in a subprocess.
 """
