@@ -304,11 +304,16 @@ def flattened(records: Iterable[tuple[int, bytes]], *, end: bool = True) -> byte
     return head + body + (struct.pack(">qq", -1, -1) if end else b"")
 
 
-def chunks(data: bytes, size: int, *, shuffle: int | None = None) -> list[tuple[int, bytes]]:
+def chunks(
+    data: bytes, size: int, *, shuffle: int | None = None, holes: bool = True
+) -> list[tuple[int, bytes]]:
     """``data`` cut into records of ``size`` bytes (shuffled with a seed if asked);
-    all-zero chunks are left out, as holes, like makedumpfile's unwritten areas."""
+    with ``holes``, all-zero chunks are left out, like the areas makedumpfile never
+    writes in a kdump file (the rest of block 0, a split file's gap).  A flattened ELF
+    has no holes in its segments: makedumpfile writes every page it copies."""
     recs = [(o, data[o : o + size]) for o in range(0, len(data), size)]
-    recs = [r for r in recs if any(r[1])] or recs[:1]
+    if holes:
+        recs = [r for r in recs if r[1].count(0) < len(r[1])] or recs[:1]
     if recs[-1][0] + len(recs[-1][1]) < len(data):
         recs.append((len(data) - 1, data[-1:]))  # keep the logical size
     if shuffle is not None:
@@ -426,3 +431,61 @@ def kernel_memory(base_pfn: int, release: str = "6.1.0-test") -> tuple[dict[int,
     }
     entries.update(tables.vmcoreinfo())
     return pages, vmcoreinfo(entries)
+
+
+# -- the lockless printk ring (Linux 5.10+) ------------------------------------------------
+
+PRINTK_VMCOREINFO = {
+    "SIZE(printk_ringbuffer)": 88, "OFFSET(printk_ringbuffer.desc_ring)": 0,
+    "OFFSET(printk_ringbuffer.text_data_ring)": 48, "SIZE(prb_desc_ring)": 48,
+    "OFFSET(prb_desc_ring.count_bits)": 0, "OFFSET(prb_desc_ring.descs)": 8,
+    "OFFSET(prb_desc_ring.infos)": 16, "OFFSET(prb_desc_ring.head_id)": 24,
+    "OFFSET(prb_desc_ring.tail_id)": 32, "SIZE(prb_desc)": 24,
+    "OFFSET(prb_desc.state_var)": 0, "OFFSET(prb_desc.text_blk_lpos)": 8,
+    "OFFSET(prb_data_blk_lpos.begin)": 0, "OFFSET(prb_data_blk_lpos.next)": 8,
+    "SIZE(printk_info)": 88, "OFFSET(printk_info.seq)": 0, "OFFSET(printk_info.ts_nsec)": 8,
+    "OFFSET(printk_info.text_len)": 16, "OFFSET(printk_info.caller_id)": 20,
+    "OFFSET(prb_data_ring.size_bits)": 0, "OFFSET(prb_data_ring.data)": 8,
+    "SIZE(atomic_long_t)": 8, "OFFSET(atomic_long_t.counter)": 0,
+}  # fmt: skip
+
+
+def printk_ring(
+    base_pfn: int, messages: list[tuple[int, bytes]]
+) -> tuple[dict[int, bytes], dict[str, object]]:
+    """A lockless printk ring with ``(ts_nsec, text)`` records, all finalized, in pfns
+    ``base_pfn .. base_pfn+2`` (reached through the kernel image mapping, phys_base 0),
+    and its VMCOREINFO entries.  Layout as ``kernel/printk/printk_ringbuffer.h`` has it
+    (offsets as the 6.1 kernel exports them): state in the top 2 bits of ``state_var``,
+    data blocks led by their 8-byte descriptor id, 8-byte aligned."""
+    count_bits, size_bits = 4, 12
+    head = bytearray(PAGE)  # prb pointer at 0, struct printk_ringbuffer at 64
+    ring = bytearray(PAGE)  # descs at 0, infos at 512
+    data = bytearray(1 << size_bits)
+    va = lambda pfn, off=0: START_KERNEL_MAP + pfn * PAGE + off  # noqa: E731
+    pos = 0
+    for ident, (ts, text) in enumerate(messages):
+        size = (8 + len(text) + 7) & ~7
+        struct.pack_into("<QQQ", ring, 24 * ident, (2 << 62) | ident, pos, pos + size)
+        struct.pack_into("<QQHxxI", ring, 512 + 88 * ident, ident, ts, len(text), 1)
+        struct.pack_into("<Q", data, pos, ident)
+        data[pos + 8 : pos + 8 + len(text)] = text
+        pos += size
+    assert len(messages) <= 1 << count_bits and pos <= len(data)
+    struct.pack_into("<Q", head, 0, va(base_pfn, 64))
+    struct.pack_into("<IxxxxQQQQ", head, 64, count_bits, va(base_pfn + 1), va(base_pfn + 1, 512),
+                     len(messages) - 1, 0)  # fmt: skip
+    struct.pack_into("<IxxxxQ", head, 64 + 48, size_bits, va(base_pfn + 2))
+    entries: dict[str, object] = {"SYMBOL(prb)": f"{va(base_pfn):x}", **PRINTK_VMCOREINFO}
+    pages = {base_pfn: bytes(head), base_pfn + 1: bytes(ring), base_pfn + 2: bytes(data)}
+    return pages, entries
+
+
+def kernel_with_log(
+    base_pfn: int, messages: list[tuple[int, bytes]]
+) -> tuple[dict[int, bytes], bytes]:
+    """:func:`kernel_memory` plus a printk ring after it (pfns base .. base+18)."""
+    pages, info = kernel_memory(base_pfn)
+    ring, ring_entries = printk_ring(base_pfn + 16, messages)
+    pages.update(ring)
+    return pages, info + "".join(f"{k}={v}\n" for k, v in ring_entries.items()).encode()
