@@ -215,6 +215,7 @@ def kdump_file(
     signature: bytes = b"KDUMP   ",
     release: str = "6.1.0-test",
     layout: KdumpLayout | None = None,
+    phys_base: int = 0,
 ) -> bytes:
     """A kdump-compressed file holding ``pages`` (the 2nd bitmap) out of ``ram`` (the
     1st bitmap, default: the same pfns).
@@ -275,7 +276,7 @@ def kdump_file(
         namesz, vi_size = struct.unpack_from("<II", notes, vi - 12)
         vi_off = note_off + vi + ((namesz + 3) & ~3)
     start, end = split or (0, 0)
-    sub = SUB_HEADER.pack(0x1000000, dump_level, int(split is not None), start, end, vi_off,
+    sub = SUB_HEADER.pack(phys_base, dump_level, int(split is not None), start, end, vi_off,
                           vi_size, note_off, len(notes), 0, 0, start, end, max_mapnr)  # fmt: skip
     out = bytearray(header.ljust(bs, b"\0"))
     out += sub + notes
@@ -332,9 +333,12 @@ class PageTables:
     kernel would export for them (``init_top_pgt`` as a kernel-image address).
     """
 
-    def __init__(self, base_pfn: int, levels: int = 4, phys_base: int = 0) -> None:
+    def __init__(
+        self, base_pfn: int, levels: int = 4, phys_base: int = 0, sme_mask: int = 0
+    ) -> None:
         self.levels = levels
         self.phys_base = phys_base
+        self.sme_mask = sme_mask  # AMD SME's C-bit, set in every entry as the kernel does
         self.next_pfn = base_pfn
         self.tables: dict[int, np.ndarray] = {}
         self.top = self._new()
@@ -352,14 +356,15 @@ class PageTables:
         for shift in shifts:
             idx = (va >> shift) & 511
             if shift == leaf:
-                self.tables[table][idx] = pa | (0x83 if leaf != 12 else 0x3)
+                flags = 0x83 if leaf != 12 else 0x3
+                self.tables[table][idx] = pa | flags | self.sme_mask
                 return
             entry = int(self.tables[table][idx])
             if not entry & 1:
                 child = self._new()
-                self.tables[table][idx] = (child << 12) | 0x63
+                self.tables[table][idx] = (child << 12) | 0x63 | self.sme_mask
                 entry = int(self.tables[table][idx])
-            table = entry >> 12 & ((1 << 40) - 1)
+            table = (entry & ~self.sme_mask) >> 12 & ((1 << 40) - 1)
 
     def pages(self) -> dict[int, bytes]:
         return {pfn: t.astype("<u8").tobytes() for pfn, t in self.tables.items()}
@@ -368,9 +373,10 @@ class PageTables:
         top_va = START_KERNEL_MAP + (self.top << 12) - self.phys_base
         return {
             "SYMBOL(init_top_pgt)": f"{top_va:x}",
+            "SYMBOL(swapper_pg_dir)": f"{top_va:x}",
             "NUMBER(phys_base)": self.phys_base,
             "NUMBER(pgtable_l5_enabled)": int(self.levels == 5),
-            "NUMBER(sme_mask)": 0,
+            "NUMBER(sme_mask)": self.sme_mask,
         }
 
 

@@ -122,7 +122,7 @@ def elf_fields(raw: bytes) -> list[tuple[int, int, str]]:
         shoff = struct.unpack_from("<Q", raw, 40)[0]
         fields.append((shoff + 44, 4, "<"))  # sh_info: the real count
         phnum = struct.unpack_from("<I", raw, shoff + 44)[0]
-    for i in range(min(phnum, 8)):
+    for i in range(min(phnum, 8)):  # the first few only
         base = phoff + 56 * i
         fields += [(base + f, 8 if f else 4, "<") for f in (0, 8, 16, 24, 32, 40)]
     note_off = struct.unpack_from("<Q", raw, phoff + 8)[0]
@@ -143,7 +143,9 @@ def kdump_fields(raw: bytes) -> list[tuple[int, int, str]]:
     sub_blocks, bitmap_blocks = struct.unpack_from("<iI", raw, 0x1B0)
     bitmaps = (1 + sub_blocks) * bs
     descs = bitmaps + bitmap_blocks * bs
-    fields += [(bitmaps + i, 1, "<") for i in range(0, bitmap_blocks * bs, bs // 2)]
+    # A few bitmap bytes; bounded by the file, not by the (mutated) header's claims.
+    end = min(bitmaps + bitmap_blocks * bs, len(raw))
+    fields += [(at, 1, "<") for at in range(bitmaps, end, max(1, (end - bitmaps) // 16))][:16]
     fields += [(descs + 24 * i + f, w, "<") for i in range(0, 0x140, 7)
                for f, w in ((0, 8), (8, 4), (12, 4))]  # fmt: skip
     return fields
