@@ -215,6 +215,7 @@ def kdump_file(
     signature: bytes = b"KDUMP   ",
     release: str = "6.1.0-test",
     layout: KdumpLayout | None = None,
+    phys_base: int = 0,
 ) -> bytes:
     """A kdump-compressed file holding ``pages`` (the 2nd bitmap) out of ``ram`` (the
     1st bitmap, default: the same pfns).
@@ -275,7 +276,7 @@ def kdump_file(
         namesz, vi_size = struct.unpack_from("<II", notes, vi - 12)
         vi_off = note_off + vi + ((namesz + 3) & ~3)
     start, end = split or (0, 0)
-    sub = SUB_HEADER.pack(0x1000000, dump_level, int(split is not None), start, end, vi_off,
+    sub = SUB_HEADER.pack(phys_base, dump_level, int(split is not None), start, end, vi_off,
                           vi_size, note_off, len(notes), 0, 0, start, end, max_mapnr)  # fmt: skip
     out = bytearray(header.ljust(bs, b"\0"))
     out += sub + notes
@@ -304,11 +305,16 @@ def flattened(records: Iterable[tuple[int, bytes]], *, end: bool = True) -> byte
     return head + body + (struct.pack(">qq", -1, -1) if end else b"")
 
 
-def chunks(data: bytes, size: int, *, shuffle: int | None = None) -> list[tuple[int, bytes]]:
+def chunks(
+    data: bytes, size: int, *, shuffle: int | None = None, holes: bool = True
+) -> list[tuple[int, bytes]]:
     """``data`` cut into records of ``size`` bytes (shuffled with a seed if asked);
-    all-zero chunks are left out, as holes, like makedumpfile's unwritten areas."""
+    with ``holes``, all-zero chunks are left out, like the areas makedumpfile never
+    writes in a kdump file (the rest of block 0, a split file's gap).  A flattened ELF
+    has no holes in its segments: makedumpfile writes every page it copies."""
     recs = [(o, data[o : o + size]) for o in range(0, len(data), size)]
-    recs = [r for r in recs if any(r[1])] or recs[:1]
+    if holes:
+        recs = [r for r in recs if r[1].count(0) < len(r[1])] or recs[:1]
     if recs[-1][0] + len(recs[-1][1]) < len(data):
         recs.append((len(data) - 1, data[-1:]))  # keep the logical size
     if shuffle is not None:
@@ -327,9 +333,12 @@ class PageTables:
     kernel would export for them (``init_top_pgt`` as a kernel-image address).
     """
 
-    def __init__(self, base_pfn: int, levels: int = 4, phys_base: int = 0) -> None:
+    def __init__(
+        self, base_pfn: int, levels: int = 4, phys_base: int = 0, sme_mask: int = 0
+    ) -> None:
         self.levels = levels
         self.phys_base = phys_base
+        self.sme_mask = sme_mask  # AMD SME's C-bit, set in every entry as the kernel does
         self.next_pfn = base_pfn
         self.tables: dict[int, np.ndarray] = {}
         self.top = self._new()
@@ -347,14 +356,15 @@ class PageTables:
         for shift in shifts:
             idx = (va >> shift) & 511
             if shift == leaf:
-                self.tables[table][idx] = pa | (0x83 if leaf != 12 else 0x3)
+                flags = 0x83 if leaf != 12 else 0x3
+                self.tables[table][idx] = pa | flags | self.sme_mask
                 return
             entry = int(self.tables[table][idx])
             if not entry & 1:
                 child = self._new()
-                self.tables[table][idx] = (child << 12) | 0x63
+                self.tables[table][idx] = (child << 12) | 0x63 | self.sme_mask
                 entry = int(self.tables[table][idx])
-            table = entry >> 12 & ((1 << 40) - 1)
+            table = (entry & ~self.sme_mask) >> 12 & ((1 << 40) - 1)
 
     def pages(self) -> dict[int, bytes]:
         return {pfn: t.astype("<u8").tobytes() for pfn, t in self.tables.items()}
@@ -363,9 +373,10 @@ class PageTables:
         top_va = START_KERNEL_MAP + (self.top << 12) - self.phys_base
         return {
             "SYMBOL(init_top_pgt)": f"{top_va:x}",
+            "SYMBOL(swapper_pg_dir)": f"{top_va:x}",
             "NUMBER(phys_base)": self.phys_base,
             "NUMBER(pgtable_l5_enabled)": int(self.levels == 5),
-            "NUMBER(sme_mask)": 0,
+            "NUMBER(sme_mask)": self.sme_mask,
         }
 
 
@@ -426,3 +437,61 @@ def kernel_memory(base_pfn: int, release: str = "6.1.0-test") -> tuple[dict[int,
     }
     entries.update(tables.vmcoreinfo())
     return pages, vmcoreinfo(entries)
+
+
+# -- the lockless printk ring (Linux 5.10+) ------------------------------------------------
+
+PRINTK_VMCOREINFO = {
+    "SIZE(printk_ringbuffer)": 88, "OFFSET(printk_ringbuffer.desc_ring)": 0,
+    "OFFSET(printk_ringbuffer.text_data_ring)": 48, "SIZE(prb_desc_ring)": 48,
+    "OFFSET(prb_desc_ring.count_bits)": 0, "OFFSET(prb_desc_ring.descs)": 8,
+    "OFFSET(prb_desc_ring.infos)": 16, "OFFSET(prb_desc_ring.head_id)": 24,
+    "OFFSET(prb_desc_ring.tail_id)": 32, "SIZE(prb_desc)": 24,
+    "OFFSET(prb_desc.state_var)": 0, "OFFSET(prb_desc.text_blk_lpos)": 8,
+    "OFFSET(prb_data_blk_lpos.begin)": 0, "OFFSET(prb_data_blk_lpos.next)": 8,
+    "SIZE(printk_info)": 88, "OFFSET(printk_info.seq)": 0, "OFFSET(printk_info.ts_nsec)": 8,
+    "OFFSET(printk_info.text_len)": 16, "OFFSET(printk_info.caller_id)": 20,
+    "OFFSET(prb_data_ring.size_bits)": 0, "OFFSET(prb_data_ring.data)": 8,
+    "SIZE(atomic_long_t)": 8, "OFFSET(atomic_long_t.counter)": 0,
+}  # fmt: skip
+
+
+def printk_ring(
+    base_pfn: int, messages: list[tuple[int, bytes]]
+) -> tuple[dict[int, bytes], dict[str, object]]:
+    """A lockless printk ring with ``(ts_nsec, text)`` records, all finalized, in pfns
+    ``base_pfn .. base_pfn+2`` (reached through the kernel image mapping, phys_base 0),
+    and its VMCOREINFO entries.  Layout as ``kernel/printk/printk_ringbuffer.h`` has it
+    (offsets as the 6.1 kernel exports them): state in the top 2 bits of ``state_var``,
+    data blocks led by their 8-byte descriptor id, 8-byte aligned."""
+    count_bits, size_bits = 4, 12
+    head = bytearray(PAGE)  # prb pointer at 0, struct printk_ringbuffer at 64
+    ring = bytearray(PAGE)  # descs at 0, infos at 512
+    data = bytearray(1 << size_bits)
+    va = lambda pfn, off=0: START_KERNEL_MAP + pfn * PAGE + off  # noqa: E731
+    pos = 0
+    for ident, (ts, text) in enumerate(messages):
+        size = (8 + len(text) + 7) & ~7
+        struct.pack_into("<QQQ", ring, 24 * ident, (2 << 62) | ident, pos, pos + size)
+        struct.pack_into("<QQHxxI", ring, 512 + 88 * ident, ident, ts, len(text), 1)
+        struct.pack_into("<Q", data, pos, ident)
+        data[pos + 8 : pos + 8 + len(text)] = text
+        pos += size
+    assert len(messages) <= 1 << count_bits and pos <= len(data)
+    struct.pack_into("<Q", head, 0, va(base_pfn, 64))
+    struct.pack_into("<IxxxxQQQQ", head, 64, count_bits, va(base_pfn + 1), va(base_pfn + 1, 512),
+                     len(messages) - 1, 0)  # fmt: skip
+    struct.pack_into("<IxxxxQ", head, 64 + 48, size_bits, va(base_pfn + 2))
+    entries: dict[str, object] = {"SYMBOL(prb)": f"{va(base_pfn):x}", **PRINTK_VMCOREINFO}
+    pages = {base_pfn: bytes(head), base_pfn + 1: bytes(ring), base_pfn + 2: bytes(data)}
+    return pages, entries
+
+
+def kernel_with_log(
+    base_pfn: int, messages: list[tuple[int, bytes]]
+) -> tuple[dict[int, bytes], bytes]:
+    """:func:`kernel_memory` plus a printk ring after it (pfns base .. base+18)."""
+    pages, info = kernel_memory(base_pfn)
+    ring, ring_entries = printk_ring(base_pfn + 16, messages)
+    pages.update(ring)
+    return pages, info + "".join(f"{k}={v}\n" for k, v in ring_entries.items()).encode()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore import Dump, open_dump
@@ -54,3 +56,21 @@ def consume(dump: Dump) -> int:
         with contextlib.suppress(KdumpyError):
             kernel_log(dump)
     return pages
+
+
+def fuzz_settings(fast_examples: int) -> settings:
+    """hypothesis settings for the reader fuzzers.
+
+    The fast tier runs ``fast_examples`` derandomized examples (the same every run, no
+    example database); ``KDUMPY_FUZZ=long`` runs 1000 random ones per test and
+    ``KDUMPY_FUZZ=<n>`` any number, remembering failures in ``.hypothesis/``.
+    """
+    mode = os.environ.get("KDUMPY_FUZZ", "")
+    examples = int(mode) if mode.isdigit() else 1000 if mode else fast_examples
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=not mode,
+        database=settings.default.database if mode else None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )

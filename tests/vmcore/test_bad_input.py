@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.dmesg import kernel_log
+
+from .helpers import fuzz_settings
 
 # disk_dump_header field offsets (x86_64).
 STATUS, BLOCK_SIZE, SUB_HDR_SIZE, BITMAP_BLOCKS = 0x1A8, 0x1AC, 0x1B0, 0x1B4
@@ -250,9 +252,7 @@ def _mutations() -> st.SearchStrategy:
     )
 
 
-FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+FUZZ = fuzz_settings(fast_examples=60)
 
 
 @FUZZ

@@ -321,3 +321,20 @@ def test_budget_per_input_byte(tmp_path: Path, name: str) -> None:
     (s1, t1, m1), (s4, t4, m4) = results
     assert m4 <= (16 << 20) + m1 * 4 * s4 / s1
     assert t4 <= 2.0 + t1 * 4 * s4 / s1
+
+
+def test_descriptor_offset_near_2_63(tmp_path: Path) -> None:
+    """Found by test_fuzz: offset + size overflowed int64, passed the file-size check
+    and crashed numpy with a shape mismatch.  The page is absent instead."""
+    layout = KdumpLayout(0, 0, 0, 0)
+    pages = mixed_pages(range(8))
+    raw = bytearray(kdump_file(pages, 8, compression="zlib", layout=layout))
+    index = sorted(layout.descs).index(3)
+    struct.pack_into("<q", raw, layout.desc_offset + DESC.size * index, 2**63 - 1)
+    path = tmp_path / "far"
+    path.write_bytes(raw)
+    with open_dump(path) as dump:
+        assert dump.pfn_ranges() == [(0, 3), (4, 8)]
+        pages_read, present = dump.read_pfns(0, 8)
+        assert present.tolist() == [True] * 3 + [False] + [True] * 4
+        assert pages_read[4].tobytes() == pages[4]

@@ -291,7 +291,9 @@ class KdumpDump(Dump):
     def _valid(self, part: _Part, records: np.ndarray) -> np.ndarray:
         """Descriptors whose data really is in the file."""
         off, size = records["offset"], records["size"].astype(np.int64)
-        return (off > 0) & (size > 0) & (off + size <= part.src.size)
+        # off <= file size - size, not off + size <= file size: a crafted offset near
+        # 2**63 would overflow the sum into a negative number and pass.
+        return (off > 0) & (size > 0) & (off <= part.src.size - size)
 
     def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         if start_pfn < 0 or count < 0:
