@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import struct
 from collections.abc import Callable
 
 import numpy as np
 
-from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
+from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
     committed_pages,
@@ -26,35 +28,30 @@ from kdumpy.analysis.unwind import PT_REGS, Frame
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
-_WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
+_WIDTH_FLAGS = [
+    Arg(f"-{8 * w}", dest="width", action="store_const", const=w, help=f"{8 * w}-bit values")
+    for w in (1, 2, 4, 8)
+]
 
 
-@command("rd", "read memory", "rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")
-def cmd_rd(session: Session, args: list[str]) -> str:
+@command("rd", "read memory", *_WIDTH_FLAGS,
+         Arg("-p", dest="physical", action="store_true", help="a physical address"),
+         Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
+         Arg("address", help="address or symbol"),
+         Arg("count", nargs="?", type=parse_count, default=1),
+         usage="rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")  # fmt: skip
+def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    width = 8
-    physical = ascii_only = False
-    rest = []
-    for a in args:
-        if a in _WIDTHS:
-            width = _WIDTHS[a]
-        elif a == "-p":
-            physical = True
-        elif a == "-a":
-            ascii_only = True
-        elif a.startswith("-") and not a[1:].isdigit():
-            raise CommandError(f"unknown option {a}")
-        else:
-            rest.append(a)
-    if not rest:
-        raise CommandError("address required")
-    address = parse_number(rest[0]) if physical else resolve_address(session, rest[0])
-    count = int(rest[1], 0) if len(rest) > 1 else 1
-    if ascii_only:
+    width = opts.width or 8
+    address = (
+        parse_number(opts.address) if opts.physical else resolve_address(session, opts.address)
+    )
+    count = opts.count
+    if opts.ascii:
         data = prog.memory.cstring(address, max(count, 256))
         return f"{address:x}:  {shown(data)}\n"
     size = width * count
-    data = prog.memory.phys(address, size) if physical else prog.read(address, size)
+    data = prog.memory.phys(address, size) if opts.physical else prog.read(address, size)
     return hexdump(address, data, width)
 
 
@@ -231,9 +228,15 @@ def kmem_info(prog: Program) -> str:
     return "".join(out)
 
 
-@command("kmem", "kernel memory", "kmem -i")
-def cmd_kmem(session: Session, args: list[str]) -> str:
-    if args != ["-i"]:
+# crash's other kmem flags: known, so they get "not supported" rather than "unknown".
+_KMEM_OTHER = ("-f", "-F", "-c", "-C", "-s", "-S", "-r", "-v", "-V", "-n", "-z", "-o", "-h",
+               "-p", "-g", "-l", "-L", "-P", "-m")  # fmt: skip
+
+
+@command("kmem", "kernel memory", Arg("-i", dest="info", action="store_true"),
+         Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i")  # fmt: skip
+def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
+    if not opts.info or opts.other:
         raise CommandError("only 'kmem -i' is supported")
     return kmem_info(session.prog)
 
@@ -246,21 +249,20 @@ def _maybe(func: Callable[[], int]) -> int:
         return 0
 
 
-@command("dis", "disassemble", "dis address|symbol [count]")
-def cmd_dis(session: Session, args: list[str]) -> str:
+@command("dis", "disassemble", Arg("address"), Arg("count", nargs="?", type=parse_count),
+         usage="dis address|symbol [count]")  # fmt: skip
+def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     try:
         import capstone
     except ImportError:
         raise CommandError(
             "dis needs capstone (a dependency of kdumpy: pip install capstone)"
         ) from None
-    if not args:
-        raise CommandError("address or symbol required")
     prog = session.prog
-    address = resolve_address(session, args[0])
+    address = resolve_address(session, opts.address)
     sym = prog.find_symbol(address)
-    if len(args) > 1:
-        count, limit = int(args[1], 0), 16 * int(args[1], 0)
+    if opts.count is not None:
+        count, limit = opts.count, 16 * opts.count
     elif sym is not None and sym.address == address:
         nxt = prog.symbols.next_after(address)
         limit = (nxt - address) if nxt else 256
@@ -289,13 +291,12 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
         return ""
 
 
-@command("sym", "translate a symbol to its address, or vice versa", "sym address|symbol ...")
-def cmd_sym(session: Session, args: list[str]) -> str:
-    if not args:
-        raise CommandError("symbol or address required")
+@command("sym", "translate a symbol to its address, or vice versa", Arg("words", nargs="+"),
+         usage="sym address|symbol ...")  # fmt: skip
+def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = []
-    for arg in args:
+    for arg in opts.words:
         sym = prog.symbols.lookup(arg)
         if sym is None:
             prog.load_modules()

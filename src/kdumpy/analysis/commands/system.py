@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kdumpy.analysis.commands import COMMANDS, CommandError, Session, command
+import argparse
+
+from kdumpy.analysis.commands.base import COMMANDS, Arg, CommandError, Session, command, lookup
 from kdumpy.analysis.helpers.printk import format_log, log_records
 from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
@@ -20,8 +22,8 @@ def _field(name: str, value: str) -> str:
     return f"{name:>12}: {value}\n"
 
 
-@command("sys", "system data", "sys")
-def cmd_sys(session: Session, args: list[str]) -> str:
+@command("sys", "system data")
+def cmd_sys(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     info = system_info(prog)
     taints = taint_letters(prog)
@@ -65,26 +67,26 @@ def _mhz(session: Session) -> str:
         return "?"
 
 
-@command("log", "dump system message buffer", "log [-t]")
-def cmd_log(session: Session, args: list[str]) -> str:
-    unknown = [a for a in args if a not in ("-t",)]
-    if unknown:
-        raise CommandError(f"unknown option {unknown[0]} (usage: log [-t])")
-    return format_log(log_records(session.prog), timestamps="-t" not in args)
+@command("log", "dump system message buffer",
+         Arg("-t", dest="no_time", action="store_true", help="without timestamps"),
+         usage="log [-t]", aliases=("dmesg",))  # fmt: skip
+def cmd_log(session: Session, opts: argparse.Namespace) -> str:
+    return format_log(log_records(session.prog), timestamps=not opts.no_time)
 
 
-@command("help", "get help", "help [command]")
-def cmd_help(session: Session, args: list[str]) -> str:
-    if args:
-        cmd = COMMANDS.get(args[0])
+@command("help", "get help", Arg("name", nargs="?"), usage="help [command]", aliases=("?",))
+def cmd_help(session: Session, opts: argparse.Namespace) -> str:
+    """One command's summary and usage, or every registered command's summary."""
+    if opts.name:
+        cmd = lookup(opts.name)
         if cmd is None:
-            raise CommandError(f"no help for unknown command {args[0]}")
+            raise CommandError(f"no help for unknown command {opts.name}")
         return f"{cmd.name}: {cmd.summary}\nusage: {cmd.usage}\n"
     return "".join(
         f"{c.name:<8} {c.summary}\n" for c in sorted(COMMANDS.values(), key=lambda c: c.name)
     )
 
 
-@command("q", "exit this session", "q")
-def cmd_quit(session: Session, args: list[str]) -> str:
+@command("q", "exit this session", aliases=("quit", "exit"))
+def cmd_quit(session: Session, opts: argparse.Namespace) -> str:
     raise SystemExit(0)

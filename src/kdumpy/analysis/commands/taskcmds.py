@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kdumpy.analysis.commands import CommandError, Session, command, parse_number
+import argparse
+
+from kdumpy.analysis.commands import parse_number
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.memcmds import with_exception_frames, with_frame_words
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
@@ -32,16 +35,25 @@ def all_tasks(prog: Program) -> list[Object]:
     return idle + sorted(for_each_task(prog), key=lambda t: int(t.pid))
 
 
-@command("ps", "display process status information", "ps [-k|-u] [pid|comm ...]")
-def cmd_ps(session: Session, args: list[str]) -> str:
+@command("ps", "display process status information",
+         Arg("-k", dest="kernel", action="store_true", help="kernel threads only"),
+         Arg("-u", dest="user", action="store_true", help="user tasks only"),
+         Arg("wanted", nargs="*", help="pids or command names"),
+         usage="ps [-k|-u] [pid|comm ...]")  # fmt: skip
+def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
+    return ps_table(session, opts.kernel, opts.user, opts.wanted)
+
+
+def ps_table(session: Session, kernel: bool, user: bool, wanted: list[str]) -> str:
+    """The ps header and a line per task (only kernel threads, only user tasks, only
+    the pids or names in ``wanted`` when given)."""
     prog = session.prog
     active = {int(t) for t in active_tasks(prog).values()}
     total_kb = max(1, totalram_pages(prog) * prog.dump.page_size // 1024)
     lines = ["   PID    PPID  CPU       TASK        ST  %MEM     VSZ    RSS  COMM\n"]
-    wanted = [a for a in args if not a.startswith("-")]
     for task in all_tasks(prog):
         kthread = is_kthread(task) or int(task.pid) == 0
-        if ("-k" in args and not kthread) or ("-u" in args and kthread):
+        if (kernel and not kthread) or (user and kthread):
             continue
         comm = task_comm(task)
         if wanted and str(int(task.pid)) not in wanted and comm not in wanted:
@@ -122,38 +134,32 @@ def task_from_arg(session: Session, arg: str) -> Object:
     raise CommandError(f"invalid task or pid value: {arg}")
 
 
-_BT_OPTIONS = {"-a", "-e", "-f", "-l"}
-
-
-def _bt_check(args: list[str]) -> None:
-    """Options of bt: ``-l`` (source lines) would need DWARF line tables, which
-    neither the dump nor BTF carry."""
-    unknown = [a for a in args if a.startswith("-") and a not in _BT_OPTIONS]
-    if unknown:
-        raise CommandError(f"unknown option {unknown[0]}")
-    if "-l" in args:
-        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
-
-
-def _bt_text(prog: Program, task: Object, args: list[str]) -> str:
+def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     """One task's backtrace, with each frame's stack words for ``-f``; ``-e`` lists
     the exception frames found on the stack instead."""
-    if "-e" in args:
+    if opts.eframes:
         header = format_backtrace(prog, task, []).splitlines(True)[0]
         return with_exception_frames(prog, task, header, _regs_block)
     frames = stack_trace(prog, task)
     text = format_backtrace(prog, task, frames)
-    return with_frame_words(prog, text, frames) if "-f" in args else text
+    return with_frame_words(prog, text, frames) if opts.words else text
 
 
-@command("bt", "backtrace", "bt [-a] [-e] [-f] [pid | task ...]")
-def cmd_bt(session: Session, args: list[str]) -> str:
+@command("bt", "backtrace",
+         Arg("-a", dest="active", action="store_true", help="the task active on each CPU"),
+         Arg("-e", dest="eframes", action="store_true", help="exception frames on the stack"),
+         Arg("-f", dest="words", action="store_true", help="each frame's stack words"),
+         Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
+         Arg("tasks", nargs="*", help="pids or task_struct addresses"),
+         usage="bt [-a] [-e] [-f] [pid | task ...]")  # fmt: skip
+def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    _bt_check(args)
-    if "-a" in args:
+    if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
+        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
+    if opts.active:
         tasks = [t for _, t in sorted(active_tasks(prog).items())]
-    elif [a for a in args if not a.startswith("-")]:
-        tasks = [task_from_arg(session, a) for a in args if not a.startswith("-")]
+    elif opts.tasks:
+        tasks = [task_from_arg(session, a) for a in opts.tasks]
     else:
         try:
             current = session.extra.get("task") or panic_task(prog)
@@ -162,7 +168,7 @@ def cmd_bt(session: Session, args: list[str]) -> str:
         if current is None:
             raise CommandError("no panic task found; give a pid")
         tasks = [current]  # type: ignore[list-item]
-    return "\n".join(_bt_text(prog, t, args) for t in tasks)
+    return "\n".join(_bt_text(prog, t, opts) for t in tasks)
 
 
 def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
@@ -179,8 +185,11 @@ def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
 _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
 
 
-@command("foreach", "display command data for multiple tasks", "foreach [STATE] bt|ps|files")
-def cmd_foreach(session: Session, args: list[str]) -> str:
+@command("foreach", "display command data for multiple tasks",
+         Arg("words", nargs="+", metavar="[STATE] bt|ps|files"),
+         usage="foreach [STATE] bt|ps|files")  # fmt: skip
+def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
+    args = opts.words
     states = {a for a in args if a in _STATE_FILTERS}
     verbs = [a for a in args if a not in states]
     if not verbs or verbs[0] not in ("bt", "files", "ps"):
@@ -195,7 +204,7 @@ def cmd_foreach(session: Session, args: list[str]) -> str:
         elif verbs[0] == "files":
             out.append(_files(prog, task))
         else:
-            out.append(cmd_ps(session, [str(int(task.pid))]).splitlines(True)[-1])
+            out.append(ps_table(session, False, False, [str(int(task.pid))]).splitlines(True)[-1])
     return "\n".join(out) if verbs[0] != "ps" else "".join(out)
 
 
@@ -211,17 +220,17 @@ def _files(prog: Program, task: Object) -> str:
     return "".join(out)
 
 
-@command("files", "open files", "files [pid | task]")
-def cmd_files(session: Session, args: list[str]) -> str:
+@command("files", "open files", Arg("task", nargs="?"), usage="files [pid | task]")
+def cmd_files(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    task = task_from_arg(session, args[0]) if args else panic_task(prog)
+    task = task_from_arg(session, opts.task) if opts.task else panic_task(prog)
     if task is None:
         raise CommandError("no task given")
     return _files(prog, task)
 
 
-@command("runq", "run queue", "runq")
-def cmd_runq(session: Session, args: list[str]) -> str:
+@command("runq", "run queue")
+def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = []
     for cpu in prog.online_cpus:
@@ -242,11 +251,11 @@ def cmd_runq(session: Session, args: list[str]) -> str:
     return "".join(out)
 
 
-@command("set", "set the context task", "set [pid | task]")
-def cmd_set(session: Session, args: list[str]) -> str:
+@command("set", "set the context task", Arg("task", nargs="?"), usage="set [pid | task]")
+def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    if args:
-        session.extra["task"] = task_from_arg(session, args[0])
+    if opts.task:
+        session.extra["task"] = task_from_arg(session, opts.task)
     task = session.extra.get("task") or panic_task(prog)
     if not isinstance(task, Object):
         return "no context task\n"
