@@ -42,6 +42,12 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, prog: str, usage: str) -> None:
         super().__init__(prog=prog, usage=usage, add_help=False, allow_abbrev=False,
                          exit_on_error=False)  # fmt: skip
+        self.flags: set[str] = set()
+
+    def add_argument(self, *names: str, **options: Any) -> argparse.Action:
+        """As argparse's, remembering the flags so an unknown one is named first."""
+        self.flags.update(n for n in names if n.startswith("-"))
+        return super().add_argument(*names, **options)
 
     def error(self, message: str) -> NoReturn:
         raise CommandUsageError(message)
@@ -52,6 +58,11 @@ class CommandParser(argparse.ArgumentParser):
     def parse_words(self, words: list[str]) -> argparse.Namespace:
         """The namespace for ``words`` (flags and arguments in any order, as crash takes
         them); an option it does not declare is an error."""
+        for word in words:
+            if word == "--":
+                break
+            if word[:1] == "-" and word[1:2] not in "0123456789" and word not in self.flags:
+                raise CommandUsageError(f"unknown option {word}")
         try:
             opts, extra = self.parse_known_intermixed_args(words)
         except argparse.ArgumentError as exc:
