@@ -90,3 +90,16 @@ def test_a_declared_command_runs_and_appears_in_help_and_completion(echo, prog):
     completer = crash_cli._completer(session, command_names())
     assert [c.text for c in completer.get_completions(Document("ec"), None)] == ["echo"]
     assert [c.text for c in completer.get_completions(Document("sa"), None)] == ["say"]
+
+
+def test_batch_status_comes_from_the_failure_not_the_text(synthetic_vmcore, tmp_path, capsys):
+    from kdumpy.cli import main
+
+    vmcore = str(synthetic_vmcore)
+    # One line that looks like an error report ("help: get help") is a success ...
+    assert main(["crash", vmcore, "-c", "help help | head -1"]) == 0
+    assert capsys.readouterr().out == "help: get help\n"
+    # ... and a failure redirected to a file, leaving no text on the screen, is one.
+    out = tmp_path / "out"
+    assert main(["crash", vmcore, "-c", f"rd -z > {out}"]) == 1
+    assert out.read_text().startswith("rd: unknown option -z (usage: rd ")

@@ -76,16 +76,10 @@ def _batch(session: Any, lines: Iterable[str], run_line: Any) -> int:
         except SystemExit:
             break
         sys.stdout.write(out)
-        if _is_error(line, out):
+        if session.failed:
             status = 1
     sys.stdout.flush()
     return status
-
-
-def _is_error(line: str, out: str) -> bool:
-    """A one-line ``name: message`` answer to a command is its error report."""
-    word = line.split()[0] if line.split() else ""
-    return out.count("\n") == 1 and (out.startswith(f"{word}: ") or out.startswith("crash: "))
 
 
 def _show(text: str) -> None:

@@ -55,6 +55,7 @@ def run_line(session: Session, line: str) -> str:
     """Run one command line; errors come back as ``name: message`` text, and a corrupt
     structure met on the way as a ``WARNING:`` line after a partial answer.  The answer
     is safe for a terminal: control characters other than newline and tab escaped."""
+    session.failed = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ListWarning)
         out = _run(session, line)
@@ -68,8 +69,10 @@ def _run(session: Session, line: str) -> str:
     through ``/bin/sh``, ``cmd > file`` / ``>> file`` writes it to a file."""
     command_text, op, target = split_output(line)
     out = _run_command(session, command_text)
-    if not op or not target.strip():
-        return out if not op else f"crash: {op} needs a target\n"
+    if not op:
+        return out
+    if not target.strip():
+        return _failed(session, f"crash: {op} needs a target\n")
     if op == "|":
         proc = subprocess.run(["/bin/sh", "-c", target], input=out, capture_output=True,
                               text=True, errors="backslashreplace", check=False)  # fmt: skip
@@ -77,10 +80,19 @@ def _run(session: Session, line: str) -> str:
     try:
         path = shlex.split(target)
     except ValueError as exc:
-        return f"crash: {exc}\n"
+        return _failed(session, f"crash: {exc}\n")
     if len(path) != 1:
-        return f"crash: {op} takes one file name\n"
-    return _write_output(path[0], out, append=op == ">>")
+        return _failed(session, f"crash: {op} takes one file name\n")
+    try:
+        return _write_output(path[0], out, append=op == ">>")
+    except OSError as exc:
+        return _failed(session, f"crash: {path[0]}: cannot write: {exc.strerror}\n")
+
+
+def _failed(session: Session, message: str) -> str:
+    """An error line, marking the session's line as failed."""
+    session.failed = True
+    return message
 
 
 def split_output(line: str) -> tuple[str, str, str]:
@@ -102,12 +114,10 @@ def split_output(line: str) -> tuple[str, str, str]:
 
 
 def _write_output(path: str, text: str, append: bool) -> str:
-    """A redirection target: created 0600, never through a symbolic link."""
+    """A redirection target: created 0600, never through a symbolic link (OSError
+    when it cannot be written)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        return f"crash: {path}: cannot write: {exc.strerror}\n"
+    fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(escape_text(text, LINES))
     return ""
@@ -118,18 +128,18 @@ def _run_command(session: Session, line: str) -> str:
     try:
         words = shlex.split(line, comments=True)
     except ValueError as exc:
-        return f"crash: {exc}\n"
+        return _failed(session, f"crash: {exc}\n")
     if not words:
         return ""
     cmd = lookup(words[0])
     if cmd is None:
-        return f"crash: command not found: {words[0]}\n"
+        return _failed(session, f"crash: command not found: {words[0]}\n")
     try:
         return cmd.run(session, words[1:])
     except CommandError as exc:
-        return usage_line(cmd, exc)
+        return _failed(session, usage_line(cmd, exc))
     except KdumpyError as exc:
-        return f"{cmd.name}: {exc}\n"
+        return _failed(session, f"{cmd.name}: {exc}\n")
 
 
 def parse_count(text: str) -> int:

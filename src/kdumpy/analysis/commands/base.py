@@ -28,11 +28,13 @@ class CommandUsageError(CommandError):
 
 @dataclass
 class Session:
-    """A shell session: the program and the values ``p`` has printed ($1, $2 ...)."""
+    """A shell session: the program, the values ``p`` has printed ($1, $2 ...), and
+    whether the last line failed (the batch exit status reads it, not the text)."""
 
     prog: Program
     counter: int = 0
     extra: dict[str, object] = field(default_factory=dict)
+    failed: bool = False
 
 
 class CommandParser(argparse.ArgumentParser):
