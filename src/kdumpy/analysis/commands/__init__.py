@@ -36,7 +36,7 @@ from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
 
-_MODULES = ("system", "taskcmds", "memcmds", "typecmds")
+_MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds")
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
     "command", "command_names", "load_commands", "lookup", "parse_count", "parse_number",
