@@ -103,3 +103,13 @@ def test_batch_status_comes_from_the_failure_not_the_text(synthetic_vmcore, tmp_
     out = tmp_path / "out"
     assert main(["crash", vmcore, "-c", f"rd -z > {out}"]) == 1
     assert out.read_text().startswith("rd: unknown option -z (usage: rd ")
+
+
+def test_fields_align_names_as_crash_does():
+    from kdumpy.analysis.commands.output import fields, quoted
+
+    # crash's "set": names right-aligned to the longest ("COMMAND").
+    assert fields([("PID", 1), ("COMMAND", quoted("sh\x1b[2J"))]) == (
+        '    PID: 1\nCOMMAND: "sh\\x1b[2J"\n'
+    )
+    assert fields([("CPUS", 2)], width=12) == "        CPUS: 2\n"

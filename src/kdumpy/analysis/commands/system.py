@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kdumpy.analysis.commands.base import COMMANDS, Arg, CommandError, Session, command, lookup
+from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.helpers.printk import format_log, log_records
 from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
@@ -18,46 +19,44 @@ _STATE_NAMES = {
 }  # fmt: skip
 
 
-def _field(name: str, value: str) -> str:
-    return f"{name:>12}: {value}\n"
+SYS_WIDTH = 12  # "LOAD AVERAGE": the panic task's fields line up under sys's
 
 
 @command("sys", "system data")
 def cmd_sys(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     info = system_info(prog)
-    taints = taint_letters(prog)
-    out = _field("KERNEL", "(none: symbols, types and stacks from the dump)" + (
-        "  [TAINTED]" if taints else ""))  # fmt: skip
-    out += _field("DUMPFILE", f"{prog.path}  [{prog.dump.format}]")
-    out += _field("CPUS", str(info.cpus))
-    out += _field("DATE", info.date)
-    out += _field("UPTIME", info.uptime)
-    out += _field("LOAD AVERAGE", info.load_average)
-    out += _field("TASKS", str(info.tasks))
-    out += _field("NODENAME", shown(info.nodename))
-    out += _field("RELEASE", shown(info.release))
-    out += _field("VERSION", shown(info.version))
-    out += _field("MACHINE", f"{shown(info.machine)}  ({_mhz(session)} Mhz)")
-    out += _field("MEMORY", format_bytes(info.memory))
-    out += _field("PANIC", f'"{shown(info.panic.message)}"')
-    return out + context(session)
+    tainted = "  [TAINTED]" if taint_letters(prog) else ""
+    return fields([
+        ("KERNEL", "(none: symbols, types and stacks from the dump)" + tainted),
+        ("DUMPFILE", f"{prog.path}  [{prog.dump.format}]"),
+        ("CPUS", info.cpus),
+        ("DATE", info.date),
+        ("UPTIME", info.uptime),
+        ("LOAD AVERAGE", info.load_average),
+        ("TASKS", info.tasks),
+        ("NODENAME", shown(info.nodename)),
+        ("RELEASE", shown(info.release)),
+        ("VERSION", shown(info.version)),
+        ("MACHINE", f"{shown(info.machine)}  ({_mhz(session)} Mhz)"),
+        ("MEMORY", format_bytes(info.memory)),
+        ("PANIC", quoted(info.panic.message)),
+    ], SYS_WIDTH) + context(session)  # fmt: skip
 
 
 def context(session: Session) -> str:
     """The panic task's identity, as crash prints it after ``sys`` at startup."""
-    prog = session.prog
-    task = panic_task(prog)
+    task = panic_task(session.prog)
     if task is None:
         return ""
     state = task_state_crash(task)
-    return (
-        _field("PID", str(int(task.pid)))
-        + _field("COMMAND", f'"{shown(task_comm(task))}"')
-        + _field("TASK", f"{int(task):x}")
-        + _field("CPU", str(task_cpu(task)))
-        + _field("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)")
-    )
+    return fields([
+        ("PID", int(task.pid)),
+        ("COMMAND", quoted(task_comm(task))),
+        ("TASK", f"{int(task):x}"),
+        ("CPU", task_cpu(task)),
+        ("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)"),
+    ], SYS_WIDTH)  # fmt: skip
 
 
 def _mhz(session: Session) -> str:

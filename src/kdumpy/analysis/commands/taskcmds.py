@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
@@ -149,7 +150,10 @@ def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     except KdumpyError:
         cpu = None
     state = task_state_crash(task) + (" (ACTIVE)" if cpu is not None else "")
-    return (
-        f'    PID: {int(task.pid)}\nCOMMAND: "{shown(task_comm(task))}"\n   TASK: {int(task):x}\n'
-        f"    CPU: {task_cpu(task)}\n  STATE: {state}\n"
-    )
+    return fields([
+        ("PID", int(task.pid)),
+        ("COMMAND", quoted(task_comm(task))),
+        ("TASK", f"{int(task):x}"),
+        ("CPU", task_cpu(task)),
+        ("STATE", state),
+    ])  # fmt: skip

@@ -234,7 +234,7 @@ def cmd_whatis(session: Session, opts: argparse.Namespace) -> str:
     try:
         t = prog.variable_type(name)
         return f"{declaration(t, name)};\n"
-    except Exception:  # noqa: BLE001 - fall back to a type name
+    except KdumpyError:  # not a variable: a type name
         return format_type(prog.type(name))
 
 
