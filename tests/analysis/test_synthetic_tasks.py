@@ -179,7 +179,7 @@ def test_bt_e_finds_the_user_exception_frame(crash, machine):
 
 def test_bt_errors_are_one_line(crash):
     assert crash("bt -l") == "bt: -l needs DWARF line tables; the dump has symbols and BTF only\n"
-    assert crash("bt -z") == "bt: unknown option -z\n"
+    assert crash("bt -z") == "bt: unknown option -z (usage: bt [-a] [-e] [-f] [pid | task ...])\n"
     assert crash("bt 4242") == "bt: invalid task or pid value: 4242\n"
 
 
@@ -204,3 +204,11 @@ def test_foreach_filters_by_state(crash, machine):
     pids = [int(line.split()[1]) for line in files.splitlines() if line.startswith("PID:")]
     assert pids == [1, 2, 46, 666, 1300] and files.count("ROOT:") == 5
     assert crash("foreach vm") == "foreach: foreach supports bt, files and ps\n"
+
+
+def test_foreach_ps_has_a_row_per_task_even_when_pids_repeat(crash, machine):
+    """Every CPU's idle task has pid 0: each still gets its own row (a row looked up
+    again by pid repeated the last idle task)."""
+    tasks = [*machine.idle, *sorted(machine.tasks.values(), key=lambda t: t.pid)]
+    rows = crash("foreach ps").splitlines()
+    assert [int(row[1:].split()[3], 16) for row in rows] == [t.address for t in tasks]

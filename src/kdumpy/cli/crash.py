@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
         "crash",
         help="analyse a dump interactively, like crash, without a vmlinux",
         description="A crash-like shell: symbols from the dump's kallsyms, types from its "
-        "BTF, stacks from its ORC tables.  Commands: sys log ps bt rd struct union p sym "
-        "mod kmem -i runq files dis foreach set whatis help q; 'CMD | shell command' "
-        "pipes, 'CMD > FILE' redirects.",
+        "BTF, stacks from its ORC tables.  'help' in the shell lists the commands, "
+        "'help CMD' one command's usage; 'CMD | shell command' pipes, 'CMD > FILE' "
+        "redirects.",
     )
     add_dump_files(p)
     p.add_argument("-c", dest="commands", action="append", metavar="CMD", default=[],
@@ -71,16 +71,10 @@ def _batch(session: Any, lines: Iterable[str], run_line: Any) -> int:
         except SystemExit:
             break
         sys.stdout.write(out)
-        if _is_error(line, out):
+        if session.failed:
             status = 1
     sys.stdout.flush()
     return status
-
-
-def _is_error(line: str, out: str) -> bool:
-    """A one-line ``name: message`` answer to a command is its error report."""
-    word = line.split()[0] if line.split() else ""
-    return out.count("\n") == 1 and (out.startswith(f"{word}: ") or out.startswith("crash: "))
 
 
 def _show(text: str) -> None:
@@ -104,11 +98,12 @@ def _interactive(session: Any, run_line: Any, **io: Any) -> int:
             "pip install prompt_toolkit); -c CMD and -i SCRIPT work without it"
         ) from None
 
-    from kdumpy.analysis.commands import load_commands
+    from kdumpy.analysis.commands import command_names, load_commands
 
+    load_commands()
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
     prompt: PromptSession[str] = PromptSession(
-        history=FileHistory(str(HISTORY)), completer=_completer(session, load_commands()), **io
+        history=FileHistory(str(HISTORY)), completer=_completer(session, command_names()), **io
     )
     while True:
         try:
@@ -123,8 +118,12 @@ def _interactive(session: Any, run_line: Any, **io: Any) -> int:
             return 0
 
 
-def _completer(session: Any, commands: dict[str, Any]) -> Any:
+def _completer(session: Any, commands: Iterable[str]) -> Any:
+    """Completion of the registered command names and aliases (``commands``), then of
+    symbol names."""
     from prompt_toolkit.completion import Completer, Completion
+
+    names = sorted(commands)
 
     class CrashCompleter(Completer):
         """Command names first, then symbol names (prefix search in the symbol table)."""
@@ -133,7 +132,7 @@ def _completer(session: Any, commands: dict[str, Any]) -> Any:
             text = document.text_before_cursor
             word = document.get_word_before_cursor(WORD=True)
             if " " not in text.lstrip():
-                for name in sorted(commands):
+                for name in names:
                     if name.startswith(word):
                         yield Completion(name, -len(word))
                 return

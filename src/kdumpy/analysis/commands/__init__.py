@@ -1,8 +1,10 @@
 """crash-like commands over a :class:`~kdumpy.analysis.program.Program`.
 
-Each command is a function ``(session, args) -> str`` registered with
-:func:`command`; the shell, ``-c`` and ``-i`` all go through :func:`run_line`, which
-turns every library error into a one-line message.  :func:`run_line` is also where
+Each command is declared once with :func:`~kdumpy.analysis.commands.base.command`
+(name, aliases, summary, crash's flags), in one module per family listed in
+:data:`_MODULES`; the shell, ``-c`` and ``-i`` all go through :func:`run_line`, which
+parses the words with the command's parser and turns every typed error into one
+line, ``name: message``.  :func:`run_line` is also where
 output meets the terminal: commands print fields from the dump through
 :func:`~kdumpy.printable.shown`, and whatever else they print is escaped there (see
 :mod:`kdumpy.printable`), so no control character from a dump reaches the screen.
@@ -10,60 +12,40 @@ output meets the terminal: commands print fields from the dump through
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import shlex
 import subprocess
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from kdumpy.analysis.commands.base import (
+    ALIASES,
+    COMMANDS,
+    Arg,
+    Command,
+    CommandError,
+    CommandUsageError,
+    Session,
+    command,
+    command_names,
+    lookup,
+    usage_line,
+)
 from kdumpy.analysis.helpers.lists import ListWarning
-from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
 
-
-class CommandError(KdumpyError):
-    """Bad usage of a command."""
-
-
-@dataclass
-class Session:
-    """A shell session: the program and the values ``p`` has printed ($1, $2 ...)."""
-
-    prog: Program
-    counter: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-Handler = Callable[[Session, list[str]], str]
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    handler: Handler
-    summary: str
-    usage: str
-
-
-COMMANDS: dict[str, Command] = {}
-ALIASES: dict[str, str] = {"dmesg": "log", "lsmod": "mod", "quit": "q", "exit": "q", "?": "help"}
-_MODULES = ("system", "taskcmds", "memcmds", "typecmds")
-
-
-def command(name: str, summary: str, usage: str = "") -> Callable[[Handler], Handler]:
-    """Register a command handler."""
-
-    def register(func: Handler) -> Handler:
-        COMMANDS[name] = Command(name, func, summary, usage or name)
-        return func
-
-    return register
+_MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds")
+__all__ = [
+    "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
+    "command", "command_names", "load_commands", "lookup", "parse_count", "parse_number",
+    "resolve_address", "run_line",
+]  # fmt: skip
 
 
 def load_commands() -> dict[str, Command]:
+    """Import every command module; their declarations fill :data:`COMMANDS`."""
     for module in _MODULES:
         importlib.import_module(f"kdumpy.analysis.commands.{module}")
     return COMMANDS
@@ -73,6 +55,7 @@ def run_line(session: Session, line: str) -> str:
     """Run one command line; errors come back as ``name: message`` text, and a corrupt
     structure met on the way as a ``WARNING:`` line after a partial answer.  The answer
     is safe for a terminal: control characters other than newline and tab escaped."""
+    session.failed = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ListWarning)
         out = _run(session, line)
@@ -86,8 +69,10 @@ def _run(session: Session, line: str) -> str:
     through ``/bin/sh``, ``cmd > file`` / ``>> file`` writes it to a file."""
     command_text, op, target = split_output(line)
     out = _run_command(session, command_text)
-    if not op or not target.strip():
-        return out if not op else f"crash: {op} needs a target\n"
+    if not op:
+        return out
+    if not target.strip():
+        return _failed(session, f"crash: {op} needs a target\n")
     if op == "|":
         proc = subprocess.run(["/bin/sh", "-c", target], input=out, capture_output=True,
                               text=True, errors="backslashreplace", check=False)  # fmt: skip
@@ -95,10 +80,19 @@ def _run(session: Session, line: str) -> str:
     try:
         path = shlex.split(target)
     except ValueError as exc:
-        return f"crash: {exc}\n"
+        return _failed(session, f"crash: {exc}\n")
     if len(path) != 1:
-        return f"crash: {op} takes one file name\n"
-    return _write_output(path[0], out, append=op == ">>")
+        return _failed(session, f"crash: {op} takes one file name\n")
+    try:
+        return _write_output(path[0], out, append=op == ">>")
+    except OSError as exc:
+        return _failed(session, f"crash: {path[0]}: cannot write: {exc.strerror}\n")
+
+
+def _failed(session: Session, message: str) -> str:
+    """An error line, marking the session's line as failed."""
+    session.failed = True
+    return message
 
 
 def split_output(line: str) -> tuple[str, str, str]:
@@ -120,12 +114,10 @@ def split_output(line: str) -> tuple[str, str, str]:
 
 
 def _write_output(path: str, text: str, append: bool) -> str:
-    """A redirection target: created 0600, never through a symbolic link."""
+    """A redirection target: created 0600, never through a symbolic link (OSError
+    when it cannot be written)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        return f"crash: {path}: cannot write: {exc.strerror}\n"
+    fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(escape_text(text, LINES))
     return ""
@@ -136,19 +128,29 @@ def _run_command(session: Session, line: str) -> str:
     try:
         words = shlex.split(line, comments=True)
     except ValueError as exc:
-        return f"crash: {exc}\n"
+        return _failed(session, f"crash: {exc}\n")
     if not words:
         return ""
-    name = ALIASES.get(words[0], words[0])
-    cmd = COMMANDS.get(name)
+    cmd = lookup(words[0])
     if cmd is None:
-        return f"crash: command not found: {words[0]}\n"
+        return _failed(session, f"crash: command not found: {words[0]}\n")
     try:
-        return cmd.handler(session, words[1:])
+        return cmd.run(session, words[1:])
+    except CommandError as exc:
+        return _failed(session, usage_line(cmd, exc))
     except KdumpyError as exc:
-        return f"{name}: {exc}\n"
-    except (ValueError, IndexError) as exc:
-        return f"{name}: {exc or 'invalid arguments'} (usage: {cmd.usage})\n"
+        return _failed(session, f"{cmd.name}: {exc}\n")
+
+
+def parse_count(text: str) -> int:
+    """A count argument (``rd ADDR 16``, ``dis ADDR 0x10``): a non-negative integer."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count: {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count: {text}")
+    return value
 
 
 def parse_number(text: str) -> int:

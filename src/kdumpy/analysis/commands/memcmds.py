@@ -1,14 +1,13 @@
-"""rd, kmem -i, dis, sym, and what ``bt -f`` and ``bt -e`` show of a kernel stack."""
+"""rd, kmem -i, dis, sym."""
 
 from __future__ import annotations
 
-import re
+import argparse
 import struct
 from collections.abc import Callable
 
-import numpy as np
-
-from kdumpy.analysis.commands import CommandError, Session, command, parse_number, resolve_address
+from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
     committed_pages,
@@ -19,42 +18,34 @@ from kdumpy.analysis.helpers.mm import (
     swap_pages,
     totalram_pages,
 )
-from kdumpy.analysis.memory import FaultError
-from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
-from kdumpy.analysis.unwind import PT_REGS, Frame
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
-_WIDTHS = {"-8": 1, "-16": 2, "-32": 4, "-64": 8}
+_WIDTH_FLAGS = [
+    Arg(f"-{8 * w}", dest="width", action="store_const", const=w, help=f"{8 * w}-bit values")
+    for w in (1, 2, 4, 8)
+]
 
 
-@command("rd", "read memory", "rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")
-def cmd_rd(session: Session, args: list[str]) -> str:
+@command("rd", "read memory", *_WIDTH_FLAGS,
+         Arg("-p", dest="physical", action="store_true", help="a physical address"),
+         Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
+         Arg("address", help="address or symbol"),
+         Arg("count", nargs="?", type=parse_count, default=1),
+         usage="rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")  # fmt: skip
+def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    width = 8
-    physical = ascii_only = False
-    rest = []
-    for a in args:
-        if a in _WIDTHS:
-            width = _WIDTHS[a]
-        elif a == "-p":
-            physical = True
-        elif a == "-a":
-            ascii_only = True
-        elif a.startswith("-") and not a[1:].isdigit():
-            raise CommandError(f"unknown option {a}")
-        else:
-            rest.append(a)
-    if not rest:
-        raise CommandError("address required")
-    address = parse_number(rest[0]) if physical else resolve_address(session, rest[0])
-    count = int(rest[1], 0) if len(rest) > 1 else 1
-    if ascii_only:
+    width = opts.width or 8
+    address = (
+        parse_number(opts.address) if opts.physical else resolve_address(session, opts.address)
+    )
+    count = opts.count
+    if opts.ascii:
         data = prog.memory.cstring(address, max(count, 256))
         return f"{address:x}:  {shown(data)}\n"
     size = width * count
-    data = prog.memory.phys(address, size) if physical else prog.read(address, size)
+    data = prog.memory.phys(address, size) if opts.physical else prog.read(address, size)
     return hexdump(address, data, width)
 
 
@@ -70,100 +61,6 @@ def hexdump(address: int, data: bytes, width: int) -> str:
         text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in chunk)
         pad = (16 // width - n) * (2 * width + 1)
         out.append(f"{address + off:x}:  {words}{' ' * pad}   {text}\n")
-    return "".join(out)
-
-
-# A frame line of a backtrace: "#3 [ffff...slot] function at ffff...pc".
-_FRAME_LINE = re.compile(r"^\s*#\d+ \[([0-9a-f]+)\] \S+ at ([0-9a-f]+)")
-_MAX_FRAME_BYTES = 16 << 10  # a larger "frame" means a corrupt stack: stop there
-
-
-def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
-    """The stack words of frame ``i`` (``bt -f``): from above its return-address slot
-    up to and including the caller's slot, two words a line like crash.  The last
-    frame (the entry from user space or the stack's end) shows none."""
-    if i + 1 >= len(frames):
-        return ""
-    start, end = frames[i].slot + 8, frames[i + 1].slot + 8
-    if not 0 < end - start <= _MAX_FRAME_BYTES:
-        return ""
-    out = []
-    for line in range(start, end, 16):
-        try:
-            data = prog.read(line, min(16, end - line))
-        except FaultError:
-            out.append(f"    {line:x}: (stack page not in the dump)\n")
-            break
-        words = struct.unpack(f"<{len(data) // 8}Q", data)
-        out.append(f"    {line:x}: " + "".join(f"{w:016x} " for w in words) + "\n")
-    return "".join(out)
-
-
-def with_frame_words(prog: Program, text: str, frames: list[Frame]) -> str:
-    """A formatted backtrace with each frame's stack words after its frame line (found
-    by its slot and pc, so the backtrace layout can change around it)."""
-    where = {(f.slot, f.pc): i for i, f in enumerate(frames)}
-    out = []
-    for line in text.splitlines(True):
-        out.append(line)
-        m = _FRAME_LINE.match(line)
-        if m and (i := where.get((int(m[1], 16), int(m[2], 16)))) is not None:
-            out.append(frame_words(prog, frames, i))
-    return "".join(out)
-
-
-THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
-_KERNEL_CS, _KERNEL_SS, _USER_CS, _USER32_CS, _USER_SS = 0x10, 0x18, 0x33, 0x23, 0x2B
-# RFLAGS bits that always read 0 (reserved bits 3, 5, 15 and everything above ID).
-_RFLAGS_ZERO = ~((1 << 22) - 1) | 1 << 3 | 1 << 5 | 1 << 15
-_AT = {name: i for i, name in enumerate(PT_REGS)}
-
-
-def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, int]]]:
-    """``(address, registers)`` of every place on the task's stack that looks like a
-    ``struct pt_regs`` (``bt -e``): an entry from user mode at the top, exceptions
-    and interrupts taken in the kernel, and pt_regs kept in locals (crash_setup_regs).
-    Plausible means RFLAGS with bit 1 set and no always-zero bit, and either kernel
-    segments with a text address and a kernel stack pointer, or user segments with
-    user addresses."""
-    base = int(task.stack)
-    words = np.frombuffer(prog.read(base, THREAD_SIZE), dtype="<u8")
-    n = len(PT_REGS)
-    # Candidates by RFLAGS and CS alone (vectorised), then the address checks.
-    flags = words[_AT["flags"] :][: len(words) - n + 1]
-    cs = words[_AT["cs"] :][: len(flags)]
-    ok = ((flags & 2) != 0) & ((flags & np.uint64(_RFLAGS_ZERO & (1 << 64) - 1)) == 0)
-    ok &= np.isin(cs, [_KERNEL_CS, _USER_CS, _USER32_CS])
-    found = []
-    for i in np.nonzero(ok)[0].tolist():
-        regs = dict(zip(PT_REGS, map(int, words[i : i + n]), strict=True))
-        ip, sp, ss = regs["ip"], regs["sp"], regs["ss"]
-        if regs["cs"] == _KERNEL_CS:
-            if ss not in (_KERNEL_SS, 0) or not (ip >> 63 and sp >> 63):
-                continue
-            sym = prog.find_symbol(ip)
-            if sym is None or sym.type not in "tTwW":
-                continue
-        elif not (ss == _USER_SS and 0 < ip < 1 << 47 and sp < 1 << 47):
-            continue
-        found.append((base + 8 * i, regs))
-    return found
-
-
-def with_exception_frames(
-    prog: Program, task: Object, header: str, regs_block: Callable[[dict[str, int]], str]
-) -> str:
-    """``bt -e``: the task line, then each exception frame found on its stack in crash's
-    layout (``regs_block`` formats the registers as bt does)."""
-    out = [header]
-    for address, regs in exception_frames(prog, task):
-        user = regs["cs"] & 3
-        out.append(f"\n  {'USER' if user else 'KERNEL'}-MODE EXCEPTION FRAME AT: {address:x}\n")
-        if not user:
-            sym = prog.find_symbol(regs["ip"])
-            where = f"{sym.name}+{regs['ip'] - sym.address}" if sym else f"{regs['ip']:x}"
-            out.append(f"    [exception RIP: {where}]\n")
-        out.append(regs_block(regs))
     return "".join(out)
 
 
@@ -231,9 +128,15 @@ def kmem_info(prog: Program) -> str:
     return "".join(out)
 
 
-@command("kmem", "kernel memory", "kmem -i")
-def cmd_kmem(session: Session, args: list[str]) -> str:
-    if args != ["-i"]:
+# crash's other kmem flags: known, so they get "not supported" rather than "unknown".
+_KMEM_OTHER = ("-f", "-F", "-c", "-C", "-s", "-S", "-r", "-v", "-V", "-n", "-z", "-o", "-h",
+               "-p", "-g", "-l", "-L", "-P", "-m")  # fmt: skip
+
+
+@command("kmem", "kernel memory", Arg("-i", dest="info", action="store_true"),
+         Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i")  # fmt: skip
+def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
+    if not opts.info or opts.other:
         raise CommandError("only 'kmem -i' is supported")
     return kmem_info(session.prog)
 
@@ -246,21 +149,20 @@ def _maybe(func: Callable[[], int]) -> int:
         return 0
 
 
-@command("dis", "disassemble", "dis address|symbol [count]")
-def cmd_dis(session: Session, args: list[str]) -> str:
+@command("dis", "disassemble", Arg("address"), Arg("count", nargs="?", type=parse_count),
+         usage="dis address|symbol [count]")  # fmt: skip
+def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     try:
         import capstone
     except ImportError:
         raise CommandError(
             "dis needs capstone (a dependency of kdumpy: pip install capstone)"
         ) from None
-    if not args:
-        raise CommandError("address or symbol required")
     prog = session.prog
-    address = resolve_address(session, args[0])
+    address = resolve_address(session, opts.address)
     sym = prog.find_symbol(address)
-    if len(args) > 1:
-        count, limit = int(args[1], 0), 16 * int(args[1], 0)
+    if opts.count is not None:
+        count, limit = opts.count, 16 * opts.count
     elif sym is not None and sym.address == address:
         nxt = prog.symbols.next_after(address)
         limit = (nxt - address) if nxt else 256
@@ -289,13 +191,12 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
         return ""
 
 
-@command("sym", "translate a symbol to its address, or vice versa", "sym address|symbol ...")
-def cmd_sym(session: Session, args: list[str]) -> str:
-    if not args:
-        raise CommandError("symbol or address required")
+@command("sym", "translate a symbol to its address, or vice versa", Arg("words", nargs="+"),
+         usage="sym address|symbol ...")  # fmt: skip
+def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = []
-    for arg in args:
+    for arg in opts.words:
         sym = prog.symbols.lookup(arg)
         if sym is None:
             prog.load_modules()

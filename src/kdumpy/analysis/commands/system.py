@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kdumpy.analysis.commands import COMMANDS, CommandError, Session, command
+import argparse
+
+from kdumpy.analysis.commands.base import COMMANDS, Arg, CommandError, Session, command, lookup
+from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.helpers.printk import format_log, log_records
 from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
@@ -16,47 +19,46 @@ _STATE_NAMES = {
 }  # fmt: skip
 
 
-def _field(name: str, value: str) -> str:
-    return f"{name:>12}: {value}\n"
+SYS_WIDTH = 12  # "LOAD AVERAGE": the panic task's fields line up under sys's
 
 
-@command("sys", "system data", "sys")
-def cmd_sys(session: Session, args: list[str]) -> str:
+@command("sys", "system data")
+def cmd_sys(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     info = system_info(prog)
-    taints = taint_letters(prog)
+    tainted = "  [TAINTED]" if taint_letters(prog) else ""
     sf = prog.symbol_file  # the vmlinux or System.map given, as crash names its vmlinux
     kernel = sf.path if sf is not None else "(none: symbols, types and stacks from the dump)"
-    out = _field("KERNEL", kernel + ("  [TAINTED]" if taints else ""))
-    out += _field("DUMPFILE", f"{prog.path}  [{prog.dump.format}]")
-    out += _field("CPUS", str(info.cpus))
-    out += _field("DATE", info.date)
-    out += _field("UPTIME", info.uptime)
-    out += _field("LOAD AVERAGE", info.load_average)
-    out += _field("TASKS", str(info.tasks))
-    out += _field("NODENAME", shown(info.nodename))
-    out += _field("RELEASE", shown(info.release))
-    out += _field("VERSION", shown(info.version))
-    out += _field("MACHINE", f"{shown(info.machine)}  ({_mhz(session)} Mhz)")
-    out += _field("MEMORY", format_bytes(info.memory))
-    out += _field("PANIC", f'"{shown(info.panic.message)}"')
-    return out + context(session)
+    return fields([
+        ("KERNEL", kernel + tainted),
+        ("DUMPFILE", f"{prog.path}  [{prog.dump.format}]"),
+        ("CPUS", info.cpus),
+        ("DATE", info.date),
+        ("UPTIME", info.uptime),
+        ("LOAD AVERAGE", info.load_average),
+        ("TASKS", info.tasks),
+        ("NODENAME", shown(info.nodename)),
+        ("RELEASE", shown(info.release)),
+        ("VERSION", shown(info.version)),
+        ("MACHINE", f"{shown(info.machine)}  ({_mhz(session)} Mhz)"),
+        ("MEMORY", format_bytes(info.memory)),
+        ("PANIC", quoted(info.panic.message)),
+    ], SYS_WIDTH) + context(session)  # fmt: skip
 
 
 def context(session: Session) -> str:
     """The panic task's identity, as crash prints it after ``sys`` at startup."""
-    prog = session.prog
-    task = panic_task(prog)
+    task = panic_task(session.prog)
     if task is None:
         return ""
     state = task_state_crash(task)
-    return (
-        _field("PID", str(int(task.pid)))
-        + _field("COMMAND", f'"{shown(task_comm(task))}"')
-        + _field("TASK", f"{int(task):x}")
-        + _field("CPU", str(task_cpu(task)))
-        + _field("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)")
-    )
+    return fields([
+        ("PID", int(task.pid)),
+        ("COMMAND", quoted(task_comm(task))),
+        ("TASK", f"{int(task):x}"),
+        ("CPU", task_cpu(task)),
+        ("STATE", f"{_STATE_NAMES.get(state, state)} (PANIC)"),
+    ], SYS_WIDTH)  # fmt: skip
 
 
 def _mhz(session: Session) -> str:
@@ -66,26 +68,26 @@ def _mhz(session: Session) -> str:
         return "?"
 
 
-@command("log", "dump system message buffer", "log [-t]")
-def cmd_log(session: Session, args: list[str]) -> str:
-    unknown = [a for a in args if a not in ("-t",)]
-    if unknown:
-        raise CommandError(f"unknown option {unknown[0]} (usage: log [-t])")
-    return format_log(log_records(session.prog), timestamps="-t" not in args)
+@command("log", "dump system message buffer",
+         Arg("-t", dest="no_time", action="store_true", help="without timestamps"),
+         usage="log [-t]", aliases=("dmesg",))  # fmt: skip
+def cmd_log(session: Session, opts: argparse.Namespace) -> str:
+    return format_log(log_records(session.prog), timestamps=not opts.no_time)
 
 
-@command("help", "get help", "help [command]")
-def cmd_help(session: Session, args: list[str]) -> str:
-    if args:
-        cmd = COMMANDS.get(args[0])
+@command("help", "get help", Arg("name", nargs="?"), usage="help [command]", aliases=("?",))
+def cmd_help(session: Session, opts: argparse.Namespace) -> str:
+    """One command's summary and usage, or every registered command's summary."""
+    if opts.name:
+        cmd = lookup(opts.name)
         if cmd is None:
-            raise CommandError(f"no help for unknown command {args[0]}")
+            raise CommandError(f"no help for unknown command {opts.name}")
         return f"{cmd.name}: {cmd.summary}\nusage: {cmd.usage}\n"
     return "".join(
         f"{c.name:<8} {c.summary}\n" for c in sorted(COMMANDS.values(), key=lambda c: c.name)
     )
 
 
-@command("q", "exit this session", "q")
-def cmd_quit(session: Session, args: list[str]) -> str:
+@command("q", "exit this session", aliases=("quit", "exit"))
+def cmd_quit(session: Session, opts: argparse.Namespace) -> str:
     raise SystemExit(0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
-from kdumpy.analysis.commands import CommandError, Session, command, resolve_address
+from kdumpy.analysis.commands import resolve_address
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
@@ -13,19 +15,17 @@ from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
 
-def _struct(session: Session, kind: str, args: list[str]) -> str:
-    offsets = "-o" in args
-    args = [a for a in args if a != "-o"]
-    if not args:
-        raise CommandError(f"{kind} name required")
-    name, _, members = args[0].partition(".")
+def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
+    """A struct or union type (with member offsets for ``-o``), one member's offset, or
+    its contents at an address."""
+    name, _, members = opts.name.partition(".")
     prog = session.prog
     t = prog.type(f"{kind} {name}")
-    if len(args) == 1:
+    if opts.address is None:
         if members:
             return f"  [{prog.offsetof(t, members)}] {members}\n"
-        return format_type(t, offsets)
-    address = resolve_address(session, args[1])
+        return format_type(t, opts.offsets)
+    address = resolve_address(session, opts.address)
     if not prog.memory.is_valid(address, max(1, t.size)):
         raise CommandError(f'invalid kernel virtual address: {address:x}  type: "{t.spelling()}"')
     obj = prog.object_at(t, address)
@@ -34,14 +34,23 @@ def _struct(session: Session, kind: str, args: list[str]) -> str:
     return f"{t.spelling()} {format_value(obj)}\n"
 
 
-@command("struct", "structure contents", "struct name[.member[,member]] [address|symbol] [-o]")
-def cmd_struct(session: Session, args: list[str]) -> str:
-    return _struct(session, "struct", args)
+_STRUCT_ARGS = (
+    Arg("-o", dest="offsets", action="store_true", help="member offsets"),
+    Arg("name", metavar="name[.member[,member]]"),
+    Arg("address", nargs="?", help="address or symbol"),
+)
 
 
-@command("union", "union contents", "union name[.member] [address|symbol] [-o]")
-def cmd_union(session: Session, args: list[str]) -> str:
-    return _struct(session, "union", args)
+@command("struct", "structure contents", *_STRUCT_ARGS,
+         usage="struct name[.member[,member]] [address|symbol] [-o]")  # fmt: skip
+def cmd_struct(session: Session, opts: argparse.Namespace) -> str:
+    return _struct(session, "struct", opts)
+
+
+@command("union", "union contents", *_STRUCT_ARGS,
+         usage="union name[.member] [address|symbol] [-o]")  # fmt: skip
+def cmd_union(session: Session, opts: argparse.Namespace) -> str:
+    return _struct(session, "union", opts)
 
 
 _TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|[A-Za-z_]\w*|->|[().\[\]*&])")
@@ -197,11 +206,10 @@ def evaluate(session: Session, expr: str) -> Object:
     return _Expression(session, expr).parse()
 
 
-@command("p", "print the value of an expression", "p expression")
-def cmd_p(session: Session, args: list[str]) -> str:
-    if not args:
-        raise CommandError("expression required")
-    expr = " ".join(args)
+@command("p", "print the value of an expression", Arg("expression", nargs="+"),
+         usage="p expression")  # fmt: skip
+def cmd_p(session: Session, opts: argparse.Namespace) -> str:
+    expr = " ".join(opts.expression)
     obj = evaluate(session, expr)
     prog = session.prog
     if obj.address_ is not None:
@@ -216,23 +224,22 @@ def cmd_p(session: Session, args: list[str]) -> str:
     return f"{name}${session.counter} = {value}\n"
 
 
-@command("whatis", "search symbol table for data or type information", "whatis name")
-def cmd_whatis(session: Session, args: list[str]) -> str:
-    if not args:
-        raise CommandError("name required")
+@command("whatis", "search symbol table for data or type information", Arg("name", nargs="+"),
+         usage="whatis name")  # fmt: skip
+def cmd_whatis(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    name = " ".join(args)
+    name = " ".join(opts.name)
     if name.split()[0] in ("struct", "union", "enum"):
         return format_type(prog.type(name))
     try:
         t = prog.variable_type(name)
         return f"{declaration(t, name)};\n"
-    except Exception:  # noqa: BLE001 - fall back to a type name
+    except KdumpyError:  # not a variable: a type name
         return format_type(prog.type(name))
 
 
-@command("mod", "module information", "mod")
-def cmd_mod(session: Session, args: list[str]) -> str:
+@command("mod", "module information", aliases=("lsmod",))
+def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = ["     MODULE       NAME                         BASE         SIZE  OBJECT FILE\n"]
     infos = sorted(

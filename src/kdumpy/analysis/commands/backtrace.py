@@ -1,0 +1,192 @@
+"""bt: a task's kernel stack, with each frame's words (``-f``) or the exception frames
+found on it (``-e``)."""
+
+from __future__ import annotations
+
+import argparse
+import struct
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
+from kdumpy.analysis.helpers.tasks import active_tasks, panic_task
+from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program, TypesMissingError
+from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
+from kdumpy.printable import shown
+
+
+def _regs_block(regs: dict[str, int], where: str = "") -> str:
+    """An exception frame's registers in crash's layout, after ``[exception RIP: where]``
+    when the frame is in the kernel."""
+    r = {k: regs.get(k, 0) for k in PT_REGS}
+    rows = [
+        ("RIP", "ip"), ("RSP", "sp"), ("RFLAGS", "flags"), None,
+        ("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx"), None,
+        ("RDX", "dx"), ("RSI", "si"), ("RDI", "di"), None,
+        ("RBP", "bp"), ("R8", "r8"), ("R9", "r9"), None,
+        ("R10", "r10"), ("R11", "r11"), ("R12", "r12"), None,
+        ("R13", "r13"), ("R14", "r14"), ("R15", "r15"), None,
+    ]  # fmt: skip
+    out: list[str] = [f"    [exception RIP: {where}]\n"] if where else []
+    line: list[str] = []
+    for item in rows:
+        if item is None:
+            out.append("    " + "  ".join(line) + "\n")
+            line = []
+            continue
+        label, key = item
+        width = 8 if key == "flags" else 16
+        line.append(f"{label:>3}: {r[key]:0{width}x}")
+    out.append(f"    ORIG_RAX: {r['orig_ax']:016x}  CS: {r['cs']:04x}  SS: {r['ss']:04x}\n")
+    return "".join(out)
+
+
+def format_backtrace(
+    task: Object, frames: list[Frame], after: Callable[[int], str] | None = None
+) -> str:
+    """A task's backtrace in crash's layout; ``after(i)`` adds lines below frame ``i``
+    (``bt -f``: its stack words)."""
+    out = [task_line(task)]
+    for i, frame in enumerate(frames):
+        if frame.left_irq_stack:
+            out.append("--- <IRQ stack> ---\n")
+        if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
+            out.append(_regs_block(frame.regs, frame.location()))
+        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {shown(frame.name)} at {frame.pc:x}\n")
+        if after is not None:
+            out.append(after(i))
+        if frame.user_regs is not None:
+            out.append(_regs_block(frame.user_regs))
+    if not frames:
+        out.append("  (no stack frames)\n")
+    return "".join(out)
+
+
+def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
+    """One task's backtrace, with each frame's stack words for ``-f``; ``-e`` lists
+    the exception frames found on the stack instead."""
+    if opts.eframes:
+        return _exception_text(prog, task)
+    frames = stack_trace(prog, task)
+    return format_backtrace(
+        task, frames, partial(frame_words, prog, frames) if opts.words else None
+    )
+
+
+@command("bt", "backtrace",
+         Arg("-a", dest="active", action="store_true", help="the task active on each CPU"),
+         Arg("-e", dest="eframes", action="store_true", help="exception frames on the stack"),
+         Arg("-f", dest="words", action="store_true", help="each frame's stack words"),
+         Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
+         Arg("tasks", nargs="*", help="pids or task_struct addresses"),
+         usage="bt [-a] [-e] [-f] [pid | task ...]")  # fmt: skip
+def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
+        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
+    if opts.active:
+        tasks = [t for _, t in sorted(active_tasks(prog).items())]
+    elif opts.tasks:
+        tasks = [task_from_arg(session, a) for a in opts.tasks]
+    else:
+        try:
+            current = session.extra.get("task") or panic_task(prog)
+        except TypesMissingError as exc:  # issue 10 item 7: the panic CPU's stack still
+            return _bt_without_types(prog, exc)
+        if current is None:
+            raise CommandError("no panic task found; give a pid")
+        tasks = [current]  # type: ignore[list-item]
+    return "\n".join(_bt_text(prog, t, opts) for t in tasks)
+
+
+def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
+    """No types to find tasks with: the panic CPU's frames from its registers."""
+    found = panic_cpu_trace(prog)
+    if found is None:
+        raise CommandError(str(why))
+    cpu, frames = found
+    out = [f"CPU: {cpu}  (task unknown: {why})\n"]
+    out += [f"{'#' + str(i):>3} [{f.slot:x}] {f.name} at {f.pc:x}\n" for i, f in enumerate(frames)]
+    return "".join(out)
+
+
+_MAX_FRAME_BYTES = 16 << 10  # a larger "frame" means a corrupt stack: stop there
+
+
+def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
+    """The stack words of frame ``i`` (``bt -f``): from above its return-address slot
+    up to and including the caller's slot, two words a line like crash.  The last
+    frame (the entry from user space or the stack's end) shows none."""
+    if i + 1 >= len(frames):
+        return ""
+    start, end = frames[i].slot + 8, frames[i + 1].slot + 8
+    if not 0 < end - start <= _MAX_FRAME_BYTES:
+        return ""
+    out = []
+    for line in range(start, end, 16):
+        try:
+            data = prog.read(line, min(16, end - line))
+        except FaultError:
+            out.append(f"    {line:x}: (stack page not in the dump)\n")
+            break
+        words = struct.unpack(f"<{len(data) // 8}Q", data)
+        out.append(f"    {line:x}: " + "".join(f"{w:016x} " for w in words) + "\n")
+    return "".join(out)
+
+
+THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
+_KERNEL_CS, _KERNEL_SS, _USER_CS, _USER32_CS, _USER_SS = 0x10, 0x18, 0x33, 0x23, 0x2B
+# RFLAGS bits that always read 0 (reserved bits 3, 5, 15 and everything above ID).
+_RFLAGS_ZERO = ~((1 << 22) - 1) | 1 << 3 | 1 << 5 | 1 << 15
+_AT = {name: i for i, name in enumerate(PT_REGS)}
+
+
+def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, int]]]:
+    """``(address, registers)`` of every place on the task's stack that looks like a
+    ``struct pt_regs`` (``bt -e``): an entry from user mode at the top, exceptions
+    and interrupts taken in the kernel, and pt_regs kept in locals (crash_setup_regs).
+    Plausible means RFLAGS with bit 1 set and no always-zero bit, and either kernel
+    segments with a text address and a kernel stack pointer, or user segments with
+    user addresses."""
+    base = int(task.stack)
+    words = np.frombuffer(prog.read(base, THREAD_SIZE), dtype="<u8")
+    n = len(PT_REGS)
+    # Candidates by RFLAGS and CS alone (vectorised), then the address checks.
+    flags = words[_AT["flags"] :][: len(words) - n + 1]
+    cs = words[_AT["cs"] :][: len(flags)]
+    ok = ((flags & 2) != 0) & ((flags & np.uint64(_RFLAGS_ZERO & (1 << 64) - 1)) == 0)
+    ok &= np.isin(cs, [_KERNEL_CS, _USER_CS, _USER32_CS])
+    found = []
+    for i in np.nonzero(ok)[0].tolist():
+        regs = dict(zip(PT_REGS, map(int, words[i : i + n]), strict=True))
+        ip, sp, ss = regs["ip"], regs["sp"], regs["ss"]
+        if regs["cs"] == _KERNEL_CS:
+            if ss not in (_KERNEL_SS, 0) or not (ip >> 63 and sp >> 63):
+                continue
+            sym = prog.find_symbol(ip)
+            if sym is None or sym.type not in "tTwW":
+                continue
+        elif not (ss == _USER_SS and 0 < ip < 1 << 47 and sp < 1 << 47):
+            continue
+        found.append((base + 8 * i, regs))
+    return found
+
+
+def _exception_text(prog: Program, task: Object) -> str:
+    """``bt -e``: the task line, then each exception frame found on its stack in crash's
+    layout."""
+    out = [task_line(task)]
+    for address, regs in exception_frames(prog, task):
+        user = regs["cs"] & 3
+        out.append(f"\n  {'USER' if user else 'KERNEL'}-MODE EXCEPTION FRAME AT: {address:x}\n")
+        where = ""
+        if not user:
+            sym = prog.find_symbol(regs["ip"])
+            where = f"{sym.name}+{regs['ip'] - sym.address}" if sym else f"{regs['ip']:x}"
+        out.append(_regs_block(regs, where))
+    return "".join(out)

@@ -1,0 +1,144 @@
+"""The command layer's pieces: the session, the typed errors, and the registry.
+
+A command is declared once, by :func:`command`: its name, aliases, one-line summary
+and crash's flags (:class:`Arg`, fed to a real :mod:`argparse` parser).  That
+declaration alone registers it: ``help``, the usage line and the shell's completion
+all read :data:`COMMANDS`, so a new command is one decorated function in one module.
+The handler gets the parsed :class:`argparse.Namespace`, never the raw words.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+
+
+class CommandError(KdumpyError):
+    """A command cannot answer; shown as one line, ``name: message``."""
+
+
+class CommandUsageError(CommandError):
+    """The words given do not fit the command's flags; shown with its usage line."""
+
+
+@dataclass
+class Session:
+    """A shell session: the program, the values ``p`` has printed ($1, $2 ...), and
+    whether the last line failed (the batch exit status reads it, not the text)."""
+
+    prog: Program
+    counter: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+    failed: bool = False
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that never prints nor exits: a bad word is a :class:`CommandUsageError`
+    (``unknown option -z``), which the dispatcher turns into one line."""
+
+    def __init__(self, prog: str, usage: str) -> None:
+        super().__init__(prog=prog, usage=usage, add_help=False, allow_abbrev=False,
+                         exit_on_error=False)  # fmt: skip
+        self.flags: set[str] = set()
+
+    def add_argument(self, *names: str, **options: Any) -> argparse.Action:
+        """As argparse's, remembering the flags so an unknown one is named first."""
+        self.flags.update(n for n in names if n.startswith("-"))
+        return super().add_argument(*names, **options)
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandUsageError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise CommandUsageError(message or "invalid arguments")
+
+    def parse_words(self, words: list[str]) -> argparse.Namespace:
+        """The namespace for ``words`` (flags and arguments in any order, as crash takes
+        them); an option it does not declare is an error."""
+        for word in words:
+            if word == "--":
+                break
+            if word[:1] == "-" and word[1:2] not in "0123456789" and word not in self.flags:
+                raise CommandUsageError(f"unknown option {word}")
+        try:
+            opts, extra = self.parse_known_intermixed_args(words)
+        except argparse.ArgumentError as exc:
+            raise CommandUsageError(str(exc)) from None
+        if extra:
+            what = "unknown option" if extra[0].startswith("-") else "unexpected argument"
+            raise CommandUsageError(f"{what} {extra[0]}")
+        return opts
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One flag or positional argument, as ``ArgumentParser.add_argument`` takes it."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any]
+
+    def __init__(self, *names: str, **options: Any) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "options", options)
+
+
+Handler = Callable[[Session, argparse.Namespace], str]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command's declaration: what ``help`` shows and how its words are parsed."""
+
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    parser: CommandParser
+    aliases: tuple[str, ...] = ()
+
+    def run(self, session: Session, words: list[str]) -> str:
+        return self.handler(session, self.parser.parse_words(words))
+
+
+COMMANDS: dict[str, Command] = {}
+ALIASES: dict[str, str] = {}
+
+
+def command(
+    name: str, summary: str, *args: Arg, usage: str = "", aliases: tuple[str, ...] = ()
+) -> Callable[[Handler], Command]:
+    """Declare and register a command: ``@command("log", "dump system message buffer",
+    Arg("-t", action="store_true"), usage="log [-t]", aliases=("dmesg",))``."""
+
+    def register(handler: Handler) -> Command:
+        parser = CommandParser(name, usage or name)
+        for arg in args:
+            parser.add_argument(*arg.names, **arg.options)
+        cmd = Command(name, summary, usage or name, handler, parser, aliases)
+        COMMANDS[name] = cmd
+        ALIASES.update(dict.fromkeys(aliases, name))
+        return cmd
+
+    return register
+
+
+def lookup(word: str) -> Command | None:
+    """The command a word names, by its name or one of its aliases."""
+    return COMMANDS.get(ALIASES.get(word, word))
+
+
+def command_names() -> Iterator[str]:
+    """Every name and alias, sorted: what the shell completes."""
+    yield from sorted([*COMMANDS, *ALIASES])
+
+
+def usage_line(cmd: Command, error: CommandError) -> str:
+    """The one line an error prints: ``name: message``, with the usage for bad words."""
+    if isinstance(error, CommandUsageError):
+        return f"{cmd.name}: {error} (usage: {cmd.usage})\n"
+    return f"{cmd.name}: {error}\n"
