@@ -29,7 +29,7 @@ from kdumpy.service.config import (
     parse_config,
     render_config,
 )
-from kdumpy.service.sysconfig import IGNORED_KEYS, KNOWN_KEYS, parse_sysconfig
+from kdumpy.service.sysconfig import KNOWN_KEYS, LOG_LEVEL_KEYS, parse_sysconfig
 
 _MODE = os.environ.get("KDUMPY_FUZZ", "")
 FUZZ = settings(
@@ -104,7 +104,7 @@ SYS_LINE = st.one_of(
     st.sampled_from(SYSCONFIG.splitlines()),
     st.builds(
         lambda k, v, q: f"{k}={q}{v}{q}",
-        st.sampled_from(sorted(KNOWN_KEYS) + list(IGNORED_KEYS)),
+        st.sampled_from(sorted(set(KNOWN_KEYS) | set(LOG_LEVEL_KEYS))),
         VALUES,
         st.sampled_from(['"', "'", ""]),
     ),  # fmt: skip
