@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,23 @@ def test_partial_page_against_makedumpfile(tmp_path: Path, low_end: int) -> None
         for pfn in partial:
             cut = low_end % PAGE
             assert ours.read_pfn(pfn) == memory[pfn][:cut] + bytes(PAGE - cut)
+
+
+@pytest.mark.parametrize("flags", [["-l"], ["-c"]])
+def test_collect_keeps_the_partial_page(tmp_path: Path, flags: list[str]) -> None:
+    """kdumpy collect -d 0 keeps pfn 0x9f: its bytes, then zeros past the segment (the
+    collector's reader must not leave stale buffer bytes there)."""
+    memory, loads, notes = low_and_high()
+    src = tmp_path / "vmcore"
+    src.write_bytes(elf_vmcore(loads, notes))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kdumpy", "collect", "-d", "0", *flags,
+                           str(src), str(out)], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cut = LOW_END % PAGE
+    with open_dump(out) as dump:
+        assert dump.read_pfn(0x9F) == memory[0x9F][:cut] + bytes(PAGE - cut)
+        assert dump.read_pfn(0x9E) == memory[0x9E]
 
 
 # -- split sets ----------------------------------------------------------------------------

@@ -152,6 +152,10 @@ class DumpSource:
         assert self._extents is not None
         flat = buf.reshape(-1)
         end = paddr + flat.size
+        if not any(ext.start <= paddr and end <= ext.end for ext in self._extents):
+            # A page the extents only partly cover (an e820 range ending mid-page): the rest
+            # reads as zero, as makedumpfile's reader fills it, never as stale buffer bytes.
+            flat.fill(0)
         for ext in self._extents:
             a, b = max(paddr, ext.start), min(end, ext.end)
             if a >= b:
