@@ -17,6 +17,7 @@ from kdumpy.analysis.commands import (
     Arg,
     Session,
     command,
+    command_flags,
     command_names,
     load_commands,
     run_line,
@@ -69,7 +70,8 @@ def test_help_lists_every_registered_command(crash):
 def echo() -> Iterator[None]:
     """A command declared here and nowhere else: ``echo [-n] WORD...``."""
 
-    @command("echo", "say the words back", Arg("-n", dest="count", action="store_true"),
+    @command("echo", "say the words back",
+             Arg("-n", dest="count", action="store_true", help="how many words"),
              Arg("words", nargs="+"), usage="echo [-n] word ...", aliases=("say",))  # fmt: skip
     def cmd_echo(session: Session, opts: argparse.Namespace) -> str:
         return f"{len(opts.words)}\n" if opts.count else " ".join(opts.words) + "\n"
@@ -86,10 +88,21 @@ def test_a_declared_command_runs_and_appears_in_help_and_completion(echo, prog):
         "echo: the following arguments are required: words (usage: echo [-n] word ...)\n"
     )
     assert "echo     say the words back" in run_line(session, "help").splitlines()
-    assert run_line(session, "help say") == "echo: say the words back\nusage: echo [-n] word ...\n"
-    completer = crash_cli._completer(session, command_names())
+    assert run_line(session, "help say") == (
+        "echo: say the words back\nusage: echo [-n] word ...\n\n"
+        "positional arguments:\n  words\n\noptions:\n  -n     how many words\n"
+    )
+    completer = crash_cli._completer(session, command_names(), command_flags())
     assert [c.text for c in completer.get_completions(Document("ec"), None)] == ["echo"]
     assert [c.text for c in completer.get_completions(Document("sa"), None)] == ["say"]
+    assert [c.text for c in completer.get_completions(Document("say a -"), None)] == ["-n"]
+
+
+def test_flags_complete_from_the_declaration(prog):
+    load_commands()
+    completer = crash_cli._completer(Session(prog), command_names(), command_flags())
+    complete = [c.text for c in completer.get_completions(Document("bt -"), None)]
+    assert complete == ["-a", "-e", "-f", "-l"]
 
 
 def test_batch_status_comes_from_the_failure_not_the_text(synthetic_vmcore, tmp_path, capsys):

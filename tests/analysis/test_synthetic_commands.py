@@ -189,7 +189,9 @@ def test_dis(crash, machine):
 
 def test_help_and_errors(crash):
     assert crash("help ps") == (
-        "ps: display process status information\nusage: ps [-k|-u] [pid|comm ...]\n"
+        "ps: display process status information\nusage: ps [-k|-u] [pid|comm ...]\n\n"
+        "positional arguments:\n  pid|comm  pids or command names\n\n"
+        "options:\n  -k        kernel threads only\n  -u        user tasks only\n"
     )
     names = [line.split()[0] for line in crash("help").splitlines()]
     assert {"bt", "ps", "log", "sys", "kmem", "runq", "files", "mod", "struct"} <= set(names)

@@ -98,12 +98,14 @@ def _interactive(session: Any, run_line: Any, **io: Any) -> int:
             "pip install prompt_toolkit); -c CMD and -i SCRIPT work without it"
         ) from None
 
-    from kdumpy.analysis.commands import command_names, load_commands
+    from kdumpy.analysis.commands import command_flags, command_names, load_commands
 
     load_commands()
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
     prompt: PromptSession[str] = PromptSession(
-        history=FileHistory(str(HISTORY)), completer=_completer(session, command_names()), **io
+        history=FileHistory(str(HISTORY)),
+        completer=_completer(session, command_names(), command_flags()),
+        **io,
     )
     while True:
         try:
@@ -118,15 +120,18 @@ def _interactive(session: Any, run_line: Any, **io: Any) -> int:
             return 0
 
 
-def _completer(session: Any, commands: Iterable[str]) -> Any:
+def _completer(
+    session: Any, commands: Iterable[str], flags: dict[str, list[str]] | None = None
+) -> Any:
     """Completion of the registered command names and aliases (``commands``), then of
-    symbol names."""
+    each one's declared ``flags`` after it, and of symbol names."""
     from prompt_toolkit.completion import Completer, Completion
 
     names = sorted(commands)
 
     class CrashCompleter(Completer):
-        """Command names first, then symbol names (prefix search in the symbol table)."""
+        """Command names first, then the command's flags for a word starting with ``-``,
+        else symbol names (prefix search in the symbol table)."""
 
         def get_completions(self, document: Any, complete_event: Any) -> Any:
             text = document.text_before_cursor
@@ -135,6 +140,11 @@ def _completer(session: Any, commands: Iterable[str]) -> Any:
                 for name in names:
                     if name.startswith(word):
                         yield Completion(name, -len(word))
+                return
+            if word.startswith("-"):
+                for flag in (flags or {}).get(text.split()[0], []):
+                    if flag.startswith(word):
+                        yield Completion(flag, -len(word))
                 return
             if len(word) < 2:
                 return

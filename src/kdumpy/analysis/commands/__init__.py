@@ -28,6 +28,7 @@ from kdumpy.analysis.commands.base import (
     CommandUsageError,
     Session,
     command,
+    command_flags,
     command_names,
     lookup,
     usage_line,
@@ -39,8 +40,8 @@ from kdumpy.printable import LINES, escape_text
 _MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds")
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
-    "command", "command_names", "load_commands", "lookup", "parse_count", "parse_number",
-    "resolve_address", "run_line",
+    "command", "command_flags", "command_names", "load_commands", "lookup", "parse_count",
+    "parse_number", "resolve_address", "run_line",
 ]  # fmt: skip
 
 

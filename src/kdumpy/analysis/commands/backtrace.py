@@ -83,7 +83,7 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
          Arg("-e", dest="eframes", action="store_true", help="exception frames on the stack"),
          Arg("-f", dest="words", action="store_true", help="each frame's stack words"),
          Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
-         Arg("tasks", nargs="*", help="pids or task_struct addresses"),
+         Arg("tasks", nargs="*", metavar="pid|task", help="pids or task_struct addresses"),
          usage="bt [-a] [-e] [-f] [pid | task ...]")  # fmt: skip
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog

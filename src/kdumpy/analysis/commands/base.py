@@ -37,13 +37,18 @@ class Session:
     failed: bool = False
 
 
+def _help_layout(prog: str) -> argparse.HelpFormatter:
+    """``help NAME`` is laid out for 80 columns whatever the terminal (stable output)."""
+    return argparse.HelpFormatter(prog, width=80)
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse that never prints nor exits: a bad word is a :class:`CommandUsageError`
     (``unknown option -z``), which the dispatcher turns into one line."""
 
     def __init__(self, prog: str, usage: str) -> None:
         super().__init__(prog=prog, usage=usage, add_help=False, allow_abbrev=False,
-                         exit_on_error=False)  # fmt: skip
+                         exit_on_error=False, formatter_class=_help_layout)  # fmt: skip
         self.flags: set[str] = set()
 
     def add_argument(self, *names: str, **options: Any) -> argparse.Action:
@@ -104,6 +109,10 @@ class Command:
     def run(self, session: Session, words: list[str]) -> str:
         return self.handler(session, self.parser.parse_words(words))
 
+    def help(self) -> str:
+        """``help NAME``: the summary, the usage, and each argument and flag declared."""
+        return f"{self.name}: {self.summary}\n{self.parser.format_help()}"
+
 
 COMMANDS: dict[str, Command] = {}
 ALIASES: dict[str, str] = {}
@@ -135,6 +144,11 @@ def lookup(word: str) -> Command | None:
 def command_names() -> Iterator[str]:
     """Every name and alias, sorted: what the shell completes."""
     yield from sorted([*COMMANDS, *ALIASES])
+
+
+def command_flags() -> dict[str, list[str]]:
+    """The flags each name and alias takes, sorted: what the shell completes after it."""
+    return {name: sorted(cmd.parser.flags) for name in command_names() if (cmd := lookup(name))}
 
 
 def usage_line(cmd: Command, error: CommandError) -> str:

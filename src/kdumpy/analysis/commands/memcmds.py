@@ -31,8 +31,8 @@ _WIDTH_FLAGS = [
 @command("rd", "read memory", *_WIDTH_FLAGS,
          Arg("-p", dest="physical", action="store_true", help="a physical address"),
          Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
-         Arg("address", help="address or symbol"),
-         Arg("count", nargs="?", type=parse_count, default=1),
+         Arg("address", metavar="address|symbol"),
+         Arg("count", nargs="?", type=parse_count, default=1, help="values to read (1)"),
          usage="rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")  # fmt: skip
 def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
@@ -133,7 +133,8 @@ _KMEM_OTHER = ("-f", "-F", "-c", "-C", "-s", "-S", "-r", "-v", "-V", "-n", "-z",
                "-p", "-g", "-l", "-L", "-P", "-m")  # fmt: skip
 
 
-@command("kmem", "kernel memory", Arg("-i", dest="info", action="store_true"),
+@command("kmem", "kernel memory",
+         Arg("-i", dest="info", action="store_true", help="memory usage summary"),
          Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i")  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if not opts.info or opts.other:
@@ -149,7 +150,8 @@ def _maybe(func: Callable[[], int]) -> int:
         return 0
 
 
-@command("dis", "disassemble", Arg("address"), Arg("count", nargs="?", type=parse_count),
+@command("dis", "disassemble", Arg("address", metavar="address|symbol"),
+         Arg("count", nargs="?", type=parse_count, help="instructions (the whole function)"),
          usage="dis address|symbol [count]")  # fmt: skip
 def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     try:
@@ -191,7 +193,8 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
         return ""
 
 
-@command("sym", "translate a symbol to its address, or vice versa", Arg("words", nargs="+"),
+@command("sym", "translate a symbol to its address, or vice versa",
+         Arg("words", nargs="+", metavar="address|symbol"),
          usage="sym address|symbol ...")  # fmt: skip
 def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog

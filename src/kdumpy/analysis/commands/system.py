@@ -75,14 +75,20 @@ def cmd_log(session: Session, opts: argparse.Namespace) -> str:
     return format_log(log_records(session.prog), timestamps=not opts.no_time)
 
 
-@command("help", "get help", Arg("name", nargs="?"), usage="help [command]", aliases=("?",))
+@command(
+    "help",
+    "get help",
+    Arg("name", nargs="?", metavar="command"),
+    usage="help [command]",
+    aliases=("?",),
+)
 def cmd_help(session: Session, opts: argparse.Namespace) -> str:
     """One command's summary and usage, or every registered command's summary."""
     if opts.name:
         cmd = lookup(opts.name)
         if cmd is None:
             raise CommandError(f"no help for unknown command {opts.name}")
-        return f"{cmd.name}: {cmd.summary}\nusage: {cmd.usage}\n"
+        return cmd.help()
     return "".join(
         f"{c.name:<8} {c.summary}\n" for c in sorted(COMMANDS.values(), key=lambda c: c.name)
     )

@@ -31,7 +31,7 @@ from kdumpy.printable import shown
 @command("ps", "display process status information",
          Arg("-k", dest="kernel", action="store_true", help="kernel threads only"),
          Arg("-u", dest="user", action="store_true", help="user tasks only"),
-         Arg("wanted", nargs="*", help="pids or command names"),
+         Arg("wanted", nargs="*", metavar="pid|comm", help="pids or command names"),
          usage="ps [-k|-u] [pid|comm ...]")  # fmt: skip
 def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
@@ -78,7 +78,8 @@ _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "N
 
 
 @command("foreach", "display command data for multiple tasks",
-         Arg("words", nargs="+", metavar="[STATE] bt|ps|files"),
+         Arg("words", nargs="+", metavar="[STATE] bt|ps|files",
+             help="a task state (RU, IN, UN, ...) and a command"),
          usage="foreach [STATE] bt|ps|files")  # fmt: skip
 def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
     states = {a for a in opts.words if a in _STATE_FILTERS}
@@ -106,7 +107,9 @@ def _files(prog: Program, task: Object) -> str:
     return "".join(out)
 
 
-@command("files", "open files", Arg("task", nargs="?"), usage="files [pid | task]")
+@command(
+    "files", "open files", Arg("task", nargs="?", metavar="pid|task"), usage="files [pid | task]"
+)
 def cmd_files(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     task = task_from_arg(session, opts.task) if opts.task else panic_task(prog)
@@ -137,7 +140,12 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     return "".join(out)
 
 
-@command("set", "set the context task", Arg("task", nargs="?"), usage="set [pid | task]")
+@command(
+    "set",
+    "set the context task",
+    Arg("task", nargs="?", metavar="pid|task"),
+    usage="set [pid | task]",
+)
 def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.task:

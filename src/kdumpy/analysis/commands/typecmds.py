@@ -37,7 +37,7 @@ def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
 _STRUCT_ARGS = (
     Arg("-o", dest="offsets", action="store_true", help="member offsets"),
     Arg("name", metavar="name[.member[,member]]"),
-    Arg("address", nargs="?", help="address or symbol"),
+    Arg("address", nargs="?", metavar="address|symbol", help="show the contents there"),
 )
 
 
