@@ -233,3 +233,24 @@ def test_split_files_that_overlap(tmp_path: Path) -> None:
     with pytest.raises(DumpFormatError, match="inside .*split.0") as exc:
         open_dump(paths)
     assert str(exc.value).startswith(str(paths[1])) and "\n" not in str(exc.value)
+
+
+def test_incomplete_split_set_is_said_by_collect_and_refused_by_reassemble(tmp_path: Path) -> None:
+    bounds = [0, 0x80, 0x100, 0x180]
+    kernel, info = kernel_memory(0x140)  # VMCOREINFO and what the collector reads
+    memory = {**mixed_pages(range(0x10, 0x170)), **kernel}
+    files = split_set(memory, 0x180, bounds, compression="zstd", notes=notes_segment(info))
+    paths = write_set(tmp_path, files)
+    del paths[1]
+    kdumpy = [sys.executable, "-m", "kdumpy"]
+    joined = tmp_path / "joined"
+    proc = subprocess.run([*kdumpy, "collect", "--reassemble", *map(str, paths), str(joined)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode != 0 and not joined.exists()
+    assert proc.stderr.count("\n") == 1 and "cannot reassemble an incomplete set" in proc.stderr
+    out = tmp_path / "refiltered"
+    proc = subprocess.run([*kdumpy, "collect", "-d", "0", "-l", *map(str, paths[:1]), str(out)],
+                          capture_output=True, text=True)  # fmt: skip
+    # One file alone is a set with the others missing: collected, and said once.
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("warning:") == 1 and "a file of the set is missing" in proc.stderr

@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
             summary = collect(files[0], files[1] if len(files) == 2 else None, options)
     finally:
         stop()
+    for warning in summary.warnings:
+        print(f"kdumpy collect: warning: {warning}", file=sys.stderr)
     if level & ML_REPORT:
         print(summary.format(), file=sys.stderr)
     if level & ML_COMMON:

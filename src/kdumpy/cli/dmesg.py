@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     with open_dump(args.dump if len(args.dump) > 1 else args.dump[0]) as dump:
         text = kernel_log(dump, caller_id=args.caller_id)
+        for warning in dump.warnings:
+            print(f"kdumpy dmesg: warning: {warning}", file=sys.stderr)
     if args.output:
         write_atomically(args.output, text)
     else:

@@ -22,6 +22,11 @@ def reassemble(parts: list[str], dst: str) -> Summary:
     if dump.format != "kdump-split":
         dump.close()
         raise KdumpyError(f"{parts[0]}: not a set of --split kdump-compressed files")
+    if dump.warnings:
+        # A set with a file missing opens (its range reads as absent), but joined it would
+        # pass for a complete dump: refuse, naming what is missing.
+        dump.close()
+        raise KdumpyError(f"{parts[0]}: cannot reassemble an incomplete set: {dump.warnings[0]}")
     with DumpSource(dump) as src:
         level = src.input_level
         compression = COMPRESSION_NAMES.get(dump.header.status & 0x27, "none")  # type: ignore[attr-defined]

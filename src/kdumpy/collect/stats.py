@@ -32,6 +32,7 @@ class Summary:
     incomplete: bool = False
     output: str = ""
     outputs: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # the input's (e.g. a split set with a file missing)
 
     @property
     def remaining_pages(self) -> int:
