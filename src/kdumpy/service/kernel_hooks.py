@@ -9,9 +9,9 @@ exit 0: a kernel installation must never fail because of kdump.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from kdumpy import fileio
 from kdumpy.service.unit import kdumpy_command
 
 INSTALL_PLUGIN = Path("etc/kernel/install.d/92-kdumpy-crashkernel.install")
@@ -53,12 +53,7 @@ def install_kernel_hooks(root: Path = Path("/"), kdumpy: str | None = None) -> l
         wanted.append((root / POSTINST_HOOK, render_postinst_hook(command)))
     for path, text in wanted:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        tmp.replace(path)
+        fileio.replace(path, text.encode(), 0o755)
         done.append(f"wrote {path}")
     if not wanted:
         done.append("no kernel-install or /etc/kernel/postinst.d: crashkernel= is not reset "

@@ -17,12 +17,12 @@ that section out (mode 0600, in its state directory) and loads the copy.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpy import fileio
 from kdumpy.errors import KdumpyError
 
 BOOT_DIRS = (Path("/boot"), Path("/boot/efi"), Path("/efi"), Path("/"))
@@ -153,13 +153,8 @@ def kernel_for_kexec(image: Path, state_dir: Path, release: str) -> Path:
             return out
     except OSError:
         pass
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(linux)
-    tmp.replace(out)
+    fileio.private_dir(state_dir)
+    fileio.replace(out, linux)
     return out
 
 
