@@ -93,6 +93,9 @@ class Arg:
 
 
 Handler = Callable[[Session, argparse.Namespace], str]
+# What ``CMD --python`` prints: the kdumpy API code that does what the command does with
+# these options (a script an engineer can start from), built from the parsed options.
+PythonEquivalent = Callable[[argparse.Namespace], str]
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,15 @@ class Command:
     handler: Handler
     parser: CommandParser
     aliases: tuple[str, ...] = ()
+    python: PythonEquivalent | None = None
 
     def run(self, session: Session, words: list[str]) -> str:
+        """The command's output; with ``--python``, the API code doing the same instead."""
+        if "--python" in words:
+            opts = self.parser.parse_words([w for w in words if w != "--python"])
+            if self.python is None:
+                raise CommandError("no Python equivalent is declared for this command")
+            return self.python(opts).rstrip("\n") + "\n"
         return self.handler(session, self.parser.parse_words(words))
 
     def help(self) -> str:
@@ -119,16 +129,23 @@ ALIASES: dict[str, str] = {}
 
 
 def command(
-    name: str, summary: str, *args: Arg, usage: str = "", aliases: tuple[str, ...] = ()
+    name: str,
+    summary: str,
+    *args: Arg,
+    usage: str = "",
+    aliases: tuple[str, ...] = (),
+    python: PythonEquivalent | None = None,
 ) -> Callable[[Handler], Command]:
     """Declare and register a command: ``@command("log", "dump system message buffer",
-    Arg("-t", action="store_true"), usage="log [-t]", aliases=("dmesg",))``."""
+    Arg("-t", action="store_true"), usage="log [-t]", aliases=("dmesg",),
+    python=lambda opts: "for line in kernel_log(prog): ...")``.  Every command takes
+    ``--python``, which prints ``python(opts)`` instead of running it."""
 
     def register(handler: Handler) -> Command:
         parser = CommandParser(name, usage or name)
         for arg in args:
             parser.add_argument(*arg.names, **arg.options)
-        cmd = Command(name, summary, usage or name, handler, parser, aliases)
+        cmd = Command(name, summary, usage or name, handler, parser, aliases, python)
         COMMANDS[name] = cmd
         ALIASES.update(dict.fromkeys(aliases, name))
         return cmd
