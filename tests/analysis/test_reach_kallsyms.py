@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kdumpy.analysis.kallsyms_scan import scan_kallsyms
+from kdumpy.analysis.kallsyms_scan import DIGITS, read_kernel_image, scan_kallsyms
 from kdumpy.errors import DumpFormatError
 
 BASE = 0xFFFFFFFF81000000  # _stext, where the image starts
@@ -259,3 +259,36 @@ def test_corrupt_markers_are_refused(symbols_short):
 def test_no_token_table_is_said():
     with pytest.raises(DumpFormatError, match="has no kallsyms token table"):
         scan_kallsyms(b"\0" * 65536, BASE, {"_stext": BASE}, "test image")
+
+
+def _pages_read(image: bytes, missing: set[int], page: int = 4096):
+    """A dump's physical reader over ``image`` (at 0) lacking the pages in ``missing``, as
+    a filtered dump lacks its excluded zero pages and everything past the end."""
+
+    def read(at: int, size: int) -> bytes:
+        if at + size > len(image) or any(
+            p in missing for p in range(at // page, (at + size - 1) // page + 1)
+        ):
+            raise DumpFormatError(f"page at {at:#x} is not in the dump")
+        return image[at : at + size]
+
+    return read
+
+
+def test_kernel_image_read_through_excluded_zero_pages():
+    """kdumpy's -d 31 capture of a 5.10 guest left out zero pages of .rodata before the
+    token table; the scan stopped there ("no kallsyms token table") until missing pages
+    inside a chunk were read as the zeros they were."""
+    chunk = 4 << 20
+    image = bytearray(random.Random(5).randbytes(3 * chunk))
+    table_at = 2 * chunk + 12345
+    image[table_at : table_at + len(DIGITS)] = DIGITS
+    zeros = {5, 6, 1030, 1031}  # pages in the first chunk and in the second
+    for p in zeros:
+        image[p * 4096 : (p + 1) * 4096] = bytes(4096)
+    got = read_kernel_image(_pages_read(bytes(image), zeros), 0, 4096)
+    assert got == image  # read to the end: the table and what follows it, zeros in place
+    # A chunk the dump has none of ends the image there.
+    gone = set(range(1024, 2048))
+    got = read_kernel_image(_pages_read(bytes(image), gone), 0, 4096)
+    assert got == image[:chunk]

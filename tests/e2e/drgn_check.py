@@ -2,8 +2,9 @@
 
     python3 drgn_check.py VMCORE VMLINUX  -> JSON on stdout
 
-Nothing here uses kdumpy: release from init_uts_ns, the kernel log, and the function
-names on the stack of the task that crashed (the one running sysrq_handle_crash).
+Nothing here uses kdumpy: release from init_uts_ns, the kernel log, the function names on
+the stack of the task that crashed (the one running sysrq_handle_crash), and every task's
+pid and name.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def main() -> None:
         "release": prog["init_uts_ns"].name.release.string_().decode(),
         "dmesg": get_dmesg(prog).decode(errors="replace"),
         "crashed_stack": crashed_stack(prog),
+        "tasks": sorted(
+            [t.pid.value_(), t.comm.string_().decode(errors="replace")] for t in for_each_task(prog)
+        ),
     }
     json.dump(out, sys.stdout)
 

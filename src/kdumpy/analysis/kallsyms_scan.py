@@ -305,23 +305,46 @@ def _build(
 _CHUNK = 4 << 20
 _AFTER_TABLE = 16 << 20
 _MAX_IMAGE = 256 << 20
+# A VMCOREINFO without PAGESIZE (none seen) is read in the smallest page any kernel uses.
+_DEFAULT_PAGE = 4096
 
 
-def read_kernel_image(read: Callable[[int, int], bytes], start: int) -> bytearray:
+def read_kernel_image(read: Callable[[int, int], bytes], start: int, page_size: int) -> bytearray:
     """The kernel image from ``start`` (physical) on, in chunks, far enough past the
-    first token table candidate; stops early at memory the dump does not have."""
+    first token table candidate; stops early at a chunk the dump has none of.
+
+    A filtered dump (dump level 1 and up) leaves out the image's all-zero pages, e.g. in
+    .rodata before the kallsyms tables: a chunk with some pages missing is read page by
+    page, the missing ones as the zeros they were."""
     data = bytearray()
     want = _MAX_IMAGE
     while len(data) < want:
+        at = start + len(data)
         try:
-            data += read(start + len(data), _CHUNK)
+            data += read(at, _CHUNK)
         except KdumpyError:
-            break
+            chunk = _read_pages(read, at, page_size)
+            if chunk is None:
+                break
+            data += chunk
         if want == _MAX_IMAGE:
             found = data.find(DIGITS, max(0, len(data) - _CHUNK - len(DIGITS)))
             if found >= 0:
                 want = min(_MAX_IMAGE, found + _AFTER_TABLE)
     return data  # no copy: the scan only reads it
+
+
+def _read_pages(read: Callable[[int, int], bytes], start: int, page_size: int) -> bytes | None:
+    """One chunk page by page, missing pages as zeros; None when the dump has none of it."""
+    pages = []
+    present = False
+    for at in range(start, start + _CHUNK, page_size):
+        try:
+            pages.append(read(at, page_size))
+            present = True
+        except KdumpyError:
+            pages.append(bytes(page_size))
+    return b"".join(pages) if present else None
 
 
 def kallsyms_from_image(
@@ -335,7 +358,7 @@ def kallsyms_from_image(
             "pass the vmlinux or System.map"
         )
     anchors = {n: a for n in ANCHORS if (a := info.symbol(n)) is not None}
-    image = read_kernel_image(read_phys, vtop(stext))
+    image = read_kernel_image(read_phys, vtop(stext), info.page_size or _DEFAULT_PAGE)
     return scan_kallsyms(image, stext, anchors, info.source)
 
 
