@@ -13,11 +13,12 @@ import struct
 
 import pytest
 
+from kdumpy.arch.x86_64 import X86_64
+from kdumpy.arch.x86_64.registers import X86_64_REGS
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore.notes import (
     NT_PRSTATUS,
     NT_VMCOREDD,
-    X86_64_REGS,
     eraseinfo_text,
     parse_device_dump,
     parse_notes,
@@ -48,7 +49,7 @@ def test_segment_with_every_kind() -> None:
     notes = parse_notes(seg, "seg")
     assert [n.name for n in notes] == ["CORE", "LINUX", "ERASEINFO"]
     assert len(notes[0].desc) == 336
-    pr = parse_prstatus(notes[0])
+    pr = parse_prstatus(notes[0], X86_64.registers)
     assert pr is not None and pr.pid == 42 and pr.ppid == 41 and pr.cursig == 11
     assert [pr.regs[n] for n in X86_64_REGS] == regs
     assert pr.regs["ip"] == regs[16] and pr.regs["sp"] == regs[19]

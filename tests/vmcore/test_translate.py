@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from kdumpy.arch import TranslationError
+from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore import open_dump
-from kdumpy.vmcore.x86_64 import START_KERNEL_MAP, TranslationError
 
 from .builders import (
     PAGE,

@@ -9,8 +9,9 @@ import struct
 import numpy as np
 import pytest
 
+from kdumpy.arch import TranslationError
+from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.vmcore.base import Dump
-from kdumpy.vmcore.x86_64 import START_KERNEL_MAP, TranslationError
 
 PAGE = 4096
 PRESENT, RW, PSE = 0x1, 0x2, 0x80

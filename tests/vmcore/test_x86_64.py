@@ -7,10 +7,11 @@ import random
 
 import pytest
 
+from kdumpy.arch import TranslationError
+from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.elf import ElfDump
 from kdumpy.vmcore.source import FileSource
-from kdumpy.vmcore.x86_64 import START_KERNEL_MAP, TranslationError
 
 pytestmark = pytest.mark.vm
 

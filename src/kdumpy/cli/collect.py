@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return _rearrange(files, level)
     if args.reassemble:
         return _reassemble(files, level)
-    from kdumpy.collect.collector import DEFAULT_CYCLIC_KIB, CollectOptions
+    from kdumpy.collect.options import DEFAULT_CYCLIC_KIB, CollectOptions
 
     options = CollectOptions(
         dump_levels=parse_dump_levels(args.dump_level),

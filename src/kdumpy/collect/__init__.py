@@ -20,10 +20,14 @@ __all__ = ["CollectOptions", "Summary", "collect"]
 
 def __getattr__(name: str) -> Any:
     # Lazy: the capture initramfs and the CLI import kdumpy.collect submodules cheaply.
-    if name in ("CollectOptions", "collect"):
-        from kdumpy.collect import collector
+    if name == "CollectOptions":
+        from kdumpy.collect.options import CollectOptions
 
-        return getattr(collector, name)
+        return CollectOptions
+    if name == "collect":
+        from kdumpy.collect.collector import collect
+
+        return collect
     if name == "Summary":
         from kdumpy.collect.stats import Summary
 

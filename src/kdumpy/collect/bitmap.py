@@ -9,17 +9,19 @@ bitmap for kdump-compressed output; they are found while the data is copied.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from kdumpy.collect.classify import CLASS_NAMES, Pending, classify
 from kdumpy.collect.memmap import MemMap
+from kdumpy.collect.options import Progress
 from kdumpy.collect.pagerules import PageRules
-from kdumpy.errors import DumpFormatError
+from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.base import Dump
 
 SCAN_BATCH = 1 << 15  # pfns per struct page read: 2 MiB of struct pages
+MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 
 
 def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> np.ndarray:
@@ -88,3 +90,82 @@ class PageSelector:
 
     def excluded(self) -> dict[str, int]:
         return {name: int(self.counts[i]) for i, name in enumerate(CLASS_NAMES) if i}
+
+
+def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
+    """Pfns per cycle and whether the whole packed 2nd bitmap fits the budget.
+
+    A cycle's masks are unpacked (one byte per pfn) while it is worked on, so a
+    cycle never exceeds :data:`MAX_CYCLE_PFNS` whatever the budget; the packed
+    bitmap of all cycles is kept when it fits in ``cyclic_kib``.
+    """
+    budget_bits = max(1, cyclic_kib) * 1024 * 8
+    stored = max_mapnr <= budget_bits
+    cycle = min(-(-max_mapnr // 8) * 8, MAX_CYCLE_PFNS, budget_bits // 8 * 8)
+    return max(8, cycle), stored
+
+
+class Bitmap2:
+    """The 2nd bitmap, pass 1 computed and either stored (packed) or recomputed on demand."""
+
+    def __init__(
+        self,
+        selector: PageSelector,
+        max_mapnr: int,
+        cyclic_kib: int,
+        progress: Progress | None = None,
+    ) -> None:
+        self.selector = selector
+        self.max_mapnr = max_mapnr
+        self.cycle, self.stored = _cycle_pfns(max_mapnr, cyclic_kib)
+        self._packed: list[np.ndarray] = []
+        self.num_dumpable = 0
+        self.cycle_counts: list[int] = []
+        for start, end in self.cycles():
+            bits = selector.bitmap2(start, end)
+            self.cycle_counts.append(int(np.count_nonzero(bits)))
+            if self.stored:
+                self._packed.append(np.packbits(bits, bitorder="little"))
+            if progress is not None:
+                progress("Excluding unnecessary pages", end, max_mapnr)
+        self.num_dumpable = sum(self.cycle_counts)
+        self.excluded = selector.excluded()
+
+    def cycles(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.max_mapnr, self.cycle):
+            yield start, min(self.max_mapnr, start + self.cycle)
+
+    def bits(self, index: int, start: int, end: int) -> np.ndarray:
+        """The keep-mask of one cycle (``index`` in :meth:`cycles` order)."""
+        if self.stored:
+            return np.unpackbits(self._packed[index], bitorder="little", count=end - start).astype(
+                bool
+            )
+        if index == 0:
+            self.selector.reset()
+        return self.selector.bitmap2(start, end)
+
+    def range_bits(self, lo: int, hi: int) -> np.ndarray:
+        """Keep-mask of pfns ``lo..hi-1`` (a copy; needs the stored bitmap)."""
+        out = np.zeros(hi - lo, dtype=bool)
+        if not self.stored:
+            raise KdumpyError("ELF output needs the whole bitmap in memory: raise --cyclic-buffer")
+        for i, (start, end) in enumerate(self.cycles()):
+            if end > lo and start < hi:
+                bits = self.bits(i, start, end)
+                a, b = max(lo, start), min(hi, end)
+                out[a - lo : b - lo] = bits[a - start : b - start]
+        return out
+
+    def count_between(self, lo: int, hi: int) -> int:
+        """Dumpable pages with pfn in ``[lo, hi)``."""
+        total = 0
+        for i, (start, end) in enumerate(self.cycles()):
+            if end <= lo or start >= hi:
+                continue
+            if lo <= start and end <= hi:
+                total += self.cycle_counts[i]
+            else:
+                bits = self.bits(i, start, end)
+                total += int(np.count_nonzero(bits[max(lo, start) - start : min(hi, end) - start]))
+        return total

@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
 
-from kdumpy.collect.bitmap import PageSelector
+from kdumpy.collect.bitmap import Bitmap2, PageSelector
 from kdumpy.collect.compress import (
     COMPRESSIONS,
     FLAG_OF,
@@ -29,114 +28,17 @@ from kdumpy.collect.compress import (
     PageBatch,
     compress_pages,
 )
+from kdumpy.collect.elf_output import write_elf
+from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.output import DiskFullError, FileSink
 from kdumpy.collect.source import DumpSource, open_source
 from kdumpy.collect.stats import Summary
 from kdumpy.errors import KdumpyError
+from kdumpy.vmcore.elf_writer import ElfWriter
 from kdumpy.vmcore.flat_writer import FlatSink
 from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
 
 PAGE_BATCH = 1024  # pages read and compressed per job (4 MiB), divided among threads
-MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
-DEFAULT_CYCLIC_KIB = 16 * 1024  # packed 2nd bitmap kept between passes: 512 GiB of RAM
-
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class CollectOptions:
-    """makedumpfile's options that change what is written."""
-
-    dump_levels: list[int] = field(default_factory=lambda: [31])
-    compression: str = "none"
-    flat: bool = False
-    elf: bool = False
-    num_threads: int = 0
-    cyclic_buffer_kib: int = DEFAULT_CYCLIC_KIB
-    progress: Progress | None = None
-
-    @property
-    def dump_level(self) -> int:
-        return self.dump_levels[0]
-
-
-def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
-    """Pfns per cycle and whether the whole packed 2nd bitmap fits the budget.
-
-    A cycle's masks are unpacked (one byte per pfn) while it is worked on, so a
-    cycle never exceeds :data:`MAX_CYCLE_PFNS` whatever the budget; the packed
-    bitmap of all cycles is kept when it fits in ``cyclic_kib``.
-    """
-    budget_bits = max(1, cyclic_kib) * 1024 * 8
-    stored = max_mapnr <= budget_bits
-    cycle = min(-(-max_mapnr // 8) * 8, MAX_CYCLE_PFNS, budget_bits // 8 * 8)
-    return max(8, cycle), stored
-
-
-class Bitmap2:
-    """The 2nd bitmap, pass 1 computed and either stored (packed) or recomputed on demand."""
-
-    def __init__(
-        self,
-        selector: PageSelector,
-        max_mapnr: int,
-        cyclic_kib: int,
-        progress: Progress | None = None,
-    ) -> None:
-        self.selector = selector
-        self.max_mapnr = max_mapnr
-        self.cycle, self.stored = _cycle_pfns(max_mapnr, cyclic_kib)
-        self._packed: list[np.ndarray] = []
-        self.num_dumpable = 0
-        self.cycle_counts: list[int] = []
-        for start, end in self.cycles():
-            bits = selector.bitmap2(start, end)
-            self.cycle_counts.append(int(np.count_nonzero(bits)))
-            if self.stored:
-                self._packed.append(np.packbits(bits, bitorder="little"))
-            if progress is not None:
-                progress("Excluding unnecessary pages", end, max_mapnr)
-        self.num_dumpable = sum(self.cycle_counts)
-        self.excluded = selector.excluded()
-
-    def cycles(self) -> Iterator[tuple[int, int]]:
-        for start in range(0, self.max_mapnr, self.cycle):
-            yield start, min(self.max_mapnr, start + self.cycle)
-
-    def bits(self, index: int, start: int, end: int) -> np.ndarray:
-        """The keep-mask of one cycle (``index`` in :meth:`cycles` order)."""
-        if self.stored:
-            return np.unpackbits(self._packed[index], bitorder="little", count=end - start).astype(
-                bool
-            )
-        if index == 0:
-            self.selector.reset()
-        return self.selector.bitmap2(start, end)
-
-    def range_bits(self, lo: int, hi: int) -> np.ndarray:
-        """Keep-mask of pfns ``lo..hi-1`` (a copy; needs the stored bitmap)."""
-        out = np.zeros(hi - lo, dtype=bool)
-        if not self.stored:
-            raise KdumpyError("ELF output needs the whole bitmap in memory: raise --cyclic-buffer")
-        for i, (start, end) in enumerate(self.cycles()):
-            if end > lo and start < hi:
-                bits = self.bits(i, start, end)
-                a, b = max(lo, start), min(hi, end)
-                out[a - lo : b - lo] = bits[a - start : b - start]
-        return out
-
-    def count_between(self, lo: int, hi: int) -> int:
-        """Dumpable pages with pfn in ``[lo, hi)``."""
-        total = 0
-        for i, (start, end) in enumerate(self.cycles()):
-            if end <= lo or start >= hi:
-                continue
-            if lo <= start and end <= hi:
-                total += self.cycle_counts[i]
-            else:
-                bits = self.bits(i, start, end)
-                total += int(np.count_nonzero(bits[max(lo, start) - start : min(hi, end) - start]))
-        return total
 
 
 def _header_for(src: DumpSource, options: CollectOptions, level: int) -> KdumpHeader:
@@ -275,10 +177,7 @@ def _collect_once(
     mark_incomplete: Callable[[], None] | None = None
     try:
         if options.elf:
-            from kdumpy.collect.elf_output import write_elf
-            from kdumpy.vmcore.elf_writer import ElfWriter
-
-            elf = ElfWriter(sink, src.page_size, src.notes)
+            elf = ElfWriter(sink, src.page_size, src.notes, src.dump.arch.elf_machine)
             mark_incomplete = elf.mark_incomplete
             write_elf(src, elf, bm, level, summary, options)
         else:

@@ -10,17 +10,14 @@ written.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from kdumpy.collect.bitmap import Bitmap2
 from kdumpy.collect.compress import zero_pages
+from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.source import DumpSource
 from kdumpy.collect.stats import Summary
 from kdumpy.vmcore.elf_writer import ElfWriter, Load
-
-if TYPE_CHECKING:
-    from kdumpy.collect.collector import Bitmap2, CollectOptions
 
 PFN_EXCLUDED = 256
 READ_BATCH = 1024
@@ -29,9 +26,9 @@ READ_BATCH = 1024
 def _source_loads(src: DumpSource) -> list[tuple[int, int, int]]:
     """``(start_pfn, end_pfn, vaddr_of_start)`` of each source PT_LOAD (or RAM range)."""
     shift = src.page_size.bit_length() - 1
-    loads = getattr(src.dump, "loads", None)
+    loads = src.dump.stated_mappings()
     if loads:
-        return [(s.paddr >> shift, (s.paddr + s.memsz) >> shift,
+        return [(s.paddr >> shift, (s.paddr + s.size) >> shift,
                  s.vaddr + ((((s.paddr >> shift) << shift)) - s.paddr)) for s in loads]  # fmt: skip
     return [(s, e, s << shift) for s, e in src.dump.ram_ranges()]
 

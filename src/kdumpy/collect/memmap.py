@@ -1,4 +1,4 @@
-"""Finding and reading the crashed kernel's ``struct page`` array (SPARSEMEM, x86_64).
+"""Finding and reading the crashed kernel's ``struct page`` array (SPARSEMEM).
 
 ``SYMBOL(mem_section)`` is the array of section roots (SPARSEMEM_EXTREME: pointers to
 pages of ``struct mem_section``); each section's ``section_mem_map`` encodes
@@ -23,38 +23,6 @@ from kdumpy.vmcore.base import Dump
 # the decoded address is aligned far beyond that, so clearing 6 is always safe.
 SECTION_FLAG_BITS = 0x3F
 SECTION_HAS_MEM_MAP = 0x2
-_PRESENT, _PSE = 0x1, 0x80
-
-
-class VmemmapWalker:
-    """Kernel virtual -> physical for large areas, one walk per (huge) page mapping."""
-
-    def __init__(self, dump: Dump, read_phys: Callable[[int, int], bytes]) -> None:
-        self.read_phys = read_phys
-        tr = dump.translator
-        self.pgd = tr.pgd_paddr
-        self.mask = tr.entry_mask
-        self.shifts = (48, 39, 30, 21, 12) if tr.levels == 5 else (39, 30, 21, 12)
-
-    def _entry(self, paddr: int) -> int:
-        return int(struct.unpack("<Q", self.read_phys(paddr, 8))[0])
-
-    def map(self, vaddr: int) -> tuple[int, int] | None:
-        """``(paddr, bytes mapped contiguously from vaddr)``, or None if unmapped."""
-        table = self.pgd
-        for shift in self.shifts:
-            try:
-                entry = self._entry(table + ((vaddr >> shift) & 511) * 8)
-            except KdumpyError:
-                return None
-            if not entry & _PRESENT:
-                return None
-            size = 1 << shift
-            if shift == 12 or (shift in (30, 21) and entry & _PSE):
-                base = entry & self.mask & ~(size - 1)
-                return base + (vaddr & (size - 1)), size - (vaddr & (size - 1))
-            table = entry & self.mask
-        return None
 
 
 class MemMap:
@@ -79,7 +47,7 @@ class MemMap:
                 "kernels are supported for page filtering)"
             )
         self.section_bits = (info.number("SECTION_SIZE_BITS") or 27) - self.page_shift
-        self.walker = VmemmapWalker(dump, self.read_phys)
+        self.translator = dump.translator
         nsec = (max_mapnr + (1 << self.section_bits) - 1) >> self.section_bits
         self.section_map = self._decode_sections(root_array, nsec)
 
@@ -148,8 +116,10 @@ class MemMap:
         done = 0
         run_start: int | None = None
         while done < length:
-            mapped = self.walker.map(vaddr + done)
-            step = min(length - done, mapped[1] if mapped else 4096 - ((vaddr + done) & 4095))
+            # one page-table walk per mapping (2 MiB or 1 GiB for the vmemmap, usually)
+            mapped = self.translator.mapping(vaddr + done, self.read_phys)
+            page_left = self.page_size - ((vaddr + done) & (self.page_size - 1))
+            step = min(length - done, mapped[1] if mapped else page_left)
             ok = False
             if mapped:
                 try:

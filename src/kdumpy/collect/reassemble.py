@@ -8,7 +8,8 @@ single-file layout (``split = 0``).
 
 from __future__ import annotations
 
-from kdumpy.collect.collector import CollectOptions, _collect_once
+from kdumpy.collect.collector import _collect_once
+from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.source import DumpSource
 from kdumpy.collect.stats import Summary
 from kdumpy.errors import KdumpyError

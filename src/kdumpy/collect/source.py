@@ -60,15 +60,15 @@ class DumpSource:
         self.phys_base = self.info.number("phys_base") or 0
         self.crash_time = self.info.crash_time or 0
         self.total_pages = sum(e - s for s, e in dump.ram_ranges())
-        self.input_level = int(getattr(dump, "dump_level", 0) or 0) if dump.format != "elf" else 0
+        self.input_level = dump.input_dump_level
         self._fd = -1
-        self._extents = getattr(dump, "extents", None) if dump.format == "elf" else None
+        self._extents = dump.file_extents()
         if self._extents is not None:
             self._fd = os.open(dump.path, os.O_RDONLY)
         self.utsname = self._read_utsname()
 
     def _read_utsname(self) -> tuple[str, str, str, str, str, str]:
-        """``init_uts_ns.name`` from memory; OSRELEASE and x86_64 if it cannot be read.
+        """``init_uts_ns.name`` from memory; OSRELEASE and the dump's machine if it cannot be read.
 
         VMCOREINFO has carried OFFSET(uts_namespace.name) only since Linux 5.11; before,
         ``name`` followed a 4-byte ``struct kref``, the offset makedumpfile and crash
@@ -78,7 +78,7 @@ class DumpSource:
         off = self.info.offset("uts_namespace.name")
         if off is None:
             off = UTS_NAME_OFFSET_BEFORE_5_11
-        fields = ["Linux", "", self.info.osrelease or "", "", "x86_64", ""]
+        fields = ["Linux", "", self.info.osrelease or "", "", self.dump.arch.uname, ""]
         if sym is not None:
             try:
                 raw = self.dump.read_virt(sym + off, 6 * UTS_LEN)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 
-from kdumpy.collect.bitmap import PageSelector
-from kdumpy.collect.collector import Bitmap2, CollectOptions, _header_for, _write_kdump
+from kdumpy.collect.bitmap import Bitmap2, PageSelector
+from kdumpy.collect.collector import _header_for, _write_kdump
+from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.output import FileSink
 from kdumpy.collect.source import open_source
 from kdumpy.collect.stats import Summary

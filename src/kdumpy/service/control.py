@@ -134,9 +134,7 @@ def start(paths: ServicePaths, report: Report) -> int:
             check_feasibility()
             if kexec.crash_loaded():
                 report("Kdump already running: [WARNING]")
-                from kdumpy.service import early  # here: early imports this module
-
-                early.start_note(paths, report)
+                early_state.start_note(paths, report)
                 teststatus.report_result(paths, config, report)
                 return 0
             propagate.check_target(config, report)

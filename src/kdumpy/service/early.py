@@ -9,14 +9,13 @@ dracut alike).  Nearly all of its time is kexec_file_load itself (benchmarks/
 early_loader_bench.py), which grows with the capture initramfs' size.
 
 ``kdumpy start`` later finds the capture kernel loaded and leaves it in place
-(:func:`start_note` says so); ``kdumpy rebuild`` refreshes the early copy
+(:func:`kdumpy.service.early_state.start_note` says so); ``kdumpy rebuild`` refreshes the early copy
 (:func:`after_rebuild`); ``kdumpy early status`` says whether boot-time crashes are
 covered.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -200,31 +199,6 @@ def after_rebuild(paths: ServicePaths, report: Report, layout: Layout = DEFAULT_
         return
     refresh(paths, state.generator, report, layout)
     report("Early kdump: system initramfs updated with the new capture initramfs")
-
-
-def loaded_early(lines: list[LogLine] | None = None) -> LogLine | None:
-    """The kernel log line saying early kdump loaded the capture kernel this boot, if it did
-    and the capture kernel is still loaded."""
-    if not kexec.crash_loaded():
-        return None
-    found = [ln for ln in early_state.early_log(lines) if early_state.LOADED in ln.text]
-    return found[-1] if found else None
-
-
-def start_note(paths: ServicePaths, report: Report) -> None:
-    """For ``kdumpy start`` finding a capture kernel loaded: say if early kdump loaded it,
-    and warn when the early copy is stale.  Never raises."""
-    with contextlib.suppress(KdumpyError, OSError):
-        line = loaded_early()
-        if line is not None:
-            report(
-                f"Capture kernel loaded by early kdump at boot ({line.seconds:.2f} s after the "
-                "kernel started); leaving it in place"
-            )
-        state = early_state.read(paths.state_dir, paths.kernel_release)
-        if state is not None:
-            for reason in early_state.stale_reasons(state):
-                report(f"Warning: the early kdump copy is stale: {reason}; run kdumpy rebuild")
 
 
 @dataclass

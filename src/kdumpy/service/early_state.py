@@ -8,17 +8,24 @@ any of them changes, the copy riding in the system initramfs is stale.  The kern
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdumpy import fileio
+from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
 from kdumpy.kmsg import read_kmsg
+from kdumpy.service import kexec
 from kdumpy.service.manifest import file_hash
+from kdumpy.service.paths import ServicePaths
+
+Report = Callable[[str], None]
 
 ENABLED = "early-kdump is enabled."
 DISABLED = "early-kdump is disabled."
@@ -189,3 +196,28 @@ def start_warning(cmdline_file: Path = Path("/proc/cmdline")) -> str | None:
     except OSError:
         return None
     return missed_load_warning(cmdline, early_log())
+
+
+def loaded_early(lines: list[LogLine] | None = None) -> LogLine | None:
+    """The kernel log line saying early kdump loaded the capture kernel this boot, if it did
+    and the capture kernel is still loaded."""
+    if not kexec.crash_loaded():
+        return None
+    found = [ln for ln in early_log(lines) if LOADED in ln.text]
+    return found[-1] if found else None
+
+
+def start_note(paths: ServicePaths, report: Report) -> None:
+    """For ``kdumpy start`` finding a capture kernel loaded: say if early kdump loaded it,
+    and warn when the early copy is stale.  Never raises."""
+    with contextlib.suppress(KdumpyError, OSError):
+        line = loaded_early()
+        if line is not None:
+            report(
+                f"Capture kernel loaded by early kdump at boot ({line.seconds:.2f} s after the "
+                "kernel started); leaving it in place"
+            )
+        state = read(paths.state_dir, paths.kernel_release)
+        if state is not None:
+            for reason in stale_reasons(state):
+                report(f"Warning: the early kdump copy is stale: {reason}; run kdumpy rebuild")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kdumpy.arch import Architecture, Mapping, QemuCpuState, Translator, from_vmcoreinfo
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.notes import (
     DeviceDump,
     Note,
     PrStatus,
-    QemuCpuState,
     eraseinfo_text,
     find_note,
     parse_device_dump,
@@ -23,17 +23,26 @@ from kdumpy.vmcore.notes import (
 )
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
-if TYPE_CHECKING:
-    from kdumpy.vmcore.x86_64 import X86_64Translator
-
 BATCH_BYTES = 16 << 20  # the most page data iter_pages hands out at once
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Physical bytes ``[start, end)`` stored at file offset ``offset``."""
+
+    start: int
+    end: int
+    offset: int
 
 
 class Dump:
     """A crash dump opened for reading: physical pages, notes, VMCOREINFO.
 
     Subclasses set ``format``, ``path``, ``page_size``, ``max_pfn``, ``notes`` and
-    implement :meth:`pfn_ranges`, :meth:`ram_ranges` and :meth:`read_pfns`.
+    implement :meth:`pfn_ranges`, :meth:`ram_ranges` and :meth:`read_pfns`; a format
+    that knows its machine sets :attr:`arch`, and one whose file states more than
+    pages overrides :meth:`stated_mappings`, :meth:`stated_phys_base`,
+    :meth:`file_extents` and :attr:`input_dump_level`.
     """
 
     format: str = "unknown"
@@ -45,6 +54,8 @@ class Dump:
     # One-line notices about what the dump lacks but could still be opened without (a
     # file missing from a split set): for the command to show once, not errors.
     warnings: tuple[str, ...] = ()
+    # The dump level the file was already filtered with (kdump-compressed); 0: all pages.
+    input_dump_level: int = 0
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> Dump:
@@ -74,14 +85,22 @@ class Dump:
         return VmcoreInfo(text, self.path)
 
     @cached_property
+    def arch(self) -> Architecture:
+        """The crashed machine's architecture (formats that record it set it from the
+        file; otherwise it is told by VMCOREINFO)."""
+        return from_vmcoreinfo(self.vmcoreinfo if self.has_vmcoreinfo else None)
+
+    @cached_property
     def prstatus(self) -> list[PrStatus]:
         """Registers of each CPU (``NT_PRSTATUS``), in note order."""
-        return [p for p in map(parse_prstatus, self.notes) if p is not None]
+        regs = self.arch.registers
+        return [p for p in (parse_prstatus(n, regs) for n in self.notes) if p is not None]
 
     @cached_property
     def qemu_cpu_states(self) -> list[QemuCpuState]:
         """QEMU's per-vCPU state notes (QEMU dump-guest-memory only)."""
-        return [q for q in map(parse_qemu_cpu_state, self.notes) if q is not None]
+        states = (parse_qemu_cpu_state(n, self.arch) for n in self.notes)
+        return [q for q in states if q is not None]
 
     @cached_property
     def device_dumps(self) -> list[DeviceDump]:
@@ -155,16 +174,27 @@ class Dump:
         start = paddr - (first << shift)
         return pages.reshape(-1)[start : start + size].tobytes()
 
-    # -- virtual memory ------------------------------------------------------------------
-    @cached_property
-    def translator(self) -> X86_64Translator:
-        """Kernel virtual address translation (x86_64 page-table walk from VMCOREINFO)."""
-        from kdumpy.vmcore.x86_64 import X86_64Translator
+    def file_extents(self) -> list[Extent] | None:
+        """Where page data lies verbatim in a plain file (an ELF dump), for readers
+        that read the file directly; None for other formats."""
+        return None
 
-        return X86_64Translator(self)
+    # -- virtual memory ------------------------------------------------------------------
+    def stated_mappings(self) -> Sequence[Mapping]:
+        """Virtual ranges the file itself states (/proc/vmcore's PT_LOADs); empty here."""
+        return ()
+
+    def stated_phys_base(self) -> int | None:
+        """``phys_base`` as the file's own header records it (kdump sub-header)."""
+        return None
+
+    @cached_property
+    def translator(self) -> Translator:
+        """Kernel virtual address translation (the architecture's, from VMCOREINFO)."""
+        return self.arch.translator(self)
 
     def read_virt(self, vaddr: int, size: int) -> bytes:
-        """``size`` bytes at a kernel virtual address (see :mod:`kdumpy.vmcore.x86_64`)."""
+        """``size`` bytes at a kernel virtual address (see :mod:`kdumpy.arch`)."""
         return self.translator.read_virt(vaddr, size)
 
 

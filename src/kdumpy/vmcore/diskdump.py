@@ -18,6 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
+from kdumpy.arch import from_uname
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.base import Dump
 from kdumpy.vmcore.compression import (
@@ -86,12 +87,16 @@ class KdumpDump(Dump):
         parts = [self._read_headers(src) for src in sources]
         first = parts[0]
         self.header = first.header
+        chosen = from_uname(first.header.machine, self.path)
+        if chosen is not None:
+            self.arch = chosen
         self.sub_header = first.sub
         self.page_size = first.header.block_size
         self._shift = self.page_size.bit_length() - 1
         self.incomplete = any(p.header.status & COMPRESSED_INCOMPLETE for p in parts)
         self.compression = COMPRESSION_NAMES.get(first.header.status & 0x27, "none")
         self.dump_level = first.sub.dump_level
+        self.input_dump_level = self.dump_level
         self.max_pfn = first.sub.max_mapnr or first.header.max_mapnr
         self._load_bitmaps(first)
         self._build_prefix()
@@ -103,6 +108,9 @@ class KdumpDump(Dump):
         self.warnings = self._missing_ranges()
         self.notes = self._read_notes(first)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+
+    def stated_phys_base(self) -> int | None:
+        return self.sub_header.phys_base or None
 
     # -- headers -------------------------------------------------------------------------
     def _read_headers(self, src: ByteSource) -> _Part:

@@ -1,6 +1,6 @@
 """On-disk structures of the kdump-compressed format (makedumpfile ``diskdump_mod.h``).
 
-x86_64 layout, little-endian: ``disk_dump_header`` (464 bytes) at 0,
+The 64-bit little-endian layout (x86_64, arm64): ``disk_dump_header`` (464 bytes) at 0,
 ``kdump_sub_header`` (104 bytes) at ``block_size``, then the copied ELF notes, the two
 bitmaps, the page descriptors (24 bytes each) and the page data.  Sub-header fields
 appeared version by version (split v2, VMCOREINFO v3, notes v4, eraseinfo v5,
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdumpy.arch import from_uname
 from kdumpy.errors import DumpFormatError
 
 KDUMP_SIGNATURE = b"KDUMP   "
@@ -78,15 +79,18 @@ def parse_disk_dump_header(data: bytes, path: str) -> DiskDumpHeader:
     bitmap_blocks, max_mapnr, nr_cpus = fields[8], fields[9], fields[14]
     if sig not in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
         raise DumpFormatError(f"{path}: not a kdump-compressed file (signature {sig!r})")
+    names = tuple(
+        uts[i * 65 : (i + 1) * 65].split(b"\0", 1)[0].decode("ascii", "replace") for i in range(6)
+    )
+    # The machine first: another machine's header (s390x is big-endian, i386 32-bit)
+    # would fail the checks below for reasons that do not say what is wrong.
+    from_uname(names[4], path)
     if not 0 <= version <= 64:
         raise DumpFormatError(f"{path}: impossible kdump header version {version}")
     if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE or block_size & (block_size - 1):
         raise DumpFormatError(f"{path}: impossible kdump block size {block_size}")
     if sub_hdr_size < 0 or sub_hdr_size > 1 << 20:
         raise DumpFormatError(f"{path}: impossible kdump sub-header size {sub_hdr_size} blocks")
-    names = tuple(
-        uts[i * 65 : (i + 1) * 65].split(b"\0", 1)[0].decode("ascii", "replace") for i in range(6)
-    )
     return DiskDumpHeader(
         sig, version, names, tv_sec, status, block_size, sub_hdr_size, bitmap_blocks,
         max_mapnr, nr_cpus,

@@ -20,11 +20,13 @@ import bisect
 import struct
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
+from kdumpy.arch import SUPPORTED, Mapping, elf_machine_name, from_elf_machine
 from kdumpy.errors import DumpFormatError, PageNotPresent
-from kdumpy.vmcore.base import Dump, merge_ranges
+from kdumpy.vmcore.base import Dump, Extent, merge_ranges
 from kdumpy.vmcore.notes import parse_notes
 from kdumpy.vmcore.source import ByteSource, FileSource
 
@@ -32,10 +34,8 @@ ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
 PT_NOTE = 4
 PN_XNUM = 0xFFFF
-EM_386 = 3
-EM_X86_64 = 62
 DUMP_ELF_INCOMPLETE = 0x1  # makedumpfile's e_flags mark for a cut-short dump
-MAX_PHYS_ADDR = 1 << 52  # x86_64's physical address space (MAX_PHYSMEM_BITS, 5-level)
+MAX_PHYS_ADDR = 1 << 52  # the widest physical address space kdumpy reads (52 bits)
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -54,13 +54,16 @@ class Segment:
     memsz: int
 
 
-@dataclass(frozen=True)
-class Extent:
-    """Physical bytes ``[start, end)`` stored at file offset ``offset``."""
+def _elf_kind(head: bytes) -> str:
+    """``"ppc64 big-endian"``, ``"i386 32-bit"``: what an ELF file kdumpy does not read is.
 
-    start: int
-    end: int
-    offset: int
+    ``e_machine`` sits at offset 18 in both ELF classes, in the file's byte order."""
+    bits = {1: "32-bit", 2: "64-bit"}.get(head[4], f"ELF class {head[4]}")
+    if head[5] not in (1, 2):
+        return f"{bits} ELF with byte order {head[5]}"
+    order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
+    machine = elf_machine_name(int.from_bytes(head[18:20], order))
+    return f"{machine} {bits} {order}-endian"
 
 
 def parse_elf_header(src: ByteSource) -> tuple[list[Segment], int, int]:
@@ -69,7 +72,7 @@ def parse_elf_header(src: ByteSource) -> tuple[list[Segment], int, int]:
     if len(head) < _EHDR.size or head[:4] != ELF_MAGIC:
         raise DumpFormatError(f"{src.path}: not an ELF file (bad magic or truncated header)")
     if head[4] != 2 or head[5] != 1:
-        raise DumpFormatError(f"{src.path}: only 64-bit little-endian ELF dumps are supported")
+        raise DumpFormatError(f"{src.path}: {_elf_kind(head)} dump: {SUPPORTED}")
     fields = _EHDR.unpack(head)
     machine, flags = fields[2], fields[7]
     phoff, shoff, phentsize, phnum = fields[5], fields[6], fields[9], fields[10]
@@ -108,11 +111,8 @@ class ElfDump(Dump):
         self.src = src
         self.path = src.path
         segments, flags, machine = parse_elf_header(src)
-        # QEMU labels a dump EM_386 while the guest CPU is not in long mode (firmware);
-        # physical memory reads the same.  Other machines are not supported.
-        if machine not in (EM_X86_64, EM_386):
-            raise DumpFormatError(f"{src.path}: ELF machine {machine} is not x86")
         self.machine = machine
+        self.arch = from_elf_machine(machine, src.path)
         self.segments = segments
         self.loads = [s for s in segments if s.type == PT_LOAD]
         self.incomplete = bool(flags & DUMP_ELF_INCOMPLETE)
@@ -161,6 +161,13 @@ class ElfDump(Dump):
             if start < ext.end:
                 out.append(Extent(start, ext.end, ext.offset + (start - ext.start)))
         return out
+
+    def stated_mappings(self) -> list[Mapping]:
+        return [Mapping(s.vaddr, s.paddr, s.memsz) for s in self.loads]
+
+    def file_extents(self) -> list[Extent] | None:
+        # Only a plain file: a flattened stream's offsets are not the file's.
+        return self.extents if self.format == "elf" else None
 
     def ram_ranges(self) -> list[tuple[int, int]]:
         # makedumpfile's 1st bitmap: from paddr's page to the page holding the last byte

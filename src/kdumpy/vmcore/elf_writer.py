@@ -1,8 +1,9 @@
 """Writing a filtered ELF dump (makedumpfile ``-E``).
 
-ELF64 little-endian ``ET_CORE`` for x86_64: the ELF header, one ``PT_NOTE`` with the
-vmcore's notes, then the ``PT_LOAD`` program headers (more than 65534 are counted in
-section header 0, ``PN_XNUM``), then the note data and the page data of each load in
+ELF64 little-endian ``ET_CORE`` with the source dump's machine: the ELF header, one
+``PT_NOTE`` with the vmcore's notes, then the ``PT_LOAD`` program headers (more than
+65534 are counted in section header 0, ``PN_XNUM``), then the note data and the page
+data of each load in
 order.  A load's ``p_filesz`` covers the pages written; ``p_memsz`` may extend over a
 run of excluded pages after them (memory that existed but is not in the file).  A
 dump cut short by a full disk gets ``e_flags |= 1`` (makedumpfile's
@@ -14,13 +15,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from kdumpy.arch import DEFAULT_ARCH
 from kdumpy.vmcore.kdump_writer import Sink
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
 SHDR = struct.Struct("<IIQQQQIIQQ")
 ET_CORE = 4
-EM_X86_64 = 62
 EV_CURRENT = 1
 PT_LOAD = 1
 PT_NOTE = 4
@@ -48,8 +49,11 @@ class Load:
 class ElfWriter:
     """Lays out and writes an ELF dump through a sink."""
 
-    def __init__(self, sink: Sink, page_size: int, notes: bytes) -> None:
+    def __init__(
+        self, sink: Sink, page_size: int, notes: bytes, machine: int = DEFAULT_ARCH.elf_machine
+    ) -> None:
         self.sink = sink
+        self.machine = machine  # e_machine: the source dump's architecture
         self.page_size = page_size
         self.notes = notes
         self.loads: list[Load] = []
@@ -62,7 +66,7 @@ class ElfWriter:
         shoff = EHDR.size + PHDR.size * nphdr if phnum == PN_XNUM else 0
         shnum = 1 if phnum == PN_XNUM else 0
         return EHDR.pack(
-            _IDENT, ET_CORE, EM_X86_64, EV_CURRENT, 0, EHDR.size, shoff, self.flags,
+            _IDENT, ET_CORE, self.machine, EV_CURRENT, 0, EHDR.size, shoff, self.flags,
             EHDR.size, PHDR.size, phnum, SHDR.size if shnum else 0, shnum, 0,
         )  # fmt: skip
 

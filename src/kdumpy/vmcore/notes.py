@@ -1,5 +1,8 @@
 """ELF notes of a crash dump: per-CPU registers, VMCOREINFO, QEMU state, device dumps.
 
+The register layouts are the architecture's (:mod:`kdumpy.arch`); the note framing and
+``elf_prstatus`` header are the same on every 64-bit machine.
+
 /proc/vmcore merges every CPU's ``"CORE"``/``NT_PRSTATUS`` note, the ``"VMCOREINFO"``
 note and any ``"LINUX"``/``NT_VMCOREDD`` device dumps into one PT_NOTE segment; QEMU
 adds a ``"QEMU"`` CPU-state note per vCPU, and makedumpfile may append
@@ -10,35 +13,20 @@ descriptor are each padded to 4 bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from kdumpy.arch import Architecture, QemuCpuState, RegisterLayout
 from kdumpy.errors import DumpFormatError
 
 NT_PRSTATUS = 1
 NT_VMCOREDD = 0x700
 VMCOREDD_NAME_BYTES = 44
 
-# struct user_regs_struct (arch/x86/include/asm/user_64.h): the order of pr_reg.
-X86_64_REGS = (
-    "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10",
-    "r9", "r8", "ax", "cx", "dx", "si", "di", "orig_ax",
-    "ip", "cs", "flags", "sp", "ss", "fs_base", "gs_base",
-    "ds", "es", "fs", "gs",
-)  # fmt: skip
-# struct elf_prstatus on x86_64: pr_pid at 32, pr_reg at 112 (after the siginfo,
-# cursig, sigpend/sighold, four pids and four struct timevals).
+# struct elf_prstatus (64-bit, every architecture): pr_cursig at 12, pr_pid at 32,
+# pr_reg at 112 (after the siginfo, cursig, sigpend/sighold, four pids and four timevals).
 _PRSTATUS_PID = struct.Struct("<iiii")
 _PRSTATUS_PID_OFFSET = 32
 _PRSTATUS_REG_OFFSET = 112
-_PRSTATUS_REGS = struct.Struct("<27Q")
-
-# QEMU's QEMUCPUState (target/i386/arch_dump.c), "QEMU" note, x86_64.
-_QEMU_GPRS = (
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
-)  # fmt: skip
-_QEMU_SEGMENTS = ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt", "idt")
-_QEMU_SEGMENT = struct.Struct("<IIIIQ")  # selector, limit, flags, pad, base
 
 
 @dataclass(frozen=True)
@@ -53,24 +41,13 @@ class Note:
 
 @dataclass(frozen=True)
 class PrStatus:
-    """A CPU's registers at the crash (``NT_PRSTATUS``), x86_64 names without ``r``/``e``
-    prefixes as in ``user_regs_struct``: ``ip``, ``sp``, ``bp``, ``ax`` ... ``r15``."""
+    """A CPU's registers at the crash (``NT_PRSTATUS``), named as the architecture's
+    :class:`~kdumpy.arch.RegisterLayout` names them (its ``pc``, ``sp`` and ``fp``)."""
 
     pid: int
     regs: dict[str, int]
     ppid: int = 0
     cursig: int = 0
-
-
-@dataclass(frozen=True)
-class QemuCpuState:
-    """QEMU's per-vCPU state note: general registers, segments, control registers."""
-
-    version: int
-    regs: dict[str, int]
-    segments: dict[str, dict[str, int]] = field(default_factory=dict)
-    cr: tuple[int, ...] = ()
-    kernel_gs_base: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,43 +96,23 @@ def parse_notes(data: bytes, source: str = "dump") -> list[Note]:
     return notes
 
 
-def parse_prstatus(note: Note) -> PrStatus | None:
-    """x86_64 ``struct elf_prstatus`` from a ``CORE``/``NT_PRSTATUS`` note, else None."""
+def parse_prstatus(note: Note, registers: RegisterLayout) -> PrStatus | None:
+    """``struct elf_prstatus`` from a ``CORE``/``NT_PRSTATUS`` note, else None."""
     if note.name != "CORE" or note.type != NT_PRSTATUS:
         return None
-    need = _PRSTATUS_REG_OFFSET + _PRSTATUS_REGS.size
-    if len(note.desc) < need:
+    regs = registers.parse(note.desc, _PRSTATUS_REG_OFFSET)
+    if regs is None:
         return None
     cursig = struct.unpack_from("<h", note.desc, 12)[0]
     pid, ppid, _pgrp, _sid = _PRSTATUS_PID.unpack_from(note.desc, _PRSTATUS_PID_OFFSET)
-    values = _PRSTATUS_REGS.unpack_from(note.desc, _PRSTATUS_REG_OFFSET)
-    return PrStatus(pid, dict(zip(X86_64_REGS, values, strict=True)), ppid, cursig)
+    return PrStatus(pid, regs, ppid, cursig)
 
 
-def parse_qemu_cpu_state(note: Note) -> QemuCpuState | None:
-    """QEMU's x86_64 CPU state note (name ``QEMU``), else None."""
-    if note.name != "QEMU" or len(note.desc) < 8:
+def parse_qemu_cpu_state(note: Note, arch: Architecture) -> QemuCpuState | None:
+    """QEMU's CPU state note (name ``QEMU``) of this architecture, else None."""
+    if note.name != "QEMU":
         return None
-    version, size = struct.unpack_from("<II", note.desc, 0)
-    desc = note.desc[: max(8, min(size, len(note.desc)))]
-    pos = 8
-    if len(desc) < pos + 8 * len(_QEMU_GPRS):
-        return QemuCpuState(version, {})
-    regs = dict(zip(_QEMU_GPRS, struct.unpack_from(f"<{len(_QEMU_GPRS)}Q", desc, pos), strict=True))
-    pos += 8 * len(_QEMU_GPRS)
-    segments: dict[str, dict[str, int]] = {}
-    for seg in _QEMU_SEGMENTS:
-        if pos + _QEMU_SEGMENT.size > len(desc):
-            break
-        selector, limit, flags, _pad, base = _QEMU_SEGMENT.unpack_from(desc, pos)
-        segments[seg] = {"selector": selector, "limit": limit, "flags": flags, "base": base}
-        pos += _QEMU_SEGMENT.size
-    cr: tuple[int, ...] = ()
-    if pos + 40 <= len(desc):
-        cr = struct.unpack_from("<5Q", desc, pos)
-        pos += 40
-    kgs = struct.unpack_from("<Q", desc, pos)[0] if pos + 8 <= len(desc) else None
-    return QemuCpuState(version, regs, segments, cr, kgs)
+    return arch.qemu_cpu_state(note.desc)
 
 
 def parse_device_dump(note: Note) -> DeviceDump | None:

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import struct
 from functools import cached_property
-from typing import TYPE_CHECKING
 
+from kdumpy.arch.base import DumpMemory, ReadFn, TranslationError
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
-
-if TYPE_CHECKING:
-    from kdumpy.vmcore.base import Dump
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 DEFAULT_KERNEL_IMAGE_SIZE = 1 << 30
@@ -31,14 +28,10 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 _CACHE_LIMIT = 4096  # translated pages remembered; cleared wholesale when full
 
 
-class TranslationError(KdumpyError):
-    """A virtual address is not mapped by the crashed kernel's page tables."""
-
-
 class X86_64Translator:
     """Translate kernel virtual addresses of a dump and read memory through them."""
 
-    def __init__(self, dump: Dump) -> None:
+    def __init__(self, dump: DumpMemory) -> None:
         self.dump = dump
         info = dump.vmcoreinfo
         pgt = info.symbol("init_top_pgt") or info.symbol("init_level4_pgt")
@@ -63,10 +56,10 @@ class X86_64Translator:
     def _phys_base_from_loads(self) -> int:
         """Fallback without NUMBER(phys_base): the kernel-text PT_LOAD of /proc/vmcore, or
         the kdump sub-header's copy."""
-        sub_header = getattr(self.dump, "sub_header", None)
-        if sub_header is not None and sub_header.phys_base:
-            return int(sub_header.phys_base)
-        for seg in getattr(self.dump, "loads", []):
+        stated = self.dump.stated_phys_base()
+        if stated:
+            return stated
+        for seg in self.dump.stated_mappings():
             if seg.vaddr >= START_KERNEL_MAP and seg.vaddr != seg.paddr:
                 return int(seg.paddr - (seg.vaddr - START_KERNEL_MAP))
         raise DumpFormatError(f"{self.dump.path}: cannot find phys_base (no NUMBER(phys_base))")
@@ -96,6 +89,26 @@ class X86_64Translator:
             table = entry & mask
         return table + (vaddr & (PAGE_SIZE - 1))
 
+    def mapping(self, vaddr: int, read: ReadFn | None = None) -> tuple[int, int] | None:
+        """``(paddr, bytes mapped contiguously from vaddr)`` by the page tables, read
+        through ``read`` (the collector's own reader), or None if unmapped."""
+        read = read or self.dump.read_phys
+        table = self.pgd_paddr
+        shifts = (48, 39, 30, 21, 12) if self.levels == 5 else (39, 30, 21, 12)
+        for shift in shifts:
+            try:
+                entry = int(struct.unpack("<Q", read(table + ((vaddr >> shift) & 511) * 8, 8))[0])
+            except KdumpyError:
+                return None
+            if not entry & PAGE_PRESENT:
+                return None
+            size = 1 << shift
+            if shift == PAGE_SHIFT or (shift in (30, 21) and entry & PAGE_PSE):
+                base = entry & self.entry_mask & ~(size - 1)
+                return base + (vaddr & (size - 1)), size - (vaddr & (size - 1))
+            table = entry & self.entry_mask
+        return None
+
     @property
     def page_offset(self) -> int:
         """Virtual address of physical 0 in the direct map (randomized with KASLR)."""
@@ -105,7 +118,7 @@ class X86_64Translator:
 
     def _find_page_offset(self) -> int:
         # /proc/vmcore: RAM PT_LOADs have p_vaddr = __va(p_paddr).
-        for seg in reversed(getattr(self.dump, "loads", [])):
+        for seg in reversed(self.dump.stated_mappings()):
             if seg.vaddr < START_KERNEL_MAP and seg.vaddr != seg.paddr and seg.vaddr >> 63:
                 return int(seg.vaddr - seg.paddr)
         # Otherwise find the lowest kernel-half, 1 GiB aligned address whose mapping

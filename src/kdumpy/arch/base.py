@@ -1,0 +1,161 @@
+"""What the architecture layer needs from a dump, and what every architecture answers.
+
+The layer sits below :mod:`kdumpy.vmcore`: it never imports a dump class.  A dump hands
+itself over as a :class:`DumpMemory` (physical reads, as libaddrxlat takes read
+callbacks, plus VMCOREINFO lookups and what the file itself says about virtual
+addresses), and gets back an :class:`Architecture`'s answers: a translator for kernel
+virtual addresses, the register layout of its ``NT_PRSTATUS`` notes, page and stack
+sizes, the disassembler mode.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from kdumpy.errors import KdumpyError
+
+ReadFn = Callable[[int, int], bytes]
+
+
+class TranslationError(KdumpyError):
+    """A virtual address is not mapped by the crashed kernel's page tables."""
+
+
+class Mapping(NamedTuple):
+    """A virtual range the dump file itself states (an ELF ``PT_LOAD`` of /proc/vmcore)."""
+
+    vaddr: int
+    paddr: int
+    size: int
+
+
+class VmcoreInfoLookup(Protocol):
+    """The VMCOREINFO lookups the layer uses (``kdumpy.vmcore.vmcoreinfo.VmcoreInfo``)."""
+
+    def symbol(self, name: str) -> int | None: ...
+    def number(self, name: str) -> int | None: ...
+    def size(self, name: str) -> int | None: ...
+    def offset(self, name: str) -> int | None: ...
+    def length(self, name: str) -> int | None: ...
+    def require(self, key: str) -> int: ...
+
+    @property
+    def osrelease(self) -> str | None: ...
+
+
+class DumpMemory(Protocol):
+    """What a translator reads through: every dump format implements it."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def page_size(self) -> int: ...
+    @property
+    def max_pfn(self) -> int: ...
+    @property
+    def vmcoreinfo(self) -> VmcoreInfoLookup: ...
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        """Physical bytes; :class:`kdumpy.errors.PageNotPresent` if a page is missing."""
+        ...
+
+    def stated_mappings(self) -> Sequence[Mapping]:
+        """Virtual ranges the file states (ELF PT_LOADs); empty when it states none."""
+        ...
+
+    def stated_phys_base(self) -> int | None:
+        """The kernel's ``phys_base`` as the file's own header records it, if it does."""
+        ...
+
+
+class Translator(Protocol):
+    """Kernel virtual -> physical for one dump."""
+
+    def vtop(self, vaddr: int) -> int:
+        """Physical address; :class:`TranslationError` if unmapped."""
+        ...
+
+    def walk(self, vaddr: int) -> int:
+        """Physical address by the page tables alone (no shortcut, no cache)."""
+        ...
+
+    def mapping(self, vaddr: int, read: ReadFn | None = None) -> tuple[int, int] | None:
+        """``(paddr, bytes mapped contiguously from vaddr)`` or None if unmapped; page
+        tables read through ``read`` (default: the dump's)."""
+        ...
+
+    def read_virt(self, vaddr: int, size: int) -> bytes: ...
+    def read_u64(self, vaddr: int) -> int: ...
+    def read_u32(self, vaddr: int) -> int: ...
+
+    @property
+    def page_offset(self) -> int:
+        """Virtual address of the direct (linear) map's start."""
+        ...
+
+    @property
+    def vmemmap(self) -> int:
+        """Virtual address of ``struct page`` for pfn 0."""
+        ...
+
+
+@dataclass(frozen=True)
+class RegisterLayout:
+    """The registers of one architecture's ``NT_PRSTATUS`` note (``pr_reg``)."""
+
+    names: tuple[str, ...]  # pr_reg in order, as the kernel's user_regs_struct names them
+    pc: str  # the program counter's name in ``names``
+    sp: str  # the stack pointer's
+    fp: str  # the frame pointer's
+
+    def parse(self, desc: bytes, offset: int) -> dict[str, int] | None:
+        """``pr_reg`` at ``offset`` of an ``elf_prstatus``; None if the note is too short."""
+        fmt = struct.Struct(f"<{len(self.names)}Q")
+        if len(desc) < offset + fmt.size:
+            return None
+        return dict(zip(self.names, fmt.unpack_from(desc, offset), strict=True))
+
+
+@dataclass(frozen=True)
+class QemuCpuState:
+    """QEMU's per-vCPU state note: general registers, segments, control registers."""
+
+    version: int
+    regs: dict[str, int]
+    segments: dict[str, dict[str, int]] = field(default_factory=dict)
+    cr: tuple[int, ...] = ()
+    kernel_gs_base: int | None = None
+
+
+def _no_qemu_note(desc: bytes) -> QemuCpuState | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Every machine question one architecture answers (see :mod:`kdumpy.arch`)."""
+
+    name: str  # kdumpy's and the kernel's name: "x86_64", "arm64"
+    uname: str  # ``uname -m``: "x86_64", "aarch64"
+    elf_machine: int  # e_machine: EM_X86_64, EM_AARCH64
+    registers: RegisterLayout
+    thread_size: int  # kernel stack size (THREAD_SIZE, without KASAN)
+    capstone: tuple[str, str]  # capstone's arch and mode constant names
+    make_translator: Callable[[DumpMemory], Translator]
+    # QEMU dump-guest-memory's "QEMU" CPU-state note, where the machine has one
+    qemu_cpu_state: Callable[[bytes], QemuCpuState | None] = _no_qemu_note
+
+    def translator(self, dump: DumpMemory) -> Translator:
+        """A translator for this dump's kernel addresses."""
+        return self.make_translator(dump)
+
+    def disassembler(self) -> object:
+        """A capstone ``Cs`` for this machine's kernel code."""
+        # Imported here for start-up speed: capstone is needed by ``dis`` only.
+        import capstone
+
+        arch, mode = self.capstone
+        return capstone.Cs(getattr(capstone, arch), getattr(capstone, mode))
