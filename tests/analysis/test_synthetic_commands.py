@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from synthetic.tables import record_level
 
 from kdumpy.analysis.commands import Session, run_line
 
@@ -46,7 +47,21 @@ def test_log(crash, machine):
         if b"\x1b" not in text:
             assert line[len(stamp) :] == text.decode()
     assert crash("log -t").splitlines()[1] == machine.log[1][1].decode()
-    assert crash("log -m") == "log: unknown option -m (usage: log [-t])\n"
+    # -m: crash's <level> from each record's flags/level byte (the ring gives record i
+    # level i % 8); -T: dates from the boot time, the crash time less whole seconds of
+    # uptime (no jiffies_64 here: the newest record's time, 4000 s)
+    for i, line in enumerate(crash("log -t -m").splitlines()[:8]):
+        assert line.startswith(f"<{record_level(i)}>")
+    last = len(machine.log) - 1
+    assert (
+        crash("log -Tm")
+        .splitlines()[-1]
+        .startswith(
+            f"[Wed Dec  3 08:20:00 UTC 2025] <{record_level(last)}>"  # CRASHTIME 1764750000
+        )
+    )
+    first = crash("log -T").splitlines()[0]
+    assert first.startswith("[Wed Dec  3 07:13:20 UTC 2025] ")  # 4000 s before the crash
 
 
 def test_mod(crash, machine):

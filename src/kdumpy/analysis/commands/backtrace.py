@@ -10,12 +10,13 @@ from functools import partial
 
 import numpy as np
 
+from kdumpy.analysis.commands.apicode import api_code, task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
 from kdumpy.analysis.helpers.tasks import active_tasks, panic_task
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.program import Program, TypesMissingError
+from kdumpy.analysis.program import MODULES_VADDR, Program, TypesMissingError
 from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
 from kdumpy.printable import shown
 
@@ -73,8 +74,53 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     if opts.eframes:
         return _exception_text(prog, task)
     frames = stack_trace(prog, task)
-    return format_backtrace(
-        task, frames, partial(frame_words, prog, frames) if opts.words else None
+    after = None
+    if opts.words or opts.symbolic:
+        after = partial(frame_words, prog, frames, symbolic=opts.symbolic)
+    return format_backtrace(task, frames, after)
+
+
+def bt_python(opts: argparse.Namespace) -> str:
+    """``bt --python``: the frames of each task chosen, from :func:`stack_trace`."""
+    names = {"stack_trace", "task_comm"}
+    modules: set[str] = set()
+    if opts.active:
+        chosen = "tasks = [task for _, task in sorted(active_tasks(prog).items())]"
+        names.add("active_tasks")
+    else:
+        exprs = []
+        for arg in opts.tasks or [None]:
+            expr, used = task_expr(arg)
+            exprs.append(expr)
+            names |= used
+        chosen = f"tasks = [{', '.join(exprs)}]"
+    if opts.eframes:
+        modules.add("kdumpy.analysis.commands.backtrace")
+        body = """
+    for address, regs in kdumpy.analysis.commands.backtrace.exception_frames(prog, task):
+        mode = "USER" if regs["cs"] & 3 else "KERNEL"
+        print(f"  {mode}-MODE EXCEPTION FRAME AT: {address:x}  RIP: {regs['ip']:016x}")"""
+    else:
+        body = """
+    frames = stack_trace(prog, task)
+    for i, frame in enumerate(frames):
+        print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")"""
+        if opts.words or opts.symbolic:
+            modules.add("struct")
+            shown = "prog.describe(word)" if opts.symbolic else 'f"{word:016x}"'
+            body += f"""
+        if i + 1 < len(frames):  # the words above the return address, up to the caller's
+            start, end = frame.slot + 8, frames[i + 1].slot + 8
+            for (word,) in struct.iter_unpack("<Q", prog.read(start, end - start)):
+                print("   ", {shown})"""
+    return api_code(
+        names,
+        f"""{chosen}
+for task in tasks:
+    print(f"PID: {{int(task.pid)}}  TASK: {{int(task):x}}  COMMAND: {{task_comm(task)!r}}")
+{body.strip(chr(10))}
+""",
+        modules,
     )
 
 
@@ -82,9 +128,11 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
          Arg("-a", dest="active", action="store_true", help="the task active on each CPU"),
          Arg("-e", dest="eframes", action="store_true", help="exception frames on the stack"),
          Arg("-f", dest="words", action="store_true", help="each frame's stack words"),
+         Arg("-F", dest="symbolic", action="store_true",
+             help="each frame's stack words, symbolically where they point at a symbol"),
          Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
          Arg("tasks", nargs="*", metavar="pid|task", help="pids or task_struct addresses"),
-         usage="bt [-a] [-e] [-f] [pid | task ...]")  # fmt: skip
+         usage="bt [-a] [-e] [-f|-F] [-l] [pid | task ...]", python=bt_python)  # fmt: skip
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
@@ -118,10 +166,12 @@ def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
 _MAX_FRAME_BYTES = 16 << 10  # a larger "frame" means a corrupt stack: stop there
 
 
-def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
+def frame_words(prog: Program, frames: list[Frame], i: int, symbolic: bool = False) -> str:
     """The stack words of frame ``i`` (``bt -f``): from above its return-address slot
     up to and including the caller's slot, two words a line like crash.  The last
-    frame (the entry from user space or the stack's end) shows none."""
+    frame (the entry from user space or the stack's end) shows none.  ``symbolic``
+    (``bt -F``): a word pointing into the kernel's or a module's symbols is shown as
+    ``symbol+offset``, 16 columns wide like crash."""
     if i + 1 >= len(frames):
         return ""
     start, end = frames[i].slot + 8, frames[i + 1].slot + 8
@@ -135,8 +185,28 @@ def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
             out.append(f"    {line:x}: (stack page not in the dump)\n")
             break
         words = struct.unpack(f"<{len(data) // 8}Q", data)
-        out.append(f"    {line:x}: " + "".join(f"{w:016x} " for w in words) + "\n")
+        shown_words = [symbolic_word(prog, w) if symbolic else f"{w:016x}" for w in words]
+        out.append(f"    {line:x}: " + "".join(f"{w:<16} " for w in shown_words) + "\n")
     return "".join(out)
+
+
+def symbolic_word(prog: Program, word: int) -> str:
+    """``name+offset`` (decimal, as crash's ``bt -F`` and ``rd -s``) when the word lies
+    in the kernel image's or a module's symbols, else the word in hex."""
+    if _in_symbol_range(prog, word):
+        sym = prog.find_symbol(word)
+        if sym is not None:
+            offset = word - sym.address
+            return shown(sym.name) + (f"+{offset}" if offset else "")
+    return f"{word:016x}"
+
+
+def _in_symbol_range(prog: Program, word: int) -> bool:
+    """The kernel image (``_text`` to ``_end``) or module space."""
+    if word >= MODULES_VADDR:
+        return True
+    start, end = prog.symbols.address_of("_text"), prog.symbols.address_of("_end")
+    return start is not None and end is not None and start <= word < end
 
 
 THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
