@@ -145,10 +145,29 @@ def test_struct_union_and_offsets(crash, machine):
     offset = k.offsetof("struct task_struct", "comm")
     assert crash("struct task_struct.comm") == f"  [{offset}] comm\n"
     out = crash("struct -o task_struct").splitlines()
+    size = k.type("struct task_struct").size
+    width = len(str(size)) + 4  # crash: the offset column as wide as the size's digits + 4
     for member in ("pid", "tasks", "thread", "se"):
-        assert f"[{k.offsetof('struct task_struct', member):4d}]" in next(
-            line for line in out if line.rstrip(";").endswith(f" {member}"))  # fmt: skip
-    assert out[-1] == f"SIZE: {k.type('struct task_struct').size}"
+        column = f"[{k.offsetof('struct task_struct', member)}]".rjust(width) + " "
+        assert next(line for line in out if line.rstrip(";").endswith(f" {member}")).startswith(
+            column
+        )
+    assert out[-1] == f"SIZE: {size}"
+    # Anonymous unions and structs spelled out in place with absolute offsets (crash's
+    # layout, seen on the 6.1 lab dump's task_struct.rcu_users); qualifiers are not kept.
+    assert crash("struct -o qstr") == (
+        "struct qstr {\n"
+        "       union {\n"
+        "           struct {\n"
+        "   [0]         u32 hash;\n"
+        "   [4]         u32 len;\n"
+        "           };\n"
+        "   [0]     u64 hash_len;\n"
+        "       };\n"
+        "   [8] unsigned char *name;\n"
+        "}\n"
+        "SIZE: 16\n"
+    )
     task = machine.tasks[1300]
     assert crash(f"struct task_struct.pid,comm {task.address:x}") == (
         '  pid = 1300\n  comm = "sleep\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000"\n'

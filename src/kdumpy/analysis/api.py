@@ -46,6 +46,7 @@ from kdumpy.analysis.helpers.pid import find_task_by_pid, for_each_pid, pid_task
 from kdumpy.analysis.helpers.printk import crash_date, format_log, log_records
 from kdumpy.analysis.helpers.rbtree import rbtree_inorder_for_each, rbtree_inorder_for_each_entry
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
+from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.helpers.system import boot_epoch, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
@@ -66,6 +67,7 @@ from kdumpy.analysis.helpers.tasks import (
     task_state_to_char,
 )
 from kdumpy.analysis.helpers.xarray import xa_for_each, xa_is_value, xa_load, xa_to_value
+from kdumpy.analysis.lines import LinesUnavailable, SourceLine, line_table
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object, ObjectError
 from kdumpy.analysis.printing import format_type, format_value
@@ -85,7 +87,8 @@ __all__ = [
     "for_each_task", "for_each_process", "for_each_thread", "find_task", "panic_task",
     "active_tasks", "idle_task", "cpu_curr", "cpu_rq", "cpu_of_active_task", "task_comm",
     "task_cpu", "task_state", "task_state_crash", "task_state_to_char", "is_kthread",
-    "stack_trace", "Frame", "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks",
+    "stack_trace", "Frame", "symbolize", "line_table", "SourceLine", "LinesUnavailable",
+    "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks",
     # memory, files, page cache, cgroups, modules, log, system
     "task_rss_vsz", "totalram_pages", "task_files", "task_root_cwd", "file_path", "d_path",
     "dentry_name", "for_each_page_cache_page", "page_cache_size", "cgroup_path", "cgroup_name",

@@ -13,10 +13,12 @@ import numpy as np
 from kdumpy.analysis.commands.apicode import api_code, task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
+from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.helpers.tasks import active_tasks, panic_task
+from kdumpy.analysis.lines import LinesUnavailable, LineTable, line_table
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.program import MODULES_VADDR, Program, TypesMissingError
+from kdumpy.analysis.program import Program, TypesMissingError
 from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
 from kdumpy.printable import shown
 
@@ -74,10 +76,20 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     if opts.eframes:
         return _exception_text(prog, task)
     frames = stack_trace(prog, task)
-    after = None
+    parts: list[Callable[[int], str]] = []
+    if opts.lines:
+        table = line_table(prog)
+        parts.append(lambda i: _source_line(table, frames[i].pc))
     if opts.words or opts.symbolic:
-        after = partial(frame_words, prog, frames, symbolic=opts.symbolic)
+        parts.append(partial(frame_words, prog, frames, symbolic=opts.symbolic))
+    after = (lambda i: "".join(part(i) for part in parts)) if parts else None
     return format_backtrace(task, frames, after)
+
+
+def _source_line(table: LineTable, pc: int) -> str:
+    """``bt -l``: the frame's ``file: line`` under it, as crash prints it."""
+    found = table.lookup(pc)
+    return f"    {found.file}: {found.line}\n" if found else ""
 
 
 def bt_python(opts: argparse.Namespace) -> str:
@@ -107,7 +119,8 @@ def bt_python(opts: argparse.Namespace) -> str:
         print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")"""
         if opts.words or opts.symbolic:
             modules.add("struct")
-            shown = "prog.describe(word)" if opts.symbolic else 'f"{word:016x}"'
+            shown = "symbolize(prog, word)" if opts.symbolic else 'f"{word:016x}"'
+            names.add("symbolize")
             body += f"""
         if i + 1 < len(frames):  # the words above the return address, up to the caller's
             start, end = frame.slot + 8, frames[i + 1].slot + 8
@@ -136,7 +149,10 @@ for task in tasks:
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
-        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
+        try:
+            line_table(prog)
+        except LinesUnavailable as exc:
+            raise CommandError(f"-l: {exc}") from None
     if opts.active:
         tasks = [t for _, t in sorted(active_tasks(prog).items())]
     elif opts.tasks:
@@ -185,28 +201,9 @@ def frame_words(prog: Program, frames: list[Frame], i: int, symbolic: bool = Fal
             out.append(f"    {line:x}: (stack page not in the dump)\n")
             break
         words = struct.unpack(f"<{len(data) // 8}Q", data)
-        shown_words = [symbolic_word(prog, w) if symbolic else f"{w:016x}" for w in words]
+        shown_words = [symbolize(prog, w) if symbolic else f"{w:016x}" for w in words]
         out.append(f"    {line:x}: " + "".join(f"{w:<16} " for w in shown_words) + "\n")
     return "".join(out)
-
-
-def symbolic_word(prog: Program, word: int) -> str:
-    """``name+offset`` (decimal, as crash's ``bt -F`` and ``rd -s``) when the word lies
-    in the kernel image's or a module's symbols, else the word in hex."""
-    if _in_symbol_range(prog, word):
-        sym = prog.find_symbol(word)
-        if sym is not None:
-            offset = word - sym.address
-            return shown(sym.name) + (f"+{offset}" if offset else "")
-    return f"{word:016x}"
-
-
-def _in_symbol_range(prog: Program, word: int) -> bool:
-    """The kernel image (``_text`` to ``_end``) or module space."""
-    if word >= MODULES_VADDR:
-        return True
-    start, end = prog.symbols.address_of("_text"), prog.symbols.address_of("_end")
-    return start is not None and end is not None and start <= word < end
 
 
 THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
