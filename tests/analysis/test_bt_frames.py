@@ -74,7 +74,7 @@ def test_bt_without_f_shows_no_words(session):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [("-l", "-l needs DWARF line tables"), ("-q", "unknown option -q"),
+    [("-l", "-l: source lines need the vmlinux"), ("-q", "unknown option -q"),
      ("-f 999999", "invalid task or pid value: 999999")],
 )  # fmt: skip
 def test_bt_bad_options_are_one_line(session, args, message):

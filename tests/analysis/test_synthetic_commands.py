@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from synthetic.tables import record_level
 
 from kdumpy.analysis.commands import Session, run_line
 
@@ -46,7 +47,21 @@ def test_log(crash, machine):
         if b"\x1b" not in text:
             assert line[len(stamp) :] == text.decode()
     assert crash("log -t").splitlines()[1] == machine.log[1][1].decode()
-    assert crash("log -m") == "log: unknown option -m (usage: log [-t])\n"
+    # -m: crash's <level> from each record's flags/level byte (the ring gives record i
+    # level i % 8); -T: dates from the boot time, the crash time less whole seconds of
+    # uptime (no jiffies_64 here: the newest record's time, 4000 s)
+    for i, line in enumerate(crash("log -t -m").splitlines()[:8]):
+        assert line.startswith(f"<{record_level(i)}>")
+    last = len(machine.log) - 1
+    assert (
+        crash("log -Tm")
+        .splitlines()[-1]
+        .startswith(
+            f"[Wed Dec  3 08:20:00 UTC 2025] <{record_level(last)}>"  # CRASHTIME 1764750000
+        )
+    )
+    first = crash("log -T").splitlines()[0]
+    assert first.startswith("[Wed Dec  3 07:13:20 UTC 2025] ")  # 4000 s before the crash
 
 
 def test_mod(crash, machine):
@@ -130,10 +145,29 @@ def test_struct_union_and_offsets(crash, machine):
     offset = k.offsetof("struct task_struct", "comm")
     assert crash("struct task_struct.comm") == f"  [{offset}] comm\n"
     out = crash("struct -o task_struct").splitlines()
+    size = k.type("struct task_struct").size
+    width = len(str(size)) + 4  # crash: the offset column as wide as the size's digits + 4
     for member in ("pid", "tasks", "thread", "se"):
-        assert f"[{k.offsetof('struct task_struct', member):4d}]" in next(
-            line for line in out if line.rstrip(";").endswith(f" {member}"))  # fmt: skip
-    assert out[-1] == f"SIZE: {k.type('struct task_struct').size}"
+        column = f"[{k.offsetof('struct task_struct', member)}]".rjust(width) + " "
+        assert next(line for line in out if line.rstrip(";").endswith(f" {member}")).startswith(
+            column
+        )
+    assert out[-1] == f"SIZE: {size}"
+    # Anonymous unions and structs spelled out in place with absolute offsets (crash's
+    # layout, seen on the 6.1 lab dump's task_struct.rcu_users); qualifiers are not kept.
+    assert crash("struct -o qstr") == (
+        "struct qstr {\n"
+        "       union {\n"
+        "           struct {\n"
+        "   [0]         u32 hash;\n"
+        "   [4]         u32 len;\n"
+        "           };\n"
+        "   [0]     u64 hash_len;\n"
+        "       };\n"
+        "   [8] unsigned char *name;\n"
+        "}\n"
+        "SIZE: 16\n"
+    )
     task = machine.tasks[1300]
     assert crash(f"struct task_struct.pid,comm {task.address:x}") == (
         '  pid = 1300\n  comm = "sleep\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000"\n'

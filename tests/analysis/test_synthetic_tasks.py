@@ -178,8 +178,11 @@ def test_bt_e_finds_the_user_exception_frame(crash, machine):
 
 
 def test_bt_errors_are_one_line(crash):
-    assert crash("bt -l") == "bt: -l needs DWARF line tables; the dump has symbols and BTF only\n"
-    assert crash("bt -z") == "bt: unknown option -z (usage: bt [-a] [-e] [-f] [pid | task ...])\n"
+    assert crash("bt -l") == (
+        "bt: -l: source lines need the vmlinux with debug info (kdumpy crash VMLINUX DUMP)\n"
+    )
+    usage = "bt [-a] [-e] [-f|-F] [-l] [pid | task ...]"
+    assert crash("bt -z") == f"bt: unknown option -z (usage: {usage})\n"
     assert crash("bt 4242") == "bt: invalid task or pid value: 4242\n"
 
 

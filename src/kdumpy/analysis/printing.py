@@ -8,6 +8,7 @@ struct list_head {
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from kdumpy.analysis.objects import Object
@@ -26,20 +27,46 @@ if TYPE_CHECKING:
     from kdumpy.analysis.program import Program
 
 _MAX_ARRAY = 64  # elements shown before "..."
+# pahole writes DWARF's base type names into BTF; gdb (so crash) spells them as C does.
+_GDB_SPELLING = {
+    "long unsigned int": "unsigned long", "long int": "long",
+    "long long unsigned int": "unsigned long long", "long long int": "long long",
+    "short unsigned int": "unsigned short", "short int": "short",
+}  # fmt: skip
+_BASE_NAME = re.compile("|".join(sorted(map(re.escape, _GDB_SPELLING), key=len, reverse=True)))
 
 
 def format_type(t: Type, offsets: bool = False) -> str:
-    """A struct/union definition (``struct NAME`` without an address)."""
+    """A struct/union definition (``struct NAME`` without an address); ``offsets``:
+    each member's byte offset in crash's ``-o`` layout.  Anonymous structs and unions
+    are spelled out in place, as gdb and crash do."""
     s = t.strip()
     if not isinstance(s, StructType):
         return f"type = {t.spelling()}\nSIZE: {t.size}\n"
-    lines = [f"{s.spelling()} {{\n"]
-    for m in s.members:
-        prefix = f"  [{m.offset:>4}]" if offsets else "   "
-        bits = f" : {m.bit_size}" if m.bit_size else ""
-        lines.append(f"{prefix} {declaration(m.type, m.name)}{bits};\n")
+    width = len(str(s.size)) + 4  # crash's -o: "[offset]" right-aligned to the size's digits
+    lines = [f"{s.spelling()} {{\n", *_member_lines(s, 0, 0, width if offsets else 0)]
     lines.append(f"}}\nSIZE: {s.size}\n")
     return "".join(lines)
+
+
+def _member_lines(s: StructType, base: int, depth: int, width: int) -> list[str]:
+    """Members at ``base`` bytes into the outer type, ``depth`` anonymous levels in;
+    ``width`` of the offset column (0: none)."""
+    blank = " " * width if width else "   "
+    indent = "    " * depth
+    lines = []
+    for m in s.members:
+        offset = base + m.offset
+        inner = m.type.strip()
+        if not m.name and isinstance(inner, StructType) and not inner.name:
+            lines.append(f"{blank} {indent}{inner.kind} {{\n")
+            lines += _member_lines(inner, offset, depth + 1, width)
+            lines.append(f"{blank} {indent}}};\n")
+            continue
+        prefix = f"{f'[{offset}]':>{width}}" if width else blank
+        bits = f" : {m.bit_size}" if m.bit_size else ""
+        lines.append(f"{prefix} {indent}{declaration(m.type, m.name)}{bits};\n")
+    return lines
 
 
 def declaration(t: Type, name: str) -> str:
@@ -47,7 +74,7 @@ def declaration(t: Type, name: str) -> str:
         return f"{declaration(t.element, name)}[{t.length}]"
     if isinstance(t, PointerType) and isinstance(t.target.strip(), FunctionType):
         return f"{t.target.strip().ret.spelling()} (*{name})()"  # type: ignore[attr-defined]
-    s = t.spelling()
+    s = _BASE_NAME.sub(lambda m: _GDB_SPELLING[m[0]], t.spelling())
     inner = t.strip() if not t.name else t
     if isinstance(inner, StructType) and not inner.name:
         s = f"{inner.kind} {{...}}"

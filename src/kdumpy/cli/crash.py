@@ -13,7 +13,7 @@ import os
 import pydoc
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
         description="A crash-like shell: symbols from the dump's kallsyms, types from its "
         "BTF, stacks from its ORC tables.  'help' in the shell lists the commands, "
         "'help CMD' one command's usage; 'CMD | shell command' pipes, 'CMD > FILE' "
-        "redirects.",
+        "redirects; 'py CODE' runs Python with prog bound (--python SCRIPT: a file).",
     )
     add_dump_files(p)
     p.add_argument("-c", dest="commands", action="append", metavar="CMD", default=[],
@@ -39,6 +39,8 @@ def register(sub: Any) -> None:
         "-i", dest="script", metavar="SCRIPT", help="run the commands in SCRIPT and exit"
     )
     p.add_argument("-s", "--silent", action="store_true", help="no sys banner at startup")
+    p.add_argument("--python", dest="python", metavar="SCRIPT",
+                   help="run a Python script with prog bound, then exit")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -53,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise KdumpyError(f"{args.script}: cannot read: {exc.strerror}") from None
     with Program.open_files(args.files, args.force) as prog:
+        if args.python:
+            from kdumpy.analysis.scripting import run_script
+
+            return 0 if run_script(prog, args.python, sys.stdout, sys.stderr) else 1
         session = Session(prog)
         if batch:
             return _batch(session, batch, run_line)
@@ -63,9 +69,24 @@ def run(args: argparse.Namespace) -> int:
         return _interactive(session, run_line)
 
 
+def py_blocks(lines: Iterable[str]) -> Iterator[str]:
+    """Lines as the shell runs them: ``py`` alone takes the lines after it, up to an
+    empty line, as one block of Python."""
+    it = iter(lines)
+    for line in it:
+        if line.strip() == "py":
+            block = []
+            for more in it:
+                if not more.strip():
+                    break
+                block.append(more)
+            line = "py\n" + "\n".join(block)
+        yield line
+
+
 def _batch(session: Any, lines: Iterable[str], run_line: Any) -> int:
     status = 0
-    for line in lines:
+    for line in py_blocks(lines):
         try:
             out = run_line(session, line)
         except SystemExit:
@@ -110,6 +131,8 @@ def _interactive(session: Any, run_line: Any, **io: Any) -> int:
     while True:
         try:
             line = prompt.prompt("crash> ")
+            if line.strip() == "py":  # a block: up to an empty line
+                line = "py\n" + "\n".join(iter(lambda: prompt.prompt("...... "), ""))
         except KeyboardInterrupt:
             continue
         except EOFError:

@@ -38,6 +38,7 @@ CRASH_METHODS = {
     "bug": "a test module calls BUG() (panic_on_oops=1)",
     "warn": "a test module calls WARN() (panic_on_warn=1)",
     "irq": "Alt+SysRq+C on the emulated PS/2 keyboard: sysrq_handle_crash in hard-IRQ context",
+    "tasks": "1,000 sleeping processes, then echo c > /proc/sysrq-trigger (foreach bt at scale)",
 }
 # Methods that need the lab's test module (built only where the host's gcc matches).
 MODULE_CRASHES = ("null", "bug", "warn")
@@ -195,6 +196,8 @@ fi
 log "crashing by $crash"
 case "$crash" in
     sysrq) echo c > /proc/sysrq-trigger ;;
+    tasks) i=0; while [ $i -lt 1000 ]; do sleep 1000000 & i=$((i+1)); done
+           sleep 5; echo c > /proc/sysrq-trigger ;;
     oom) echo 1 > /proc/sys/vm/panic_on_oom; workload oom ;;
     hung) echo 1 > /proc/sys/kernel/hung_task_panic
           echo 3 > /proc/sys/kernel/hung_task_timeout_secs ;;

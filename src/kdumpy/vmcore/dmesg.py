@@ -35,6 +35,12 @@ DESC_COMMITTED = 1
 DESC_FINALIZED = 2
 CALLER_CPU = 0x80000000
 _MAX_RING_BYTES = 1 << 30  # sanity bound for sizes read from the dump
+# The log level is the top 3 bits of the byte holding ``u8 flags:5, level:3``, which
+# VMCOREINFO does not locate: it sits right after ``u16 text_len; u8 facility;`` in
+# 5.10+'s ``struct printk_info`` and after ``text_len, dict_len, facility`` in the
+# legacy ``struct printk_log`` (both layouts unchanged since they appeared).
+_LEVEL_AFTER_TEXT_LEN = 3
+_LEGACY_LEVEL_AFTER_TEXT_LEN = 5
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class LogRecord:
     text: bytes
     caller_id: int | None = None
     seq: int | None = None
+    level: int | None = None  # KERN_EMERG (0) .. KERN_DEBUG (7)
 
 
 def _u64(buf: bytes, off: int) -> int:
@@ -121,6 +128,7 @@ def lockless_records(dump: Dump) -> Iterator[LogRecord]:
                     text[begin : begin + text_len],
                     None if off_caller is None else _u32(infos, i + off_caller),
                     None if off_seq is None else _u64(infos, i + off_seq),
+                    infos[i + off_len + _LEVEL_AFTER_TEXT_LEN] >> 5,
                 )
         if ident == head_id:
             break
@@ -153,7 +161,8 @@ def legacy_records(dump: Dump) -> Iterator[LogRecord]:
             if length == 0:
                 break
         text_len = _u16(buf, rec + off_text_len)
-        yield LogRecord(_u64(buf, rec + off_ts), buf[rec + hdr : rec + hdr + text_len])
+        level = buf[rec + off_text_len + _LEGACY_LEVEL_AFTER_TEXT_LEN] >> 5
+        yield LogRecord(_u64(buf, rec + off_ts), buf[rec + hdr : rec + hdr + text_len], level=level)
         pos = rec + length
 
 

@@ -94,6 +94,11 @@ class PrintkRing:
     data: bytes
 
 
+def record_level(index: int) -> int:
+    """The log level the synthetic ring gives its record ``index``."""
+    return index % 8
+
+
 def encode_printk(
     records: list[tuple[int, bytes]],
     descs_addr: int,
@@ -102,7 +107,8 @@ def encode_printk(
     count_bits: int = 7,
     size_bits: int = 15,
 ) -> PrintkRing:
-    """``(ts_nsec, text)`` records, oldest first, finalized, ids from 0, no wrap."""
+    """``(ts_nsec, text)`` records, oldest first, finalized, ids from 0, no wrap; record
+    ``i`` has log level ``i % 8`` (:func:`record_level`)."""
     count, size = 1 << count_bits, 1 << size_bits
     assert len(records) <= count
     descs, infos, data = bytearray(24 * count), bytearray(88 * count), bytearray(size)
@@ -112,7 +118,8 @@ def encode_printk(
         begin, nxt = lpos, lpos + ((block + 7) & ~7)
         assert nxt <= size, "printk data ring too small"
         struct.pack_into("<QQQ", descs, 24 * ident, DESC_FINALIZED << 62 | ident, begin, nxt)
-        struct.pack_into("<QQHxxI", infos, 88 * ident, ident, ts, len(text), 1)
+        level = record_level(ident) << 5  # u8 facility (0), then u8 flags:5, level:3
+        struct.pack_into("<QQHxBI", infos, 88 * ident, ident, ts, len(text), level, 1)
         struct.pack_into("<Q", data, begin, ident)
         data[begin + 8 : begin + 8 + len(text)] = text
         lpos = nxt

@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 import warnings
+from collections.abc import Callable
 
 from kdumpy.analysis.commands.base import (
     ALIASES,
@@ -37,7 +38,7 @@ from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
 
-_MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds")
+_MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds", "pycmd")
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
     "command", "command_flags", "command_names", "load_commands", "lookup", "parse_count",
@@ -68,6 +69,11 @@ def run_line(session: Session, line: str) -> str:
 def _run(session: Session, line: str) -> str:
     """One command, its output sent on as crash does: ``cmd | shell command`` pipes it
     through ``/bin/sh``, ``cmd > file`` / ``>> file`` writes it to a file."""
+    load_commands()
+    name, rest = ([*line.split(None, 1), "", ""])[:2]
+    cmd = lookup(name)
+    if cmd is not None and cmd.raw:  # its text is its own: no words, no operators
+        return _guarded(session, cmd, lambda: cmd.run_text(session, rest))
     command_text, op, target = split_output(line)
     out = _run_command(session, command_text)
     if not op:
@@ -135,8 +141,13 @@ def _run_command(session: Session, line: str) -> str:
     cmd = lookup(words[0])
     if cmd is None:
         return _failed(session, f"crash: command not found: {words[0]}\n")
+    return _guarded(session, cmd, lambda: cmd.run(session, words[1:]))
+
+
+def _guarded(session: Session, cmd: Command, run: Callable[[], str]) -> str:
+    """A command's output, or its typed error as one line."""
     try:
-        return cmd.run(session, words[1:])
+        return run()
     except CommandError as exc:
         return _failed(session, usage_line(cmd, exc))
     except KdumpyError as exc:

@@ -10,9 +10,12 @@ from functools import partial
 
 import numpy as np
 
+from kdumpy.analysis.commands.apicode import api_code, task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
+from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.helpers.tasks import active_tasks, panic_task
+from kdumpy.analysis.lines import LinesUnavailable, LineTable, line_table
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program, TypesMissingError
@@ -73,8 +76,64 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     if opts.eframes:
         return _exception_text(prog, task)
     frames = stack_trace(prog, task)
-    return format_backtrace(
-        task, frames, partial(frame_words, prog, frames) if opts.words else None
+    parts: list[Callable[[int], str]] = []
+    if opts.lines:
+        table = line_table(prog)
+        parts.append(lambda i: _source_line(table, frames[i].pc))
+    if opts.words or opts.symbolic:
+        parts.append(partial(frame_words, prog, frames, symbolic=opts.symbolic))
+    after = (lambda i: "".join(part(i) for part in parts)) if parts else None
+    return format_backtrace(task, frames, after)
+
+
+def _source_line(table: LineTable, pc: int) -> str:
+    """``bt -l``: the frame's ``file: line`` under it, as crash prints it."""
+    found = table.lookup(pc)
+    return f"    {found.file}: {found.line}\n" if found else ""
+
+
+def bt_python(opts: argparse.Namespace) -> str:
+    """``bt --python``: the frames of each task chosen, from :func:`stack_trace`."""
+    names = {"stack_trace", "task_comm"}
+    modules: set[str] = set()
+    if opts.active:
+        chosen = "tasks = [task for _, task in sorted(active_tasks(prog).items())]"
+        names.add("active_tasks")
+    else:
+        exprs = []
+        for arg in opts.tasks or [None]:
+            expr, used = task_expr(arg)
+            exprs.append(expr)
+            names |= used
+        chosen = f"tasks = [{', '.join(exprs)}]"
+    if opts.eframes:
+        modules.add("kdumpy.analysis.commands.backtrace")
+        body = """
+    for address, regs in kdumpy.analysis.commands.backtrace.exception_frames(prog, task):
+        mode = "USER" if regs["cs"] & 3 else "KERNEL"
+        print(f"  {mode}-MODE EXCEPTION FRAME AT: {address:x}  RIP: {regs['ip']:016x}")"""
+    else:
+        body = """
+    frames = stack_trace(prog, task)
+    for i, frame in enumerate(frames):
+        print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")"""
+        if opts.words or opts.symbolic:
+            modules.add("struct")
+            shown = "symbolize(prog, word)" if opts.symbolic else 'f"{word:016x}"'
+            names.add("symbolize")
+            body += f"""
+        if i + 1 < len(frames):  # the words above the return address, up to the caller's
+            start, end = frame.slot + 8, frames[i + 1].slot + 8
+            for (word,) in struct.iter_unpack("<Q", prog.read(start, end - start)):
+                print("   ", {shown})"""
+    return api_code(
+        names,
+        f"""{chosen}
+for task in tasks:
+    print(f"PID: {{int(task.pid)}}  TASK: {{int(task):x}}  COMMAND: {{task_comm(task)!r}}")
+{body.strip(chr(10))}
+""",
+        modules,
     )
 
 
@@ -82,13 +141,18 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
          Arg("-a", dest="active", action="store_true", help="the task active on each CPU"),
          Arg("-e", dest="eframes", action="store_true", help="exception frames on the stack"),
          Arg("-f", dest="words", action="store_true", help="each frame's stack words"),
+         Arg("-F", dest="symbolic", action="store_true",
+             help="each frame's stack words, symbolically where they point at a symbol"),
          Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
          Arg("tasks", nargs="*", metavar="pid|task", help="pids or task_struct addresses"),
-         usage="bt [-a] [-e] [-f] [pid | task ...]")  # fmt: skip
+         usage="bt [-a] [-e] [-f|-F] [-l] [pid | task ...]", python=bt_python)  # fmt: skip
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
-        raise CommandError("-l needs DWARF line tables; the dump has symbols and BTF only")
+        try:
+            line_table(prog)
+        except LinesUnavailable as exc:
+            raise CommandError(f"-l: {exc}") from None
     if opts.active:
         tasks = [t for _, t in sorted(active_tasks(prog).items())]
     elif opts.tasks:
@@ -118,10 +182,12 @@ def _bt_without_types(prog: Program, why: TypesMissingError) -> str:
 _MAX_FRAME_BYTES = 16 << 10  # a larger "frame" means a corrupt stack: stop there
 
 
-def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
+def frame_words(prog: Program, frames: list[Frame], i: int, symbolic: bool = False) -> str:
     """The stack words of frame ``i`` (``bt -f``): from above its return-address slot
     up to and including the caller's slot, two words a line like crash.  The last
-    frame (the entry from user space or the stack's end) shows none."""
+    frame (the entry from user space or the stack's end) shows none.  ``symbolic``
+    (``bt -F``): a word pointing into the kernel's or a module's symbols is shown as
+    ``symbol+offset``, 16 columns wide like crash."""
     if i + 1 >= len(frames):
         return ""
     start, end = frames[i].slot + 8, frames[i + 1].slot + 8
@@ -135,7 +201,8 @@ def frame_words(prog: Program, frames: list[Frame], i: int) -> str:
             out.append(f"    {line:x}: (stack page not in the dump)\n")
             break
         words = struct.unpack(f"<{len(data) // 8}Q", data)
-        out.append(f"    {line:x}: " + "".join(f"{w:016x} " for w in words) + "\n")
+        shown_words = [symbolize(prog, w) if symbolic else f"{w:016x}" for w in words]
+        out.append(f"    {line:x}: " + "".join(f"{w:<16} " for w in shown_words) + "\n")
     return "".join(out)
 
 

@@ -62,9 +62,19 @@ class CommandParser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise CommandUsageError(message or "invalid arguments")
 
+    def _unbundled(self, word: str) -> list[str]:
+        """``-Tm`` as ``-T -m`` when every letter is a declared flag, else the word."""
+        if len(word) > 2 and word[0] == "-" and word[1:].isalpha() and word not in self.flags:
+            letters = [f"-{c}" for c in word[1:]]
+            if all(flag in self.flags for flag in letters):
+                return letters
+        return [word]
+
     def parse_words(self, words: list[str]) -> argparse.Namespace:
         """The namespace for ``words`` (flags and arguments in any order, as crash takes
-        them); an option it does not declare is an error."""
+        them; single-letter flags bundled as getopt allows, ``-Tm``); an option it does
+        not declare is an error."""
+        words = [w for word in words for w in self._unbundled(word)]
         for word in words:
             if word == "--":
                 break
@@ -109,6 +119,13 @@ class Command:
     parser: CommandParser
     aliases: tuple[str, ...] = ()
     python: PythonEquivalent | None = None
+    # The rest of the line is the command's text, untouched: no words, no flags, and no
+    # `|` or `>` operators taken from it (``py`` reads Python, where both are operators).
+    raw: bool = False
+
+    def run_text(self, session: Session, text: str) -> str:
+        """A raw command's output for the text after its name."""
+        return self.handler(session, argparse.Namespace(text=text))
 
     def run(self, session: Session, words: list[str]) -> str:
         """The command's output; with ``--python``, the API code doing the same instead."""
@@ -135,17 +152,19 @@ def command(
     usage: str = "",
     aliases: tuple[str, ...] = (),
     python: PythonEquivalent | None = None,
+    raw: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare and register a command: ``@command("log", "dump system message buffer",
     Arg("-t", action="store_true"), usage="log [-t]", aliases=("dmesg",),
     python=lambda opts: "for line in kernel_log(prog): ...")``.  Every command takes
-    ``--python``, which prints ``python(opts)`` instead of running it."""
+    ``--python``, which prints ``python(opts)`` instead of running it.  A ``raw``
+    command gets the rest of its line as ``opts.text``, unsplit."""
 
     def register(handler: Handler) -> Command:
         parser = CommandParser(name, usage or name)
         for arg in args:
             parser.add_argument(*arg.names, **arg.options)
-        cmd = Command(name, summary, usage or name, handler, parser, aliases, python)
+        cmd = Command(name, summary, usage or name, handler, parser, aliases, python, raw)
         COMMANDS[name] = cmd
         ALIASES.update(dict.fromkeys(aliases, name))
         return cmd

@@ -7,6 +7,7 @@ import struct
 from collections.abc import Callable
 
 from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
+from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
@@ -18,6 +19,8 @@ from kdumpy.analysis.helpers.mm import (
     swap_pages,
     totalram_pages,
 )
+from kdumpy.analysis.helpers.symbolize import symbolize
+from kdumpy.analysis.lines import LinesUnavailable, line_table
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
@@ -28,12 +31,34 @@ _WIDTH_FLAGS = [
 ]
 
 
+def rd_python(opts: argparse.Namespace) -> str:
+    width = 8 if opts.symbolic else opts.width or 8
+    address = f"{parse_number(opts.address):#x}" if opts.physical else address_expr(opts.address)
+    read = "prog.memory.phys" if opts.physical else "prog.read"
+    if opts.ascii:
+        return api_code([], f"print(prog.memory.cstring({address}, {max(opts.count, 256)}))\n")
+    fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
+    value = "symbolize(prog, value)" if opts.symbolic else f'f"{{value:0{2 * width}x}}"'
+    return api_code(
+        [],
+        f"""address = {address}
+data = {read}(address, {width * opts.count})
+for i, (value,) in enumerate(struct.iter_unpack("<{fmt}", data)):
+    print(f"{{address + {width} * i:x}}:", {value})
+""",
+        ["struct"],
+    )
+
+
 @command("rd", "read memory", *_WIDTH_FLAGS,
          Arg("-p", dest="physical", action="store_true", help="a physical address"),
          Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
+         Arg("-s", dest="symbolic", action="store_true",
+             help="64-bit values, symbolically where they point at a symbol"),
          Arg("address", metavar="address|symbol"),
          Arg("count", nargs="?", type=parse_count, default=1, help="values to read (1)"),
-         usage="rd [-8|-16|-32|-64] [-p] [-a] address|symbol [count]")  # fmt: skip
+         usage="rd [-8|-16|-32|-64] [-p] [-a] [-s] address|symbol [count]",
+         python=rd_python)  # fmt: skip
 def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     width = opts.width or 8
@@ -44,9 +69,23 @@ def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     if opts.ascii:
         data = prog.memory.cstring(address, max(count, 256))
         return f"{address:x}:  {shown(data)}\n"
+    if opts.symbolic:
+        width = 8
     size = width * count
     data = prog.memory.phys(address, size) if opts.physical else prog.read(address, size)
+    if opts.symbolic:
+        return symbolic_dump(prog, address, data)
     return hexdump(address, data, width)
+
+
+def symbolic_dump(prog: Program, address: int, data: bytes) -> str:
+    """crash's ``rd -s``: two 64-bit words a line, each a symbol (``name+offset``)
+    where it points into the kernel's or a module's symbols, no ASCII column."""
+    words = [symbolize(prog, w) for (w,) in struct.iter_unpack("<Q", data)]
+    return "".join(
+        f"{address + 8 * i:x}:  " + "".join(f"{w:<16} " for w in words[i : i + 2]) + "\n"
+        for i in range(0, len(words), 2)
+    )
 
 
 def hexdump(address: int, data: bytes, width: int) -> str:
@@ -133,9 +172,21 @@ _KMEM_OTHER = ("-f", "-F", "-c", "-C", "-s", "-S", "-r", "-v", "-V", "-n", "-z",
                "-p", "-g", "-l", "-L", "-P", "-m")  # fmt: skip
 
 
+def kmem_python(opts: argparse.Namespace) -> str:
+    return api_code(
+        ["totalram_pages"],
+        """
+free = int(prog.object("vm_zone_stat")[prog.constant("NR_FREE_PAGES")].counter)
+total = totalram_pages(prog)
+print(f"TOTAL MEM {total} pages, FREE {free} pages, USED {total - free} pages")
+""",
+    )
+
+
 @command("kmem", "kernel memory",
          Arg("-i", dest="info", action="store_true", help="memory usage summary"),
-         Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i")  # fmt: skip
+         Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i",
+         python=kmem_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if not opts.info or opts.other:
         raise CommandError("only 'kmem -i' is supported")
@@ -150,9 +201,35 @@ def _maybe(func: Callable[[], int]) -> int:
         return 0
 
 
+def dis_python(opts: argparse.Namespace) -> str:
+    address = address_expr(opts.address)
+    if opts.count is not None:
+        size, limit = f"{16 * opts.count}", f"[:{opts.count}]"
+    else:
+        size, limit = "(prog.symbols.next_after(address) or address + 256) - address", ""
+    lines = ""
+    if opts.lines:
+        lines = """
+    line = table.lookup(insn.address)
+    if line is not None:
+        print(f"{line.file}: {line.line}")"""
+    head = "table = line_table(prog)\n" if opts.lines else ""
+    return api_code(
+        ["line_table"] if opts.lines else [],
+        f"""{head}address = {address}
+md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+for insn in list(md.disasm(prog.read(address, {size}), address)){limit}:{lines}
+    print(f"0x{{insn.address:x}} <{{prog.describe(insn.address)}}>:", insn.mnemonic, insn.op_str)
+""",
+        ["capstone"],
+    )
+
+
 @command("dis", "disassemble", Arg("address", metavar="address|symbol"),
          Arg("count", nargs="?", type=parse_count, help="instructions (the whole function)"),
-         usage="dis address|symbol [count]")  # fmt: skip
+         Arg("-l", dest="lines", action="store_true",
+             help="source lines (needs the vmlinux with debug info)"),
+         usage="dis [-l] address|symbol [count]", python=dis_python)  # fmt: skip
 def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     try:
         import capstone
@@ -161,6 +238,12 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
             "dis needs capstone (a dependency of kdumpy: pip install capstone)"
         ) from None
     prog = session.prog
+    table = None
+    if opts.lines:
+        try:
+            table = line_table(prog)
+        except LinesUnavailable as exc:
+            raise CommandError(f"-l: {exc}") from None
     address = resolve_address(session, opts.address)
     sym = prog.find_symbol(address)
     if opts.count is not None:
@@ -174,9 +257,15 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     code = prog.read(address, max(1, min(limit, 1 << 16)))
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     out: list[str] = []
-    for insn in md.disasm(code, address):
-        if len(out) >= count:
+    shown_line = None
+    for n, insn in enumerate(md.disasm(code, address)):
+        if n >= count:
             break
+        if table is not None:  # crash's -l: the source line above its first instruction
+            line = table.lookup(insn.address)
+            if line is not None and line != shown_line:
+                out.append(f"{line.file}: {line.line}\n")
+                shown_line = line
         where = prog.describe(insn.address)
         op = f"{insn.mnemonic} {insn.op_str}".strip()
         target = _branch_target(prog, insn.mnemonic, insn.op_str)
@@ -193,9 +282,36 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
         return ""
 
 
+def sym_python(opts: argparse.Namespace) -> str:
+    body = []
+    for word in opts.words:
+        number = int(word, 16) if _hex(word) else 0
+        body.append(f"""sym = prog.symbols.lookup({word!r})
+if sym is None:
+    prog.load_modules()
+    sym = prog.symbols.lookup({word!r})
+if sym is not None:
+    module = f" [{{sym.module}}]" if sym.module else ""
+    print(f"{{sym.address:x}} ({{sym.type}}) {{sym.name}}{{module}}")
+else:
+    address = {number:#x}
+    found = prog.find_symbol(address)
+    print(f"{{address:x}} ({{found.type}}) {{found.describe(address)}}")
+""")
+    return api_code([], "".join(body))
+
+
+def _hex(word: str) -> bool:
+    try:
+        int(word, 16)
+    except ValueError:
+        return False
+    return True
+
+
 @command("sym", "translate a symbol to its address, or vice versa",
          Arg("words", nargs="+", metavar="address|symbol"),
-         usage="sym address|symbol ...")  # fmt: skip
+         usage="sym address|symbol ...", python=sym_python)  # fmt: skip
 def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from kdumpy.analysis.commands.apicode import api_code
 from kdumpy.analysis.commands.base import COMMANDS, Arg, CommandError, Session, command, lookup
 from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.helpers.printk import format_log, log_records
-from kdumpy.analysis.helpers.system import format_bytes, system_info, taint_letters
+from kdumpy.analysis.helpers.system import boot_epoch, format_bytes, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import panic_task, task_comm, task_cpu, task_state_crash
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
@@ -22,7 +23,22 @@ _STATE_NAMES = {
 SYS_WIDTH = 12  # "LOAD AVERAGE": the panic task's fields line up under sys's
 
 
-@command("sys", "system data")
+def sys_python(opts: argparse.Namespace) -> str:
+    return api_code(
+        ["system_info", "panic_task", "task_comm"],
+        """
+info = system_info(prog)
+for name in ("cpus", "date", "uptime", "load_average", "tasks", "nodename", "release",
+             "version", "machine", "memory"):
+    print(f"{name.upper().replace('_', ' ')}: {getattr(info, name)}")
+print(f"PANIC: {info.panic.message!r}")
+task = panic_task(prog)
+print(f"PID: {int(task.pid)}  COMMAND: {task_comm(task)!r}  TASK: {int(task):x}")
+""",
+    )
+
+
+@command("sys", "system data", python=sys_python)
 def cmd_sys(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     info = system_info(prog)
@@ -68,11 +84,39 @@ def _mhz(session: Session) -> str:
         return "?"
 
 
+def log_python(opts: argparse.Namespace) -> str:
+    names = ["log_records"]
+    head = ""
+    if opts.no_time:
+        stamp = '""'
+    elif opts.dates:
+        names += ["boot_epoch", "crash_date"]
+        head = "boot = boot_epoch(prog)\n"
+        stamp = 'f"[{crash_date(boot + rec.ts_nsec // 10**9)}] "'
+    else:
+        stamp = 'f"[{rec.ts_nsec // 10**9:5d}.{rec.ts_nsec % 10**9 // 1000:06d}] "'
+    level = ' + f"<{rec.level:x}>"' if opts.levels else ""
+    return api_code(
+        names,
+        f"""{head}for rec in log_records(prog):
+    print({stamp}{level} + rec.text.decode("utf-8", "backslashreplace"))
+""",
+    )
+
+
 @command("log", "dump system message buffer",
          Arg("-t", dest="no_time", action="store_true", help="without timestamps"),
-         usage="log [-t]", aliases=("dmesg",))  # fmt: skip
+         Arg("-T", dest="dates", action="store_true", help="timestamps as dates"),
+         Arg("-m", dest="levels", action="store_true", help="each message's log level"),
+         usage="log [-t|-T] [-m]", aliases=("dmesg",), python=log_python)  # fmt: skip
 def cmd_log(session: Session, opts: argparse.Namespace) -> str:
-    return format_log(log_records(session.prog), timestamps=not opts.no_time)
+    prog = session.prog
+    boot = None
+    if opts.dates:
+        boot = boot_epoch(prog)
+        if boot is None:
+            raise CommandError("-T needs the crash time, which the dump does not give")
+    return format_log(log_records(prog), not opts.no_time, opts.levels, boot)
 
 
 @command(
@@ -81,6 +125,7 @@ def cmd_log(session: Session, opts: argparse.Namespace) -> str:
     Arg("name", nargs="?", metavar="command"),
     usage="help [command]",
     aliases=("?",),
+    python=lambda opts: "import kdumpy.analysis.api\n\nhelp(kdumpy.analysis.api)\n",
 )
 def cmd_help(session: Session, opts: argparse.Namespace) -> str:
     """One command's summary and usage, or every registered command's summary."""
@@ -94,6 +139,7 @@ def cmd_help(session: Session, opts: argparse.Namespace) -> str:
     )
 
 
-@command("q", "exit this session", aliases=("quit", "exit"))
+@command("q", "exit this session", aliases=("quit", "exit"),
+         python=lambda opts: "prog.close()\nraise SystemExit(0)\n")  # fmt: skip
 def cmd_quit(session: Session, opts: argparse.Namespace) -> str:
     raise SystemExit(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_code, task_expr
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import fields, quoted
@@ -27,12 +28,36 @@ from kdumpy.analysis.unwind import stack_trace
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
+_PS_ROW = """    rss, vsz = task_rss_vsz(prog, task)
+    print(int(task.pid), int(task.real_parent.pid), task_cpu(task), f"{int(task):x}",
+          task_state_crash(task), vsz, rss, task_comm(task))"""
+_PS_NAMES = {"task_rss_vsz", "task_cpu", "task_state_crash", "task_comm"}
+
+
+def ps_python(opts: argparse.Namespace) -> str:
+    filters = []
+    names = _PS_NAMES | ALL_TASKS_NAMES
+    kthread = "is_kthread(task) or int(task.pid) == 0"
+    if opts.kernel:
+        filters.append(f"    if not ({kthread}):\n        continue")
+    if opts.user:
+        filters.append(f"    if {kthread}:\n        continue")
+    if opts.kernel or opts.user:
+        names.add("is_kthread")
+    if opts.wanted:
+        filters.append(
+            f"    if str(int(task.pid)) not in {opts.wanted!r} "
+            f"and task_comm(task) not in {opts.wanted!r}:\n        continue"
+        )
+    body = "\n".join([*filters, _PS_ROW])
+    return api_code(names, f"{ALL_TASKS}\nfor task in tasks:\n{body}\n")
+
 
 @command("ps", "display process status information",
          Arg("-k", dest="kernel", action="store_true", help="kernel threads only"),
          Arg("-u", dest="user", action="store_true", help="user tasks only"),
          Arg("wanted", nargs="*", metavar="pid|comm", help="pids or command names"),
-         usage="ps [-k|-u] [pid|comm ...]")  # fmt: skip
+         usage="ps [-k|-u] [pid|comm ...]", python=ps_python)  # fmt: skip
 def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     row = _ps_row(prog)
@@ -77,10 +102,39 @@ def _ps_row(prog: Program) -> Callable[[Object], str]:
 _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
 
 
+def foreach_python(opts: argparse.Namespace) -> str:
+    states = [a for a in opts.words if a in _STATE_FILTERS]
+    verbs = [a for a in opts.words if a not in states]
+    verb = verbs[0] if verbs else "bt"
+    names = ALL_TASKS_NAMES | {"task_state_crash"}
+    head = ALL_TASKS + "\nfor task in tasks:\n"
+    if states:
+        head += f"    if task_state_crash(task) not in {states!r}:\n        continue\n"
+    if verb == "ps":
+        return api_code(names | _PS_NAMES, head + _PS_ROW + "\n")
+    if verb == "files":
+        return api_code(names | {"task_files"}, head + _FILES_ROWS)
+    return api_code(
+        names | {"stack_trace", "task_comm"},
+        head
+        + """\
+    print(f"PID: {int(task.pid)}  TASK: {int(task):x}  COMMAND: {task_comm(task)!r}")
+    for i, frame in enumerate(stack_trace(prog, task)):
+        print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")
+""",
+    )
+
+
+_FILES_ROWS = """\
+    for fd, file, dentry, inode, kind, path in task_files(prog, task):
+        print(fd, f"{file:016x} {dentry:016x} {inode:016x}", kind, path)
+"""
+
+
 @command("foreach", "display command data for multiple tasks",
          Arg("words", nargs="+", metavar="[STATE] bt|ps|files",
              help="a task state (RU, IN, UN, ...) and a command"),
-         usage="foreach [STATE] bt|ps|files")  # fmt: skip
+         usage="foreach [STATE] bt|ps|files", python=foreach_python)  # fmt: skip
 def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
     states = {a for a in opts.words if a in _STATE_FILTERS}
     verbs = [a for a in opts.words if a not in states]
@@ -107,9 +161,14 @@ def _files(prog: Program, task: Object) -> str:
     return "".join(out)
 
 
-@command(
-    "files", "open files", Arg("task", nargs="?", metavar="pid|task"), usage="files [pid | task]"
-)
+def files_python(opts: argparse.Namespace) -> str:
+    expr, names = task_expr(opts.task)
+    rows = "\n".join(line[4:] for line in _FILES_ROWS.splitlines())
+    return api_code(names | {"task_files"}, f"task = {expr}\n{rows}\n")
+
+
+@command("files", "open files", Arg("task", nargs="?", metavar="pid|task"),
+         usage="files [pid | task]", python=files_python)  # fmt: skip
 def cmd_files(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     task = task_from_arg(session, opts.task) if opts.task else panic_task(prog)
@@ -118,7 +177,20 @@ def cmd_files(session: Session, opts: argparse.Namespace) -> str:
     return _files(prog, task)
 
 
-@command("runq", "run queue")
+def runq_python(opts: argparse.Namespace) -> str:
+    return api_code(
+        ["runqueue_tasks", "task_comm"],
+        """
+for cpu in prog.online_cpus:
+    rq, current, rt, cfs = runqueue_tasks(prog, cpu)
+    print(f"CPU {cpu} RUNQUEUE: {rq:x}  CURRENT: {int(current.pid)} {task_comm(current)}")
+    for prio, task in rt + cfs:
+        print(f"  [{prio:3d}] PID: {int(task.pid)} TASK: {int(task):x} {task_comm(task)}")
+""",
+    )
+
+
+@command("runq", "run queue", python=runq_python)
 def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = []
@@ -140,12 +212,19 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     return "".join(out)
 
 
-@command(
-    "set",
-    "set the context task",
-    Arg("task", nargs="?", metavar="pid|task"),
-    usage="set [pid | task]",
-)
+def set_python(opts: argparse.Namespace) -> str:
+    expr, names = task_expr(opts.task)
+    return api_code(
+        names | {"task_comm", "task_cpu", "task_state_crash"},
+        f"""
+task = {expr}
+print(int(task.pid), task_comm(task), f"{{int(task):x}}", task_cpu(task), task_state_crash(task))
+""",
+    )
+
+
+@command("set", "set the context task", Arg("task", nargs="?", metavar="pid|task"),
+         usage="set [pid | task]", python=set_python)  # fmt: skip
 def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.task:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 
 from kdumpy.analysis.commands import resolve_address
+from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
@@ -34,6 +36,29 @@ def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
     return f"{t.spelling()} {format_value(obj)}\n"
 
 
+def struct_python(kind: str) -> Callable[[argparse.Namespace], str]:
+    """``struct --python`` (and union's): the type's layout, or the object there."""
+
+    def code(opts: argparse.Namespace) -> str:
+        name, _, members = opts.name.partition(".")
+        spec = f"{kind} {name}"
+        if opts.address is None:
+            if members:
+                return api_code([], f"print(prog.offsetof({spec!r}, {members!r}))\n")
+            body = f"print(format_type(prog.type({spec!r}), offsets={bool(opts.offsets)}))\n"
+            return api_code(["format_type"], body)
+        head = f"obj = prog.object_at({spec!r}, {address_expr(opts.address)})\n"
+        if members:
+            body = "".join(
+                f"print({m!r}, '=', format_value(obj.member_({m!r})))\n" for m in members.split(",")
+            )
+        else:
+            body = "print(format_value(obj))\n"
+        return api_code(["format_value"], head + body)
+
+    return code
+
+
 _STRUCT_ARGS = (
     Arg("-o", dest="offsets", action="store_true", help="member offsets"),
     Arg("name", metavar="name[.member[,member]]"),
@@ -42,13 +67,15 @@ _STRUCT_ARGS = (
 
 
 @command("struct", "structure contents", *_STRUCT_ARGS,
-         usage="struct name[.member[,member]] [address|symbol] [-o]")  # fmt: skip
+         usage="struct name[.member[,member]] [address|symbol] [-o]",
+         python=struct_python("struct"))  # fmt: skip
 def cmd_struct(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "struct", opts)
 
 
 @command("union", "union contents", *_STRUCT_ARGS,
-         usage="union name[.member] [address|symbol] [-o]")  # fmt: skip
+         usage="union name[.member] [address|symbol] [-o]",
+         python=struct_python("union"))  # fmt: skip
 def cmd_union(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "union", opts)
 
@@ -206,8 +233,94 @@ def evaluate(session: Session, expr: str) -> Object:
     return _Expression(session, expr).parse()
 
 
+class _PythonExpression:
+    """The Python (API calls) for a C expression of :class:`_Expression`'s grammar,
+    written without the dump at hand: a parenthesised name followed by an operand is a
+    cast, an all-capitals name an enumerator, any other name a global."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = [m[1] for m in _TOKEN.finditer(text)]
+        self.pos = 0
+
+    def _peek(self, ahead: int = 0) -> str:
+        i = self.pos + ahead
+        return self.tokens[i] if i < len(self.tokens) else ""
+
+    def _take(self) -> str:
+        tok = self._peek()
+        if not tok:
+            raise CommandError(f"cannot parse '{self.text}'")
+        self.pos += 1
+        return tok
+
+    def parse(self) -> str:
+        code = self._unary()
+        if self._peek():
+            raise CommandError(f"cannot parse '{self.text}' at '{self._peek()}'")
+        return code
+
+    def _cast_end(self) -> int:
+        """Tokens to the ``)`` of a cast at the current ``(``, or 0 if it is none."""
+        depth_end = next((i for i in range(self.pos, len(self.tokens))
+                          if self.tokens[i] == ")"), 0)  # fmt: skip
+        if not depth_end or depth_end + 1 >= len(self.tokens):
+            return 0
+        inside = self.tokens[self.pos + 1 : depth_end]
+        operand = self.tokens[depth_end + 1]
+        words_only = all(re.fullmatch(r"[A-Za-z_]\w*|\*", t) for t in inside)
+        starts_operand = re.fullmatch(r"[A-Za-z_0-9(*&]\w*|\(", operand) is not None
+        return depth_end if inside and words_only and starts_operand else 0
+
+    def _unary(self) -> str:
+        tok = self._peek()
+        if tok == "*":
+            self._take()
+            return f"{self._unary()}.deref_()"
+        if tok == "&":
+            self._take()
+            return f"{self._unary()}.address_of_()"
+        if tok == "(" and (end := self._cast_end()):
+            type_name = " ".join(self.tokens[self.pos + 1 : end]).replace(" *", "*")
+            self.pos = end + 1
+            return f"{self._unary()}.cast_({type_name.replace('*', ' *')!r})"
+        return self._postfix(self._primary())
+
+    def _postfix(self, code: str) -> str:
+        while True:
+            tok = self._peek()
+            if tok in (".", "->"):
+                self._take()
+                code = f"{code}.member_({self._take()!r})"
+            elif tok == "[":
+                self._take()
+                index = self._unary()
+                if self._take() != "]":
+                    raise CommandError(f"cannot parse '{self.text}'")
+                code = f"{code}[int({index})]"
+            else:
+                return code
+
+    def _primary(self) -> str:
+        tok = self._take()
+        if tok == "(":
+            code = self._unary()
+            self._take()
+            return code
+        if tok[0].isdigit():
+            return f'prog.value("unsigned long", {int(tok, 0)})'
+        if tok.isupper():
+            return f'prog.value("long", prog.constant({tok!r}))'
+        return f"prog.object({tok!r})"
+
+
+def p_python(opts: argparse.Namespace) -> str:
+    code = _PythonExpression(" ".join(opts.expression)).parse()
+    return api_code(["format_value"], f"print(format_value({code}))\n")
+
+
 @command("p", "print the value of an expression", Arg("expression", nargs="+"),
-         usage="p expression")  # fmt: skip
+         usage="p expression", python=p_python)  # fmt: skip
 def cmd_p(session: Session, opts: argparse.Namespace) -> str:
     expr = " ".join(opts.expression)
     obj = evaluate(session, expr)
@@ -224,8 +337,15 @@ def cmd_p(session: Session, opts: argparse.Namespace) -> str:
     return f"{name}${session.counter} = {value}\n"
 
 
+def whatis_python(opts: argparse.Namespace) -> str:
+    name = " ".join(opts.name)
+    if name.split()[0] in ("struct", "union", "enum"):
+        return api_code(["format_type"], f"print(format_type(prog.type({name!r})))\n")
+    return api_code([], f"print(prog.variable_type({name!r}).spelling(), {name!r})\n")
+
+
 @command("whatis", "search symbol table for data or type information", Arg("name", nargs="+"),
-         usage="whatis name")  # fmt: skip
+         usage="whatis name", python=whatis_python)  # fmt: skip
 def cmd_whatis(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     name = " ".join(opts.name)
@@ -238,7 +358,18 @@ def cmd_whatis(session: Session, opts: argparse.Namespace) -> str:
         return format_type(prog.type(name))
 
 
-@command("mod", "module information", aliases=("lsmod",))
+def mod_python(opts: argparse.Namespace) -> str:
+    return api_code(
+        ["for_each_module", "module_info"],
+        """
+for mod in for_each_module(prog):
+    info = module_info(prog, mod)
+    print(f"{info.address:016x}  {info.name:<22} {info.base:016x} {info.size:>6}")
+""",
+    )
+
+
+@command("mod", "module information", aliases=("lsmod",), python=mod_python)
 def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     out = ["     MODULE       NAME                         BASE         SIZE  OBJECT FILE\n"]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from kdumpy.analysis.helpers.lists import list_for_each, partial
+from kdumpy.analysis.helpers.lists import list_for_each
+from kdumpy.analysis.helpers.rbtree import rb_nodes
 from kdumpy.analysis.helpers.tasks import cpu_rq
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
-
-_MAX_NODES = 100_000
 
 
 def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
@@ -22,7 +19,7 @@ def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
     root = int(cfs_rq.tasks_timeline.rb_root.rb_node)
     # The running entity is taken out of the tree while it runs (cfs_rq->curr).
     entities = [int(cfs_rq.curr)] if int(cfs_rq.curr) else []
-    entities += [node - node_off for node in _rb_nodes(prog, root)]
+    entities += [node - node_off for node in rb_nodes(prog, root)]
     for address in dict.fromkeys(entities):
         se = prog.object_at(se_type, address)
         if se.has_member_("my_q") and int(se.my_q) and depth < 8:
@@ -30,28 +27,6 @@ def cfs_tasks(prog: Program, cfs_rq: Object, depth: int = 0) -> list[Object]:
         else:
             out.append(prog.pointer("struct task_struct", address - se_off))
     return out
-
-
-def _rb_nodes(prog: Program, root: int) -> Iterator[int]:
-    """In-order walk; ``struct rb_node`` is {__rb_parent_color, rb_right, rb_left}.
-    A child pointer back to a node already passed (a corrupt tree) ends the walk."""
-    right_off = prog.offsetof("struct rb_node", "rb_right")
-    left_off = prog.offsetof("struct rb_node", "rb_left")
-    stack: list[int] = []
-    seen: set[int] = set()
-    node = root
-    while stack or node:
-        while node:
-            if node in seen or len(seen) >= _MAX_NODES:
-                why = f"loops back to {node:#x}" if node in seen else "has too many nodes"
-                partial(f"rbtree at {root:#x}", why, len(seen))
-                return
-            seen.add(node)
-            stack.append(node)
-            node = prog.read_u64(node + left_off)
-        node = stack.pop()
-        yield node
-        node = prog.read_u64(node + right_off)
 
 
 def rt_tasks(prog: Program, rq: Object) -> list[tuple[int, Object]]:

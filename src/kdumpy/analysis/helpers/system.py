@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from kdumpy.analysis.helpers.printk import log_records
+from kdumpy.analysis.helpers.printk import crash_date, log_records
 from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
 from kdumpy.analysis.panic import PanicInfo, classify
 from kdumpy.analysis.program import Program
@@ -33,6 +32,23 @@ def uptime_seconds(prog: Program) -> float:
     """Seconds since boot at the crash: the newest log record's time stamp."""
     recs = log_records(prog)
     return recs[-1].ts_nsec / 1e9 if recs else 0.0
+
+
+def boot_epoch(prog: Program) -> int | None:
+    """When the kernel booted (seconds since the epoch), as crash counts it for
+    ``log -T``: the crash time less the whole seconds of uptime, uptime from
+    ``jiffies_64`` (less INITIAL_JIFFIES, 300 s before the 32-bit wrap) at the HZ that
+    ``tick_nsec`` gives, else from the newest log record; None without a crash time."""
+    crash_time = prog.info.crash_time
+    if not crash_time:
+        return None
+    try:
+        hz = round(1_000_000_000 / int(prog.object("tick_nsec", "unsigned long")))
+        jiffies = int(prog.object("jiffies_64", "unsigned long long"))
+        uptime = ((jiffies - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1)) // hz
+    except (KdumpyError, ZeroDivisionError):
+        uptime = int(uptime_seconds(prog))
+    return int(crash_time) - uptime
 
 
 def format_uptime(seconds: float) -> str:
@@ -70,16 +86,6 @@ def format_bytes(n: int) -> str:
             text = f"{n / size:.1f}".removesuffix(".0")
             return f"{text} {unit}"
     return f"{n} bytes"
-
-
-def crash_date(epoch: float) -> str:
-    """The crash time as crash's ``sys`` prints it: ``Thu Dec  3 08:37:06 UTC 2026``.
-
-    crash pads the day of the month with a space (C's ``%e``), so a two-digit ``%d`` would
-    differ from crash on the first nine days of each month.
-    """
-    t = time.gmtime(epoch)
-    return time.strftime(f"%a %b {t.tm_mday:2d} %H:%M:%S UTC %Y", t)
 
 
 def system_info(prog: Program) -> SystemInfo:
