@@ -126,7 +126,8 @@ def cmd_tree(session: Session, opts: argparse.Namespace) -> str:
         order = rbtree_inorder if opts.linear else rbtree_preorder
         entries = [n - offset for n in order(prog, first)]
     elif opts.kind == "maple":
-        entries = [e for _a, _b, e in maple_entries(prog, first)]
+        ma_root = prog.object_at("struct maple_tree", root).ma_root
+        entries = [e for _a, _b, e in maple_entries(prog, int(ma_root))]
     else:  # radix trees are XArrays since 4.20: xa_head follows the lock and flags
         head = prog.object_at("struct xarray", root).xa_head
         entries = [e for _i, e in xarray_entries(prog, int(head))]

@@ -15,11 +15,8 @@ from kdumpy.printable import shown
 
 
 def _python(opts: argparse.Namespace) -> str:
-    pick = (
-        f"find_task(prog, {int(opts.task)})"
-        if opts.task and opts.task.isdigit()
-        else "panic_task(prog)"
-    )
+    first = opts.tasks[0] if opts.tasks else ""
+    pick = f"find_task(prog, {int(first)})" if first.isdigit() else "panic_task(prog)"
     return (
         "# prog = kdumpy.analysis.Program.open(DUMP)\n"
         "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"

@@ -124,19 +124,24 @@ def maple_entries(prog: Program, root: int, last: int = (1 << 64) - 1) -> Iterat
         struct, slots = layout[kind]
         pivots = _u64s(prog, node + prog.offsetof(struct, "pivot"), slots - 1)
         entries = _u64s(prog, node + prog.offsetof(struct, "slot"), slots)
-        for i, entry in enumerate(entries):
-            pivot = pivots[i] if i < slots - 1 else high
-            if i and not pivot:
-                break
-            pivot = min(pivot, high)
+        end = _data_end(node, struct, pivots, high)
+        for i in range(end + 1):
+            pivot = min(pivots[i], high) if i < end else high
+            entry = entries[i]
             if kind == MAPLE_LEAF_64:
                 if entry and entry & 3 != _INTERNAL:
                     yield low, pivot, entry
             elif entry:  # below the root, a child is an encoded node, not an internal entry
                 yield from walk(entry, low, pivot, depth + 1)
-            if pivot >= high:
-                break
             low = pivot + 1
+
+    def _data_end(node: int, struct: str, pivots: list[int], high: int) -> int:
+        """The last used slot (``ma_data_end``): from the node's metadata in an
+        allocation-range node or a range node whose last pivot is unused."""
+        if struct == "struct maple_range_64" and pivots[-1]:
+            return len(pivots) - 1 if pivots[-1] == high else len(pivots)
+        meta = prog.read(node + prog.offsetof(struct, "meta"), 1)[0]
+        return min(meta, len(pivots))
 
     try:
         yield from walk(root, 0, last, 0)
