@@ -29,6 +29,8 @@ from kdumpy.cli import crash as crash_cli
 CRASH_COMMANDS = {
     "sys", "log", "ps", "bt", "rd", "struct", "union", "p", "whatis", "sym", "mod", "kmem",
     "runq", "files", "dis", "set", "foreach", "help", "q",
+    # crash's command set (issue 14)
+    "btop", "ptob", "ptov", "vtop", "mount", "swap", "vm", "list", "tree", "irq",
 }  # fmt: skip
 CRASH_ALIASES = {"dmesg": "log", "lsmod": "mod", "quit": "q", "exit": "q", "?": "help"}
 

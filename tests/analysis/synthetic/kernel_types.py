@@ -24,8 +24,21 @@ struct rb_root_cached { struct rb_root rb_root; struct rb_node *rb_leftmost; };
 struct cpumask { unsigned long bits[1]; };
 
 struct percpu_counter { spinlock_t lock; s64 count; struct list_head list; s32 *counters; };
-struct mm_struct { unsigned long mmap_base; unsigned long total_vm;
-                   struct percpu_counter rss_stat[4]; };
+struct maple_tree { spinlock_t ma_lock; unsigned int ma_flags; void *ma_root; };
+struct maple_metadata { unsigned char end; unsigned char gap; };
+struct maple_range_64 { void *parent; unsigned long pivot[15];
+                        union { void *slot[16];
+                                struct { void *pad[15]; struct maple_metadata meta; }; }; };
+struct maple_arange_64 { void *parent; unsigned long pivot[9]; void *slot[10];
+                         unsigned long gap[10]; struct maple_metadata meta; };
+struct maple_node { union { struct maple_range_64 mr64; struct maple_arange_64 ma64; }; };
+struct mm_struct { struct maple_tree mm_mt; unsigned long mmap_base; unsigned long *pgd;
+                   unsigned long total_vm; unsigned long start_brk; unsigned long brk;
+                   unsigned long start_stack; struct percpu_counter rss_stat[4]; };
+struct vm_special_mapping { const char *name; };
+struct vm_area_struct { unsigned long vm_start; unsigned long vm_end; struct mm_struct *vm_mm;
+                        unsigned long vm_flags; void *vm_ops; void *vm_private_data;
+                        struct file *vm_file; };
 
 struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; };
               const unsigned char *name; };
@@ -37,7 +50,11 @@ struct dentry { unsigned int d_flags; struct dentry *d_parent; struct qstr d_nam
                 struct inode *d_inode; };
 struct vfsmount { struct dentry *mnt_root; struct super_block *mnt_sb; int mnt_flags; };
 struct mount { struct hlist_node mnt_hash; struct mount *mnt_parent;
-               struct dentry *mnt_mountpoint; struct vfsmount mnt; };
+               struct dentry *mnt_mountpoint; struct vfsmount mnt; const char *mnt_devname;
+               struct list_head mnt_list; };
+struct mnt_namespace { struct mount *root; struct list_head list; };
+struct nsproxy { struct mnt_namespace *mnt_ns; };
+struct file_system_type { const char *name; };
 struct path { struct vfsmount *mnt; struct dentry *dentry; };
 struct file { spinlock_t f_lock; unsigned int f_mode; struct path f_path;
               struct inode *f_inode; };
@@ -45,7 +62,7 @@ struct fdtable { unsigned int max_fds; struct file **fd; };
 struct files_struct { atomic_t count; struct fdtable *fdt; struct fdtable fdtab; };
 struct fs_struct { int users; spinlock_t lock; struct path root; struct path pwd; };
 struct super_block { struct list_head s_list; unsigned long s_blocksize;
-                     struct list_head s_inodes; };
+                     struct file_system_type *s_type; struct list_head s_inodes; };
 
 struct signal_struct { refcount_t sigcnt; atomic_t live; int nr_threads;
                        struct list_head thread_head; };
@@ -70,7 +87,8 @@ struct task_struct {
     struct list_head children; struct list_head sibling;
     struct task_struct *group_leader; struct hlist_node pid_links[4];
     struct list_head thread_node; u64 utime; u64 stime; char comm[16];
-    struct fs_struct *fs; struct files_struct *files; struct signal_struct *signal;
+    struct fs_struct *fs; struct files_struct *files; struct nsproxy *nsproxy;
+    struct signal_struct *signal;
     struct thread_struct thread;
 };
 
@@ -113,6 +131,40 @@ struct module { enum module_state state; struct list_head list; char name[56];
                 struct mod_kallsyms *kallsyms; struct mod_arch_specific arch; };
 struct btf { void *data; u32 data_size; };
 struct btf_module { struct list_head list; struct module *module; struct btf *btf; };
+
+enum pageflags { PG_locked, PG_referenced, PG_uptodate, PG_dirty, PG_lru, PG_head = 6,
+                 PG_slab = 9 };
+struct page { unsigned long flags;
+              union { struct { struct list_head lru; void *mapping; unsigned long index;
+                               unsigned long private; };
+                      struct { unsigned long compound_head; }; };
+              union { unsigned int page_type; atomic_t _mapcount; };
+              atomic_t _refcount; unsigned long memcg_data; };
+struct kmem_cache;
+struct slab { unsigned long __page_flags; struct kmem_cache *slab_cache;
+              union { struct list_head slab_list; struct { struct slab *next; int slabs; }; };
+              void *freelist;
+              union { unsigned long counters; struct { u16 inuse; u16 objects; }; };
+              unsigned int __unused; atomic_t __page_refcount; unsigned long memcg_data; };
+struct kmem_cache_order_objects { unsigned int x; };
+struct kmem_cache_cpu { void **freelist; unsigned long tid; struct slab *slab;
+                        struct slab *partial; };
+struct kmem_cache_node { spinlock_t list_lock; unsigned long nr_partial;
+                         struct list_head partial; atomic_long_t nr_slabs;
+                         atomic_long_t total_objects; struct list_head full; };
+struct kmem_cache { struct kmem_cache_cpu *cpu_slab; unsigned int size;
+                    unsigned int object_size; unsigned int offset;
+                    struct kmem_cache_order_objects oo; const char *name;
+                    struct list_head list; unsigned long random; unsigned int red_left_pad;
+                    struct kmem_cache_node *node[1]; };
+struct vm_struct { struct vm_struct *next; void *addr; unsigned long size; };
+struct vmap_area { unsigned long va_start; unsigned long va_end; struct rb_node rb_node;
+                   struct list_head list; struct vm_struct *vm; };
+struct irqaction { void *handler; void *dev_id; struct irqaction *next; int irq;
+                   const char *name; };
+struct irq_desc { unsigned int irq; struct irqaction *action; };
+struct swap_info_struct { unsigned long flags; short prio; struct file *swap_file;
+                          unsigned int pages; unsigned int inuse_pages; };
 
 enum zone_stat_item { NR_FREE_PAGES, NR_ZONE_LRU_BASE, NR_MLOCK, NR_VM_ZONE_STAT_ITEMS };
 enum node_stat_item { NR_LRU_BASE, NR_SLAB_RECLAIMABLE_B, NR_SLAB_UNRECLAIMABLE_B,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .kernel import THREAD_SIZE, StackFrame, SyntheticKernel
+from .subsystems import Subsystems, add_subsystems
 from .tables import ORC_TYPE_END_OF_STACK, ORC_TYPE_REGS, ORC_TYPE_UNDEFINED
 
 PF_KTHREAD = 0x00200000
@@ -75,6 +76,7 @@ class Machine:
     max_pfn: int = 0
     cpu_khz: int = 0
     globals: dict[str, int] = field(default_factory=dict)
+    sub: Subsystems = field(default_factory=Subsystems)  # slab, mounts, VMAs, IRQs...
 
     @property
     def panic_task(self) -> Task:
@@ -118,6 +120,7 @@ class _Builder:
         self.k = SyntheticKernel()
         self.m = Machine(self.k)
         self.pids: dict[int, int] = {}  # pid -> struct pid
+        self.mnt_ns: int | None = None
         self.k.list_init(self.k.global_("init_task", "struct task_struct") + self._off("tasks"))
 
     def _off(self, path: str) -> int:
@@ -234,11 +237,24 @@ class _Builder:
                                      "d_name.len": len(name), "d_inode": inode})  # fmt: skip
         return d
 
-    def mount(self, root: int, parent: int | None, mountpoint: int) -> int:
+    def mount(self, root: int, parent: int | None, mountpoint: int, devname: bytes,
+              fstype: bytes, path: str) -> int:  # fmt: skip
+        """A mount on the initial namespace's list (``init_task.nsproxy->mnt_ns``)."""
         k = self.k
+        if self.mnt_ns is None:
+            self.mnt_ns = k.new("struct mnt_namespace")
+            k.list_init(self.mnt_ns + k.offsetof("struct mnt_namespace", "list"))
+            nsproxy = k.new("struct nsproxy", {"mnt_ns": self.mnt_ns})
+            k.write(k.symbols["init_task"][0], "struct task_struct", {"nsproxy": nsproxy})
+        fs_type = k.new("struct file_system_type", {"name": k.string(fstype)})
+        sb = k.new("struct super_block", {"s_type": fs_type})
         m = k.new("struct mount")
         k.write(m, "struct mount", {"mnt_parent": parent or m, "mnt_mountpoint": mountpoint,
-                                    "mnt.mnt_root": root})  # fmt: skip
+                                    "mnt.mnt_root": root, "mnt.mnt_sb": sb,
+                                    "mnt_devname": k.string(devname)})  # fmt: skip
+        head = self.mnt_ns + k.offsetof("struct mnt_namespace", "list")
+        k.list_add_tail(head, m + k.offsetof("struct mount", "mnt_list"))
+        self.m.sub.mounts.append((m, sb, fstype.decode(), devname.decode(), path))
         return m + k.offsetof("struct mount", "mnt")
 
     def inode(self, mode: int, ino: int, nrpages: int = 0) -> int:
@@ -274,13 +290,15 @@ def build_machine(
 
     # Memory, filesystems.
     root_d = b.dentry(b"/", None, b.inode(0o040755, 2))
-    root_mnt = b.mount(root_d, None, root_d)
+    root_mnt = b.mount(root_d, None, root_d, b"/dev/vda1", b"ext4", "/")
     dev_d = b.dentry(b"dev", root_d, b.inode(0o040755, 3))
     devfs_root = b.dentry(b"/", None, b.inode(0o040755, 1))
-    devfs_mnt = b.mount(devfs_root, root_mnt - k.offsetof("struct mount", "mnt"), dev_d)
+    devfs_mnt = b.mount(devfs_root, root_mnt - k.offsetof("struct mount", "mnt"), dev_d,
+                        b"devtmpfs", b"devtmpfs", "/dev")  # fmt: skip
     pts_d = b.dentry(b"pts", devfs_root, b.inode(0o040755, 4))
     devpts_root = b.dentry(b"/", None, b.inode(0o040755, 1))
-    devpts_mnt = b.mount(devpts_root, devfs_mnt - k.offsetof("struct mount", "mnt"), pts_d)
+    devpts_mnt = b.mount(devpts_root, devfs_mnt - k.offsetof("struct mount", "mnt"), pts_d,
+                         b"devpts", b"devpts", "/dev/pts")  # fmt: skip
     tty_inode = b.inode(0o020620, 3)
     tty_d = b.dentry(b"0", devpts_root, tty_inode)
     var_d = b.dentry(b"var", root_d)
@@ -387,6 +405,17 @@ def build_machine(
         )
     b.pid_idr()
     m.modules = _modules(k)
+    usr = b.dentry(b"usr", root_d)
+    lib = b.dentry(b"lib", usr)
+    sysd = b.dentry(b"systemd", lib)
+    exe_inode = b.inode(0o100755, 4242)
+    exe = b.file(root_mnt, b.dentry(b"systemd", sysd, exe_inode), exe_inode)
+    swap_inode = b.inode(0o100600, 77)
+    swapfile = b.file(root_mnt, b.dentry(b"swapfile", root_d, swap_inode), swap_inode)
+    files = {"/usr/lib/systemd/systemd": exe, "/swapfile": swapfile}
+    systemd_mm = k.mem.read_u64(systemd.address + b._off("mm"))
+    stacks = [t.stack for t in [*m.tasks.values(), *m.idle] if t.stack]
+    add_subsystems(k, m.sub, systemd_mm, files, stacks)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")

@@ -38,7 +38,20 @@ from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
 
-_MODULES = ("system", "backtrace", "taskcmds", "memcmds", "typecmds", "pycmd")
+_MODULES = (
+    "system",
+    "backtrace",
+    "taskcmds",
+    "memcmds",
+    "typecmds",
+    "kmem",
+    "addrcmds",
+    "vmcmds",
+    "fscmds",
+    "listcmds",
+    "irqcmds",
+    "pycmd",
+)
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
     "command", "command_flags", "command_names", "load_commands", "lookup", "parse_count",

@@ -1,4 +1,4 @@
-"""rd, kmem -i, dis, sym."""
+"""rd, dis, sym, and the memory summary of ``kmem -i`` (the command is in ``kmem``)."""
 
 from __future__ import annotations
 
@@ -165,32 +165,6 @@ def kmem_info(prog: Program) -> str:
     committed = committed_pages(prog)
     out.append(_kmem_line("COMMITTED", committed, ps, ("TOTAL LIMIT", limit) if limit else None))
     return "".join(out)
-
-
-# crash's other kmem flags: known, so they get "not supported" rather than "unknown".
-_KMEM_OTHER = ("-f", "-F", "-c", "-C", "-s", "-S", "-r", "-v", "-V", "-n", "-z", "-o", "-h",
-               "-p", "-g", "-l", "-L", "-P", "-m")  # fmt: skip
-
-
-def kmem_python(opts: argparse.Namespace) -> str:
-    return api_code(
-        ["totalram_pages"],
-        """
-free = int(prog.object("vm_zone_stat")[prog.constant("NR_FREE_PAGES")].counter)
-total = totalram_pages(prog)
-print(f"TOTAL MEM {total} pages, FREE {free} pages, USED {total - free} pages")
-""",
-    )
-
-
-@command("kmem", "kernel memory",
-         Arg("-i", dest="info", action="store_true", help="memory usage summary"),
-         Arg(*_KMEM_OTHER, dest="other", action="store_true"), usage="kmem -i",
-         python=kmem_python)  # fmt: skip
-def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
-    if not opts.info or opts.other:
-        raise CommandError("only 'kmem -i' is supported")
-    return kmem_info(session.prog)
 
 
 def _maybe(func: Callable[[], int]) -> int:

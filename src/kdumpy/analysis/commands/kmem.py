@@ -1,0 +1,177 @@
+"""kmem: memory summary (-i), slab caches (-s/-S), vmalloc areas (-v), and what an
+address is (slab object, vmalloc area, page)."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdumpy.analysis.commands import parse_number
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.memcmds import kmem_info
+from kdumpy.analysis.commands.tasksel import all_tasks
+from kdumpy.analysis.helpers.memmap import page_flags, page_size, translate, virt_to_page
+from kdumpy.analysis.helpers.slab import (
+    find_slab_cache,
+    for_each_slab_cache,
+    slab_cache_name,
+    slab_cache_order,
+    slab_cache_usage,
+    slab_object,
+)
+from kdumpy.analysis.helpers.tasks import task_comm, task_cpu, task_state_crash
+from kdumpy.analysis.helpers.vmalloc import find_vmap_area, for_each_vmap_area
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+from kdumpy.printable import shown
+
+SLAB_HEADER = "CACHE             OBJSIZE  ALLOCATED  TOTAL  SLABS  SSIZE  NAME\n"
+VMAP_HEADER = "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE\n"
+PAGE_HEADER = "      PAGE        PHYSICAL      MAPPING              INDEX  CNT  FLAGS\n"
+THREAD_SIZE = 16 << 10  # x86_64 kernel stacks
+
+_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+
+
+def _python(opts: argparse.Namespace) -> str:
+    """The kdumpy API doing what these kmem options do."""
+    if opts.info:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.mm import totalram_pages, global_zone_page_state\n"
+            'print(totalram_pages(prog), global_zone_page_state(prog, "NR_FREE_PAGES"))\n'
+        )
+    if opts.vmalloc:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.vmalloc import for_each_vmap_area\n"
+            "for va in for_each_vmap_area(prog):\n"
+            "    print(hex(int(va)), hex(int(va.vm)), hex(int(va.va_start)), hex(int(va.va_end)))\n"
+        )
+    if opts.slab:
+        pick = (
+            f"[find_slab_cache(prog, n) for n in {opts.args!r}]"
+            if opts.args
+            else "for_each_slab_cache(prog)"
+        )
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.slab import (find_slab_cache, for_each_slab_cache,\n"
+            "    slab_cache_name, slab_cache_usage)\n"
+            f"for cache in {pick}:\n"
+            "    usage = slab_cache_usage(prog, cache)\n"
+            "    print(slab_cache_name(cache), int(cache.object_size), usage.allocated,\n"
+            "          usage.total, usage.slabs)\n"
+        )
+    return _PRELUDE + (
+        "from kdumpy.analysis.helpers.slab import slab_object\n"
+        "from kdumpy.analysis.helpers.vmalloc import find_vmap_area\n"
+        "from kdumpy.analysis.helpers.memmap import virt_to_page\n"
+        f"for address in {[int(a, 16) for a in opts.args]!r}:\n"
+        "    print(slab_object(prog, address), find_vmap_area(prog, address),\n"
+        "          virt_to_page(prog, address))\n"
+    )
+
+
+@command("kmem", "kernel memory",
+         Arg("-i", dest="info", action="store_true", help="memory usage summary"),
+         Arg("-s", dest="slab", action="store_true", help="slab caches (or the named ones)"),
+         Arg("-S", dest="slab", action="store_true", help="same as -s"),
+         Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
+         Arg("args", nargs="*", metavar="cache|address",
+             help="with -s: cache names; alone: addresses to identify"),
+         usage="kmem -i | -s|-S [cache ...] | -v | address ...", python=_python)  # fmt: skip
+def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc))) > 1:
+        raise CommandError("give one of -i, -s, -v")
+    if opts.info:
+        return kmem_info(prog)
+    if opts.slab:
+        return kmem_slabs(prog, opts.args)
+    if opts.vmalloc:
+        return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
+    if not opts.args:
+        raise CommandError("give -i, -s, -v or an address")
+    return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
+
+
+def kmem_slabs(prog: Program, names: list[str]) -> str:
+    """``kmem -s``: one row per cache (the named ones, if any)."""
+    if names:
+        caches = []
+        for name in names:
+            cache = find_slab_cache(prog, name)
+            if cache is None:
+                raise CommandError(f"invalid slab cache name: {name}")
+            caches.append(cache)
+    else:
+        caches = list(for_each_slab_cache(prog))
+    return SLAB_HEADER + "".join(_slab_row(prog, c) for c in caches)
+
+
+def _slab_row(prog: Program, cache: Object) -> str:
+    name = shown(slab_cache_name(cache))
+    ssize = f"{(page_size(prog) << slab_cache_order(cache)) // 1024}k"
+    try:
+        u = slab_cache_usage(prog, cache)
+        counts = f"{u.allocated:>10} {u.total:>6} {u.slabs:>6}"
+    except KdumpyError:
+        counts = f"{'[UNKNOWN]':>10} {'':>6} {'':>6}"
+    return f"{int(cache):016x} {int(cache.object_size):>8} {counts} {ssize:>6}  {name}\n"
+
+
+def _vmap_row(va: Object) -> str:
+    start, end = int(va.va_start), int(va.va_end)
+    return f"{int(va):016x}  {int(va.vm):016x}  {start:016x} - {end:016x}  {end - start:>8}\n"
+
+
+def kmem_address(session: Session, address: int) -> str:
+    """What ``address`` is: the task it belongs to, the symbol, the slab object or
+    vmalloc area holding it, and its page."""
+    prog = session.prog
+    out = [_task_block(prog, address)]
+    sym = prog.find_symbol(address)
+    if sym is not None:
+        out.append(f"{address:x} ({sym.type}) {sym.describe(address)}\n\n")
+    obj = slab_object(prog, address)
+    if obj is not None:
+        state = f"[{obj.address:x}]" if obj.allocated else f"{obj.address:x}"
+        out.append(SLAB_HEADER + _slab_row(prog, obj.cache))
+        out.append(f"  SLAB              MEMORY\n  {obj.slab:016x}  {obj.memory:016x}\n")
+        out.append(f"  FREE / [ALLOCATED]\n  {state}\n\n")
+    va = find_vmap_area(prog, address)
+    if va is not None:
+        out.append(VMAP_HEADER + _vmap_row(va) + "\n")
+    out.append(_page_block(prog, address))
+    return "".join(out)
+
+
+def _task_block(prog: Program, address: int) -> str:
+    """crash's task fields when ``address`` is inside a task_struct or its stack."""
+    size = prog.sizeof("struct task_struct")
+    for task in all_tasks(prog):
+        t, stack = int(task), int(task.stack)
+        if t <= address < t + size or stack <= address < stack + THREAD_SIZE:
+            return (
+                f"    PID: {int(task.pid)}\n"
+                f'COMMAND: "{shown(task_comm(task))}"\n'
+                f"   TASK: {t:x}\n"
+                f"    CPU: {task_cpu(task)}\n"
+                f"  STATE: {task_state_crash(task)}\n\n"
+            )
+    return ""
+
+
+def _page_block(prog: Program, address: int) -> str:
+    phys = translate(prog, address)
+    if phys is None:
+        return f"{address:x}: not a mapped kernel address\n"
+    try:
+        page = virt_to_page(prog, address)
+        index_name = "index" if page.has_member_("index") else "__folio_index"  # 7.x
+        mapping, index = int(page.member_("mapping")), int(page.member_(index_name))
+        count, flags = int(page.member_("_refcount").counter), page_flags(page)
+    except KdumpyError as exc:
+        return f"{address:x}: page not readable ({exc})\n"
+    base = phys & ~(page_size(prog) - 1)
+    return PAGE_HEADER + (
+        f"{int(page):016x} {base:>9x}  {mapping:16x}  {index:>16x} {count:>4}  {flags:x}\n"
+    )

@@ -1,0 +1,134 @@
+"""list, tree: walk a kernel linked list or search tree from an address."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdumpy.analysis.commands import parse_number, resolve_address
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.output import quoted
+from kdumpy.analysis.helpers.lists import walk
+from kdumpy.analysis.helpers.trees import (
+    maple_entries,
+    rbtree_inorder,
+    rbtree_preorder,
+    xarray_entries,
+)
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.printing import format_value
+from kdumpy.analysis.program import Program
+from kdumpy.analysis.types import ArrayType, IntType
+from kdumpy.errors import KdumpyError
+
+_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+
+
+def _offset(prog: Program, spec: str | None) -> tuple[int, str | None]:
+    """``-o``: a number, or ``struct.member`` (the offset of the member and the struct)."""
+    if not spec:
+        return 0, None
+    name, dot, member = spec.partition(".")
+    if not dot:
+        return parse_number(spec) if not spec.isdigit() else int(spec), None
+    return prog.offsetof(f"struct {name}", member), name
+
+
+def _members(prog: Program, spec: str | None, address: int, default: str | None) -> str:
+    """``-s struct[.member,member]``: the structure (or members) at an entry."""
+    if not spec:
+        return ""
+    name, _, members = spec.partition(".")
+    obj = prog.object_at(f"struct {name or default}", address)
+    if not members:
+        return f"struct {name} {format_value(obj)}\n"
+    return "".join(f"  {m} = {_value(obj.member_(m))}\n" for m in members.split(","))
+
+
+def _value(obj: Object) -> str:
+    """A member's value; a char array as the C string it holds."""
+    t = obj.type_.strip()
+    if isinstance(t, ArrayType) and isinstance(t.element.strip(), IntType) and t.element.size == 1:
+        return quoted(obj.string_().decode("utf-8", "backslashreplace"))
+    return format_value(obj, 1)
+
+
+def _list_python(opts: argparse.Namespace) -> str:
+    return _PRELUDE + (
+        "from kdumpy.analysis.helpers.lists import list_for_each\n"
+        f"head = prog.object_at('struct list_head', {opts.start!r} and int({opts.start!r}, 16))\n"
+        f"offset = {opts.offset!r}  # an offset or 'struct.member': prog.offsetof(...)\n"
+        "for node in list_for_each(head.address_of_()):\n"
+        "    print(hex(node))\n"
+    )
+
+
+@command("list", "linked list",
+         Arg("-o", dest="offset", metavar="offset|struct.member",
+             help="where the next pointer (list_head) sits in each entry"),
+         Arg("-s", dest="show", metavar="struct[.member[,member]]", help="show each entry"),
+         Arg("-H", dest="head", action="store_true", help="start is a list_head list head"),
+         Arg("-h", dest="embedded", action="store_true",
+             help="start is an entry holding a list_head at the offset"),
+         Arg("words", nargs="+", metavar="[struct.member] start"),
+         usage="list [-o offset|struct.member] [-s struct[.member]] [-H|-h] [struct.member] start",
+         python=lambda o: _list_python(argparse.Namespace(
+             start=o.words[-1], offset=o.offset or (o.words[0] if len(o.words) > 1 else None))),
+         )  # fmt: skip
+def cmd_list(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    if len(opts.words) > 2:
+        raise CommandError("give at most an offset and a start address")
+    spec = opts.offset or (opts.words[0] if len(opts.words) == 2 else None)
+    offset, struct = _offset(prog, spec)
+    start = resolve_address(session, opts.words[-1])
+    what = f"list at {start:#x}"
+    if opts.head or opts.embedded:
+        head = start + (offset if opts.embedded else 0)
+        entries = [start] if opts.embedded else []
+        entries += [n - offset for n in walk(prog.read_u64(head), prog.read_u64, head, what)]
+    else:
+        entries = list(walk(start, lambda e: prog.read_u64(e + offset), 0, what))
+        entries = entries[: entries.index(start, 1)] if start in entries[1:] else entries
+    out = []
+    for entry in entries:
+        out.append(f"{entry:x}\n")
+        out.append(_members(prog, opts.show, entry, struct))
+    return "".join(out)
+
+
+_TREE_KINDS = ("rbtree", "radix", "xarray", "maple")
+
+
+@command("tree", "search tree",
+         Arg("-t", dest="kind", choices=_TREE_KINDS, default="rbtree", help="the tree's kind"),
+         Arg("-o", dest="offset", metavar="offset|struct.member",
+             help="rbtree: where the rb_node sits in each entry"),
+         Arg("-s", dest="show", metavar="struct[.member[,member]]", help="show each entry"),
+         Arg("-l", dest="linear", action="store_true", help="rbtree: in order (else root first)"),
+         Arg("root", metavar="address|symbol", help="the rb_root, xarray or maple_tree"),
+         usage="tree [-t rbtree|radix|xarray|maple] [-o struct.member] [-s struct] [-l] root",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.trees import rbtree_inorder, xarray_entries,"
+             " maple_entries\n"
+             f"# -t {o.kind}: rbtree_inorder(prog, int(root.rb_node)),"
+             " xarray_entries(prog, int(xa.xa_head)),\n"
+             "# maple_entries(prog, int(mt.ma_root)); entry - offset is the structure\n"
+         ))  # fmt: skip
+def cmd_tree(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    offset, struct = _offset(prog, opts.offset)
+    root = resolve_address(session, opts.root)
+    try:
+        first = prog.read_u64(root)
+    except KdumpyError as exc:
+        raise CommandError(str(exc)) from None
+    if opts.kind == "rbtree":
+        order = rbtree_inorder if opts.linear else rbtree_preorder
+        entries = [n - offset for n in order(prog, first)]
+    elif opts.kind == "maple":
+        ma_root = prog.object_at("struct maple_tree", root).ma_root
+        entries = [e for _a, _b, e in maple_entries(prog, int(ma_root))]
+    else:  # radix trees are XArrays since 4.20: xa_head follows the lock and flags
+        head = prog.object_at("struct xarray", root).xa_head
+        entries = [e for _i, e in xarray_entries(prog, int(head))]
+    return "".join(f"{e:x}\n" + _members(prog, opts.show, e, struct) for e in entries)

@@ -1,0 +1,75 @@
+"""Addresses and pages: the direct map, ``struct page`` through the vmemmap, and
+page-table translation (crash's ``btop``, ``ptob``, ``ptov``, ``vtop``)::
+
+    phys = virt_to_phys(prog, address)
+    page = virt_to_page(prog, address)        # struct page *
+    page_to_virt(prog, int(page)) == address & ~(page_size(prog) - 1)
+"""
+
+from __future__ import annotations
+
+from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
+
+
+def page_size(prog: Program) -> int:
+    return prog.dump.page_size
+
+
+def page_shift(prog: Program) -> int:
+    return page_size(prog).bit_length() - 1
+
+
+def page_offset(prog: Program) -> int:
+    """Virtual address of physical 0 in the direct map (``PAGE_OFFSET``)."""
+    return prog.dump.translator.page_offset
+
+
+def vmemmap(prog: Program) -> int:
+    """Address of the ``struct page`` of pfn 0 (``vmemmap``)."""
+    return prog.dump.translator.vmemmap
+
+
+def phys_to_virt(prog: Program, phys: int) -> int:
+    """``__va``: the direct-map address of a physical address."""
+    return (page_offset(prog) + phys) & ((1 << 64) - 1)
+
+
+def virt_to_phys(prog: Program, address: int) -> int:
+    """The physical address behind a kernel virtual address (page-table walk);
+    a one-line :class:`FaultError` when it is not mapped."""
+    return prog.memory.vtop(address)
+
+
+def pfn_to_page(prog: Program, pfn: int) -> Object:
+    return prog.pointer("struct page", vmemmap(prog) + pfn * prog.sizeof("struct page"))
+
+
+def page_to_pfn(prog: Program, page: int) -> int:
+    return (page - vmemmap(prog)) // prog.sizeof("struct page")
+
+
+def page_to_virt(prog: Program, page: int) -> int:
+    """The direct-map address of a ``struct page`` (its address as an int)."""
+    return phys_to_virt(prog, page_to_pfn(prog, page) << page_shift(prog))
+
+
+def virt_to_page(prog: Program, address: int) -> Object:
+    """The ``struct page *`` of the frame behind any mapped kernel address."""
+    return pfn_to_page(prog, virt_to_phys(prog, address) >> page_shift(prog))
+
+
+def page_flags(page: Object) -> int:
+    """``page->flags`` (a ``memdesc_flags_t`` wrapping the word since 7.x)."""
+    flags = page.member_("flags")
+    return int(flags.member_("f")) if flags.has_member_("f") else int(flags)
+
+
+def translate(prog: Program, address: int) -> int | None:
+    """``vtop``: the physical address, or None when the address is not mapped."""
+    try:
+        return virt_to_phys(prog, address)
+    except (FaultError, KdumpyError):
+        return None

@@ -1,0 +1,78 @@
+"""drgn 0.3.0's crash mode on a lab dump, with the DWARF vmlinux: the text of each
+crash command the command-set tests compare with (``tests/analysis/test_crash_commands_drgn.py``).
+
+    python3 drgn_crash_oracle.py VMCORE VMLINUX OUT.json
+
+The command lines name addresses and pids found here with drgn's helpers (the sleep
+task, pid 1's task_struct, a vmalloc address), so the tests run the same lines.
+Nothing here uses kdumpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+
+import drgn
+from drgn.commands import run_command
+from drgn.helpers.linux.pid import find_task, for_each_task
+from drgn_oracle import open_program  # beside this script: sys.path[0] when run
+
+
+def command_lines(prog: drgn.Program) -> dict[str, str]:
+    """The crash command lines to run, keyed by what the tests call them."""
+    sleep = next(t for t in for_each_task(prog) if t.comm.string_() == b"sleep")
+    task1 = find_task(prog, 1).value_()
+    tasks_head = prog["init_task"].tasks.address_of_().value_()
+    modules = prog["modules"].address_of_().value_()
+    stack = find_task(prog, 1).stack.value_()
+    return {
+        "mount": "mount",
+        "dev": "dev",
+        "swap": "swap",
+        "irq": "irq",
+        "kmem_s": "kmem -s",
+        "kmem_s_task": "kmem -s task_struct",
+        "kmem_v": "kmem -v",
+        "kmem_task1": f"kmem {task1:x}",
+        "kmem_task1_inside": f"kmem {task1 + 0x100:x}",
+        "kmem_stack": f"kmem {stack + 0x40:x}",
+        "timer": "timer",
+        "ipcs": "ipcs",
+        "net": "net",
+        "sig_1": "sig 1",
+        "vm_1": "vm 1",
+        "vm_sleep": f"vm {sleep.pid.value_()}",
+        "btop": "btop 123456",
+        "ptob": "ptob 1234",
+        "ptov": "ptov 1000000",
+        "vtop_task1": f"vtop {task1:x}",
+        "vtop_stack": f"vtop {stack:x}",
+        "list_tasks": f"list -o task_struct.tasks -H {tasks_head:x}",
+        "list_modules": f"list -s module.name -o module.list -H {modules:x}",
+        "tree_vmap": "tree -t rbtree -o vmap_area.rb_node vmap_area_root",
+        "task_1": "task -R pid,comm,tgid 1",
+    }
+
+
+def main() -> int:
+    vmcore, vmlinux, out_path = sys.argv[1:4]
+    prog = open_program(vmcore, vmlinux)
+    answers = {}
+    for key, line in command_lines(prog).items():
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                run_command(prog, "crash " + line, globals={})
+            answers[key] = {"line": line, "out": buf.getvalue()}
+        except Exception as exc:  # the oracle's own failure is recorded, not fatal
+            answers[key] = {"line": line, "error": f"{type(exc).__name__}: {exc}"}
+    with open(out_path, "w") as f:
+        json.dump(answers, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

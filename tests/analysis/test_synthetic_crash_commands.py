@@ -1,0 +1,175 @@
+"""crash's command set on the synthetic kernel (no VM): kmem -s/-v/ADDRESS, vm, mount,
+swap, irq, list, tree, btop/ptob/ptov/vtop and each one's --python.  The machine's
+record (``machine.sub``, ``tests/analysis/synthetic/subsystems.py``) is the oracle:
+every slab, freelist, maple node and mount was put in memory by the test."""
+
+from __future__ import annotations
+
+import pytest
+from synthetic.memory import PAGE_OFFSET
+
+from kdumpy.analysis.commands import COMMANDS, load_commands
+
+
+def rows(text: str, skip: int = 1) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip()][skip:]
+
+
+def test_kmem_s_counts_every_free_object(crash, machine):
+    """Allocated = total - (free on partial slabs + free on CPU 0's freelist), read
+    through hardened (XOR-encoded) freelist pointers."""
+    want = [
+        [f"{c.address:016x}", str(c.object_size), str(c.allocated), str(c.total),
+         str(c.slabs), "4k", c.name]
+        for c in machine.sub.caches
+    ]  # fmt: skip
+    assert rows(crash("kmem -s")) == want
+    kmalloc = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    assert (kmalloc.allocated, kmalloc.total) == (152, 192)
+    assert rows(crash("kmem -S kmalloc-64")) == [want[1]]
+
+
+def test_kmem_s_names_an_unknown_cache(crash):
+    assert crash("kmem -s no-such-cache") == "kmem: invalid slab cache name: no-such-cache\n"
+
+
+@pytest.mark.parametrize("which", ["used", "free", "inside"])
+def test_kmem_address_finds_the_slab_object(crash, machine, which):
+    cache = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    used = [o for o, (_s, u) in cache.objects.items() if u == (which != "free")]
+    obj = used[5]
+    slab = cache.objects[obj][0]
+    address = obj + 10 if which == "inside" else obj
+    out = rows(crash(f"kmem {address:x}"), 0)
+    assert out[1][0] == f"{cache.address:016x}" and out[1][-1] == "kmalloc-64"
+    assert out[3][0] == f"{slab:016x}"
+    state = f"[{obj:x}]" if which != "free" else f"{obj:x}"
+    assert out[5] == [state]
+    page_row = out[out.index(["PAGE", "PHYSICAL", "MAPPING", "INDEX", "CNT", "FLAGS"]) + 1]
+    assert page_row[:2] == [f"{slab:016x}", f"{(obj - PAGE_OFFSET) & ~0xFFF:x}"]
+
+
+def test_kmem_address_on_the_cpu_freelist_is_free(crash, machine):
+    """Objects waiting on CPU 0's freelist are free though their slab says in use."""
+    cache = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    cpu_slab = list(cache.objects.values())[-1][0]
+    free = [o for o, (s, u) in cache.objects.items() if s == cpu_slab and not u]
+    assert f"\n  {free[0]:x}\n" in crash(f"kmem {free[0]:x}")
+
+
+def test_kmem_address_in_a_stack_is_its_task_and_vmalloc_area(crash, machine):
+    task = machine.tasks[1300]
+    out = crash(f"kmem {task.stack + 0x100:x}")
+    assert "    PID: 1300\n" in out
+    va, vm, start, end = next(a for a in machine.sub.vmap_areas if a[2] == task.stack)
+    assert f"{va:016x}  {vm:016x}  {start:016x} - {end:016x}     16384\n" in out
+    assert "CACHE" not in out
+
+
+def test_kmem_v_lists_every_vmalloc_area(crash, machine):
+    want = [[f"{va:016x}", f"{vm:016x}", f"{s:016x}", "-", f"{e:016x}", str(e - s)]
+            for va, vm, s, e in machine.sub.vmap_areas]  # fmt: skip
+    assert rows(crash("kmem -v")) == want
+
+
+def test_mount(crash, machine):
+    want = [[f"{m:016x}", f"{sb:016x}", t, dev, d] for m, sb, t, dev, d in machine.sub.mounts]
+    assert rows(crash("mount")) == want
+
+
+def test_vm_walks_the_maple_tree(crash, machine):
+    """Six VMAs over two maple leaves under an allocation-range node, with gaps; names
+    from the file, the heap and stack bounds, and the vDSO's special mapping."""
+    out = rows(crash("vm 1"), 0)
+    mm = machine.tasks[1]
+    assert out[2] == [f"{machine.sub.mm[0]:016x}", f"{0:016x}", f"{mm.rss_kb}k", f"{mm.vsz_kb}k"]
+    want = [[f"{a:016x}", f"{s:x}", f"{e:x}", f"{f:x}", *([n] if n else [])]
+            for a, s, e, f, n in machine.sub.vmas]  # fmt: skip
+    assert out[4:] == want
+
+
+def test_vm_of_a_kernel_thread_has_no_mm(crash):
+    assert rows(crash("vm 2"), 0)[2] == [f"{0:016x}", f"{0:016x}", "0k", "0k"]
+
+
+def test_irq_reads_sparse_irqs(crash, machine):
+    out = rows(crash("irq"))
+    want = []
+    for irq in range(machine.sub.nr_irqs):
+        desc, actions = machine.sub.irqs.get(irq, (0, []))
+        if not desc:
+            want.append([str(irq), "(unused)", "(unused)"])
+        elif not actions:
+            want.append([str(irq), f"{desc:016x}", "(unused)"])
+        want += [[str(irq), f"{desc:016x}", f"{a:016x}", f'"{n}"'] for a, n in actions]
+    assert out == want
+    assert rows(crash("irq 4")) == [r for r in want if r[0] == "4"]
+
+
+def test_swap(crash, machine):
+    si, pages, used, prio, path = machine.sub.swaps[0]
+    assert rows(crash("swap")) == [[f"{si:016x}", "FILE", f"{pages * 4}k", f"{used * 4}k",
+                                    f"{used * 100 // pages}%", str(prio), path]]  # fmt: skip
+
+
+def test_page_and_address_conversions(crash, machine, prog):
+    assert crash("btop 12345") == "12345: 12\n"
+    assert crash("ptob 12") == "12: 12000\n"
+    assert crash("ptov 1000") == f"VIRTUAL           PHYSICAL\n{PAGE_OFFSET + 0x1000:x}  1000\n"
+    stack = machine.tasks[1300].stack
+    phys = machine.kernel.mem.vtop(stack + 0x1234)
+    assert rows(crash(f"vtop {stack + 0x1234:x}")) == [[f"{stack + 0x1234:x}", f"{phys:x}"]]
+    assert rows(crash("vtop 1000")) == [["1000", "(not", "accessible)"]]
+
+
+def test_list_follows_list_heads(crash, machine, prog):
+    """``list -o task_struct.tasks -H HEAD``: every process on init_task.tasks, in order."""
+    head = machine.globals["init_task"] + prog.offsetof("struct task_struct", "tasks")
+    leaders = [t.address for t in machine.tasks.values() if t.pid != 1401]
+    out = crash(f"list -o task_struct.tasks -H {head:x}")
+    assert out.split() == [f"{a:x}" for a in leaders]
+    shown = crash(f"list -s task_struct.pid,comm -o task_struct.tasks -H {head:x}")
+    assert '  pid = 1300\n  comm = "sleep"\n' in shown
+
+
+def test_list_without_head_follows_next_pointers(crash, machine, prog):
+    """``list -o OFFSET START``: singly linked through a next pointer (irqaction.next)."""
+    desc, actions = machine.sub.irqs[4]
+    offset = prog.offsetof("struct irqaction", "next")
+    assert crash(f"list -o {offset} {actions[0][0]:x}").split() == [f"{a:x}" for a, _n in actions]
+
+
+def test_tree_rbtree_orders(crash, machine, prog):
+    """The CFS tree of CPU 1 (two entities): root first by default, in order with -l."""
+    rq = machine.globals["runqueues"]
+    root = prog.per_cpu(prog.object("runqueues"), 1).cfs.tasks_timeline.rb_root.address_
+    se = prog.offsetof("struct task_struct", "se")
+    spin, kworker = machine.tasks[300].address + se, machine.tasks[45].address + se
+    line = f"tree -t rbtree -o sched_entity.run_node {root:x}"
+    assert crash(line).split() == [f"{kworker:x}", f"{spin:x}"]
+    assert crash(line + " -l").split() == [f"{spin:x}", f"{kworker:x}"]
+    assert rq
+
+
+def test_tree_maple(crash, machine):
+    descs = [f"{d:x}" for _irq, (d, _a) in sorted(machine.sub.irqs.items())]
+    assert crash("tree -t maple sparse_irqs").split() == descs
+
+
+NEW_COMMANDS = ("kmem -s", "kmem -v", "kmem ffff888000001000", "vm 1", "mount", "swap",
+                "irq", "list -H ffff888000001000", "tree -t maple sparse_irqs",
+                "btop 1000", "ptob 1", "ptov 1000", "vtop init_task")  # fmt: skip
+
+
+@pytest.mark.parametrize("line", NEW_COMMANDS)
+def test_python_equivalent_is_python(crash, line):
+    """``CMD --python`` prints code that compiles, using kdumpy's API (``prog``)."""
+    code = crash(line + " --python")
+    compile(code, line, "exec")
+    assert "prog" in code and "kdumpy" in code
+
+
+def test_every_new_command_declares_its_python_equivalent():
+    load_commands()
+    names = {line.split()[0] for line in NEW_COMMANDS}
+    assert all(COMMANDS[n].python is not None for n in names)
