@@ -37,7 +37,7 @@ def dbg_vmlinux(kernel: Any) -> Path:
         if not out.exists():
             work = out.parent / "work"
             work.mkdir(parents=True, exist_ok=True)
-            deb = AptSuite(kernel.suite).download(f"{kernel.package}-dbg", work)
+            deb = AptSuite(kernel.suite, kernel.arch).download(f"{kernel.package}-dbg", work)
             member = f"./usr/lib/debug/lib/modules/{kernel.release}/vmlinux"
             pipe = f"dpkg --fsys-tarfile {deb} | tar -x -C {work} {member}"
             subprocess.run(["sh", "-c", pipe], check=True)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.lab.arm64 import Arm64Capture, Arm64Workload
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.kernels import LabKernel, get_kernel, normalize_series
-from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
+from kdumpy.lab.qemu import Disk, GuestRun, machine, parse_size, run_guest
 from kdumpy.lab.testmodule import crash_module
 from kdumpy.lab.userspace import (
     CRASH_METHODS,
@@ -130,9 +131,7 @@ def capture_vmcore(
     output.parent.mkdir(parents=True, exist_ok=True)
     serial_log = output.with_name(output.name + ".serial.log")
 
-    capture_initrd = build_initrd(lab_kernel, DdCapture())
-    module = crash_module(lab_kernel) if crash in MODULE_CRASHES else None
-    first_initrd = build_initrd(lab_kernel, BusyboxWorkload(capture_initrd, crash_module=module))
+    first_initrd = _initrds(lab_kernel, crash)
 
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
         disk = Path(tmp, "vmcore.incomplete")
@@ -143,9 +142,9 @@ def capture_vmcore(
         tmp_log = Path(tmp, "serial.log")
         # no_timer_check: under a loaded TCG host the IO-APIC timer check can fail spuriously
         # ("IO-APIC + timer doesn't work!") and panic the guest at boot.
-        append = (
-            f"console=ttyS0 crashkernel={crashkernel} panic=5 no_timer_check kdumpy.crash={crash}"
-        )
+        console = machine(lab_kernel.arch).console
+        quirks = " no_timer_check" if lab_kernel.arch == "amd64" else ""
+        append = f"console={console} crashkernel={crashkernel} panic=5{quirks} kdumpy.crash={crash}"
         markers = (
             f"{MARK} first kernel up",
             f"{MARK} workload ready",
@@ -165,6 +164,7 @@ def capture_vmcore(
                 timeout=timeout,
                 markers=markers,
                 qmp_on_marker=dict([CRASH_QMP[crash]]) if crash in CRASH_QMP else None,
+                arch=lab_kernel.arch,
             )
         finally:
             # Keep the console whatever happened: it is the post-mortem of a failed run.
@@ -187,6 +187,17 @@ def capture_vmcore(
         crash_message(text),
         _timings(run),
     )
+
+
+def _initrds(kernel: LabKernel, crash: str) -> Path:
+    """Build (or reuse) the capture initramfs and the first kernel's, which carries it."""
+    if kernel.arch == "arm64":
+        if crash != "sysrq":
+            raise KdumpyError(f"the arm64 lab crashes by sysrq only, not '{crash}'")
+        return build_initrd(kernel, Arm64Workload(build_initrd(kernel, Arm64Capture())))
+    capture_initrd = build_initrd(kernel, DdCapture())
+    module = crash_module(kernel) if crash in MODULE_CRASHES else None
+    return build_initrd(kernel, BusyboxWorkload(capture_initrd, crash_module=module))
 
 
 def _failure_reason(run: GuestRun, text: str, serial_log: Path) -> str:

@@ -1,10 +1,13 @@
 """Real Debian kernels for the lab: downloaded with apt-get, unpacked with dpkg -x, cached.
 
-The lab names kernels by series ("5.10", "6.1", "6.12", "7"); each series maps to a Debian
-suite whose ``linux-image-cloud-amd64`` metapackage picks the newest build.  The cloud flavour
-is small and has everything kdump needs (KEXEC_FILE, CRASH_DUMP, PROC_VMCORE, DEBUG_INFO_BTF,
-KALLSYMS_ALL).
-Each suite gets its own apt state directory so the host's apt configuration is never touched.
+The lab names kernels by series ("5.10", "6.1", "6.12", "7" on x86_64; "arm64-6.1",
+"arm64-6.12" on arm64); each series maps to a Debian suite and architecture whose
+``linux-image-cloud-ARCH`` metapackage picks the newest build.  The cloud flavour is small and
+has everything kdump needs (CRASH_DUMP, PROC_VMCORE, DEBUG_INFO_BTF; on amd64 also KEXEC_FILE
+and KALLSYMS_ALL, which Debian's arm64 6.1 lacks: see reach.md section 7).
+Each suite and architecture gets its own apt state directory so the host's apt configuration
+is never touched (arm64 packages come from the same archive, asked for with
+``APT::Architecture=arm64``).
 """
 
 from __future__ import annotations
@@ -24,12 +27,20 @@ from kdumpy.lab.cache import cache_root, locked
 
 MIRROR = os.environ.get("KDUMPY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-FLAVOUR = "cloud-amd64"
 
 # Lab series -> Debian suite.  "7" is whatever sid carries (7.x at the time of writing).
 # "5.10" is bullseye's main suite alone (5.10.223, linux-image-5.10.0-32-cloud-amd64): its
 # bullseye-security kernels are indexed, but the mirror serves no -dbg for their cloud flavour.
-SERIES_SUITES = {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie", "7": "sid"}
+SERIES_SUITES = {
+    "5.10": "bullseye",
+    "6.1": "bookworm",
+    "6.12": "trixie",
+    "7": "sid",
+    "arm64-6.1": "bookworm",
+    "arm64-6.12": "trixie",
+}
+# Lab series -> Debian architecture; a series not named here is amd64.
+SERIES_ARCHES = {"arm64-6.1": "arm64", "arm64-6.12": "arm64"}
 ALIASES = {
     "7.x": "7",
     "sid": "7",
@@ -37,7 +48,14 @@ ALIASES = {
     "bookworm": "6.1",
     "trixie": "6.12",
     "latest": "7",
+    "arm64-bookworm": "arm64-6.1",
+    "arm64-trixie": "arm64-6.12",
 }
+
+
+def series_arch(series: str) -> str:
+    """The Debian architecture ("amd64", "arm64") of a lab series."""
+    return SERIES_ARCHES.get(series, "amd64")
 
 
 def lab_series() -> list[str]:
@@ -59,14 +77,24 @@ def normalize_series(version: str) -> str:
 
 
 class AptSuite:
-    """apt-get/apt-cache on one Debian suite, with private state under the lab cache."""
+    """apt-get/apt-cache on one Debian suite and architecture, with private state under the
+    lab cache (amd64 keeps the directory it always had, apt/SUITE; others apt/SUITE-ARCH)."""
 
-    def __init__(self, suite: str) -> None:
+    def __init__(self, suite: str, arch: str = "amd64") -> None:
         self.suite = suite
-        self.dir = cache_root() / "apt" / suite
+        self.arch = arch
+        self.dir = cache_root() / "apt" / (suite if arch == "amd64" else f"{suite}-{arch}")
+
+    @property
+    def name(self) -> str:
+        """The suite, with its architecture when it is not the lab's default (amd64)."""
+        return self.suite if self.arch == "amd64" else f"{self.suite} ({self.arch})"
 
     def _options(self) -> list[str]:
-        return [
+        arch = []
+        if self.arch != "amd64":
+            arch = ["-o", f"APT::Architecture={self.arch}", "-o", f"APT::Architectures={self.arch}"]
+        return [*arch,
             "-o", f"Dir::Etc::SourceList={self.dir / 'sources.list'}",
             "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State::Lists={self.dir / 'lists'}",
@@ -79,11 +107,11 @@ class AptSuite:
         for sub in ("lists/partial", "cache/archives/partial"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "sources.list").write_text(
-            f"deb [signed-by={KEYRING}] {MIRROR} {self.suite} main\n"
+            f"deb [arch={self.arch} signed-by={KEYRING}] {MIRROR} {self.suite} main\n"
         )
         self._run(
             ["apt-get", *self._options(), "-qq", "--error-on=any", "update"],
-            f"apt-get update of {self.suite} from {MIRROR}",
+            f"apt-get update of {self.name} from {MIRROR}",
         )
 
     def depends(self, package: str) -> list[str]:
@@ -141,6 +169,7 @@ class LabKernel:
     deb_version: str
     suite: str
     root: Path  # where the packages were unpacked
+    arch: str = "amd64"  # Debian architecture: "amd64" or "arm64"
 
     @property
     def vmlinuz(self) -> Path:
@@ -179,7 +208,7 @@ class LabKernel:
                 return out
             if out.is_symlink():  # left dangling by an older lab that kept the link
                 out.unlink()
-            apt = AptSuite(self.suite)
+            apt = AptSuite(self.suite, self.arch)
             with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
                 deb = None
                 for name in (f"{self.package}-dbg", f"linux-image-{self.release}-dbg"):
@@ -262,9 +291,10 @@ def _depmod(kernel: LabKernel) -> None:
 
 def _fetch_kernel(series: str) -> None:
     suite = SERIES_SUITES[series]
-    apt = AptSuite(suite)
+    arch = series_arch(series)
+    apt = AptSuite(suite, arch)
     apt.update()
-    meta_pkg = f"linux-image-{FLAVOUR}"
+    meta_pkg = f"linux-image-cloud-{arch}"
     image = next((d for d in apt.depends(meta_pkg) if d.startswith("linux-image-")), None)
     if image is None:
         raise KdumpyError(f"{suite}: {meta_pkg} names no kernel image package")
@@ -285,7 +315,7 @@ def _fetch_kernel(series: str) -> None:
         deb = apt.download(pkg, debs_dir)
         subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
         todo += [d for d in apt.depends(pkg) if release in d and d not in seen]
-    kernel = LabKernel(series, release, image, apt.version_of(image), suite, root)
+    kernel = LabKernel(series, release, image, apt.version_of(image), suite, root, arch)
     if not kernel.vmlinuz.exists():
         raise KdumpyError(f"{suite}: {image} carries no vmlinuz for {release}")
     shutil.rmtree(debs_dir, ignore_errors=True)

@@ -69,7 +69,7 @@ def _headers(kernel: LabKernel) -> Path:
     tree = root / "usr" / "src" / f"linux-headers-{kernel.release}"
     if tree.exists():
         return tree
-    apt = AptSuite(kernel.suite)
+    apt = AptSuite(kernel.suite, kernel.arch)
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
