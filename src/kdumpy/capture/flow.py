@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdumpy.capture import CaptureError, fence, layout
+from kdumpy.capture import CaptureError, fence, layout, stacks
 from kdumpy.capture.actions import Actions
 from kdumpy.capture.dmesg import kernel_log
 from kdumpy.capture.hooks import HOOK_DIRS, run_emergency, run_post, run_pre
@@ -46,6 +46,7 @@ class CaptureOptions:
     rootfs_mountpoint: str = ROOTFS_MOUNTPOINT
     ssh_config: str | None = None  # ssh -F file (host runs); default: ssh's own lookup
     known_hosts: str | None = None  # default: /root/.ssh/known_hosts from the initramfs
+    stack_failure: str = stacks.FAILURE  # /init's record of a target stack that failed
 
 
 @dataclass
@@ -74,6 +75,9 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
     dest: Destination | None = None
     result = CaptureResult(False)
     try:
+        broken = stacks.failure(opts.stack_failure)
+        if broken is not None:
+            raise CaptureError(f"dump target stack: {broken}")
         dest = open_target(
             cfg, log, opts.mountpoint, opts.require_mount, opts.ssh_config, opts.known_hosts
         )
