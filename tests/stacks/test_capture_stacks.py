@@ -63,6 +63,22 @@ def test_find_luks_by_uuid_luks1_and_luks2(tmp_path):
     assert up.find_luks("99999999-2222-3333-4444-555555555555") is None
 
 
+def test_find_luks_skips_devices_built_upon_and_prefers_the_recorded_name(tmp_path):
+    """A thin pool's data device (dm-1) holds the thin volume's header at offset 0 too;
+    the volume itself (dm-3) is the one without holders."""
+    sys_root, dev_root = _machine(tmp_path, {"dm-1": _luks_header(UUID, 2),
+                                             "dm-3": _luks_header(UUID, 2)})  # fmt: skip
+    (tmp_path / "sys/class/block/dm-1/holders").mkdir()
+    (tmp_path / "sys/class/block/dm-1/holders/dm-2").touch()
+    (tmp_path / "sys/class/block/dm-3/holders").mkdir()
+    up = StackUp(_log()[0], 1, sys_root=sys_root, dev_root=dev_root)
+    assert up.find_luks(UUID) == f"{dev_root}/dm-3"
+    named = tmp_path / "mapper-vg-crash"
+    named.write_bytes(_luks_header(UUID, 2))
+    assert up.find_luks(UUID, str(named)) == str(named)
+    assert up.find_luks(UUID, str(tmp_path / "gone")) == f"{dev_root}/dm-3"
+
+
 def test_luks_open_with_key_file_options(tmp_path):
     sys_root, dev_root = _machine(tmp_path, {"vdb": _luks_header(UUID, 2)})
     calls = []

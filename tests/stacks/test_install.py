@@ -63,6 +63,7 @@ def test_luks_thin_raid1_in_order_with_key(tmp_path):
     assert [s["kind"] for s in plan["layers"]] == ["md", "lvm", "luks"]
     assert plan["layers"][2] == {
         "kind": "luks", "device": "/dev/mapper/kdumpcrypt", "uuid": inputs.LUKS_UUID,
-        "name": "kdumpcrypt", "key_file": dest, "keyfile_offset": 0, "keyfile_size": 64,
+        "name": "kdumpcrypt", "backing": "/dev/mapper/vg--k-crash", "key_file": dest,
+        "keyfile_offset": 0, "keyfile_size": 64,
         "cipher": "aes-xts-plain64"}  # fmt: skip
     assert plan["layers"][1]["thin"] is True

@@ -130,7 +130,7 @@ class StackUp:
         holder: list[str] = []
 
         def find() -> str | None:
-            found = self.find_luks(uuid)
+            found = self.find_luks(uuid, str(step.get("backing") or ""))
             if found:
                 holder.append(found)
                 return None
@@ -150,24 +150,40 @@ class StackUp:
                                f"with its key file: {_last_line(proc)}")  # fmt: skip
         self.log.info(f"LUKS volume {name} opened from {holder[0]}")
 
-    def find_luks(self, uuid: str) -> str | None:
-        """The /dev node whose LUKS header has *uuid* (blkid's job, without blkid)."""
+    def find_luks(self, uuid: str, expected: str = "") -> str | None:
+        """The /dev node whose LUKS header has *uuid* (blkid's job, without blkid).
+
+        *expected* (the first kernel's name, stable for /dev/mapper names) is tried first.
+        A device another one is built on is skipped: a thin pool's data device holds the
+        thin volume's first block, header included, at offset 0.
+        """
+        if expected and self._luks_uuid(expected) == uuid.lower():
+            return expected
         try:
             names = sorted(os.listdir(f"{self.sys_root}/class/block"))
         except OSError:
             return None
         for name in names:
-            node = f"{self.dev_root}/{name}"
             try:
-                with open(node, "rb") as fh:
-                    header = fh.read(LUKS_UUID.stop)
+                if os.listdir(f"{self.sys_root}/class/block/{name}/holders"):
+                    continue
             except OSError:
-                continue
-            if header.startswith(LUKS_MAGIC):
-                found = header[LUKS_UUID].rstrip(b"\0").decode("ascii", "replace")
-                if found.lower() == uuid.lower():
-                    return node
+                pass  # no holders directory: nothing is built on it
+            node = f"{self.dev_root}/{name}"
+            if self._luks_uuid(node) == uuid.lower():
+                return node
         return None
+
+    @staticmethod
+    def _luks_uuid(node: str) -> str | None:
+        try:
+            with open(node, "rb") as fh:
+                header = fh.read(LUKS_UUID.stop)
+        except OSError:
+            return None
+        if not header.startswith(LUKS_MAGIC):
+            return None
+        return header[LUKS_UUID].rstrip(b"\0").decode("ascii", "replace").lower()
 
     # LVM
     def lvm(self, step: dict) -> None:

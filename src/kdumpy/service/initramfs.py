@@ -9,6 +9,7 @@ hooks, and an /init that mounts the target and runs ``python3 -m kdumpy.capture`
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
@@ -77,6 +78,11 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         env.update(_network_env(config, opts))
     if config.failure_action == "dump_to_rootfs" and opts.hostonly:
         _add_rootfs(image, opts)
+    elif opts.hostonly:
+        # Where a failed capture leaves its reason for the next boot (capture/lastfail.py):
+        # only a root on a plain disk, whose drivers cost little beside the target's.
+        with contextlib.suppress(KdumpyError):
+            _add_rootfs(image, opts, plain_only=True)
     stack = _add_stack(image, config, opts, modules_dir)
     module_names = _target_modules(config, opts, stack) + list(config.extra_modules)
     module_names += opts.extra_modules
@@ -249,12 +255,15 @@ def _add_stack(
     return files
 
 
-def _add_rootfs(image: Image, opts: BuildOptions) -> None:
+def _add_rootfs(image: Image, opts: BuildOptions, plain_only: bool = False) -> None:
     """For failure_action dump_to_rootfs: name the root filesystem (/etc/kdump/rootfs,
-    "<fstype> <UUID=...>") and carry what it takes to mount it."""
+    "<fstype> <UUID=...>") and carry what it takes to mount it.  *plain_only*: only a
+    root on a disk or partition (no md/LVM/LUKS to bring up), else KdumpyError."""
     root = targets.mount_of("/")
     if not root.source.startswith("/dev/"):
         raise KdumpyError(f"dump_to_rootfs: the root filesystem ({root.source}) is not a disk")
+    if plain_only and block.detect(root.source).layers:
+        raise KdumpyError(f"{root.source}: the root filesystem is on a storage stack")
     uuid = targets.uuid_of(root.source)
     spec = f"UUID={uuid}" if uuid else root.source
     image.add_bytes("/etc/kdump/rootfs", f"{root.fstype} {spec}\n".encode())

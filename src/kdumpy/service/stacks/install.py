@@ -107,8 +107,8 @@ def plan_stack(
             cipher = luks_cipher(luks_dumps.get(layer.uuid, ""))
             for alias in cipher_aliases(cipher):
                 out.modules += [m for m in resolve_alias(alias) if m not in out.modules]
-            step.update(uuid=layer.uuid, name=layer.dm_name, key_file=dest,
-                        keyfile_offset=key.offset, keyfile_size=key.size,
+            step.update(uuid=layer.uuid, name=layer.dm_name, backing=layer.backing,
+                        key_file=dest, keyfile_offset=key.offset, keyfile_size=key.size,
                         cipher=cipher)  # fmt: skip
         steps.append(step)
     out.plan = {"device": stack.device, "layers": steps}
