@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdumpy.capture import CaptureError, fence, layout
+from kdumpy.capture import CaptureError, fence, lastfail, layout, stacks
 from kdumpy.capture.actions import Actions
 from kdumpy.capture.dmesg import kernel_log
 from kdumpy.capture.hooks import HOOK_DIRS, run_emergency, run_post, run_pre
@@ -46,6 +46,8 @@ class CaptureOptions:
     rootfs_mountpoint: str = ROOTFS_MOUNTPOINT
     ssh_config: str | None = None  # ssh -F file (host runs); default: ssh's own lookup
     known_hosts: str | None = None  # default: /root/.ssh/known_hosts from the initramfs
+    stack_failure: str = stacks.FAILURE  # /init's record of a target stack that failed
+    record_failure: bool = True  # the reason on the root filesystem (capture/lastfail.py)
 
 
 @dataclass
@@ -74,6 +76,9 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
     dest: Destination | None = None
     result = CaptureResult(False)
     try:
+        broken = stacks.failure(opts.stack_failure)
+        if broken is not None:
+            raise CaptureError(f"dump target stack: {broken}")
         dest = open_target(
             cfg, log, opts.mountpoint, opts.require_mount, opts.ssh_config, opts.known_hosts
         )
@@ -95,7 +100,7 @@ def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> Capt
     if dest is not None and result.where:
         _save_log(dest, log)
         dest.close()
-    fail(cfg, opts, log, actions)
+    fail(cfg, opts, log, actions, result.error)
     return result
 
 
@@ -160,9 +165,15 @@ def _save_log(dest: Destination, log: CaptureLog) -> None:
         log.warn(f"cannot save {layout.KEXEC_LOG}: {exc}")
 
 
-def fail(cfg: KdumpConfig, opts: CaptureOptions, log: CaptureLog, actions: Actions) -> None:
-    """Emergency hooks, then failure_action (and final_action after shell/dump_to_rootfs)."""
+def fail(
+    cfg: KdumpConfig, opts: CaptureOptions, log: CaptureLog, actions: Actions, reason: str = ""
+) -> None:
+    """Emergency hooks, then failure_action (and final_action after shell/dump_to_rootfs);
+    first the reason goes to the root filesystem for the next boot's ``kdumpy status``."""
     log.error(f"saving vmcore failed; failure_action {cfg.failure_action}")
+    if opts.record_failure:
+        lastfail.record(reason or "saving vmcore failed", opts.rootfs_file,
+                        opts.rootfs_mountpoint, log)  # fmt: skip
     run_emergency(cfg.kdump_emergency, log, opts.hook_dirs)
     if cfg.failure_action == "shell":
         actions.shell()

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         cmdline=args.cmdline,
         ssh_config=args.ssh_config,
         known_hosts=args.known_hosts,
+        # The first kernel's root is written only by a real capture, not a trial run.
+        record_failure=not args.no_action,
     )
     result = run_capture(opts, log, Actions(log, dry_run=args.no_action))
     return 0 if result.ok else 1

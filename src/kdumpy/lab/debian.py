@@ -55,6 +55,9 @@ PACKAGES = (
     # postinst wants an install device, and /etc/default/grub stays absent from the image
     # (a job copies grub's template there, as grub-pc's postinst would).
     "grub2-common", "grub-pc-bin",
+    # Storage stacks under a dump target (issue 13): LVM (thin pools need thin_check to
+    # activate in the first kernel), md RAID, LUKS.
+    "lvm2", "thin-provisioning-tools", "mdadm", "cryptsetup-bin",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
 CONFIG_VERSION = "3"

@@ -50,6 +50,7 @@ if [ -d ssh ]; then mkdir -p /root/.ssh; cp ssh/* /root/.ssh/; chmod 600 /root/.
 if [ -f setup.sh ]; then sh -e setup.sh; fi
 cat /sys/kernel/kexec_crash_size > out/kexec_crash_size
 {start}
+if [ -f after-start.sh ]; then sh -e after-start.sh; fi
 cat /sys/kernel/kexec_crash_loaded > out/kexec_crash_loaded
 ls -l /var/lib/kdumpy/ > out/state.txt
 stat -c %s /var/lib/kdumpy/initramfs-*kdump.img > out/initramfs_size
@@ -62,7 +63,8 @@ sleep {pause}
 
 @dataclass
 class Cycle:
-    """A kdump cycle's inputs: kdump.conf, extra files (sysconfig, ssh/, setup.sh), VM shape."""
+    """A kdump cycle's inputs: kdump.conf, extra files (sysconfig, ssh/, setup.sh run before
+    ``kdumpy start``, after-start.sh after it), VM shape."""
 
     kdump_conf: str
     files: dict[str, bytes | str] = field(default_factory=dict)

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
-from kdumpy.service import confcheck, early_state, kexec, manifest, propagate, teststatus
+from kdumpy.service import (
+    confcheck,
+    early_state,
+    kexec,
+    lastfail,
+    manifest,
+    propagate,
+    teststatus,
+)
 from kdumpy.service.cmdline import (
     capture_cmdline,
     cpu0_apicid,
@@ -136,6 +144,7 @@ def start(paths: ServicePaths, report: Report) -> int:
                 report("Kdump already running: [WARNING]")
                 early_state.start_note(paths, report)
                 teststatus.report_result(paths, config, report)
+                lastfail.report_failure(paths, report)
                 return 0
             propagate.check_target(config, report)
             early_warning = early_state.start_warning()
@@ -153,6 +162,7 @@ def start(paths: ServicePaths, report: Report) -> int:
             return 1
         report("Starting kdump: [OK]")
         teststatus.report_result(paths, config, report)
+        lastfail.report_failure(paths, report)
         return 0
 
 
@@ -179,6 +189,7 @@ def status(paths: ServicePaths, report: Report) -> int:
             code = EXIT_NOT_OPERATIONAL
         with contextlib.suppress(KdumpyError):
             teststatus.report_result(paths, load_config(paths.config), report)
+        lastfail.report_failure(paths, report)
         return code
 
 

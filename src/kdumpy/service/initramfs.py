@@ -9,6 +9,7 @@ hooks, and an /init that mounts the target and runs ``python3 -m kdumpy.capture`
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from kdumpy.service import kmod, pyruntime, targets
 from kdumpy.service.config import CAPTURE_MOUNTPOINT, KdumpConfig, render_config
 from kdumpy.service.elfdeps import is_elf, shared_libraries
 from kdumpy.service.image import Image
+from kdumpy.service.stacks import block
+from kdumpy.service.stacks.install import StackFiles, plan_stack
 
 DATA = Path(__file__).parent / "data"
 HOOK_DIRS = ("/etc/kdump/pre.d", "/etc/kdump/post.d", "/etc/kdump/emergency.d")
@@ -75,7 +78,14 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         env.update(_network_env(config, opts))
     if config.failure_action == "dump_to_rootfs" and opts.hostonly:
         _add_rootfs(image, opts)
-    module_names = _target_modules(config, opts) + list(config.extra_modules) + opts.extra_modules
+    elif opts.hostonly:
+        # Where a failed capture leaves its reason for the next boot (capture/lastfail.py):
+        # only a root on a plain disk, whose drivers cost little beside the target's.
+        with contextlib.suppress(KdumpyError):
+            _add_rootfs(image, opts, plain_only=True)
+    stack = _add_stack(image, config, opts, modules_dir)
+    module_names = _target_modules(config, opts, stack) + list(config.extra_modules)
+    module_names += opts.extra_modules
     module_names += config.dracut.add_drivers  # dracut_args --add-drivers and the like
     omitted = {kmod.normalize(n) for n in config.dracut.omit_drivers}
     module_names = [n for n in module_names if kmod.normalize(n) not in omitted]
@@ -209,22 +219,51 @@ def _mount_options(options: str) -> str:
     return ",".join(["rw", *kept])
 
 
-def _target_modules(config: KdumpConfig, opts: BuildOptions) -> list[str]:
-    """Filesystem modules, and with hostonly the drivers under the target device."""
+def _target_modules(config: KdumpConfig, opts: BuildOptions, stack: StackFiles) -> list[str]:
+    """Filesystem modules, and with hostonly the drivers under the target device (the
+    disks at the bottom of its stack, then the stack's own modules)."""
     target = config.target
     assert target is not None
     names = list(kmod.FS_MODULES.get("nfs" if target.kind == "nfs" else target.kind, []))
     if opts.hostonly and (target.is_fs or target.kind == "raw"):
-        names += kmod.block_device_drivers(targets.device_node(target.spec))
-    return names
+        for disk in stack.disks or [targets.device_node(target.spec)]:
+            names += kmod.block_device_drivers(disk)
+    return names + stack.modules
 
 
-def _add_rootfs(image: Image, opts: BuildOptions) -> None:
+def _add_stack(
+    image: Image, config: KdumpConfig, opts: BuildOptions, modules_dir: Path
+) -> StackFiles:
+    """Host-only: the md/LUKS/LVM layers under a block device target, with their tools,
+    settings, key files and the plan the capture side follows (nothing for a plain disk)."""
+    target = config.target
+    assert target is not None
+    if not opts.hostonly or not (target.is_fs or target.kind == "raw"):
+        return StackFiles()
+    found = block.detect(targets.device_node(target.spec))
+    keys = block.luks_keys(found, block.read_crypttab())
+    dumps = {layer.uuid: block.luks_dump(layer.backing)
+             for layer in found.layers if layer.kind == "luks"}  # fmt: skip
+    index = kmod.ModuleIndex(modules_dir)
+    files = plan_stack(found, keys, dumps, index.resolve)
+    for tool in files.tools:
+        add_elf(image, tool)
+    for dest, (data, mode) in files.files.items():
+        image.add_bytes(dest, data, mode=mode)
+    for dest, (src, mode) in files.host_files.items():
+        image.add_host_file(src, dest, mode=mode)
+    return files
+
+
+def _add_rootfs(image: Image, opts: BuildOptions, plain_only: bool = False) -> None:
     """For failure_action dump_to_rootfs: name the root filesystem (/etc/kdump/rootfs,
-    "<fstype> <UUID=...>") and carry what it takes to mount it."""
+    "<fstype> <UUID=...>") and carry what it takes to mount it.  *plain_only*: only a
+    root on a disk or partition (no md/LVM/LUKS to bring up), else KdumpyError."""
     root = targets.mount_of("/")
     if not root.source.startswith("/dev/"):
         raise KdumpyError(f"dump_to_rootfs: the root filesystem ({root.source}) is not a disk")
+    if plain_only and block.detect(root.source).layers:
+        raise KdumpyError(f"{root.source}: the root filesystem is on a storage stack")
     uuid = targets.uuid_of(root.source)
     spec = f"UUID={uuid}" if uuid else root.source
     image.add_bytes("/etc/kdump/rootfs", f"{root.fstype} {spec}\n".encode())

@@ -72,8 +72,14 @@ mount_target() {
 say "kdumpy capture initramfs for $KDUMP_KERNEL_RELEASE"
 load_modules
 [ "$KDUMP_NETWORK" != 1 ] || network_up
-mount_target
 export PYTHONPATH="$KDUMP_PYTHONPATH" PYTHONDONTWRITEBYTECODE=1 HOME=/root
+# md/LUKS/LVM under the target, bottom-up; on failure the reason is in
+# /run/kdumpy/stack-failure and the capture side runs failure_action with it.
+if [ -e /etc/kdumpy/stacks.json ]; then
+    "$KDUMP_PYTHON" -S -m kdumpy.capture.stacks && mount_target
+else
+    mount_target
+fi
 if [ -e /proc/vmcore ]; then
     # --force: this is the capture kernel (/proc/vmcore exists), whatever its command line.
     "$KDUMP_PYTHON" -S -m kdumpy.capture --force

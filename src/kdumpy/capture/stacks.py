@@ -1,0 +1,234 @@
+"""Bring up the dump target's storage stack in the capture kernel, bottom-up.
+
+``/init`` runs ``python3 -m kdumpy.capture.stacks`` before it mounts the target when the
+initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
+:mod:`kdumpy.service.stacks.install`).  Each layer waits, bounded, for what it sits on:
+
+* md: ``mdadm --assemble --scan`` (the arrays of ``/etc/mdadm/mdadm.conf``) until the
+  array starts whole; past half the wait it is started with what is there (``--run``): a
+  degraded array still saves, and says so;
+* LUKS: the header found by its UUID on any block device, opened with the key file;
+* LVM: ``lvm lvchange -ay VG/LV`` (a thin volume brings its pool up with it).
+
+When a layer does not come up, the one-line reason goes to the console and to
+``/run/kdumpy/stack-failure``; the capture side (:func:`failure`) then runs
+failure_action with that reason instead of waiting for a mount that cannot happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from kdumpy.capture import CaptureError
+from kdumpy.capture.log import CaptureLog
+from kdumpy.fileio import private_dir, replace
+
+PLAN = "/etc/kdumpy/stacks.json"
+FAILURE = "/run/kdumpy/stack-failure"
+LUKS_MAGIC = b"LUKS\xba\xbe"
+LUKS_UUID = slice(168, 208)  # the same offset in LUKS1 and LUKS2 binary headers
+MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    except OSError as exc:  # the tool itself is missing or broken: a reason like any other
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: {exc.strerror}")
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else f"exit status {proc.returncode}"
+
+
+class StackUp:
+    """One bring-up run: the plan's layers in order, each bounded by *timeout* seconds."""
+
+    def __init__(
+        self, log: CaptureLog, timeout: float, run: Runner = _run, sys_root: str = "/sys",
+        dev_root: str = "/dev", delay: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.log, self.timeout, self.run = log, timeout, run
+        self.sys_root, self.dev_root, self.delay = sys_root, dev_root, delay
+
+    def bring_up(self, plan: dict) -> None:
+        """Every layer of *plan*, or CaptureError naming the one that did not come up."""
+        for step in plan.get("layers", []):
+            kind = step.get("kind")
+            if kind == "md":
+                self.md(step)
+            elif kind == "luks":
+                self.luks(step)
+            elif kind == "lvm":
+                self.lvm(step)
+            else:
+                raise CaptureError(f"{PLAN}: unknown layer kind {kind!r}")
+
+    def _until(self, deadline: float, attempt: Callable[[], str | None]) -> str | None:
+        """Call *attempt* until it returns None (done) or *deadline*; the last reason."""
+        while True:
+            reason = attempt()
+            if reason is None or time.monotonic() >= deadline:
+                return reason
+            time.sleep(self.delay)
+
+    # md RAID
+    def md(self, step: dict) -> None:
+        device, level = str(step["device"]), str(step.get("level", ""))
+        kname = os.path.basename(device)
+        start = time.monotonic()
+
+        def assemble(run_degraded: bool) -> str | None:
+            if self._md_state(kname) in MD_ACTIVE:
+                return None
+            argv = ["mdadm", "--assemble", "--scan"] + (["--run"] if run_degraded else [])
+            proc = self.run(argv)
+            if run_degraded and self._md_state(kname) == "inactive":
+                proc = self.run(["mdadm", "--run", device])  # members held, not started
+            return None if self._md_state(kname) in MD_ACTIVE else _last_line(proc)
+
+        # Whole first: --run at once would start a degraded array before its last
+        # member is probed.
+        reason = self._until(start + self.timeout / 2, lambda: assemble(False))
+        if reason is not None:
+            reason = self._until(start + self.timeout, lambda: assemble(True))
+        if reason is not None:
+            raise CaptureError(f"md {level} {device} (UUID {step.get('uuid')}) did not start: "
+                               f"{reason}")  # fmt: skip
+        missing = self._md_missing(kname)
+        if missing:
+            self.log.warn(f"md {level} {device} is degraded ({missing} device(s) missing); "
+                          "saving anyway")  # fmt: skip
+        else:
+            self.log.info(f"md {level} {device} assembled")
+
+    def _md_state(self, kname: str) -> str:
+        try:
+            with open(f"{self.sys_root}/block/{kname}/md/array_state") as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    def _md_missing(self, kname: str) -> int:
+        try:
+            with open(f"{self.sys_root}/block/{kname}/md/degraded") as fh:
+                return int(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    # LUKS
+    def luks(self, step: dict) -> None:
+        uuid, name = str(step["uuid"]), str(step["name"])
+        holder: list[str] = []
+
+        def find() -> str | None:
+            found = self.find_luks(uuid, str(step.get("backing") or ""))
+            if found:
+                holder.append(found)
+                return None
+            return f"no block device holds the LUKS header UUID={uuid}"
+
+        reason = self._until(time.monotonic() + self.timeout, find)
+        if reason is not None:
+            raise CaptureError(f"LUKS volume {name}: {reason}")
+        argv = ["cryptsetup", "open", "--type", "luks", "--key-file", str(step["key_file"])]
+        if step.get("keyfile_offset"):
+            argv += ["--keyfile-offset", str(step["keyfile_offset"])]
+        if step.get("keyfile_size"):
+            argv += ["--keyfile-size", str(step["keyfile_size"])]
+        proc = self.run([*argv, "--", holder[0], name])
+        if proc.returncode != 0:
+            raise CaptureError(f"LUKS volume {name} (UUID={uuid}) on {holder[0]} did not open "
+                               f"with its key file: {_last_line(proc)}")  # fmt: skip
+        self.log.info(f"LUKS volume {name} opened from {holder[0]}")
+
+    def find_luks(self, uuid: str, expected: str = "") -> str | None:
+        """The /dev node whose LUKS header has *uuid* (blkid's job, without blkid).
+
+        *expected* (the first kernel's name, stable for /dev/mapper names) is tried first.
+        A device another one is built on is skipped: a thin pool's data device holds the
+        thin volume's first block, header included, at offset 0.
+        """
+        if expected and self._luks_uuid(expected) == uuid.lower():
+            return expected
+        try:
+            names = sorted(os.listdir(f"{self.sys_root}/class/block"))
+        except OSError:
+            return None
+        for name in names:
+            try:
+                if os.listdir(f"{self.sys_root}/class/block/{name}/holders"):
+                    continue
+            except OSError:
+                pass  # no holders directory: nothing is built on it
+            node = f"{self.dev_root}/{name}"
+            if self._luks_uuid(node) == uuid.lower():
+                return node
+        return None
+
+    @staticmethod
+    def _luks_uuid(node: str) -> str | None:
+        try:
+            with open(node, "rb") as fh:
+                header = fh.read(LUKS_UUID.stop)
+        except OSError:
+            return None
+        if not header.startswith(LUKS_MAGIC):
+            return None
+        return header[LUKS_UUID].rstrip(b"\0").decode("ascii", "replace").lower()
+
+    # LVM
+    def lvm(self, step: dict) -> None:
+        vg, lv = str(step["vg"]), str(step["lv"])
+        what = f"LVM {'thin ' if step.get('thin') else ''}volume {vg}/{lv}"
+
+        def activate() -> str | None:
+            proc = self.run(["lvm", "lvchange", "-ay", "--", f"{vg}/{lv}"])
+            if proc.returncode == 0 and os.path.exists(str(step["device"])):
+                return None
+            return _last_line(proc)
+
+        reason = self._until(time.monotonic() + self.timeout, activate)
+        if reason is not None:
+            raise CaptureError(f"{what} did not activate: {reason}")
+        self.log.info(f"{what} active")
+
+
+def failure(path: str = FAILURE) -> str | None:
+    """The reason /init's stack bring-up recorded, or None when it came up (or had none)."""
+    try:
+        with open(path) as fh:
+            return fh.read().strip() or "the dump target's storage stack did not come up"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+
+
+def main(plan_path: str = PLAN, failure_path: str = FAILURE) -> int:
+    """/init's step: bring the plan up; record the reason on failure (exit status 1)."""
+    log = CaptureLog()
+    timeout = float(os.environ.get("KDUMP_DEVICE_TIMEOUT") or 60)
+    try:
+        with open(plan_path) as fh:
+            plan = json.load(fh)
+        StackUp(log, timeout).bring_up(plan)
+        return 0
+    except (OSError, ValueError, KeyError, CaptureError, subprocess.SubprocessError) as exc:
+        reason = str(exc) if isinstance(exc, CaptureError) else f"{plan_path}: {exc}"
+        log.error(f"dump target stack: {reason}")
+        private_dir(os.path.dirname(failure_path))
+        replace(failure_path, (reason + "\n").encode())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
