@@ -169,7 +169,9 @@ class Arm64Capture:
             + """
 log "capture kernel up"
 if [ ! -e /proc/vmcore ]; then log "capture failed: no /proc/vmcore"; poweroff -f; fi
-if dd if=/proc/vmcore of=/dev/vda bs=1M oflag=direct 2>/tmp/dd.err; then
+log "vmcore size $(stat -c %s /proc/vmcore)"
+count=""; [ "$(param save)" = head ] && count="count=1"
+if dd if=/proc/vmcore of=/dev/vda bs=1M $count oflag=direct 2>/tmp/dd.err; then
     sync
     log "vmcore saved"
 else
