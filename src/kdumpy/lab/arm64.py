@@ -217,8 +217,11 @@ mkdir -p /mnt/tmp && mount -t tmpfs -o size=64m tmpfs /mnt/tmp
 dd if=/dev/urandom of=/mnt/tmp/fill bs=1M count=32 2>/dev/null
 sleep 1000000 &
 log "workload ready"
+append={append}
+save=$(param save)  # the capture kernel's own choice travels on its command line
+[ -n "$save" ] && append="$append kdumpy.save=$save"
 if PYTHONPATH={PYTHONPATH} python3 -S -c {entry} --kernel /boot/vmlinuz \\
-        --initrd /boot/capture.img --append={append} >/tmp/load.out 2>/tmp/load.err; then
+        --initrd /boot/capture.img --append="$append" >/tmp/load.out 2>/tmp/load.err; then
     cat /tmp/load.out
     log "capture kernel loaded ($(cat /sys/kernel/kexec_crash_loaded))"
 else
