@@ -169,7 +169,9 @@ class Arm64Capture:
             + """
 log "capture kernel up"
 if [ ! -e /proc/vmcore ]; then log "capture failed: no /proc/vmcore"; poweroff -f; fi
-if dd if=/proc/vmcore of=/dev/vda bs=1M oflag=direct 2>/tmp/dd.err; then
+log "vmcore size $(stat -c %s /proc/vmcore)"
+count=""; [ "$(param save)" = head ] && count="count=1"
+if dd if=/proc/vmcore of=/dev/vda bs=1M $count oflag=direct 2>/tmp/dd.err; then
     sync
     log "vmcore saved"
 else
@@ -215,8 +217,11 @@ mkdir -p /mnt/tmp && mount -t tmpfs -o size=64m tmpfs /mnt/tmp
 dd if=/dev/urandom of=/mnt/tmp/fill bs=1M count=32 2>/dev/null
 sleep 1000000 &
 log "workload ready"
+append={append}
+save=$(param save)  # the capture kernel's own choice travels on its command line
+[ -n "$save" ] && append="$append kdumpy.save=$save"
 if PYTHONPATH={PYTHONPATH} python3 -S -c {entry} --kernel /boot/vmlinuz \\
-        --initrd /boot/capture.img --append={append} >/tmp/load.out 2>/tmp/load.err; then
+        --initrd /boot/capture.img --append="$append" >/tmp/load.out 2>/tmp/load.err; then
     cat /tmp/load.out
     log "capture kernel loaded ($(cat /sys/kernel/kexec_crash_loaded))"
 else

@@ -113,8 +113,14 @@ def capture_vmcore(
     crashkernel: str = "256M",
     crash: str = "sysrq",
     timeout: float = 900,
+    head_only: bool = False,
 ) -> LabDump:
-    """Boot *kernel*, run the workload, crash it by *crash*, and save the vmcore to *output*."""
+    """Boot *kernel*, run the workload, crash it by *crash*, and save the vmcore to *output*.
+
+    *crashkernel* may hold several values separated by spaces ("256M,high 64M,low").
+    *head_only* (arm64 lab) saves only /proc/vmcore's first MiB, its ELF header and notes,
+    for reservations tested in guests whose whole dump would be too big to keep.
+    """
     if crash not in CRASH_METHODS:
         raise KdumpyError(
             f"unknown crash method '{crash}': choose one of {', '.join(CRASH_METHODS)}"
@@ -122,11 +128,13 @@ def capture_vmcore(
     mem = parse_size(memory) if isinstance(memory, str) else memory
     if not (256 << 20) <= mem <= (64 << 30):
         raise KdumpyError(f"guest memory {memory} out of range (256M to 64G)")
-    if not re.fullmatch(r"[0-9A-Za-z@:,.\-]+", crashkernel):
+    if not re.fullmatch(r"[0-9A-Za-z@:,.\-]+( [0-9A-Za-z@:,.\-]+)*", crashkernel):
         raise KdumpyError(f"bad crashkernel value '{crashkernel}'")
     if re.fullmatch(r"\d+[KMG]?", crashkernel) and parse_size(crashkernel) >= mem // 2:
         raise KdumpyError(f"crashkernel={crashkernel} leaves too little of {memory} for the guest")
     lab_kernel = kernel if isinstance(kernel, LabKernel) else get_kernel(kernel)
+    if head_only and lab_kernel.arch != "arm64":
+        raise KdumpyError("head_only captures are an arm64 lab feature")
     output = Path(output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     serial_log = output.with_name(output.name + ".serial.log")
@@ -144,7 +152,10 @@ def capture_vmcore(
         # ("IO-APIC + timer doesn't work!") and panic the guest at boot.
         console = machine(lab_kernel.arch).console
         quirks = " no_timer_check" if lab_kernel.arch == "amd64" else ""
-        append = f"console={console} crashkernel={crashkernel} panic=5{quirks} kdumpy.crash={crash}"
+        reserve = " ".join(f"crashkernel={value}" for value in crashkernel.split())
+        append = f"console={console} {reserve} panic=5{quirks} kdumpy.crash={crash}"
+        if head_only:
+            append += " kdumpy.save=head"
         markers = (
             f"{MARK} first kernel up",
             f"{MARK} workload ready",
@@ -173,7 +184,7 @@ def capture_vmcore(
         text = run.serial_text()
         if f"{MARK} vmcore saved" not in text:
             raise KdumpyError(_failure_reason(run, text, serial_log))
-        size = elf_file_size(disk)
+        size = (1 << 20) if head_only else elf_file_size(disk)
         os.truncate(disk, size)
         os.chmod(disk, 0o600)
         disk.rename(output)

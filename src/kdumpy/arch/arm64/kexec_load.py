@@ -12,8 +12,8 @@ anything else for a crash image):
   linux,initrd-start/end, linux,elfcorehdr, linux,usable-memory-range (the crashkernel ranges);
 * elfcorehdr: the ELF core header /proc/vmcore is made from: a PT_NOTE per possible CPU
   (/sys/devices/system/cpu/cpuN/crash_notes), one for VMCOREINFO (/sys/kernel/vmcoreinfo),
-  a PT_LOAD for the kernel image (_stext from VMCOREINFO, physical via kimage_voffset, checked
-  against /proc/iomem's "Kernel code"; up to "Kernel data"'s end) and one per System RAM
+  a PT_LOAD for the kernel image (/proc/iomem's "Kernel code" to the end of "Kernel data", at
+  pa + kimage_voffset, checked against _stext from VMCOREINFO) and one per System RAM
   range outside the crashkernel regions, at its linear-map address (PHYS_OFFSET, VA_BITS);
 * purgatory: six instructions.  arm64's machine_kexec enters a kexec_load image with x0 = 0
   (only kexec_file records a dtb), so this sets x0 = dtb, x1-x3 = 0 and jumps to the kernel.
@@ -166,18 +166,21 @@ class CrashSystem:
         return (paddr - self.number("PHYS_OFFSET") + page_offset) & ((1 << 64) - 1)
 
     def kernel_segment(self) -> tuple[int, int, int]:
-        """(vaddr, paddr, size) of the kernel image, from _stext to the end of its data."""
-        stext = self.symbol("_stext")
-        paddr = (stext - self.number("kimage_voffset")) & ((1 << 64) - 1)
+        """(vaddr, paddr, size) of the kernel image: /proc/iomem's "Kernel code" (from
+        _stext up to 6.x, from _text in later kernels) to the end of "Kernel data", mapped at
+        pa + kimage_voffset; _stext (VMCOREINFO) must fall in it."""
+        voffset = self.number("kimage_voffset")
+        stext_pa = (self.symbol("_stext") - voffset) & ((1 << 64) - 1)
         code, data = self.entries("Kernel code"), self.entries("Kernel data")
         if not code or not data:
             raise LoadError("/proc/iomem has no 'Kernel code' or 'Kernel data' (not root?)")
-        if code[0].start != paddr:
+        start, end = code[0].start, data[0].end + 1
+        if not start <= stext_pa <= code[0].end:
             raise LoadError(
-                f"_stext {stext:#x} - kimage_voffset = {paddr:#x}, but /proc/iomem says the "
-                f"kernel code starts at {code[0].start:#x}"
+                f"_stext - kimage_voffset = {stext_pa:#x} is outside the kernel code "
+                f"{start:#x}-{code[0].end:#x} that /proc/iomem shows"
             )
-        return stext, paddr, data[0].end + 1 - paddr
+        return (start + voffset) & ((1 << 64) - 1), start, end - start
 
 
 def read_system(root: Path = Path("/")) -> CrashSystem:
