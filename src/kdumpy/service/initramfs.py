@@ -10,6 +10,7 @@ hooks, and an /init that mounts the target and runs ``python3 -m kdumpy.capture`
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -22,7 +23,8 @@ from kdumpy.errors import KdumpyError
 from kdumpy.service import kmod, pyruntime, targets
 from kdumpy.service.config import CAPTURE_MOUNTPOINT, KdumpConfig, render_config
 from kdumpy.service.elfdeps import is_elf, shared_libraries
-from kdumpy.service.image import Image
+from kdumpy.service.estimate import luks_size
+from kdumpy.service.image import Entry, Image
 from kdumpy.service.stacks import block
 from kdumpy.service.stacks.install import StackFiles, plan_stack
 
@@ -58,6 +60,7 @@ class BuildResult:
     compression: str
     sha256: str
     python_modules: int
+    stack: dict = field(default_factory=dict)  # the target's storage stack (sizing)
 
 
 def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = print) -> BuildResult:
@@ -117,6 +120,7 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         compression=compression,
         sha256=digest,
         python_modules=len(runtime.modules),
+        stack=stack.summary,
     )
 
 
@@ -246,13 +250,28 @@ def _add_stack(
              for layer in found.layers if layer.kind == "luks"}  # fmt: skip
     index = kmod.ModuleIndex(modules_dir)
     files = plan_stack(found, keys, dumps, index.resolve)
+    before = set(image.entries)
     for tool in files.tools:
         add_elf(image, tool)
     for dest, (data, mode) in files.files.items():
         image.add_bytes(dest, data, mode=mode)
     for dest, (src, mode) in files.host_files.items():
         image.add_host_file(src, dest, mode=mode)
+    if found.layers:
+        added = [image.entries[p] for p in set(image.entries) - before]
+        files.summary = {
+            "layers": [layer.describe() for layer in found.layers],
+            "tool_bytes": sum(_entry_size(e) for e in added),
+            "luks_memory": luks_size(list(dumps.values()), os.uname().machine),
+        }
     return files
+
+
+def _entry_size(entry: Entry) -> int:
+    """A file's bytes in the unpacked initramfs (before strip: Debian's are stripped)."""
+    if entry.data is not None:
+        return len(entry.data)
+    return entry.source.stat().st_size if entry.source is not None else 0
 
 
 def _add_rootfs(image: Image, opts: BuildOptions, plain_only: bool = False) -> None:

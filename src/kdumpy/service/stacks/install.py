@@ -61,6 +61,9 @@ class StackFiles:
     modules: list[str] = field(default_factory=list)
     disks: list[str] = field(default_factory=list)  # at the bottom: their drivers go in too
     plan: dict = field(default_factory=dict)
+    # What the stack costs, for the manifest and kdumpy estimate: layer descriptions,
+    # tool_bytes (unpacked), luks_memory (KDF + cryptsetup, kdumpctl's crypt_size).
+    summary: dict = field(default_factory=dict)
 
 
 def plan_stack(
