@@ -121,9 +121,9 @@ def stack_run(tmp_path: Path, kernel, setup: str, disks: int, after_start: str =
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     root = tmp_path / "root.qcow2"
     members = _disks(tmp_path, disks)
-    files: dict[str, bytes | str] = {"setup.sh": setup}
-    if after_start:
-        files["after-start.sh"] = after_start
+    # The manifest says what the stack added to the initramfs (printed for the record).
+    keep = "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n"
+    files: dict[str, bytes | str] = {"setup.sh": setup, "after-start.sh": keep + after_start}
     cycle = run_cycle(
         Cycle(conf, files=files, disks=members, root_overlay=root, kdumpy_tree=tree,
               pause=0),
@@ -134,6 +134,10 @@ def stack_run(tmp_path: Path, kernel, setup: str, disks: int, after_start: str =
             kdumpy_tree=tree),
         tmp_path / "readback", kernel,
     )  # fmt: skip
+    print(f"markers (s after QEMU start): {cycle.run.markers}")
+    manifest = cycle.out / "manifest.json"
+    if manifest.exists():
+        print(f"manifest: {manifest.read_text()}")
     return StackRun(cycle, readback)
 
 
@@ -160,7 +164,7 @@ def test_luks_on_thin_lvm_on_raid1(tmp_path, kernel):
     dump_dir = check_saved(run, kernel, [
         r"kdump: md raid1 /dev/md\d+ assembled",
         r"kdump: LVM thin volume vgk/crash active",
-        r"kdump: LUKS volume kdumpcrypt opened from /dev/dm-\d+",
+        r"kdump: LUKS volume kdumpcrypt opened from /dev/mapper/vgk-crash",
     ])  # fmt: skip
     log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
     assert "saving vmcore to ext4 LABEL=kdumpstk" in log
