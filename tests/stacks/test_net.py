@@ -175,3 +175,15 @@ def test_missing_nic_and_link_down_are_reasons(tmp_path):
     with pytest.raises(CaptureError) as err:
         NetUp(CaptureLog(io.StringIO()), 0, run, sys_root=sys_root).bring_up(plan)
     assert str(err.value) == "network: br0 is down: 192.168.77.1 unreachable after 0 s"
+
+
+def test_lab_switch_trunk_port_tags():
+    """The lab relay (kdumpy.lab.netlab): 802.1Q tag in, tag out, other VLANs dropped."""
+    from kdumpy.lab.netlab import tag, untag
+
+    frame = bytes.fromhex("ffffffffffff5254007700010806") + b"payload"
+    tagged = tag(frame, 10)
+    assert tagged[12:16] == bytes.fromhex("8100000a") and len(tagged) == len(frame) + 4
+    assert untag(tagged, 10) == frame
+    assert untag(tag(frame, 11), 10) is None  # another VLAN
+    assert untag(frame, 10) is None  # untagged on a trunk port

@@ -94,8 +94,10 @@ class NetUp:
             options = [w for k, v in link.get("options", {}).items() for w in (k, v)]
             self.ip("link", "add", name, "type", "bond", *options)
         elif kind == "bridge":
-            self.ip("link", "add", name, "type", "bridge", "stp_state", str(link.get("stp", 0)),
-                    "forward_delay", "0")  # fmt: skip
+            stp = str(link.get("stp", 0))
+            # Without STP no forwarding delay: the dump should not wait for it.
+            fast = ["forward_delay", "0"] if stp == "0" else []
+            self.ip("link", "add", name, "type", "bridge", "stp_state", stp, *fast)
         elif kind == "vlan":
             protocol = str(link.get("protocol", "802.1Q"))
             self.ip("link", "add", "link", self.dev(link["parent"]), "name", name, "type",
