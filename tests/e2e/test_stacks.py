@@ -121,9 +121,9 @@ def stack_run(tmp_path: Path, kernel, setup: str, disks: int, after_start: str =
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     root = tmp_path / "root.qcow2"
     members = _disks(tmp_path, disks)
-    files: dict[str, bytes | str] = {"setup.sh": setup}
-    if after_start:
-        files["after-start.sh"] = after_start
+    # The manifest says what the stack added to the initramfs (printed for the record).
+    keep = "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n"
+    files: dict[str, bytes | str] = {"setup.sh": setup, "after-start.sh": keep + after_start}
     cycle = run_cycle(
         Cycle(conf, files=files, disks=members, root_overlay=root, kdumpy_tree=tree,
               pause=0),
@@ -134,6 +134,10 @@ def stack_run(tmp_path: Path, kernel, setup: str, disks: int, after_start: str =
             kdumpy_tree=tree),
         tmp_path / "readback", kernel,
     )  # fmt: skip
+    print(f"markers (s after QEMU start): {cycle.run.markers}")
+    manifest = cycle.out / "manifest.json"
+    if manifest.exists():
+        print(f"manifest: {manifest.read_text()}")
     return StackRun(cycle, readback)
 
 
@@ -160,7 +164,7 @@ def test_luks_on_thin_lvm_on_raid1(tmp_path, kernel):
     dump_dir = check_saved(run, kernel, [
         r"kdump: md raid1 /dev/md\d+ assembled",
         r"kdump: LVM thin volume vgk/crash active",
-        r"kdump: LUKS volume kdumpcrypt opened from /dev/dm-\d+",
+        r"kdump: LUKS volume kdumpcrypt opened from /dev/mapper/vgk-crash",
     ])  # fmt: skip
     log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
     assert "saving vmcore to ext4 LABEL=kdumpstk" in log
@@ -175,3 +179,48 @@ def test_degraded_raid5_under_linear_lvm_still_saves(tmp_path, kernel):
         r"kdump: WARNING: md raid5 /dev/md\d+ is degraded \(1 device\(s\) missing\); saving anyway",
         r"kdump: LVM volume vgk/crash active",
     ])  # fmt: skip
+
+
+# The array's members beyond redundancy lose their superblocks after `kdumpy start`.
+STOP_RAID5_TWO = """vgchange -an vgk
+mdadm --stop /dev/md0
+mdadm --zero-superblock /dev/vdd /dev/vde
+"""
+# The key the initramfs carries stops opening the volume after `kdumpy start`.
+ROTATE_KEY = """umask 077; head -c 64 /dev/urandom > /root/new.key
+cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \\
+    --key-file /root/crash.key /dev/vgk/crash /root/new.key
+cryptsetup luksRemoveKey -q /dev/vgk/crash /root/crash.key
+"""
+FAIL_CONF = "ext4 LABEL=kdumpstk\npath /var/crash\n" + COLLECTOR + "failure_action reboot\n"
+
+
+def check_failed(run: StackRun, reason: str) -> None:
+    """failure_action ran with *reason* in the capture log, and the next boot's
+    ``kdumpy status`` reports it (capture/lastfail.py on the root filesystem)."""
+    serial = run.serial
+    assert re.search(r"kdump: ERROR: dump target stack: " + reason, serial), serial[-4000:]
+    assert "kdump: ERROR: saving vmcore failed; failure_action reboot" in serial
+    assert "kdump: failure recorded in /var/lib/kdumpy/capture-failure" in serial
+    assert "saved vmcore to" not in serial
+    status = (run.readback.out / "status.txt").read_text()
+    assert re.search(r"Notice: Last capture FAILED on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+                     r"dump target stack: " + reason, status), status  # fmt: skip
+
+
+@full_only
+def test_raid5_missing_two_members_ends_in_failure_action(tmp_path, kernel):
+    run = stack_run(tmp_path, kernel, LINEAR_RAID5, disks=3, after_start=STOP_RAID5_TWO,
+                    conf=FAIL_CONF)  # fmt: skip
+    check_failed(run, r"md raid5 /dev/md0 \(UUID [0-9a-f-]+\) did not start: ")
+
+
+@full_only
+def test_wrong_luks_key_ends_in_failure_action(tmp_path, kernel):
+    run = stack_run(tmp_path, kernel, LUKS_THIN_RAID1, disks=2, after_start=ROTATE_KEY,
+                    conf=FAIL_CONF)  # fmt: skip
+    reason = (
+        r"LUKS volume kdumpcrypt \(UUID=[0-9a-f-]+\) on /dev/mapper/vgk-crash did not "
+        r"open with its key file: No key available with this passphrase"
+    )
+    check_failed(run, reason)

@@ -125,3 +125,26 @@ LUKS1 = "LUKS header information for /dev/vdb\n\nVersion:       \t1\nCipher name
 )
 def test_luks_size_as_kdumpctl_estimate(dumps: list[str], arch: str, size: int) -> None:
     assert luks_size(dumps, arch) == size
+
+
+def test_storage_stack_from_the_manifest(tmp_path: Path) -> None:
+    """The manifest's stack (recorded by kdumpy rebuild): LUKS memory is added to the
+    estimate as kdumpctl's crypt_size, the layers and their tools' bytes are shown."""
+    from kdumpy.lab.kernels import get_kernel
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0" * MiB)
+    stack = {"layers": ["md raid1 /dev/md0 (UUID u)", "LVM thin volume vgk/crash",
+                        "LUKS volume kdumpcrypt (UUID=x)"],
+             "tool_bytes": 6 * MiB + 1, "luks_memory": 84 * MiB}  # fmt: skip
+    args = (1, "2G-64G:256M,64G-:512M", 0, get_kernel("6.12").vmlinuz, initrd, [], {})
+    plain = estimate(*args)
+    est = estimate(*args, stack=stack)
+    assert est.estimated == plain.estimated + 84 * MiB
+    lines = render(est)
+    assert "LUKS required size:  84M" in lines
+    assert (
+        "Storage stack:       md raid1 /dev/md0 (UUID u), LVM thin volume vgk/crash, "
+        "LUKS volume kdumpcrypt (UUID=x) (tools 7M of the unpacked initramfs)"
+    ) in lines
+    assert not any(line.startswith("Storage stack") for line in render(plain))

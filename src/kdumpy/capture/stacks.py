@@ -1,4 +1,4 @@
-"""Bring up the dump target's storage stack in the capture kernel, bottom-up.
+"""Bring up the dump target's storage (and network) stack in the capture kernel, bottom-up.
 
 ``/init`` runs ``python3 -m kdumpy.capture.stacks`` before it mounts the target when the
 initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
@@ -8,7 +8,9 @@ initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
   array starts whole; past half the wait it is started with what is there (``--run``): a
   degraded array still saves, and says so;
 * LUKS: the header found by its UUID on any block device, opened with the key file;
-* LVM: ``lvm lvchange -ay VG/LV`` (a thin volume brings its pool up with it).
+* LVM: ``lvm lvchange -ay VG/LV`` (a thin volume brings its pool up with it);
+* the network to a remote target over bonds, VLANs, bridges, static IPv4/IPv6
+  (:mod:`kdumpy.capture.netstack`), first.
 
 When a layer does not come up, the one-line reason goes to the console and to
 ``/run/kdumpy/stack-failure``; the capture side (:func:`failure`) then runs
@@ -26,6 +28,7 @@ from collections.abc import Callable
 
 from kdumpy.capture import CaptureError
 from kdumpy.capture.log import CaptureLog
+from kdumpy.capture.netstack import NetUp
 from kdumpy.fileio import private_dir, replace
 
 PLAN = "/etc/kdumpy/stacks.json"
@@ -60,7 +63,10 @@ class StackUp:
         self.sys_root, self.dev_root, self.delay = sys_root, dev_root, delay
 
     def bring_up(self, plan: dict) -> None:
-        """Every layer of *plan*, or CaptureError naming the one that did not come up."""
+        """The network stack, then every layer of *plan*; CaptureError names the one that
+        did not come up."""
+        if plan.get("network"):
+            NetUp(self.log, self.timeout, self.run, self.sys_root).bring_up(plan["network"])
         for step in plan.get("layers", []):
             kind = step.get("kind")
             if kind == "md":

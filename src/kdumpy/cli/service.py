@@ -191,6 +191,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     modules = _manifest_modules(paths.manifest)
+    stack = _manifest_field(paths.manifest, "stack")
     try:
         loaded = proc_modules(Path("/proc/modules").read_text())
     except OSError:
@@ -203,6 +204,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         initramfs=paths.initrd,
         modules=modules,
         loaded_modules=loaded,
+        stack=stack if isinstance(stack, dict) else None,
     )
     for line in render(est):
         print(line)
@@ -221,6 +223,17 @@ def _default_crashkernel(
     if platform.dump_mode == "fadump":
         platform = crashkernel_default.probe(release, sysconfig.fadump_commandline_append, "fadump")
     return crashkernel_default.default_crashkernel(platform)
+
+
+def _manifest_field(path: Path, name: str) -> object:
+    """One field of the initramfs manifest (None without one)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get(name) if isinstance(data, dict) else None
 
 
 def _manifest_modules(path: Path) -> list[str]:

@@ -39,6 +39,10 @@ class Job:
     extra_cmdline: str = ""
     network: bool = True
     guestfwd: list[str] = field(default_factory=list)  # e.g. "tcp:10.0.2.100:22-cmd:..."
+    # More QEMU arguments (e.g. tap NICs) and the network namespace QEMU runs in
+    # (kdumpy.lab.netlab: several NICs joined behind bonds, VLANs, bridges).
+    extra_args: list[str] = field(default_factory=list)
+    netns: str | None = None
     timeout: float = 1200
     # Keep the guest's root overlay here across runs (e.g. /var/lib/kdumpy's initramfs,
     # so a series of runs builds it once); default: a fresh overlay per run.
@@ -138,6 +142,7 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
     if job.network:
         netdev = "user,id=n0" + "".join(f",guestfwd={g}" for g in job.guestfwd)
         extra += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+    extra += job.extra_args
     run = run_guest(
         kernel=lab_kernel.vmlinuz,
         initrd=initrd,
@@ -148,6 +153,7 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
         timeout=job.timeout,
         markers=job.markers,
         extra_args=extra,
+        netns=job.netns,
     )
     out = workdir / "out"
     shutil.rmtree(out, ignore_errors=True)

@@ -80,6 +80,9 @@ class Cycle:
     on_armed: Callable[[], None] | None = None
     pause: int = 0
     kdumpy_tree: Path | None = None  # see Job.kdumpy_tree
+    extra_args: list[str] = field(default_factory=list)  # see Job.extra_args
+    netns: str | None = None  # see Job.netns
+    extra_cmdline: str = ""
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
@@ -97,6 +100,9 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         markers=MARKERS,
         root_overlay=cycle.root_overlay,
         kdumpy_tree=cycle.kdumpy_tree,
+        extra_args=cycle.extra_args,
+        netns=cycle.netns,
+        extra_cmdline=cycle.extra_cmdline,
     )
     if cycle.on_armed is None:
         return run_job(job, workdir, kernel)

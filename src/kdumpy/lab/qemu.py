@@ -115,6 +115,7 @@ def run_guest(
     extra_args: list[str] | None = None,
     qmp_on_marker: dict[str, tuple[str, dict[str, Any]]] | None = None,
     arch: str = "amd64",
+    netns: str | None = None,
 ) -> GuestRun:
     """Boot *kernel* with *initrd* and wait until the guest powers off (or *timeout*).
 
@@ -123,6 +124,7 @@ def run_guest(
     *qmp_on_marker* maps a console marker to a QMP command ``(name, arguments)`` sent to
     QEMU when that marker first appears (e.g. ``send-key`` for a keyboard interrupt).
     *arch* is the guest's Debian architecture (``machine(arch)`` says how it is emulated).
+    With *netns*, QEMU runs in that network namespace (its tap NICs are created there).
     """
     actions = dict(qmp_on_marker or {})
     markers = tuple(dict.fromkeys((*markers, *actions)))
@@ -142,6 +144,8 @@ def run_guest(
     if qmp_sock is not None:
         cmd += ["-qmp", f"unix:{qmp_sock},server=on,wait=off"]
     cmd += extra_args or []
+    if netns is not None:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
     serial_log.parent.mkdir(parents=True, exist_ok=True)
     serial_log.write_bytes(b"")
     start = time.monotonic()

@@ -38,6 +38,16 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise KdumpyError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+def wait_log(log: Path, text: str, timeout: float = 20.0) -> None:
+    """Until *text* appears in a server's *log* (a port in another namespace)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise KdumpyError(f"{log}: no {text!r} after {timeout:.0f} s")
+
+
 def keygen(path: Path, kind: str = "ed25519") -> Path:
     """A new passphrase-less key pair at *path* (and *path*.pub)."""
     path.unlink(missing_ok=True)
@@ -56,7 +66,10 @@ class Sshd:
     real home of the user running the test.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, home: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, home: bool = False,
+        netns: str | None = None, listen: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:  # fmt: skip
         if not os.access(SSHD, os.X_OK):
             raise KdumpyError(f"{SSHD} not found: install openssh-server")
         self.dir = workdir
@@ -72,6 +85,8 @@ class Sshd:
         self.client_key = keygen(self.dir / "kdump_id_ed25519")
         shutil.copy(f"{self.client_key}.pub", self.authorized_keys)
         self.proc: subprocess.Popen[bytes] | None = None
+        # In a lab network namespace (kdumpy.lab.netlab), on that namespace's addresses.
+        self.netns, self.listen = netns, listen
 
     def known_hosts_line(self, host: str) -> str:
         """The known_hosts entry for this server as *host* (``[host]:port`` form)."""
@@ -85,7 +100,9 @@ class Sshd:
     def start(self) -> Sshd:
         config = self.dir / "sshd_config"
         config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"Port {self.port}\n"
+            + "".join(f"ListenAddress {a}\n" for a in self.listen)
+            + f"HostKey {self.host_key}\n"
             f"AuthorizedKeysFile {self.authorized_keys}\n"
             + (f"SetEnv HOME={self.home}\n" if self.home is not None else "")
             + "PermitRootLogin prohibit-password\n"
@@ -94,9 +111,13 @@ class Sshd:
         )
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         log = open(self.dir / "sshd.log", "wb")  # noqa: SIM115 - kept open for the daemon
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
-        wait_port(self.port)
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*prefix, SSHD, "-D", "-e", "-f", str(config)],
+                                     stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        if self.netns:
+            wait_log(self.dir / "sshd.log", "Server listening on")
+        else:
+            wait_port(self.port)
         return self
 
     def stop(self) -> None:

@@ -97,7 +97,12 @@ def rebuild(paths: ServicePaths, report: Report, config: KdumpConfig | None = No
         paths.manifest,
         current,
         paths.initrd,
-        {"size": result.size, "unpacked": result.unpacked, "modules": result.modules},
+        {
+            "size": result.size,
+            "unpacked": result.unpacked,
+            "modules": result.modules,
+            "stack": result.stack,
+        },  # fmt: skip
     )
     # kdumpctl: any rebuild invalidates the last test result.
     with contextlib.suppress(FileNotFoundError):

@@ -54,6 +54,10 @@ class Estimate:
     initramfs: int
     runtime: int = RUNTIME_MARGIN
     crypt: int = 0  # LUKS2 targets: the keyslot's memory plus cryptsetup's overhead
+    # The target's storage stack (from the initramfs manifest): its layers and the bytes
+    # its tools add to the unpacked initramfs (already in ``initramfs``; shown apart).
+    stack: tuple[str, ...] = ()
+    stack_bytes: int = 0
 
     @property
     def estimated(self) -> int:
@@ -157,6 +161,7 @@ def estimate(
     modules: list[str],
     loaded_modules: dict[str, int],
     crypt: int = 0,
+    stack: dict | None = None,
 ) -> Estimate:
     """Apply the formula; ``modules`` are those in the initramfs, sized as loaded now; the
     baseline is what ``default_crashkernel`` gives a machine of ``system_gib`` GiB."""
@@ -173,7 +178,9 @@ def estimate(
         system_gib=system_gib,
         reserved=reserved,
         baseline=to_bytes(recommend_size(system_gib, default_crashkernel)),
-        crypt=crypt,
+        crypt=crypt or int((stack or {}).get("luks_memory", 0)),
+        stack=tuple(str(x) for x in (stack or {}).get("layers", [])),
+        stack_bytes=int((stack or {}).get("tool_bytes", 0)),
         kernel=kernel,
         kernel_method=method,
         modules=sum(sizes.values()),
@@ -199,6 +206,9 @@ def render(est: Estimate) -> list[str]:
     ]
     if est.crypt:
         lines.append(f"LUKS required size:  {m(est.crypt)}")
+    if est.stack:
+        lines.append(f"Storage stack:       {', '.join(est.stack)} "
+                     f"(tools {m(est.stack_bytes)} of the unpacked initramfs)")  # fmt: skip
     lines.append(f"Default for {est.system_gib}G RAM: {m(est.baseline)}")
     if est.large_modules:
         lines.append("Large modules:")

@@ -10,20 +10,22 @@ hooks, and an /init that mounts the target and runs ``python3 -m kdumpy.capture`
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.service import kmod, pyruntime, targets
 from kdumpy.service.config import CAPTURE_MOUNTPOINT, KdumpConfig, render_config
 from kdumpy.service.elfdeps import is_elf, shared_libraries
-from kdumpy.service.image import Image
-from kdumpy.service.stacks import block
+from kdumpy.service.estimate import luks_size
+from kdumpy.service.image import Entry, Image
+from kdumpy.service.stacks import block, net
 from kdumpy.service.stacks.install import StackFiles, plan_stack
 
 DATA = Path(__file__).parent / "data"
@@ -58,6 +60,7 @@ class BuildResult:
     compression: str
     sha256: str
     python_modules: int
+    stack: dict = field(default_factory=dict)  # the target's storage stack (sizing)
 
 
 def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = print) -> BuildResult:
@@ -74,8 +77,13 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         report(f"warning: not installed, left out: {', '.join(runtime.missing)}")
     _add_python(image, runtime)
     env = _target_env(config, opts)
+    network: dict | None = None
     if opts.hostonly and (config.target.is_remote or config.fence_kdump_nodes):
-        env.update(_network_env(config, opts))
+        network = _network_stack(config, opts)
+        if network is None:
+            env.update(_network_env(config, opts))
+        else:  # replayed by kdumpy.capture.stacks with iproute2's ip
+            env.update(KDUMP_NETWORK="stack", KDUMP_NET_TARGET_IP=network["target_ip"])
     if config.failure_action == "dump_to_rootfs" and opts.hostonly:
         _add_rootfs(image, opts)
     elif opts.hostonly:
@@ -83,7 +91,7 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         # only a root on a plain disk, whose drivers cost little beside the target's.
         with contextlib.suppress(KdumpyError):
             _add_rootfs(image, opts, plain_only=True)
-    stack = _add_stack(image, config, opts, modules_dir)
+    stack = _add_stack(image, config, opts, modules_dir, network)
     module_names = _target_modules(config, opts, stack) + list(config.extra_modules)
     module_names += opts.extra_modules
     module_names += config.dracut.add_drivers  # dracut_args --add-drivers and the like
@@ -117,6 +125,7 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         compression=compression,
         sha256=digest,
         python_modules=len(runtime.modules),
+        stack=stack.summary,
     )
 
 
@@ -232,27 +241,48 @@ def _target_modules(config: KdumpConfig, opts: BuildOptions, stack: StackFiles) 
 
 
 def _add_stack(
-    image: Image, config: KdumpConfig, opts: BuildOptions, modules_dir: Path
-) -> StackFiles:
+    image: Image, config: KdumpConfig, opts: BuildOptions, modules_dir: Path,
+    network: dict | None = None,
+) -> StackFiles:  # fmt: skip
     """Host-only: the md/LUKS/LVM layers under a block device target, with their tools,
-    settings, key files and the plan the capture side follows (nothing for a plain disk)."""
+    settings, key files and the plan the capture side follows (nothing for a plain disk),
+    and the *network* stack's plan."""
     target = config.target
     assert target is not None
     if not opts.hostonly or not (target.is_fs or target.kind == "raw"):
-        return StackFiles()
-    found = block.detect(targets.device_node(target.spec))
+        found = block.Stack("")
+    else:
+        found = block.detect(targets.device_node(target.spec))
+    if network is not None:
+        found = replace(found, network=network)
     keys = block.luks_keys(found, block.read_crypttab())
     dumps = {layer.uuid: block.luks_dump(layer.backing)
              for layer in found.layers if layer.kind == "luks"}  # fmt: skip
     index = kmod.ModuleIndex(modules_dir)
     files = plan_stack(found, keys, dumps, index.resolve)
+    before = set(image.entries)
     for tool in files.tools:
         add_elf(image, tool)
     for dest, (data, mode) in files.files.items():
         image.add_bytes(dest, data, mode=mode)
     for dest, (src, mode) in files.host_files.items():
         image.add_host_file(src, dest, mode=mode)
+    if found.layers or found.network:
+        added = [image.entries[p] for p in set(image.entries) - before]
+        links = [f"{x['kind']} {x['name']}" for x in (found.network or {}).get("links", [])]
+        files.summary = {
+            "layers": [layer.describe() for layer in found.layers] + links,
+            "tool_bytes": sum(_entry_size(e) for e in added),
+            "luks_memory": luks_size(list(dumps.values()), os.uname().machine),
+        }
     return files
+
+
+def _entry_size(entry: Entry) -> int:
+    """A file's bytes in the unpacked initramfs (before strip: Debian's are stripped)."""
+    if entry.data is not None:
+        return len(entry.data)
+    return entry.source.stat().st_size if entry.source is not None else 0
 
 
 def _add_rootfs(image: Image, opts: BuildOptions, plain_only: bool = False) -> None:
@@ -287,6 +317,30 @@ def _add_kernel_modules(image: Image, modules_dir: Path, names: list[str]) -> li
 
 def _optional_fs_names() -> set[str]:
     return {kmod.normalize(n) for names in kmod.FS_MODULES.values() for n in names}
+
+
+def _network_host(config: KdumpConfig) -> str:
+    assert config.target is not None
+    if config.target.kind == "ssh":
+        return config.target.ssh_host
+    if config.target.kind == "nfs":
+        return config.target.nfs_host
+    return config.fence_kdump_nodes[0]
+
+
+def _network_stack(config: KdumpConfig, opts: BuildOptions) -> dict | None:
+    """The network plan when the route to the target leaves by a bond, VLAN or bridge or
+    the target is IPv6 (service/stacks/net.py); None for a plain NIC to an IPv4 host."""
+    ip = targets.resolve_ip(_network_host(config))
+    dev = targets.route_dev(ip)
+    view = net.read_ip_view()
+    if not net.needs_plan(view, dev, ip):
+        return None
+    plan = net.plan_network(view, dev, ip)
+    for nic in net.nic_names(plan):
+        opts.extra_modules.extend(kmod.net_device_drivers(nic))
+    opts.extra_modules.extend(net.modules_for(plan))
+    return plan
 
 
 def _network_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:

@@ -51,6 +51,8 @@ def inputs(
         files.append(sysconfig_path)
     files += [Path(p) for p in (config.kdump_pre, config.kdump_post, config.kdump_emergency) if p]
     files += [Path(b) for b in config.extra_bins if b.startswith("/")]
+    # The LUKS key files under the target are named there (service/stacks/block.py).
+    files.append(Path("/etc/crypttab"))
     if config.target is not None and config.target.kind == "ssh":
         files += [Path(config.sshkey), Path("/root/.ssh/known_hosts")]
     for d in HOOK_DIRS:

@@ -115,6 +115,11 @@ def resolve_ip(host: str) -> str:
         raise KdumpyError(f"cannot resolve dump target host {host}: {exc}") from None
 
 
+def route_dev(ip: str) -> str:
+    """The device this machine's routing sends packets for *ip* out of."""
+    return str(_ip_json(["route", "get", ip])[0]["dev"])
+
+
 def route_to(host: str) -> Network:
     """Interface, address and gateway this machine uses to reach ``host``."""
     ip = resolve_ip(host)

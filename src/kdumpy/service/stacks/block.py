@@ -76,6 +76,7 @@ class Stack:
     device: str
     layers: tuple[Layer, ...] = ()
     disks: tuple[str, ...] = ()
+    network: dict | None = None  # the plan of service/stacks/net.py, for remote targets
 
     def kinds(self) -> set[str]:
         return {layer.kind for layer in self.layers}
@@ -185,7 +186,7 @@ def find_tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
     if found is None:
         package = {"lvm": "lvm2", "mdadm": "mdadm", "cryptsetup": "cryptsetup-bin",
-                   "lsblk": "util-linux"}.get(name, name)  # fmt: skip
+                   "lsblk": "util-linux", "ip": "iproute2"}.get(name, name)  # fmt: skip
         raise KdumpyError(f"{name} not found: install {package} (the dump target needs it)")
     return found
 

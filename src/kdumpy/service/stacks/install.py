@@ -61,6 +61,9 @@ class StackFiles:
     modules: list[str] = field(default_factory=list)
     disks: list[str] = field(default_factory=list)  # at the bottom: their drivers go in too
     plan: dict = field(default_factory=dict)
+    # What the stack costs, for the manifest and kdumpy estimate: layer descriptions,
+    # tool_bytes (unpacked), luks_memory (KDF + cryptsetup, kdumpctl's crypt_size).
+    summary: dict = field(default_factory=dict)
 
 
 def plan_stack(
@@ -76,7 +79,7 @@ def plan_stack(
     *resolve_alias* maps a crypto alias to loadable modules (``ModuleIndex.resolve``).
     """
     out = StackFiles(disks=list(stack.disks))
-    if not stack.layers:
+    if not stack.layers and not stack.network:
         return out
     steps = []
     key_by_uuid = {k.uuid: k for k in keys}
@@ -91,6 +94,8 @@ def plan_stack(
         out.files[LVM_CONF] = (LVM_CONF_TEXT.encode(), 0o644)
     if any(layer.kind == "luks" for layer in stack.layers):
         out.tools.append(tool("cryptsetup"))
+    if stack.network:
+        out.tools.append(tool("ip"))  # iproute2: bonds, VLANs, bridges, IPv6 routes
     for layer in stack.layers:
         out.modules += [m for m in layer.modules() if m not in out.modules]
         step: dict[str, object] = {"kind": layer.kind, "device": layer.device}
@@ -112,6 +117,8 @@ def plan_stack(
                         cipher=cipher)  # fmt: skip
         steps.append(step)
     out.plan = {"device": stack.device, "layers": steps}
+    if stack.network:
+        out.plan["network"] = stack.network
     out.files[PLAN_PATH] = ((json.dumps(out.plan, indent=1) + "\n").encode(), 0o644)
     return out
 
