@@ -49,6 +49,8 @@ _MODULES = (
     "fscmds",
     "listcmds",
     "irqcmds",
+    "taskinfo",
+    "kerninfo",
 )
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",

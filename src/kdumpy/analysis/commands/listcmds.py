@@ -6,7 +6,7 @@ import argparse
 
 from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.commands.output import quoted
+from kdumpy.analysis.commands.output import member_lines
 from kdumpy.analysis.helpers.lists import walk
 from kdumpy.analysis.helpers.trees import (
     maple_entries,
@@ -14,10 +14,8 @@ from kdumpy.analysis.helpers.trees import (
     rbtree_preorder,
     xarray_entries,
 )
-from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import format_value
 from kdumpy.analysis.program import Program
-from kdumpy.analysis.types import ArrayType, IntType
 from kdumpy.errors import KdumpyError
 
 _PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
@@ -41,15 +39,7 @@ def _members(prog: Program, spec: str | None, address: int, default: str | None)
     obj = prog.object_at(f"struct {name or default}", address)
     if not members:
         return f"struct {name} {format_value(obj)}\n"
-    return "".join(f"  {m} = {_value(obj.member_(m))}\n" for m in members.split(","))
-
-
-def _value(obj: Object) -> str:
-    """A member's value; a char array as the C string it holds."""
-    t = obj.type_.strip()
-    if isinstance(t, ArrayType) and isinstance(t.element.strip(), IntType) and t.element.size == 1:
-        return quoted(obj.string_().decode("utf-8", "backslashreplace"))
-    return format_value(obj, 1)
+    return member_lines(obj, members.split(","))
 
 
 def _list_python(opts: argparse.Namespace) -> str:
