@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kdumpy.analysis.commands import resolve_address
+from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
 from kdumpy.analysis.helpers.devices import block_majors, char_devices
@@ -145,7 +146,7 @@ def _none(rows: list[str]) -> str:
          usage="waitq address|symbol",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.lists import list_for_each_entry\n"
-             f"wq = prog.object_at('struct wait_queue_head', {o.where!r} and 0)  # the address\n"
+             f"wq = prog.object_at('struct wait_queue_head', {address_code(o.where)})\n"
              "for entry in list_for_each_entry('struct wait_queue_entry', wq.head, 'entry'):\n"
              "    print(hex(int(entry.private)))\n"))  # fmt: skip
 def cmd_waitq(session: Session, opts: argparse.Namespace) -> str:

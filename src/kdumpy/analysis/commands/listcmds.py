@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kdumpy.analysis.commands import parse_number, resolve_address
+from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import member_lines
 from kdumpy.analysis.helpers.lists import walk
@@ -45,10 +46,10 @@ def _members(prog: Program, spec: str | None, address: int, default: str | None)
 def _list_python(opts: argparse.Namespace) -> str:
     return _PRELUDE + (
         "from kdumpy.analysis.helpers.lists import list_for_each\n"
-        f"head = prog.object_at('struct list_head', {opts.start!r} and int({opts.start!r}, 16))\n"
-        f"offset = {opts.offset!r}  # an offset or 'struct.member': prog.offsetof(...)\n"
-        "for node in list_for_each(head.address_of_()):\n"
-        "    print(hex(node))\n"
+        f"head = prog.object_at('struct list_head', {address_code(opts.start)})\n"
+        f"offset = {opts.offset!r}  # a number, or prog.offsetof('struct NAME', 'MEMBER')\n"
+        "for node in list_for_each(head):\n"
+        "    print(hex(node))  # node - offset: the entry\n"
     )
 
 
