@@ -17,6 +17,8 @@ import sys
 
 import drgn
 from drgn.commands import run_command
+from drgn.helpers.linux.fs import d_path, for_each_file
+from drgn.helpers.linux.mm import for_each_vma
 from drgn.helpers.linux.pid import find_task, for_each_task
 from drgn_oracle import open_program  # beside this script: sys.path[0] when run
 
@@ -28,7 +30,18 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     tasks_head = prog["init_task"].tasks.address_of_().value_()
     modules = prog["modules"].address_of_().value_()
     stack = find_task(prog, 1).stack.value_()
-    return {
+    lines = {}
+    with contextlib.suppress(KeyError, LookupError):  # 6.9+: per-node vmap area trees
+        lines["tree_vmap_node"] = (
+            "tree -t rbtree -o vmap_area.rb_node "
+            f"{prog['vmap_nodes'][0].busy.root.address_of_().value_():x}"
+        )
+    pid_xa = prog["init_pid_ns"].idr.idr_rt.address_of_().value_()
+    lines["tree_pid_xarray"] = f"tree -t xarray {pid_xa:x}"
+    mm = find_task(prog, 1).mm
+    with contextlib.suppress(AttributeError):  # 6.1+: VMAs in a maple tree
+        lines["tree_mm_maple"] = f"tree -t maple {mm.mm_mt.address_of_().value_():x}"
+    return lines | {
         "mount": "mount",
         "dev": "dev",
         "swap": "swap",
@@ -54,13 +67,43 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "list_modules": f"list -s module.name -o module.list -H {modules:x}",
         "tree_vmap": "tree -t rbtree -o vmap_area.rb_node vmap_area_root",
         "task_1": "task -R pid,comm,tgid 1",
+        "task_sleep": f"task -R pid,comm,prio,static_prio,flags {sleep.pid.value_()}",
+        "sig_sleep": f"sig {sleep.pid.value_()}",
     }
+
+
+def fuser(prog: drgn.Program, path: str) -> list[list]:
+    """``[pid, usage]`` of the tasks using ``path`` (root, cwd, fd, mmap), by drgn's
+    helpers (crash's fuser is not in drgn's crash mode)."""
+    out = []
+    for task in for_each_task(prog):
+        usage = []
+        fs = task.fs
+        if fs:
+            if d_path(fs.root).decode() == path:
+                usage.append("root")
+            if d_path(fs.pwd).decode() == path:
+                usage.append("cwd")
+        if any(_path(f) == path for _fd, f in for_each_file(task)):
+            usage.append("fd")
+        if task.mm and any(v.vm_file and _path(v.vm_file) == path for v in for_each_vma(task.mm)):
+            usage.append("mmap")
+        if usage:
+            out.append([task.pid.value_(), usage])
+    return sorted(out)
+
+
+def _path(file: drgn.Object) -> str:
+    try:
+        return d_path(file.f_path).decode()
+    except drgn.FaultError:
+        return ""
 
 
 def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
     prog = open_program(vmcore, vmlinux)
-    answers = {}
+    answers: dict[str, object] = {"fuser_busybox": fuser(prog, "/bin/busybox")}
     for key, line in command_lines(prog).items():
         buf = io.StringIO()
         try:

@@ -30,7 +30,8 @@ CRASH_COMMANDS = {
     "sys", "log", "ps", "bt", "rd", "struct", "union", "p", "whatis", "sym", "mod", "kmem",
     "runq", "files", "dis", "set", "foreach", "help", "q",
     # crash's command set (issue 14)
-    "btop", "ptob", "ptov", "vtop", "mount", "swap", "vm", "list", "tree", "irq",
+    "btop", "ptob", "ptov", "vtop", "mount", "swap", "vm", "list", "tree", "irq", "task", "sig",
+    "fuser", "timer", "net", "dev", "ipcs", "waitq",
 }  # fmt: skip
 CRASH_ALIASES = {"dmesg": "log", "lsmod": "mod", "quit": "q", "exit": "q", "?": "help"}
 

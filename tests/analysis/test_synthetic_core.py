@@ -116,7 +116,13 @@ def test_objects(prog, machine):
     with pytest.raises(ObjectError, match="NULL"):
         find_task(prog, 2).mm.deref_()
     assert task.mm.total_vm.value_() == 1400
-    assert set(task.signal.deref_().value_()) == {"sigcnt", "live", "nr_threads", "thread_head"}
+    assert set(task.signal.deref_().value_()) == {
+        "sigcnt",
+        "live",
+        "nr_threads",
+        "thread_head",
+        "shared_pending",
+    }
 
 
 def test_modules(prog, machine):

@@ -173,3 +173,101 @@ def test_every_new_command_declares_its_python_equivalent():
     load_commands()
     names = {line.split()[0] for line in NEW_COMMANDS}
     assert all(COMMANDS[n].python is not None for n in names)
+
+
+def test_sig_shows_handlers_and_pending_signals(crash, machine):
+    sub = machine.sub
+    out = crash("sig 1")
+    lines = rows(out, 0)
+    table = {int(r[0].strip("[]")): r[1:] for r in lines[3:67]}
+    size = 32  # struct k_sigaction: handler, flags, restorer, mask
+    base = lines[3][1]
+    assert int(base, 16) == sub.sighand + 8  # action[] follows the refcount
+    assert table[1] == [f"{sub.sighand + 8:016x}", "55aa00", f"{0x4000:016x}", "14000000",
+                        "(SA_RESTORER|SA_RESTART)"]  # fmt: skip
+    assert table[13][1] == "SIG_IGN" and table[2][1] == "SIG_DFL"
+    assert table[64][0] == f"{sub.sighand + 8 + 63 * size:016x}"
+    mask, queued = sub.pending
+    assert f"   BLOCKED: {1 << 9:016x}\n" in out
+    assert f"PRIVATE_PENDING\n    SIGNAL: {mask:016x}\n  SIGQUEUE: {queued[0]:x}\n" in out
+    assert out.endswith(f"SHARED_PENDING\n    SIGNAL: {0:016x}\n  SIGQUEUE: (empty)\n")
+
+
+def test_timer_lists_each_base_bucket_by_bucket(crash, machine, prog):
+    out = crash("timer")
+    jiffies = 4_295_000_000
+    want = [["JIFFIES"], [str(jiffies)]]
+    for cpu, bases in machine.sub.timers.items():
+        for name, timers in bases:
+            want.append([f"TIMER_BASES[{cpu}][{name}]:", rows(out, 0)[len(want)][1]])
+            want.append(["EXPIRES", "TTE", "TIMER_LIST", "FUNCTION"])
+            for t, expires, func in timers:
+                fn = machine.kernel.functions[func].address
+                want.append([str(expires), str(expires - jiffies), f"{t:016x}", f"{fn:016x}",
+                             f"<{func}>"])  # fmt: skip
+    assert rows(out, 0) == want
+
+
+def test_net_devices_and_sockets(crash, machine):
+    want = [[f"{d:016x}", name, *[ip + ("," if i < len(ips) - 1 else "")
+                                  for i, ip in enumerate(ips)]]
+            for d, name, ips in machine.sub.netdevs]  # fmt: skip
+    assert rows(crash("net")) == want
+    fd, sock, sk = machine.sub.socket
+    assert rows(crash("net -s 1234"), 2) == [
+        [str(fd), f"{sock:016x}", f"{sk:016x}", "INET:STREAM", "10.0.0.10-22", "10.0.0.2-12345"]
+    ]
+
+
+def test_dev_finds_cdevs_in_the_region_or_cdev_map(crash, machine):
+    out = crash("dev")
+    chars, blocks = out.split("\nBLKDEV")
+    want = [[str(ma), n, f"{c:016x}", ops] if c else [str(ma), n, "(none)"]
+            for ma, n, c, ops in machine.sub.chrdevs]  # fmt: skip
+    assert rows(chars) == want
+    assert rows(blocks) == [[str(ma), n] for ma, n in machine.sub.blkdevs]
+
+
+def test_ipcs(crash, machine):
+    shm, key, shmid, size = machine.sub.shm
+    out = crash("ipcs")
+    assert rows(out, 0)[1] == [f"{shm:016x}", f"{key:08x}", str(shmid), "1000", "600",
+                               str(size), "2"]  # fmt: skip
+    assert out.count("(none allocated)") == 2
+
+
+def test_waitq_lists_the_waiting_tasks(crash, machine):
+    wq, tasks = machine.sub.waitq
+    assert [r[3] for r in rows(crash("waitq synth_wq"), 0)] == [f"{t:x}" for t in tasks]
+    assert rows(crash(f"waitq {wq:x}"), 0) == rows(crash("waitq synth_wq"), 0)
+
+
+def test_task_members(crash, machine):
+    out = crash("task -R pid,comm,prio 1300")
+    assert out.endswith('  pid = 1300\n  comm = "sleep"\n  prio = 120\n')
+    assert crash("task 1300").startswith("PID: 1300 ")
+
+
+@pytest.mark.parametrize(("path", "want"), [
+    ("/usr/lib/systemd/systemd", {1: ["mmap"]}),
+    ("/dev/pts/0", {1234: ["fd"]}),
+    ("/", {1: ["root"], 1234: ["root"]}),
+    ("/root", {1: ["cwd"], 1234: ["cwd"]}),
+])  # fmt: skip
+def test_fuser(crash, path, want):
+    assert {int(r[0]): r[3:] for r in rows(crash(f"fuser {path}"))} == want
+
+
+def test_fuser_of_an_unused_path(crash):
+    assert crash("fuser /nowhere") == "No users of /nowhere found\n"
+
+
+MORE_COMMANDS = ("sig 1", "timer", "net", "dev", "ipcs", "waitq synth_wq", "task -R pid 1",
+                 "fuser /")  # fmt: skip
+
+
+@pytest.mark.parametrize("line", MORE_COMMANDS)
+def test_python_equivalent_of_kernel_tables_is_python(crash, line):
+    code = crash(line + " --python")
+    compile(code, line, "exec")
+    assert "prog" in code and "kdumpy" in code

@@ -92,6 +92,8 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "irq_desc_tree": ("struct xarray", "struct radix_tree_root"),
     "sparse_irqs": ("struct maple_tree",),
     "init_ipc_ns": ("struct ipc_namespace",),
+    "init_net": ("struct net",),
+    "cdev_map": ("struct kobj_map *",),
     # Per-CPU variables (addresses are offsets into each CPU's area).
     "runqueues": ("struct rq",),
     "current_task": ("struct task_struct *",),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .kernel import THREAD_SIZE, StackFrame, SyntheticKernel
-from .subsystems import Subsystems, add_subsystems
+from .subsystems import Subsystems, add_kernel_tables, add_subsystems
 from .tables import ORC_TYPE_END_OF_STACK, ORC_TYPE_REGS, ORC_TYPE_UNDEFINED
 
 PF_KTHREAD = 0x00200000
@@ -416,6 +416,8 @@ def build_machine(
     systemd_mm = k.mem.read_u64(systemd.address + b._off("mm"))
     stacks = [t.stack for t in [*m.tasks.values(), *m.idle] if t.stack]
     add_subsystems(k, m.sub, systemd_mm, files, stacks)
+    waiters = [t.address for t in m.tasks.values() if t.comm == b"kdumpy-dstate"]
+    add_kernel_tables(k, m.sub, systemd.address, fd_files[4], waiters)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")

@@ -45,6 +45,16 @@ class Subsystems:
     nr_irqs: int = 0
     vmap_areas: list[tuple[int, int, int, int]] = field(default_factory=list)
     swaps: list[tuple[int, int, int, int, str]] = field(default_factory=list)
+    sighand: int = 0  # systemd's
+    handlers: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # sig: h, mask, fl
+    pending: tuple[int, list[int]] = (0, [])  # systemd's private set and sigqueues
+    timers: dict[int, list[tuple[str, list[tuple[int, int, str]]]]] = field(default_factory=dict)
+    netdevs: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    socket: tuple[int, int, int] = (0, 0, 0)  # bash's fd 4: fd, socket, sock
+    chrdevs: list[tuple[int, str, int, str]] = field(default_factory=list)  # major name cdev ops
+    blkdevs: list[tuple[int, str]] = field(default_factory=list)
+    shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
+    waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
 
 
 def _swab(value: int) -> int:
@@ -249,3 +259,137 @@ def add_subsystems(k: SyntheticKernel, out: Subsystems, mm: int, files: dict[str
     _irqs(k, out)
     _vmalloc(k, out, stacks)
     _swap(k, out, files["/swapfile"], "/swapfile")
+
+
+def _signals(k: SyntheticKernel, out: Subsystems, task: int) -> None:
+    """systemd's handlers: SIGHUP caught with SA_RESTART|SA_RESTORER, SIGPIPE ignored;
+    SIGTERM pending on the thread with one queued sigqueue."""
+    sighand = k.new("struct sighand_struct")
+    size = k.type("struct k_sigaction").size
+    actions = sighand + k.offsetof("struct sighand_struct", "action")
+    for sig, handler, mask, flags in ((1, 0x55AA00, 0x4000, 0x14000000), (13, 1, 0, 0)):
+        k.write(
+            actions + (sig - 1) * size,
+            "struct k_sigaction",
+            {"sa.sa_handler": handler, "sa.sa_mask.sig[0]": mask, "sa.sa_flags": flags},
+        )
+        out.handlers[sig] = (handler, mask, flags)
+    out.sighand = sighand
+    off = k.offsetof("struct task_struct", "pending.list")
+    k.list_init(task + off)
+    queued = k.new("struct sigqueue")
+    k.list_add_tail(task + off, queued)
+    signal = k.mem.read_u64(task + k.offsetof("struct task_struct", "signal"))
+    k.list_init(signal + k.offsetof("struct signal_struct", "shared_pending.list"))
+    k.write(task, "struct task_struct", {"sighand": sighand, "blocked.sig[0]": 1 << 9,
+                                         "pending.signal.sig[0]": 1 << 14})  # fmt: skip
+    out.pending = (1 << 14, [queued])
+
+
+def _timers(k: SyntheticKernel, out: Subsystems) -> None:
+    """Two bases a CPU (BASE_STD, BASE_DEF); CPU 0's standard base holds two timers in
+    bucket 3 and one in bucket 40, CPU 1's deferrable base one."""
+    bases = k.percpu("timer_bases", "struct timer_base [2]")
+    fn = {name: k.function(name).address for name in ("process_timeout", "delayed_work_timer_fn")}
+    size = k.type("struct timer_base").size
+    plan = {(0, 0): {3: [(4_295_000_100, "process_timeout"), (4_295_000_050, "process_timeout")],
+                     40: [(4_295_090_000, "delayed_work_timer_fn")]},
+            (1, 1): {7: [(4_295_000_500, "delayed_work_timer_fn")]}}  # fmt: skip
+    for cpu in range(k.cpus):
+        out.timers[cpu] = []
+        for i, name in enumerate(("BASE_STD", "BASE_DEF")):
+            base = k.per_cpu_address(bases, cpu) + i * size
+            rows = []
+            for bucket, timers in sorted(plan.get((cpu, i), {}).items()):
+                head = base + k.offsetof("struct timer_base", f"vectors[{bucket}]")
+                nxt = 0
+                made = []
+                for expires, func in reversed(timers):
+                    t = k.new("struct timer_list", {"expires": expires, "function": fn[func],
+                                                    "entry.next": nxt})  # fmt: skip
+                    made.insert(0, (t, expires, func))
+                    nxt = t
+                k.mem.u64(head, nxt)
+                rows += made
+            out.timers[cpu].append((name, rows))
+
+
+def _net(k: SyntheticKernel, out: Subsystems, socket_file: int) -> None:
+    """lo (127.0.0.1) and eth0 (two addresses); bash's fd 4 is a TCP socket."""
+    net = k.global_("init_net", "struct net")
+    head = net + k.offsetof("struct net", "dev_base_head")
+    k.list_init(head)
+    for name, ips in (("lo", ["127.0.0.1"]), ("eth0", ["192.168.122.10", "10.0.0.2"])):
+        nxt = 0
+        for ip in reversed(ips):
+            raw = int.from_bytes(bytes(int(p) for p in ip.split(".")), "little")
+            nxt = k.new("struct in_ifaddr", {"ifa_next": nxt, "ifa_address": raw})
+        in_dev = k.new("struct in_device", {"ifa_list": nxt})
+        dev = k.new("struct net_device", {"name": name.encode(), "ip_ptr": in_dev})
+        k.list_add_tail(head, dev + k.offsetof("struct net_device", "dev_list"))
+        out.netdevs.append((dev, name, ips))
+    sk = k.new("struct sock", {"__sk_common.skc_family": 2, "sk_type": 1,
+                               "__sk_common.skc_rcv_saddr": 0x0A00000A,
+                               "__sk_common.skc_num": 22,
+                               "__sk_common.skc_daddr": 0x0200000A,
+                               "__sk_common.skc_dport": 0x3930})  # fmt: skip
+    sock = k.new("struct socket", {"sk": sk, "file": socket_file, "type": 1})
+    k.write(socket_file, "struct file", {"private_data": sock})
+    out.socket = (4, sock, sk)
+
+
+def _devices(k: SyntheticKernel, out: Subsystems) -> None:
+    """mem (1, its cdev in the region), tty (4, its cdev only in cdev_map), input (13,
+    no cdev); block majors virtblk (254) and blkext (259, hashed into bucket 4)."""
+    fops = {n: k.global_(n, "unsigned long") for n in ("memory_fops", "tty_fops")}
+    mem_cdev = k.new("struct cdev", {"ops": fops["memory_fops"]})
+    tty_cdev = k.new("struct cdev", {"ops": fops["tty_fops"]})
+    table = k.global_("chrdevs", "struct char_device_struct *[255]")
+    for major, name, cdev in ((1, "mem", mem_cdev), (4, "tty", 0), (13, "input", 0)):
+        cd = k.new("struct char_device_struct", {"major": major, "name": name.encode(),
+                                                 "cdev": cdev, "baseminor": 0})  # fmt: skip
+        k.mem.u64(table + 8 * major, cd)
+    probe = k.new("struct probe", {"dev": 4 << 20, "range": 64, "data": tty_cdev})
+    kmap = k.new("struct kobj_map", {"probes[4]": probe})
+    k.global_("cdev_map", "struct kobj_map *", {"": kmap})
+    out.chrdevs = [(1, "mem", mem_cdev, "memory_fops"), (4, "tty", tty_cdev, "tty_fops"),
+                   (13, "input", 0, "")]  # fmt: skip
+    names = k.global_("major_names", "struct blk_major_name *[255]")
+    for major, name in ((259, "blkext"), (254, "virtblk")):
+        bm = k.new("struct blk_major_name", {"major": major, "name": name.encode()})
+        k.mem.u64(names + 8 * (major % 255), bm)
+    out.blkdevs = [(259, "blkext"), (254, "virtblk")]
+
+
+def _ipc(k: SyntheticKernel, out: Subsystems) -> None:
+    """One shared memory segment (id 32769, key 0x1234, 1 MiB, 2 attached); no
+    semaphores or message queues."""
+    shm = k.new("struct shmid_kernel", {"shm_perm.id": 32769, "shm_perm.key": 0x1234,
+                                        "shm_perm.uid.val": 1000, "shm_perm.mode": 0o600,
+                                        "shm_segsz": 1 << 20, "shm_nattch": 2})  # fmt: skip
+    node = k.new("struct xa_node", {"shift": 0, "slots[1]": shm})
+    k.global_("init_ipc_ns", "struct ipc_namespace",
+              {"ids[2].in_use": 1, "ids[2].ipcs_idr.idr_rt.xa_head": node | 2})  # fmt: skip
+    out.shm = (shm, 0x1234, 32769, 1 << 20)
+
+
+def _waitq(k: SyntheticKernel, out: Subsystems, tasks: list[int]) -> None:
+    """``synth_wq``: a wait queue head the two kdumpy-dstate threads sleep on."""
+    wq = k.global_("synth_wq", "struct wait_queue_head")
+    head = wq + k.offsetof("struct wait_queue_head", "head")
+    k.list_init(head)
+    for task in tasks:
+        entry = k.new("struct wait_queue_entry", {"private": task})
+        k.list_add_tail(head, entry + k.offsetof("struct wait_queue_entry", "entry"))
+    out.waitq = (wq, tasks)
+
+
+def add_kernel_tables(k: SyntheticKernel, out: Subsystems, systemd: int, socket_file: int,
+                      waiters: list[int]) -> None:  # fmt: skip
+    """Signals, timers, network, devices, IPC and a wait queue."""
+    _signals(k, out, systemd)
+    _timers(k, out)
+    _net(k, out, socket_file)
+    _devices(k, out)
+    _ipc(k, out)
+    _waitq(k, out, waiters)

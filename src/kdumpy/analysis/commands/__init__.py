@@ -51,6 +51,8 @@ _MODULES = (
     "listcmds",
     "irqcmds",
     "pycmd",
+    "taskinfo",
+    "kerninfo",
 )
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",

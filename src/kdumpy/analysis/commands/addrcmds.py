@@ -13,7 +13,7 @@ _PRELUDE = (
 )
 
 
-def _address_code(word: str) -> str:
+def address_code(word: str) -> str:
     """An address word as Python: a hex number, or the symbol's lookup."""
     try:
         return hex(parse_number(word))
@@ -59,7 +59,7 @@ def cmd_ptov(session: Session, opts: argparse.Namespace) -> str:
 @command("vtop", "virtual to physical", Arg("values", nargs="+", metavar="address|symbol"),
          usage="vtop address|symbol ...",
          python=lambda o: _PRELUDE + "".join(
-             f"print(memmap.translate(prog, {_address_code(a)}))\n" for a in o.values
+             f"print(memmap.translate(prog, {address_code(a)}))\n" for a in o.values
          ))  # fmt: skip
 def cmd_vtop(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from kdumpy.analysis.commands import parse_number, resolve_address
+from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.commands.output import quoted
+from kdumpy.analysis.commands.output import member_lines
 from kdumpy.analysis.helpers.lists import walk
 from kdumpy.analysis.helpers.trees import (
     maple_entries,
@@ -14,10 +15,8 @@ from kdumpy.analysis.helpers.trees import (
     rbtree_preorder,
     xarray_entries,
 )
-from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import format_value
 from kdumpy.analysis.program import Program
-from kdumpy.analysis.types import ArrayType, IntType
 from kdumpy.errors import KdumpyError
 
 _PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
@@ -41,24 +40,16 @@ def _members(prog: Program, spec: str | None, address: int, default: str | None)
     obj = prog.object_at(f"struct {name or default}", address)
     if not members:
         return f"struct {name} {format_value(obj)}\n"
-    return "".join(f"  {m} = {_value(obj.member_(m))}\n" for m in members.split(","))
-
-
-def _value(obj: Object) -> str:
-    """A member's value; a char array as the C string it holds."""
-    t = obj.type_.strip()
-    if isinstance(t, ArrayType) and isinstance(t.element.strip(), IntType) and t.element.size == 1:
-        return quoted(obj.string_().decode("utf-8", "backslashreplace"))
-    return format_value(obj, 1)
+    return member_lines(obj, members.split(","))
 
 
 def _list_python(opts: argparse.Namespace) -> str:
     return _PRELUDE + (
         "from kdumpy.analysis.helpers.lists import list_for_each\n"
-        f"head = prog.object_at('struct list_head', {opts.start!r} and int({opts.start!r}, 16))\n"
-        f"offset = {opts.offset!r}  # an offset or 'struct.member': prog.offsetof(...)\n"
-        "for node in list_for_each(head.address_of_()):\n"
-        "    print(hex(node))\n"
+        f"head = prog.object_at('struct list_head', {address_code(opts.start)})\n"
+        f"offset = {opts.offset!r}  # a number, or prog.offsetof('struct NAME', 'MEMBER')\n"
+        "for node in list_for_each(head):\n"
+        "    print(hex(node))  # node - offset: the entry\n"
     )
 
 

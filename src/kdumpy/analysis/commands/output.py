@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.printing import format_value
+from kdumpy.analysis.types import ArrayType, IntType
 from kdumpy.printable import shown
 
 
@@ -23,3 +26,16 @@ def quoted(text: str) -> str:
     """A string from the dump in double quotes, as crash shows a command name or the
     panic message, made safe for a terminal."""
     return f'"{shown(text)}"'
+
+
+def member_lines(obj: Object, members: list[str]) -> str:
+    """``  name = value`` for each member (``-s`` of list/tree, ``task -R``); a char
+    array shows as the C string it holds."""
+    return "".join(f"  {m} = {member_value(obj.member_(m))}\n" for m in members)
+
+
+def member_value(obj: Object) -> str:
+    t = obj.type_.strip()
+    if isinstance(t, ArrayType) and isinstance(t.element.strip(), IntType) and t.element.size == 1:
+        return quoted(obj.string_().decode("utf-8", "backslashreplace"))
+    return format_value(obj, 1)

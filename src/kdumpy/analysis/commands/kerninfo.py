@@ -1,0 +1,160 @@
+"""timer, net, dev, ipcs, waitq: kernel-wide tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdumpy.analysis.commands import resolve_address
+from kdumpy.analysis.commands.addrcmds import address_code
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
+from kdumpy.analysis.helpers.devices import block_majors, char_devices
+from kdumpy.analysis.helpers.ipc import IPC_MSG_IDS, IPC_SEM_IDS, IPC_SHM_IDS, ipc_objects
+from kdumpy.analysis.helpers.lists import list_for_each_entry
+from kdumpy.analysis.helpers.net import (
+    for_each_netdev,
+    netdev_ipv4,
+    netdev_name,
+    sock_endpoints,
+    sock_family_type,
+    task_sockets,
+)
+from kdumpy.analysis.helpers.timer import jiffies, timer_bases
+from kdumpy.analysis.program import Program
+from kdumpy.printable import shown
+
+_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+
+
+@command("timer", "timer queue data", usage="timer",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.timer import timer_bases\n"
+             "for cpu in prog.online_cpus:\n"
+             "    for name, base, timers in timer_bases(prog, cpu):\n"
+             "        for t in timers:\n"
+             "            print(cpu, name, int(t.expires),\n"
+             "                  prog.describe(int(t.function)))\n"))  # fmt: skip
+def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    now = jiffies(prog)
+    out = [f"JIFFIES\n{now}\n"]
+    for cpu in prog.online_cpus:
+        out.append("\n")
+        for name, base, timers in timer_bases(prog, cpu):
+            out.append(f"TIMER_BASES[{cpu}][{name}]: {int(base.address_ or 0):x}\n")
+            out.append("  EXPIRES          TTE     TIMER_LIST     FUNCTION\n")
+            for t in timers:
+                expires, function = int(t.expires), int(t.function)
+                sym = prog.find_symbol(function)
+                where = f"  <{sym.describe(function)}>" if sym is not None else ""
+                out.append(f"  {expires:<11} {expires - now:>9}  {int(t):016x}  "
+                           f"{function:016x}{where}\n")  # fmt: skip
+    return "".join(out)
+
+
+@command("net", "network devices and sockets",
+         Arg("-s", dest="sockets", action="store_true", help="a task's open sockets"),
+         Arg("tasks", nargs="*", metavar="pid|task", help="with -s: the tasks"),
+         usage="net [-s [pid|task ...]]",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, netdev_ipv4\n"
+             "for dev in for_each_netdev(prog):\n"
+             "    print(hex(int(dev)), netdev_name(dev), netdev_ipv4(prog, dev))\n"))  # fmt: skip
+def cmd_net(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    if opts.sockets:
+        tasks = [task_from_arg(session, t) for t in opts.tasks]
+        if not tasks:
+            raise CommandError("net -s needs a pid or task")
+        return "\n".join(_sockets(prog, t) for t in tasks)
+    out = ["   NET_DEVICE     NAME   IP ADDRESS(ES)\n"]
+    for dev in for_each_netdev(prog):
+        ips = ", ".join(netdev_ipv4(prog, dev))
+        out.append(f"{int(dev):016x}  {shown(netdev_name(dev)):<6} {ips}\n")
+    return "".join(out)
+
+
+def _sockets(prog: Program, task: object) -> str:
+    out = [task_line(task)]  # type: ignore[arg-type]
+    out.append("FD      SOCKET            SOCK       FAMILY:TYPE SOURCE-PORT DESTINATION-PORT\n")
+    for fd, sock, sk in task_sockets(prog, task):  # type: ignore[arg-type]
+        src, dst = sock_endpoints(sk)
+        out.append(f"{fd:>2}  {int(sock):016x}  {int(sk):016x}  {sock_family_type(sk)}  "
+                   f"{src}  {dst}\n")  # fmt: skip
+    return "".join(out)
+
+
+@command("dev", "device data", usage="dev",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.devices import char_devices, block_majors\n"
+             "for d in char_devices(prog):\n    print(d)\n"
+             "print(block_majors(prog))\n"))  # fmt: skip
+def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    out = ["CHRDEV  NAME                CDEV        OPERATIONS\n"]
+    for d in char_devices(prog):
+        if d.cdev:
+            sym = prog.find_symbol(d.ops)
+            ops = sym.describe(d.ops) if sym is not None else f"{d.ops:x}"
+            out.append(f"{d.major:>6}  {shown(d.name):<12}  {d.cdev:016x}  {ops}\n")
+        else:
+            out.append(f"{d.major:>6}  {shown(d.name):<12}       (none)\n")
+    out.append("\nBLKDEV  NAME\n")
+    out += [f"{major:>6}  {shown(name)}\n" for major, name in block_majors(prog)]
+    return "".join(out)
+
+
+@command("ipcs", "System V IPC facilities", usage="ipcs",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.ipc import ipc_objects, IPC_SHM_IDS\n"
+             "for shm in ipc_objects(prog, IPC_SHM_IDS):\n"
+             "    print(int(shm.shm_perm.key), int(shm.shm_perm.id),\n"
+             "          int(shm.shm_segsz))\n"))  # fmt: skip
+def cmd_ipcs(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    out = ["SHMID_KERNEL  KEY  SHMID  UID  PERMS  BYTES  NATTCH  STATUS\n"]
+    for shm in ipc_objects(prog, IPC_SHM_IDS):
+        p = shm.shm_perm
+        out.append(f"{int(shm):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(shm.shm_segsz)}  "
+                   f"{int(shm.shm_nattch)}\n")  # fmt: skip
+    out.append(_none(out) + "\nSEM_ARRAY  KEY  SEMID  UID  PERMS  NSEMS\n")
+    mark = len(out)
+    for sem in ipc_objects(prog, IPC_SEM_IDS):
+        p = sem.sem_perm
+        out.append(f"{int(sem):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  "
+                   f"{int(sem.sem_nsems)}\n")  # fmt: skip
+    out.append(_none(out[mark:]) + "\nMSG_QUEUE  KEY  MSQID  UID  PERMS  USED-BYTES  MESSAGES\n")
+    mark = len(out)
+    for msq in ipc_objects(prog, IPC_MSG_IDS):
+        p = msq.q_perm
+        out.append(f"{int(msq):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(msq.q_cbytes)}  "
+                   f"{int(msq.q_qnum)}\n")  # fmt: skip
+    out.append(_none(out[mark:]))
+    return "".join(out)
+
+
+def _none(rows: list[str]) -> str:
+    """crash's line for a kind with nothing allocated (``rows`` holds just its header)."""
+    return "(none allocated)\n" if len(rows) <= 1 else ""
+
+
+@command("waitq", "list tasks queued on a wait queue",
+         Arg("where", metavar="address|symbol", help="a wait_queue_head"),
+         usage="waitq address|symbol",
+         python=lambda o: _PRELUDE + (
+             "from kdumpy.analysis.helpers.lists import list_for_each_entry\n"
+             f"wq = prog.object_at('struct wait_queue_head', {address_code(o.where)})\n"
+             "for entry in list_for_each_entry('struct wait_queue_entry', wq.head, 'entry'):\n"
+             "    print(hex(int(entry.private)))\n"))  # fmt: skip
+def cmd_waitq(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    address = resolve_address(session, opts.where)
+    wq = prog.object_at("struct wait_queue_head", address)
+    out = []
+    for entry in list_for_each_entry("struct wait_queue_entry", wq.head, "entry"):
+        task = prog.pointer("struct task_struct", int(entry.private))
+        out.append(task_line(task))
+    return "".join(out) or f"wait queue {address:x} is empty\n"
