@@ -42,7 +42,9 @@ except drgn.MissingDebugInfoError:
     pass
 """
 DRGN_FIRST = DRGN_OPEN + 'print(prog["init_uts_ns"].name.release.string_().decode())\n'
-DRGN_FOREACH_BT = DRGN_OPEN + """
+DRGN_FOREACH_BT = (
+    DRGN_OPEN
+    + """
 from drgn.helpers.linux.pid import for_each_task
 for task in for_each_task(prog):
     print("PID:", task.pid.value_(), task.comm.string_().decode(errors="replace"))
@@ -51,21 +53,27 @@ for task in for_each_task(prog):
     except ValueError as exc:   # a task running on a CPU without saved registers
         print(exc)
 """
-DRGN_SLAB = DRGN_OPEN + """
+)
+DRGN_SLAB = (
+    DRGN_OPEN
+    + """
 from drgn.helpers.linux.slab import for_each_slab_cache, slab_cache_usage
 for cache in for_each_slab_cache(prog):
     u = slab_cache_usage(cache)
     print(cache.name.string_().decode(), u.num_objs, u.free_objs, u.num_slabs)
 """
+)
 # The same walk through kdumpy's API: per node, the slab and object counters and the
 # free objects of the partial slabs; per CPU, the lockless freelist, the active slab's
-# own freelist and the per-CPU partial slabs (6.1's SLUB; as drgn's slab_cache_usage).  Run with `kdumpy crash --python` (prog bound).
+# own freelist and the per-CPU partial slabs (6.1's SLUB; as drgn's slab_cache_usage).
+# Run with `kdumpy crash --python` (prog bound).
 KDUMPY_SLAB = """
 from kdumpy.analysis.api import list_for_each_entry
 
 slab_t = "struct slab" if prog.has_member("struct slab", "slab_list") else "struct page"
 lru = "slab_list" if slab_t == "struct slab" else "lru"
-for cache in list_for_each_entry("struct kmem_cache", prog.object("slab_caches", "struct list_head"), "list"):
+caches = prog.object("slab_caches", "struct list_head")
+for cache in list_for_each_entry("struct kmem_cache", caches, "list"):
     objs = slabs = free = 0
     for nid in range(int(prog.object("nr_node_ids", "unsigned int"))):
         node = cache.node[nid]
