@@ -198,12 +198,19 @@ class Object:
         return Object(self.prog_, pointer_to(self.type_), value=self._addr())
 
     def cast_(self, type_: Type | str) -> Object:
-        """Reinterpret: a pointer or integer value as another pointer/integer type, or
-        the same memory as another type."""
+        """Reinterpret: a pointer or integer value as another pointer/integer type
+        (truncated to a narrower integer, and sign-extended, as C converts), or the same
+        memory as another type."""
         t = self.prog_.type(type_) if isinstance(type_, str) else type_
         s = t.strip()
         if isinstance(s, PointerType | IntType | EnumType):
-            return Object(self.prog_, t, value=int(self))
+            value = int(self)
+            if isinstance(s, IntType) and s.size < 8:
+                bits = 8 * s.size
+                value &= (1 << bits) - 1
+                if s.signed and value >> (bits - 1):
+                    value -= 1 << bits
+            return Object(self.prog_, t, value=value)
         return Object(self.prog_, t, self._addr())
 
     def container_of_(self, type_: Type | str, member: str) -> Object:

@@ -174,15 +174,19 @@ class SymbolTable:
         i = self._find_index(name)
         return None if i is None else int(self._addresses[i])
 
-    def find(self, address: int, max_distance: int = 1 << 20) -> Symbol | None:
-        """The symbol an address falls in (the closest one at or below it), or None."""
+    def find(
+        self, address: int, max_distance: int = 1 << 20, within_size: bool = True
+    ) -> Symbol | None:
+        """The symbol an address falls in (the closest one at or below it), or None;
+        ``within_size=False`` takes the closest one even past its known size (crash's
+        symbolic words: a return address just after a noreturn call)."""
         self._address_order()
         assert self._order is not None
         j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right")) - 1
         if j < 0:
             return None
         sym = self._symbol(int(self._order[j]))
-        if sym.size and address >= sym.address + sym.size:
+        if within_size and sym.size and address >= sym.address + sym.size:
             return None
         if address - sym.address > max_distance:
             return None

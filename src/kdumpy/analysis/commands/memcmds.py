@@ -224,7 +224,7 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
         count, limit = opts.count, 16 * opts.count
     elif sym is not None and sym.address == address:
         nxt = prog.symbols.next_after(address)
-        limit = (nxt - address) if nxt else 256
+        limit = sym.size or ((nxt - address) if nxt else 256)  # the symbol's size if known
         count = 1 << 20
     else:
         count, limit = 1, 16

@@ -12,7 +12,7 @@ from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
-from kdumpy.analysis.types import VOID, ArrayType, IntType, PointerType, StructType, Type
+from kdumpy.analysis.types import VOID, ArrayType, PointerType, StructType, Type
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
@@ -215,14 +215,8 @@ def _deref(obj: Object) -> Object:
 
 
 def _cast(obj: Object, t: Type) -> Object:
-    """``(type)obj``: integers are truncated to the new size like C does."""
+    """``(type)obj``: integers are truncated to the new size like C does (``cast_``)."""
     s = t.strip()
-    if isinstance(s, IntType) and s.size < 8:
-        bits = 8 * s.size
-        value = int(obj) & ((1 << bits) - 1)
-        if s.signed and value >> (bits - 1):
-            value -= 1 << bits
-        return obj.prog_.value(t, value)
     if isinstance(s, StructType | ArrayType) and isinstance(obj.type_.strip(), PointerType):
         raise CommandError(f"cannot cast a pointer to {t.spelling()}")
     return obj.cast_(t)
@@ -362,8 +356,8 @@ def mod_python(opts: argparse.Namespace) -> str:
     return api_code(
         ["for_each_module", "module_info"],
         """
-for mod in for_each_module(prog):
-    info = module_info(prog, mod)
+for info in sorted((module_info(prog, m) for m in for_each_module(prog)),
+                   key=lambda info: info.address):
     print(f"{info.address:016x}  {info.name:<22} {info.base:016x} {info.size:>6}")
 """,
     )

@@ -13,6 +13,7 @@ _MAX_DEPTH = 256
 
 
 def dentry_name(dentry: Object) -> str:
+    """A dentry's own name (the last path component)."""
     return dentry.d_name.name.string_(256).decode("utf-8", "backslashreplace")
 
 
@@ -47,6 +48,7 @@ def _file_type(inode: Object) -> str:
 
 
 def file_path(prog: Program, file: Object) -> str:
+    """The path of an open file (``socket:[ino]`` / ``pipe:[ino]`` for those)."""
     path = file.f_path
     inode = file.f_inode
     kind = _file_type(inode) if int(inode) else "UNKN"
@@ -83,6 +85,7 @@ def task_files(prog: Program, task: Object) -> list[tuple[int, int, int, int, st
 
 
 def task_root_cwd(prog: Program, task: Object) -> tuple[str, str]:
+    """``(root, cwd)`` paths of a task (``"?"`` when it has none or they are unreadable)."""
     fs = task.fs
     if not int(fs):
         return "?", "?"

@@ -80,6 +80,7 @@ def list_for_each_entry(type_: str, head: Object, member: str) -> Iterator[Objec
 
 
 def list_empty(head: Object) -> bool:
+    """Whether the list at ``head`` (a ``struct list_head``) points back at itself."""
     address = head.address_
     return address is not None and head.prog_.read_u64(address) == address
 
@@ -92,6 +93,7 @@ def hlist_for_each(head: Object) -> Iterator[int]:
 
 
 def hlist_for_each_entry(type_: str, head: Object, member: str) -> Iterator[Object]:
+    """``struct type *`` objects linked through ``member`` (an ``hlist_node``)."""
     prog = head.prog_
     t = prog.type(type_)
     offset = prog.offsetof(t, member)

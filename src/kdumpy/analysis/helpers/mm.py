@@ -63,6 +63,7 @@ def task_rss_vsz(prog: Program, task: Object) -> tuple[int, int]:
 
 
 def totalram_pages(prog: Program) -> int:
+    """Pages of RAM the kernel manages (meminfo "MemTotal")."""
     return int(prog.object("_totalram_pages").counter)
 
 

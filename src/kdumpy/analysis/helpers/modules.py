@@ -44,6 +44,7 @@ def for_each_module(prog: Program) -> Iterator[Object]:
 
 
 def module_name(mod: Object) -> str:
+    """A module's name as the kernel holds it (print it through ``shown``)."""
     return mod.name.string_().decode("utf-8", "backslashreplace")
 
 
@@ -63,6 +64,7 @@ def module_layout(prog: Program, mod: Object) -> tuple[int, int, int]:
 
 
 def module_info(prog: Program, mod: Object) -> ModuleInfo:
+    """Name, address, text base and sizes of a ``struct module *``."""
     base, size, text = module_layout(prog, mod)
     return ModuleInfo(module_name(mod), int(mod), base, size, text, int(mod.taints))
 

@@ -16,6 +16,7 @@ from kdumpy.vmcore.dmesg import LogRecord, records
 
 
 def log_records(prog: Program) -> list[LogRecord]:
+    """The kernel log, oldest first: ``LogRecord(ts_nsec, text, caller_id, seq, level)``."""
     return list(records(prog.dump))
 
 

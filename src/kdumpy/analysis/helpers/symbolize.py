@@ -16,7 +16,9 @@ def symbolize(prog: Program, value: int) -> str:
     'panic+317'
     """
     if _in_symbol_range(prog, value):
-        sym = prog.find_symbol(value)
+        if value >= MODULES_VADDR:
+            prog.load_modules()
+        sym = prog.symbols.find(value, within_size=False)
         if sym is not None:
             offset = value - sym.address
             return shown(sym.name) + (f"+{offset}" if offset else "")

@@ -89,6 +89,8 @@ def format_bytes(n: int) -> str:
 
 
 def system_info(prog: Program) -> SystemInfo:
+    """What ``sys`` shows: release, node name, CPUs, date, uptime, load, tasks, memory,
+    and the panic found in the log."""
     uts = prog.object("init_uts_ns").name
     crash_time = prog.info.crash_time
     date = crash_date(crash_time) if crash_time else "unknown"

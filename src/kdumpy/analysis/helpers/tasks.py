@@ -51,6 +51,7 @@ def for_each_task(prog: Program) -> Iterator[Object]:
 
 
 def cpu_rq(prog: Program, cpu: int) -> Object:
+    """The run queue of ``cpu`` (``struct rq``, per-CPU ``runqueues``)."""
     return prog.per_cpu("runqueues", cpu)
 
 
@@ -60,6 +61,7 @@ def cpu_curr(prog: Program, cpu: int) -> Object:
 
 
 def idle_task(prog: Program, cpu: int) -> Object:
+    """The idle task (``swapper/N``) of ``cpu``."""
     return cpu_rq(prog, cpu).idle
 
 
@@ -117,6 +119,7 @@ def task_comm(task: Object) -> str:
 
 
 def is_kthread(task: Object) -> bool:
+    """A kernel thread (``PF_KTHREAD``); ps shows it in brackets."""
     PF_KTHREAD = 0x00200000  # noqa: N806 - kernel constant
     return bool(int(task.flags) & PF_KTHREAD)
 

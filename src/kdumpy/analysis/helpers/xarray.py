@@ -28,6 +28,7 @@ def xa_is_value(entry: int) -> bool:
 
 
 def xa_to_value(entry: int) -> int:
+    """The integer a value entry holds (``xa_to_value``)."""
     return entry >> 1
 
 
@@ -82,11 +83,11 @@ def xa_load(xa: Object, index: int) -> Object | None:
     entry = int(xa.xa_head)
     if entry & 3 != _XA_INTERNAL or entry <= 4096:  # a lone entry: index 0 only
         return prog.value("void *", entry) if entry and index == 0 else None
-    for _ in range(_MAX_DEPTH):
+    for depth in range(_MAX_DEPTH):
         node = prog.object_at("struct xa_node", entry - _XA_INTERNAL)
         shift = int(node.shift)
-        if index >> shift >= 64:
-            return None
+        if depth == 0 and index >> shift >= 64:
+            return None  # beyond what the root node covers
         entry = int(node.slots[(index >> shift) & 63])
         if entry & 3 != _XA_INTERNAL or entry <= 4096:
             break
