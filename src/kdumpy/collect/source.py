@@ -98,22 +98,29 @@ class DumpSource:
 
     def read_pages(self, start_pfn: int, count: int, select: np.ndarray) -> np.ndarray:
         """Data of pages ``start_pfn + select`` as a contiguous uint8 ``[k, page_size]`` array."""
+        pages, rows = self.read_batch(start_pfn, count, select)
+        return np.ascontiguousarray(pages if rows is None else pages[rows])
+
+    def read_batch(
+        self, start_pfn: int, count: int, select: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pages ``start_pfn + select`` without a gathering copy: ``(pages, rows)``, where
+        ``pages[rows]`` are the selected pages (``rows`` None: all of ``pages``).  Mostly
+        kept batches come as a read-only mapping of their file range."""
         if self._extents is None:
             pages, _present = self.dump.read_pfns(start_pfn, count)
-            return np.ascontiguousarray(pages[select])
-        ps = self.page_size
+            return pages, None if select.shape[0] == count else select
         if select.shape[0] * 2 >= count:
             mapped = self._map_pages(start_pfn, count)
             if mapped is not None:
-                whole = select.shape[0] == count  # all of them: compress in place, no copy
-                return mapped if whole else np.ascontiguousarray(mapped[select])
-        out = np.empty((select.shape[0], ps), dtype=np.uint8)  # every selected page is in the file
-        # Runs of consecutive selected pfns become one pread each.
+                return mapped, None if select.shape[0] == count else select
+        out = np.empty((select.shape[0], self.page_size), dtype=np.uint8)
+        # Every selected page is in the file.  Runs of consecutive pfns: one pread each.
         breaks = np.flatnonzero(np.diff(select) != 1) + 1
         for run in np.split(np.arange(select.shape[0]), breaks):
             first = start_pfn + int(select[run[0]])
-            self._pread_into(out[run[0] : run[-1] + 1], first * ps)
-        return out
+            self._pread_into(out[run[0] : run[-1] + 1], first * self.page_size)
+        return out, None
 
     def _map_pages(self, start_pfn: int, count: int) -> np.ndarray | None:
         """Pages ``start_pfn..+count`` as a read-only array over a mapping of just their file
