@@ -244,9 +244,7 @@ def collect(
         levels = list(options.dump_levels)
         while True:
             level = src.effective_level(levels.pop(0))
-            summary = Summary(
-                dump_level=level, output=dst or "<stdout>", warnings=src.dump.warnings
-            )
+            summary = Summary(dump_level=level, output=dst or "<stdout>", warnings=src.warnings)
             try:
                 _collect_once(src, dst, options, level, summary, stream, last_try=not levels)
             except DiskFullError:
