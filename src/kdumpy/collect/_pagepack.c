@@ -1,19 +1,25 @@
 /*
- * kdumpy.collect._pagepack: compress a batch of pages for the kdump-compressed format in
- * one call, so that no Python code runs per page (the capture kernel has one CPU, and a
- * dump has millions of pages).
+ * kdumpy.collect._pagepack: compress a batch of pages for the kdump-compressed format and
+ * build their page descriptors in one call, so that no Python code runs per page (the
+ * capture kernel has one CPU, and a dump has millions of pages).
  *
  * Each page is compressed on its own, as makedumpfile does: zlib level 1 as a complete
- * zlib stream (compress2), raw LZO1X-1.  The result is kept only when strictly smaller
- * than the page, otherwise the page is stored as it is.  With exclude_zero, all-zero
- * pages are marked and not stored at all.  The Python fallback in compress.py writes the
- * same bytes through the zlib module and python-lzo; tests compare the two.
+ * zlib stream (compress2), raw LZO1X-1, or stored as it is ("none").  A compressed page
+ * is kept only when strictly smaller than the page, otherwise the page is stored as it
+ * is.  With exclude_zero, all-zero pages store nothing: their descriptor will point at
+ * the dump's shared zero page.  The Python fallback in compress.py writes the same bytes
+ * and descriptors through the zlib module and python-lzo; tests compare the two.
  *
- *   pack(kind, pages, page_size, exclude_zero, out, sizes, flags, zero) -> bytes used
+ *   pack(kind, pages, page_size, rows, exclude_zero, out, desc) -> (bytes used, zero pages)
  *
- * kind: 1 zlib, 2 lzo (the descriptor flag values); pages: k * page_size bytes;
- * out: at least as long as pages, receives the stored bytes back to back; sizes and
- * flags: uint32[k]; zero: bool[k].  The GIL is released while pages are compressed.
+ * kind: 0 none, 1 zlib, 2 lzo (the descriptor flag values).  pages: whole pages, read in
+ * place (typically a mapping of the dump).  rows: None for every page, or an int64 array
+ * of the page indices to pack, in order.  out: receives the stored bytes back to back;
+ * it must hold k * page_size + PACK_SLACK bytes for k pages (a page never adds more than
+ * page_size, and a compressor is always given its worst case).  desc: k page
+ * descriptors of 24 bytes (offset, size, flags, page_flags, native order): offset is
+ * relative to the start of out, or -1 for a zero page; size is page_size for those.
+ * The GIL is released while pages are compressed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,12 +30,31 @@
 #include <lzo/lzo1x.h>
 #include <zlib.h>
 
-enum { KIND_ZLIB = 1, KIND_LZO = 2 };
+enum { KIND_NONE = 0, KIND_ZLIB = 1, KIND_LZO = 2 };
 
+/* Room past k pages that out needs: the worst case of zlib and LZO over one page is below
+ * page_size/16 + 64 + 3 (LZO's documented bound; zlib's compressBound is smaller). */
+#define PACK_SLACK(size) ((size) / 16 + 64 + 3)
+
+struct page_desc {
+    int64_t offset;
+    uint32_t size;
+    uint32_t flags;
+    uint64_t page_flags;
+};
+
+/* makedumpfile's is_zero_page, 64 bytes at a time so the compiler can vectorise it. */
 static int
 is_zero_page(const unsigned char *page, size_t size)
 {
-    for (size_t i = 0; i < size; i += sizeof(uint64_t)) {
+    size_t i = 0;
+    for (; i + 64 <= size; i += 64) {
+        uint64_t w[8];
+        memcpy(w, page + i, sizeof(w));
+        if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])
+            return 0;
+    }
+    for (; i < size; i += sizeof(uint64_t)) {
         uint64_t word;
         memcpy(&word, page + i, sizeof(word));
         if (word)
@@ -38,88 +63,118 @@ is_zero_page(const unsigned char *page, size_t size)
     return 1;
 }
 
-/* Compress one page into scratch; the compressed length, or 0 if it failed. */
+/* Compress one page to dst (room: at least size + PACK_SLACK(size)); the compressed
+ * length, or 0 if the compressor failed. */
 static size_t
-compress_page(int kind, const unsigned char *page, size_t size, unsigned char *scratch,
-              size_t scratch_size, void *wrkmem)
+compress_page(int kind, const unsigned char *page, size_t size, unsigned char *dst,
+              size_t room, void *wrkmem)
 {
     if (kind == KIND_ZLIB) {
-        uLongf len = scratch_size;
-        return compress2(scratch, &len, page, size, 1) == Z_OK ? len : 0;
+        uLongf len = room;
+        return compress2(dst, &len, page, size, 1) == Z_OK ? len : 0;
     }
-    lzo_uint len = scratch_size;
-    return lzo1x_1_compress(page, size, scratch, &len, wrkmem) == LZO_E_OK ? len : 0;
+    if (kind == KIND_LZO) {
+        lzo_uint len = room;
+        return lzo1x_1_compress(page, size, dst, &len, wrkmem) == LZO_E_OK ? len : 0;
+    }
+    return 0; /* KIND_NONE: stored as it is */
 }
 
-/* The loop over the pages; no Python objects are touched.  Returns bytes of out used,
- * or -1 when memory for the scratch buffers cannot be had. */
+/* The loop over the pages; no Python objects are touched.  Returns bytes of out used
+ * (and the zero-page count in *zeros), or -1 when LZO's work memory cannot be had. */
 static Py_ssize_t
-pack_pages(int kind, const unsigned char *pages, size_t count, size_t size, int exclude_zero,
-           unsigned char *out, uint32_t *sizes, uint32_t *flags, unsigned char *zero)
+pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *rows, size_t count,
+           int exclude_zero, unsigned char *out, struct page_desc *desc, Py_ssize_t *zeros)
 {
-    size_t scratch_size = compressBound(size) + size / 16 + 64 + 3; /* zlib's and LZO's worst */
-    unsigned char *scratch = malloc(scratch_size);
-    void *wrkmem = kind == KIND_LZO ? malloc(LZO1X_1_MEM_COMPRESS) : NULL;
-    if (scratch == NULL || (kind == KIND_LZO && wrkmem == NULL)) {
-        free(scratch);
-        free(wrkmem);
+    void *wrkmem = NULL;
+    if (kind == KIND_LZO && (wrkmem = malloc(LZO1X_1_MEM_COMPRESS)) == NULL)
         return -1;
-    }
     size_t used = 0;
+    *zeros = 0;
     for (size_t i = 0; i < count; i++) {
-        const unsigned char *page = pages + i * size;
-        zero[i] = exclude_zero && is_zero_page(page, size);
-        sizes[i] = flags[i] = 0;
-        if (zero[i])
+        const unsigned char *page = pages + (size_t)(rows ? rows[i] : (int64_t)i) * size;
+        struct page_desc *d = &desc[i];
+        d->page_flags = 0;
+        d->flags = 0;
+        if (exclude_zero && is_zero_page(page, size)) {
+            d->offset = -1; /* the shared zero page, placed by the writer */
+            d->size = (uint32_t)size;
+            ++*zeros;
             continue;
-        size_t len = compress_page(kind, page, size, scratch, scratch_size, wrkmem);
+        }
+        size_t len = compress_page(kind, page, size, out + used, size + PACK_SLACK(size), wrkmem);
         if (len > 0 && len < size) {
-            memcpy(out + used, scratch, len);
-            sizes[i] = (uint32_t)len;
-            flags[i] = (uint32_t)kind;
+            d->flags = (uint32_t)kind;
         } else {
             memcpy(out + used, page, size);
-            sizes[i] = (uint32_t)size;
             len = size;
         }
+        d->offset = (int64_t)used;
+        d->size = (uint32_t)len;
         used += len;
     }
-    free(scratch);
     free(wrkmem);
     return (Py_ssize_t)used;
+}
+
+/* rows: None, or a buffer of int64 page indices each inside pages. */
+static int
+check_rows(PyObject *rows_obj, Py_buffer *rows, Py_ssize_t npages, Py_ssize_t *count)
+{
+    if (rows_obj == Py_None) {
+        *count = npages;
+        return 0;
+    }
+    if (PyObject_GetBuffer(rows_obj, rows, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (rows->len % (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "rows must be an int64 array");
+        return -1;
+    }
+    *count = rows->len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *r = rows->buf;
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        if (r[i] < 0 || r[i] >= npages) {
+            PyErr_SetString(PyExc_ValueError, "a row index is outside the pages");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static PyObject *
 pack(PyObject *self, PyObject *args)
 {
     int kind, exclude_zero;
-    Py_ssize_t page_size;
-    Py_buffer pages, out, sizes, flags, zero;
-    if (!PyArg_ParseTuple(args, "iy*npw*w*w*w*", &kind, &pages, &page_size, &exclude_zero,
-                          &out, &sizes, &flags, &zero))
+    Py_ssize_t page_size, count = 0;
+    PyObject *rows_obj;
+    Py_buffer pages, out, desc, rows = {0};
+    if (!PyArg_ParseTuple(args, "iy*nOpw*w*", &kind, &pages, &page_size, &rows_obj,
+                          &exclude_zero, &out, &desc))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t count = page_size > 0 ? pages.len / page_size : 0;
-    if (kind != KIND_ZLIB && kind != KIND_LZO) {
+    if (kind != KIND_NONE && kind != KIND_ZLIB && kind != KIND_LZO) {
         PyErr_Format(PyExc_ValueError, "unknown compression kind %d", kind);
     } else if (page_size <= 0 || page_size % 8 || pages.len % page_size) {
         PyErr_SetString(PyExc_ValueError, "pages must be whole pages of a multiple of 8 bytes");
-    } else if (out.len < pages.len || sizes.len < count * 4 || flags.len < count * 4 ||
-               zero.len < count) {
-        PyErr_SetString(PyExc_ValueError, "output buffers are too small for the pages");
-    } else {
-        Py_ssize_t used;
-        Py_BEGIN_ALLOW_THREADS
-        used = pack_pages(kind, pages.buf, (size_t)count, (size_t)page_size, exclude_zero,
-                          out.buf, sizes.buf, flags.buf, zero.buf);
-        Py_END_ALLOW_THREADS
-        result = used < 0 ? PyErr_NoMemory() : PyLong_FromSsize_t(used);
+    } else if (check_rows(rows_obj, &rows, pages.len / page_size, &count) == 0) {
+        if (out.len < count * page_size + PACK_SLACK(page_size) ||
+            desc.len < count * (Py_ssize_t)sizeof(struct page_desc)) {
+            PyErr_SetString(PyExc_ValueError, "output buffers are too small for the pages");
+        } else {
+            Py_ssize_t used, zeros;
+            Py_BEGIN_ALLOW_THREADS
+            used = pack_pages(kind, pages.buf, (size_t)page_size, rows.buf, (size_t)count,
+                              exclude_zero, out.buf, desc.buf, &zeros);
+            Py_END_ALLOW_THREADS
+            result = used < 0 ? PyErr_NoMemory() : Py_BuildValue("nn", used, zeros);
+        }
     }
+    if (rows.obj != NULL)
+        PyBuffer_Release(&rows);
     PyBuffer_Release(&pages);
     PyBuffer_Release(&out);
-    PyBuffer_Release(&sizes);
-    PyBuffer_Release(&flags);
-    PyBuffer_Release(&zero);
+    PyBuffer_Release(&desc);
     return result;
 }
 
@@ -130,7 +185,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "kdumpy.collect._pagepack",
-    "Per-page zlib/LZO compression of a batch of pages, in C.", -1, methods,
+    "Per-page compression and page descriptors of a batch of pages, in C.", -1, methods,
 };
 
 PyMODINIT_FUNC

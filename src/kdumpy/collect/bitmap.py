@@ -45,7 +45,8 @@ class PageSelector:
     ) -> None:
         self.dump = dump
         self.level = dump_level
-        self.ram = dump.ram_ranges()
+        # Memory past max_mapnr (declared by the dump but not supported by it) is absent.
+        self.ram = [(s, min(e, max_mapnr)) for s, e in dump.ram_ranges() if s < max_mapnr]
         self.present = dump.pfn_ranges()
         self.rules: PageRules | None = None
         self.memmap: MemMap | None = None

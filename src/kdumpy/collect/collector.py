@@ -83,8 +83,8 @@ def _write_kdump(
                 done_pfns += n
                 if sel.size == 0:
                     continue
-                pages = src.read_pages(b, n, sel)
-                job = (compress_pages, b + sel, pages, options.compression, bool(level & 1))
+                pages, rows = src.read_batch(b, n, sel)
+                job = (compress_pages, pages, rows, options.compression, bool(level & 1))
                 for batch in pool.submit(*job):
                     _add(writer, batch, summary)
                 if options.progress is not None:
@@ -97,9 +97,9 @@ def _write_kdump(
 
 
 def _add(writer: KdumpWriter, batch: PageBatch, summary: Summary) -> None:
-    writer.add_pages(batch.sizes, batch.flags, batch.zero, batch.data)
-    summary.zero_pages += int(np.count_nonzero(batch.zero))
-    summary.written_pages += int(batch.sizes.shape[0])
+    writer.add_pages(batch.desc, batch.data, batch.nbytes)
+    summary.zero_pages += batch.zero_count
+    summary.written_pages += batch.desc.shape[0]
 
 
 def _open_sink(
@@ -146,9 +146,7 @@ def collect(
         levels = list(options.dump_levels)
         while True:
             level = src.effective_level(levels.pop(0))
-            summary = Summary(
-                dump_level=level, output=dst or "<stdout>", warnings=src.dump.warnings
-            )
+            summary = Summary(dump_level=level, output=dst or "<stdout>", warnings=src.warnings)
             try:
                 _collect_once(src, dst, options, level, summary, stream, last_try=not levels)
             except DiskFullError:

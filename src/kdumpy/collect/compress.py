@@ -30,6 +30,7 @@ from kdumpy.vmcore.compression import (
     COMPRESSED_ZLIB,
     COMPRESSED_ZSTD,
 )
+from kdumpy.vmcore.diskdump_format import PAGE_DESC
 
 COMPRESSIONS = ("none", "zlib", "lzo", "snappy", "zstd")
 FLAG_OF = {
@@ -43,13 +44,19 @@ Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer
 # Compresses the rows ``keep`` of a uint8 [k, page_size] array, one result per row.
 BatchCompressor = Callable[[np.ndarray, np.ndarray], Sequence[Buffer]]
 
-# The C loop (_pagepack.c) for zlib and LZO, when it was built at install time; the
-# Python path below writes the same bytes.
+# The C loop (_pagepack.c) for none, zlib and LZO, when it was built at install time;
+# the Python path below writes the same bytes and descriptors.
 try:
     from kdumpy.collect._pagepack import pack as _native_pack
 except ImportError:  # no compiler or liblzo2-dev at install time
     _native_pack = None
-NATIVE = ("zlib", "lzo")
+NATIVE = ("none", "zlib", "lzo")
+
+
+def pack_room(pages: int, page_size: int) -> int:
+    """Bytes of output the C loop needs for ``pages`` pages (``PACK_SLACK`` in _pagepack.c:
+    a page adds at most ``page_size``, a compressor is given its worst case)."""
+    return pages * page_size + page_size // 16 + 67
 
 
 def _new_compressor(kind: str) -> BatchCompressor:
@@ -103,18 +110,18 @@ def _thread_compressor(kind: str) -> BatchCompressor:
 
 @dataclass
 class PageBatch:
-    """Compressed pages of a batch in pfn order: per-page sizes/flags and their data.
+    """The pages of a batch as the writer stores them, in pfn order.
 
-    Zero pages (when excluded) have ``zero`` set, size 0 and no data.  ``data`` is a
-    list of buffers holding the pages' stored bytes back to back (written with one
-    ``pwritev``, never joined).
+    ``desc`` has one page descriptor (:data:`PAGE_DESC`) per page whose ``offset`` is
+    relative to the batch's first stored byte, or -1 for a zero page (the writer points
+    it at the dump's shared zero page).  ``data`` holds the stored bytes back to back in
+    one or more buffers (written with one ``pwritev``, never joined), ``nbytes`` long.
     """
 
-    pfns: np.ndarray
-    sizes: np.ndarray
-    flags: np.ndarray
-    zero: np.ndarray
+    desc: np.ndarray
     data: list[Buffer]
+    nbytes: int
+    zero_count: int
 
 
 def zero_pages(pages: np.ndarray) -> np.ndarray:
@@ -125,56 +132,58 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
     return np.asarray(~words.any(axis=1), dtype=bool)
 
 
-def compress_pages(pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool) -> PageBatch:
-    """Compress the pages of one batch (runs on a worker thread)."""
+def compress_pages(
+    pages: np.ndarray, rows: np.ndarray | None, kind: str, exclude_zero: bool
+) -> PageBatch:
+    """Compress the pages ``rows`` of ``pages`` (all when None) as one batch; runs on a
+    worker thread.  ``pages`` is read in place (a mapping of the dump: no copy)."""
     if kind not in FLAG_OF:
         raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
     pages = np.ascontiguousarray(pages)
     if kind in NATIVE and _native_pack is not None:
-        return _compress_native(pfns, pages, kind, exclude_zero)
-    return _compress_python(pfns, pages, kind, exclude_zero)
+        return _compress_native(pages, rows, kind, exclude_zero)
+    return _compress_python(pages if rows is None else pages[rows], kind, exclude_zero)
 
 
 def _compress_native(
-    pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool
+    pages: np.ndarray, rows: np.ndarray | None, kind: str, exclude_zero: bool
 ) -> PageBatch:
-    k = pages.shape[0]
-    sizes, flags = np.empty(k, dtype=np.uint32), np.empty(k, dtype=np.uint32)
-    zero = np.empty(k, dtype=bool)
-    out = _scratch(pages.size)
+    k, page_size = (pages.shape[0] if rows is None else rows.shape[0]), pages.shape[1]
+    if rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+    desc = np.empty(k, dtype=PAGE_DESC)
+    # A fresh buffer per batch (not zero-filled): the writer may hold it until it flushes.
+    out = np.empty(pack_room(k, page_size), dtype=np.uint8)
     assert _native_pack is not None
-    used = _native_pack(FLAG_OF[kind], pages, pages.shape[1], exclude_zero, out, sizes, flags, zero)
-    # A copy of what was used: the batch stays buffered until written, the scratch does not.
-    return PageBatch(pfns, sizes, flags, zero, [out[:used].tobytes()])
+    used, zeros = _native_pack(
+        FLAG_OF[kind], pages, page_size, rows, exclude_zero, out, desc.view(np.uint8)
+    )
+    return PageBatch(desc, [out[:used].data], used, zeros)
 
 
-def _scratch(size: int) -> np.ndarray:
-    """This thread's output buffer for the C loop, grown as needed and reused."""
-    buf: np.ndarray | None = getattr(_local, "scratch", None)
-    if buf is None or buf.size < size:
-        buf = _local.scratch = np.empty(size, dtype=np.uint8)
-    return buf
-
-
-def _compress_python(
-    pfns: np.ndarray, pages: np.ndarray, kind: str, exclude_zero: bool
-) -> PageBatch:
+def _compress_python(pages: np.ndarray, kind: str, exclude_zero: bool) -> PageBatch:
     k, page_size = pages.shape
     zero = zero_pages(pages) if exclude_zero else np.zeros(k, dtype=bool)
-    sizes = np.zeros(k, dtype=np.uint32)
+    sizes = np.full(k, page_size, dtype=np.uint32)
     flags = np.zeros(k, dtype=np.uint32)
     keep = np.flatnonzero(~zero)
     if kind == "none":  # the kept pages as they are, one buffer
-        sizes[keep] = page_size
-        return PageBatch(pfns, sizes, flags, zero, [pages[keep].tobytes()])
-    packed = list(_thread_compressor(kind)(pages, keep))
-    lengths = np.fromiter(map(len, packed), dtype=np.uint32, count=len(packed))
-    smaller = lengths < page_size
-    sizes[keep] = np.where(smaller, lengths, page_size)
-    flags[keep] = np.where(smaller, FLAG_OF[kind], 0)
-    for j in np.flatnonzero(~smaller).tolist():  # no gain: the page is stored raw
-        packed[j] = pages[keep[j]].tobytes()
-    return PageBatch(pfns, sizes, flags, zero, packed)
+        packed: list[Buffer] = [pages[keep].tobytes()]
+    else:
+        packed = list(_thread_compressor(kind)(pages, keep))
+        lengths = np.fromiter(map(len, packed), dtype=np.uint32, count=len(packed))
+        smaller = lengths < page_size
+        sizes[keep] = np.where(smaller, lengths, page_size)
+        flags[keep] = np.where(smaller, FLAG_OF[kind], 0)
+        for j in np.flatnonzero(~smaller).tolist():  # no gain: the page is stored raw
+            packed[j] = pages[keep[j]].tobytes()
+    desc = np.zeros(k, dtype=PAGE_DESC)
+    stored = sizes[keep].astype(np.int64)
+    desc["offset"] = -1
+    desc["offset"][keep] = np.cumsum(stored) - stored
+    desc["size"] = sizes
+    desc["flags"] = flags
+    return PageBatch(desc, packed, int(stored.sum()), int(k - keep.size))
 
 
 class OrderedPool:

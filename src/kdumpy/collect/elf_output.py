@@ -30,7 +30,7 @@ def _source_loads(src: DumpSource) -> list[tuple[int, int, int]]:
     if loads:
         return [(s.paddr >> shift, (s.paddr + s.size) >> shift,
                  s.vaddr + ((((s.paddr >> shift) << shift)) - s.paddr)) for s in loads]  # fmt: skip
-    return [(s, e, s << shift) for s, e in src.dump.ram_ranges()]
+    return [(s, e, s << shift) for s, e in src.ram_ranges]
 
 
 def _drop_zero_pages(src: DumpSource, start: int, keep: np.ndarray) -> int:

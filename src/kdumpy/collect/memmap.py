@@ -23,6 +23,9 @@ from kdumpy.vmcore.base import Dump
 # the decoded address is aligned far beyond that, so clearing 6 is always safe.
 SECTION_FLAG_BITS = 0x3F
 SECTION_HAS_MEM_MAP = 0x2
+# No machine kdumpy reads has more physical address bits (x86_64 5-level, arm64 LPA/LPA2):
+# a VMCOREINFO claiming more is capped, so the section table stays bounded.
+MAX_PHYSMEM_BITS = 52
 
 
 class MemMap:
@@ -51,26 +54,31 @@ class MemMap:
         nsec = (max_mapnr + (1 << self.section_bits) - 1) >> self.section_bits
         self.section_map = self._decode_sections(root_array, nsec)
 
-    def _decode_sections(self, root_array: int, nsec: int) -> np.ndarray:
-        """Decoded ``mem_map`` address of every section (0: no memory map)."""
+    def _decode_sections(self, root_array: int, nsec: int) -> dict[int, int]:
+        """Decoded ``mem_map`` address of each section that has one (absent: none).
+
+        Only sections whose root is in the dump are looked at, so the work follows
+        the dump's bytes (a 4 KiB root per 256 sections), not the memory it declares.
+        """
         info = self.dump.vmcoreinfo
         ms_size = info.require("SIZE(mem_section)")
         ms_off = info.require("OFFSET(mem_section.section_mem_map)")
-        max_bits = info.number("MAX_PHYSMEM_BITS") or 46
-        nr_mem_sections = 1 << (max_bits - self.section_bits - self.page_shift)
+        max_bits = min(info.number("MAX_PHYSMEM_BITS") or 46, MAX_PHYSMEM_BITS)
+        nr_mem_sections = 1 << max(0, max_bits - self.section_bits - self.page_shift)
+        nsec = min(nsec, nr_mem_sections)
+        if not 0 < ms_size <= self.page_size:
+            raise DumpFormatError(f"{self.dump.path}: bad VMCOREINFO SIZE(mem_section) {ms_size}")
         per_root = self.page_size // ms_size
         nroots = info.length("mem_section")
         extreme = nroots is None or nroots != nr_mem_sections
-        out = np.zeros(nsec, dtype=np.uint64)
+        wanted = (nsec + per_root - 1) // per_root
         tr = self.dump.translator
         if extreme:
-            nroots = (nsec + per_root - 1) // per_root
-            roots = struct.unpack(f"<{nroots}Q", tr.read_virt(root_array, 8 * nroots))
+            count = wanted if nroots is None else min(wanted, nroots)
+            roots = struct.unpack(f"<{count}Q", tr.read_virt(root_array, 8 * count))
         else:
-            roots = tuple(
-                root_array + i * per_root * ms_size
-                for i in range((nsec + per_root - 1) // per_root)
-            )
+            roots = tuple(root_array + i * per_root * ms_size for i in range(wanted))
+        out: dict[int, int] = {}
         for r, root in enumerate(roots):
             if not root:
                 continue
@@ -82,9 +90,13 @@ class MemMap:
             decoded = (raw & ~np.uint64(SECTION_FLAG_BITS)) + (
                 nr << np.uint64(self.section_bits)
             ) * np.uint64(self.struct_size)
-            has = (raw & np.uint64(SECTION_HAS_MEM_MAP)) != 0
-            out[first : first + count] = np.where(has, decoded, 0)
+            for i in np.flatnonzero((raw & np.uint64(SECTION_HAS_MEM_MAP)) != 0).tolist():
+                out[first + i] = int(decoded[i])
         return out
+
+    def described_end(self) -> int:
+        """One past the last pfn of the last section that has a memory map (0: none)."""
+        return (max(self.section_map) + 1) << self.section_bits if self.section_map else 0
 
     def read(self, pfn0: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Struct pages of ``pfn0 .. pfn0+count-1``: uint8 ``[count, SIZE(page)]`` and validity."""
@@ -97,7 +109,7 @@ class MemMap:
         while pfn < end:
             sec = pfn >> self.section_bits
             sec_end = min(end, (sec + 1) << self.section_bits)
-            base = int(self.section_map[sec]) if sec < self.section_map.shape[0] else 0
+            base = self.section_map.get(sec, 0)
             if base:
                 vaddr = base + (pfn - (sec << self.section_bits)) * size
                 pos = (pfn - pfn0) * size

@@ -18,11 +18,13 @@ from types import TracebackType
 
 import numpy as np
 
+from kdumpy.collect.memmap import MemMap
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.base import Dump
 from kdumpy.vmcore.notes import NT_PRSTATUS, Note
 
+BITMAP_FLOOR = 64 << 20  # both bitmaps of 1 TiB of RAM: allowed whatever the input's size
 UTS_LEN = 65
 UTS_NAME_OFFSET_BEFORE_5_11 = 4  # sizeof(struct kref) ahead of uts_namespace.name
 
@@ -54,18 +56,57 @@ class DumpSource:
             )
         self.info = dump.vmcoreinfo
         self.page_size = dump.page_size
-        self.max_mapnr = dump.max_pfn
+        self.warnings: tuple[str, ...] = dump.warnings
         self.notes, self.vmcoreinfo_offset, self.vmcoreinfo_size = serialize_notes(dump.notes)
         self.nr_cpus = sum(1 for n in dump.notes if n.name == "CORE" and n.type == NT_PRSTATUS)
         self.phys_base = self.info.number("phys_base") or 0
         self.crash_time = self.info.crash_time or 0
-        self.total_pages = sum(e - s for s, e in dump.ram_ranges())
         self.input_level = dump.input_dump_level
         self._fd = -1
         self._extents = dump.file_extents()
+        self.max_mapnr = dump.max_pfn
         if self._extents is not None:
             self._fd = os.open(dump.path, os.O_RDONLY)
+            self.max_mapnr = self._supported_max_pfn()
+        # makedumpfile's 1st bitmap: the memory that existed, up to max_mapnr
+        self.ram_ranges = [(s, min(e, self.max_mapnr)) for s, e in dump.ram_ranges()
+                           if s < self.max_mapnr]  # fmt: skip
+        self.total_pages = sum(e - s for s, e in self.ram_ranges)
         self.utsname = self._read_utsname()
+
+    def _supported_max_pfn(self) -> int:
+        """max_mapnr of an ELF source, clipped to the memory the dump supports.
+
+        PT_LOADs may declare more memory (``p_memsz``) than the file holds: makedumpfile
+        -E leaves excluded pages out, and mem_section still describes them.  Memory that
+        neither the file holds nor mem_section describes is treated as absent (one
+        warning), as makedumpfile clips max_mapnr to the last memory map; and the
+        bitmaps, whose size follows max_mapnr, may not outgrow the file (beyond
+        :data:`BITMAP_FLOOR`), so time and output follow the input's bytes.
+        """
+        declared = self.dump.max_pfn
+        ranges = self.dump.pfn_ranges()
+        limit = held = ranges[-1][1] if ranges else 0
+        if declared > held:
+            try:
+                described = MemMap(self.dump, declared, self.read_phys).described_end()
+            except KdumpyError:
+                described = 0  # no usable mem_section: the file alone says what exists
+            limit = max(held, min(declared, described))
+        shift = self.page_size.bit_length() - 1
+        if limit < declared:
+            self.warnings += (
+                f"{self.path}: PT_LOADs declare memory up to {declared << shift:#x}, but the "
+                f"file holds or mem_section describes memory only up to {limit << shift:#x}; "
+                "the rest is treated as absent",
+            )
+        size = os.fstat(self._fd).st_size
+        if limit // 4 > max(BITMAP_FLOOR, size):
+            raise DumpFormatError(
+                f"{self.path}: data at physical address {(limit - 1) << shift:#x} would need "
+                f"{limit // 4} bytes of bitmaps, more than this {size}-byte file supports"
+            )
+        return limit
 
     def _read_utsname(self) -> tuple[str, str, str, str, str, str]:
         """``init_uts_ns.name`` from memory; OSRELEASE and the dump's machine if it cannot be read.
@@ -98,22 +139,29 @@ class DumpSource:
 
     def read_pages(self, start_pfn: int, count: int, select: np.ndarray) -> np.ndarray:
         """Data of pages ``start_pfn + select`` as a contiguous uint8 ``[k, page_size]`` array."""
+        pages, rows = self.read_batch(start_pfn, count, select)
+        return np.ascontiguousarray(pages if rows is None else pages[rows])
+
+    def read_batch(
+        self, start_pfn: int, count: int, select: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pages ``start_pfn + select`` without a gathering copy: ``(pages, rows)``, where
+        ``pages[rows]`` are the selected pages (``rows`` None: all of ``pages``).  Mostly
+        kept batches come as a read-only mapping of their file range."""
         if self._extents is None:
             pages, _present = self.dump.read_pfns(start_pfn, count)
-            return np.ascontiguousarray(pages[select])
-        ps = self.page_size
+            return pages, None if select.shape[0] == count else select
         if select.shape[0] * 2 >= count:
             mapped = self._map_pages(start_pfn, count)
             if mapped is not None:
-                whole = select.shape[0] == count  # all of them: compress in place, no copy
-                return mapped if whole else np.ascontiguousarray(mapped[select])
-        out = np.empty((select.shape[0], ps), dtype=np.uint8)  # every selected page is in the file
-        # Runs of consecutive selected pfns become one pread each.
+                return mapped, None if select.shape[0] == count else select
+        out = np.empty((select.shape[0], self.page_size), dtype=np.uint8)
+        # Every selected page is in the file.  Runs of consecutive pfns: one pread each.
         breaks = np.flatnonzero(np.diff(select) != 1) + 1
         for run in np.split(np.arange(select.shape[0]), breaks):
             first = start_pfn + int(select[run[0]])
-            self._pread_into(out[run[0] : run[-1] + 1], first * ps)
-        return out
+            self._pread_into(out[run[0] : run[-1] + 1], first * self.page_size)
+        return out, None
 
     def _map_pages(self, start_pfn: int, count: int) -> np.ndarray | None:
         """Pages ``start_pfn..+count`` as a read-only array over a mapping of just their file

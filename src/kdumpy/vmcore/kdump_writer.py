@@ -17,7 +17,7 @@ then sets ``DUMP_DH_COMPRESSED_INCOMPLETE`` in the header, as makedumpfile does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from kdumpy.vmcore.diskdump_format import (
     PAGE_DESC,
 )
 
+Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer protocol
 HEADER_VERSION = 6
 UINT_MAX = 0xFFFFFFFF
 FLUSH_BYTES = 1 << 20  # page data buffered before a write (makedumpfile: 64 KiB)
@@ -39,7 +40,7 @@ class Sink(Protocol):
 
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
-    def writev_at(self, offset: int, parts: list[bytes]) -> None:
+    def writev_at(self, offset: int, parts: list[Buffer]) -> None:
         """Write ``parts`` back to back at ``offset``."""
         ...
 
@@ -147,7 +148,7 @@ class KdumpWriter:
         self.desc_pos = layout.offset_desc
         self.data_pos = layout.offset_data + (layout.block_size if zero_page else 0)
         self._descs: list[np.ndarray] = []
-        self._data: list[bytes] = []
+        self._data: list[Buffer] = []
         self._data_len = 0
         self.pages_written = 0
 
@@ -165,29 +166,21 @@ class KdumpWriter:
         base = self.layout.offset_bitmap1 if which == 1 else self.layout.offset_bitmap2
         self.sink.write_at(base + start_pfn // 8, np.packbits(bits, bitorder="little").tobytes())
 
-    def add_pages(
-        self, sizes: np.ndarray, flags: np.ndarray, zero: np.ndarray, data: list[bytes]
-    ) -> None:
+    def add_pages(self, desc: np.ndarray, data: list[Buffer], nbytes: int) -> None:
         """Descriptors and data of the next dumpable pages in pfn order.
 
-        ``sizes``/``flags`` per page, ``zero`` marks pages that share the zero page
-        (no bytes in ``data``); ``data`` holds the pages' stored bytes in order.
+        ``desc`` (:data:`PAGE_DESC`) has offsets relative to the first byte of ``data``
+        (the pages' stored bytes back to back, ``nbytes`` in all), -1 for a page that
+        shares the zero page; they are made absolute here.
         """
-        k = sizes.shape[0]
-        desc = np.zeros(k, dtype=PAGE_DESC)
-        stored = ~zero
-        s = sizes[stored].astype(np.int64)
-        offsets = self.data_pos + self._data_len + np.cumsum(s) - s
-        desc["offset"][stored] = offsets
-        desc["size"][stored] = s
-        desc["flags"][stored] = flags[stored]
-        if zero.any():
-            desc["offset"][zero] = self.zero_offset
-            desc["size"][zero] = self.layout.block_size
+        offsets = desc["offset"]
+        shared = offsets < 0
+        offsets += self.data_pos + self._data_len
+        offsets[shared] = self.zero_offset
         self._descs.append(desc)
         self._data.extend(data)
-        self._data_len += int(s.sum())
-        self.pages_written += k
+        self._data_len += nbytes
+        self.pages_written += desc.shape[0]
         if self._data_len >= FLUSH_BYTES or sum(d.shape[0] for d in self._descs) >= 1 << 15:
             self.flush()
 
