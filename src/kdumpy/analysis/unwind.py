@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
-from kdumpy.analysis import orc as O
+from kdumpy.analysis.helpers.modules import module_orc_tables
+from kdumpy.analysis.helpers.tasks import cpu_of_active_task
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.orc import OrcEntry, OrcTable, orc_version
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
-from kdumpy.analysis.unwind_fp import IRET_FRAME_OFFSET, PT_REGS, PT_REGS_SIZE, fp_step
+from kdumpy.arch.x86_64 import orc as O
+from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable, orc_version
+from kdumpy.arch.x86_64.unwind_fp import IRET_FRAME_OFFSET, PT_REGS, PT_REGS_SIZE, fp_step
 from kdumpy.errors import KdumpyError
 
 MAX_FRAMES = 256
@@ -110,8 +112,6 @@ class Unwinder:
             )
             hi = sym("_etext") or table.end
             out.append((table.start, max(hi, table.end), table))
-        from kdumpy.analysis.helpers.modules import module_orc_tables
-
         with contextlib.suppress(KdumpyError):
             out += module_orc_tables(self.prog, self.version)
         return out
@@ -315,8 +315,6 @@ def unwinder(prog: Program) -> Unwinder:
 def stack_trace(prog: Program, task: Object) -> list[Frame]:
     """The backtrace of a task: from its CPU's PRSTATUS if it was running, else from
     its saved context."""
-    from kdumpy.analysis.helpers.tasks import cpu_of_active_task
-
     cpu = cpu_of_active_task(prog, task)
     u = unwinder(prog)
     if cpu is not None and cpu in prog.cpu_prstatus:

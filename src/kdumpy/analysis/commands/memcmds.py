@@ -161,6 +161,7 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
             "dis needs capstone (a dependency of kdumpy: pip install capstone)"
         ) from None
     prog = session.prog
+    md = prog.arch.disassembler(capstone)
     address = resolve_address(session, opts.address)
     sym = prog.find_symbol(address)
     if opts.count is not None:
@@ -172,7 +173,6 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     else:
         count, limit = 1, 16
     code = prog.read(address, max(1, min(limit, 1 << 16)))
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     out: list[str] = []
     for insn in md.disasm(code, address):
         if len(out) >= count:
