@@ -99,6 +99,8 @@ def test_collected_kdump_reads_back_in_drgn(arm64_dump, tmp_path: Path) -> None:
     back.set_core_dump(str(out))
     with open_dump(out) as written:
         assert written.header.machine == "aarch64" and written.arch.name == "arm64"
+        # makedumpfile's get_phys_base_arm64 keeps NUMBER(PHYS_OFFSET) as phys_base
+        assert written.sub_header.phys_base == dump.vmcoreinfo.number("PHYS_OFFSET")
         kept = [pfn for start, end in written.pfn_ranges() for pfn in range(start, end)]
     ram = sum(end - start for start, end in dump.ram_ranges())
     assert 0 < len(kept) < ram // 2  # free and cache pages were left out

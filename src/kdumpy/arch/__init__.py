@@ -12,7 +12,10 @@ Map (module: what it answers):
 * ``kdumpy.arch.<machine>`` (``x86_64``, ``arm64``): the machine's :class:`Architecture`;
   ``.translate`` kernel virtual -> physical from the page tables and VMCOREINFO;
   ``.registers`` the ``NT_PRSTATUS`` register layout and names; ``.unwind`` the
-  machine's stack-unwinding steps.
+  machine's stack-unwinding steps (x86_64 also ``.orc`` and ``.unwind_fp``);
+  ``.frames`` how ``bt`` shows and finds exception frames.
+
+DEVELOPERS.md has the table of which module answers what.
 """
 
 from __future__ import annotations

@@ -157,6 +157,8 @@ class Architecture:
     registers: RegisterLayout
     thread_size: int  # kernel stack size (THREAD_SIZE, without KASAN)
     image_start: int  # lowest address of the (unrelocated) kernel image's symbols
+    max_physmem_bits: int  # MAX_PHYSMEM_BITS where VMCOREINFO lacks it
+    phys_base_number: str  # the NUMBER() whose value a kdump header keeps as phys_base
     capstone: tuple[str, str]  # capstone's arch and mode constant names
     make_translator: Callable[[DumpMemory], Translator]
     # bt's exception frames: crash's register block, entry from user mode, and the

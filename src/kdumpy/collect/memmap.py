@@ -56,7 +56,7 @@ class MemMap:
         info = self.dump.vmcoreinfo
         ms_size = info.require("SIZE(mem_section)")
         ms_off = info.require("OFFSET(mem_section.section_mem_map)")
-        max_bits = info.number("MAX_PHYSMEM_BITS") or 46
+        max_bits = info.number("MAX_PHYSMEM_BITS") or self.dump.arch.max_physmem_bits
         nr_mem_sections = 1 << (max_bits - self.section_bits - self.page_shift)
         per_root = self.page_size // ms_size
         nroots = info.length("mem_section")

@@ -57,7 +57,7 @@ class DumpSource:
         self.max_mapnr = dump.max_pfn
         self.notes, self.vmcoreinfo_offset, self.vmcoreinfo_size = serialize_notes(dump.notes)
         self.nr_cpus = sum(1 for n in dump.notes if n.name == "CORE" and n.type == NT_PRSTATUS)
-        self.phys_base = self.info.number("phys_base") or 0
+        self.phys_base = self.info.number(dump.arch.phys_base_number) or 0
         self.crash_time = self.info.crash_time or 0
         self.total_pages = sum(e - s for s, e in dump.ram_ranges())
         self.input_level = dump.input_dump_level
