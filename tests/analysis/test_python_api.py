@@ -168,8 +168,8 @@ def _dis(cmd: str, py: str) -> tuple[list, list]:
 def _kmem(cmd: str, py: str) -> tuple[list, list]:
     total = re.search(r"TOTAL MEM\s+(\d+)", cmd)[1]
     free = re.search(r"FREE\s+(\d+)", cmd)[1]
-    m = re.search(r"TOTAL MEM (\d+) pages, FREE (\d+) pages", py)
-    return [total, free], [m[1], m[2]]
+    # kmem's equivalent prints the total and the free page counts, in that order
+    return [total, free], re.findall(r"\d+", py)[:2]
 
 
 def _help(cmd: str, py: str) -> tuple[bool, bool]:

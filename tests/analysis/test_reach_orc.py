@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kdumpy.analysis.memory import FaultError
-from kdumpy.analysis.orc import (
+from kdumpy.analysis.unwind import Unwinder
+from kdumpy.arch.x86_64.orc import (
     ORC_REG_BP,
     ORC_REG_PREV_SP,
     TYPE_CALL,
@@ -19,7 +20,6 @@ from kdumpy.analysis.orc import (
     normalize_flags,
     orc_version,
 )
-from kdumpy.analysis.unwind import Unwinder
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from kdumpy.analysis.memory import FaultError
-from kdumpy.analysis.unwind_fp import PT_REGS, PT_REGS_SIZE, fp_step
+from kdumpy.arch.x86_64.unwind_fp import PT_REGS, PT_REGS_SIZE, fp_step
 
 TASK_STACK = 0xFFFFC90000010000  # 16 KiB, top at +0x4000
 IRQ_STACK = 0xFFFFC90000104000

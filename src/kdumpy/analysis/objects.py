@@ -9,8 +9,10 @@ could clash with a C member name (like drgn's API), so ``task.mm`` is the member
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from kdumpy.analysis.memory import KernelMemory
+from kdumpy.analysis.symbols import Symbol
 from kdumpy.analysis.types import (
     ArrayType,
     EnumType,
@@ -22,12 +24,30 @@ from kdumpy.analysis.types import (
     Type,
     pointer_to,
 )
+from kdumpy.arch import Architecture
 from kdumpy.errors import KdumpyError
 
-if TYPE_CHECKING:
-    from kdumpy.analysis.program import Program
-
 _INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+class ObjectProgram(Protocol):
+    """What objects and their users need of the program they live in
+    (:class:`kdumpy.analysis.program.Program` implements it; a protocol because the
+    program creates objects, so this module cannot import it)."""
+
+    memory: KernelMemory
+
+    @property
+    def arch(self) -> Architecture: ...
+
+    def read(self, address: int, size: int) -> bytes: ...
+    def read_u64(self, address: int) -> int: ...
+    def type(self, spec: str) -> Type: ...
+    def offsetof(self, t: Type | str, member: str) -> int: ...
+    def value(self, type_: Type | str, value: int) -> Object: ...
+    def pointer(self, type_: Type | str, address: int) -> Object: ...
+    def object_at(self, type_: Type | str, address: int) -> Object: ...
+    def find_symbol(self, address: int) -> Symbol | None: ...
 
 
 class ObjectError(KdumpyError):
@@ -41,7 +61,7 @@ class Object:
 
     def __init__(
         self,
-        prog: Program,
+        prog: ObjectProgram,
         type_: Type,
         address: int | None = None,
         value: int | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from kdumpy.analysis.objects import Object
+from kdumpy.analysis.objects import Object, ObjectProgram
 from kdumpy.analysis.types import (
     ArrayType,
     EnumType,
@@ -24,7 +24,7 @@ from kdumpy.analysis.types import (
 from kdumpy.errors import KdumpyError
 
 if TYPE_CHECKING:
-    from kdumpy.analysis.program import Program
+    pass
 
 _MAX_ARRAY = 64  # elements shown before "..."
 # pahole writes DWARF's base type names into BTF; gdb (so crash) spells them as C does.
@@ -138,14 +138,10 @@ def _string(data: bytes) -> str:
     return f'"{text}"'
 
 
-# The kernel image and modules (x86_64 __START_KERNEL_map): gdb names pointers there.
-_KERNEL_IMAGE = 0xFFFFFFFF80000000
-
-
-def symbol_suffix(prog: Program, address: int) -> str:
+def symbol_suffix(prog: ObjectProgram, address: int) -> str:
     """`` <init_task>`` or `` <init_task+2976>`` (decimal, as gdb) for pointers into
-    the kernel image or modules; nothing for other addresses."""
-    if address < _KERNEL_IMAGE:
+    the kernel image or modules (where gdb names them); nothing for other addresses."""
+    if address < prog.arch.image_start:
         return ""
     sym = prog.find_symbol(address)
     if sym is None or address - sym.address >= 1 << 16:

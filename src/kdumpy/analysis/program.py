@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 from kdumpy.analysis.btf import Btf
 from kdumpy.analysis.dwarf import btf_from_dwarf
@@ -66,8 +68,6 @@ _TYPE_SPEC = re.compile(
 )
 
 
-# x86_64 modules live above the kernel image (MODULES_VADDR with the 1 GiB KASLR image).
-MODULES_VADDR = 0xFFFFFFFFC0000000
 # Per-CPU addresses wrap: since 6.15 x86_64 per-CPU symbols are ordinary kernel
 # addresses and __per_cpu_offset[] may be "negative".
 _U64 = (1 << 64) - 1
@@ -84,6 +84,11 @@ class TypesMissingError(DumpFormatError):
 class Program:
     """A crashed kernel as seen through its dump."""
 
+    # Reads the modules' symbols and BTF into a program.  It walks the module list with
+    # objects of this program, so it lives above it (kdumpy.analysis.helpers.modules),
+    # and the analysis package installs it when it is imported.
+    module_loader: ClassVar[Callable[[Program], None] | None] = None
+
     def __init__(
         self, dump: Dump, path: str | None = None, symbol_file: SymbolFile | None = None
     ) -> None:
@@ -91,6 +96,7 @@ class Program:
         self.path = path or dump.path
         self.info = dump.vmcoreinfo
         self.memory = KernelMemory(dump)
+        self.arch = dump.arch
         self.symbol_file = symbol_file
         self._modules_loaded = False
 
@@ -170,7 +176,7 @@ class Program:
         table = SymbolTable()
         sf = self.symbol_file
         if sf is not None:
-            addresses = sf.relocated(kaslr_offset(self.info))
+            addresses = sf.relocated(kaslr_offset(self.info), self.arch.image_start)
             table.add_arrays(sf.names, sf.types, addresses, None, sf.sizes)
         else:
             table.add_kallsyms(self.kallsyms)
@@ -188,7 +194,7 @@ class Program:
 
     def find_symbol(self, address: int) -> Symbol | None:
         """The symbol covering an address, vmlinux or module (modules load on demand)."""
-        if address >= MODULES_VADDR:
+        if address >= self.dump.translator.modules_start:
             self.load_modules()
         return self.symbols.find(address)
 
@@ -429,11 +435,10 @@ class Program:
 
     # -- modules -------------------------------------------------------------------------------
     def load_modules(self) -> None:
-        """Add module symbols and module BTF (once)."""
+        """Add module symbols and module BTF (once), with :attr:`module_loader`."""
         if self._modules_loaded:
             return
         self._modules_loaded = True
-        from kdumpy.analysis.helpers.modules import load_module_debug_info
-
-        with contextlib.suppress(FaultError):
-            load_module_debug_info(self)
+        if Program.module_loader is not None:
+            with contextlib.suppress(FaultError):
+                Program.module_loader(self)

@@ -23,12 +23,11 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from kdumpy.arch import DEFAULT_ARCH
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 DUMP, VMLINUX, SYSTEM_MAP = "dump", "vmlinux", "System.map"
-# Kernel-image addresses move with KASLR; per-CPU offsets and absolute values do not.
-START_KERNEL_MAP = 0xFFFFFFFF80000000
 _DUMP_MAGICS = (b"KDUMP   ", b"DISKDUMP", b"makedumpfile")
 _MAP_LINE = re.compile(rb"^[0-9a-fA-F]{8,16} [A-Za-z?] \S+$")
 _SYM = np.dtype(
@@ -85,9 +84,11 @@ class SymbolFile:
         best = next((i for i in found if not self.types[i].islower()), found[0])
         return int(self.addresses[best])
 
-    def relocated(self, offset: int) -> np.ndarray:
-        """Addresses moved by the KASLR offset (kernel-image addresses only)."""
-        image = self.addresses >= np.uint64(START_KERNEL_MAP)
+    def relocated(self, offset: int, image_start: int = DEFAULT_ARCH.image_start) -> np.ndarray:
+        """Addresses moved by the KASLR offset: kernel-image addresses (from the
+        architecture's ``image_start`` up) move, per-CPU offsets and absolute values
+        do not."""
+        image = self.addresses >= np.uint64(image_start)
         moved = (self.addresses + np.uint64(offset & ((1 << 64) - 1))).astype(np.uint64)
         return np.where(image, moved, self.addresses).astype(np.uint64)
 

@@ -9,13 +9,18 @@ Map (module: what it answers):
 
 * :mod:`kdumpy.arch.base`: the protocols (:class:`DumpMemory`, :class:`Translator`), the
   :class:`Architecture` record, :class:`RegisterLayout`, :class:`TranslationError`.
-* ``kdumpy.arch.<machine>`` (``x86_64``): the machine's :class:`Architecture`;
+* ``kdumpy.arch.<machine>`` (``x86_64``, ``arm64``): the machine's :class:`Architecture`;
   ``.translate`` kernel virtual -> physical from the page tables and VMCOREINFO;
-  ``.registers`` the ``NT_PRSTATUS`` register layout and names.
+  ``.registers`` the ``NT_PRSTATUS`` register layout and names; ``.unwind`` the
+  machine's stack-unwinding steps (x86_64 also ``.orc`` and ``.unwind_fp``);
+  ``.frames`` how ``bt`` shows and finds exception frames.
+
+DEVELOPERS.md has the table of which module answers what.
 """
 
 from __future__ import annotations
 
+from kdumpy.arch.arm64 import ARM64
 from kdumpy.arch.base import (
     Architecture,
     DumpMemory,
@@ -49,7 +54,7 @@ __all__ = [
     "from_vmcoreinfo",
 ]
 
-ARCHITECTURES = (X86_64,)
+ARCHITECTURES = (X86_64, ARM64)
 # What a dump that names no machine and whose VMCOREINFO tells none is taken for.
 DEFAULT_ARCH = X86_64
 SUPPORTED = "kdumpy reads only 64-bit little-endian x86_64 and arm64 dumps"
@@ -93,6 +98,9 @@ def from_uname(machine: str, path: str) -> Architecture | None:
 
 
 def from_vmcoreinfo(info: VmcoreInfoLookup | None) -> Architecture:
-    """The architecture whose VMCOREINFO entries these are (:data:`DEFAULT_ARCH` when
-    nothing tells)."""
+    """The architecture whose VMCOREINFO entries these are: arm64 writes
+    ``NUMBER(kimage_voffset)`` and ``NUMBER(VA_BITS)``, x86_64 neither
+    (:data:`DEFAULT_ARCH` when nothing tells)."""
+    if info is not None and info.number("kimage_voffset") is not None:
+        return ARM64
     return DEFAULT_ARCH

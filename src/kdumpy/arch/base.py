@@ -13,11 +13,19 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 from kdumpy.errors import KdumpyError
 
 ReadFn = Callable[[int, int], bytes]
+
+
+class Readable(Protocol):
+    """Anything that reads kernel virtual memory (the analysis program's memory)."""
+
+    def read(self, address: int, size: int) -> bytes: ...
 
 
 class TranslationError(KdumpyError):
@@ -101,6 +109,11 @@ class Translator(Protocol):
         """Virtual address of ``struct page`` for pfn 0."""
         ...
 
+    @property
+    def modules_start(self) -> int:
+        """Lowest address of the module area (modules and image lie above it)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RegisterLayout:
@@ -143,19 +156,31 @@ class Architecture:
     elf_machine: int  # e_machine: EM_X86_64, EM_AARCH64
     registers: RegisterLayout
     thread_size: int  # kernel stack size (THREAD_SIZE, without KASAN)
+    image_start: int  # lowest address of the (unrelocated) kernel image's symbols
+    max_physmem_bits: int  # MAX_PHYSMEM_BITS where VMCOREINFO lacks it
+    phys_base_number: str  # the NUMBER() whose value a kdump header keeps as phys_base
     capstone: tuple[str, str]  # capstone's arch and mode constant names
     make_translator: Callable[[DumpMemory], Translator]
+    # bt's exception frames: crash's register block, entry from user mode, and the
+    # search for saved registers on a stack (words from an address, is_text(pc))
+    regs_block: Callable[[dict[str, int], str], str]
+    from_user_mode: Callable[[dict[str, int]], bool]
+    scan_exception_frames: Callable[
+        [np.ndarray, int, Callable[[int], bool]], list[tuple[int, dict[str, int]]]
+    ]
     # QEMU dump-guest-memory's "QEMU" CPU-state note, where the machine has one
     qemu_cpu_state: Callable[[bytes], QemuCpuState | None] = _no_qemu_note
+
+    def stack_size(self, page_size: int) -> int:
+        """THREAD_SIZE for this page size: a vmapped stack is at least one page."""
+        return max(self.thread_size, page_size)
 
     def translator(self, dump: DumpMemory) -> Translator:
         """A translator for this dump's kernel addresses."""
         return self.make_translator(dump)
 
-    def disassembler(self) -> object:
-        """A capstone ``Cs`` for this machine's kernel code."""
-        # Imported here for start-up speed: capstone is needed by ``dis`` only.
-        import capstone
-
+    def disassembler(self, capstone: Any) -> Any:
+        """A capstone ``Cs`` for this machine's kernel code, from the ``capstone``
+        module the caller imported (capstone has no types)."""
         arch, mode = self.capstone
         return capstone.Cs(getattr(capstone, arch), getattr(capstone, mode))

@@ -63,7 +63,8 @@ class MemMap:
         info = self.dump.vmcoreinfo
         ms_size = info.require("SIZE(mem_section)")
         ms_off = info.require("OFFSET(mem_section.section_mem_map)")
-        max_bits = min(info.number("MAX_PHYSMEM_BITS") or 46, MAX_PHYSMEM_BITS)
+        declared = info.number("MAX_PHYSMEM_BITS") or self.dump.arch.max_physmem_bits
+        max_bits = min(declared, MAX_PHYSMEM_BITS)
         nr_mem_sections = 1 << max(0, max_bits - self.section_bits - self.page_shift)
         nsec = min(nsec, nr_mem_sections)
         if not 0 < ms_size <= self.page_size:

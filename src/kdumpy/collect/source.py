@@ -59,7 +59,7 @@ class DumpSource:
         self.warnings: tuple[str, ...] = dump.warnings
         self.notes, self.vmcoreinfo_offset, self.vmcoreinfo_size = serialize_notes(dump.notes)
         self.nr_cpus = sum(1 for n in dump.notes if n.name == "CORE" and n.type == NT_PRSTATUS)
-        self.phys_base = self.info.number("phys_base") or 0
+        self.phys_base = self.info.number(dump.arch.phys_base_number) or 0
         self.crash_time = self.info.crash_time or 0
         self.input_level = dump.input_dump_level
         self._fd = -1

@@ -19,34 +19,8 @@ from kdumpy.analysis.lines import LinesUnavailable, LineTable, line_table
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program, TypesMissingError
-from kdumpy.analysis.unwind import PT_REGS, Frame, panic_cpu_trace, stack_trace
+from kdumpy.analysis.unwind import Frame, panic_cpu_trace, stack_trace
 from kdumpy.printable import shown
-
-
-def _regs_block(regs: dict[str, int], where: str = "") -> str:
-    """An exception frame's registers in crash's layout, after ``[exception RIP: where]``
-    when the frame is in the kernel."""
-    r = {k: regs.get(k, 0) for k in PT_REGS}
-    rows = [
-        ("RIP", "ip"), ("RSP", "sp"), ("RFLAGS", "flags"), None,
-        ("RAX", "ax"), ("RBX", "bx"), ("RCX", "cx"), None,
-        ("RDX", "dx"), ("RSI", "si"), ("RDI", "di"), None,
-        ("RBP", "bp"), ("R8", "r8"), ("R9", "r9"), None,
-        ("R10", "r10"), ("R11", "r11"), ("R12", "r12"), None,
-        ("R13", "r13"), ("R14", "r14"), ("R15", "r15"), None,
-    ]  # fmt: skip
-    out: list[str] = [f"    [exception RIP: {where}]\n"] if where else []
-    line: list[str] = []
-    for item in rows:
-        if item is None:
-            out.append("    " + "  ".join(line) + "\n")
-            line = []
-            continue
-        label, key = item
-        width = 8 if key == "flags" else 16
-        line.append(f"{label:>3}: {r[key]:0{width}x}")
-    out.append(f"    ORIG_RAX: {r['orig_ax']:016x}  CS: {r['cs']:04x}  SS: {r['ss']:04x}\n")
-    return "".join(out)
 
 
 def format_backtrace(
@@ -54,17 +28,18 @@ def format_backtrace(
 ) -> str:
     """A task's backtrace in crash's layout; ``after(i)`` adds lines below frame ``i``
     (``bt -f``: its stack words)."""
+    arch = task.prog_.arch
     out = [task_line(task)]
     for i, frame in enumerate(frames):
         if frame.left_irq_stack:
             out.append("--- <IRQ stack> ---\n")
-        if frame.regs is not None and not (frame.regs.get("cs", 0) & 3):
-            out.append(_regs_block(frame.regs, frame.location()))
+        if frame.regs is not None and not arch.from_user_mode(frame.regs):
+            out.append(arch.regs_block(frame.regs, frame.location()))
         out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {shown(frame.name)} at {frame.pc:x}\n")
         if after is not None:
             out.append(after(i))
         if frame.user_regs is not None:
-            out.append(_regs_block(frame.user_regs))
+            out.append(arch.regs_block(frame.user_regs, ""))
     if not frames:
         out.append("  (no stack frames)\n")
     return "".join(out)
@@ -206,54 +181,33 @@ def frame_words(prog: Program, frames: list[Frame], i: int, symbolic: bool = Fal
     return "".join(out)
 
 
-THREAD_SIZE = 16384  # x86_64 kernel stacks (without KASAN)
-_KERNEL_CS, _KERNEL_SS, _USER_CS, _USER32_CS, _USER_SS = 0x10, 0x18, 0x33, 0x23, 0x2B
-# RFLAGS bits that always read 0 (reserved bits 3, 5, 15 and everything above ID).
-_RFLAGS_ZERO = ~((1 << 22) - 1) | 1 << 3 | 1 << 5 | 1 << 15
-_AT = {name: i for i, name in enumerate(PT_REGS)}
-
-
 def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, int]]]:
-    """``(address, registers)`` of every place on the task's stack that looks like a
-    ``struct pt_regs`` (``bt -e``): an entry from user mode at the top, exceptions
-    and interrupts taken in the kernel, and pt_regs kept in locals (crash_setup_regs).
-    Plausible means RFLAGS with bit 1 set and no always-zero bit, and either kernel
-    segments with a text address and a kernel stack pointer, or user segments with
-    user addresses."""
+    """``(address, registers)`` of every place on the task's stack that looks like an
+    exception frame (``bt -e``), as the architecture recognises them."""
+    arch = prog.arch
     base = int(task.stack)
-    words = np.frombuffer(prog.read(base, THREAD_SIZE), dtype="<u8")
-    n = len(PT_REGS)
-    # Candidates by RFLAGS and CS alone (vectorised), then the address checks.
-    flags = words[_AT["flags"] :][: len(words) - n + 1]
-    cs = words[_AT["cs"] :][: len(flags)]
-    ok = ((flags & 2) != 0) & ((flags & np.uint64(_RFLAGS_ZERO & (1 << 64) - 1)) == 0)
-    ok &= np.isin(cs, [_KERNEL_CS, _USER_CS, _USER32_CS])
-    found = []
-    for i in np.nonzero(ok)[0].tolist():
-        regs = dict(zip(PT_REGS, map(int, words[i : i + n]), strict=True))
-        ip, sp, ss = regs["ip"], regs["sp"], regs["ss"]
-        if regs["cs"] == _KERNEL_CS:
-            if ss not in (_KERNEL_SS, 0) or not (ip >> 63 and sp >> 63):
-                continue
-            sym = prog.find_symbol(ip)
-            if sym is None or sym.type not in "tTwW":
-                continue
-        elif not (ss == _USER_SS and 0 < ip < 1 << 47 and sp < 1 << 47):
-            continue
-        found.append((base + 8 * i, regs))
-    return found
+    words = np.frombuffer(prog.read(base, arch.stack_size(prog.dump.page_size)), dtype="<u8")
+
+    def is_text(address: int) -> bool:
+        sym = prog.find_symbol(address)
+        return sym is not None and sym.type in "tTwW"
+
+    return arch.scan_exception_frames(words, base, is_text)
 
 
 def _exception_text(prog: Program, task: Object) -> str:
     """``bt -e``: the task line, then each exception frame found on its stack in crash's
     layout."""
+    arch = prog.arch
+    pc_name = arch.registers.pc
     out = [task_line(task)]
     for address, regs in exception_frames(prog, task):
-        user = regs["cs"] & 3
+        user = arch.from_user_mode(regs)
         out.append(f"\n  {'USER' if user else 'KERNEL'}-MODE EXCEPTION FRAME AT: {address:x}\n")
         where = ""
         if not user:
-            sym = prog.find_symbol(regs["ip"])
-            where = f"{sym.name}+{regs['ip'] - sym.address}" if sym else f"{regs['ip']:x}"
-        out.append(_regs_block(regs, where))
+            pc = regs[pc_name]
+            sym = prog.find_symbol(pc)
+            where = f"{sym.name}+{pc - sym.address}" if sym else f"{pc:x}"
+        out.append(arch.regs_block(regs, where))
     return "".join(out)

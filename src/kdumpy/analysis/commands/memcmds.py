@@ -191,7 +191,7 @@ def dis_python(opts: argparse.Namespace) -> str:
     return api_code(
         ["line_table"] if opts.lines else [],
         f"""{head}address = {address}
-md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+md = prog.arch.disassembler(capstone)
 for insn in list(md.disasm(prog.read(address, {size}), address)){limit}:{lines}
     print(f"0x{{insn.address:x}} <{{prog.describe(insn.address)}}>:", insn.mnemonic, insn.op_str)
 """,
@@ -218,6 +218,7 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
             table = line_table(prog)
         except LinesUnavailable as exc:
             raise CommandError(f"-l: {exc}") from None
+    md = prog.arch.disassembler(capstone)
     address = resolve_address(session, opts.address)
     sym = prog.find_symbol(address)
     if opts.count is not None:
@@ -229,7 +230,6 @@ def cmd_dis(session: Session, opts: argparse.Namespace) -> str:
     else:
         count, limit = 1, 16
     code = prog.read(address, max(1, min(limit, 1 << 16)))
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     out: list[str] = []
     shown_line = None
     for n, insn in enumerate(md.disasm(code, address)):

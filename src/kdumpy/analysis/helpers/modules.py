@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from kdumpy.analysis.btf import Btf
 from kdumpy.analysis.helpers.lists import list_for_each_entry
 from kdumpy.analysis.objects import Object
-from kdumpy.analysis.orc import OrcEntry, OrcTable
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
+from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable
 from kdumpy.errors import KdumpyError
 
 _ELF64_SYM = struct.Struct("<IBBHQQ")

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kdumpy.analysis.helpers.lists import partial
-from kdumpy.analysis.objects import Object
-from kdumpy.analysis.program import Program
+from kdumpy.analysis.objects import Object, ObjectProgram
 
 # No real tree is this big (a CFS run queue, a VMA tree): beyond it, the tree is corrupt.
 MAX_NODES = 1_000_000
 
 
-def rb_nodes(prog: Program, root: int) -> Iterator[int]:
+def rb_nodes(prog: ObjectProgram, root: int) -> Iterator[int]:
     """Addresses of the ``struct rb_node``\\ s under the node at ``root``, in order
     (left to right), each at most once."""
     right_off = prog.offsetof("struct rb_node", "rb_right")

@@ -4,7 +4,7 @@ kernel image's or a module's symbols."""
 
 from __future__ import annotations
 
-from kdumpy.analysis.program import MODULES_VADDR, Program
+from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
 
@@ -16,7 +16,7 @@ def symbolize(prog: Program, value: int) -> str:
     'panic+317'
     """
     if _in_symbol_range(prog, value):
-        if value >= MODULES_VADDR:
+        if value >= prog.dump.translator.modules_start:
             prog.load_modules()
         sym = prog.symbols.find(value, within_size=False)
         if sym is not None:
@@ -26,7 +26,7 @@ def symbolize(prog: Program, value: int) -> str:
 
 
 def _in_symbol_range(prog: Program, value: int) -> bool:
-    if value >= MODULES_VADDR:
+    if value >= prog.dump.translator.modules_start:
         return True
     start, end = prog.symbols.address_of("_text"), prog.symbols.address_of("_end")
     return start is not None and end is not None and start <= value < end

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kdumpy.analysis.helpers.lists import partial
-from kdumpy.analysis.objects import Object
-from kdumpy.analysis.program import Program
+from kdumpy.analysis.objects import Object, ObjectProgram
 
 _XA_INTERNAL = 2
 _MAX_DEPTH = 12  # 64-bit indexes at 6 bits a level need 11
@@ -32,7 +31,7 @@ def xa_to_value(entry: int) -> int:
     return entry >> 1
 
 
-def xa_entries(prog: Program, head: int, what: str = "XArray") -> Iterator[tuple[int, int]]:
+def xa_entries(prog: ObjectProgram, head: int, what: str = "XArray") -> Iterator[tuple[int, int]]:
     """``(index, entry)`` under the head entry ``head`` (``xa->xa_head``)."""
     seen: set[int] = set()
     count = 0

@@ -19,6 +19,7 @@ from kdumpy.arch.base import DumpMemory, ReadFn, TranslationError
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
+MODULES_VADDR = 0xFFFFFFFFC0000000  # above the image (1 GiB with KASLR)
 DEFAULT_KERNEL_IMAGE_SIZE = 1 << 30
 PAGE_PRESENT = 0x1
 PAGE_PSE = 0x80
@@ -108,6 +109,11 @@ class X86_64Translator:
                 return base + (vaddr & (size - 1)), size - (vaddr & (size - 1))
             table = entry & self.entry_mask
         return None
+
+    @property
+    def modules_start(self) -> int:
+        """``MODULES_VADDR``: x86_64 modules live above the kernel image."""
+        return MODULES_VADDR
 
     @property
     def page_offset(self) -> int:

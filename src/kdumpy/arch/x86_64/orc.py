@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdumpy.analysis.memory import KernelMemory
+from kdumpy.arch.base import Readable
 
 ORC_REG_UNDEFINED, ORC_REG_PREV_SP, ORC_REG_DX, ORC_REG_DI = 0, 1, 2, 3
 ORC_REG_BP, ORC_REG_SP, ORC_REG_R10, ORC_REG_R13 = 4, 5, 6, 7
@@ -116,7 +116,7 @@ class OrcTable:
     @classmethod
     def read(
         cls,
-        memory: KernelMemory,
+        memory: Readable,
         ip_start: int,
         count: int,
         entries_start: int,
