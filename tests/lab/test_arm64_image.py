@@ -11,15 +11,13 @@ import lzma
 import shutil
 import struct
 import subprocess
-from pathlib import Path
 
 import pytest
 import zstandard
 
 from kdumpy.arch.arm64 import image as image_mod
 from kdumpy.arch.arm64.image import ImageError, load_image, parse_image, unwrap
-
-LAB = Path.home() / ".cache" / "kdumpy" / "lab" / "kernels"
+from kdumpy.lab.cache import cache_root
 
 
 def build_image(text_offset=0, image_size=0x200000, flags=0b1010, body=b"\x00" * 0x1000) -> bytes:
@@ -101,7 +99,7 @@ def test_decompression_is_bounded(monkeypatch):
 @pytest.mark.skipif(shutil.which("file") is None, reason="needs file(1)")
 @pytest.mark.parametrize("series", ["arm64-6.1", "arm64-6.12"])
 def test_real_debian_image_agrees_with_file(series):
-    images = sorted((LAB / series / "root" / "boot").glob("vmlinuz-*"))
+    images = sorted((cache_root() / "kernels" / series / "root" / "boot").glob("vmlinuz-*"))
     if not images:
         pytest.skip(f"lab kernel {series} not downloaded")
     out = subprocess.run(["file", "-b", str(images[0])], capture_output=True, text=True).stdout

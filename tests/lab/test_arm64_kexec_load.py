@@ -12,6 +12,7 @@ disassembling the purgatory.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -28,6 +29,7 @@ from kdumpy.arch.arm64.kexec_load import (
     capture_dtb,
     elfcorehdr,
     kcore_vmcoreinfo,
+    kexec_load,
     parse_iomem,
     plan_capture,
     purgatory,
@@ -366,3 +368,12 @@ def test_read_system_parses_the_kernel_files(tmp_path):
     (tmp_path / "sys/kernel/vmcoreinfo").unlink()
     with pytest.raises(LoadError, match=r"sys/kernel/vmcoreinfo: No such file"):
         read_system(Path(tmp_path))
+
+
+@pytest.mark.skipif(os.uname().machine == "aarch64", reason="checks the refusal elsewhere")
+@needs_dtc
+def test_system_call_refused_off_arm64():
+    """arm64's kexec_load number (104) is another call elsewhere (getgid on x86_64)."""
+    plan = plan_capture(system(fdt=dtc(DTS)), parse_image(image(), "Image"), None, "x")
+    with pytest.raises(LoadError, match="needs an arm64 machine"):
+        kexec_load(plan)

@@ -86,9 +86,9 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         meta = cache_root() / "kernels" / series / "kernel.json"
         if meta.exists() or args.fetch:
             k = get_kernel(series)
-            print(f"{series:5} {suite:9} {k.release:32} {k.package} {k.deb_version}")
+            print(f"{series:10} {suite:9} {k.release:32} {k.package} {k.deb_version}")
         else:
-            print(f"{series:5} {suite:9} (not downloaded yet)")
+            print(f"{series:10} {suite:9} (not downloaded yet)")
     return 0
 
 

@@ -145,8 +145,11 @@ def capture_vmcore(
         disk = Path(tmp, "vmcore.incomplete")
         with open(disk, "wb") as fh:
             fh.truncate(mem + (512 << 20))  # sparse; room for notes and the kernel-text segment
-        work = Path(tmp, "work.img")
-        _workload_disk(work)
+        disks = [Disk(disk)]
+        if lab_kernel.arch == "amd64":  # the arm64 guest's workload needs no disk
+            work = Path(tmp, "work.img")
+            _workload_disk(work)
+            disks.append(Disk(work))
         tmp_log = Path(tmp, "serial.log")
         # no_timer_check: under a loaded TCG host the IO-APIC timer check can fail spuriously
         # ("IO-APIC + timer doesn't work!") and panic the guest at boot.
@@ -171,7 +174,7 @@ def capture_vmcore(
                 append=append,
                 memory=mem,
                 serial_log=tmp_log,
-                disks=[Disk(disk), Disk(work)],
+                disks=disks,
                 timeout=timeout,
                 markers=markers,
                 qmp_on_marker=dict([CRASH_QMP[crash]]) if crash in CRASH_QMP else None,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import os
 import re
 import struct
@@ -523,6 +524,15 @@ def plan_capture(
 # ---------------------------------------------------------------- the system call
 
 
+KEXEC_ERRNO_HINTS = {
+    errno.EPERM: " (needs root with CAP_SYS_BOOT; /proc/sys/kernel/kexec_load_disabled may be"
+    " set, or lockdown forbids kexec_load)",
+    errno.EBUSY: " (a crash kernel is being loaded or the crash region is in use)",
+    errno.EADDRNOTAVAIL: " (a segment lies outside the crashkernel region)",
+    errno.ENOSYS: " (the kernel is built without CONFIG_KEXEC)",
+}
+
+
 class _KexecSegment(ctypes.Structure):
     _fields_ = [
         ("buf", ctypes.c_void_p),
@@ -534,6 +544,9 @@ class _KexecSegment(ctypes.Structure):
 
 def kexec_load(plan: CapturePlan) -> None:
     """Hand *plan* to the kernel as the crash image (replacing any loaded one)."""
+    machine = os.uname().machine
+    if machine != "aarch64":  # the syscall number is arm64's: 104 is getgid on x86_64
+        raise LoadError(f"loading an arm64 capture kernel needs an arm64 machine, not {machine}")
     if len(plan.segments) > KEXEC_SEGMENT_MAX:
         raise LoadError(f"{len(plan.segments)} segments, kexec_load takes {KEXEC_SEGMENT_MAX}")
     buffers = [ctypes.create_string_buffer(s.data, len(s.data)) for s in plan.segments]
@@ -554,7 +567,7 @@ def kexec_load(plan: CapturePlan) -> None:
     )
     if rc != 0:
         err = ctypes.get_errno()
-        raise LoadError(f"kexec_load: {os.strerror(err)} (errno {err})")
+        raise LoadError(f"kexec_load: {os.strerror(err)}{KEXEC_ERRNO_HINTS.get(err, '')}")
 
 
 def load_capture_kernel(
