@@ -156,6 +156,11 @@ def test_replay_maps_nics_by_mac(tmp_path):
         "ping -c 1 -W 1 192.168.77.1",
     ]  # fmt: skip
     assert "network: 192.168.77.1 answers through br0" in stream.getvalue()
+    # The bonding module made bond0 itself when it loaded: it is configured, not added.
+    (tmp_path / "sys/class/net/bond0").mkdir()
+    calls.clear()
+    NetUp(CaptureLog(io.StringIO()), 2, run, sys_root=sys_root).bring_up(plan)
+    assert "ip link set bond0 type bond mode active-backup miimon 100" in calls
 
 
 def test_missing_nic_and_link_down_are_reasons(tmp_path):

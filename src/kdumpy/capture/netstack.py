@@ -92,7 +92,9 @@ class NetUp:
         kind, name = link.get("kind"), str(link["name"])
         if kind == "bond":
             options = [w for k, v in link.get("options", {}).items() for w in (k, v)]
-            self.ip("link", "add", name, "type", "bond", *options)
+            # Loading bonding makes a bond0 of its own (max_bonds=1): set that one up.
+            verb = "set" if os.path.exists(f"{self.sys_root}/class/net/{name}") else "add"
+            self.ip("link", verb, name, "type", "bond", *options)
         elif kind == "bridge":
             stp = str(link.get("stp", 0))
             # Without STP no forwarding delay: the dump should not wait for it.
