@@ -67,6 +67,13 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "list_modules": f"list -s module.name -o module.list -H {modules:x}",
         "tree_vmap": "tree -t rbtree -o vmap_area.rb_node vmap_area_root",
         "task_1": "task -R pid,comm,tgid 1",
+        "search_range": f"search -s {task1:x} -l 0x3000 {task1:x}",
+        "search_int": f"search -s {task1:x} -l 0x3000 -w 1",
+        "search_mask": f"search -s {task1:x} -l 0x3000 -m ffff {task1:x}",
+        "search_string": f"search -s {task1:x} -l 0x3000 -c init",
+        "search_all": f"search {task1:x}",
+        "kmem_g": "kmem -g 0x17ff",
+        "kmem_g_slab": "kmem -g 0x10200",
         "task_sleep": f"task -R pid,comm,prio,static_prio,flags {sleep.pid.value_()}",
         "sig_sleep": f"sig {sleep.pid.value_()}",
     }

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash3")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash4")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -159,3 +159,24 @@ def test_fuser_matches_drgn_helpers(session, drgn):
     assert not session.failed
     assert sorted([int(r[0]), r[3:]] for r in ours) == drgn["fuser_busybox"]
     assert ours
+
+
+@pytest.mark.parametrize("key", ["search_range", "search_int", "search_mask", "search_all"])
+def test_search_matches_drgn(session, drgn, key):
+    """The same addresses and words: in a range, 32-bit, with a mask, and over all
+    of the direct map."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours, 0) == rows(theirs, 0)
+    assert rows(ours, 0)
+
+
+def test_search_string_matches_drgn(session, drgn):
+    ours, theirs = both(session, drgn, "search_string")
+    assert [r[0] for r in rows(ours, 0)] == [r[0] for r in rows(theirs, 0)]
+
+
+@pytest.mark.parametrize("key", ["kmem_g", "kmem_g_slab"])
+def test_kmem_g_matches_drgn(session, drgn, key):
+    """Page flag names and bits, aliases included, in the kernel's enum order."""
+    ours, theirs = both(session, drgn, key)
+    assert [r[:2] for r in rows(ours, 2)] == [r[:2] for r in rows(theirs, 2)]

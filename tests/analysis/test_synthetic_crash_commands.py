@@ -271,3 +271,38 @@ def test_python_equivalent_of_kernel_tables_is_python(crash, line):
     code = crash(line + " --python")
     compile(code, line, "exec")
     assert "prog" in code and "kdumpy" in code
+
+
+def test_search_finds_every_pointer_to_a_task(crash, machine, prog):
+    """bash's task_struct is pointed to by its children's real_parent and parent, its
+    group_leader, its own pid link... every aligned word equal to it, in the direct map."""
+    bash = machine.tasks[1234].address
+    data = machine.kernel.mem.heap
+    want = [f"{PAGE_OFFSET + off:x}:" for off in range(0, len(data), 8)
+            if int.from_bytes(data[off : off + 8], "little") == bash]  # fmt: skip
+    out = rows(crash(f"search {bash:x}"), 0)
+    assert [r[0] for r in out] == want and len(want) >= 3
+    assert {r[1] for r in out} == {f"{bash:x}"}
+
+
+def test_search_in_a_range_with_a_mask_and_widths(crash, machine):
+    task = machine.tasks[1300].address
+    out = rows(crash(f"search -s {task:x} -l 0x400 -m ffff {task:x}"), 0)
+    assert out and all(int(r[1], 16) >> 16 == task >> 16 for r in out)
+    assert all(task <= int(r[0][:-1], 16) < task + 0x400 for r in out)
+    pid_at = task + machine.kernel.offsetof("struct task_struct", "pid")
+    assert f"{pid_at:x}: 514\n" in crash(f"search -s {task:x} -l 0x400 -w 0d1300")  # pid 1300
+    assert [r[0] for r in rows(crash(f"search -s {task:x} -l 0x400 -c sleep"), 0)] == [
+        f"{task + machine.kernel.offsetof('struct task_struct', 'comm'):x}:"
+    ]
+
+
+def test_search_physical(crash, machine):
+    bash = machine.tasks[1234].address
+    virt = rows(crash(f"search {bash:x}"), 0)
+    phys = rows(crash(f"search -p {bash:x}"), 0)
+    assert [f"{int(r[0][:-1], 16) - PAGE_OFFSET:x}:" for r in virt] == [r[0] for r in phys]
+
+
+def test_kmem_g_decodes_page_flags(crash):
+    assert rows(crash("kmem -g 0x240"), 2) == [["PG_head", "6", "040"], ["PG_slab", "9", "200"]]

@@ -51,6 +51,7 @@ _MODULES = (
     "irqcmds",
     "taskinfo",
     "kerninfo",
+    "searchcmd",
 )
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",

@@ -9,7 +9,13 @@ from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.memcmds import kmem_info
 from kdumpy.analysis.commands.tasksel import all_tasks
-from kdumpy.analysis.helpers.memmap import page_flags, page_size, translate, virt_to_page
+from kdumpy.analysis.helpers.memmap import (
+    page_flag_bits,
+    page_flags,
+    page_size,
+    translate,
+    virt_to_page,
+)
 from kdumpy.analysis.helpers.slab import (
     find_slab_cache,
     for_each_slab_cache,
@@ -35,6 +41,12 @@ _PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
 
 def _python(opts: argparse.Namespace) -> str:
     """The kdumpy API doing what these kmem options do."""
+    if opts.flags:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.memmap import page_flag_bits\n"
+            f"flags = {parse_number(opts.flags):#x}\n"
+            "print([name for name, bit in page_flag_bits(prog) if flags >> bit & 1])\n"
+        )
     if opts.info:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.mm import totalram_pages, global_zone_page_state\n"
@@ -75,13 +87,17 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-s", dest="slab", action="store_true", help="slab caches (or the named ones)"),
          Arg("-S", dest="slab", action="store_true", help="same as -s"),
          Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
+         Arg("-g", dest="flags", metavar="flags", help="decode page flags"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
-         usage="kmem -i | -s|-S [cache ...] | -v | address ...", python=_python)  # fmt: skip
+         usage="kmem -i | -s|-S [cache ...] | -v | -g flags | address ...",
+         python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc))) > 1:
-        raise CommandError("give one of -i, -s, -v")
+    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc, opts.flags))) > 1:
+        raise CommandError("give one of -i, -s, -v, -g")
+    if opts.flags:
+        return kmem_flags(prog, parse_number(opts.flags))
     if opts.info:
         return kmem_info(prog)
     if opts.slab:
@@ -91,6 +107,16 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if not opts.args:
         raise CommandError("give -i, -s, -v or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
+
+
+def kmem_flags(prog: Program, flags: int) -> str:
+    """``kmem -g``: the ``enum pageflags`` bits set in a page's flags word."""
+    width = len(f"{flags:x}")
+    out = [f"FLAGS: {flags:x}\n  PAGE-FLAG       BIT  VALUE\n"]
+    for name, bit in page_flag_bits(prog):
+        if flags >> bit & 1:
+            out.append(f"  {name:<14} {bit:>4}  {1 << bit:0{width}x}\n")
+    return "".join(out)
 
 
 def kmem_slabs(prog: Program, names: list[str]) -> str:
