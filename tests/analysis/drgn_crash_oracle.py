@@ -73,6 +73,7 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "search_string": f"search -s {task1:x} -l 0x3000 -c init",
         "search_all": f"search {task1:x}",
         "kmem_g": "kmem -g 0x17ff",
+        "kmem_f": "kmem -f",
         "kmem_g_slab": "kmem -g 0x10200",
         "task_sleep": f"task -R pid,comm,prio,static_prio,flags {sleep.pid.value_()}",
         "sig_sleep": f"sig {sleep.pid.value_()}",

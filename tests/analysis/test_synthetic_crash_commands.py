@@ -114,12 +114,25 @@ def test_swap(crash, machine):
 
 def test_page_and_address_conversions(crash, machine, prog):
     assert crash("btop 12345") == "12345: 12\n"
-    assert crash("ptob 12") == "12: 12000\n"
+    assert crash("ptob 12") == "c: c000\n"  # crash reads a page number in decimal
+    assert crash("ptob 0x12") == "12: 12000\n"
     assert crash("ptov 1000") == f"VIRTUAL           PHYSICAL\n{PAGE_OFFSET + 0x1000:x}  1000\n"
     stack = machine.tasks[1300].stack
     phys = machine.kernel.mem.vtop(stack + 0x1234)
     assert rows(crash(f"vtop {stack + 0x1234:x}")) == [[f"{stack + 0x1234:x}", f"{phys:x}"]]
     assert rows(crash("vtop 1000")) == [["1000", "(not", "accessible)"]]
+
+
+def test_pte_decodes_an_entry(crash):
+    assert rows(crash("pte 8000000012345067"), 0)[1] == [
+        "8000000012345067",
+        "12345000",
+        "(PRESENT|RW|USER|ACCESSED|DIRTY|NX)",
+    ]
+    assert rows(crash("pte 12345025"), 0) == [
+        ["PTE", "PHYSICAL", "FLAGS"],
+        ["12345025", "12345000", "(PRESENT|USER|ACCESSED)"],
+    ]
 
 
 def test_list_follows_list_heads(crash, machine, prog):
