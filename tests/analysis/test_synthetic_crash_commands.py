@@ -5,10 +5,14 @@ every slab, freelist, maple node and mount was put in memory by the test."""
 
 from __future__ import annotations
 
-import pytest
-from synthetic.memory import PAGE_OFFSET
+import re
 
-from kdumpy.analysis.commands import COMMANDS, load_commands
+import pytest
+from synthetic import build_machine, open_program
+from synthetic.memory import PAGE_OFFSET
+from synthetic.subsystems import FREELIST_RANDOM
+
+from kdumpy.analysis.commands import COMMANDS, Session, load_commands, run_line
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -319,3 +323,56 @@ def test_search_physical(crash, machine):
 
 def test_kmem_g_decodes_page_flags(crash):
     assert rows(crash("kmem -g 0x240"), 2) == [["PG_head", "6", "040"], ["PG_slab", "9", "200"]]
+
+
+def _tampered(change) -> Session:
+    data, _machine = build_machine(tamper=change)
+    return Session(open_program(data))
+
+
+def _loop_cpu_freelist(k, m) -> None:
+    """kmalloc-64's CPU freelist: the last free object points back to the first."""
+    cache = next(c for c in m.sub.caches if c.name == "kmalloc-64")
+    cpu_slab = list(cache.objects.values())[-1][0]
+    free = [o for o, (s, u) in cache.objects.items() if s == cpu_slab and not u]
+    where = free[-1] + cache.size // 2
+    k.mem.u64(where, free[0] ^ FREELIST_RANDOM ^ int.from_bytes(where.to_bytes(8, "little"),
+                                                                  "big"))  # fmt: skip
+
+
+def test_a_looping_freelist_is_a_warning_not_a_hang():
+    session = _tampered(_loop_cpu_freelist)
+    out = run_line(session, "kmem -s kmalloc-64")
+    assert "kmalloc-64" in out
+    assert re.search(r"WARNING: kmalloc-64 freelist loops back to 0x[0-9a-f]+ after 24 entries",
+                     out)  # fmt: skip
+
+
+def test_a_maple_node_pointing_at_itself_is_a_warning():
+    def loop(k, m):
+        mm = m.sub.mm[0]
+        root = k.mem.read_u64(mm + k.offsetof("struct mm_struct", "mm_mt.ma_root"))
+        node = root & ~0xFF
+        k.mem.u64(node + k.offsetof("struct maple_arange_64", "slot[1]"), root & ~0x2)
+
+    out = run_line(_tampered(loop), "vm 1")
+    assert len(rows(out.split("WARNING")[0], 4)) == 3  # the first leaf's VMAs
+    assert "WARNING: maple tree at" in out and "has a bad node" in out
+
+
+def test_kmem_f_counts_the_buddy_free_lists(crash, machine):
+    out = crash("kmem -f")
+    zones = out.split("\n\n")
+    found = 0
+    for i, (name, start, spanned, free, counts) in enumerate(machine.sub.zones):
+        lines = rows(zones[i], 0)
+        mem_map = f"{0xFFFFEA0000000000 + start * 64:x}" if spanned else "0"
+        assert lines[1] == [str(i), name, str(spanned), str(free), mem_map,
+                            f"{start * 4096:x}", str(start)]  # fmt: skip
+        got = {(int(r[0]), r[2]): int(r[4]) for r in lines[3:] if r[4] != "0"}
+        assert got == counts
+        assert all(int(r[5]) == int(r[4]) << int(r[0]) for r in lines[3:])
+        found += sum(n << order for (order, _kind), n in counts.items())
+    assert len(rows(zones[0], 3)) == 11 * 5  # every order and migrate type, HIGHATOMIC named
+    assert "HIGHATOMIC" in zones[0] and "PCPTYPES" not in zones[0]
+    assert out.endswith(f"nr_free_pages: {machine.meminfo['free']}  (found {found})\n")

@@ -55,6 +55,8 @@ class Subsystems:
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
+    # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
+    zones: list[tuple[str, int, int, int, dict[tuple[int, str], int]]] = field(default_factory=list)
 
 
 def _swab(value: int) -> int:
@@ -393,3 +395,29 @@ def add_kernel_tables(k: SyntheticKernel, out: Subsystems, systemd: int, socket_
     _devices(k, out)
     _ipc(k, out)
     _waitq(k, out, waiters)
+    _zones(k, out)
+
+
+def _zones(k: SyntheticKernel, out: Subsystems) -> None:
+    """``contig_page_data`` with DMA (pfn 1-4095: two free pages and one order-3 block)
+    and DMA32 (pfn 4096-262143: one order-10 block), and an empty Normal zone.  The
+    blocks' struct pages are linked through ``page->lru``; the free counters are set
+    apart from the lists (``kmem -f`` reports both)."""
+    pgdat = k.global_("contig_page_data", "struct pglist_data")
+    plan = [("DMA", 1, 4095, 3000, {(0, "MOVABLE"): [10, 12], (3, "UNMOVABLE"): [16]}),
+            ("DMA32", 4096, 258048, 100000, {(10, "MOVABLE"): [512]}),
+            ("Normal", 0, 0, 0, {})]  # fmt: skip
+    kinds = ["UNMOVABLE", "MOVABLE", "RECLAIMABLE", "HIGHATOMIC", "ISOLATE"]
+    for i, (name, start, spanned, free, lists) in enumerate(plan):
+        zone = pgdat + k.offsetof("struct pglist_data", f"node_zones[{i}]")
+        k.write(zone, "struct zone", {"zone_start_pfn": start, "spanned_pages": spanned,
+                                      "name": k.string(name.encode()),
+                                      "vm_stat[0].counter": free})  # fmt: skip
+        for order in range(11):
+            for mt, kind in enumerate(kinds):
+                head = zone + k.offsetof("struct zone", f"free_area[{order}].free_list[{mt}]")
+                k.list_init(head)
+                for pfn in lists.get((order, kind), []):
+                    k.list_add_tail(head, VMEMMAP + pfn * PAGE_STRUCT + 8)  # page->lru
+        counts = {key: len(pfns) for key, pfns in lists.items()}
+        out.zones.append((name, start, spanned, free, counts))
