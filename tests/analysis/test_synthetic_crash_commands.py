@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from synthetic import build_machine, open_program
 from synthetic.memory import PAGE_OFFSET
@@ -294,9 +295,8 @@ def test_search_finds_every_pointer_to_a_task(crash, machine, prog):
     """bash's task_struct is pointed to by its children's real_parent and parent, its
     group_leader, its own pid link... every aligned word equal to it, in the direct map."""
     bash = machine.tasks[1234].address
-    data = machine.kernel.mem.heap
-    want = [f"{PAGE_OFFSET + off:x}:" for off in range(0, len(data), 8)
-            if int.from_bytes(data[off : off + 8], "little") == bash]  # fmt: skip
+    words = np.frombuffer(bytes(machine.kernel.mem.heap), dtype="<u8")
+    want = [f"{PAGE_OFFSET + 8 * int(i):x}:" for i in np.nonzero(words == bash)[0]]
     out = rows(crash(f"search {bash:x}"), 0)
     assert [r[0] for r in out] == want and len(want) >= 3
     assert {r[1] for r in out} == {f"{bash:x}"}
