@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash5")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash6")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -180,3 +180,19 @@ def test_kmem_g_matches_drgn(session, drgn, key):
     """Page flag names and bits, aliases included, in the kernel's enum order."""
     ours, theirs = both(session, drgn, key)
     assert [r[:2] for r in rows(ours, 2)] == [r[:2] for r in rows(theirs, 2)]
+
+
+@pytest.mark.parametrize(
+    "key", ["ascii", "ascii_nul", "eval_kb", "eval_gb", "eval_bits", "eval_dec", "bpf"]
+)
+def test_calculator_and_bpf_match_drgn(session, drgn, key):
+    """ascii and eval (the same text), bpf (the same programs and maps: none here)."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours, 0) == rows(theirs, 0)
+
+
+def test_pointer_to_matches_drgn(session, drgn):
+    """crash's ``*struct.member addr`` short-cut: the members' values."""
+    ours, theirs = both(session, drgn, "pointer_to")
+    typed = re.compile(r"= \([^)]*\)")
+    assert rows(ours, 0) == rows(typed.sub("= ", theirs), 0)

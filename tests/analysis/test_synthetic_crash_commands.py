@@ -376,3 +376,39 @@ def test_kmem_f_counts_the_buddy_free_lists(crash, machine):
     assert len(rows(zones[0], 3)) == 11 * 5  # every order and migrate type, HIGHATOMIC named
     assert "HIGHATOMIC" in zones[0] and "PCPTYPES" not in zones[0]
     assert out.endswith(f"nr_free_pages: {machine.meminfo['free']}  (found {found})\n")
+
+
+def test_ascii_and_eval(crash):
+    assert crash("ascii 62696c2f7273752f") == "62696c2f7273752f: /usr/lib\n"
+    assert crash("ascii 0a41") == "0000000000000a41: A<0a><NUL><NUL><NUL><NUL><NUL><NUL>\n"
+    out = crash("eval -b (1 << 20) - 0x10")
+    assert rows(out, 0) == [["hexadecimal:", "ffff0"], ["decimal:", "1048560"],
+                            ["octal:", "3777760"], ["binary:", f"{0xFFFF0:064b}"],
+                            ["bits", "set:", *map(str, range(19, 3, -1))]]  # fmt: skip
+    assert crash("eval 3 * 1024 * 1024").startswith("hexadecimal: 300000  (3MB)\n")
+    assert crash("eval 0 - 1").splitlines()[1] == f"    decimal: {(1 << 64) - 1}"
+    assert crash("eval 1 / 0") == "eval: division by zero\n"
+    assert crash("eval open('x')") == "eval: bad expression: open(x)\n"
+
+
+def test_bpf_lists_programs_and_maps(crash, machine):
+    prog, aux, bpf_map, map_id = machine.sub.bpf
+    out = rows(crash("bpf"), 0)
+    assert out == [["ID", "BPF_PROG", "BPF_PROG_AUX", "BPF_PROG_TYPE", "TAG", "USED_MAPS"],
+                   ["7", f"{prog:x}", f"{aux:x}", "KPROBE", "0102030405060708", str(map_id)],
+                   ["ID", "BPF_MAP", "BPF_MAP_TYPE", "MAP_FLAGS"],
+                   [str(map_id), f"{bpf_map:x}", "HASH", "1"]]  # fmt: skip
+
+
+def test_pointer_to_is_struct(crash, machine):
+    task = machine.tasks[1300].address
+    out = crash(f"*task_struct.pid,comm {task:x}")  # as ``struct``: gdb's char array
+    assert out.startswith('  pid = 1300\n  comm = "sleep\\000')
+    assert out == crash(f"struct task_struct.pid,comm {task:x}")
+
+
+@pytest.mark.parametrize("line", ["ascii 41", "eval 1 + 2", "bpf", "kmem -f", "kmem -g 200",
+                                  "pte 8000000012345067", "search -p 1"])  # fmt: skip
+def test_python_equivalent_of_the_rest_is_python(crash, line):
+    code = crash(line + " --python")
+    compile(code, line, "exec")

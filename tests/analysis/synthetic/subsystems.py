@@ -55,6 +55,7 @@ class Subsystems:
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
+    bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
     # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
     zones: list[tuple[str, int, int, int, dict[tuple[int, str], int]]] = field(default_factory=list)
 
@@ -396,6 +397,7 @@ def add_kernel_tables(k: SyntheticKernel, out: Subsystems, systemd: int, socket_
     _ipc(k, out)
     _waitq(k, out, waiters)
     _zones(k, out)
+    _bpf(k, out)
 
 
 def _zones(k: SyntheticKernel, out: Subsystems) -> None:
@@ -421,3 +423,16 @@ def _zones(k: SyntheticKernel, out: Subsystems) -> None:
                     k.list_add_tail(head, VMEMMAP + pfn * PAGE_STRUCT + 8)  # page->lru
         counts = {key: len(pfns) for key, pfns in lists.items()}
         out.zones.append((name, start, spanned, free, counts))
+
+
+def _bpf(k: SyntheticKernel, out: Subsystems) -> None:
+    """A kprobe program (id 7, tag 0102..08) using a hash map (id 3, flags 0x1)."""
+    bpf_map = k.new("struct bpf_map", {"map_type": 1, "map_flags": 1, "id": 3})
+    used = k.mem.alloc(8)
+    k.mem.u64(used, bpf_map)
+    aux = k.new("struct bpf_prog_aux", {"id": 7, "used_map_cnt": 1, "used_maps": used})
+    prog = k.new("struct bpf_prog", {"type": 2, "tag": bytes(range(1, 9)), "aux": aux})
+    for name, index, entry in (("prog_idr", 7, prog), ("map_idr", 3, bpf_map)):
+        node = k.new("struct xa_node", {"shift": 0, f"slots[{index}]": entry})
+        k.global_(name, "struct idr", {"idr_rt.xa_head": node | 2})
+    out.bpf = (prog, aux, bpf_map, 3)
