@@ -59,7 +59,24 @@ def fields(text: str) -> dict[str, str]:
 def outputs(lab_dump_61):
     vmlinux = str(dbg_vmlinux(lab_dump_61.kernel))
     vmcore = str(lab_dump_61.vmcore)
-    return run_crash(vmlinux, vmcore, "sys\nmod"), run_kdumpy(vmcore, "sys", "mod")
+    return (
+        run_crash(vmlinux, vmcore, "sys\nmod\n" + "\n".join(ADDRESS_LINES)),
+        run_kdumpy(vmcore, "sys", "mod", *ADDRESS_LINES),
+    )
+
+
+# Lines crash answers on its own (no task list needed): page table entries and page
+# numbers (ptob reads decimal, btop hex).
+ADDRESS_LINES = ("pte 8000000012345067", "pte 12345025", "ptob 1234", "btop 123456")
+
+
+def test_pte_ptob_btop_match_crash(outputs):
+    def rows(text: str) -> list[list[str]]:
+        wanted = ("8000000012345067 ", "12345025 ", "4d2: ", "123456: ")
+        return [ln.split() for ln in text.splitlines() if ln.startswith(wanted)]
+
+    theirs, ours = (rows(o) for o in outputs)
+    assert len(theirs) == 4 and ours == theirs
 
 
 def test_sys_fields_match_crash(outputs):

@@ -31,7 +31,7 @@ CRASH_COMMANDS = {
     "runq", "files", "dis", "set", "foreach", "help", "q",
     # crash's command set (issue 14)
     "btop", "ptob", "ptov", "vtop", "mount", "swap", "vm", "list", "tree", "irq", "task", "sig",
-    "fuser", "timer", "net", "dev", "ipcs", "waitq",
+    "fuser", "timer", "net", "dev", "ipcs", "waitq", "search", "pte", "ascii", "eval", "bpf",
 }  # fmt: skip
 CRASH_ALIASES = {"dmesg": "log", "lsmod": "mod", "quit": "q", "exit": "q", "?": "help"}
 

@@ -5,10 +5,15 @@ every slab, freelist, maple node and mount was put in memory by the test."""
 
 from __future__ import annotations
 
-import pytest
-from synthetic.memory import PAGE_OFFSET
+import re
 
-from kdumpy.analysis.commands import COMMANDS, load_commands
+import numpy as np
+import pytest
+from synthetic import build_machine, open_program
+from synthetic.memory import PAGE_OFFSET
+from synthetic.subsystems import FREELIST_RANDOM
+
+from kdumpy.analysis.commands import COMMANDS, Session, load_commands, run_line
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -114,12 +119,25 @@ def test_swap(crash, machine):
 
 def test_page_and_address_conversions(crash, machine, prog):
     assert crash("btop 12345") == "12345: 12\n"
-    assert crash("ptob 12") == "12: 12000\n"
+    assert crash("ptob 12") == "c: c000\n"  # crash reads a page number in decimal
+    assert crash("ptob 0x12") == "12: 12000\n"
     assert crash("ptov 1000") == f"VIRTUAL           PHYSICAL\n{PAGE_OFFSET + 0x1000:x}  1000\n"
     stack = machine.tasks[1300].stack
     phys = machine.kernel.mem.vtop(stack + 0x1234)
     assert rows(crash(f"vtop {stack + 0x1234:x}")) == [[f"{stack + 0x1234:x}", f"{phys:x}"]]
     assert rows(crash("vtop 1000")) == [["1000", "(not", "accessible)"]]
+
+
+def test_pte_decodes_an_entry(crash):
+    assert rows(crash("pte 8000000012345067"), 0)[1] == [
+        "8000000012345067",
+        "12345000",
+        "(PRESENT|RW|USER|ACCESSED|DIRTY|NX)",
+    ]
+    assert rows(crash("pte 12345025"), 0) == [
+        ["PTE", "PHYSICAL", "FLAGS"],
+        ["12345025", "12345000", "(PRESENT|USER|ACCESSED)"],
+    ]
 
 
 def test_list_follows_list_heads(crash, machine, prog):
@@ -271,3 +289,126 @@ def test_python_equivalent_of_kernel_tables_is_python(crash, line):
     code = crash(line + " --python")
     compile(code, line, "exec")
     assert "prog" in code and "kdumpy" in code
+
+
+def test_search_finds_every_pointer_to_a_task(crash, machine, prog):
+    """bash's task_struct is pointed to by its children's real_parent and parent, its
+    group_leader, its own pid link... every aligned word equal to it, in the direct map."""
+    bash = machine.tasks[1234].address
+    words = np.frombuffer(bytes(machine.kernel.mem.heap), dtype="<u8")
+    want = [f"{PAGE_OFFSET + 8 * int(i):x}:" for i in np.nonzero(words == bash)[0]]
+    out = rows(crash(f"search {bash:x}"), 0)
+    assert [r[0] for r in out] == want and len(want) >= 3
+    assert {r[1] for r in out} == {f"{bash:x}"}
+
+
+def test_search_in_a_range_with_a_mask_and_widths(crash, machine):
+    task = machine.tasks[1300].address
+    out = rows(crash(f"search -s {task:x} -l 0x400 -m ffff {task:x}"), 0)
+    assert out and all(int(r[1], 16) >> 16 == task >> 16 for r in out)
+    assert all(task <= int(r[0][:-1], 16) < task + 0x400 for r in out)
+    pid_at = task + machine.kernel.offsetof("struct task_struct", "pid")
+    assert f"{pid_at:x}: 514\n" in crash(f"search -s {task:x} -l 0x400 -w 0d1300")  # pid 1300
+    assert [r[0] for r in rows(crash(f"search -s {task:x} -l 0x400 -c sleep"), 0)] == [
+        f"{task + machine.kernel.offsetof('struct task_struct', 'comm'):x}:"
+    ]
+
+
+def test_search_physical(crash, machine):
+    bash = machine.tasks[1234].address
+    virt = rows(crash(f"search {bash:x}"), 0)
+    phys = rows(crash(f"search -p {bash:x}"), 0)
+    assert [f"{int(r[0][:-1], 16) - PAGE_OFFSET:x}:" for r in virt] == [r[0] for r in phys]
+
+
+def test_kmem_g_decodes_page_flags(crash):
+    assert rows(crash("kmem -g 0x240"), 2) == [["PG_head", "6", "040"], ["PG_slab", "9", "200"]]
+
+
+def _tampered(change) -> Session:
+    data, _machine = build_machine(tamper=change)
+    return Session(open_program(data))
+
+
+def _loop_cpu_freelist(k, m) -> None:
+    """kmalloc-64's CPU freelist: the last free object points back to the first."""
+    cache = next(c for c in m.sub.caches if c.name == "kmalloc-64")
+    cpu_slab = list(cache.objects.values())[-1][0]
+    free = [o for o, (s, u) in cache.objects.items() if s == cpu_slab and not u]
+    where = free[-1] + cache.size // 2
+    k.mem.u64(where, free[0] ^ FREELIST_RANDOM ^ int.from_bytes(where.to_bytes(8, "little"),
+                                                                  "big"))  # fmt: skip
+
+
+def test_a_looping_freelist_is_a_warning_not_a_hang():
+    session = _tampered(_loop_cpu_freelist)
+    out = run_line(session, "kmem -s kmalloc-64")
+    assert "kmalloc-64" in out
+    assert re.search(r"WARNING: kmalloc-64 freelist loops back to 0x[0-9a-f]+ after 24 entries",
+                     out)  # fmt: skip
+
+
+def test_a_maple_node_pointing_at_itself_is_a_warning():
+    def loop(k, m):
+        mm = m.sub.mm[0]
+        root = k.mem.read_u64(mm + k.offsetof("struct mm_struct", "mm_mt.ma_root"))
+        node = root & ~0xFF
+        k.mem.u64(node + k.offsetof("struct maple_arange_64", "slot[1]"), root & ~0x2)
+
+    out = run_line(_tampered(loop), "vm 1")
+    assert len(rows(out.split("WARNING")[0], 4)) == 3  # the first leaf's VMAs
+    assert "WARNING: maple tree at" in out and "has a bad node" in out
+
+
+def test_kmem_f_counts_the_buddy_free_lists(crash, machine):
+    out = crash("kmem -f")
+    zones = out.split("\n\n")
+    found = 0
+    for i, (name, start, spanned, free, counts) in enumerate(machine.sub.zones):
+        lines = rows(zones[i], 0)
+        mem_map = f"{0xFFFFEA0000000000 + start * 64:x}" if spanned else "0"
+        assert lines[1] == [str(i), name, str(spanned), str(free), mem_map,
+                            f"{start * 4096:x}", str(start)]  # fmt: skip
+        got = {(int(r[0]), r[2]): int(r[4]) for r in lines[3:] if r[4] != "0"}
+        assert got == counts
+        assert all(int(r[5]) == int(r[4]) << int(r[0]) for r in lines[3:])
+        found += sum(n << order for (order, _kind), n in counts.items())
+    assert len(rows(zones[0], 3)) == 11 * 5  # every order and migrate type, HIGHATOMIC named
+    assert "HIGHATOMIC" in zones[0] and "PCPTYPES" not in zones[0]
+    assert out.endswith(f"nr_free_pages: {machine.meminfo['free']}  (found {found})\n")
+
+
+def test_ascii_and_eval(crash):
+    assert crash("ascii 62696c2f7273752f") == "62696c2f7273752f: /usr/lib\n"
+    assert crash("ascii 0a41") == "0000000000000a41: A<0a><NUL><NUL><NUL><NUL><NUL><NUL>\n"
+    out = crash("eval -b (1 << 20) - 0x10")
+    assert rows(out, 0) == [["hexadecimal:", "ffff0"], ["decimal:", "1048560"],
+                            ["octal:", "3777760"], ["binary:", f"{0xFFFF0:064b}"],
+                            ["bits", "set:", *map(str, range(19, 3, -1))]]  # fmt: skip
+    assert crash("eval 3 * 1024 * 1024").startswith("hexadecimal: 300000  (3MB)\n")
+    assert crash("eval 0 - 1").splitlines()[1] == f"    decimal: {(1 << 64) - 1}"
+    assert crash("eval 1 / 0") == "eval: division by zero\n"
+    assert crash("eval open('x')") == "eval: bad expression: open(x)\n"
+
+
+def test_bpf_lists_programs_and_maps(crash, machine):
+    prog, aux, bpf_map, map_id = machine.sub.bpf
+    out = rows(crash("bpf"), 0)
+    assert out == [["ID", "BPF_PROG", "BPF_PROG_AUX", "BPF_PROG_TYPE", "TAG", "USED_MAPS"],
+                   ["7", f"{prog:x}", f"{aux:x}", "KPROBE", "0102030405060708", str(map_id)],
+                   ["ID", "BPF_MAP", "BPF_MAP_TYPE", "MAP_FLAGS"],
+                   [str(map_id), f"{bpf_map:x}", "HASH", "1"]]  # fmt: skip
+
+
+def test_pointer_to_is_struct(crash, machine):
+    task = machine.tasks[1300].address
+    out = crash(f"*task_struct.pid,comm {task:x}")  # as ``struct``: gdb's char array
+    assert out.startswith('  pid = 1300\n  comm = "sleep\\000')
+    assert out == crash(f"struct task_struct.pid,comm {task:x}")
+
+
+@pytest.mark.parametrize("line", ["ascii 41", "eval 1 + 2", "bpf", "kmem -f", "kmem -g 200",
+                                  "pte 8000000012345067", "search -p 1"])  # fmt: skip
+def test_python_equivalent_of_the_rest_is_python(crash, line):
+    code = crash(line + " --python")
+    compile(code, line, "exec")

@@ -94,6 +94,8 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "init_ipc_ns": ("struct ipc_namespace",),
     "init_net": ("struct net",),
     "cdev_map": ("struct kobj_map *",),
+    "prog_idr": ("struct idr",),
+    "map_idr": ("struct idr",),
     # Per-CPU variables (addresses are offsets into each CPU's area).
     "runqueues": ("struct rq",),
     "current_task": ("struct task_struct *",),

@@ -207,6 +207,20 @@ struct wait_queue_head { spinlock_t lock; struct list_head head; };
 struct wait_queue_entry { unsigned int flags; void *private; void *func;
                           struct list_head entry; };
 
+enum migratetype { MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_PCPTYPES,
+                   MIGRATE_HIGHATOMIC = 3, MIGRATE_ISOLATE, MIGRATE_TYPES };
+struct free_area { struct list_head free_list[5]; unsigned long nr_free; };
+struct zone { atomic_long_t vm_stat[3]; unsigned long zone_start_pfn;
+              unsigned long spanned_pages; const char *name; struct free_area free_area[11]; };
+struct pglist_data { struct zone node_zones[3]; int node_id; };
+
+enum bpf_prog_type { BPF_PROG_TYPE_UNSPEC, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_KPROBE };
+enum bpf_map_type { BPF_MAP_TYPE_UNSPEC, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY };
+struct bpf_map { enum bpf_map_type map_type; u32 key_size; u32 map_flags; u32 id; };
+struct bpf_prog_aux { u32 id; u32 used_map_cnt; struct bpf_map **used_maps; };
+struct bpf_prog { u16 pages; enum bpf_prog_type type; u8 tag[8];
+                  struct bpf_prog_aux *aux; };
+
 enum zone_stat_item { NR_FREE_PAGES, NR_ZONE_LRU_BASE, NR_MLOCK, NR_VM_ZONE_STAT_ITEMS };
 enum node_stat_item { NR_LRU_BASE, NR_SLAB_RECLAIMABLE_B, NR_SLAB_UNRECLAIMABLE_B,
                       NR_FILE_PAGES, NR_SHMEM, NR_SWAPCACHE, NR_VM_NODE_STAT_ITEMS };

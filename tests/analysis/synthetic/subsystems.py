@@ -55,6 +55,9 @@ class Subsystems:
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
+    bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
+    # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
+    zones: list[tuple[str, int, int, int, dict[tuple[int, str], int]]] = field(default_factory=list)
 
 
 def _swab(value: int) -> int:
@@ -393,3 +396,43 @@ def add_kernel_tables(k: SyntheticKernel, out: Subsystems, systemd: int, socket_
     _devices(k, out)
     _ipc(k, out)
     _waitq(k, out, waiters)
+    _zones(k, out)
+    _bpf(k, out)
+
+
+def _zones(k: SyntheticKernel, out: Subsystems) -> None:
+    """``contig_page_data`` with DMA (pfn 1-4095: two free pages and one order-3 block)
+    and DMA32 (pfn 4096-262143: one order-10 block), and an empty Normal zone.  The
+    blocks' struct pages are linked through ``page->lru``; the free counters are set
+    apart from the lists (``kmem -f`` reports both)."""
+    pgdat = k.global_("contig_page_data", "struct pglist_data")
+    plan = [("DMA", 1, 4095, 3000, {(0, "MOVABLE"): [10, 12], (3, "UNMOVABLE"): [16]}),
+            ("DMA32", 4096, 258048, 100000, {(10, "MOVABLE"): [512]}),
+            ("Normal", 0, 0, 0, {})]  # fmt: skip
+    kinds = ["UNMOVABLE", "MOVABLE", "RECLAIMABLE", "HIGHATOMIC", "ISOLATE"]
+    for i, (name, start, spanned, free, lists) in enumerate(plan):
+        zone = pgdat + k.offsetof("struct pglist_data", f"node_zones[{i}]")
+        k.write(zone, "struct zone", {"zone_start_pfn": start, "spanned_pages": spanned,
+                                      "name": k.string(name.encode()),
+                                      "vm_stat[0].counter": free})  # fmt: skip
+        for order in range(11):
+            for mt, kind in enumerate(kinds):
+                head = zone + k.offsetof("struct zone", f"free_area[{order}].free_list[{mt}]")
+                k.list_init(head)
+                for pfn in lists.get((order, kind), []):
+                    k.list_add_tail(head, VMEMMAP + pfn * PAGE_STRUCT + 8)  # page->lru
+        counts = {key: len(pfns) for key, pfns in lists.items()}
+        out.zones.append((name, start, spanned, free, counts))
+
+
+def _bpf(k: SyntheticKernel, out: Subsystems) -> None:
+    """A kprobe program (id 7, tag 0102..08) using a hash map (id 3, flags 0x1)."""
+    bpf_map = k.new("struct bpf_map", {"map_type": 1, "map_flags": 1, "id": 3})
+    used = k.mem.alloc(8)
+    k.mem.u64(used, bpf_map)
+    aux = k.new("struct bpf_prog_aux", {"id": 7, "used_map_cnt": 1, "used_maps": used})
+    prog = k.new("struct bpf_prog", {"type": 2, "tag": bytes(range(1, 9)), "aux": aux})
+    for name, index, entry in (("prog_idr", 7, prog), ("map_idr", 3, bpf_map)):
+        node = k.new("struct xa_node", {"shift": 0, f"slots[{index}]": entry})
+        k.global_(name, "struct idr", {"idr_rt.xa_head": node | 2})
+    out.bpf = (prog, aux, bpf_map, 3)

@@ -53,6 +53,8 @@ _MODULES = (
     "pycmd",
     "taskinfo",
     "kerninfo",
+    "searchcmd",
+    "misccmds",
 )
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
@@ -153,6 +155,8 @@ def _run_command(session: Session, line: str) -> str:
         return _failed(session, f"crash: {exc}\n")
     if not words:
         return ""
+    if words[0].startswith("*") and len(words[0]) > 1:  # crash's "*type addr": struct type
+        words = ["struct", words[0][1:], *words[1:]]
     cmd = lookup(words[0])
     if cmd is None:
         return _failed(session, f"crash: command not found: {words[0]}\n")

@@ -25,6 +25,14 @@ def _numbers(opts: argparse.Namespace) -> list[int]:
     return [parse_number(a) for a in opts.values]
 
 
+def page_number(text: str) -> int:
+    """A page frame number as crash reads it: decimal, unless it says hex (``0x``, or
+    a digit a-f)."""
+    if text.isdigit():
+        return int(text)
+    return parse_number(text)
+
+
 @command("btop", "bytes to page", Arg("values", nargs="+", metavar="address"),
          usage="btop address ...",
          python=lambda o: _PRELUDE + "\n".join(
@@ -38,11 +46,11 @@ def cmd_btop(session: Session, opts: argparse.Namespace) -> str:
 @command("ptob", "page to bytes", Arg("values", nargs="+", metavar="page_number"),
          usage="ptob page_number ...",
          python=lambda o: _PRELUDE + "\n".join(
-             f"print(hex({parse_number(a):#x} << memmap.page_shift(prog)))" for a in o.values
+             f"print(hex({page_number(a):#x} << memmap.page_shift(prog)))" for a in o.values
          ))  # fmt: skip
 def cmd_ptob(session: Session, opts: argparse.Namespace) -> str:
     shift = page_shift(session.prog)
-    return "".join(f"{v:x}: {v << shift:x}\n" for v in _numbers(opts))
+    return "".join(f"{v:x}: {v << shift:x}\n" for v in map(page_number, opts.values))
 
 
 @command("ptov", "physical to virtual", Arg("values", nargs="+", metavar="address"),
@@ -68,4 +76,30 @@ def cmd_vtop(session: Session, opts: argparse.Namespace) -> str:
         address = resolve_address(session, word)
         phys = translate(prog, address)
         out.append(f"{address:<16x}  {'(not accessible)' if phys is None else f'{phys:x}'}\n")
+    return "".join(out)
+
+
+# x86_64 page table entry bits, crash's names (arch/x86/include/asm/pgtable_types.h).
+PTE_FLAGS = ((0x1, "PRESENT"), (0x2, "RW"), (0x4, "USER"), (0x8, "PWT"), (0x10, "PCD"),
+             (0x20, "ACCESSED"), (0x40, "DIRTY"), (0x80, "PSE"), (0x100, "GLOBAL"),
+             (1 << 63, "NX"))  # fmt: skip
+PTE_PFN_MASK = 0x000FFFFFFFFFF000
+
+
+def pte_flags(pte: int) -> str:
+    """``(PRESENT|RW|...)`` of a page table entry's bits."""
+    return "(" + "|".join(name for bit, name in PTE_FLAGS if pte & bit) + ")"
+
+
+@command("pte", "translate a page table entry", Arg("values", nargs="+", metavar="pte"),
+         usage="pte value ...",
+         python=lambda o: _PRELUDE + "".join(
+             f"print(hex({parse_number(a):#x} & 0x000FFFFFFFFFF000))\n" for a in o.values
+         ))  # fmt: skip
+def cmd_pte(session: Session, opts: argparse.Namespace) -> str:
+    out = []
+    for pte in _numbers(opts):
+        width = max(8, len(f"{pte:x}"))
+        out.append(f"{'PTE':^{width}}  PHYSICAL  FLAGS\n")
+        out.append(f"{pte:<{width}x}  {pte & PTE_PFN_MASK:<8x}  {pte_flags(pte)}\n")
     return "".join(out)

@@ -9,7 +9,15 @@ from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.memcmds import kmem_info
 from kdumpy.analysis.commands.tasksel import all_tasks
-from kdumpy.analysis.helpers.memmap import page_flags, page_size, translate, virt_to_page
+from kdumpy.analysis.helpers.memmap import (
+    page_flag_bits,
+    page_flags,
+    page_size,
+    pfn_to_page,
+    translate,
+    virt_to_page,
+)
+from kdumpy.analysis.helpers.mm import global_zone_page_state
 from kdumpy.analysis.helpers.slab import (
     find_slab_cache,
     for_each_slab_cache,
@@ -20,6 +28,12 @@ from kdumpy.analysis.helpers.slab import (
 )
 from kdumpy.analysis.helpers.tasks import task_comm, task_cpu, task_state_crash
 from kdumpy.analysis.helpers.vmalloc import find_vmap_area, for_each_vmap_area
+from kdumpy.analysis.helpers.zones import (
+    for_each_zone,
+    zone_free_lists,
+    zone_free_pages,
+    zone_name,
+)
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -35,6 +49,19 @@ _PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
 
 def _python(opts: argparse.Namespace) -> str:
     """The kdumpy API doing what these kmem options do."""
+    if opts.free:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.zones import for_each_zone, zone_free_lists, zone_name\n"
+            "for nid, index, zone in for_each_zone(prog):\n"
+            "    for order, kind, head, blocks in zone_free_lists(prog, zone):\n"
+            "        print(zone_name(zone), order, kind, blocks << order)\n"
+        )
+    if opts.flags:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.memmap import page_flag_bits\n"
+            f"flags = {parse_number(opts.flags):#x}\n"
+            "print([name for name, bit in page_flag_bits(prog) if flags >> bit & 1])\n"
+        )
     if opts.info:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.mm import totalram_pages, global_zone_page_state\n"
@@ -75,13 +102,20 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-s", dest="slab", action="store_true", help="slab caches (or the named ones)"),
          Arg("-S", dest="slab", action="store_true", help="same as -s"),
          Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
+         Arg("-g", dest="flags", metavar="flags", help="decode page flags"),
+         Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
-         usage="kmem -i | -s|-S [cache ...] | -v | address ...", python=_python)  # fmt: skip
+         usage="kmem -i | -f | -s|-S [cache ...] | -v | -g flags | address ...",
+         python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc))) > 1:
-        raise CommandError("give one of -i, -s, -v")
+    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc, opts.flags, opts.free))) > 1:
+        raise CommandError("give one of -i, -f, -s, -v, -g")
+    if opts.free:
+        return kmem_free(prog)
+    if opts.flags:
+        return kmem_flags(prog, parse_number(opts.flags))
     if opts.info:
         return kmem_info(prog)
     if opts.slab:
@@ -89,8 +123,44 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -s, -v or an address")
+        raise CommandError("give -i, -f, -s, -v, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
+
+
+def kmem_free(prog: Program) -> str:
+    """``kmem -f``: each zone, then its buddy free lists by order and migrate type; the
+    pages found on them against the ``NR_FREE_PAGES`` counter."""
+    ps = page_size(prog)
+    out = []
+    found = 0
+    for _nid, index, zone in for_each_zone(prog):
+        start = int(zone.zone_start_pfn)
+        spanned = int(zone.spanned_pages)
+        mem_map = int(pfn_to_page(prog, start)) if spanned else 0
+        out.append("ZONE  NAME       SIZE    FREE      MEM_MAP       START_PADDR  START_PFN\n")
+        out.append(f"{index:>2}    {shown(zone_name(zone)):<8} {spanned:>6}  "
+                   f"{zone_free_pages(prog, zone):>6}  {mem_map:>16x}  {start * ps:>11x}  "
+                   f"{start:>9}\n")  # fmt: skip
+        if spanned:
+            out.append("ORDER   SIZE  MIGRATE         FREE_LIST      BLOCKS   PAGES\n")
+            for order, kind, head, blocks in zone_free_lists(prog, zone):
+                found += blocks << order
+                out.append(f"{order:>3}  {(ps << order) // 1024:>6}k  {kind:<11}  {head:016x}  "
+                           f"{blocks:>6}  {blocks << order:>6}\n")  # fmt: skip
+        out.append("\n")
+    total = global_zone_page_state(prog, "NR_FREE_PAGES")
+    check = "verified" if total == found else f"found {found}"
+    return "".join(out) + f"nr_free_pages: {total}  ({check})\n"
+
+
+def kmem_flags(prog: Program, flags: int) -> str:
+    """``kmem -g``: the ``enum pageflags`` bits set in a page's flags word."""
+    width = len(f"{flags:x}")
+    out = [f"FLAGS: {flags:x}\n  PAGE-FLAG       BIT  VALUE\n"]
+    for name, bit in page_flag_bits(prog):
+        if flags >> bit & 1:
+            out.append(f"  {name:<14} {bit:>4}  {1 << bit:0{width}x}\n")
+    return "".join(out)
 
 
 def kmem_slabs(prog: Program, names: list[str]) -> str:

@@ -67,6 +67,14 @@ def page_flags(page: Object) -> int:
     return int(flags.member_("f")) if flags.has_member_("f") else int(flags)
 
 
+def page_flag_bits(prog: Program) -> list[tuple[str, int]]:
+    """``(PG_name, bit)`` of ``enum pageflags`` in the kernel's order, aliases (a
+    later name for a bit, such as ``PG_swapcache`` for ``PG_owner_priv_1``) included."""
+    t = prog.type("enum pageflags").strip()
+    values: list[tuple[str, int]] = t.values  # type: ignore[attr-defined]
+    return [(n, v) for n, v in values if n.startswith("PG_") and 0 <= v < 64]
+
+
 def translate(prog: Program, address: int) -> int | None:
     """``vtop``: the physical address, or None when the address is not mapped."""
     try:

@@ -71,7 +71,7 @@ def slab_cache_order(cache: Object) -> int:
 
 def _nodes(prog: Program, cache: Object) -> list[tuple[Object, Object | None]]:
     """``(kmem_cache_node, barn or None)`` of each NUMA node (7.1+: ``per_node[]``)."""
-    count = int(prog.object("nr_node_ids"))
+    count = prog.read_u32(prog.symbol_address("nr_node_ids"))  # per cache: kept cheap
     out: list[tuple[Object, Object | None]] = []
     if cache.has_member_("per_node"):
         for i in range(count):

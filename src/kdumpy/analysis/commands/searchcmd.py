@@ -1,0 +1,94 @@
+"""search: memory for a value (or a string)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+from kdumpy.analysis.commands import parse_number, resolve_address
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.helpers.memmap import page_offset, phys_to_virt
+from kdumpy.analysis.helpers.search import (
+    search_physical,
+    search_string_virtual,
+    search_virtual,
+)
+from kdumpy.analysis.program import Program
+from kdumpy.printable import shown
+
+DIRECT_MAP_SPAN = 1 << 46  # x86_64 4-level: the direct map's reach (MAX_PHYSMEM_BITS)
+
+
+def _python(opts: argparse.Namespace) -> str:
+    value = opts.values[0] if opts.values else "0"
+    return (
+        "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+        "from kdumpy.analysis.helpers.search import search_physical\n"
+        "from kdumpy.analysis.helpers.memmap import phys_to_virt\n"
+        f"for address, word in search_physical(prog, 0x{value.removeprefix('0x')}):\n"
+        "    print(hex(phys_to_virt(prog, address)), hex(word))\n"
+    )
+
+
+@command("search", "search memory",
+         Arg("-s", dest="start", metavar="start", help="first address (symbol or hex)"),
+         Arg("-e", dest="end", metavar="end", help="end address"),
+         Arg("-l", dest="length", metavar="length", help="bytes to search"),
+         Arg("-p", dest="physical", action="store_true", help="physical memory"),
+         Arg("-k", dest="kernel", action="store_true", help="kernel memory (the default)"),
+         Arg("-c", dest="string", action="store_true", help="the values are strings"),
+         Arg("-w", dest="width", action="store_const", const=4, help="32-bit values"),
+         Arg("-h", dest="width", action="store_const", const=2, help="16-bit values"),
+         Arg("-m", dest="mask", metavar="mask", help="bits to ignore"),
+         Arg("values", nargs="+", metavar="value"),
+         usage="search [-s start] [-e end | -l length] [-p] [-c | -w | -h] [-m mask] value ...",
+         python=_python)  # fmt: skip
+def cmd_search(session: Session, opts: argparse.Namespace) -> str:
+    prog = session.prog
+    start = _where(session, opts.start, opts.physical)
+    if opts.end and opts.length:
+        raise CommandError("give -e or -l, not both")
+    end = None
+    if opts.end:
+        end = _where(session, opts.end, opts.physical)
+    elif opts.length:
+        end = (start or 0) + parse_number(opts.length)
+    out = []
+    for text in opts.values:
+        if opts.string:
+            if start is None or end is None or opts.physical:
+                raise CommandError("a string search needs a virtual -s and -e or -l")
+            for address in search_string_virtual(prog, text.encode(), start, end):
+                out.append(f"{address:x}: {shown(text)}\n")
+            continue
+        width = opts.width or 8
+        mask = parse_number(opts.mask) if opts.mask else 0
+        value = parse_number(text)
+        for address, word in _search(prog, value, start, end, width, mask, opts.physical):
+            out.append(f"{address:x}: {word:x}\n")
+    return "".join(out)
+
+
+def _where(session: Session, text: str | None, physical: bool) -> int | None:
+    if text is None:
+        return None
+    return parse_number(text) if physical else resolve_address(session, text)
+
+
+def _search(prog: Program, value: int, start: int | None, end: int | None, width: int,
+            mask: int, physical: bool) -> Iterator[tuple[int, int]]:  # fmt: skip
+    """Matches as ``(address, word)``: physical addresses with -p; else virtual, the
+    direct map searched through physical memory in bulk."""
+    if physical:
+        yield from search_physical(prog, value, start or 0, end, width, mask)
+        return
+    base = page_offset(prog)
+    lo = start if start is not None else base
+    hi = end if end is not None else base + DIRECT_MAP_SPAN
+    if base <= lo < base + DIRECT_MAP_SPAN:
+        for phys, word in search_physical(prog, value, lo - base, hi - base, width, mask):
+            yield phys_to_virt(prog, phys), word
+        return
+    if end is None:
+        raise CommandError("outside the direct map, give -e or -l")
+    yield from search_virtual(prog, value, lo, hi, width, mask)
