@@ -275,7 +275,10 @@ def test_cgroup_tree_matches_drgn(setup):
 
     dprog = setup["drgn"]
     root = dprog["cgrp_dfl_root"].cgrp.address_of_()
-    theirs = [drgn_path(css.cgroup).decode() for css in css_for_each_descendant_pre(root.self)]
+    theirs = [
+        drgn_path(css.cgroup).decode()
+        for css in css_for_each_descendant_pre(root.self.address_of_())
+    ]
     ours = [cgroup_path(c) for c in cgroup_descendants(root_cgroup(setup["prog"]))]
     assert ours and ours == theirs
 
