@@ -16,9 +16,10 @@ Each row runs both sides in fresh processes on the same cached lab dump:
   on the partial lists and per-CPU freelists, slabs), through kdumpy's API
   (``kmem -s`` is another helper's work in progress) beside drgn's ``slab_cache_usage``.
 
-Wall time to the first line and to the end, CPU time and peak RSS come from the
-process itself (``os.wait4``); best of the runs for times, worst for memory.  The first
-run of each warms the page cache.
+Wall time to the first line and to the end, CPU time (user + system, the process and
+its children) and peak RSS come from the process itself (``os.wait4``); best of the
+runs for times, worst for memory.  The first run of each warms the page cache.  On a
+shared machine the CPU time is the steadier figure.
 """
 
 from __future__ import annotations
@@ -159,15 +160,16 @@ def main() -> int:
                  kdumpy + ["--python", str(script), str(big.vmcore)],
                  [sys.executable, "-c", DRGN_SLAB, str(big.vmcore), vmlinux]))  # fmt: skip
     header = (f"{'what':<26} {'target':<21} {'kdumpy 1st':>10} {'kdumpy end':>10} "
-              f"{'drgn 1st':>8} {'drgn end':>8} {'kdumpy MiB':>10} {'drgn MiB':>8}")  # fmt: skip
+              f"{'kdumpy CPU':>10} {'drgn 1st':>8} {'drgn end':>8} {'drgn CPU':>8} "
+              f"{'kdumpy MiB':>10} {'drgn MiB':>8}")  # fmt: skip
     print(header)
     print("-" * len(header))
     try:
         for what, target, ours_cmd, drgn_cmd in rows:
             ours, theirs = best_of(ours_cmd, args.runs), best_of(drgn_cmd, args.runs)
-            print(f"{what:<26} {target:<21} {ours[0]:>9.2f}s {ours[1]:>9.2f}s "
-                  f"{theirs[0]:>7.2f}s {theirs[1]:>7.2f}s {ours[3]:>10.0f} {theirs[3]:>8.0f}",
-                  flush=True)  # fmt: skip
+            print(f"{what:<26} {target:<21} {ours[0]:>9.2f}s {ours[1]:>9.2f}s {ours[2]:>9.2f}s "
+                  f"{theirs[0]:>7.2f}s {theirs[1]:>7.2f}s {theirs[2]:>7.2f}s "
+                  f"{ours[3]:>10.0f} {theirs[3]:>8.0f}", flush=True)  # fmt: skip
     finally:
         script.unlink()
     print(f"\nbest of {args.runs} runs after a warm-up (worst peak RSS); "

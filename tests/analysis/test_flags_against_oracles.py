@@ -100,7 +100,8 @@ def test_log_dates_match_crash(setup):
 
 
 def test_struct_offsets_match_crash(setup):
-    theirs = _crash(setup, "struct -o task_struct").replace("const ", "").splitlines()
+    text = _crash(setup, "struct -o task_struct")
+    theirs = text.replace("const ", "").replace("volatile ", "").splitlines()  # not in BTF
     ours = setup["ours"]["struct -o task_struct"].splitlines()
     # crash spells function pointers with their arguments, which BTF does not keep
     mismatch = [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b and "(*" not in b]
@@ -161,12 +162,17 @@ def test_rd_symbolic_matches_crash(setup):
 
 
 def test_rd_symbolic_names_drgn_symbols(setup):
+    """drgn finds the same symbol (or an alias at the same address) for each word."""
     dprog = setup["drgn"]
+    checked = 0
     for word in _words(setup["ours"]["rd -s init_task 64"], r"^([0-9a-f]{16}):\s+(.*)$").values():
         if not re.fullmatch(r"[0-9a-f]{16}", word):
             name, _, offset = word.partition("+")
-            sym = dprog.symbol(setup["prog"].symbols.address_of(name) + int(offset or 0))
-            assert sym.name == name, word
+            start = setup["prog"].symbols.address_of(name)
+            sym = dprog.symbol(start + int(offset or 0))
+            assert sym.name == name or sym.address == start, word
+            checked += 1
+    assert checked >= 3  # init_task's first 64 words hold a few (4 on 5.10)
 
 
 @pytest.mark.parametrize("flag", ["-f", "-F"])
@@ -256,3 +262,64 @@ def test_lines_without_a_vmlinux_are_one_line(lab_dump):
         for line in ("bt -l", "dis -l panic"):
             out = run_line(session, line)
             assert out.count("\n") == 1 and "need the vmlinux with debug info" in out
+
+
+# -- the API's walks on a real kernel ------------------------------------------------------
+
+
+def test_cgroup_tree_matches_drgn(setup):
+    from drgn.helpers.linux.cgroup import cgroup_path as drgn_path
+    from drgn.helpers.linux.cgroup import css_for_each_descendant_pre
+
+    from kdumpy.analysis.api import cgroup_descendants, cgroup_path, root_cgroup
+
+    dprog = setup["drgn"]
+    root = dprog["cgrp_dfl_root"].cgrp.address_of_()
+    theirs = [
+        drgn_path(css.cgroup).decode()
+        for css in css_for_each_descendant_pre(root.self.address_of_())
+    ]
+    ours = [cgroup_path(c) for c in cgroup_descendants(root_cgroup(setup["prog"]))]
+    assert ours and ours == theirs
+
+
+def test_pid_xarray_and_cfs_rbtree_match_drgn(setup):
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry as drgn_rb
+    from drgn.helpers.linux.xarray import xa_for_each as drgn_xa
+
+    from kdumpy.analysis.api import rbtree_inorder_for_each_entry, xa_for_each
+
+    prog, dprog = setup["prog"], setup["drgn"]
+    ours = [(i, int(e)) for i, e in xa_for_each(prog.object("init_pid_ns").idr.idr_rt)]
+    theirs = [(i, e.value_()) for i, e in drgn_xa(dprog["init_pid_ns"].idr.idr_rt.address_of_())]
+    assert len(ours) > 20 and ours == theirs
+    from drgn.helpers.linux.percpu import per_cpu
+
+    for cpu in prog.online_cpus:
+        tree = prog.per_cpu("runqueues", cpu).cfs.tasks_timeline
+        dtree = per_cpu(dprog["runqueues"], cpu).cfs.tasks_timeline.rb_root.address_of_()
+        ours_rb = [int(e) for e in rbtree_inorder_for_each_entry("struct sched_entity", tree,
+                                                                  "run_node")]  # fmt: skip
+        theirs_rb = [e.value_() for e in drgn_rb("struct sched_entity", dtree, "run_node")]
+        assert ours_rb == theirs_rb
+
+
+def test_page_cache_walk_counts_nrpages(setup):
+    """Every regular file the tasks hold: the pages found in its XArray are the kernel's
+    own count (address_space.nrpages)."""
+    from kdumpy.analysis.api import (
+        for_each_page_cache_page,
+        for_each_task,
+        page_cache_size,
+        task_files,
+    )
+
+    prog = setup["prog"]
+    checked = 0
+    for task in list(for_each_task(prog))[:80]:
+        for _, file, _, _, kind, _ in task_files(prog, task):
+            if kind == "REG":
+                mapping = prog.object_at("struct file", file).f_mapping
+                assert sum(1 for _ in for_each_page_cache_page(mapping)) == page_cache_size(mapping)
+                checked += 1
+    assert checked > 0

@@ -25,6 +25,7 @@ from kdumpy.analysis.api import (
 )
 from kdumpy.analysis.commands import COMMANDS, Session, load_commands, run_line
 from kdumpy.analysis.scripting import run_code
+from kdumpy.cli import main as cli_main
 
 FRAME = re.compile(r"#(\d+) \[([0-9a-f]+)\] (\S+) at ([0-9a-f]+)")
 PID_LINE = re.compile(r"PID: (\d+)")
@@ -305,29 +306,27 @@ def test_py_escapes_dump_text_and_fails_in_one_line(prog, ready, machine):
     )
 
 
-def test_crash_python_script(synthetic_vmcore, tmp_path, machine):
+def test_crash_python_script(synthetic_vmcore, tmp_path, machine, capsys):
+    """``kdumpy crash --python SCRIPT DUMP`` (the CLI's main, in this process)."""
     script = tmp_path / "tasks.py"
     script.write_text("for t in for_each_task(prog):\n    print(int(t.pid), task_comm(t))\n")
-    run = [sys.executable, "-m", "kdumpy", "crash", "--python", str(script), str(synthetic_vmcore)]
-    proc = subprocess.run(run, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert "\x1b" not in proc.stdout
-    assert {int(line.split()[0]) for line in proc.stdout.splitlines()} == set(machine.tasks)
+    argv = ["crash", "--python", str(script), str(synthetic_vmcore)]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out  # the hostile task name, escaped
+    assert {int(line.split()[0]) for line in out.splitlines()} == set(machine.tasks)
     script.write_text("prog.object('no_such_symbol')\n")
-    proc = subprocess.run(run, capture_output=True, text=True, check=False)
-    assert (proc.returncode, proc.stderr) == (1, f"{script}: symbol not found: no_such_symbol\n")
-    run[5] = str(tmp_path / "missing.py")
-    proc = subprocess.run(run, capture_output=True, text=True, check=False)
-    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "missing.py" in proc.stderr
+    assert cli_main(argv) == 1
+    assert capsys.readouterr().err == f"{script}: symbol not found: no_such_symbol\n"
+    argv[2] = str(tmp_path / "missing.py")
+    assert cli_main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.py: cannot read" in err
 
 
-def test_batch_py_block_ends_at_an_empty_line(synthetic_vmcore, tmp_path):
+def test_batch_py_block_ends_at_an_empty_line(synthetic_vmcore, tmp_path, capsys):
     script = tmp_path / "cmds"
     script.write_text("py\nx = 2\nprint(x * 21)\n\nsym jiffies\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "kdumpy", "crash", str(synthetic_vmcore), "-i", str(script)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    assert cli_main(["crash", str(synthetic_vmcore), "-i", str(script)]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "42" and lines[1].endswith(" jiffies")

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from kdumpy.analysis.symfile import VMLINUX, kaslr_offset
 from kdumpy.errors import KdumpyError
 
@@ -35,6 +32,11 @@ class LineTable:
     """``address -> SourceLine`` for a vmlinux, CU by CU on demand."""
 
     def __init__(self, path: str, kaslr: int) -> None:
+        # pyelftools is imported when lines are first asked for, not with the commands
+        # (it costs as much start-up time as numpy, and most sessions never need it).
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
         self.path = path
         self.kaslr = kaslr
         self._file = open(path, "rb")  # noqa: SIM115 - kept open for lazy section reads

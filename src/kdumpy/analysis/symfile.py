@@ -16,16 +16,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from elftools.common.exceptions import ELFError
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection
 
 from kdumpy.arch import DEFAULT_ARCH
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
+
+# Section flags (ELF gABI): what nm's letters are chosen by.
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 
 DUMP, VMLINUX, SYSTEM_MAP = "dump", "vmlinux", "System.map"
 _DUMP_MAGICS = (b"KDUMP   ", b"DISKDUMP", b"makedumpfile")
@@ -133,6 +136,11 @@ def load_system_map(path: str) -> SymbolFile:
 
 def load_vmlinux(path: str) -> SymbolFile:
     """``.symtab`` with nm-style types, the GNU build id and the banner's release."""
+    # pyelftools takes about as long to import as numpy: only a vmlinux given needs it,
+    # so the dump alone (the common case) starts without it.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         with open(path, "rb") as fh:
             elf = ELFFile(fh)
@@ -152,7 +160,7 @@ def load_vmlinux(path: str) -> SymbolFile:
         raise KdumpyError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list) -> SymbolFile:
+def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list[Any]) -> SymbolFile:
     kind = syms["info"] & 0xF
     keep = (syms["name"] != 0) & (syms["shndx"] != 0) & (kind != STT_SECTION) & (kind != STT_FILE)
     syms = syms[keep]
@@ -160,13 +168,13 @@ def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list) -> Symb
     letters = []
     for sec in sections:
         flags, stype = sec["sh_flags"], sec["sh_type"]
-        if flags & SH_FLAGS.SHF_EXECINSTR:
+        if flags & SHF_EXECINSTR:
             letters.append("t")
         elif stype == "SHT_NOBITS":
             letters.append("b")
-        elif flags & SH_FLAGS.SHF_WRITE:
+        elif flags & SHF_WRITE:
             letters.append("d")
-        elif flags & SH_FLAGS.SHF_ALLOC:
+        elif flags & SHF_ALLOC:
             letters.append("r")
         else:
             letters.append("n")
@@ -194,8 +202,9 @@ def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list) -> Symb
 
 
 def _build_id(elf: ELFFile) -> str | None:
+    sec: Any  # a NoteSection (pyelftools makes one of every SHT_NOTE section)
     for sec in elf.iter_sections():
-        if not isinstance(sec, NoteSection):
+        if sec["sh_type"] != "SHT_NOTE":
             continue
         for note in sec.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":

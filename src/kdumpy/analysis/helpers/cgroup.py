@@ -47,7 +47,7 @@ def cgroup_path(cgrp: Object) -> str:
 
 def root_cgroup(prog: Program) -> Object:
     """The root of the default (v2) hierarchy (``&cgrp_dfl_root.cgrp``)."""
-    return prog.object("cgrp_dfl_root").cgrp.address_of_()
+    return prog.object("cgrp_dfl_root", "struct cgroup_root").cgrp.address_of_()
 
 
 def css_children(css: Object) -> Iterator[Object]:

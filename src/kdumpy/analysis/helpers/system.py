@@ -9,6 +9,7 @@ from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
 from kdumpy.analysis.panic import PanicInfo, classify
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
+from kdumpy.vmcore.dmesg import LogRecord
 
 FSHIFT = 11  # fixed-point shift of avenrun (include/linux/sched/loadavg.h)
 
@@ -30,7 +31,10 @@ class SystemInfo:
 
 def uptime_seconds(prog: Program) -> float:
     """Seconds since boot at the crash: the newest log record's time stamp."""
-    recs = log_records(prog)
+    return _newest_time(log_records(prog))
+
+
+def _newest_time(recs: list[LogRecord]) -> float:
     return recs[-1].ts_nsec / 1e9 if recs else 0.0
 
 
@@ -95,6 +99,7 @@ def system_info(prog: Program) -> SystemInfo:
     crash_time = prog.info.crash_time
     date = crash_date(crash_time) if crash_time else "unknown"
     idle = len(prog.online_cpus)
+    recs = log_records(prog)  # read once: the uptime and the panic both come from it
     return SystemInfo(
         release=uts.release.string_().decode("utf-8", "backslashreplace"),
         version=uts.version.string_().decode("utf-8", "backslashreplace"),
@@ -102,11 +107,11 @@ def system_info(prog: Program) -> SystemInfo:
         nodename=uts.nodename.string_().decode("utf-8", "backslashreplace"),
         cpus=prog.nr_cpu_ids,
         date=date,
-        uptime=format_uptime(uptime_seconds(prog)),
+        uptime=format_uptime(_newest_time(recs)),
         load_average=load_average(prog),
         tasks=sum(1 for _ in for_each_task(prog)) + idle,
         memory=ram_bytes(prog),
-        panic=classify(log_records(prog)),
+        panic=classify(recs),
     )
 
 
