@@ -44,19 +44,21 @@ Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer
 # Compresses the rows ``keep`` of a uint8 [k, page_size] array, one result per row.
 BatchCompressor = Callable[[np.ndarray, np.ndarray], Sequence[Buffer]]
 
-# The C loop (_pagepack.c) for none, zlib and LZO, when it was built at install time;
-# the Python path below writes the same bytes and descriptors.
+# The C loop (_pagepack.c) for the kinds it was built with at install time (none, zlib,
+# LZO; snappy and zstd when their headers were there); the Python path below writes the
+# same bytes (snappy: cramjam's equally valid encoding, not libsnappy's).
 try:
+    from kdumpy.collect._pagepack import KINDS as _NATIVE_FLAGS
     from kdumpy.collect._pagepack import pack as _native_pack
 except ImportError:  # no compiler or liblzo2-dev at install time
-    _native_pack = None
-NATIVE = ("none", "zlib", "lzo")
+    _native_pack, _NATIVE_FLAGS = None, ()
+NATIVE = tuple(kind for kind, flag in FLAG_OF.items() if flag in _NATIVE_FLAGS)
 
 
 def pack_room(pages: int, page_size: int) -> int:
     """Bytes of output the C loop needs for ``pages`` pages (``PACK_SLACK`` in _pagepack.c:
     a page adds at most ``page_size``, a compressor is given its worst case)."""
-    return pages * page_size + page_size // 16 + 67
+    return pages * page_size + page_size // 6 + 64
 
 
 def _new_compressor(kind: str) -> BatchCompressor:

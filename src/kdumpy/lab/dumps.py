@@ -161,7 +161,7 @@ def capture_vmcore(
                 append=append,
                 memory=mem,
                 serial_log=tmp_log,
-                disks=[Disk(disk), Disk(work)],
+                disks=[Disk(disk, sparse=True), Disk(work)],
                 timeout=timeout,
                 markers=markers,
                 qmp_on_marker=dict([CRASH_QMP[crash]]) if crash in CRASH_QMP else None,
@@ -222,9 +222,16 @@ def _timings(run: GuestRun) -> dict[str, float]:
 
 
 def lab_dump(
-    kernel: str = "6.1", memory: str = "1G", crashkernel: str = "256M", crash: str = "sysrq"
+    kernel: str = "6.1",
+    memory: str = "1G",
+    crashkernel: str = "256M",
+    crash: str = "sysrq",
+    timeout: float = 900,
 ) -> LabDump:
-    """A cached lab vmcore (made on first use) for tests and benchmarks."""
+    """A cached lab vmcore (made on first use) for tests and benchmarks.
+
+    The vmcore is kept sparse (the guest's untouched memory is holes), so a 64 GiB guest's
+    dump takes the disk space of what it used; ``timeout`` bounds making it."""
     series = normalize_series(kernel)
     lab_kernel = get_kernel(series)
     name = f"{series}-{memory}-{crashkernel}-{crash}"
@@ -233,7 +240,12 @@ def lab_dump(
     with locked(f"dump-{name}"):
         if not (out.exists() and log.exists()):
             return capture_vmcore(
-                lab_kernel, out, memory=memory, crashkernel=crashkernel, crash=crash
+                lab_kernel,
+                out,
+                memory=memory,
+                crashkernel=crashkernel,
+                crash=crash,
+                timeout=timeout,
             )
     text = log.read_text(errors="replace")
     return LabDump(
