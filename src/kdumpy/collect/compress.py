@@ -17,9 +17,8 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -31,6 +30,9 @@ from kdumpy.vmcore.compression import (
     COMPRESSED_ZSTD,
 )
 from kdumpy.vmcore.diskdump_format import PAGE_DESC
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 COMPRESSIONS = ("none", "zlib", "lzo", "snappy", "zstd")
 FLAG_OF = {
@@ -193,7 +195,13 @@ class OrderedPool:
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        if threads > 1:
+            # Imported here: the capture kernel's one CPU never needs a pool, and
+            # concurrent.futures costs start-up time before the first page.
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(threads)
         self._queue: deque[Future[Any]] = deque()
         self._limit = threads + 1  # batches in flight: bounds memory, keeps workers busy
 
