@@ -4,7 +4,8 @@
  * capture kernel has one CPU, and a dump has millions of pages).
  *
  * Each page is compressed on its own, as makedumpfile does: zlib level 1 as a complete
- * zlib stream (compress2), raw LZO1X-1, a raw snappy block (snappy_compress), a zstd
+ * zlib stream (one deflate stream, reset for every page: what compress2 writes, without
+ * setting up deflate's state per page), raw LZO1X-1, a raw snappy block (snappy_compress), a zstd
  * level-1 frame (ZSTD_compressCCtx), or stored as it is ("none").  snappy and zstd are
  * built in when their headers were found at install time (HAVE_SNAPPY, HAVE_ZSTD).  A compressed page
  * is kept only when strictly smaller than the page, otherwise the page is stored as it
@@ -49,6 +50,8 @@ enum { KIND_NONE = 0, KIND_ZLIB = 1, KIND_LZO = 2, KIND_SNAPPY = 4, KIND_ZSTD = 
 struct packer {
     int kind;
     void *lzo_wrkmem;
+    z_stream zlib;
+    int zlib_ready;
 #ifdef HAVE_ZSTD
     ZSTD_CCtx *zstd;
 #endif
@@ -80,6 +83,11 @@ packer_init(struct packer *p, int kind)
     p->kind = kind;
     if (kind == KIND_LZO && (p->lzo_wrkmem = malloc(LZO1X_1_MEM_COMPRESS)) == NULL)
         return -1;
+    if (kind == KIND_ZLIB) {
+        if (deflateInit(&p->zlib, 1) != Z_OK)
+            return -1;
+        p->zlib_ready = 1;
+    }
 #ifdef HAVE_ZSTD
     if (kind == KIND_ZSTD && (p->zstd = ZSTD_createCCtx()) == NULL)
         return -1;
@@ -91,6 +99,8 @@ static void
 packer_free(struct packer *p)
 {
     free(p->lzo_wrkmem);
+    if (p->zlib_ready)
+        deflateEnd(&p->zlib);
 #ifdef HAVE_ZSTD
     ZSTD_freeCCtx(p->zstd);
 #endif
@@ -131,8 +141,14 @@ compress_page(struct packer *p, const unsigned char *page, size_t size, unsigned
 {
     switch (p->kind) {
     case KIND_ZLIB: {
-        uLongf len = room;
-        return compress2(dst, &len, page, size, 1) == Z_OK ? len : 0;
+        z_stream *z = &p->zlib;
+        if (deflateReset(z) != Z_OK)
+            return 0;
+        z->next_in = (Bytef *)page;
+        z->avail_in = (uInt)size;
+        z->next_out = dst;
+        z->avail_out = (uInt)room;
+        return deflate(z, Z_FINISH) == Z_STREAM_END ? z->total_out : 0;
     }
     case KIND_LZO: {
         lzo_uint len = room;
