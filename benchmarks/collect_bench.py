@@ -1,18 +1,35 @@
 #!/usr/bin/env python3
-"""kdumpy collect vs makedumpfile on the same real vmcore (run by hand).
+"""kdumpy collect vs makedumpfile on the same real vmcores (run by hand).
 
-    python benchmarks/collect_bench.py [--memory 2G] [--repeat 3] [--num-threads N]
+    python benchmarks/collect_bench.py [--sizes 2G,4G,16G] [--levels 31,1]
+        [--compressions lzo,zlib,zstd,snappy] [--threads 1,2] [--repeat 3]
+        [--makedumpfile PATH]
 
-For dump levels 31 and 1 and each compression, runs ``kdumpy collect`` and
-``makedumpfile`` on the same ELF vmcore of a lab guest (``lab_dump(kernel="6.1",
-memory="2G")``, made on first use) and prints wall time, output size, peak RSS and
-CPU time (user + system) side by side with ratios (kdumpy / makedumpfile).  kdumpy
-fsyncs its output before renaming it into place; makedumpfile does not sync at all,
-so its time is shown both
-raw and with an fsync of its output added ("mdf+sync"), the fair comparison for a
-dump that must survive the reboot that follows.  Compressions this makedumpfile
-build lacks (1.7.2 in Debian 12: no snappy, no zstd) show kdumpy alone.  The
-minimum over ``--repeat`` runs is reported, since the machine is shared.
+For each lab dump size (``lab_dump(kernel, memory=SIZE)``: a real ELF vmcore captured
+from a QEMU guest, made on first use and cached, kept sparse), dump level, compression
+and thread count, runs ``kdumpy collect`` and ``makedumpfile`` on the same vmcore and
+prints one table row: seconds, ratio, output sizes, peak RSS (GNU time ``%M``), CPU
+seconds and whether the outputs are byte-identical.  Threads 1 is the capture kernel's
+case (``nr_cpus=1``): both run without ``--num-threads``; N > 1 passes
+``--num-threads N`` to both.
+
+Fairness:
+
+* durable output for both: kdumpy fsyncs its file before renaming it into place,
+  makedumpfile does not sync, so an fsync of its output is added to its time;
+* kdumpy runs as in the capture initramfs: ``python3 -S`` with byte code compiled
+  (the initramfs ships ``.pyc`` only and no ``site``), PYTHONPATH to kdumpy and the
+  interpreter's site-packages;
+* the vmcore is read once before each row, so neither tool pays for a cold cache,
+  and the tools alternate who goes first; the best of ``--repeat`` runs is kept;
+* the machine's load average is printed per row: on a shared machine wall time is
+  noisy, CPU seconds (user + system) much less so.
+
+Debian 12's makedumpfile 1.7.2 has no zstd or snappy; ``--makedumpfile`` names a
+build of the same 1.7.2 source with both (``benchmarks/build_makedumpfile.sh``).  A
+compression the chosen makedumpfile lacks is shown against the compressor's own page
+rate (``limit s``: libzstd/libsnappy over the same pages, single thread, measured
+here): the time no collector can beat.
 """
 
 from __future__ import annotations
@@ -20,14 +37,17 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import shlex
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 FLAGS = {"none": [], "lzo": ["-l"], "zlib": ["-c"], "zstd": ["-z"], "snappy": ["-p"]}
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -38,23 +58,27 @@ class Run:
     cpu: float = 0.0  # user + system seconds: less disturbed by a busy machine than wall
     sync: float = 0.0
 
+    @property
+    def durable(self) -> float:
+        return self.wall + self.sync
 
-def run(cmd: list[str], out: Path) -> Run:
-    """Run ``cmd``, returning wall time, its peak RSS and the output size.
 
-    The peak RSS comes from GNU time (``%M``): a child forked from this Python
-    process would inherit its high-water mark across exec and report that instead.
+def run(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> Run:
+    """Run ``cmd`` under GNU time: wall time, its own peak RSS and CPU, the output size.
+
+    (A child forked from this Python process would report this process's high-water
+    mark as its RSS; GNU time's ``%M`` is the command's own.)
     """
     out.unlink(missing_ok=True)
-    rss_file = out.with_name(out.name + ".rss")
+    report = out.with_name(out.name + ".time")
     start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *cmd],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *cmd],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)  # fmt: skip
     wall = time.monotonic() - start
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-300:]}")
-    rss, user, system = rss_file.read_text().split()[-3:]
-    rss_file.unlink()
+        raise SystemExit(f"{shlex.join(cmd)} failed: {proc.stderr.decode()[-300:]}")
+    rss, user, system = report.read_text().split()[-3:]
+    report.unlink()
     return Run(wall, int(rss), out.stat().st_size, float(user) + float(system))
 
 
@@ -68,15 +92,58 @@ def fsync_time(path: Path) -> float:
     return time.monotonic() - start
 
 
-def makedumpfile_supports(comp: str) -> bool:
+def supports(makedumpfile: str, comp: str) -> bool:
     if comp in ("none", "zlib"):
         return True
-    text = subprocess.run(["makedumpfile", "-v"], capture_output=True, text=True).stdout
+    text = subprocess.run([makedumpfile, "-v"], capture_output=True, text=True).stdout
     return any(line.split() == [comp, "enabled"] for line in text.splitlines())
 
 
-def best(runs: list[Run]) -> Run:
-    return min(runs, key=lambda r: r.wall + r.sync)
+def capture_env() -> tuple[list[str], dict[str, str]]:
+    """``python3 -S -m kdumpy`` with kdumpy and site-packages on PYTHONPATH (as /init does),
+    byte code compiled first."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "kdumpy")],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), sysconfig.get_paths()["purelib"]])
+    return [sys.executable, "-S", "-m", "kdumpy", "collect", "--message-level", "0"], env
+
+
+def warm(path: Path) -> None:
+    """Read the vmcore once (holes cost nothing), so both tools start with it cached."""
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(bytearray(8 << 20)):
+            pass
+
+
+def compressor_limit(vmcore: Path, comp: str, level: int) -> float | None:
+    """Seconds libzstd/libsnappy take alone over the pages kdumpy keeps at ``level``
+    (the C loop, one thread): no collector can write that dump faster."""
+    from kdumpy.collect import compress
+    from kdumpy.collect.collector import CollectOptions, collect
+
+    if comp not in compress.NATIVE:
+        return None
+    spent = 0.0
+    original = compress.compress_pages
+
+    def timed(*args: object) -> compress.PageBatch:
+        nonlocal spent
+        start = time.process_time()
+        try:
+            return original(*args)  # type: ignore[arg-type]
+        finally:
+            spent += time.process_time() - start
+
+    import kdumpy.collect.collector as collector
+
+    collector.compress_pages = timed  # type: ignore[assignment]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            collect(str(vmcore), f"{tmp}/out", CollectOptions([level], comp))
+    finally:
+        collector.compress_pages = original
+    return spent
 
 
 def main() -> int:
@@ -84,64 +151,90 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--kernel", default="6.1")
-    ap.add_argument("--memory", default="2G")
+    ap.add_argument("--sizes", default="2G", help="lab dump memory sizes, e.g. 2G,4G,16G")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--num-threads", type=int, default=0, help="passed to both tools if > 0")
+    ap.add_argument("--threads", default="1", help="thread counts, e.g. 1,2")
     ap.add_argument("--levels", default="31,1")
-    ap.add_argument("--compressions", default="lzo,zlib,none,zstd,snappy")
+    ap.add_argument("--compressions", default="lzo,zlib,zstd,snappy")
+    ap.add_argument("--makedumpfile", default="makedumpfile", help="the makedumpfile to run")
     ap.add_argument("--workdir", default=None, help="where outputs go (default: a temp dir)")
     args = ap.parse_args()
 
     from kdumpy.lab.dumps import lab_dump
 
-    dump = lab_dump(kernel=args.kernel, memory=args.memory)
-    vmcore = Path(dump.vmcore)
+    kdumpy_cmd, env = capture_env()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="collect-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    threads = ["--num-threads", str(args.num_threads)] if args.num_threads > 0 else []
-    print(
-        f"vmcore: {vmcore} ({vmcore.stat().st_size / 2**30:.2f} GiB, {dump.kernel.release}); "
-        f"threads: {args.num_threads or 'default'}; best of {args.repeat}; outputs in {work}"
-    )
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print(f"kdumpy: {shlex.join(kdumpy_cmd)} ...; makedumpfile: {args.makedumpfile}; "
+          f"best of {args.repeat}; {os.cpu_count()} CPUs")  # fmt: skip
     header = (
-        f"{'level':>5} {'comp':>6} | {'kdumpy s':>8} {'mdf s':>7} {'mdf+sync':>8} "
-        f"{'ratio':>6} | {'kdumpy MB':>9} {'mdf MB':>8} {'ratio':>6} | "
-        f"{'kdumpy RSS':>10} {'mdf RSS':>8}"
+        f"{'dump':>5} {'lvl':>3} {'comp':>6} {'thr':>3} | {'kdumpy s':>8} {'mdf+sync':>8} "
+        f"{'ratio':>5} | {'kd cpu':>6} {'mdf cpu':>7} | {'kdumpy MB':>9} {'mdf MB':>8} | "
+        f"{'kd RSS':>7} {'mdf RSS':>7} | same | load"
     )
     print(header)
     print("-" * len(header))
-    for level in args.levels.split(","):
-        for comp in args.compressions.split(","):
-            flags = [*FLAGS[comp], "-d", level, *threads]
-            ours_out, theirs_out = work / "kdumpy.out", work / "mdf.out"
-            ours = best([run([sys.executable, "-m", "kdumpy", "collect", "--message-level", "0",
-                              *flags, str(vmcore), str(ours_out)], ours_out)
-                         for _ in range(args.repeat)])  # fmt: skip
-            row = f"{level:>5} {comp:>6} | {ours.wall:8.2f} "
-            if makedumpfile_supports(comp):
-                runs = []
-                for _ in range(args.repeat):
-                    r = run(["makedumpfile", "--message-level", "0", *flags, str(vmcore),
-                             str(theirs_out)], theirs_out)  # fmt: skip
-                    r.sync = fsync_time(theirs_out)
-                    runs.append(r)
-                theirs = best(runs)
-                synced = theirs.wall + theirs.sync
-                row += (f"{theirs.wall:7.2f} {synced:8.2f} {ours.wall / synced:6.2f} | "
-                        f"{ours.size / 2**20:9.1f} {theirs.size / 2**20:8.1f} "
-                        f"{ours.size / theirs.size:6.3f} | "
-                        f"{ours.rss_kib / 1024:8.1f}MB {theirs.rss_kib / 1024:6.1f}MB")  # fmt: skip
-                row += f" | {ours.cpu:10.2f} {theirs.cpu:7.2f}"
-                same = filecmp.cmp(ours_out, theirs_out, shallow=False)
-                row += "  identical" if same else ""
-            else:
-                row += (f"{'-':>7} {'-':>8} {'-':>6} | {ours.size / 2**20:9.1f} {'-':>8} "
-                        f"{'-':>6} | {ours.rss_kib / 1024:8.1f}MB {'-':>8} | "
-                        f"{ours.cpu:10.2f} {'-':>7}")  # fmt: skip
-            print(row, flush=True)
-            ours_out.unlink(missing_ok=True)
-            theirs_out.unlink(missing_ok=True)
+    for size in args.sizes.split(","):
+        dump = lab_dump(kernel=args.kernel, memory=size, timeout=7200)
+        vmcore = Path(dump.vmcore)
+        for threads in map(int, args.threads.split(",")):
+            extra = ["--num-threads", str(threads)] if threads > 1 else []
+            for level in args.levels.split(","):
+                for comp in args.compressions.split(","):
+                    row = bench_row(args, vmcore, size, level, comp, threads, extra,
+                                    kdumpy_cmd, env, work)  # fmt: skip
+                    print(row, flush=True)
     return 0
+
+
+def bench_row(
+    args: argparse.Namespace,
+    vmcore: Path,
+    size: str,
+    level: str,
+    comp: str,
+    threads: int,
+    extra: list[str],
+    kdumpy_cmd: list[str],
+    env: dict[str, str],
+    work: Path,
+) -> str:
+    flags = [*FLAGS[comp], "-d", level, *extra]
+    ours_out, theirs_out = work / "kdumpy.out", work / "mdf.out"
+    has_mdf = supports(args.makedumpfile, comp)
+    warm(vmcore)
+    ours_runs, theirs_runs = [], []
+    for i in range(args.repeat):
+        order = ("mdf", "kdumpy") if i % 2 else ("kdumpy", "mdf")
+        for tool in order:
+            if tool == "kdumpy":
+                ours_runs.append(run([*kdumpy_cmd, *flags, str(vmcore), str(ours_out)],
+                                     ours_out, env))  # fmt: skip
+            elif has_mdf:
+                r = run([args.makedumpfile, "--message-level", "0", *flags, str(vmcore),
+                         str(theirs_out)], theirs_out)  # fmt: skip
+                r.sync = fsync_time(theirs_out)
+                theirs_runs.append(r)
+    ours = min(ours_runs, key=lambda r: r.durable)
+    load = os.getloadavg()[0]
+    row = f"{size:>5} {level:>3} {comp:>6} {threads:>3} | {ours.durable:8.2f} "
+    if theirs_runs:
+        theirs = min(theirs_runs, key=lambda r: r.durable)
+        same = "yes" if filecmp.cmp(ours_out, theirs_out, shallow=False) else "no"
+        row += (f"{theirs.durable:8.2f} {ours.durable / theirs.durable:5.2f} | "
+                f"{ours.cpu:6.2f} {theirs.cpu:7.2f} | {ours.size / 2**20:9.1f} "
+                f"{theirs.size / 2**20:8.1f} | {ours.rss_kib / 1024:5.1f}MB "
+                f"{theirs.rss_kib / 1024:5.1f}MB | {same:>4} | {load:4.1f}")  # fmt: skip
+    else:
+        limit = compressor_limit(vmcore, comp, int(level))
+        shown = f"{limit:8.2f}" if limit is not None else f"{'-':>8}"
+        row += (f"{shown} {'limit':>5} | {ours.cpu:6.2f} {'-':>7} | "
+                f"{ours.size / 2**20:9.1f} {'-':>8} | {ours.rss_kib / 1024:5.1f}MB {'-':>7} | "
+                f"{'-':>4} | {load:4.1f}")  # fmt: skip
+    ours_out.unlink(missing_ok=True)
+    theirs_out.unlink(missing_ok=True)
+    return row
 
 
 if __name__ == "__main__":

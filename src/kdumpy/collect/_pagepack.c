@@ -4,7 +4,10 @@
  * capture kernel has one CPU, and a dump has millions of pages).
  *
  * Each page is compressed on its own, as makedumpfile does: zlib level 1 as a complete
- * zlib stream (compress2), raw LZO1X-1, or stored as it is ("none").  A compressed page
+ * zlib stream (one deflate stream, reset for every page: what compress2 writes, without
+ * setting up deflate's state per page), raw LZO1X-1, a raw snappy block (snappy_compress), a zstd
+ * level-1 frame (ZSTD_compressCCtx), or stored as it is ("none").  snappy and zstd are
+ * built in when their headers were found at install time (HAVE_SNAPPY, HAVE_ZSTD).  A compressed page
  * is kept only when strictly smaller than the page, otherwise the page is stored as it
  * is.  With exclude_zero, all-zero pages store nothing: their descriptor will point at
  * the dump's shared zero page.  The Python fallback in compress.py writes the same bytes
@@ -12,7 +15,7 @@
  *
  *   pack(kind, pages, page_size, rows, exclude_zero, out, desc) -> (bytes used, zero pages)
  *
- * kind: 0 none, 1 zlib, 2 lzo (the descriptor flag values).  pages: whole pages, read in
+ * kind: 0 none, 1 zlib, 2 lzo, 4 snappy, 0x20 zstd (the descriptor flag values).  pages: whole pages, read in
  * place (typically a mapping of the dump).  rows: None for every page, or an int64 array
  * of the page indices to pack, in order.  out: receives the stored bytes back to back;
  * it must hold k * page_size + PACK_SLACK bytes for k pages (a page never adds more than
@@ -29,12 +32,79 @@
 
 #include <lzo/lzo1x.h>
 #include <zlib.h>
+#ifdef HAVE_SNAPPY
+#include <snappy-c.h>
+#endif
+#ifdef HAVE_ZSTD
+#include <zstd.h>
+#endif
 
-enum { KIND_NONE = 0, KIND_ZLIB = 1, KIND_LZO = 2 };
+enum { KIND_NONE = 0, KIND_ZLIB = 1, KIND_LZO = 2, KIND_SNAPPY = 4, KIND_ZSTD = 0x20 };
 
-/* Room past k pages that out needs: the worst case of zlib and LZO over one page is below
- * page_size/16 + 64 + 3 (LZO's documented bound; zlib's compressBound is smaller). */
-#define PACK_SLACK(size) ((size) / 16 + 64 + 3)
+/* Room past k pages that out needs: every compressor's worst case over one page is below
+ * page_size + page_size/6 + 64 (snappy's 32 + n + n/6 is the largest; LZO's n/16 + 67,
+ * zstd's and zlib's bounds are smaller). */
+#define PACK_SLACK(size) ((size) / 6 + 64)
+
+/* What one pack() call needs besides the pages: LZO's work memory, a zstd context. */
+struct packer {
+    int kind;
+    void *lzo_wrkmem;
+    z_stream zlib;
+    int zlib_ready;
+#ifdef HAVE_ZSTD
+    ZSTD_CCtx *zstd;
+#endif
+};
+
+static int
+kind_known(int kind)
+{
+    switch (kind) {
+    case KIND_NONE:
+    case KIND_ZLIB:
+    case KIND_LZO:
+#ifdef HAVE_SNAPPY
+    case KIND_SNAPPY:
+#endif
+#ifdef HAVE_ZSTD
+    case KIND_ZSTD:
+#endif
+        return 1;
+    }
+    return 0;
+}
+
+/* 0, or -1 when memory cannot be had. */
+static int
+packer_init(struct packer *p, int kind)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    if (kind == KIND_LZO && (p->lzo_wrkmem = malloc(LZO1X_1_MEM_COMPRESS)) == NULL)
+        return -1;
+    if (kind == KIND_ZLIB) {
+        if (deflateInit(&p->zlib, 1) != Z_OK)
+            return -1;
+        p->zlib_ready = 1;
+    }
+#ifdef HAVE_ZSTD
+    if (kind == KIND_ZSTD && (p->zstd = ZSTD_createCCtx()) == NULL)
+        return -1;
+#endif
+    return 0;
+}
+
+static void
+packer_free(struct packer *p)
+{
+    free(p->lzo_wrkmem);
+    if (p->zlib_ready)
+        deflateEnd(&p->zlib);
+#ifdef HAVE_ZSTD
+    ZSTD_freeCCtx(p->zstd);
+#endif
+}
 
 struct page_desc {
     int64_t offset;
@@ -66,29 +136,52 @@ is_zero_page(const unsigned char *page, size_t size)
 /* Compress one page to dst (room: at least size + PACK_SLACK(size)); the compressed
  * length, or 0 if the compressor failed. */
 static size_t
-compress_page(int kind, const unsigned char *page, size_t size, unsigned char *dst,
-              size_t room, void *wrkmem)
+compress_page(struct packer *p, const unsigned char *page, size_t size, unsigned char *dst,
+              size_t room)
 {
-    if (kind == KIND_ZLIB) {
-        uLongf len = room;
-        return compress2(dst, &len, page, size, 1) == Z_OK ? len : 0;
+    switch (p->kind) {
+    case KIND_ZLIB: {
+        z_stream *z = &p->zlib;
+        if (deflateReset(z) != Z_OK)
+            return 0;
+        z->next_in = (Bytef *)page;
+        z->avail_in = (uInt)size;
+        z->next_out = dst;
+        z->avail_out = (uInt)room;
+        return deflate(z, Z_FINISH) == Z_STREAM_END ? z->total_out : 0;
     }
-    if (kind == KIND_LZO) {
+    case KIND_LZO: {
         lzo_uint len = room;
-        return lzo1x_1_compress(page, size, dst, &len, wrkmem) == LZO_E_OK ? len : 0;
+        return lzo1x_1_compress(page, size, dst, &len, p->lzo_wrkmem) == LZO_E_OK ? len : 0;
+    }
+#ifdef HAVE_SNAPPY
+    case KIND_SNAPPY: {
+        size_t len = room;
+        return snappy_compress((const char *)page, size, (char *)dst, &len) == SNAPPY_OK ? len
+                                                                                        : 0;
+    }
+#endif
+#ifdef HAVE_ZSTD
+    case KIND_ZSTD: {
+        size_t len = ZSTD_compressCCtx(p->zstd, dst, room, page, size, 1);
+        return ZSTD_isError(len) ? 0 : len;
+    }
+#endif
     }
     return 0; /* KIND_NONE: stored as it is */
 }
 
 /* The loop over the pages; no Python objects are touched.  Returns bytes of out used
- * (and the zero-page count in *zeros), or -1 when LZO's work memory cannot be had. */
+ * (and the zero-page count in *zeros), or -1 when the compressor's memory cannot be had. */
 static Py_ssize_t
 pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *rows, size_t count,
            int exclude_zero, unsigned char *out, struct page_desc *desc, Py_ssize_t *zeros)
 {
-    void *wrkmem = NULL;
-    if (kind == KIND_LZO && (wrkmem = malloc(LZO1X_1_MEM_COMPRESS)) == NULL)
+    struct packer packer;
+    if (packer_init(&packer, kind) < 0) {
+        packer_free(&packer);
         return -1;
+    }
     size_t used = 0;
     *zeros = 0;
     for (size_t i = 0; i < count; i++) {
@@ -102,7 +195,7 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *row
             ++*zeros;
             continue;
         }
-        size_t len = compress_page(kind, page, size, out + used, size + PACK_SLACK(size), wrkmem);
+        size_t len = compress_page(&packer, page, size, out + used, size + PACK_SLACK(size));
         if (len > 0 && len < size) {
             d->flags = (uint32_t)kind;
         } else {
@@ -113,7 +206,7 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *row
         d->size = (uint32_t)len;
         used += len;
     }
-    free(wrkmem);
+    packer_free(&packer);
     return (Py_ssize_t)used;
 }
 
@@ -153,7 +246,7 @@ pack(PyObject *self, PyObject *args)
                           &exclude_zero, &out, &desc))
         return NULL;
     PyObject *result = NULL;
-    if (kind != KIND_NONE && kind != KIND_ZLIB && kind != KIND_LZO) {
+    if (!kind_known(kind)) {
         PyErr_Format(PyExc_ValueError, "unknown compression kind %d", kind);
     } else if (page_size <= 0 || page_size % 8 || pages.len % page_size) {
         PyErr_SetString(PyExc_ValueError, "pages must be whole pages of a multiple of 8 bytes");
@@ -195,5 +288,29 @@ PyInit__pagepack(void)
         PyErr_SetString(PyExc_ImportError, "lzo_init() failed");
         return NULL;
     }
-    return PyModule_Create(&module);
+    static const int kinds[] = {
+        KIND_NONE, KIND_ZLIB, KIND_LZO,
+#ifdef HAVE_SNAPPY
+        KIND_SNAPPY,
+#endif
+#ifdef HAVE_ZSTD
+        KIND_ZSTD,
+#endif
+    };
+    const Py_ssize_t n = sizeof(kinds) / sizeof(kinds[0]);
+    PyObject *m = PyModule_Create(&module);
+    PyObject *known = PyTuple_New(n); /* the kinds this build compresses (flag values) */
+    for (Py_ssize_t i = 0; known != NULL && i < n; i++) {
+        PyObject *value = PyLong_FromLong(kinds[i]);
+        if (value == NULL)
+            Py_CLEAR(known);
+        else
+            PyTuple_SET_ITEM(known, i, value);
+    }
+    if (m == NULL || known == NULL || PyModule_AddObject(m, "KINDS", known) < 0) {
+        Py_XDECREF(known);
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return m;
 }

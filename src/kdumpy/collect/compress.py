@@ -17,9 +17,8 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -31,6 +30,9 @@ from kdumpy.vmcore.compression import (
     COMPRESSED_ZSTD,
 )
 from kdumpy.vmcore.diskdump_format import PAGE_DESC
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 COMPRESSIONS = ("none", "zlib", "lzo", "snappy", "zstd")
 FLAG_OF = {
@@ -44,19 +46,21 @@ Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer
 # Compresses the rows ``keep`` of a uint8 [k, page_size] array, one result per row.
 BatchCompressor = Callable[[np.ndarray, np.ndarray], Sequence[Buffer]]
 
-# The C loop (_pagepack.c) for none, zlib and LZO, when it was built at install time;
-# the Python path below writes the same bytes and descriptors.
+# The C loop (_pagepack.c) for the kinds it was built with at install time (none, zlib,
+# LZO; snappy and zstd when their headers were there); the Python path below writes the
+# same bytes (snappy: cramjam's equally valid encoding, not libsnappy's).
 try:
+    from kdumpy.collect._pagepack import KINDS as _NATIVE_FLAGS
     from kdumpy.collect._pagepack import pack as _native_pack
 except ImportError:  # no compiler or liblzo2-dev at install time
-    _native_pack = None
-NATIVE = ("none", "zlib", "lzo")
+    _native_pack, _NATIVE_FLAGS = None, ()
+NATIVE = tuple(kind for kind, flag in FLAG_OF.items() if flag in _NATIVE_FLAGS)
 
 
 def pack_room(pages: int, page_size: int) -> int:
     """Bytes of output the C loop needs for ``pages`` pages (``PACK_SLACK`` in _pagepack.c:
     a page adds at most ``page_size``, a compressor is given its worst case)."""
-    return pages * page_size + page_size // 16 + 67
+    return pages * page_size + page_size // 6 + 64
 
 
 def _new_compressor(kind: str) -> BatchCompressor:
@@ -191,7 +195,13 @@ class OrderedPool:
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
+        if threads > 1:
+            # Imported here: the capture kernel's one CPU never needs a pool, and
+            # concurrent.futures costs start-up time before the first page.
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(threads)
         self._queue: deque[Future[Any]] = deque()
         self._limit = threads + 1  # batches in flight: bounds memory, keeps workers busy
 

@@ -145,7 +145,7 @@ def capture_vmcore(
         disk = Path(tmp, "vmcore.incomplete")
         with open(disk, "wb") as fh:
             fh.truncate(mem + (512 << 20))  # sparse; room for notes and the kernel-text segment
-        disks = [Disk(disk)]
+        disks = [Disk(disk, sparse=True)]
         if lab_kernel.arch == "amd64":  # the arm64 guest's workload needs no disk
             work = Path(tmp, "work.img")
             _workload_disk(work)
@@ -247,9 +247,16 @@ def _timings(run: GuestRun) -> dict[str, float]:
 
 
 def lab_dump(
-    kernel: str = "6.1", memory: str = "1G", crashkernel: str = "256M", crash: str = "sysrq"
+    kernel: str = "6.1",
+    memory: str = "1G",
+    crashkernel: str = "256M",
+    crash: str = "sysrq",
+    timeout: float = 900,
 ) -> LabDump:
-    """A cached lab vmcore (made on first use) for tests and benchmarks."""
+    """A cached lab vmcore (made on first use) for tests and benchmarks.
+
+    The vmcore is kept sparse (the guest's untouched memory is holes), so a 64 GiB guest's
+    dump takes the disk space of what it used; ``timeout`` bounds making it."""
     series = normalize_series(kernel)
     lab_kernel = get_kernel(series)
     name = f"{series}-{memory}-{crashkernel}-{crash}"
@@ -258,7 +265,12 @@ def lab_dump(
     with locked(f"dump-{name}"):
         if not (out.exists() and log.exists()):
             return capture_vmcore(
-                lab_kernel, out, memory=memory, crashkernel=crashkernel, crash=crash
+                lab_kernel,
+                out,
+                memory=memory,
+                crashkernel=crashkernel,
+                crash=crash,
+                timeout=timeout,
             )
     text = log.read_text(errors="replace")
     return LabDump(

@@ -76,6 +76,7 @@ class Disk:
     path: Path
     format: str = "raw"
     readonly: bool = False
+    sparse: bool = False  # zero writes become holes in the image (a big vmcore stays small)
 
 
 @dataclass
@@ -140,6 +141,8 @@ def run_guest(
         opts = f"file={disk.path},format={disk.format},if=virtio"
         if disk.readonly:
             opts += ",readonly=on"
+        if disk.sparse:
+            opts += ",discard=unmap,detect-zeroes=unmap"
         cmd += ["-drive", opts]
     if qmp_sock is not None:
         cmd += ["-qmp", f"unix:{qmp_sock},server=on,wait=off"]
