@@ -108,6 +108,20 @@ def test_drgn_reads_tasks_and_release(arm64_dump, program):
     assert "sysrq_handle_crash" in frames
 
 
+def test_workload_processes_in_their_states(program):
+    """The x86_64 lab's workload, cross-compiled, ran in the first kernel (drgn's task list)."""
+    from drgn.helpers.linux.pid import for_each_task
+    from drgn.helpers.linux.sched import task_state_to_char
+
+    states = {}
+    for task in for_each_task(program):
+        states.setdefault(task.comm.string_().decode(), set()).add(task_state_to_char(task))
+    assert states["kdumpy-anon"] == {"S"} and states["kdumpy-zero"] == {"S"}
+    assert states["kdumpy-dstate"] == {"D"} and states["kdumpy-vchild"] == {"S"}
+    assert states["kdumpy-frozen"] == {"D"}  # a writer on the frozen ext4
+    assert "S" in states["sleep"]
+
+
 def test_linear_map_and_kernel_segment_agree_with_the_kernel(arm64_dump, program):
     from drgn.helpers.linux.mm import phys_to_virt
 
