@@ -195,3 +195,24 @@ def test_high_and_low_reservations(tmp_path, crashkernel):
     size = int(re.search(r"kdumpy-lab: vmcore size (\d+)", serial).group(1))
     assert size == max(h.p_offset + h.p_filesz for h in headers)
     assert dump.timings["panic_to_saved"] < 60  # the header alone, not 3.7 GiB
+
+
+@pytest.mark.vm
+@pytest.mark.full
+@pytest.mark.parametrize(
+    "crash, message",
+    [
+        ("hung", "hung_task: blocked tasks"),
+        ("oom", "Out of memory: system-wide panic_on_oom is enabled"),
+        ("init", "Attempted to kill init!"),
+    ],
+)
+def test_other_crash_kinds(tmp_path, crash, message):
+    """The x86_64 lab's other crash methods on arm64: the kernel panics as asked (its console
+    says why) and the capture kernel, loaded by kdumpy, saves a sane dump."""
+    dump = capture_vmcore("arm64-6.1", tmp_path / "vmcore", crash=crash)
+    assert dump.panic_message.startswith(message)
+    console = first_kernel_console(dump.serial_log.read_text(errors="replace"))
+    loads = [h for h in program_headers(dump.vmcore) if h.p_type == "PT_LOAD"]
+    ram = sorted((h.p_paddr, h.p_paddr + h.p_memsz) for h in loads[1:])
+    assert ram == ram_outside(dump.memory, reservations(console))
