@@ -108,6 +108,20 @@ def test_drgn_reads_tasks_and_release(arm64_dump, program):
     assert "sysrq_handle_crash" in frames
 
 
+def test_workload_processes_in_their_states(program):
+    """The x86_64 lab's workload, cross-compiled, ran in the first kernel (drgn's task list)."""
+    from drgn.helpers.linux.pid import for_each_task
+    from drgn.helpers.linux.sched import task_state_to_char
+
+    states = {}
+    for task in for_each_task(program):
+        states.setdefault(task.comm.string_().decode(), set()).add(task_state_to_char(task))
+    assert states["kdumpy-anon"] == {"S"} and states["kdumpy-zero"] == {"S"}
+    assert states["kdumpy-dstate"] == {"D"} and states["kdumpy-vchild"] == {"S"}
+    assert states["kdumpy-frozen"] == {"D"}  # a writer on the frozen ext4
+    assert "S" in states["sleep"]
+
+
 def test_linear_map_and_kernel_segment_agree_with_the_kernel(arm64_dump, program):
     from drgn.helpers.linux.mm import phys_to_virt
 
@@ -181,3 +195,24 @@ def test_high_and_low_reservations(tmp_path, crashkernel):
     size = int(re.search(r"kdumpy-lab: vmcore size (\d+)", serial).group(1))
     assert size == max(h.p_offset + h.p_filesz for h in headers)
     assert dump.timings["panic_to_saved"] < 60  # the header alone, not 3.7 GiB
+
+
+@pytest.mark.vm
+@pytest.mark.full
+@pytest.mark.parametrize(
+    "crash, message",
+    [
+        ("hung", "hung_task: blocked tasks"),
+        ("oom", "Out of memory: system-wide panic_on_oom is enabled"),
+        ("init", "Attempted to kill init!"),
+    ],
+)
+def test_other_crash_kinds(tmp_path, crash, message):
+    """The x86_64 lab's other crash methods on arm64: the kernel panics as asked (its console
+    says why) and the capture kernel, loaded by kdumpy, saves a sane dump."""
+    dump = capture_vmcore("arm64-6.1", tmp_path / "vmcore", crash=crash)
+    assert dump.panic_message.startswith(message)
+    console = first_kernel_console(dump.serial_log.read_text(errors="replace"))
+    loads = [h for h in program_headers(dump.vmcore) if h.p_type == "PT_LOAD"]
+    ram = sorted((h.p_paddr, h.p_paddr + h.p_memsz) for h in loads[1:])
+    assert ram == ram_outside(dump.memory, reservations(console))

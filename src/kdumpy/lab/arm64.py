@@ -5,8 +5,9 @@ The first kernel loads its capture kernel with kdumpy's own kexec_load loader
 python3.11-minimal with the few standard-library modules the loader imports beyond it
 (found on the host with :mod:`modulefinder`, which is the same 3.11 as bookworm's), the
 libraries they link, and kdumpy's modules the loader imports.
-The capture kernel's userspace is busybox alone: ``dd`` with O_DIRECT from /proc/vmcore to
-the raw disk (buffered writes crawl under emulation, see vm-lab-notes).
+The first kernel runs the x86_64 lab's workload (its C helper cross-compiled with
+aarch64-linux-gnu-gcc).  The capture kernel's userspace is busybox alone: ``dd`` with
+O_DIRECT from /proc/vmcore to the raw disk (buffered writes crawl under emulation).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kdumpy.errors import KdumpyError
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.initramfs import Stage, find_busybox
 from kdumpy.lab.kernels import AptSuite, LabKernel
-from kdumpy.lab.userspace import COMMON_PRELUDE
+from kdumpy.lab.userspace import COMMON_PRELUDE, BusyboxWorkload, build_workload
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -49,7 +50,11 @@ LOADER_MODULES = ("encodings.utf_8", "encodings.ascii", "encodings.latin_1", "io
 PYTHONPATH = "/opt/kdumpy"
 CAPTURE_APPEND = "console=ttyAMA0 irqpoll nr_cpus=1 reset_devices panic=1 kdumpy.role=capture"
 VIRTIO_DISK = ["virtio_pci", "virtio_blk"]
-BUILD = "2"  # bump when add_python ships something else: cached initramfs images are rebuilt
+CROSS_GCC = "aarch64-linux-gnu-gcc"  # builds the workload helper (gcc-aarch64-linux-gnu)
+# Crash methods of the x86_64 workload the arm64 guest has: no test module (no arm64 build
+# of it) and no PS/2 keyboard for "irq" on -M virt.
+CRASH_METHODS = ("sysrq", "oom", "hung", "init", "none")
+BUILD = "3"  # bump when add_python ships something else: cached initramfs images are rebuilt
 
 
 def userspace_root() -> Path:
@@ -208,36 +213,26 @@ poweroff -f
         stage.add_text("init", self.script(), 0o755)
 
 
-class Arm64Workload:
-    """First-kernel userspace: load the capture kernel with kdumpy's kexec_load loader, crash.
-
-    ``kdumpy.load=kexec-tools`` on the command line is not offered: Debian 12's kexec-tools
-    writes a broken ELF core header on this kernel (reach.md section 7).
+class Arm64Workload(BusyboxWorkload):
+    """First-kernel userspace: the x86_64 lab's workload (the same helper, cross-compiled),
+    with the capture kernel loaded by kdumpy's kexec_load loader instead of kexec-tools
+    (Debian 12's kexec-tools writes a broken ELF core header on this kernel: reach.md 7).
     """
 
     name = "arm64-workload"
+    modules = [*VIRTIO_DISK, "ext4"]
 
     def __init__(self, capture_initrd: Path, capture_append: str = CAPTURE_APPEND) -> None:
-        self.capture_initrd = capture_initrd
-        self.capture_append = capture_append
+        super().__init__(capture_initrd, capture_append)
 
     def fingerprint(self) -> str:
         sources = sorted(p.read_text() for p in loader_modules().values() if p.suffix == ".py")
-        return "\0".join((self.name, BUILD, self.script(), str(self.capture_initrd), *sources))
+        return "\0".join((super().fingerprint(), BUILD, *sources))
 
-    def script(self) -> str:
+    def load_script(self) -> str:
         append = shlex.quote(self.capture_append)
         entry = shlex.quote(LOADER_ENTRY)
-        return (
-            COMMON_PRELUDE
-            + f"""
-log "first kernel up"
-crash=$(param crash); crash=${{crash:-sysrq}}
-mkdir -p /mnt/tmp && mount -t tmpfs -o size=64m tmpfs /mnt/tmp
-dd if=/dev/urandom of=/mnt/tmp/fill bs=1M count=32 2>/dev/null
-sleep 1000000 &
-log "workload ready"
-append={append}
+        return f"""append={append}
 save=$(param save)  # the capture kernel's own choice travels on its command line
 [ -n "$save" ] && append="$append kdumpy.save=$save"
 if PYTHONPATH={PYTHONPATH} python3 -S -c {entry} --kernel /boot/vmlinuz \\
@@ -246,24 +241,15 @@ if PYTHONPATH={PYTHONPATH} python3 -S -c {entry} --kernel /boot/vmlinuz \\
     log "capture kernel loaded ($(cat /sys/kernel/kexec_crash_loaded))"
 else
     log "kexec load failed: $(tail -n 1 /tmp/load.err)"
-fi
-log "crashing by $crash"
-case "$crash" in
-    sysrq) echo c > /proc/sysrq-trigger ;;
-    *) log "unknown crash method $crash" ;;
-esac
-sleep 120
-log "no crash 120 s after crashing by $crash"
-poweroff -f
-"""
-        )
+fi"""
 
     def populate(self, stage: Stage, kernel: LabKernel) -> None:
         root = userspace_root()
         add_busybox(stage, root)
         add_python(stage, root)
-        loaded = stage.add_modules(kernel, VIRTIO_DISK)
+        loaded = stage.add_modules(kernel, self.modules)
         stage.add_text("etc/modules-load", "\n".join(loaded) + "\n")
+        build_workload(stage.root / "bin" / "workload", CROSS_GCC, "gcc-aarch64-linux-gnu")
         stage.add_file(kernel.vmlinuz, "boot/vmlinuz")
         stage.add_file(self.capture_initrd, "boot/capture.img")
         stage.add_text("init", self.script(), 0o755)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.lab.arm64 import CRASH_METHODS as ARM64_CRASH_METHODS
 from kdumpy.lab.arm64 import Arm64Capture, Arm64Workload
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.kernels import LabKernel, get_kernel, normalize_series
@@ -145,11 +146,9 @@ def capture_vmcore(
         disk = Path(tmp, "vmcore.incomplete")
         with open(disk, "wb") as fh:
             fh.truncate(mem + (512 << 20))  # sparse; room for notes and the kernel-text segment
-        disks = [Disk(disk, sparse=True)]
-        if lab_kernel.arch == "amd64":  # the arm64 guest's workload needs no disk
-            work = Path(tmp, "work.img")
-            _workload_disk(work)
-            disks.append(Disk(work))
+        work = Path(tmp, "work.img")
+        _workload_disk(work)
+        disks = [Disk(disk, sparse=True), Disk(work)]
         tmp_log = Path(tmp, "serial.log")
         # no_timer_check: under a loaded TCG host the IO-APIC timer check can fail spuriously
         # ("IO-APIC + timer doesn't work!") and panic the guest at boot.
@@ -206,8 +205,9 @@ def capture_vmcore(
 def _initrds(kernel: LabKernel, crash: str) -> Path:
     """Build (or reuse) the capture initramfs and the first kernel's, which carries it."""
     if kernel.arch == "arm64":
-        if crash != "sysrq":
-            raise KdumpyError(f"the arm64 lab crashes by sysrq only, not '{crash}'")
+        if crash not in ARM64_CRASH_METHODS:
+            choices = ", ".join(ARM64_CRASH_METHODS)
+            raise KdumpyError(f"the arm64 lab cannot crash by '{crash}': choose one of {choices}")
         return build_initrd(kernel, Arm64Workload(build_initrd(kernel, Arm64Capture())))
     capture_initrd = build_initrd(kernel, DdCapture())
     module = crash_module(kernel) if crash in MODULE_CRASHES else None

@@ -76,12 +76,12 @@ for m in $(cat /etc/modules-load); do insmod "/lib/modules/$m" || log "insmod $m
 """
 
 
-def _build_workload(out: Path) -> None:
-    """Compile the static workload helper (guests have no libc)."""
-    if shutil.which("gcc") is None:
-        raise KdumpyError("gcc not found: the lab compiles its guest workload helper")
+def build_workload(out: Path, compiler: str = "gcc", package: str = "gcc") -> None:
+    """Compile the static workload helper (guests have no libc) with *compiler*."""
+    if shutil.which(compiler) is None:
+        raise KdumpyError(f"{compiler} not found: install {package} (the guest workload helper)")
     proc = subprocess.run(
-        ["gcc", "-static", "-O2", "-o", str(out), str(DATA / "workload.c")],
+        [compiler, "-static", "-O2", "-o", str(out), str(DATA / "workload.c")],
         capture_output=True,
         text=True,
     )
@@ -160,8 +160,18 @@ class BusyboxWorkload:
             )
         )
 
-    def script(self) -> str:
+    def load_script(self) -> str:
+        """Shell lines that load the capture kernel and log the outcome."""
         append = shlex.quote(self.capture_append)
+        kexec = "kexec -s -p /boot/vmlinuz --initrd=/boot/capture.img"
+        return f"""if {kexec} --append={append} 2>/tmp/kexec.err \\
+   || kexec -p /boot/vmlinuz --initrd=/boot/capture.img --append={append} 2>>/tmp/kexec.err; then
+    log "capture kernel loaded ($(cat /sys/kernel/kexec_crash_loaded))"
+else
+    log "kexec load failed: $(tail -n 1 /tmp/kexec.err)"
+fi"""
+
+    def script(self) -> str:
         return (
             COMMON_PRELUDE
             + f"""
@@ -187,12 +197,7 @@ if [ "$crash" != oom ] && [ -d /mnt/written ]; then
 fi
 sleep 2
 log "workload ready"
-if kexec -s -p /boot/vmlinuz --initrd=/boot/capture.img --append={append} 2>/tmp/kexec.err \\
-   || kexec -p /boot/vmlinuz --initrd=/boot/capture.img --append={append} 2>>/tmp/kexec.err; then
-    log "capture kernel loaded ($(cat /sys/kernel/kexec_crash_loaded))"
-else
-    log "kexec load failed: $(tail -n 1 /tmp/kexec.err)"
-fi
+{self.load_script()}
 log "crashing by $crash"
 case "$crash" in
     sysrq) echo c > /proc/sysrq-trigger ;;
@@ -226,7 +231,7 @@ sleep 1000000
         stage.add_text("etc/modules-load", "\n".join(loaded) + "\n")
         stage.add_binary("kexec")
         workload = stage.root / "bin" / "workload"
-        _build_workload(workload)
+        build_workload(workload)
         stage.add_file(kernel.vmlinuz, "boot/vmlinuz")
         stage.add_file(self.capture_initrd, "boot/capture.img")
         if self.crash_module is not None:

@@ -11,7 +11,8 @@
  *   workload write FILE   write to FILE (blocks in D state on a frozen filesystem)
  *   workload oom          allocate and touch memory until the OOM killer acts
  *
- * Built statically on the host by kdumpy.lab so the guest needs no libc.
+ * Built statically on the host by kdumpy.lab so the guest needs no libc (for arm64 guests
+ * with aarch64-linux-gnu-gcc).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -69,7 +70,11 @@ int main(int argc, char **argv)
 		if (vfork() == 0) {
 			syscall(SYS_prctl, PR_SET_NAME, "kdumpy-vchild", 0, 0, 0);
 			for (;;)
+#ifdef SYS_pause
 				syscall(SYS_pause);
+#else /* arm64 has no pause(2): ppoll on no descriptors, no timeout */
+				syscall(SYS_ppoll, NULL, 0, NULL, NULL, 0);
+#endif
 		}
 		return 0;
 	}
