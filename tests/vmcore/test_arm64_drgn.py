@@ -133,3 +133,27 @@ def test_every_task_backtrace_matches_drgn(arm64_dump) -> None:  # noqa: ANN001
             assert mine == theirs, f"pid {pid}"
             compared += 1
     assert compared > 40
+
+
+def test_frame_names_are_drgns_functions(arm64_dump) -> None:  # noqa: ANN001
+    """Names of the crashed task's frames with symbols from the vmlinux (.symtab, which
+    also holds arm64's $x/$d mapping symbols: never a frame's name) are the functions
+    drgn's DWARF names at those pcs (the outermost of the inlined ones; GCC's
+    .constprop/.isra clones carry the suffix in the symbol only)."""
+    import re
+
+    from kdumpy.analysis import Program
+    from kdumpy.analysis.helpers.tasks import panic_task
+    from kdumpy.analysis.unwind import stack_trace
+
+    version, dump, prog = arm64_dump
+    outer: dict[int, str] = {}
+    for frame in prog.crashed_thread().stack_trace():
+        if frame.name:
+            outer[frame.pc] = frame.name  # the last frame at a pc is the real function
+    with Program.open(dump.path, LAB / "dbg" / RELEASES[version] / "vmlinux") as ours:
+        task = panic_task(ours)
+        assert task is not None
+        names = [(f.pc, re.sub(r"\.(constprop|isra|part)\.\d+$", "", f.name))
+                 for f in stack_trace(ours, task)]  # fmt: skip
+    assert names == [(pc, outer[pc]) for pc, _ in names]
