@@ -10,6 +10,7 @@ import pytest
 
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.unwind import Unwinder
+from kdumpy.arch.x86_64 import X86_64
 from kdumpy.arch.x86_64.orc import (
     ORC_REG_BP,
     ORC_REG_PREV_SP,
@@ -67,7 +68,9 @@ class _OneEntryUnwinder(Unwinder):
     """The ORC walk with one entry for every pc and memory built in the test."""
 
     def __init__(self, entry: OrcEntry, memory: _Memory) -> None:
-        super().__init__(SimpleNamespace(memory=memory))  # type: ignore[arg-type]
+        # arch, info: what the Unwinder builds the machine's step from
+        prog = SimpleNamespace(memory=memory, arch=X86_64, info=None)
+        super().__init__(prog)  # type: ignore[arg-type]
         self.entry = entry
         self.has_orc = True
 

@@ -106,3 +106,54 @@ def test_collected_kdump_reads_back_in_drgn(arm64_dump, tmp_path: Path) -> None:
     assert 0 < len(kept) < ram // 2  # free and cache pages were left out
     for pfn in kept:
         assert back.read(pfn << 12, 4096, True) == dump.read_pfn(pfn), f"pfn {pfn:#x}"
+
+
+def test_every_task_backtrace_matches_drgn(arm64_dump) -> None:  # noqa: ANN001
+    """``bt`` of every task through the analysis layer (PRSTATUS for the CPUs' tasks,
+    ``thread.cpu_context`` for sleeping ones), symbols from the dbg vmlinux: the pcs
+    drgn's DWARF unwinding gives (drgn repeats a pc per inlined function)."""
+    import drgn
+
+    from kdumpy.analysis import Program
+    from kdumpy.analysis.helpers.tasks import for_each_task
+    from kdumpy.analysis.unwind import stack_trace
+
+    version, dump, prog = arm64_dump
+    with Program.open(dump.path, LAB / "dbg" / RELEASES[version] / "vmlinux") as ours:
+        compared = 0
+        for task in for_each_task(ours):
+            pid = int(task.pid)
+            theirs: list[int] = []
+            address = task.address_ if task.address_ is not None else int(task)
+            their_task = drgn.Object(prog, "struct task_struct *", value=address)
+            for frame in prog.stack_trace(their_task):
+                if not theirs or theirs[-1] != frame.pc:
+                    theirs.append(frame.pc)
+            mine = [f.pc for f in stack_trace(ours, task)]
+            assert mine == theirs, f"pid {pid}"
+            compared += 1
+    assert compared > 40
+
+
+def test_frame_names_are_drgns_functions(arm64_dump) -> None:  # noqa: ANN001
+    """Names of the crashed task's frames with symbols from the vmlinux (.symtab, which
+    also holds arm64's $x/$d mapping symbols: never a frame's name) are the functions
+    drgn's DWARF names at those pcs (the outermost of the inlined ones; GCC's
+    .constprop/.isra clones carry the suffix in the symbol only)."""
+    import re
+
+    from kdumpy.analysis import Program
+    from kdumpy.analysis.helpers.tasks import panic_task
+    from kdumpy.analysis.unwind import stack_trace
+
+    version, dump, prog = arm64_dump
+    outer: dict[int, str] = {}
+    for frame in prog.crashed_thread().stack_trace():
+        if frame.name:
+            outer[frame.pc] = frame.name  # the last frame at a pc is the real function
+    with Program.open(dump.path, LAB / "dbg" / RELEASES[version] / "vmlinux") as ours:
+        task = panic_task(ours)
+        assert task is not None
+        names = [(f.pc, re.sub(r"\.(constprop|isra|part)\.\d+$", "", f.name))
+                 for f in stack_trace(ours, task)]  # fmt: skip
+    assert names == [(pc, outer[pc]) for pc, _ in names]

@@ -196,8 +196,16 @@ def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list[Any]) ->
     for j in np.nonzero(starts[where] != offs)[0].tolist():  # suffixes of other names
         o = int(offs[j])
         names[j] = strtab[o : strtab.index(b"\0", o)].decode("latin-1")
+    # ELF mapping symbols ($x code, $d data on arm64) mark where code and data start;
+    # they are no functions: nm hides them and kallsyms leaves them out.
+    real = [i for i, name in enumerate(names) if not name.startswith("$")]
     return SymbolFile(
-        path, VMLINUX, names, types, syms["value"].astype(np.uint64), syms["size"].tolist()
+        path,
+        VMLINUX,
+        [names[i] for i in real],
+        [types[i] for i in real],
+        syms["value"].astype(np.uint64)[real],
+        [int(x) for x in syms["size"][real].tolist()],
     )
 
 

@@ -17,8 +17,9 @@ from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
+from kdumpy.analysis.types import StructType
+from kdumpy.arch import Stepper, UnwindContext, UnwindStep
 from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable, orc_version
-from kdumpy.arch.x86_64.unwind import OrcStepper, Step, inactive_task_frame_regs
 from kdumpy.errors import KdumpyError
 
 MAX_FRAMES = 256
@@ -58,15 +59,25 @@ class Unwinder:
         self.prog = prog
 
     @cached_property
-    def stepper(self) -> OrcStepper:
+    def stepper(self) -> Stepper:
         """The machine's step (built on first use, from the program's memory)."""
         prog = self.prog
-        return OrcStepper(
-            prog.memory,
-            lambda a: prog.find_symbol(a),
-            lambda pc: self.find(pc),
-            lambda: self.has_orc,
+        context = UnwindContext(
+            memory=prog.memory,
+            find_symbol=lambda address: prog.find_symbol(address),
+            symbol_address=lambda name: prog.symbols.address_of(name),
+            member_offset=self._member_offset,
+            vmcoreinfo=prog.info,
+            find_orc_entry=lambda pc: self.find(pc),
+            has_orc=lambda: self.has_orc,
         )
+        return prog.arch.make_stepper(context)
+
+    def _member_offset(self, struct: str, member: str) -> int | None:
+        try:
+            return self.prog.offsetof(struct, member)
+        except KdumpyError:
+            return None
 
     @cached_property
     def pc_name(self) -> str:
@@ -121,14 +132,9 @@ class Unwinder:
         return self._walk(dict(regs), interrupted=True, slot=regs.get(self.sp_name, 0))
 
     def unwind_task(self, task: Object) -> list[Frame]:
-        """Frames of a task that is not running: start at its ``inactive_task_frame``."""
-        prog = self.prog
-        sp = int(task.thread.sp)
-        frame_type = prog.type("struct inactive_task_frame")
-        frame = prog.object_at(frame_type, sp)
-        members = {m: int(frame.member_(m)) for m in frame.member_names_() if m != "ret_addr"}
-        regs = inactive_task_frame_regs(members, int(frame.ret_addr), sp + frame_type.size)
-        slot = sp + prog.offsetof(frame_type, "ret_addr")
+        """Frames of a task that is not running: from the context the architecture
+        saves on a switch (x86_64's ``inactive_task_frame``, arm64's ``cpu_context``)."""
+        regs, slot = self.stepper.task_start(_SavedTask(self.prog, task))
         return self._walk(regs, interrupted=False, slot=slot)
 
     # -- the walk ---------------------------------------------------------------------------
@@ -159,9 +165,41 @@ class Unwinder:
                 break
         return frames
 
-    def _step(self, regs: dict[str, int], interrupted: bool) -> Step | None:
+    def _step(self, regs: dict[str, int], interrupted: bool) -> UnwindStep | None:
         """Unwind one frame, or None at the end of the stack."""
         return self.stepper.step(regs, interrupted)
+
+
+class _SavedTask:
+    """A task's saved context read through BTF (the architecture's ``TaskAccess``)."""
+
+    def __init__(self, prog: Program, task: Object) -> None:
+        self.prog = prog
+        self.task = task
+
+    def _member(self, path: str) -> Object:
+        obj = self.task
+        for part in path.split("."):
+            obj = obj.member_(part)
+        return obj
+
+    def member_value(self, path: str) -> int:
+        return int(self._member(path))
+
+    def member_address(self, path: str) -> int:
+        address = self._member(path).address_
+        if address is None:
+            raise KdumpyError(f"task.{path} is not in memory")
+        return address
+
+    def struct_layout(self, name: str) -> tuple[int, dict[str, int]]:
+        t = self.prog.type(name).strip()
+        if not isinstance(t, StructType):
+            raise KdumpyError(f"{name} is not a struct")
+        return t.size, {m.name: m.bit_offset // 8 for m in t.members if m.name}
+
+    def read(self, address: int, size: int) -> bytes:
+        return self.prog.read(address, size)
 
 
 _UNWINDERS: weakref.WeakKeyDictionary[Program, Unwinder] = weakref.WeakKeyDictionary()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kdumpy.arch.arm64 import frames
 from kdumpy.arch.arm64.registers import REGISTERS
 from kdumpy.arch.arm64.translate import Arm64Translator
+from kdumpy.arch.arm64.unwind import Arm64Stepper
 from kdumpy.arch.base import Architecture
 
 EM_AARCH64 = 183
@@ -25,4 +26,5 @@ ARM64 = Architecture(
     from_user_mode=frames.from_user_mode,
     scan_exception_frames=frames.scan_exception_frames,
     make_translator=Arm64Translator,
+    make_stepper=Arm64Stepper.for_context,
 )

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from kdumpy.arch.arm64.registers import ARM64_REGS, is_user_mode, strip_pac
-from kdumpy.arch.base import ReadFn
+from kdumpy.arch.arm64.registers import ARM64_REGS, MASK64, is_user_mode, strip_pac
+from kdumpy.arch.base import ReadFn, TaskAccess, UnwindContext, UnwindStep
 from kdumpy.errors import KdumpyError
 
 FRAME_META_TYPE_FINAL = 1
@@ -130,3 +130,51 @@ class Arm64Unwinder:
         regs = dict(zip(CPU_CONTEXT, values, strict=True))
         regs["pc"] = strip_pac(regs["pc"], self.pac_mask)
         return regs
+
+
+# Where exception entry code lies: a frame whose pc is in one of these ranges has a
+# pt_regs under its frame record (before 6.13's metadata records).
+ENTRY_TEXT = (
+    ("__entry_text_start", "__entry_text_end"),
+    ("__exception_text_start", "__exception_text_end"),
+    ("__irqentry_text_start", "__irqentry_text_end"),
+)
+
+
+class Arm64Stepper:
+    """:class:`Arm64Unwinder` as the analysis layer's step (see ``kdumpy.arch.base``)."""
+
+    def __init__(self, unwinder: Arm64Unwinder, read: ReadFn) -> None:
+        self.unwinder = unwinder
+        self.read = read
+
+    @classmethod
+    def for_context(cls, ctx: UnwindContext) -> Arm64Stepper:
+        ranges = []
+        for start_name, end_name in ENTRY_TEXT:
+            start, end = ctx.symbol_address(start_name), ctx.symbol_address(end_name)
+            if start is not None and end is not None and start < end:
+                ranges.append((start, end))
+
+        def in_entry_text(pc: int) -> bool:
+            return any(start <= pc < end for start, end in ranges)
+
+        unwinder = Arm64Unwinder(
+            pac_mask=(ctx.vmcoreinfo.number("KERNELPACMASK") or 0) & MASK64,
+            stackframe_offset=ctx.member_offset("struct pt_regs", "stackframe"),
+            is_exception_entry=in_entry_text,
+        )
+        return cls(unwinder, ctx.memory.read)
+
+    def step(self, regs: dict[str, int], interrupted: bool) -> UnwindStep | None:
+        found = self.unwinder.step(regs, self.read)
+        if found is None:
+            return None
+        exception = found.exc_regs is not None
+        return UnwindStep(found.regs, exception, found.slot, found.exc_regs, found.user)
+
+    def task_start(self, task: TaskAccess) -> tuple[dict[str, int], int]:
+        """A sleeping task starts from ``thread.cpu_context`` (its pc: the saved LR)."""
+        address = task.member_address("thread.cpu_context")
+        regs = self.unwinder.task_regs(task.read(address, CPU_CONTEXT_SIZE))
+        return regs, address + 8 * CPU_CONTEXT.index("pc")

@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
 
+from kdumpy.arch.base import (
+    FunctionSymbol,
+    KernelView,
+    TaskAccess,
+    UnwindContext,
+    UnwindStep,
+)
 from kdumpy.arch.x86_64 import orc as O
 from kdumpy.arch.x86_64.orc import OrcEntry
 from kdumpy.arch.x86_64.unwind_fp import IRET_FRAME_OFFSET, PT_REGS, PT_REGS_SIZE, fp_step
@@ -36,29 +42,7 @@ _ORC_REG_NAMES = {
 }
 
 
-class KernelView(Protocol):
-    """Kernel virtual memory (reads raise a KdumpyError where it is not in the dump)."""
-
-    def read(self, address: int, size: int) -> bytes: ...
-    def u64(self, address: int) -> int: ...
-
-
-class FunctionSymbol(Protocol):
-    """A function symbol: where it starts."""
-
-    @property
-    def address(self) -> int: ...
-
-
-class Step(NamedTuple):
-    """One unwound frame: the caller's registers and how they were found."""
-
-    regs: dict[str, int]
-    interrupted: bool  # the caller's pc is where it stopped, not a return address
-    slot: int
-    exc_regs: dict[str, int] | None  # the pt_regs/iret frame crossed, if any
-    user: bool  # that frame came from user mode: the end of the kernel stack
-    left_irq_stack: bool = False
+Step = UnwindStep  # one unwound frame (the layer's, named as this module always has)
 
 
 def inactive_task_frame_regs(members: dict[str, int], ret_addr: int, sp: int) -> dict[str, int]:
@@ -85,6 +69,22 @@ class OrcStepper:
         self.find_symbol = find_symbol
         self.find_entry = find_entry
         self.has_orc = has_orc
+
+    @classmethod
+    def for_context(cls, ctx: UnwindContext) -> OrcStepper:
+        return cls(ctx.memory, ctx.find_symbol, ctx.find_orc_entry, ctx.has_orc)
+
+    def task_start(self, task: TaskAccess) -> tuple[dict[str, int], int]:
+        """A sleeping task starts at the ``inactive_task_frame`` at ``thread.sp``."""
+        sp = task.member_value("thread.sp")
+        size, offsets = task.struct_layout("struct inactive_task_frame")
+        members = {
+            name: int(struct.unpack("<Q", task.read(sp + off, 8))[0])
+            for name, off in offsets.items()
+            if name != "ret_addr"
+        }
+        ret_addr = int(struct.unpack("<Q", task.read(sp + offsets["ret_addr"], 8))[0])
+        return inactive_task_frame_regs(members, ret_addr, sp + size), sp + offsets["ret_addr"]
 
     def step(self, regs: dict[str, int], interrupted: bool) -> Step | None:
         """Unwind one frame, or None at the end of the stack."""
