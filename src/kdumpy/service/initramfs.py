@@ -279,10 +279,8 @@ def _add_stack(
 
 
 def _entry_size(entry: Entry) -> int:
-    """A file's bytes in the unpacked initramfs (before strip: Debian's are stripped)."""
-    if entry.data is not None:
-        return len(entry.data)
-    return entry.source.stat().st_size if entry.source is not None else 0
+    """A file's bytes in the unpacked initramfs (stripped as they will be written)."""
+    return len(entry.content()) if entry.kind == "file" else 0
 
 
 def _add_rootfs(image: Image, opts: BuildOptions, plain_only: bool = False) -> None:
