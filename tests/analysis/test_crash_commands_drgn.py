@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash6")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash7")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -196,3 +196,14 @@ def test_pointer_to_matches_drgn(session, drgn):
     ours, theirs = both(session, drgn, "pointer_to")
     typed = re.compile(r"= \([^)]*\)")
     assert rows(ours, 0) == rows(typed.sub("= ", theirs), 0)
+
+
+def test_kmem_p_matches_drgn_pages(session, drgn):
+    """``kmem -p PHYS...``: page, physical address, mapping, index, count and flags of
+    frames across RAM, as drgn's pfn_to_page reads them."""
+    want = drgn["pages"]
+    out = run_line(session, "kmem -p " + " ".join(f"{p[0]:x}" for p in want))
+    assert not session.failed, out
+    got = [[int(r[1], 16), int(r[0], 16), int(r[2], 16), int(r[3], 16), int(r[4]), int(r[5], 16)]
+           for r in rows(out)]  # fmt: skip
+    assert got == want

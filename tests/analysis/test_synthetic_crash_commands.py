@@ -412,3 +412,17 @@ def test_pointer_to_is_struct(crash, machine):
 def test_python_equivalent_of_the_rest_is_python(crash, line):
     code = crash(line + " --python")
     compile(code, line, "exec")
+
+
+def test_kmem_p_reads_struct_pages(crash, machine, prog):
+    """A slab's frame: its struct page (the slab), PG_slab; with no address, every frame
+    whose struct page is mapped (the synthetic vmemmap covers the 4 MiB heap)."""
+    cache = next(c for c in machine.sub.caches if c.name == "task_struct")
+    obj, (slab, _used) = next(iter(cache.objects.items()))
+    phys = obj - PAGE_OFFSET
+    assert rows(crash(f"kmem -p {phys:x}")) == [[f"{slab:016x}", f"{phys:x}", "0", "0", "0",
+                                                 "200"]]  # fmt: skip
+    every = rows(crash("kmem -p"))
+    held = sum(min(hi, 1024) - lo for lo, hi in prog.dump.pfn_ranges() if lo < 1024)
+    assert len(every) == held and held > 100
+    assert [f"{slab:016x}", f"{phys:x}"] in [r[:2] for r in every]
