@@ -153,7 +153,8 @@ def kmem_pages(prog: Program, physical: list[int]) -> str:
         for lo, hi in prog.dump.pfn_ranges():
             rows += page_rows(prog, lo, hi - lo)
     return PAGE_HEADER + "".join(
-        f"{r.page:016x} {r.phys:>9x}  {r.mapping:16x}  {r.page_index:>16x} {r.refcount:>4}  {r.flags:x}\n"
+        f"{r.page:016x} {r.phys:>9x}  {r.mapping:16x}  {r.page_index:>16x} {r.refcount:>4}  "
+        f"{r.flags:x}\n"
         for r in rows
     )
 
