@@ -426,3 +426,15 @@ def test_kmem_p_reads_struct_pages(crash, machine, prog):
     held = sum(min(hi, 1024) - lo for lo, hi in prog.dump.pfn_ranges() if lo < 1024)
     assert len(every) == held and held > 100
     assert [f"{slab:016x}", f"{phys:x}"] in [r[:2] for r in every]
+
+
+def test_foreach_vm_and_sig(crash, machine):
+    """``foreach vm``: one block per task, systemd's VMAs among them; ``foreach sig``:
+    the tasks with handlers (systemd alone here)."""
+    vms = crash("foreach IN vm")
+    heads = [int(line.split()[1]) for line in vms.splitlines() if line.startswith("PID:")]
+    assert heads == [t.pid for t in [*machine.idle, *sorted(machine.tasks.values(),
+                     key=lambda t: t.pid)] if t.state == "IN"]  # fmt: skip
+    assert f"{machine.sub.vmas[-1][0]:016x}" in vms
+    sigs = crash("foreach sig")
+    assert sigs.count("SIGNAL_STRUCT:") == 1 and sigs.startswith("PID: 1 ")
