@@ -148,6 +148,18 @@ def main() -> int:
     answers: dict[str, object] = {
         "fuser_busybox": fuser(prog, "/bin/busybox"),
         "pages": pages(prog),
+        "vmas": [
+            [
+                t.pid.value_(),
+                v.value_(),
+                v.vm_start.value_(),
+                v.vm_end.value_(),
+                v.vm_flags.value_(),
+            ]
+            for t in for_each_task(prog)
+            if t.mm
+            for v in for_each_vma(t.mm)
+        ],  # fmt: skip
     }
     for key, line in command_lines(prog).items():
         buf = io.StringIO()
