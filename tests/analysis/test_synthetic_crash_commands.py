@@ -14,6 +14,7 @@ from synthetic.memory import PAGE_OFFSET
 from synthetic.subsystems import FREELIST_RANDOM
 
 from kdumpy.analysis.commands import COMMANDS, Session, load_commands, run_line
+from kdumpy.printable import shown
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -25,13 +26,14 @@ def test_kmem_s_counts_every_free_object(crash, machine):
     through hardened (XOR-encoded) freelist pointers."""
     want = [
         [f"{c.address:016x}", str(c.object_size), str(c.allocated), str(c.total),
-         str(c.slabs), "4k", c.name]
+         str(c.slabs), "4k", shown(c.name)]
         for c in machine.sub.caches
     ]  # fmt: skip
     assert rows(crash("kmem -s")) == want
     kmalloc = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
     assert (kmalloc.allocated, kmalloc.total) == (152, 192)
-    assert rows(crash("kmem -S kmalloc-64")) == [want[1]]
+    assert rows(crash("kmem -S kmalloc-64")) == [want[2]]
+    assert r"evil\x1b]0;pwn\x07cache" in crash("kmem -s")  # escaped, never raw
 
 
 def test_kmem_s_names_an_unknown_cache(crash):
