@@ -18,7 +18,7 @@ import sys
 import drgn
 from drgn.commands import run_command
 from drgn.helpers.linux.fs import d_path, for_each_file
-from drgn.helpers.linux.mm import for_each_vma
+from drgn.helpers.linux.mm import for_each_vma, pfn_to_page, virt_to_phys
 from drgn.helpers.linux.pid import find_task, for_each_task
 from drgn_oracle import open_program  # beside this script: sys.path[0] when run
 
@@ -109,6 +109,32 @@ def fuser(prog: drgn.Program, path: str) -> list[list]:
     return sorted(out)
 
 
+def pages(prog: drgn.Program) -> list[list[int]]:
+    """``[phys, page, mapping, index, refcount, flags]`` of a sample of frames (pid 1's
+    task_struct and stack, and frames across RAM), by drgn's ``pfn_to_page``; a frame
+    whose struct page cannot be read is left out, as ``kmem -p`` leaves it out."""
+    task = find_task(prog, 1)
+    phys = [virt_to_phys(task).value_(), virt_to_phys(task.stack).value_()]
+    phys += [n << 24 for n in range(1, 60, 7)]
+    out = []
+    for address in phys:
+        page = pfn_to_page(prog, address >> 12)
+        index = page.index if hasattr(page, "index") else page.__folio_index
+        flags = page.flags.f if hasattr(page.flags, "f") else page.flags
+        with contextlib.suppress(drgn.FaultError):  # no struct page there (a hole)
+            out.append(
+                [
+                    address & ~0xFFF,
+                    page.value_(),
+                    page.mapping.value_(),
+                    index.value_(),
+                    page._refcount.counter.value_(),
+                    flags.value_(),
+                ]
+            )
+    return out
+
+
 def _path(file: drgn.Object) -> str:
     try:
         return d_path(file.f_path).decode()
@@ -119,7 +145,22 @@ def _path(file: drgn.Object) -> str:
 def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
     prog = open_program(vmcore, vmlinux)
-    answers: dict[str, object] = {"fuser_busybox": fuser(prog, "/bin/busybox")}
+    answers: dict[str, object] = {
+        "fuser_busybox": fuser(prog, "/bin/busybox"),
+        "pages": pages(prog),
+        "vmas": [
+            [
+                t.pid.value_(),
+                v.value_(),
+                v.vm_start.value_(),
+                v.vm_end.value_(),
+                v.vm_flags.value_(),
+            ]
+            for t in for_each_task(prog)
+            if t.mm
+            for v in for_each_vma(t.mm)
+        ],  # fmt: skip
+    }
     for key, line in command_lines(prog).items():
         buf = io.StringIO()
         try:

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash6")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash9")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -196,3 +196,29 @@ def test_pointer_to_matches_drgn(session, drgn):
     ours, theirs = both(session, drgn, "pointer_to")
     typed = re.compile(r"= \([^)]*\)")
     assert rows(ours, 0) == rows(typed.sub("= ", theirs), 0)
+
+
+def test_kmem_p_matches_drgn_pages(session, drgn):
+    """``kmem -p PHYS...``: page, physical address, mapping, index, count and flags of
+    frames across RAM, as drgn's pfn_to_page reads them."""
+    want = drgn["pages"]
+    out = run_line(session, "kmem -p " + " ".join(f"{p[0]:x}" for p in want))
+    assert not session.failed, out
+    got = [[int(r[1], 16), int(r[0], 16), int(r[2], 16), int(r[3], 16), int(r[4]), int(r[5], 16)]
+           for r in rows(out)]  # fmt: skip
+    assert got == want
+
+
+def test_foreach_vm_matches_drgn_helpers(session, drgn):
+    """``foreach vm``: every task's VMAs (address, range, flags), as drgn's for_each_vma
+    lists them (drgn's crash-mode foreach stops after the first task, so its helpers are
+    the oracle)."""
+    out = run_line(session, "foreach vm")
+    assert not session.failed
+    ours, pid = [], None
+    for r in rows(out, 0):
+        if r[0] == "PID:":
+            pid = int(r[1])
+        elif len(r) >= 4 and re.fullmatch("[0-9a-f]{16}", r[0]) and not r[2].endswith("k"):
+            ours.append([pid, int(r[0], 16), int(r[1], 16), int(r[2], 16), int(r[3], 16)])
+    assert sorted(ours) == sorted(drgn["vmas"]) and len(ours) > 20

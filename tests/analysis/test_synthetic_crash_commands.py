@@ -14,6 +14,7 @@ from synthetic.memory import PAGE_OFFSET
 from synthetic.subsystems import FREELIST_RANDOM
 
 from kdumpy.analysis.commands import COMMANDS, Session, load_commands, run_line
+from kdumpy.printable import shown
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -25,13 +26,14 @@ def test_kmem_s_counts_every_free_object(crash, machine):
     through hardened (XOR-encoded) freelist pointers."""
     want = [
         [f"{c.address:016x}", str(c.object_size), str(c.allocated), str(c.total),
-         str(c.slabs), "4k", c.name]
+         str(c.slabs), "4k", shown(c.name)]
         for c in machine.sub.caches
     ]  # fmt: skip
     assert rows(crash("kmem -s")) == want
     kmalloc = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
     assert (kmalloc.allocated, kmalloc.total) == (152, 192)
-    assert rows(crash("kmem -S kmalloc-64")) == [want[1]]
+    assert rows(crash("kmem -S kmalloc-64")) == [want[2]]
+    assert r"evil\x1b]0;pwn\x07cache" in crash("kmem -s")  # escaped, never raw
 
 
 def test_kmem_s_names_an_unknown_cache(crash):
@@ -412,3 +414,29 @@ def test_pointer_to_is_struct(crash, machine):
 def test_python_equivalent_of_the_rest_is_python(crash, line):
     code = crash(line + " --python")
     compile(code, line, "exec")
+
+
+def test_kmem_p_reads_struct_pages(crash, machine, prog):
+    """A slab's frame: its struct page (the slab), PG_slab; with no address, every frame
+    whose struct page is mapped (the synthetic vmemmap covers the 4 MiB heap)."""
+    cache = next(c for c in machine.sub.caches if c.name == "task_struct")
+    obj, (slab, _used) = next(iter(cache.objects.items()))
+    phys = obj - PAGE_OFFSET
+    assert rows(crash(f"kmem -p {phys:x}")) == [[f"{slab:016x}", f"{phys:x}", "0", "0", "0",
+                                                 "200"]]  # fmt: skip
+    every = rows(crash("kmem -p"))
+    held = sum(min(hi, 1024) - lo for lo, hi in prog.dump.pfn_ranges() if lo < 1024)
+    assert len(every) == held and held > 100
+    assert [f"{slab:016x}", f"{phys:x}"] in [r[:2] for r in every]
+
+
+def test_foreach_vm_and_sig(crash, machine):
+    """``foreach vm``: one block per task, systemd's VMAs among them; ``foreach sig``:
+    the tasks with handlers (systemd alone here)."""
+    vms = crash("foreach IN vm")
+    heads = [int(line.split()[1]) for line in vms.splitlines() if line.startswith("PID:")]
+    assert heads == [t.pid for t in [*machine.idle, *sorted(machine.tasks.values(),
+                     key=lambda t: t.pid)] if t.state == "IN"]  # fmt: skip
+    assert f"{machine.sub.vmas[-1][0]:016x}" in vms
+    sigs = crash("foreach sig")
+    assert sigs.count("SIGNAL_STRUCT:") == 1 and sigs.startswith("PID: 1 ")

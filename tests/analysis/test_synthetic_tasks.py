@@ -206,7 +206,7 @@ def test_foreach_filters_by_state(crash, machine):
     files = crash("foreach IN files")
     pids = [int(line.split()[1]) for line in files.splitlines() if line.startswith("PID:")]
     assert pids == [1, 2, 46, 666, 1300] and files.count("ROOT:") == 5
-    assert crash("foreach vm") == "foreach: foreach supports bt, files and ps\n"
+    assert crash("foreach net") == "foreach: foreach supports bt, files, ps, vm and sig\n"
 
 
 def test_foreach_ps_has_a_row_per_task_even_when_pids_repeat(crash, machine):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .kernel import SyntheticKernel
 from .memory import PAGE, PAGE_OFFSET
 
+HOSTILE_CACHE = "evil\x1b]0;pwn\x07cache"  # a module can name a cache anything
 VMEMMAP = 0xFFFFEA0000000000
 PAGE_STRUCT = 64
 FREELIST_RANDOM = 0x5EED_F00D_CAFE_1234
@@ -257,6 +258,7 @@ def add_subsystems(k: SyntheticKernel, out: Subsystems, mm: int, files: dict[str
     slabs = _Slabs(k, out)
     slabs.cache("kmalloc-64", 64, 64, ["UUFUFUUU" * 8, "U" * 64, "UCUCCUUU" * 8])
     slabs.cache("task_struct", 3000, 3072, ["U", "F"])
+    slabs.cache(HOSTILE_CACHE, 512, 512, ["UFUFUFUF"])
     out.mm = (mm, 0)
     _vmas(k, out, mm, files)
     _irqs(k, out)

@@ -12,6 +12,8 @@ from kdumpy.analysis.commands.tasksel import all_tasks
 from kdumpy.analysis.helpers.memmap import (
     page_flag_bits,
     page_flags,
+    page_rows,
+    page_shift,
     page_size,
     pfn_to_page,
     translate,
@@ -49,6 +51,13 @@ _PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
 
 def _python(opts: argparse.Namespace) -> str:
     """The kdumpy API doing what these kmem options do."""
+    if opts.pages:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.memmap import page_rows\n"
+            "for lo, hi in prog.dump.pfn_ranges():\n"
+            "    for row in page_rows(prog, lo, hi - lo):\n"
+            "        print(row)\n"
+        )
     if opts.free:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.zones import for_each_zone, zone_free_lists, zone_name\n"
@@ -104,14 +113,19 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
          Arg("-g", dest="flags", metavar="flags", help="decode page flags"),
          Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
+         Arg("-p", dest="pages", action="store_true",
+             help="struct pages (of all RAM, or of the physical addresses given)"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
-         usage="kmem -i | -f | -s|-S [cache ...] | -v | -g flags | address ...",
+         usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -g flags | address ...",
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    if sum(map(bool, (opts.info, opts.slab, opts.vmalloc, opts.flags, opts.free))) > 1:
-        raise CommandError("give one of -i, -f, -s, -v, -g")
+    modes = (opts.info, opts.slab, opts.vmalloc, opts.flags, opts.free, opts.pages)
+    if sum(map(bool, modes)) > 1:
+        raise CommandError("give one of -i, -f, -p, -s, -v, -g")
+    if opts.pages:
+        return kmem_pages(prog, [parse_number(a) for a in opts.args])
     if opts.free:
         return kmem_free(prog)
     if opts.flags:
@@ -123,8 +137,26 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -f, -s, -v, -g or an address")
+        raise CommandError("give -i, -f, -p, -s, -v, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
+
+
+def kmem_pages(prog: Program, physical: list[int]) -> str:
+    """``kmem -p``: the struct page of each physical address given, or of every frame
+    the dump holds."""
+    shift = page_shift(prog)
+    rows = []
+    if physical:
+        for phys in physical:
+            rows += page_rows(prog, phys >> shift, 1)
+    else:
+        for lo, hi in prog.dump.pfn_ranges():
+            rows += page_rows(prog, lo, hi - lo)
+    return PAGE_HEADER + "".join(
+        f"{r.page:016x} {r.phys:>9x}  {r.mapping:16x}  {r.page_index:>16x} {r.refcount:>4}  "
+        f"{r.flags:x}\n"
+        for r in rows
+    )
 
 
 def kmem_free(prog: Program) -> str:

@@ -9,7 +9,9 @@ from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_cod
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import fields, quoted
+from kdumpy.analysis.commands.taskinfo import task_signals
 from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
+from kdumpy.analysis.commands.vmcmds import task_vm
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
@@ -132,20 +134,24 @@ _FILES_ROWS = """\
 
 
 @command("foreach", "display command data for multiple tasks",
-         Arg("words", nargs="+", metavar="[STATE] bt|ps|files",
+         Arg("words", nargs="+", metavar="[STATE] bt|ps|files|vm|sig",
              help="a task state (RU, IN, UN, ...) and a command"),
-         usage="foreach [STATE] bt|ps|files", python=foreach_python)  # fmt: skip
+         usage="foreach [STATE] bt|ps|files|vm|sig", python=foreach_python)  # fmt: skip
 def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
     states = {a for a in opts.words if a in _STATE_FILTERS}
     verbs = [a for a in opts.words if a not in states]
-    if not verbs or verbs[0] not in ("bt", "files", "ps"):
-        raise CommandError("foreach supports bt, files and ps")
+    if not verbs or verbs[0] not in ("bt", "files", "ps", "vm", "sig"):
+        raise CommandError("foreach supports bt, files, ps, vm and sig")
     prog = session.prog
     tasks = [t for t in all_tasks(prog) if not states or task_state_crash(t) in states]
     if verbs[0] == "ps":
         return "".join(map(_ps_row(prog), tasks))
     if verbs[0] == "files":
         return "\n".join(_files(prog, task) for task in tasks)
+    if verbs[0] == "vm":
+        return "\n".join(task_vm(prog, task) for task in tasks)
+    if verbs[0] == "sig":
+        return "\n".join(task_signals(prog, task) for task in tasks if int(task.sighand))
     return "\n".join(format_backtrace(task, stack_trace(prog, task)) for task in tasks)
 
 

@@ -70,10 +70,11 @@ def cmd_task(session: Session, opts: argparse.Namespace) -> str:
              "      pending(prog, task.signal.shared_pending))\n"))  # fmt: skip
 def cmd_sig(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    return "\n".join(_sig(prog, task) for task in _tasks(session, opts.tasks))
+    return "\n".join(task_signals(prog, task) for task in _tasks(session, opts.tasks))
 
 
-def _sig(prog: Program, task: Object) -> str:
+def task_signals(prog: Program, task: Object) -> str:
+    """crash's ``sig`` block for one task."""
     signal = task.signal
     out = [task_line(task),
            f"SIGNAL_STRUCT: {int(signal):x}  NR_THREADS: {int(signal.nr_threads)}\n",

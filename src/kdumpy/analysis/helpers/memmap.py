@@ -8,6 +8,10 @@ page-table translation (crash's ``btop``, ``ptob``, ``ptov``, ``vtop``)::
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
+
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
@@ -81,3 +85,46 @@ def translate(prog: Program, address: int) -> int | None:
         return virt_to_phys(prog, address)
     except (FaultError, KdumpyError):
         return None
+
+
+class PageRow(NamedTuple):
+    """A ``struct page``'s fields as ``kmem -p`` shows them."""
+
+    page: int
+    phys: int
+    mapping: int
+    page_index: int
+    refcount: int
+    flags: int
+
+
+def page_rows(prog: Program, first_pfn: int, count: int) -> list[PageRow]:
+    """The struct pages of ``count`` frames from ``first_pfn``, read from the vmemmap a
+    batch at a time and unpacked by numpy (unreadable struct pages are left out)."""
+    size = prog.sizeof("struct page")
+    t = prog.type("struct page")
+    index_name = "index" if prog.has_member(t, "index") else "__folio_index"  # 7.x
+    offs = [prog.offsetof(t, m) for m in ("mapping", index_name, "_refcount", "flags")]
+    base = vmemmap(prog)
+    shift = page_shift(prog)
+    out: list[PageRow] = []
+    step = max(1, (256 << 12) // size)
+    for lo in range(first_pfn, first_pfn + count, step):
+        n = min(step, first_pfn + count - lo)
+        try:
+            raw = np.frombuffer(prog.read(base + lo * size, n * size), dtype=np.uint8)
+        except KdumpyError:  # a hole in the vmemmap: take what can be read, page by page
+            chunk = max(1, (1 << shift) // size)
+            if n > chunk:
+                for sub in range(lo, lo + n, chunk):
+                    out += page_rows(prog, sub, min(chunk, lo + n - sub))
+            continue
+        rows = raw.reshape(n, size)
+        mapping, index = (rows[:, o : o + 8].copy().view("<u8")[:, 0] for o in offs[:2])
+        refs = rows[:, offs[2] : offs[2] + 4].copy().view("<i4")[:, 0]
+        flags = rows[:, offs[3] : offs[3] + 8].copy().view("<u8")[:, 0]
+        for i in range(n):
+            pfn = lo + i
+            out.append(PageRow(base + pfn * size, pfn << shift, int(mapping[i]), int(index[i]),
+                               int(refs[i]), int(flags[i])))  # fmt: skip
+    return out
