@@ -111,10 +111,14 @@ for cache in list_for_each_entry("struct kmem_cache", caches, "list"):
 """
 
 
+# As installed: byte code cached (pip compiles it; a checkout writes it on the warm-up).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(cmd: list[str]) -> tuple[float, float, float, float]:
     """(seconds to the first line, wall seconds, CPU seconds, peak RSS MiB) of one run."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     assert proc.stdout is not None
     proc.stdout.readline()
     first = time.perf_counter() - start
@@ -174,7 +178,9 @@ def main() -> int:
         script.unlink()
     print(f"\nbest of {args.runs} runs after a warm-up (worst peak RSS); "
           f"command: python3 benchmarks/analysis_speed.py --runs {args.runs}")  # fmt: skip
-    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    base = best_of([sys.executable, "-c", "pass"], args.runs)
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"python3 -c pass takes {base[1]:.2f}s wall, {base[2]:.2f}s CPU here")  # fmt: skip
     return 0
 
 

@@ -124,3 +124,19 @@ def test_batch_script_and_exit_status(synthetic_vmcore, tmp_path, capsys):
     assert "PANIC:" in capsys.readouterr().out
     assert main(["crash", str(synthetic_vmcore), "-c", "ps 1", "-c", "nosuch"]) == 1
     assert capsys.readouterr().out.endswith("crash: command not found: nosuch\n")
+
+
+def test_interactive_py_block_ends_at_an_empty_line(prog, tmp_path, monkeypatch, capsys):
+    """``py`` alone at the prompt reads Python lines up to an empty one, as one block."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from kdumpy.analysis.commands import Session, run_line
+    from kdumpy.cli import crash as crash_cli
+
+    monkeypatch.setattr(crash_cli, "HISTORY", tmp_path / "history")
+    with create_pipe_input() as pipe:
+        pipe.send_text("py\rfor i in range(2):\r    print('line', i * 21)\r\rpy i\rq\r")
+        assert crash_cli._interactive(Session(prog), run_line, input=pipe,
+                                      output=DummyOutput()) == 0  # fmt: skip
+    assert capsys.readouterr().out == "line 0\nline 21\n1\n"

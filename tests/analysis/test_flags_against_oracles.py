@@ -323,3 +323,20 @@ def test_page_cache_walk_counts_nrpages(setup):
                 assert sum(1 for _ in for_each_page_cache_page(mapping)) == page_cache_size(mapping)
                 checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("line", ["bt -l", "dis -l sysrq_handle_crash"])
+def test_source_line_python_equivalents_give_the_same_lines(setup, line):
+    """``--python`` of the commands that need the vmlinux, run on the real kernel."""
+    import io
+
+    from kdumpy.analysis.api import script_namespace
+    from kdumpy.analysis.scripting import run_code
+
+    prog = setup["prog"]
+    code = run_line(Session(prog), f"{line} --python")
+    out, err = io.StringIO(), io.StringIO()
+    assert run_code(code, line, script_namespace(prog), out, err), err.getvalue()
+    place = re.compile(r"^\s*(\S+): (\d+)$", re.M)
+    ours = place.findall(setup["ours"][line])
+    assert len(ours) >= 3 and place.findall(out.getvalue()) == ours

@@ -16,7 +16,7 @@ import struct
 import pytest
 
 from kdumpy.errors import DumpFormatError
-from kdumpy.vmcore.dmesg import kernel_log
+from kdumpy.vmcore.dmesg import kernel_log, records
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 LOG_BUF, LOG_BUF_LEN, FIRST, NEXT, BUF = (0xFFFFFFFF81000000 + i * 0x100 for i in range(5))
@@ -34,9 +34,9 @@ OFFSET(printk_log.dict_len)=12
 """
 
 
-def record(ts_nsec: int, text: bytes, pad_to: int | None = None) -> bytes:
+def record(ts_nsec: int, text: bytes, pad_to: int | None = None, level: int = 6) -> bytes:
     length = (16 + len(text) + 7) & ~7 if pad_to is None else pad_to
-    head = struct.pack("<QHHHBB", ts_nsec, length, len(text), 0, 0, 6 << 5)
+    head = struct.pack("<QHHHBB", ts_nsec, length, len(text), 0, 0, 0b10101 | level << 5)
     return (head + text).ljust(length, b"\0")
 
 
@@ -103,3 +103,12 @@ def test_implausible_length_is_an_error() -> None:
     dump.memory[LOG_BUF_LEN] = struct.pack("<i", -1)
     with pytest.raises(DumpFormatError, match="implausible log_buf"):
         kernel_log(dump)  # type: ignore[arg-type]
+
+
+def test_levels_from_the_flags_byte() -> None:
+    """``log -m``: the level is the top three bits of the byte after ``facility`` (the
+    flags in the low five bits are set here so a wrong shift shows)."""
+    recs = [record(i, b"msg %d" % i, level=level) for i, level in enumerate((0, 4, 7))]
+    buf = b"".join(recs) + bytes(16)
+    got = [(r.text, r.level) for r in records(make(buf, 0, sum(map(len, recs))))]  # type: ignore[arg-type]
+    assert got == [(b"msg 0", 0), (b"msg 1", 4), (b"msg 2", 7)]

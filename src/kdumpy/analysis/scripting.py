@@ -59,6 +59,8 @@ def run_code(
         except KdumpyError as exc:
             escaped_err.write(f"{filename}: {exc}\n")
             return False
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the CLI ends quietly, as commands do
         except Exception as exc:
             # The script's frames only: the first one is this function's eval.
             tb = exc.__traceback__.tb_next if exc.__traceback__ else None

@@ -92,10 +92,18 @@ def bt_python(opts: argparse.Namespace) -> str:
     frames = stack_trace(prog, task)
     for i, frame in enumerate(frames):
         print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")"""
+        if opts.lines:  # needs the vmlinux: prog = kdumpy.open(DUMP, VMLINUX)
+            names.add("line_table")
+            chosen = f"table = line_table(prog)\n{chosen}"
+            body += """
+        line = table.lookup(frame.pc)
+        if line is not None:
+            print(f"    {line.file}: {line.line}")"""
         if opts.words or opts.symbolic:
             modules.add("struct")
             shown = "symbolize(prog, word)" if opts.symbolic else 'f"{word:016x}"'
-            names.add("symbolize")
+            if opts.symbolic:
+                names.add("symbolize")
             body += f"""
         if i + 1 < len(frames):  # the words above the return address, up to the caller's
             start, end = frame.slot + 8, frames[i + 1].slot + 8

@@ -182,12 +182,13 @@ def dis_python(opts: argparse.Namespace) -> str:
     else:
         size, limit = "(prog.symbols.next_after(address) or address + 256) - address", ""
     lines = ""
-    if opts.lines:
+    if opts.lines:  # a line's place once, above its first instruction
         lines = """
     line = table.lookup(insn.address)
-    if line is not None:
-        print(f"{line.file}: {line.line}")"""
-    head = "table = line_table(prog)\n" if opts.lines else ""
+    if line is not None and line != last:
+        print(f"{line.file}: {line.line}")
+        last = line"""
+    head = "table, last = line_table(prog), None\n" if opts.lines else ""
     return api_code(
         ["line_table"] if opts.lines else [],
         f"""{head}address = {address}
