@@ -25,6 +25,8 @@ SECTION_FLAG_BITS = 0x3F
 SECTION_HAS_MEM_MAP = 0x2
 MAX_PHYSMEM_BITS = 52  # x86_64 with 5-level paging
 _PRESENT, _PSE = 0x1, 0x80
+# Fills the array with physical memory at an address; False if it cannot (then read_phys).
+ReadInto = Callable[[int, np.ndarray], bool]
 
 
 class VmemmapWalker:
@@ -62,10 +64,15 @@ class MemMap:
     """The struct page array of a dump: which sections have one, and bulk reads of it."""
 
     def __init__(
-        self, dump: Dump, max_mapnr: int, read_phys: Callable[[int, int], bytes] | None = None
+        self,
+        dump: Dump,
+        max_mapnr: int,
+        read_phys: Callable[[int, int], bytes] | None = None,
+        read_into: ReadInto | None = None,
     ) -> None:
         self.dump = dump
         self.read_phys = read_phys or dump.read_phys
+        self.read_into = read_into
         info = dump.vmcoreinfo
         self.page_size = dump.page_size
         self.page_shift = self.page_size.bit_length() - 1
@@ -161,7 +168,9 @@ class MemMap:
             mapped = self.walker.map(vaddr + done)
             step = min(length - done, mapped[1] if mapped else 4096 - ((vaddr + done) & 4095))
             ok = False
-            if mapped:
+            if mapped and self.read_into is not None:
+                ok = self.read_into(mapped[0], flat[pos + done : pos + done + step])
+            if mapped and not ok:
                 try:
                     data = self.read_phys(mapped[0], step)
                 except KdumpyError:
