@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kdumpy.collect import classify as classify_module
 from kdumpy.collect.classify import (
     CACHE,
     CACHE_PRIVATE,
@@ -21,6 +22,7 @@ from kdumpy.collect.classify import (
     USER,
     Pending,
     classify,
+    classify_numpy,
 )
 from kdumpy.collect.pagerules import PageRules
 from kdumpy.errors import DumpFormatError
@@ -54,6 +56,16 @@ ERAS = {
           "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)": -251658240,
           "NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)": -150994944},
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the C classifier (when built) and on the numpy one."""
+    if request.param == "numpy":
+        monkeypatch.setattr(classify_module, "_native_classify", None)
+    elif classify_module._native_classify is None:
+        pytest.skip("kdumpy.collect._pagepack is not built")
+    return str(request.param)
 
 
 def rules_for(era: str) -> PageRules:
@@ -243,3 +255,51 @@ def test_page_type_encodings() -> None:
     assert (old.buddy.value, old.buddy.mask) == (0xFFFFFF7F, 0xFFFFFFFF)
     assert new.order_in_flags1 and not old.order_in_flags1
     assert rules_for("7").off_compound_head == 8 and rules_for("7").unaccepted is not None
+
+
+def random_pages(era: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Struct pages drawn from the values the rules look at: flag bits, anon/kernel
+    mappings, every page type, orders (some past free_area), heads, tails."""
+    info = ERAS[era]
+    flags = [1 << int(v) for k, v in info.items() if k.startswith("NUMBER(PG_") and "mask" not in k]
+    flags.append(int(info["NUMBER(PG_head_mask)"]))
+    types = [int(v) & 0xFFFFFFFF for k, v in info.items() if k.endswith("MAPCOUNT_VALUE)")]
+    raw = np.zeros((n + 1, STRUCT_PAGE), dtype=np.uint8)
+    for pfn in range(n + 1):
+        page = raw[pfn]
+        f = 0
+        for bit in rng.choice(flags, size=rng.integers(0, 3)):
+            f |= int(bit)
+        if rng.random() < 0.2:  # an order in the low byte (folio._flags_1 of a tail)
+            f |= int(rng.integers(0, 14))
+        page[0:8] = np.frombuffer(f.to_bytes(8, "little"), np.uint8)
+        mapping = int(rng.choice([0, KERNEL_ADDRESS, KERNEL_ADDRESS | 1]))
+        page[24:32] = np.frombuffer(mapping.to_bytes(8, "little"), np.uint8)
+        if rng.random() < 0.5:
+            mc = int(rng.choice(types)) | (int(rng.integers(0, 4)) if rng.random() < 0.2 else 0)
+            page[48:52] = np.frombuffer(mc.to_bytes(4, "little"), np.uint8)
+        page[40:48] = np.frombuffer(int(rng.integers(0, 13)).to_bytes(8, "little"), np.uint8)
+        if rng.random() < 0.1:
+            page[8] = 1  # a tail page
+        page[16], page[17] = rng.integers(0, 4), rng.integers(0, 12)  # dtor, order (<6.3)
+    return raw
+
+
+@pytest.mark.parametrize("era", sorted(ERAS))
+def test_native_matches_numpy_on_random_pages(era: str, implementation: str) -> None:
+    """The C chain against the numpy one (the reference the tests above pin down), batch
+    after batch with the blocks they carry over, at every dump level."""
+    if implementation == "numpy":
+        pytest.skip("compares the two")
+    rules, rng = rules_for(era), np.random.default_rng(17)
+    raw = random_pages(era, 4096, rng)
+    examine = rng.random(4096) < 0.95
+    for level in (1, 2, 4, 8, 16, 31):
+        native, reference = Pending(), Pending()
+        for b in range(0, 4096, 512):
+            rows = raw[b : b + 513]
+            got = classify(rules, rows, examine[b : b + 512], 1 << 20 | b, level, native)
+            want = classify_numpy(rules, rows, examine[b : b + 512], 1 << 20 | b, level,
+                                  reference)  # fmt: skip
+            assert got.tolist() == want.tolist(), (era, level, b)
+            assert (native.end_pfn, native.cls) == (reference.end_pfn, reference.cls)

@@ -271,8 +271,227 @@ pack(PyObject *self, PyObject *args)
     return result;
 }
 
+/*
+ * classify(raw, struct_size, examine, pfn0, level, rules, pending_end, pending_cls, out)
+ *     -> (pending_end, pending_cls)
+ *
+ * makedumpfile's __exclude_unnecessary_pages over a batch of struct pages, the same
+ * decision chain as classify.py's numpy version (which documents it and is the fallback):
+ * raw holds n + 1 struct pages (the last is the first tail of a head in slot n - 1),
+ * examine n bytes (struct page valid and in the dump's RAM), out n class bytes.  rules is
+ * a tuple of 21 integers, -1 for an entry VMCOREINFO lacks (see classify.py
+ * native_rules).  A block excluded past the batch's end is returned as the new pending
+ * block (end pfn 0: none).
+ */
+enum { C_KEEP, C_FREE, C_CACHE, C_CACHE_PRIVATE, C_USER, C_HWPOISON, C_OFFLINE };
+enum { L_CACHE = 2, L_CACHE_PRIVATE = 4, L_USER = 8, L_FREE = 16 };
+enum {
+    R_FLAGS, R_MAPPING, R_MAPCOUNT, R_PRIVATE, R_CHEAD, R_LRU, R_PRIVATE_BIT, R_SWAPCACHE,
+    R_SWAPBACKED, R_HWPOISON, R_SLAB_BIT, R_HUGETLB_BIT, R_HEAD_MASK, R_FREE_AREA_LEN,
+    R_ORDER_IN_FLAGS1, R_OFF_ORDER, R_OFF_DTOR, R_HUGETLB_DTOR, R_NTYPES
+};
+#define N_RULES (R_NTYPES + 2 * 5)
+enum { T_BUDDY, T_SLAB, T_HUGETLB, T_OFFLINE, T_UNACCEPTED };
+
+struct rules {
+    long long r[R_NTYPES];
+    int has_type[5];
+    uint32_t type_value[5], type_mask[5];
+};
+
+static uint64_t
+u64_at(const unsigned char *row, long long off)
+{
+    uint64_t v;
+    memcpy(&v, row + off, sizeof(v));
+    return v;
+}
+
+static int
+bit(uint64_t flags, long long nr)
+{
+    return nr >= 0 && (flags >> (nr & 63)) & 1;
+}
+
+static int
+is_type(const struct rules *r, int t, int has_mc, uint32_t mc)
+{
+    return r->has_type[t] && has_mc && (mc & r->type_mask[t]) == r->type_value[t];
+}
+
+/* Class and block order (log2 pages) of one examined pfn; 0 = kept. */
+static int
+decide(const struct rules *r, const unsigned char *row, const unsigned char *next, uint64_t pfn,
+       int level, int *nr_log2)
+{
+    const long long *R = r->r;
+    uint64_t f = u64_at(row, R[R_FLAGS]), m = u64_at(row, R[R_MAPPING]);
+    int has_mc = R[R_MAPCOUNT] >= 0;
+    uint32_t mc = 0;
+    if (has_mc)
+        memcpy(&mc, row + R[R_MAPCOUNT], sizeof(mc));
+    int slab = is_type(r, T_SLAB, has_mc, mc) || bit(f, R[R_SLAB_BIT]);
+    int anon = (m & 1) && !slab;
+    int is_private = bit(f, R[R_PRIVATE_BIT]);
+    int swapcache = bit(f, R[R_SWAPCACHE]) && (R[R_SWAPBACKED] < 0 || bit(f, R[R_SWAPBACKED]));
+    int cache = bit(f, R[R_LRU]) || swapcache;
+    /* compound order and hugetlb-ness of a head, from the next struct page */
+    int order = 0, hugetlb = 0;
+    if (f & (uint64_t)R[R_HEAD_MASK]) {
+        if (R[R_ORDER_IN_FLAGS1]) {
+            uint64_t flags1 = u64_at(next, R[R_FLAGS]);
+            order = (int)(flags1 & 0xff);
+            if (r->has_type[T_HUGETLB] && has_mc)
+                hugetlb = is_type(r, T_HUGETLB, has_mc, mc);
+            else if (R[R_HUGETLB_BIT] >= 0)
+                hugetlb = bit(flags1, R[R_HUGETLB_BIT]);
+        } else {
+            if (R[R_OFF_ORDER] >= 0)
+                order = next[R[R_OFF_ORDER]];
+            if (R[R_OFF_DTOR] >= 0 && R[R_HUGETLB_DTOR] >= 0)
+                hugetlb = next[R[R_OFF_DTOR]] == R[R_HUGETLB_DTOR];
+        }
+        int o = order < 62 ? order : 62;
+        if (order >= 64 || (pfn & (((uint64_t)1 << o) - 1)))
+            order = 0;
+    }
+    *nr_log2 = order;
+    if ((level & L_FREE) && r->has_type[T_BUDDY] && has_mc && R[R_PRIVATE] >= 0 &&
+        is_type(r, T_BUDDY, has_mc, mc) && !slab) {
+        uint64_t priv = u64_at(row, R[R_PRIVATE]);
+        long long limit = R[R_FREE_AREA_LEN] >= 0 ? R[R_FREE_AREA_LEN] : 64;
+        if (priv >= (uint64_t)limit)
+            return C_KEEP; /* makedumpfile warns and keeps such a page */
+        *nr_log2 = (int)priv;
+        return C_FREE;
+    }
+    if ((level & L_FREE) && R[R_FREE_AREA_LEN] > 0 && is_type(r, T_UNACCEPTED, has_mc, mc)) {
+        *nr_log2 = (int)R[R_FREE_AREA_LEN] - 1;
+        return C_FREE;
+    }
+    if ((level & L_CACHE) && cache && !is_private && !anon)
+        return C_CACHE;
+    if ((level & L_CACHE_PRIVATE) && cache && !anon)
+        return is_private ? C_CACHE_PRIVATE : C_CACHE;
+    if ((level & L_USER) && (anon || hugetlb))
+        return C_USER;
+    if (bit(f, R[R_HWPOISON]))
+        return C_HWPOISON;
+    if (is_type(r, T_OFFLINE, has_mc, mc) && !slab)
+        return C_OFFLINE;
+    return C_KEEP;
+}
+
+static int
+parse_rules(PyObject *seq, struct rules *r)
+{
+    PyObject *fast = PySequence_Fast(seq, "rules must be a sequence");
+    if (fast == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != N_RULES) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "rules must have %d entries", N_RULES);
+        return -1;
+    }
+    long long v[N_RULES];
+    for (Py_ssize_t i = 0; i < N_RULES; i++) {
+        v[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (v[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    memcpy(r->r, v, sizeof(r->r));
+    for (int t = 0; t < 5; t++) {
+        long long value = v[R_NTYPES + 2 * t], mask = v[R_NTYPES + 2 * t + 1];
+        r->has_type[t] = mask > 0;
+        r->type_value[t] = (uint32_t)value;
+        r->type_mask[t] = (uint32_t)mask;
+    }
+    return 0;
+}
+
+static PyObject *
+classify(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, examine, out;
+    Py_ssize_t size;
+    unsigned long long pfn0, pending_end;
+    int level, pending_cls;
+    PyObject *rules_obj;
+    if (!PyArg_ParseTuple(args, "y*ny*KiOKiw*", &raw, &size, &examine, &pfn0, &level,
+                          &rules_obj, &pending_end, &pending_cls, &out))
+        return NULL;
+    PyObject *result = NULL;
+    struct rules r;
+    Py_ssize_t n = examine.len;
+    if (parse_rules(rules_obj, &r) < 0) {
+        /* error set */
+    } else if (size <= 0 || raw.len < (n + 1) * size || out.len < n) {
+        PyErr_SetString(PyExc_ValueError, "struct page buffers do not match the batch");
+    } else {
+        long long need = size;
+        const long long offs[] = {r.r[R_FLAGS], r.r[R_MAPPING], r.r[R_MAPCOUNT], r.r[R_PRIVATE],
+                                  r.r[R_CHEAD]};
+        int bad = r.r[R_FLAGS] < 0 || r.r[R_MAPPING] < 0 || r.r[R_OFF_ORDER] >= need ||
+                  r.r[R_OFF_DTOR] >= need;
+        for (int i = 0; i < 5; i++)
+            bad |= offs[i] + (i == 2 ? 4 : 8) > need;
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "struct page member outside SIZE(page)");
+        } else {
+            const unsigned char *rows = raw.buf, *ex = examine.buf;
+            unsigned char *o = out.buf;
+            uint64_t end_pfn = pending_end;
+            int end_cls = pending_cls;
+            Py_BEGIN_ALLOW_THREADS
+            Py_ssize_t start = 0;
+            if (end_pfn > pfn0) {
+                uint64_t left = end_pfn - pfn0;
+                start = left < (uint64_t)n ? (Py_ssize_t)left : n;
+            }
+            memset(o, 0, (size_t)n);
+            memset(o, end_cls, (size_t)start);
+            uint64_t block_end = (uint64_t)start; /* pfns below it are in an excluded block */
+            for (Py_ssize_t i = start; i < n; i++) {
+                const unsigned char *row = rows + i * size;
+                if (i < (Py_ssize_t)block_end || !ex[i])
+                    continue;
+                if (r.r[R_CHEAD] >= 0 && (u64_at(row, r.r[R_CHEAD]) & 1))
+                    continue; /* a tail page goes with its head */
+                int nr_log2;
+                int cls = decide(&r, row, row + size, pfn0 + (uint64_t)i, level, &nr_log2);
+                if (cls == C_KEEP)
+                    continue;
+                if (nr_log2 == 0) {
+                    o[i] = (unsigned char)cls;
+                    continue;
+                }
+                uint64_t span = (uint64_t)1 << (nr_log2 < 63 ? nr_log2 : 63);
+                uint64_t end = (uint64_t)i + span;
+                memset(o + i, cls, (size_t)((end < (uint64_t)n ? end : (uint64_t)n) - i));
+                block_end = end;
+                if (end > (uint64_t)n) {
+                    end_pfn = pfn0 + end;
+                    end_cls = cls;
+                }
+            }
+            if (block_end <= (uint64_t)n && end_pfn <= pfn0 + (uint64_t)n)
+                end_pfn = 0;
+            Py_END_ALLOW_THREADS
+            result = Py_BuildValue("Ki", end_pfn, end_cls);
+        }
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&examine);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS, "Compress a batch of pages (see the module source)."},
+    {"classify", classify, METH_VARARGS, "Classify a batch of struct pages (see the source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from kdumpy.collect.classify import CLASS_NAMES, Pending, classify
-from kdumpy.collect.memmap import MemMap
+from kdumpy.collect.memmap import MemMap, ReadInto
 from kdumpy.collect.options import Progress
 from kdumpy.collect.pagerules import PageRules
 from kdumpy.errors import DumpFormatError, KdumpyError
@@ -42,6 +42,7 @@ class PageSelector:
         max_mapnr: int,
         dump_level: int,
         read_phys: Callable[[int, int], bytes] | None = None,
+        read_into: ReadInto | None = None,
     ) -> None:
         self.dump = dump
         self.level = dump_level
@@ -59,7 +60,7 @@ class PageSelector:
             rules = None  # levels 0 and 1 read no struct page
         if rules is not None and rules.needs_scan(dump_level):
             self.rules = rules
-            self.memmap = MemMap(dump, max_mapnr, read_phys)
+            self.memmap = MemMap(dump, max_mapnr, read_phys, read_into)
         self.counts = np.zeros(len(CLASS_NAMES), dtype=np.int64)
         self._pending = Pending()
 

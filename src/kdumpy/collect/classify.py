@@ -23,6 +23,13 @@ from kdumpy.collect.levels import (
 )
 from kdumpy.collect.pagerules import PAGE_MAPPING_ANON, PageRules, PageType
 
+# The same chain in C (_pagepack.c), when it was built; the numpy version below is the
+# fallback and the reference its tests compare with.
+try:
+    from kdumpy.collect._pagepack import classify as _native_classify
+except ImportError:
+    _native_classify = None
+
 KEEP = 0
 FREE = 1
 CACHE = 2
@@ -92,7 +99,52 @@ def _compound_order(
     return order, hugetlb
 
 
+def native_rules(rules: PageRules) -> tuple[int, ...]:
+    """The rules as the C classifier takes them: -1 for what VMCOREINFO lacks, then
+    (value, mask) of the buddy, slab, hugetlb, offline and unaccepted page types."""
+
+    def opt(value: int | None) -> int:
+        return -1 if value is None else value
+
+    fields = (
+        rules.off_flags, rules.off_mapping, opt(rules.off_mapcount), opt(rules.off_private),
+        opt(rules.off_compound_head), rules.pg_lru, rules.pg_private, rules.pg_swapcache,
+        opt(rules.pg_swapbacked), opt(rules.pg_hwpoison), opt(rules.pg_slab),
+        opt(rules.pg_hugetlb), rules.head_mask, opt(rules.free_area_len),
+        int(rules.order_in_flags1), opt(rules.off_order), opt(rules.off_dtor),
+        opt(rules.hugetlb_dtor),
+    )  # fmt: skip
+    types = (rules.buddy, rules.slab, rules.hugetlb, rules.offline, rules.unaccepted)
+    pairs = [(0, 0) if t is None else (t.value, t.mask) for t in types]
+    return fields + tuple(x for pair in pairs for x in pair)
+
+
 def classify(
+    rules: PageRules,
+    raw: np.ndarray,
+    examine: np.ndarray,
+    pfn0: int,
+    level: int,
+    pending: Pending,
+) -> np.ndarray:
+    """Classes (uint8) of pfns ``pfn0 .. pfn0+n-1``.
+
+    ``raw`` holds ``n+1`` struct pages (the extra one is the first tail of a head in
+    the last slot); ``examine`` marks pfns whose struct page is valid and that lie in
+    the dump's RAM.  ``pending`` is updated in place.  One C call when the extension is
+    built, else :func:`classify_numpy`.
+    """
+    if _native_classify is None:
+        return classify_numpy(rules, raw, examine, pfn0, level, pending)
+    out = np.empty(examine.shape[0], dtype=np.uint8)
+    pending.end_pfn, pending.cls = _native_classify(
+        np.ascontiguousarray(raw), raw.shape[1], np.ascontiguousarray(examine, dtype=bool),
+        pfn0, level, native_rules(rules), pending.end_pfn, pending.cls, out,
+    )  # fmt: skip
+    return out
+
+
+def classify_numpy(
     rules: PageRules,
     raw: np.ndarray,
     examine: np.ndarray,

@@ -166,7 +166,7 @@ def _collect_once(
     stream: BinaryIO | None,
     last_try: bool,
 ) -> None:
-    selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys)
+    selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys, src.read_phys_into)
     bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib, options.progress)
     summary.total_pages = src.total_pages
     summary.excluded = bm.excluded

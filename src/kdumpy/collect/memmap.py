@@ -26,16 +26,23 @@ SECTION_HAS_MEM_MAP = 0x2
 # No machine kdumpy reads has more physical address bits (x86_64 5-level, arm64 LPA/LPA2):
 # a VMCOREINFO claiming more is capped, so the section table stays bounded.
 MAX_PHYSMEM_BITS = 52
+# Fills the array with physical memory at an address; False if it cannot (then read_phys).
+ReadInto = Callable[[int, np.ndarray], bool]
 
 
 class MemMap:
     """The struct page array of a dump: which sections have one, and bulk reads of it."""
 
     def __init__(
-        self, dump: Dump, max_mapnr: int, read_phys: Callable[[int, int], bytes] | None = None
+        self,
+        dump: Dump,
+        max_mapnr: int,
+        read_phys: Callable[[int, int], bytes] | None = None,
+        read_into: ReadInto | None = None,
     ) -> None:
         self.dump = dump
         self.read_phys = read_phys or dump.read_phys
+        self.read_into = read_into
         info = dump.vmcoreinfo
         self.page_size = dump.page_size
         self.page_shift = self.page_size.bit_length() - 1
@@ -134,7 +141,9 @@ class MemMap:
             page_left = self.page_size - ((vaddr + done) & (self.page_size - 1))
             step = min(length - done, mapped[1] if mapped else page_left)
             ok = False
-            if mapped:
+            if mapped and self.read_into is not None:
+                ok = self.read_into(mapped[0], flat[pos + done : pos + done + step])
+            if mapped and not ok:
                 try:
                     data = self.read_phys(mapped[0], step)
                 except KdumpyError:

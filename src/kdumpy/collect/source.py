@@ -195,6 +195,18 @@ class DumpSource:
                 break
         return self.dump.read_phys(paddr, size)
 
+    def read_phys_into(self, paddr: int, buf: np.ndarray) -> bool:
+        """Fill ``buf`` (uint8) with physical memory at ``paddr`` straight from the file
+        (one copy); False unless one ELF extent holds it all (then use read_phys)."""
+        if self._extents is None:
+            return False
+        end = paddr + buf.size
+        for ext in self._extents:
+            if ext.start <= paddr and end <= ext.end:
+                view = memoryview(buf)  # type: ignore[arg-type]
+                return os.preadv(self._fd, [view], ext.offset + (paddr - ext.start)) == buf.size
+        return False
+
     def _pread_into(self, buf: np.ndarray, paddr: int) -> None:
         """Fill ``buf`` with physical memory at ``paddr`` from the ELF extents (holes stay 0)."""
         assert self._extents is not None
