@@ -32,7 +32,7 @@ def test_kmem_s_counts_every_free_object(crash, machine):
     assert rows(crash("kmem -s")) == want
     kmalloc = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
     assert (kmalloc.allocated, kmalloc.total) == (152, 192)
-    assert rows(crash("kmem -S kmalloc-64")) == [want[2]]
+    assert rows(crash("kmem -s kmalloc-64")) == [want[2]]
     assert r"evil\x1b]0;pwn\x07cache" in crash("kmem -s")  # escaped, never raw
 
 
@@ -440,3 +440,20 @@ def test_foreach_vm_and_sig(crash, machine):
     assert f"{machine.sub.vmas[-1][0]:016x}" in vms
     sigs = crash("foreach sig")
     assert sigs.count("SIGNAL_STRUCT:") == 1 and sigs.startswith("PID: 1 ")
+
+
+def test_kmem_S_lists_the_cpu_and_partial_slabs(crash, machine):
+    """kmalloc-64: CPU 0's slab (24 objects free on the CPU's freelist) and the partial
+    slab on node 0 (16 free); the full slab is on no list."""
+    cache = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    slabs = list(dict.fromkeys(s for s, _u in cache.objects.values()))
+    out = crash("kmem -S kmalloc-64")
+    assert out.split("\n")[2:] == [
+        "CPU 0:", "  SLAB              MEMORY            TOTAL  ALLOCATED  FREE",
+        f"  {slabs[2]:016x}  {min(o for o, (s, _u) in cache.objects.items() if s == slabs[2]):016x}"
+        "     64         40    24",
+        "NODE 0 PARTIAL:", "  SLAB              MEMORY            TOTAL  ALLOCATED  FREE",
+        f"  {slabs[0]:016x}  {min(cache.objects):016x}     64         48    16", "",
+    ]  # fmt: skip
+    free = sum(int(r[4]) for r in rows(out, 2) if len(r) == 5 and r[0] != "SLAB")
+    assert free == cache.total - cache.allocated

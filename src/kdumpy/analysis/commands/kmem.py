@@ -21,6 +21,7 @@ from kdumpy.analysis.helpers.memmap import (
 )
 from kdumpy.analysis.helpers.mm import global_zone_page_state
 from kdumpy.analysis.helpers.slab import (
+    cache_slabs,
     find_slab_cache,
     for_each_slab_cache,
     slab_cache_name,
@@ -82,7 +83,7 @@ def _python(opts: argparse.Namespace) -> str:
             "for va in for_each_vmap_area(prog):\n"
             "    print(hex(int(va)), hex(int(va.vm)), hex(int(va.va_start)), hex(int(va.va_end)))\n"
         )
-    if opts.slab:
+    if opts.slab or opts.slabs:
         pick = (
             f"[find_slab_cache(prog, n) for n in {opts.args!r}]"
             if opts.args
@@ -109,7 +110,8 @@ def _python(opts: argparse.Namespace) -> str:
 @command("kmem", "kernel memory",
          Arg("-i", dest="info", action="store_true", help="memory usage summary"),
          Arg("-s", dest="slab", action="store_true", help="slab caches (or the named ones)"),
-         Arg("-S", dest="slab", action="store_true", help="same as -s"),
+         Arg("-S", dest="slabs", action="store_true",
+             help="as -s, with each CPU slab and partial slab"),
          Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
          Arg("-g", dest="flags", metavar="flags", help="decode page flags"),
          Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
@@ -121,7 +123,7 @@ def _python(opts: argparse.Namespace) -> str:
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    modes = (opts.info, opts.slab, opts.vmalloc, opts.flags, opts.free, opts.pages)
+    modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages)
     if sum(map(bool, modes)) > 1:
         raise CommandError("give one of -i, -f, -p, -s, -v, -g")
     if opts.pages:
@@ -132,8 +134,8 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
         return kmem_flags(prog, parse_number(opts.flags))
     if opts.info:
         return kmem_info(prog)
-    if opts.slab:
-        return kmem_slabs(prog, opts.args)
+    if opts.slab or opts.slabs:
+        return kmem_slabs(prog, opts.args, detail=opts.slabs)
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
@@ -195,8 +197,9 @@ def kmem_flags(prog: Program, flags: int) -> str:
     return "".join(out)
 
 
-def kmem_slabs(prog: Program, names: list[str]) -> str:
-    """``kmem -s``: one row per cache (the named ones, if any)."""
+def kmem_slabs(prog: Program, names: list[str], detail: bool = False) -> str:
+    """``kmem -s``: one row per cache (the named ones, if any); ``-S`` adds the slabs
+    each CPU and node holds."""
     if names:
         caches = []
         for name in names:
@@ -206,7 +209,20 @@ def kmem_slabs(prog: Program, names: list[str]) -> str:
             caches.append(cache)
     else:
         caches = list(for_each_slab_cache(prog))
-    return SLAB_HEADER + "".join(_slab_row(prog, c) for c in caches)
+    if not detail:
+        return SLAB_HEADER + "".join(_slab_row(prog, c) for c in caches)
+    return "\n".join(SLAB_HEADER + _slab_row(prog, c) + _slab_detail(prog, c) for c in caches)
+
+
+def _slab_detail(prog: Program, cache: Object) -> str:
+    out, where = [], ""
+    for s in cache_slabs(prog, cache):
+        if s.where != where:
+            where = s.where
+            out.append(f"{where}:\n  SLAB              MEMORY            TOTAL  ALLOCATED  FREE\n")
+        out.append(f"  {s.slab:016x}  {s.memory:016x}  {s.total:>5}  {s.allocated:>9}  "
+                   f"{s.free:>4}\n")  # fmt: skip
+    return "".join(out)
 
 
 def _slab_row(prog: Program, cache: Object) -> str:

@@ -178,6 +178,54 @@ def slab_cache_usage(prog: Program, cache: Object) -> SlabUsage:
     return SlabUsage(slabs, total, free + len(objects) + partial_free)
 
 
+class SlabInfo(NamedTuple):
+    """One slab as ``kmem -S`` lists it: where it waits (``CPU 0``, ``NODE 0 PARTIAL``),
+    its ``struct slab``, first object, and object counts."""
+
+    where: str
+    slab: int
+    memory: int
+    total: int
+    free: int
+
+    @property
+    def allocated(self) -> int:
+        return self.total - self.free
+
+
+def cache_slabs(prog: Program, cache: Object) -> list[SlabInfo]:
+    """The slabs a cache can name: each CPU's slab (free objects on the CPU's freelist
+    and the slab's own) and each node's partial slabs.  Full slabs are on no list."""
+    out = []
+    if cache.has_member_("cpu_slab"):
+        for cpu in prog.online_cpus:
+            c = prog.per_cpu_ptr(cache.cpu_slab, cpu)
+            slab = c.slab if c.has_member_("slab") else c.page
+            if int(slab) and int(slab.slab_cache) == int(cache):
+                # As kmem -s counts: objects other CPUs freed onto the slab's own
+                # freelist stay "in use" until the slab is unfrozen.
+                free = len(freelist(prog, cache, int(c.freelist)))
+                memory = page_to_virt(prog, int(slab))
+                out.append(SlabInfo(f"CPU {cpu}", int(slab), memory, int(slab.objects), free))
+            partial = c.partial if c.has_member_("partial") else None
+            seen: set[int] = set()
+            while partial is not None and int(partial) and int(partial) not in seen:
+                seen.add(int(partial))
+                total = int(partial.objects)
+                out.append(SlabInfo(f"CPU {cpu} PARTIAL", int(partial),
+                                    page_to_virt(prog, int(partial)), total,
+                                    total - int(partial.inuse)))  # fmt: skip
+                partial = partial.next if len(seen) < _MAX_FREELIST else None
+    slab_type = _slab_type(prog)
+    member = "slab_list" if prog.has_member(slab_type, "slab_list") else "lru"
+    for nid, (node, _barn) in enumerate(_nodes(prog, cache)):
+        for slab in list_for_each_entry(slab_type, node.partial.address_of_(), member):
+            total = int(slab.objects)
+            out.append(SlabInfo(f"NODE {nid} PARTIAL", int(slab), page_to_virt(prog, int(slab)),
+                                total, total - int(slab.inuse)))  # fmt: skip
+    return out
+
+
 def page_is_slab(prog: Program, page: Object) -> bool:
     """``PageSlab``: PG_slab in the head page's flags (before 6.10), or the page type
     ``PGTY_slab`` in ``page_type``'s top byte (6.10+)."""
