@@ -108,6 +108,8 @@ def foreach_python(opts: argparse.Namespace) -> str:
     states = [a for a in opts.words if a in _STATE_FILTERS]
     verbs = [a for a in opts.words if a not in states]
     verb = verbs[0] if verbs else "bt"
+    if verb in ("vm", "sig"):  # one task's code is `vm --python` / `sig --python`
+        raise CommandError(f"foreach {verb} has no Python equivalent; see '{verb} PID --python'")
     names = ALL_TASKS_NAMES | {"task_state_crash"}
     head = ALL_TASKS + "\nfor task in tasks:\n"
     if states:
