@@ -10,7 +10,7 @@ import pytest
 
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.unwind import Unwinder
-from kdumpy.arch.x86_64 import X86_64
+from kdumpy.arch.x86_64.machine import X86_64
 from kdumpy.arch.x86_64.orc import (
     ORC_REG_BP,
     ORC_REG_PREV_SP,

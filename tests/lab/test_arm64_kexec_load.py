@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import capstone
@@ -35,6 +36,7 @@ from kdumpy.arch.arm64.kexec_load import (
     purgatory,
     read_system,
 )
+from kdumpy.lab.arm64 import loader_modules
 
 MiB = 1 << 20
 PAGE = 4096
@@ -377,3 +379,13 @@ def test_system_call_refused_off_arm64():
     plan = plan_capture(system(fdt=dtc(DTS)), parse_image(image(), "Image"), None, "x")
     with pytest.raises(LoadError, match="needs an arm64 machine"):
         kexec_load(plan)
+
+
+def test_the_loader_ships_with_the_standard_library_only():
+    """The loader runs in the lab's minimal arm64 guest (and, later, early kdump's
+    initramfs): every module it imports is the standard library's or its own.  Merging the
+    architecture layer once made ``kdumpy.arch`` import numpy through its package
+    ``__init__``, which only a rebuild of the guest noticed."""
+    ours = {n for n in loader_modules() if n.split(".")[0] not in sys.stdlib_module_names}
+    assert ours == {"kdumpy", "kdumpy.errors", "kdumpy.arch", "kdumpy.arch.arm64",
+                    "kdumpy.arch.arm64.image", "kdumpy.arch.arm64.kexec_load"}  # fmt: skip

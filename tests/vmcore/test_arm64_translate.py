@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kdumpy.arch import ARM64, Mapping, TranslationError, from_vmcoreinfo
 from kdumpy.arch.arm64.translate import Arm64Translator, vmemmap_start
+from kdumpy.arch.select import ARM64, Mapping, TranslationError, from_vmcoreinfo
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo

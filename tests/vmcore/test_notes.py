@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from kdumpy.arch.x86_64 import X86_64
+from kdumpy.arch.x86_64.machine import X86_64
 from kdumpy.arch.x86_64.registers import X86_64_REGS
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore.notes import (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpy.arch import TranslationError
+from kdumpy.arch.select import TranslationError
 from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore import open_dump

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from kdumpy.arch import TranslationError
+from kdumpy.arch.select import TranslationError
 from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.vmcore.base import Dump
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kdumpy.arch import TranslationError
+from kdumpy.arch.select import TranslationError
 from kdumpy.arch.x86_64.translate import START_KERNEL_MAP
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.elf import ElfDump

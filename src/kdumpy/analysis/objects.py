@@ -24,7 +24,7 @@ from kdumpy.analysis.types import (
     Type,
     pointer_to,
 )
-from kdumpy.arch import Architecture
+from kdumpy.arch.select import Architecture
 from kdumpy.errors import KdumpyError
 
 _INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kdumpy.arch import DEFAULT_ARCH
+from kdumpy.arch.select import DEFAULT_ARCH
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 

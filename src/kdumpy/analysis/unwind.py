@@ -18,7 +18,7 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
 from kdumpy.analysis.types import StructType
-from kdumpy.arch import Stepper, UnwindContext, UnwindStep
+from kdumpy.arch.select import Stepper, UnwindContext, UnwindStep
 from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable, orc_version
 from kdumpy.errors import KdumpyError
 

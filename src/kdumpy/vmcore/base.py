@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from kdumpy.arch import Architecture, Mapping, QemuCpuState, Translator, from_vmcoreinfo
+from kdumpy.arch.select import Architecture, Mapping, QemuCpuState, Translator, from_vmcoreinfo
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.notes import (
     DeviceDump,

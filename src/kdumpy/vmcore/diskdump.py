@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from kdumpy.arch import from_uname
+from kdumpy.arch.select import from_uname
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.base import Dump
 from kdumpy.vmcore.compression import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdumpy.arch import from_uname
+from kdumpy.arch.select import from_uname
 from kdumpy.errors import DumpFormatError
 
 KDUMP_SIGNATURE = b"KDUMP   "

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from kdumpy.arch import SUPPORTED, Mapping, elf_machine_name, from_elf_machine
+from kdumpy.arch.select import SUPPORTED, Mapping, elf_machine_name, from_elf_machine
 from kdumpy.errors import DumpFormatError, PageNotPresent
 from kdumpy.vmcore.base import Dump, Extent, merge_ranges
 from kdumpy.vmcore.notes import parse_notes

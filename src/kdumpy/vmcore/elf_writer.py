@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from kdumpy.arch import DEFAULT_ARCH
+from kdumpy.arch.select import DEFAULT_ARCH
 from kdumpy.vmcore.kdump_writer import Sink
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")

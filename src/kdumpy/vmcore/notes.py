@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from kdumpy.arch import Architecture, QemuCpuState, RegisterLayout
+from kdumpy.arch.select import Architecture, QemuCpuState, RegisterLayout
 from kdumpy.errors import DumpFormatError
 
 NT_PRSTATUS = 1
