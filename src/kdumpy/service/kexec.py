@@ -2,8 +2,9 @@
 
 ``kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)`` is syscall 320
 on x86_64.  The kernel reads and verifies the image itself (this is what Secure Boot
-and lockdown require).  Only when the kernel lacks it (ENOSYS) do we fall back to
-kexec-tools' ``kexec -p`` (the older kexec_load path).  Unloading without kexec-tools
+and lockdown require).  Only when the kernel lacks it (ENOSYS) do we fall back to the older
+kexec_load path: kdumpy's own loader where the architecture layer has one (arm64, see
+:mod:`kdumpy.arch.kexec`), else kexec-tools' ``kexec -p``.  Unloading without kexec-tools
 uses KEXEC_FILE_UNLOAD, or kexec_load with no segments on kernels without file load.
 """
 
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kdumpy.arch.kexec import legacy_loader
 from kdumpy.errors import KdumpyError
 
 SYS_KEXEC_FILE_LOAD = {"x86_64": 320, "aarch64": 294, "riscv64": 294, "ppc64le": 382}
@@ -164,13 +166,21 @@ def tools_load(kernel: Path, initrd: Path | None, cmdline: str, extra: list[str]
 
 
 def load(kernel: Path, initrd: Path | None, cmdline: str, kexec_args: list[str]) -> str:
-    """Load the capture kernel; return the method used ("kexec_file_load" or "kexec -p")."""
+    """Load the capture kernel; return the method used ("kexec_file_load", "kexec_load"
+    for kdumpy's own loader, or "kexec -p")."""
     try:
         file_load(kernel, initrd, cmdline)
         return "kexec_file_load"
     except KexecError as exc:
         if getattr(exc, "errno", None) != errno.ENOSYS:
             raise
+    loader = legacy_loader(platform.machine())
+    if loader is not None:
+        try:
+            loader(kernel, initrd, cmdline)
+        except KdumpyError as exc:
+            raise KexecError(f"kexec_load: {exc}") from None
+        return "kexec_load"
     tools_load(kernel, initrd, cmdline, kexec_args)
     return "kexec -p"
 
