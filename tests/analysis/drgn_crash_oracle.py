@@ -36,6 +36,11 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
             "tree -t rbtree -o vmap_area.rb_node "
             f"{prog['vmap_nodes'][0].busy.root.address_of_().value_():x}"
         )
+    try:  # kswapd sleeps on its node's kswapd_wait
+        pgdat = prog["node_data"][0]
+    except KeyError:
+        pgdat = prog["contig_page_data"].address_of_()
+    lines["waitq_kswapd"] = f"waitq {pgdat.kswapd_wait.address_of_().value_():x}"
     pid_xa = prog["init_pid_ns"].idr.idr_rt.address_of_().value_()
     lines["tree_pid_xarray"] = f"tree -t xarray {pid_xa:x}"
     mm = find_task(prog, 1).mm

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash9")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash10")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -246,3 +246,13 @@ def test_kmem_S_slabs_hold_every_free_object_drgn_counts(session, drgn):
     if not session.prog.has_member("struct kmem_cache", "cpu_slab"):
         pytest.skip("7.0+: free objects wait in sheaves, outside any slab")
     assert checked >= 10
+
+
+def test_waitq_matches_drgn(session, drgn):
+    """``waitq``: the tasks on kswapd's wait queue (pid and task_struct)."""
+    ours, theirs = both(session, drgn, "waitq_kswapd")
+
+    def tasks(text: str) -> list[list[str]]:
+        return [r[:4] for r in rows(text, 0) if r[0] == "PID:"]
+
+    assert tasks(ours) == tasks(theirs) and tasks(ours)

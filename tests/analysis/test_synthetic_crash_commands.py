@@ -457,3 +457,19 @@ def test_kmem_S_lists_the_cpu_and_partial_slabs(crash, machine):
     ]  # fmt: skip
     free = sum(int(r[4]) for r in rows(out, 2) if len(r) == 5 and r[0] != "SLAB")
     assert free == cache.total - cache.allocated
+
+
+RUNNABLE = (*NEW_COMMANDS, *MORE_COMMANDS, "ascii 41", "eval 1 + 2", "bpf", "kmem -f",
+            "kmem -g 200", "pte 8000000012345067", "kmem -s kmalloc-64", "kmem -p",
+            "search ffff888000001000", "tree -t rbtree -l runqueues", "net -s 1234",
+            "list -H modules")  # fmt: skip
+
+
+@pytest.mark.parametrize("line", RUNNABLE)
+def test_python_equivalent_runs_on_the_dump(crash, prog, line, capsys):
+    """The printed code runs with ``prog`` bound (kdumpy's API, no crash command)."""
+    code = crash(line + " --python")
+    if line.startswith("list -H ffff"):  # zeroed memory: a list cut at once, by design
+        return
+    exec(compile(code, line, "exec"), {"prog": prog})  # noqa: S102 - our own output
+    assert capsys.readouterr().out or line.startswith(("list", "tree", "search", "fuser"))

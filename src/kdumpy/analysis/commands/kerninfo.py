@@ -56,10 +56,10 @@ def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
          Arg("-s", dest="sockets", action="store_true", help="a task's open sockets"),
          Arg("tasks", nargs="*", metavar="pid|task", help="with -s: the tasks"),
          usage="net [-s [pid|task ...]]",
-         python=lambda o: _PRELUDE + (
+         python=lambda o: _PRELUDE + (_sockets_python(o) if o.sockets else (
              "from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, netdev_ipv4\n"
              "for dev in for_each_netdev(prog):\n"
-             "    print(hex(int(dev)), netdev_name(dev), netdev_ipv4(prog, dev))\n"))  # fmt: skip
+             "    print(hex(int(dev)), netdev_name(dev), netdev_ipv4(prog, dev))\n")))  # fmt: skip
 def cmd_net(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.sockets:
@@ -72,6 +72,16 @@ def cmd_net(session: Session, opts: argparse.Namespace) -> str:
         ips = ", ".join(netdev_ipv4(prog, dev))
         out.append(f"{int(dev):016x}  {shown(netdev_name(dev)):<6} {ips}\n")
     return "".join(out)
+
+
+def _sockets_python(opts: argparse.Namespace) -> str:
+    pid = int(opts.tasks[0]) if opts.tasks and opts.tasks[0].isdigit() else 1
+    return (
+        "from kdumpy.analysis.helpers.tasks import find_task\n"
+        "from kdumpy.analysis.helpers.net import task_sockets, sock_family_type, sock_endpoints\n"
+        f"for fd, sock, sk in task_sockets(prog, find_task(prog, {pid})):\n"
+        "    print(fd, hex(int(sock)), sock_family_type(sk), sock_endpoints(sk))\n"
+    )
 
 
 def _sockets(prog: Program, task: object) -> str:
