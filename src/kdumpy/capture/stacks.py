@@ -230,7 +230,7 @@ def main(plan_path: str = PLAN, failure_path: str = FAILURE) -> int:
         return 0
     except (OSError, ValueError, KeyError, CaptureError, subprocess.SubprocessError) as exc:
         reason = str(exc) if isinstance(exc, CaptureError) else f"{plan_path}: {exc}"
-        log.error(f"dump target stack: {reason}")
+        log.error(reason)  # the capture side says it again, as the failure's reason
         private_dir(os.path.dirname(failure_path))
         replace(failure_path, (reason + "\n").encode())
         return 1
