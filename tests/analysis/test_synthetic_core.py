@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from synthetic import build_machine, open_program
 
+from kdumpy.analysis.commands import Session, run_line
+from kdumpy.analysis.commands import system as system_cmds
 from kdumpy.analysis.helpers.files import d_path, task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
@@ -37,7 +39,7 @@ from kdumpy.analysis.helpers.system import (
 )
 from kdumpy.analysis.helpers.tasks import find_task
 from kdumpy.analysis.memory import FaultError
-from kdumpy.analysis.objects import ObjectError
+from kdumpy.analysis.objects import MemberError, ObjectError
 from kdumpy.analysis.panic import classify
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.dmesg import LogRecord
@@ -214,3 +216,21 @@ def test_a_dump_without_btf_is_a_one_line_error():
     prog = open_program(data)
     with pytest.raises(KdumpyError, match="not BTF"):
         prog.type("struct task_struct")
+
+
+def test_a_missing_member_is_a_one_line_error_for_commands(prog, monkeypatch):
+    """A helper reading a member this kernel's struct lacks (an older or newer kernel than
+    it knows) raised a bare AttributeError, which the command layer let through as a
+    traceback; it is a KdumpyError too, and still an AttributeError for hasattr."""
+    task = find_task(prog, 1)
+    assert not hasattr(task, "no_such_member")
+    with pytest.raises(MemberError, match="no_such_member"):
+        task.no_such_member  # noqa: B018
+
+    def reads_a_missing_member(*_args):
+        return find_task(prog, 1).no_such_member
+
+    monkeypatch.setattr(system_cmds, "system_info", reads_a_missing_member)
+    session = Session(prog)
+    out = run_line(session, "sys")
+    assert session.failed and out.count("\n") == 1 and "no_such_member" in out, out

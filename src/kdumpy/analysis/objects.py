@@ -54,6 +54,12 @@ class ObjectError(KdumpyError):
     """A member, index or dereference that makes no sense for the object's type."""
 
 
+class MemberError(ObjectError, AttributeError):
+    """``obj.name`` for a member the type lacks (a kernel older or newer than a helper
+    knows): an AttributeError for ``getattr``/``hasattr``, and a KdumpyError so a command
+    that meets it ends in one line, not a traceback."""
+
+
 class Object:
     """A typed view of kernel memory (or a computed value)."""
 
@@ -191,7 +197,7 @@ class Object:
         try:
             return self.member_(name)
         except ObjectError as exc:
-            raise AttributeError(str(exc)) from None
+            raise MemberError(str(exc)) from None
 
     def __getitem__(self, index: int) -> Object:
         t = self.type_.strip()
