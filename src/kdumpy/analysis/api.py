@@ -41,11 +41,20 @@ from kdumpy.analysis.helpers.lists import (
 )
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
+from kdumpy.analysis.helpers.mount import for_each_mount, mount_devname, mount_dir, mount_fstype
+from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, task_sockets
 from kdumpy.analysis.helpers.pagecache import for_each_page_cache_page, page_cache_size
 from kdumpy.analysis.helpers.pid import find_task_by_pid, for_each_pid, pid_task
 from kdumpy.analysis.helpers.printk import crash_date, format_log, log_records
 from kdumpy.analysis.helpers.rbtree import rbtree_inorder_for_each, rbtree_inorder_for_each_entry
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
+from kdumpy.analysis.helpers.slab import (
+    find_slab_cache,
+    for_each_slab_cache,
+    slab_cache_name,
+    slab_cache_usage,
+    slab_object,
+)
 from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.helpers.system import boot_epoch, system_info, taint_letters
 from kdumpy.analysis.helpers.tasks import (
@@ -66,6 +75,7 @@ from kdumpy.analysis.helpers.tasks import (
     task_state_crash,
     task_state_to_char,
 )
+from kdumpy.analysis.helpers.vma import for_each_vma, vma_name
 from kdumpy.analysis.helpers.xarray import xa_for_each, xa_is_value, xa_load, xa_to_value
 from kdumpy.analysis.lines import LinesUnavailable, SourceLine, line_table
 from kdumpy.analysis.memory import FaultError
@@ -95,6 +105,10 @@ __all__ = [
     "cgroup_descendants", "css_children", "root_cgroup", "task_cgroup", "for_each_module",
     "module_info", "module_name", "log_records", "format_log", "crash_date", "boot_epoch",
     "system_info", "taint_letters",
+    # slab caches, mounts, VMAs, network devices and sockets
+    "for_each_slab_cache", "find_slab_cache", "slab_cache_name", "slab_cache_usage",
+    "slab_object", "for_each_mount", "mount_devname", "mount_fstype", "mount_dir",
+    "for_each_vma", "vma_name", "for_each_netdev", "netdev_name", "task_sockets",
 ]  # fmt: skip
 
 

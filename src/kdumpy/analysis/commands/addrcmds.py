@@ -8,9 +8,7 @@ from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.memmap import page_shift, phys_to_virt, translate
 
-_PRELUDE = (
-    "# prog = kdumpy.analysis.Program.open(DUMP)\nfrom kdumpy.analysis.helpers import memmap\n"
-)
+_PRELUDE = "# prog = kdumpy.open(DUMP)\nfrom kdumpy.analysis.helpers import memmap\n"
 
 
 def address_code(word: str) -> str:

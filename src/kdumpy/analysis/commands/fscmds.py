@@ -10,7 +10,7 @@ from kdumpy.analysis.helpers.mount import for_each_mount, mount_devname, mount_d
 from kdumpy.analysis.helpers.swap import for_each_swap, swap_filename
 from kdumpy.printable import shown
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 @command("mount", "mounted filesystems", usage="mount",

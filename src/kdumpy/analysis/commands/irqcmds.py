@@ -12,7 +12,7 @@ from kdumpy.printable import shown
 @command("irq", "IRQ data", Arg("irqs", nargs="*", type=int, metavar="irq"),
          usage="irq [irq ...]",
          python=lambda o: (
-             "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+             "# prog = kdumpy.open(DUMP)\n"
              "from kdumpy.analysis.helpers.irq import irq_actions, irq_descs\n"
              "for irq, desc in irq_descs(prog).items():\n"
              "    print(irq, hex(int(desc)), irq_actions(prog, desc))\n"))  # fmt: skip

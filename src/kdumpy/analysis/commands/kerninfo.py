@@ -23,7 +23,7 @@ from kdumpy.analysis.helpers.timer import jiffies, timer_bases
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 @command("timer", "timer queue data", usage="timer",

@@ -47,7 +47,7 @@ VMAP_HEADER = "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE     
 PAGE_HEADER = "      PAGE        PHYSICAL      MAPPING              INDEX  CNT  FLAGS\n"
 THREAD_SIZE = 16 << 10  # x86_64 kernel stacks
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 def _python(opts: argparse.Namespace) -> str:

@@ -19,7 +19,7 @@ from kdumpy.analysis.printing import format_value
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 def _offset(prog: Program, spec: str | None) -> tuple[int, str | None]:

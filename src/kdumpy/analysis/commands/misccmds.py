@@ -10,7 +10,7 @@ from collections.abc import Callable
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.bpf import bpf_maps, bpf_progs, enum_name, used_map_ids
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 @command("ascii", "translate a hexadecimal string to ASCII",

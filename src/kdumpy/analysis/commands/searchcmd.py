@@ -22,7 +22,7 @@ DIRECT_MAP_SPAN = 1 << 46  # x86_64 4-level: the direct map's reach (MAX_PHYSMEM
 def _python(opts: argparse.Namespace) -> str:
     value = opts.values[0] if opts.values else "0"
     return (
-        "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+        "# prog = kdumpy.open(DUMP)\n"
         "from kdumpy.analysis.helpers.search import search_physical\n"
         "from kdumpy.analysis.helpers.memmap import phys_to_virt\n"
         f"for address, word in search_physical(prog, 0x{value.removeprefix('0x')}):\n"

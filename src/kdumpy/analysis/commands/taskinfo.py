@@ -17,7 +17,7 @@ from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
-_PRELUDE = "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+_PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
 def _tasks(session: Session, words: list[str]) -> list[Object]:

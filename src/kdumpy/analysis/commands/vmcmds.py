@@ -18,7 +18,7 @@ def _python(opts: argparse.Namespace) -> str:
     first = opts.tasks[0] if opts.tasks else ""
     pick = f"find_task(prog, {int(first)})" if first.isdigit() else "panic_task(prog)"
     return (
-        "# prog = kdumpy.analysis.Program.open(DUMP)\n"
+        "# prog = kdumpy.open(DUMP)\n"
         "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"
         "from kdumpy.analysis.helpers.vma import for_each_vma, vma_name\n"
         f"task = {pick}\n"

@@ -37,6 +37,7 @@ def for_each_mount(prog: Program, ns: Object | None = None) -> Iterator[Object]:
 
 
 def mount_devname(mnt: Object) -> str:
+    """The device name a ``struct mount`` was mounted from (``/dev/vda1``, ``tmpfs``)."""
     return _text(mnt.mnt_devname)
 
 

@@ -22,6 +22,7 @@ def for_each_netdev(prog: Program) -> Iterator[Object]:
 
 
 def netdev_name(dev: Object) -> str:
+    """A ``struct net_device``'s name (``eth0``), undecodable bytes as ``\\xNN``."""
     return dev.name.string_().decode("utf-8", "backslashreplace")
 
 

@@ -56,6 +56,7 @@ def for_each_slab_cache(prog: Program) -> Iterator[Object]:
 
 
 def slab_cache_name(cache: Object) -> str:
+    """A ``struct kmem_cache``'s name (bytes that are not UTF-8 kept as ``\\xNN``)."""
     return cache.name.string_(256).decode("utf-8", "backslashreplace")
 
 
