@@ -212,7 +212,8 @@ enum migratetype { MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGR
 struct free_area { struct list_head free_list[5]; unsigned long nr_free; };
 struct zone { atomic_long_t vm_stat[3]; unsigned long zone_start_pfn;
               unsigned long spanned_pages; const char *name; struct free_area free_area[11]; };
-struct pglist_data { struct zone node_zones[3]; int node_id; };
+struct pglist_data { struct zone node_zones[3]; int node_id; unsigned long node_start_pfn;
+                     unsigned long node_spanned_pages; };
 
 enum bpf_prog_type { BPF_PROG_TYPE_UNSPEC, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_KPROBE };
 enum bpf_map_type { BPF_MAP_TYPE_UNSPEC, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY };

@@ -408,6 +408,8 @@ def _zones(k: SyntheticKernel, out: Subsystems) -> None:
     blocks' struct pages are linked through ``page->lru``; the free counters are set
     apart from the lists (``kmem -f`` reports both)."""
     pgdat = k.global_("contig_page_data", "struct pglist_data")
+    # one node spanning pfn 0 to max_pfn, as on x86_64 (what sys reports as MEMORY)
+    k.write(pgdat, "struct pglist_data", {"node_start_pfn": 0, "node_spanned_pages": 262144})
     plan = [("DMA", 1, 4095, 3000, {(0, "MOVABLE"): [10, 12], (3, "UNMOVABLE"): [16]}),
             ("DMA32", 4096, 258048, 100000, {(10, "MOVABLE"): [512]}),
             ("Normal", 0, 0, 0, {})]  # fmt: skip

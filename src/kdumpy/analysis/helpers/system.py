@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kdumpy.analysis.helpers.printk import crash_date, log_records
 from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
+from kdumpy.analysis.helpers.zones import for_each_pgdat
 from kdumpy.analysis.panic import PanicInfo, classify
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -77,7 +78,18 @@ def load_average(prog: Program) -> str:
 
 
 def ram_bytes(prog: Program) -> int:
-    """Memory size as crash reports it: up to the highest page frame (``max_pfn``)."""
+    """Memory size as crash reports it: the pages every node spans (holes included).
+
+    On x86_64 that is ``max_pfn`` pages, RAM starting at 0; arm64's RAM starts at
+    ``PHYS_OFFSET`` (1 GiB on QEMU's virt machine), where ``max_pfn`` alone doubled a
+    1 GiB guest.  Without the node data, ``max_pfn``; without either (Debian 12 arm64's
+    kallsyms has no data symbols), the RAM the dump holds."""
+    try:
+        spanned = sum(int(pgdat.node_spanned_pages) for _, pgdat in for_each_pgdat(prog))
+        if spanned:
+            return spanned * prog.dump.page_size
+    except KdumpyError:
+        pass
     try:
         return int(prog.object("max_pfn")) * prog.dump.page_size
     except KdumpyError:
