@@ -10,14 +10,18 @@ dumps are made on first use (cached); 6.1 runs in CI, 6.12 in the full matrix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import drgn
 import pytest
 from drgn.helpers.linux.mm import totalram_pages
+from drgn.helpers.linux.sched import cpu_curr
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.helpers.system import ram_bytes
+from kdumpy.analysis.helpers.tasks import active_tasks, for_each_task, panic_task
+from kdumpy.analysis.unwind import stack_trace
 from kdumpy.arch.arm64.unwind import Arm64Unwinder
 from kdumpy.collect import CollectOptions, collect
 from kdumpy.lab.dumps import lab_dump
@@ -111,10 +115,6 @@ def test_every_task_backtrace_matches_drgn(arm64_dump) -> None:  # noqa: ANN001
     """``bt`` of every task through the analysis layer (PRSTATUS for the CPUs' tasks,
     ``thread.cpu_context`` for sleeping ones), symbols from the dbg vmlinux: the pcs
     drgn's DWARF unwinding gives (drgn repeats a pc per inlined function)."""
-    from kdumpy.analysis import Program
-    from kdumpy.analysis.helpers.tasks import for_each_task
-    from kdumpy.analysis.unwind import stack_trace
-
     version, dump, prog = arm64_dump
     with Program.open(dump.path, _lab_dump(version)[1]) as ours:
         compared = 0
@@ -137,11 +137,6 @@ def test_frame_names_are_drgns_functions(arm64_dump) -> None:  # noqa: ANN001
     also holds arm64's $x/$d mapping symbols: never a frame's name) are the functions
     drgn's DWARF names at those pcs (the outermost of the inlined ones; GCC's
     .constprop/.isra clones carry the suffix in the symbol only)."""
-    import re
-
-    from kdumpy.analysis import Program
-    from kdumpy.analysis.helpers.tasks import panic_task
-    from kdumpy.analysis.unwind import stack_trace
 
     version, dump, prog = arm64_dump
     outer: dict[int, str] = {}
@@ -165,3 +160,17 @@ def test_sys_memory_is_the_guests(arm64_dump) -> None:  # noqa: ANN001
     assert totalram_pages(prog) * 4096 <= spanned == 1 << 30
     with Program.open(dump.path, _lab_dump(version)[1]) as ours:
         assert ram_bytes(ours) == spanned
+
+
+def test_every_cpu_that_saved_registers_is_active(arm64_dump) -> None:  # noqa: ANN001
+    """arm64's crash stop takes the other CPUs offline after they save their registers, so
+    the online mask holds the panic CPU alone; ``bt -a`` showed only it.  Every CPU with a
+    PRSTATUS note is active, its task drgn's ``cpu_curr`` and its first pc drgn's."""
+    version, dump, prog = arm64_dump
+    with Program.open(dump.path, _lab_dump(version)[1]) as ours:
+        active = active_tasks(ours)
+        assert sorted(active) == list(range(len(dump.prstatus))) == [0, 1]
+        for cpu, task in active.items():
+            theirs = cpu_curr(prog, cpu)
+            assert int(task) == theirs.value_()
+            assert stack_trace(ours, task)[0].pc == prog.stack_trace(theirs)[0].pc

@@ -388,7 +388,19 @@ class Program:
 
     @cached_property
     def online_cpus(self) -> list[int]:
-        return self._cpumask("__cpu_online_mask")
+        """The CPUs online when the kernel crashed.  arm64's crash stop takes every other
+        CPU offline once it has saved its registers (``ipi_cpu_crash_stop``), leaving only
+        the panic CPU in the mask: the CPUs that saved a PRSTATUS note count too (the
+        notes come in CPU order, so the first present CPUs)."""
+        online = self._cpumask("__cpu_online_mask")
+        saved = len(self.dump.prstatus)
+        if len(online) >= saved:
+            return online
+        try:
+            present = self._cpumask("__cpu_present_mask")
+        except KdumpyError:
+            present = self.possible_cpus
+        return sorted(set(online) | set(present[:saved]))
 
     def per_cpu(self, var: str | Object, cpu: int) -> Object:
         """A per-CPU variable's instance on ``cpu`` (``per_cpu(runqueues, cpu)``)."""
