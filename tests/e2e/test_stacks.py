@@ -42,6 +42,7 @@ MAKE_KEY = "umask 077; head -c 64 /dev/urandom > /root/crash.key; umask 022\n"
 MKFS = """mkfs.ext4 -q -L kdumpstk "$TOP"
 udevadm settle
 mkdir -p /mnt/t && mount "$TOP" /mnt/t && mkdir -p /mnt/t/var/crash && umount /mnt/t
+udevadm settle
 lsblk -o NAME,TYPE,FSTYPE,SIZE > out/lsblk.txt
 """
 

@@ -68,3 +68,16 @@ def test_next_boot_reports_it(tmp_path):
     assert lines == [
         "Notice: Last capture FAILED on 2026-12-03 13:10:00: LUKS volume c (UUID=u) did not "
         f"open: \\x1b[2Jbad key (remove {tmp_path}/capture-failure once seen)"]  # fmt: skip
+
+
+def test_target_by_label_without_udev_links(loop_ext4):
+    """No /dev/disk/by-label link (no udev here; none yet for a fresh LVM volume in the
+    guest): the device is found from the superblock, as kdump-utils' blkid does."""
+    from kdumpy.errors import KdumpyError
+    from kdumpy.service import targets
+
+    image, device = loop_ext4
+    subprocess.run(["e2label", device, "kdumpyff"], check=True)
+    assert targets.device_node("LABEL=kdumpyff") == device
+    with pytest.raises(KdumpyError, match="LABEL=kdumpy-none: no such device on this machine"):
+        targets.device_node("LABEL=kdumpy-none")

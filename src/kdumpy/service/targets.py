@@ -81,12 +81,26 @@ def device_node(spec: str) -> str:
     key, _, value = spec.partition("=")
     if key in ("UUID", "LABEL", "PARTUUID") and value:
         link = Path("/dev/disk") / f"by-{key.lower()}" / value
-        if not link.exists():
+        if link.exists():
+            return os.path.realpath(link)
+        # udev may not have made the link (yet, or not for a device-mapper volume): ask
+        # the superblocks themselves, as kdump-utils does with blkid.
+        found = _findfs(spec)
+        if found is None:
             raise KdumpyError(f"{spec}: no such device on this machine")
-        return os.path.realpath(link)
+        return found
     if not os.path.exists(spec):
         raise KdumpyError(f"{spec}: no such device on this machine")
     return os.path.realpath(spec)
+
+
+def _findfs(spec: str) -> str | None:
+    try:
+        proc = subprocess.run(["findfs", spec], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    node = proc.stdout.strip()
+    return os.path.realpath(node) if proc.returncode == 0 and node.startswith("/dev/") else None
 
 
 def resolve_default_target(config: KdumpConfig) -> KdumpConfig:
