@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kdumpy.analysis.helpers.lists import partial
+from kdumpy.analysis.helpers.rbtree import rb_nodes
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.program import Program
 
@@ -29,24 +30,8 @@ MAPLE_DENSE, MAPLE_LEAF_64, MAPLE_RANGE_64, MAPLE_ARANGE_64 = 0, 1, 2, 3
 
 def rbtree_inorder(prog: Program, root: int) -> Iterator[int]:
     """``struct rb_node`` addresses in order (``rb_first``, ``rb_next``...) from the
-    tree's top node ``root`` (``rb_root.rb_node``)."""
-    right_off = prog.offsetof("struct rb_node", "rb_right")
-    left_off = prog.offsetof("struct rb_node", "rb_left")
-    stack: list[int] = []
-    seen: set[int] = set()
-    node = root
-    while stack or node:
-        while node:
-            if node in seen or len(seen) >= MAX_NODES:
-                why = f"loops back to {node:#x}" if node in seen else "has too many nodes"
-                partial(f"rbtree at {root:#x}", why, len(seen))
-                return
-            seen.add(node)
-            stack.append(node)
-            node = prog.read_u64(node + left_off)
-        node = stack.pop()
-        yield node
-        node = prog.read_u64(node + right_off)
+    tree's top node ``root`` (``rb_root.rb_node``): the one in-order walk, :func:`rb_nodes`."""
+    yield from rb_nodes(prog, root)
 
 
 def rbtree_preorder(prog: Program, root: int) -> Iterator[int]:
