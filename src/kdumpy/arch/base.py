@@ -115,6 +115,37 @@ class Translator(Protocol):
         ...
 
 
+class PageTableReads:
+    """Reads of kernel virtual memory for a translator: ``vtop`` page by page, so a read
+    may cross pages mapped anywhere.  A translator sets ``dump`` and ``page_size`` and
+    defines ``vtop``; this is the one copy of the reads every machine shares."""
+
+    dump: DumpMemory
+    page_size: int
+
+    def vtop(self, vaddr: int) -> int:
+        raise NotImplementedError
+
+    def read_virt(self, vaddr: int, size: int) -> bytes:
+        """``size`` bytes at ``vaddr``, crossing page boundaries as needed."""
+        mask = self.page_size - 1
+        if (vaddr & mask) + size <= self.page_size:  # the common case: one page
+            return self.dump.read_phys(self.vtop(vaddr), size)
+        out = bytearray()
+        while size > 0:
+            chunk = min(size, self.page_size - (vaddr & mask))
+            out += self.dump.read_phys(self.vtop(vaddr), chunk)
+            vaddr += chunk
+            size -= chunk
+        return bytes(out)
+
+    def read_u64(self, vaddr: int) -> int:
+        return int(struct.unpack("<Q", self.read_virt(vaddr, 8))[0])
+
+    def read_u32(self, vaddr: int) -> int:
+        return int(struct.unpack("<I", self.read_virt(vaddr, 4))[0])
+
+
 class KernelView(Protocol):
     """Kernel virtual memory (reads raise a KdumpyError where it is not in the dump)."""
 

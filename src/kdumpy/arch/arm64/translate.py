@@ -35,7 +35,7 @@ import re
 import struct
 from functools import cached_property
 
-from kdumpy.arch.base import DumpMemory, ReadFn, TranslationError
+from kdumpy.arch.base import DumpMemory, PageTableReads, ReadFn, TranslationError
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 
 MASK64 = (1 << 64) - 1
@@ -89,7 +89,7 @@ def vmemmap_start(
     return (page_offset - size) & MASK64
 
 
-class Arm64Translator:
+class Arm64Translator(PageTableReads):
     """Translate arm64 kernel virtual addresses of a dump and read memory through them."""
 
     def __init__(self, dump: DumpMemory) -> None:
@@ -225,25 +225,6 @@ class Arm64Translator:
                 self._cache.clear()
             self._cache[page] = cached
         return cached + (vaddr & (self.page_size - 1))
-
-    def read_virt(self, vaddr: int, size: int) -> bytes:
-        """``size`` bytes at ``vaddr``, crossing page boundaries as needed."""
-        mask = self.page_size - 1
-        if (vaddr & mask) + size <= self.page_size:
-            return self.dump.read_phys(self.vtop(vaddr), size)
-        out = bytearray()
-        while size > 0:
-            chunk = min(size, self.page_size - (vaddr & mask))
-            out += self.dump.read_phys(self.vtop(vaddr), chunk)
-            vaddr += chunk
-            size -= chunk
-        return bytes(out)
-
-    def read_u64(self, vaddr: int) -> int:
-        return int(struct.unpack("<Q", self.read_virt(vaddr, 8))[0])
-
-    def read_u32(self, vaddr: int) -> int:
-        return int(struct.unpack("<I", self.read_virt(vaddr, 4))[0])
 
     @cached_property
     def vmemmap_start(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from functools import cached_property
 
-from kdumpy.arch.base import DumpMemory, ReadFn, TranslationError
+from kdumpy.arch.base import DumpMemory, PageTableReads, ReadFn, TranslationError
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -29,8 +29,10 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 _CACHE_LIMIT = 4096  # translated pages remembered; cleared wholesale when full
 
 
-class X86_64Translator:
+class X86_64Translator(PageTableReads):
     """Translate kernel virtual addresses of a dump and read memory through them."""
+
+    page_size = PAGE_SIZE  # x86_64 kernels page at 4 KiB
 
     def __init__(self, dump: DumpMemory) -> None:
         self.dump = dump
@@ -184,24 +186,6 @@ class X86_64Translator:
                 self._cache.clear()
             self._cache[page] = cached
         return cached + (vaddr & (PAGE_SIZE - 1))
-
-    def read_virt(self, vaddr: int, size: int) -> bytes:
-        """``size`` bytes at ``vaddr``, crossing page boundaries as needed."""
-        if (vaddr & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:  # the common case: one page
-            return self.dump.read_phys(self.vtop(vaddr), size)
-        out = bytearray()
-        while size > 0:
-            chunk = min(size, PAGE_SIZE - (vaddr & (PAGE_SIZE - 1)))
-            out += self.dump.read_phys(self.vtop(vaddr), chunk)
-            vaddr += chunk
-            size -= chunk
-        return bytes(out)
-
-    def read_u64(self, vaddr: int) -> int:
-        return int(struct.unpack("<Q", self.read_virt(vaddr, 8))[0])
-
-    def read_u32(self, vaddr: int) -> int:
-        return int(struct.unpack("<I", self.read_virt(vaddr, 4))[0])
 
     @cached_property
     def vmemmap(self) -> int:
