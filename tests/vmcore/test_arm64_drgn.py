@@ -19,6 +19,7 @@ from drgn.helpers.linux.mm import totalram_pages
 from drgn.helpers.linux.sched import cpu_curr
 
 from kdumpy.analysis import Program
+from kdumpy.analysis.commands import Session, run_line
 from kdumpy.analysis.helpers.system import ram_bytes
 from kdumpy.analysis.helpers.tasks import active_tasks, for_each_task, panic_task
 from kdumpy.analysis.unwind import stack_trace
@@ -174,3 +175,22 @@ def test_every_cpu_that_saved_registers_is_active(arm64_dump) -> None:  # noqa: 
             theirs = cpu_curr(prog, cpu)
             assert int(task) == theirs.value_()
             assert stack_trace(ours, task)[0].pc == prog.stack_trace(theirs)[0].pc
+
+
+def test_from_the_dump_alone_or_with_the_vmlinux(arm64_dump) -> None:  # noqa: ANN001
+    """Debian 12's arm64 kernel keeps no data symbols in kallsyms (KALLSYMS_ALL off): from
+    the dump alone ``log`` works and ``sys`` says precisely what it needs; with the dbg
+    vmlinux ``sys`` reads the release drgn reads.  Debian 13's has them: ``sys`` works from
+    the dump alone."""
+    version, dump, prog = arm64_dump
+    release = prog["init_uts_ns"].name.release.string_().decode()
+    with Program.open(dump.path) as alone:
+        session = Session(alone)
+        assert "Kernel panic - not syncing" in run_line(session, "log")
+        out = run_line(session, "sys")
+        if version == "6.1":
+            assert session.failed and "CONFIG_KALLSYMS_ALL; pass the vmlinux" in out, out
+        else:
+            assert f"RELEASE: {release}" in out, out
+    with Program.open(dump.path, _lab_dump(version)[1]) as full:
+        assert f"RELEASE: {release}" in run_line(Session(full), "sys")

@@ -189,8 +189,16 @@ class Program:
             self.load_modules()
             addr = self.symbols.address_of(name)
         if addr is None:
-            raise LookupError_(f"symbol not found: {name}")
+            raise LookupError_(f"symbol not found: {name}{self._why_no_data_symbols()}")
         return addr
+
+    def _why_no_data_symbols(self) -> str:
+        """What to pass when the dump's kallsyms hold code symbols only: a kernel built
+        without KALLSYMS_ALL (Debian 11 and 12 on arm64) keeps no variables in them."""
+        if self.symbol_file is not None or self.symbols.address_of("init_task") is not None:
+            return ""
+        return (" (this kernel's kallsyms has no data symbols: built without "
+                "CONFIG_KALLSYMS_ALL; pass the vmlinux or System.map)")  # fmt: skip
 
     def find_symbol(self, address: int) -> Symbol | None:
         """The symbol covering an address, vmlinux or module (modules load on demand)."""
