@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kdumpy.analysis import Program
+from kdumpy.analysis.commands import Session, run_line
 from kdumpy.lab.kernels import LabKernel
 
 HERE = Path(__file__).parent
@@ -26,14 +28,14 @@ def drgn_view(vmcore: Path, kernel: LabKernel) -> dict:
     return json.loads(proc.stdout)
 
 
-def kdumpy_crash(vmcore: Path, command: str) -> str:
-    """``kdumpy crash VMCORE -c COMMAND`` from the dump alone (kallsyms and BTF in it)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "kdumpy", "crash", str(vmcore), "-c", command],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+def kdumpy_crash(vmcore: Path, *commands: str) -> list[str]:
+    """What ``kdumpy crash VMCORE -c COMMAND ...`` prints for each command, from the dump
+    alone (kallsyms and BTF in it), in one session: the dump is opened once."""
+    with Program.open(vmcore) as prog:
+        session = Session(prog)
+        outputs = [run_line(session, command) for command in commands]
+        assert not session.failed, outputs
+    return outputs
 
 
 def makedumpfile_dmesg(vmcore: Path) -> str:
@@ -72,12 +74,13 @@ def check_dump(vmcore: Path, kernel: LabKernel, serial: str) -> None:
     assert panic in serial
     assert panic_line(makedumpfile_dmesg(vmcore)) == panic
     # kdumpy's analysis: the same release, the same tasks, the crash on the panic task's stack.
-    assert f"RELEASE: {kernel.release}" in kdumpy_crash(vmcore, "sys")
-    rows = [ln.lstrip(">").split() for ln in kdumpy_crash(vmcore, "ps").splitlines()[1:]]
+    sys_out, ps_out, bt_out = kdumpy_crash(vmcore, "sys", "ps", "bt")
+    assert f"RELEASE: {kernel.release}" in sys_out
+    rows = [ln.lstrip(">").split() for ln in ps_out.splitlines()[1:]]
     # ps lists each CPU's idle task (pid 0) as crash does; drgn's for_each_task does not.
     ours = sorted([int(r[0]), " ".join(r[8:]).strip("[]")] for r in rows if r and r[0] != "0")
     assert ours == [list(t) for t in seen["tasks"] if t[0] != 0]
-    assert "sysrq_handle_crash" in kdumpy_crash(vmcore, "bt")
+    assert "sysrq_handle_crash" in bt_out
 
 
 def check_dmesg_file(text: str, serial: str) -> None:
