@@ -8,6 +8,7 @@ ten slowest tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from lab_kernels import LAB_KERNELS
+from schedule import LongestFileFirst
 
 # Foundation first: a run that is cut short has still proved the layers everything rests on.
 AREA_ORDER = ("lab", "vmcore", "collect", "analysis", "service", "capture", "e2e", "early")
@@ -33,6 +35,8 @@ PROGRESS_FILE = (
     Path(os.environ.get("KDUMPY_LAB_CACHE", Path.home() / ".cache" / "kdumpy" / "lab"))
     / "vm-tests-passed.txt"
 )
+TEST_SECONDS_FILE = PROGRESS_FILE.parent / "test-seconds.json"
+RAN: set[str] = set()  # tests whose call phase ran (not skipped): their time is worth keeping
 SOURCE_KEY = pytest.StashKey[str]()
 
 
@@ -92,10 +96,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     config.stash[SOURCE_KEY] = _source_key()
     passed = _passed_before(config.stash[SOURCE_KEY]) if config.getoption("resume") else set()
+    if not config.getoption("full"):
+        # Not this run's matrix: deselected (counted in pytest's summary line), so what is
+        # collected is what runs, and the scheduler's estimates are of real work.
+        matrix = [item for item in items if item.get_closest_marker("full")]
+        if matrix:
+            config.hook.pytest_deselected(items=matrix)
+            items[:] = [item for item in items if not item.get_closest_marker("full")]
     for item in items:
-        if item.get_closest_marker("full") and not config.getoption("full"):
-            item.add_marker(pytest.mark.skip(reason="full matrix only (--full)"))
-        elif item.nodeid in passed:
+        if item.nodeid in passed:
             item.add_marker(pytest.mark.skip(reason="passed in an earlier run (--resume)"))
 
 
@@ -109,23 +118,41 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if BUDGET_SECONDS and item.get_closest_marker("vm"):
         used = time.monotonic() - START
         if used > BUDGET_SECONDS:
-            GUARD_SKIPPED.append(item.nodeid)
             pytest.skip(
                 f"test time budget used up ({used / 60:.0f} min > "
                 f"KDUMPY_TEST_BUDGET_MIN={BUDGET_SECONDS / 60:.0f})"
             )
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    started = time.monotonic()
-    yield
-    elapsed = time.monotonic() - started
-    TIER_SECONDS[_tier(item)] += elapsed
-    TEST_SECONDS[item.nodeid] += elapsed
+def _is_worker() -> bool:
+    """This process is one of pytest-xdist's workers (the controller reports and records)."""
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201
+    if config.getoption("dist") != "loadfile":
+        return None
+    return LongestFileFirst(config, log, recorded=_recorded_seconds())
+
+
+def _recorded_seconds() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(TEST_SECONDS_FILE.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _is_worker():
+        return  # the controller gets every report too: it alone counts and records
+    tier = "full" if "full" in report.keywords else "vm" if "vm" in report.keywords else "fast"
+    TIER_SECONDS[tier] += report.duration
+    TEST_SECONDS[report.nodeid] += report.duration
+    if report.when == "call":
+        RAN.add(report.nodeid)
+    if report.skipped and "KDUMPY_TEST_BUDGET_MIN" in str(report.longrepr):
+        GUARD_SKIPPED.append(report.nodeid)
     # Record passes so an interrupted run can be resumed with --resume.
     if report.when == "call" and report.passed and "vm" in report.keywords:
         PROGRESS_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -135,11 +162,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     write = terminalreporter.write_line
+    workers = (
+        config.getoption("numprocesses", None) if config.pluginmanager.has_plugin("xdist") else 0
+    )
     terminalreporter.section("time per tier")
     for tier in ("fast", "vm", "full"):
         if tier in TIER_SECONDS:
             write(f"{tier:>5}: {TIER_SECONDS[tier] / 60:6.1f} min")
-    write(f"total: {(time.monotonic() - START) / 60:6.1f} min (collection included)")
+    if workers:
+        write(f"(test time summed over {workers} workers)")
+    write(f"total: {(time.monotonic() - START) / 60:6.1f} min wall (collection included)")
     terminalreporter.section("ten slowest tests (setup + call + teardown)")
     for nodeid, seconds in sorted(TEST_SECONDS.items(), key=lambda kv: -kv[1])[:10]:
         write(f"{seconds:8.1f} s  {nodeid}")
@@ -150,8 +182,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_worker():
+        return
     if GUARD_SKIPPED and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _record_seconds()
+
+
+def _record_seconds() -> None:
+    """The seconds of each test that ran, for the next run's longest-first order."""
+    if not RAN:
+        return
+    recorded = _recorded_seconds()
+    recorded.update({nodeid: round(TEST_SECONDS[nodeid], 2) for nodeid in RAN})
+    TEST_SECONDS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = TEST_SECONDS_FILE.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(recorded, indent=0, sort_keys=True))
+    tmp.replace(TEST_SECONDS_FILE)
 
 
 @pytest.fixture(
