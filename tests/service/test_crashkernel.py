@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from kdumpy.arch.x86_64.kdump import X86_64_KDUMP
 from kdumpy.service.crashkernel import (
-    DEFAULT_X86_64,
     CrashkernelError,
     add_size,
     memparse,
@@ -50,7 +50,7 @@ def test_ranges_as_in_kdump_rst(ram: int, size: int) -> None:
 
 
 def test_kdump_utils_default_table() -> None:
-    ck = parse_crashkernel(DEFAULT_X86_64)
+    ck = parse_crashkernel(X86_64_KDUMP.crashkernel_table or "")
     assert ck.size_for(G + 512 * M) == 0  # under 2G: no default reservation since 2025
     assert ck.size_for(4 * G) == 256 * M
     assert ck.size_for(64 * G) == 512 * M
@@ -86,6 +86,7 @@ def test_reservation_precedence() -> None:
     assert (r.size, r.high, r.low) == (256 * M, False, 0)
     # ,high alone: x86 adds 256 MiB low by itself; ,low overrides it.
     assert reservation("crashkernel=1G,high", 8 * G).low == 256 * M
+    assert reservation("crashkernel=1G,high", 8 * G, "aarch64").low == 128 * M
     r = reservation("crashkernel=1G,high crashkernel=64M,low", 8 * G)
     assert (r.size, r.high, r.low, r.total) == (G, True, 64 * M, G + 64 * M)
     # The last one of a kind wins.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from kdumpy.arch.kdump_select import KDUMP_MACHINES
 from kdumpy.service.crashkernel import (
     CrashkernelError,
     crashkernel_add,
@@ -21,7 +22,6 @@ from kdumpy.service.crashkernel import (
     to_bytes,
 )
 from kdumpy.service.crashkernel_default import (
-    AUTO_TABLES,
     Platform,
     auto_table,
     default_crashkernel,
@@ -222,4 +222,7 @@ def test_crashkernel_auto_elsewhere_is_a_clear_error() -> None:
     with pytest.raises(CrashkernelError, match="only RHEL 8 kernels"):
         parse_crashkernel("auto")
     assert auto_table("ppc64le", "fadump").startswith("4G-16G:768M")
-    assert set(AUTO_TABLES) == {"x86_64", "s390x", "aarch64", "ppc64le"}
+    with_auto = {name for name, m in KDUMP_MACHINES.items() if m.crashkernel_auto}
+    assert with_auto == {"x86_64", "s390x", "aarch64", "ppc64le"}
+    with pytest.raises(CrashkernelError, match="never defined for riscv64"):
+        auto_table("riscv64")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from kdumpy.arch.kdump_select import kdump_machine
 from kdumpy.errors import KdumpyError
 from kdumpy.service.cmdline import split_cmdline
 
@@ -29,10 +30,6 @@ MiB = 1 << 20
 GiB = 1 << 30
 RAM_ROUND = 128 * MiB
 SUFFIXES = ("high", "low", "cma")
-# kdump-utils' default for x86_64 and s390x (kdump_get_arch_recommend_crashkernel, v1.0.61).
-DEFAULT_X86_64 = "2G-64G:256M,64G-:512M"
-# x86_64 reserves this much below 4G on its own when only ,high is given.
-X86_DEFAULT_LOW = 256 * MiB
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
 _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)([KkMmGgTtPpEe]?)")
@@ -166,8 +163,9 @@ class Reservation:
         return self.size + self.low
 
 
-def reservation(cmdline: str, system_ram: int) -> Reservation:
-    """The reservation an x86_64 kernel makes for this command line and RAM size."""
+def reservation(cmdline: str, system_ram: int, arch: str = "x86_64") -> Reservation:
+    """The reservation a kernel of ``uname -m`` = *arch* makes for this command line and RAM
+    size (with ,high alone, the machine's default low part below 4G as well)."""
     last: dict[str | None, Crashkernel] = {}
     for param in split_cmdline(cmdline):
         if param.startswith("crashkernel="):
@@ -178,7 +176,7 @@ def reservation(cmdline: str, system_ram: int) -> Reservation:
         plain = last[None]
         return Reservation(plain.size_for(system_ram), plain.offset, cma=cma)
     if "high" in last:
-        low = last["low"].size if "low" in last else X86_DEFAULT_LOW
+        low = last["low"].size if "low" in last else kdump_machine(arch).crashkernel_default_low
         return Reservation(last["high"].size or 0, high=True, low=low or 0, cma=cma)
     return Reservation(cma=cma)
 

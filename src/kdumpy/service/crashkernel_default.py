@@ -1,7 +1,8 @@
 """The default ``crashkernel=`` value, as kdump-utils 1.0.61 computes it.
 
 ``kdump_get_arch_recommend_crashkernel`` in kdump-lib.sh: a range table per architecture
-plus MiB added to every range for what the machine has:
+plus MiB added to every range for what the machine has (the tables and additions are the
+architecture layer's: ``kdumpy.arch.<machine>.kdump``):
 
 * x86_64, s390x: ``2G-64G:256M,64G-:512M``; +64M when AMD memory encryption (SME/SEV) is
   active (the kernel log says "Memory Encryption Features active: AMD SME" or "... AMD SEV");
@@ -11,7 +12,8 @@ plus MiB added to every range for what the machine has:
   table), +1M per capture CPU (``nr_cpus=`` in KDUMP_COMMANDLINE_APPEND, default 1).
 
 ``crashkernel=auto`` is what RHEL 8 kernels accepted instead: the kernel picked from its
-own table (AUTO_TABLES, from the RHEL 8 kernel's crash_core.c as posted upstream in 2021).
+own table (``crashkernel_auto``, from the RHEL 8 kernel's crash_core.c as posted upstream in
+2021).
 No kernel since accepts it, so kdumpy replaces it by the explicit default.
 """
 
@@ -22,73 +24,36 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpy.arch.kdump_select import Platform, kdump_machine
 from kdumpy.kmsg import read_kmsg
 from kdumpy.service.crashkernel import CrashkernelError, crashkernel_add
 
-TABLES = {
-    "x86_64": "2G-64G:256M,64G-:512M",
-    "s390x": "2G-64G:256M,64G-:512M",
-    "aarch64": "2G-4G:256M,4G-64G:320M,64G-:576M",
-    "ppc64le": "2G-4G:384M,4G-16G:512M,16G-64G:1G,64G-128G:2G,128G-:4G",
-}
-FADUMP_TABLE = (
-    "4G-16G:768M,16G-64G:1G,64G-128G:2G,128G-1T:4G,1T-2T:6G,2T-4T:12G,4T-8T:20G,"
-    "8T-16T:36G,16T-32T:64G,32T-64T:128G,64T-:180G"
-)
-# What crashkernel=auto meant to a RHEL 8 kernel, per architecture.
-AUTO_TABLES = {
-    "x86_64": "1G-4G:160M,4G-64G:192M,64G-1T:256M,1T-:512M",
-    "s390x": "1G-4G:160M,4G-64G:192M,64G-1T:256M,1T-:512M",
-    "aarch64": "2G-:448M",
-    "ppc64le": TABLES["ppc64le"],
-}
 # The only lines kdump-utils counts (journalctl --dmesg --grep, anchored at both ends).
 SME_SEV = re.compile(r"Memory Encryption Features active: AMD (SME|SEV)")
 
 
-@dataclass(frozen=True)
-class Platform:
-    """What the default depends on; ``probe()`` reads it from this machine."""
-
-    arch: str
-    kernel_release: str = ""
-    dump_mode: str = "kdump"  # or "fadump" (ppc64le)
-    sme_sev: bool = False
-    mlx5: bool = False
-    arm_smmu: bool = False
-    nr_cpus: int = 1
-
-
 def default_crashkernel(platform: Platform) -> str:
-    """The crashkernel= value kdump-utils would write for this platform."""
-    delta = 0
-    if platform.arch in ("x86_64", "s390x"):
-        table = TABLES[platform.arch]
-        delta += 64 if platform.sme_sev else 0
-    elif platform.arch == "aarch64":
-        table = TABLES["aarch64"]
-        if "64k" in platform.kernel_release:
-            delta += 100 + (384 if platform.arm_smmu else 0) + (200 if platform.mlx5 else 0)
-        else:
-            delta += 150 if platform.mlx5 else 0
-    elif platform.arch == "ppc64le":
-        table = FADUMP_TABLE if platform.dump_mode == "fadump" else TABLES["ppc64le"]
-        delta += platform.nr_cpus  # 1 MiB of per-CPU areas each
-    else:
+    """The crashkernel= value kdump-utils would write for this platform (the machine's table
+    from :mod:`kdumpy.arch`, fadump's on ppc64le, plus the MiB its features add)."""
+    machine = kdump_machine(platform.arch)
+    table = machine.crashkernel_table
+    if platform.dump_mode == "fadump" and machine.fadump_table:
+        table = machine.fadump_table
+    if table is None:
         raise CrashkernelError(f"kdump-utils has no default crashkernel for {platform.arch}")
-    return crashkernel_add(table, f"{delta}M")
+    return crashkernel_add(table, f"{machine.crashkernel_extra_mib(platform)}M")
 
 
 def auto_table(arch: str, dump_mode: str = "kdump") -> str:
     """The table a RHEL 8 kernel used for crashkernel=auto (fadump= on ppc64 picks its own)."""
-    if arch == "ppc64le" and dump_mode == "fadump":
-        return FADUMP_TABLE
-    if arch not in AUTO_TABLES:
+    machine = kdump_machine(arch)
+    if dump_mode == "fadump" and machine.fadump_table:
+        return machine.fadump_table
+    if machine.crashkernel_auto is None:
         raise CrashkernelError(f"crashkernel=auto was never defined for {arch}")
-    return AUTO_TABLES[arch]
+    return machine.crashkernel_auto
 
 
 def nr_cpus(append: str) -> int:
@@ -133,7 +98,7 @@ def probe(kernel_release: str = "", append: str = "", dump_mode: str | None = No
         arch=arch,
         kernel_release=kernel_release or os.uname().release,
         dump_mode=dump_mode or ("fadump" if fadump_enabled() else "kdump"),
-        sme_sev=arch in ("x86_64", "s390x") and sme_sev_active(),
+        sme_sev=kdump_machine(arch).reads_sme_sev and sme_sev_active(),
         mlx5=os.path.isdir("/sys/bus/pci/drivers/mlx5_core"),
         arm_smmu=bool(glob.glob("/sys/devices/platform/arm-smmu-*")),
         nr_cpus=nr_cpus(append),

@@ -23,13 +23,11 @@ from pathlib import Path
 
 import zstandard
 
+from kdumpy.arch.kdump_select import kdump_machine
 from kdumpy.errors import KdumpyError
 from kdumpy.service.crashkernel import MiB, recommend_size, to_bytes
 
 RUNTIME_MARGIN = 16 * MiB  # kdump-utils since 2025-08 (was 64 MiB)
-# What cryptsetup itself needs to open a LUKS2 volume beside the keyslot's KDF memory.
-CRYPTSETUP_OVERHEAD = {"aarch64": 50 * MiB}
-CRYPTSETUP_OVERHEAD_DEFAULT = 20 * MiB
 LARGE_MODULE = 1 * MiB
 
 _MAGICS = (
@@ -148,7 +146,7 @@ def luks_size(luks_dumps: list[str], arch: str) -> int:
         memory = [int(m) for m in re.findall(r"^\s+Memory:\s*(\d+)", dump, re.MULTILINE)]
         total += max(memory, default=0) * 1024
     if total:
-        total += CRYPTSETUP_OVERHEAD.get(arch, CRYPTSETUP_OVERHEAD_DEFAULT)
+        total += kdump_machine(arch).cryptsetup_overhead
     return total
 
 

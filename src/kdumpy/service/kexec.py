@@ -1,11 +1,12 @@
 """Load and unload the capture kernel: the kexec_file_load system call, straight from Python.
 
-``kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)`` is syscall 320
-on x86_64.  The kernel reads and verifies the image itself (this is what Secure Boot
-and lockdown require).  Only when the kernel lacks it (ENOSYS) do we fall back to the older
-kexec_load path: kdumpy's own loader where the architecture layer has one (arm64, see
-:mod:`kdumpy.arch.kexec`), else kexec-tools' ``kexec -p``.  Unloading without kexec-tools
-uses KEXEC_FILE_UNLOAD, or kexec_load with no segments on kernels without file load.
+``kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)``, its number per
+machine from the architecture layer (:mod:`kdumpy.arch.kdump`).  The kernel reads and
+verifies the image itself (this is what Secure Boot and lockdown require).  Only when the
+kernel lacks it (ENOSYS) do we fall back to the older kexec_load path: kdumpy's own loader
+where the architecture layer has one (arm64, see :mod:`kdumpy.arch.kexec`), else
+kexec-tools' ``kexec -p``.  Unloading without kexec-tools uses KEXEC_FILE_UNLOAD, or
+kexec_load with no segments on kernels without file load.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kdumpy.arch.kdump_select import this_machine
 from kdumpy.arch.kexec import legacy_loader
 from kdumpy.errors import KdumpyError
 
-SYS_KEXEC_FILE_LOAD = {"x86_64": 320, "aarch64": 294, "riscv64": 294, "ppc64le": 382}
-SYS_KEXEC_LOAD = {"x86_64": 246, "aarch64": 104, "riscv64": 104, "ppc64le": 268}
 KEXEC_FILE_UNLOAD = 0x1
 KEXEC_FILE_ON_CRASH = 0x2
 KEXEC_FILE_NO_INITRAMFS = 0x4
@@ -48,11 +48,13 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _syscall_number(table: dict[str, int]) -> int:
-    machine = platform.machine()
-    if machine not in table:
-        raise KexecError(f"kexec system calls are not known for {machine}")
-    return table[machine]
+def _syscall_number(name: str) -> int:
+    """The number of the system call *name* here (from :mod:`kdumpy.arch`)."""
+    machine = this_machine()
+    number = machine.sys_kexec_file_load if name == "kexec_file_load" else machine.sys_kexec_load
+    if number is None:
+        raise KexecError(f"kexec system calls are not known for {platform.machine()}")
+    return number
 
 
 def crash_loaded() -> bool:
@@ -77,7 +79,7 @@ def crash_size() -> int:
 
 def file_load(kernel: Path, initrd: Path | None, cmdline: str) -> None:
     """Load the capture kernel with kexec_file_load; raise KexecError (errno in .errno)."""
-    number = _syscall_number(SYS_KEXEC_FILE_LOAD)
+    number = _syscall_number("kexec_file_load")
     arg = cmdline.encode() + b"\0"
     flags = KEXEC_FILE_ON_CRASH | (KEXEC_FILE_NO_INITRAMFS if initrd is None else 0)
     kernel_fd = _open(kernel)
@@ -102,7 +104,7 @@ def file_load(kernel: Path, initrd: Path | None, cmdline: str) -> None:
 
 def file_unload() -> None:
     """Unload the capture kernel with kexec_file_load(KEXEC_FILE_UNLOAD)."""
-    number = _syscall_number(SYS_KEXEC_FILE_LOAD)
+    number = _syscall_number("kexec_file_load")
     ret = _libc().syscall(
         ctypes.c_long(number),
         ctypes.c_int(-1),
@@ -117,7 +119,7 @@ def file_unload() -> None:
 
 def legacy_unload() -> None:
     """Unload with kexec_load(entry 0, no segments, KEXEC_ON_CRASH)."""
-    number = _syscall_number(SYS_KEXEC_LOAD)
+    number = _syscall_number("kexec_load")
     ret = _libc().syscall(
         ctypes.c_long(number),
         ctypes.c_ulong(0),

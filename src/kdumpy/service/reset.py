@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdumpy.arch.kdump_select import kdump_machine
 from kdumpy.errors import KdumpyError
 from kdumpy.service import bootloader
 from kdumpy.service.config import KdumpConfig
@@ -72,7 +73,7 @@ def should_auto_reset(config: KdumpConfig, unit: str = "kdumpy.service") -> bool
 def reset_crashkernel(m: Machine, kernel: str | None = None, fadump: str | None = None) -> int:
     """kdumpctl reset-crashkernel [--kernel=path|ALL|DEFAULT] [--fadump=on|off|nocma]."""
     if fadump is not None:
-        if m.arch != "ppc64le":
+        if not kdump_machine(m.arch).fadump:
             raise KdumpyError("Option --fadump only valid on PPC")
         dump_mode_of(fadump)
     if m.grubby is None:
@@ -122,7 +123,8 @@ def _reset_entry(m: Machine, entry: bootloader.BootEntry, fadump: str | None) ->
         ):
             changed = f"Updated fadump={new_fadump}" if new_fadump else "Removed fadump"
     else:
-        mode = dump_mode_of(entry.param("fadump")) if m.arch == "ppc64le" else "kdump"
+        fadump_here = kdump_machine(m.arch).fadump
+        mode = dump_mode_of(entry.param("fadump")) if fadump_here else "kdump"
     new = m.default_for(release, mode)
     if bootloader.grubby_set_param(
         entry.index, "crashkernel", entry.param("crashkernel"), new, m.grubby
@@ -170,7 +172,7 @@ def _reset_grub_default(m: Machine, kernel: str | None, fadump: str | None) -> i
         mode = dump_mode_of(fadump)
         value = "" if fadump == "off" else fadump
         text = bootloader.edit_grub_param(text, "fadump", f"fadump={value}" if value else None)
-    elif m.arch == "ppc64le":
+    elif kdump_machine(m.arch).fadump:
         mode = dump_mode_of(bootloader.grub_default_param(text, "fadump"))
     new = m.default_for(kernel if kernel not in (None, "ALL") else m.running_release, mode)
     if text == original and bootloader.grub_default_param(text, "crashkernel") == new:
@@ -209,7 +211,7 @@ def _shadowed_note(m: Machine) -> None:
 
 def bootloader_installed(arch: str) -> bool:
     """kdumpctl's _is_bootloader_installed (GRUB2's or zipl's config), or Debian's GRUB."""
-    if arch == "s390x":
+    if kdump_machine(arch).boot_config == "zipl":
         return ZIPL_CONF.exists()
     return GRUB2_CFG.exists() or GRUB_CFG.exists()
 

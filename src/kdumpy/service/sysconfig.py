@@ -12,48 +12,19 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpy.arch.kdump_select import kdump_machine
 from kdumpy.service.config import ConfigError
 
 SYSCONFIG_PATHS = (Path("/etc/sysconfig/kdump"), Path("/etc/default/kdump"))
 
 # kdump-utils' gen-kdump-sysconfig.sh (v1.0.61): a common part, then the architecture's
-# (or "default" for one it does not list).
+# (kdumpy.arch.<machine>.kdump; the generic record for a machine it does not list).
 _REMOVE_COMMON = (
     "hugepages hugepagesz slub_debug quiet log_buf_len swiotlb hugetlb_cma ignition.firstboot"
 )
-_REMOVE_ARCH = {
-    "default": "cma",
-    "ppc64": "",
-    "ppc64le": "",
-    "s390x": "vmcp_cma cma prot_virt zfcp.allow_lun_scan",
-}
 # initramfs_options=size=90%: the capture kernel's rootfs may fill 90 % of its memory
 # while the initramfs unpacks (the kernel's default is 50 %).
 _APPEND_COMMON = "novmcoredd hugetlb_cma=0 kfence.sample_interval=0 initramfs_options=size=90%"
-_APPEND_ARCH = {
-    "default": "irqpoll maxcpus=1 reset_devices cma=0",
-    "aarch64": "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory udev.children-max=2 "
-    "panic=10 swiotlb=noforce cma=0",
-    "i386": "irqpoll nr_cpus=1 reset_devices numa=off udev.children-max=2 panic=10 "
-    "transparent_hugepage=never cma=0",
-    "ppc64": "irqpoll maxcpus=1 noirqdistrib reset_devices cgroup_disable=memory numa=off "
-    "udev.children-max=2 ehea.use_mcs=0 panic=10 kvm_cma_resv_ratio=0 "
-    "transparent_hugepage=never",
-    "ppc64le": "irqpoll nr_cpus=16 noirqdistrib reset_devices cgroup_disable=memory numa=off "
-    "udev.children-max=2 ehea.use_mcs=0 panic=10 kvm_cma_resv_ratio=0 "
-    "transparent_hugepage=never",
-    "s390x": "nr_cpus=1 cgroup_disable=memory numa=off udev.children-max=2 panic=10 "
-    "transparent_hugepage=never vmcp_cma=0 cma=0",
-    "x86_64": "irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
-    "udev.children-max=2 panic=10 acpi_no_memhotplug transparent_hugepage=never nokaslr "
-    "hest_disable cma=0 pcie_ports=compat",
-}
-_FADUMP_APPEND = {
-    "ppc64le": "nr_cpus=16 numa=off cgroup_disable=memory cma=0 kvm_cma_resv_ratio=0 "
-    "hugetlb_cma=0 transparent_hugepage=never novmcoredd udev.children-max=2",
-}
-_KEXEC_ARGS = {"aarch64": "-s", "ppc64": "--dt-no-old-root", "ppc64le": "-s", "s390x": "-s",
-               "x86_64": "-s"}  # fmt: skip
 
 
 def _join(common: str, arch_value: str) -> str:
@@ -62,17 +33,14 @@ def _join(common: str, arch_value: str) -> str:
 
 def template_defaults(arch: str) -> dict[str, str]:
     """The values kdump-utils' generated /etc/sysconfig/kdump holds on ``arch``."""
+    machine = kdump_machine(arch)
     return {
         "KDUMP_KERNELVER": "",
         "KDUMP_COMMANDLINE": "",
-        "KDUMP_COMMANDLINE_REMOVE": _join(
-            _REMOVE_COMMON, _REMOVE_ARCH.get(arch, _REMOVE_ARCH["default"])
-        ),
-        "KDUMP_COMMANDLINE_APPEND": _join(
-            _APPEND_COMMON, _APPEND_ARCH.get(arch, _APPEND_ARCH["default"])
-        ),
-        "FADUMP_COMMANDLINE_APPEND": _FADUMP_APPEND.get(arch, ""),
-        "KEXEC_ARGS": _KEXEC_ARGS.get(arch, ""),
+        "KDUMP_COMMANDLINE_REMOVE": _join(_REMOVE_COMMON, machine.commandline_remove),
+        "KDUMP_COMMANDLINE_APPEND": _join(_APPEND_COMMON, machine.commandline_append),
+        "FADUMP_COMMANDLINE_APPEND": machine.fadump_append,
+        "KEXEC_ARGS": machine.kexec_args,
         "KDUMP_BOOTDIR": "",
         "KDUMP_IMG": "vmlinuz",
         "KDUMP_IMG_EXT": "",

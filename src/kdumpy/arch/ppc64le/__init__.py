@@ -1,0 +1,1 @@
+"""64-bit POWER: kdumpy configures kdump there (:mod:`.kdump`) but does not read its dumps."""

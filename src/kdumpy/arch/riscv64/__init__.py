@@ -1,0 +1,1 @@
+"""RISC-V 64: only the kexec system calls are known (:mod:`.kdump`); no dump reading."""

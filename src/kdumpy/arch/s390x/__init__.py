@@ -1,0 +1,1 @@
+"""IBM Z: kdumpy configures kdump there (:mod:`.kdump`) but does not read its dumps."""
