@@ -17,6 +17,9 @@ Map (module: what it answers):
   ``.registers`` the ``NT_PRSTATUS`` register layout and names; ``.unwind`` the
   machine's stack-unwinding steps (x86_64 also ``.orc`` and ``.unwind_fp``);
   ``.frames`` how ``bt`` shows and finds exception frames.
+* :mod:`kdumpy.arch.kdump` and ``kdumpy.arch.<machine>.kdump`` (also ``ppc64le``, ``s390x``,
+  ``riscv64``, whose dumps kdumpy does not read): kdump's facts per machine (crashkernel
+  defaults, capture command line, kexec syscalls); :mod:`kdumpy.arch.kdump_select` picks one.
 
 DEVELOPERS.md has the table of which module answers what.
 """
