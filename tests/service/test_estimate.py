@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from kdumpy.arch.x86_64.image import bzimage_payload
+from kdumpy.errors import KdumpyError
 from kdumpy.service.crashkernel import MiB
 from kdumpy.service.estimate import (
-    bzimage_payload,
     estimate,
     kernel_size,
     luks_size,
@@ -148,3 +150,28 @@ def test_storage_stack_from_the_manifest(tmp_path: Path) -> None:
         "LUKS volume kdumpcrypt (UUID=x) (tools 7M of the unpacked initramfs)"
     ) in lines
     assert not any(line.startswith("Storage stack") for line in render(plain))
+
+
+@pytest.mark.vm  # the arm64 kernel and its dbg package: downloads, no guest
+def test_arm64_image_size_is_text_to_end_of_the_dbg_vmlinux() -> None:
+    """The estimate reads an arm64 Image's header; nm on the vmlinux says what it spans."""
+    from kdumpy.lab.kernels import get_kernel
+
+    kernel = get_kernel("arm64-6.1")
+    size, how = kernel_size(kernel.vmlinuz)
+    nm = subprocess.run(["nm", str(kernel.dbg_vmlinux())], capture_output=True, text=True)
+    symbols = {f[2]: int(f[0], 16) for f in map(str.split, nm.stdout.splitlines()) if len(f) == 3}
+    assert how == "arm64 Image image_size"
+    assert size == symbols["_end"] - symbols["_text"]
+
+
+def test_image_kinds_by_their_headers(tmp_path: Path) -> None:
+    """An arm64 Image header built here; anything else is one line naming the file."""
+    header = struct.pack("<IIQQQQQQ4sI", 0, 0, 0, 3 << 20, 2, 0, 0, 0, b"ARM\x64", 0)
+    image = tmp_path / "Image"
+    image.write_bytes(header + bytes((2 << 20) - len(header)))
+    assert kernel_size(image) == (3 << 20, "arm64 Image image_size")
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00" * 4096)
+    with pytest.raises(KdumpyError, match=r"junk: neither an ELF vmlinux, an x86 bzImage"):
+        kernel_size(junk)

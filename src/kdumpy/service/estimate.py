@@ -5,39 +5,26 @@ kdump-utils' formula (``do_estimate`` in kdumpctl) as the baseline::
     estimated   = kernel + modules + 3 x initramfs + runtime margin
     recommended = max(default crashkernel for this RAM size, estimated)
 
-``kernel`` is the in-memory size of the kernel image (the PT_LOAD segments of the
-vmlinux inside the bzImage, or the bzImage's ``init_size`` when its compression is
-one Python cannot undo); ``3 x initramfs`` because the packed archive, its unpacked
-copy in tmpfs and the tmpfs cap (50 % of RAM) all weigh on the capture kernel.
+``kernel`` is the in-memory size of the kernel image (:mod:`kdumpy.arch.images`: the
+PT_LOAD segments of the vmlinux inside an x86 bzImage, or its ``init_size`` when the
+compression is one Python cannot undo; an arm64 Image's ``image_size``); ``3 x initramfs``
+because the packed archive, its unpacked copy in tmpfs and the tmpfs cap (50 % of RAM) all
+weigh on the capture kernel.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
+from kdumpy.arch.images import loaded_size
 from kdumpy.arch.kdump_select import kdump_machine
 from kdumpy.errors import KdumpyError
 from kdumpy.service.crashkernel import MiB, recommend_size, to_bytes
 
 RUNTIME_MARGIN = 16 * MiB  # kdump-utils since 2025-08 (was 64 MiB)
 LARGE_MODULE = 1 * MiB
-
-_MAGICS = (
-    (b"\x1f\x8b\x08", "gzip"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00\x00", "lzma"),
-    (b"\x02\x21\x4c\x18", "lz4"),
-)
 
 
 @dataclass(frozen=True)
@@ -66,63 +53,13 @@ class Estimate:
         return max(self.baseline, self.estimated)
 
 
-def bzimage_payload(image: bytes) -> tuple[bytes, str]:
-    """The compressed vmlinux inside an x86 bzImage and its compression name."""
-    if image[0x202:0x206] != b"HdrS":
-        raise KdumpyError("not an x86 bzImage (no HdrS boot header)")
-    setup_sects = image[0x1F1] or 4
-    offset, length = struct.unpack_from("<II", image, 0x248)
-    start = (setup_sects + 1) * 512 + offset
-    payload = image[start : start + length]
-    for magic, name in _MAGICS:
-        if payload.startswith(magic):
-            return payload, name
-    return payload, "unknown"
-
-
-def _decompress(payload: bytes, method: str) -> bytes | None:
-    if method == "gzip":
-        return gzip.decompress(payload)
-    if method in ("xz", "lzma"):
-        return lzma.LZMADecompressor().decompress(payload)
-    if method == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj().decompress(payload)
-    if method == "bzip2":
-        return bz2.BZ2Decompressor().decompress(payload)
-    return None
-
-
-def elf_load_size(elf: bytes) -> int:
-    """Sum of the PT_LOAD segments' memory sizes of a 64-bit ELF."""
-    if elf[:4] != b"\x7fELF" or elf[4] != 2:
-        raise KdumpyError("kernel payload is not a 64-bit ELF")
-    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
-    total = 0
-    for i in range(phnum):
-        p_type = struct.unpack_from("<I", elf, phoff + i * phentsize)[0]
-        if p_type == 1:
-            total += struct.unpack_from("<Q", elf, phoff + i * phentsize + 40)[0]
-    return total
-
-
 def kernel_size(vmlinuz: Path) -> tuple[int, str]:
-    """In-memory size of the kernel image and how it was measured."""
+    """In-memory size of the kernel image and how it was measured (:mod:`kdumpy.arch.images`)."""
     try:
         image = vmlinuz.read_bytes()
     except OSError as exc:
         raise KdumpyError(f"{vmlinuz}: cannot read: {exc.strerror}") from None
-    if image[:4] == b"\x7fELF":
-        return elf_load_size(image), "ELF PT_LOAD"
-    payload, method = bzimage_payload(image)
-    try:
-        elf = _decompress(payload, method)
-    except (OSError, lzma.LZMAError, zstandard.ZstdError, ValueError):
-        elf = None
-    if elf is not None and elf[:4] == b"\x7fELF":
-        return elf_load_size(elf), f"vmlinux PT_LOAD ({method})"
-    (init_size,) = struct.unpack_from("<I", image, 0x260)
-    return init_size, f"bzImage init_size ({method} payload)"
+    return loaded_size(image, str(vmlinuz))
 
 
 def proc_modules(text: str) -> dict[str, int]:
