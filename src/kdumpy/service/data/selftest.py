@@ -50,7 +50,10 @@ def check_kexec(boot: str) -> None:
         return
     initrd = os.path.join(boot, "initrd.img")
     try:
-        kexec.file_load(Path(kernel), Path(initrd), "console=ttyS0 nr_cpus=1 reset_devices")
+        # The console this kernel was given (ttyS0 on x86, ttyAMA0 on arm64 -M virt).
+        cmdline = Path("/proc/cmdline").read_text().split()
+        consoles = " ".join(word for word in cmdline if word.startswith("console="))
+        kexec.file_load(Path(kernel), Path(initrd), f"{consoles} nr_cpus=1 reset_devices")
         print("kdumpy-selftest: loaded", kexec.crash_loaded(), flush=True)
         if "kdumpy.selftest=crash" in Path("/proc/cmdline").read_text():
             print("kdumpy-selftest: crashing", flush=True)
