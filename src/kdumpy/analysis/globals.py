@@ -35,7 +35,8 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "totalcma_pages": ("unsigned long",),
     "vm_zone_stat": ("atomic_long_t []",),
     "vm_node_stat": ("atomic_long_t []",),
-    "vm_numa_event": ("unsigned long []",),
+    "vm_numa_event": ("atomic_long_t []",),  # 5.14+
+    "vm_numa_stat": ("atomic_long_t []",),  # 4.14-5.13
     "node_data": ("struct pglist_data *[]",),
     "contig_page_data": ("struct pglist_data",),
     "prb": ("struct printk_ringbuffer *",),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -101,6 +102,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # numpy's OpenBLAS starts a thread per CPU when it is loaded, which costs 30-80 ms
+    # of every start; kdumpy does no linear algebra, so one thread is all it needs.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args_in = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(args_in)
     args = parser.parse_args(args_in)

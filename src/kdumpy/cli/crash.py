@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import pydoc
+import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -101,11 +102,33 @@ def _batch(session: Any, lines: Iterable[str], run_line: Any) -> int:
 def _show(text: str) -> None:
     """Print, through the pager when it would not fit on the screen."""
     rows = shutil.get_terminal_size().lines
-    if sys.stdout.isatty() and text.count("\n") > rows - 2:
-        os.environ.setdefault("PAGER", "less -FRX")
-        pydoc.pager(text)
-    else:
-        sys.stdout.write(text)
+    if sys.stdout.isatty() and text.count("\n") > rows - 2 and _page(text):
+        return
+    sys.stdout.write(text)
+
+
+def _page(text: str) -> bool:
+    """``$PAGER`` (``less -FRX`` when unset) showing the text; False when it cannot
+    start.  (pydoc's pager would do, but importing pydoc costs every start 15 ms.)"""
+    try:
+        argv = shlex.split(os.environ.get("PAGER") or "less -FRX")
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, text=True,
+                              errors="backslashreplace") as pager:  # fmt: skip
+            assert pager.stdin is not None
+            try:
+                pager.stdin.write(text)
+                pager.stdin.close()
+            except BrokenPipeError:  # the pager quit before reading everything
+                pass
+            while True:
+                try:
+                    pager.wait()
+                    break
+                except KeyboardInterrupt:  # ^C belongs to the pager, as in pydoc
+                    continue
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _interactive(session: Any, run_line: Any, **io: Any) -> int:

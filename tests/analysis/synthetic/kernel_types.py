@@ -210,8 +210,10 @@ struct wait_queue_entry { unsigned int flags; void *private; void *func;
 enum migratetype { MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_PCPTYPES,
                    MIGRATE_HIGHATOMIC = 3, MIGRATE_ISOLATE, MIGRATE_TYPES };
 struct free_area { struct list_head free_list[5]; unsigned long nr_free; };
-struct zone { atomic_long_t vm_stat[3]; unsigned long zone_start_pfn;
-              unsigned long spanned_pages; const char *name; struct free_area free_area[11]; };
+struct zone { unsigned long _watermark[4]; unsigned long watermark_boost;
+              atomic_long_t vm_stat[3]; unsigned long zone_start_pfn;
+              unsigned long spanned_pages; unsigned long present_pages; const char *name;
+              struct free_area free_area[11]; };
 struct pglist_data { struct zone node_zones[3]; int node_id; unsigned long node_start_pfn;
                      unsigned long node_spanned_pages; };
 
@@ -226,5 +228,7 @@ enum zone_stat_item { NR_FREE_PAGES, NR_ZONE_LRU_BASE, NR_MLOCK, NR_VM_ZONE_STAT
 enum node_stat_item { NR_LRU_BASE, NR_SLAB_RECLAIMABLE_B, NR_SLAB_UNRECLAIMABLE_B,
                       NR_FILE_PAGES, NR_SHMEM, NR_SWAPCACHE, NR_VM_NODE_STAT_ITEMS };
 struct hstate { int next_nid; unsigned int order; unsigned long nr_huge_pages;
-                unsigned long free_huge_pages; };
+                unsigned long free_huge_pages; char name[32]; };
+enum vm_event_item { PGPGIN, PGPGOUT, PGFAULT, NR_VM_EVENT_ITEMS };
+struct vm_event_state { unsigned long event[3]; };
 """

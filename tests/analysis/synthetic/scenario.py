@@ -70,6 +70,7 @@ class Machine:
     root_cwd: tuple[str, str] = ("/", "/")
     runq: dict[int, dict[str, list[int]]] = field(default_factory=dict)  # cpu -> rt/cfs pids
     meminfo: dict[str, int] = field(default_factory=dict)  # pages
+    vm_events: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per CPU
     uts: dict[str, str] = field(default_factory=dict)
     loadavg: str = ""
     taint_mask: int = 0
@@ -518,8 +519,15 @@ def _system(k: SyntheticKernel, m: Machine) -> None:
             "[0].order": mi["huge_order"],
             "[0].nr_huge_pages": mi["huge_nr"],
             "[0].free_huge_pages": mi["huge_free"],
+            "[0].name": b"hugepages-2048kB",
         },
     )
+    # VM event counters: per CPU, summed over the online CPUs by kmem -V.
+    events = k.percpu("vm_event_states", "struct vm_event_state")
+    m.vm_events = {"PGPGIN": (5, 7), "PGPGOUT": (0, 11), "PGFAULT": (1000, 234)}
+    for item, per_cpu in enumerate(m.vm_events.values()):
+        for cpu, value in enumerate(per_cpu):
+            k.mem.u64(k.per_cpu_address(events, cpu) + 8 * item, value)
     k.global_("total_swap_pages", "long", {"": 0})
     k.global_("nr_swap_pages", "atomic_long_t", {"counter": 0})
     k.global_("sysctl_overcommit_ratio", "int", {"": mi["overcommit_ratio"]})

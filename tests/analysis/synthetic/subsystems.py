@@ -417,8 +417,12 @@ def _zones(k: SyntheticKernel, out: Subsystems) -> None:
     for i, (name, start, spanned, free, lists) in enumerate(plan):
         zone = pgdat + k.offsetof("struct pglist_data", f"node_zones[{i}]")
         k.write(zone, "struct zone", {"zone_start_pfn": start, "spanned_pages": spanned,
+                                      "present_pages": spanned - 97 * (i == 0),
                                       "name": k.string(name.encode()),
-                                      "vm_stat[0].counter": free})  # fmt: skip
+                                      "vm_stat[0].counter": free, "vm_stat[2].counter": i,
+                                      "_watermark[0]": 10 + i, "_watermark[1]": 20 + i,
+                                      "_watermark[2]": 30 + i,
+                                      "watermark_boost": 5 * (i == 1)})  # fmt: skip
         for order in range(11):
             for mt, kind in enumerate(kinds):
                 head = zone + k.offsetof("struct zone", f"free_area[{order}].free_list[{mt}]")

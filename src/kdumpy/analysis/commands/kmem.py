@@ -1,5 +1,6 @@
-"""kmem: memory summary (-i), slab caches (-s/-S), vmalloc areas (-v), and what an
-address is (slab object, vmalloc area, page)."""
+"""kmem: memory summary (-i), slab caches (-s/-S), vmalloc areas (-v), free lists (-f),
+pages (-p), page flags (-g), VM counters (-V), zones (-z), HugeTLB states (-h), per-CPU
+offsets (-o), and what an address is (slab object, vmalloc area, page)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import argparse
 
 from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.kmemstat import (
+    kmem_hstates,
+    kmem_percpu_offsets,
+    kmem_vmstat,
+    kmem_zones,
+)
 from kdumpy.analysis.commands.memcmds import kmem_info
 from kdumpy.analysis.commands.tasksel import all_tasks
 from kdumpy.analysis.helpers.memmap import (
@@ -66,6 +73,31 @@ def _python(opts: argparse.Namespace) -> str:
             "    for order, kind, head, blocks in zone_free_lists(prog, zone):\n"
             "        print(zone_name(zone), order, kind, blocks << order)\n"
         )
+    if opts.vmstat or opts.zones:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.vmstat import global_zone_stat, stat_items, zone_stat\n"
+            "from kdumpy.analysis.helpers.zones import for_each_zone, zone_name\n"
+            "items = stat_items(prog, 'enum zone_stat_item', 'NR_VM_ZONE_STAT_ITEMS')\n"
+            + ("for nid, index, zone in for_each_zone(prog):\n"
+               "    print(nid, index, zone_name(zone),\n"
+               "          [(n, zone_stat(zone, i)) for n, i in items])\n"
+               if opts.zones else
+               "for name, item in items:  # also global_node_stat, global_vm_event\n"
+               "    print(name, global_zone_stat(prog, item))\n")
+        )  # fmt: skip
+    if opts.hstates:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.vmstat import for_each_hstate, huge_page_size\n"
+            "for h in for_each_hstate(prog):\n"
+            "    print(hex(h.address_), huge_page_size(prog, h), int(h.free_huge_pages),\n"
+            "          int(h.nr_huge_pages), h.name.string_(32))\n"
+        )
+    if opts.offsets:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.vmstat import per_cpu_offsets\n"
+            "for cpu, offset in per_cpu_offsets(prog):\n"
+            "    print(cpu, hex(offset))\n"
+        )
     if opts.flags:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.memmap import page_flag_bits\n"
@@ -117,15 +149,30 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
          Arg("-p", dest="pages", action="store_true",
              help="struct pages (of all RAM, or of the physical addresses given)"),
+         Arg("-V", dest="vmstat", action="store_true",
+             help="zone, node, NUMA and VM event counters"),
+         Arg("-z", dest="zones", action="store_true", help="each zone's counters and watermarks"),
+         Arg("-h", dest="hstates", action="store_true", help="HugeTLB states"),
+         Arg("-o", dest="offsets", action="store_true", help="each CPU's per-CPU offset"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
-         usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -g flags | address ...",
+         usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -V | -z | -h | -o "
+               "| -g flags | address ...",
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages)
+    modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages,
+             opts.vmstat, opts.zones, opts.hstates, opts.offsets)  # fmt: skip
     if sum(map(bool, modes)) > 1:
-        raise CommandError("give one of -i, -f, -p, -s, -v, -g")
+        raise CommandError("give one of -i, -f, -p, -s, -v, -V, -z, -h, -o, -g")
+    if opts.vmstat:
+        return kmem_vmstat(prog)
+    if opts.zones:
+        return kmem_zones(prog)
+    if opts.hstates:
+        return kmem_hstates(prog)
+    if opts.offsets:
+        return kmem_percpu_offsets(prog)
     if opts.pages:
         return kmem_pages(prog, [parse_number(a) for a in opts.args])
     if opts.free:
@@ -139,7 +186,7 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -f, -p, -s, -v, -g or an address")
+        raise CommandError("give -i, -f, -p, -s, -v, -V, -z, -h, -o, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
 
 

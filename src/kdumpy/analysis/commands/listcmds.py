@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.addrcmds import address_code
@@ -44,11 +45,14 @@ def _members(prog: Program, spec: str | None, address: int, default: str | None)
 
 
 def _list_python(opts: argparse.Namespace) -> str:
+    walk_name = "list_for_each_reverse" if opts.reverse else "list_for_each"
+    stop = f"    if node == {parse_number(opts.end):#x}:\n        break\n" if opts.end else ""
     return _PRELUDE + (
-        "from kdumpy.analysis.helpers.lists import list_for_each\n"
+        f"from kdumpy.analysis.helpers.lists import {walk_name}\n"
         f"head = prog.object_at('struct list_head', {address_code(opts.start)})\n"
         f"offset = {opts.offset!r}  # a number, or prog.offsetof('struct NAME', 'MEMBER')\n"
-        "for node in list_for_each(head):\n"
+        f"for node in {walk_name}(head):\n"
+        f"{stop}"
         "    print(hex(node))  # node - offset: the entry\n"
     )
 
@@ -60,10 +64,15 @@ def _list_python(opts: argparse.Namespace) -> str:
          Arg("-H", dest="head", action="store_true", help="start is a list_head list head"),
          Arg("-h", dest="embedded", action="store_true",
              help="start is an entry holding a list_head at the offset"),
+         Arg("-r", dest="reverse", action="store_true",
+             help="follow list_head.prev (backwards); implies -h unless -H is given"),
+         Arg("-e", dest="end", metavar="address", help="stop before this node address"),
          Arg("words", nargs="+", metavar="[struct.member] start"),
-         usage="list [-o offset|struct.member] [-s struct[.member]] [-H|-h] [struct.member] start",
+         usage="list [-o offset|struct.member] [-s struct[.member]] [-H|-h] [-r] [-e end] "
+               "[struct.member] start",
          python=lambda o: _list_python(argparse.Namespace(
-             start=o.words[-1], offset=o.offset or (o.words[0] if len(o.words) > 1 else None))),
+             start=o.words[-1], offset=o.offset or (o.words[0] if len(o.words) > 1 else None),
+             reverse=o.reverse, end=o.end)),
          )  # fmt: skip
 def cmd_list(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
@@ -72,19 +81,35 @@ def cmd_list(session: Session, opts: argparse.Namespace) -> str:
     spec = opts.offset or (opts.words[0] if len(opts.words) == 2 else None)
     offset, struct = _offset(prog, spec)
     start = resolve_address(session, opts.words[-1])
+    end = parse_number(opts.end) if opts.end else None
     what = f"list at {start:#x}"
-    if opts.head or opts.embedded:
-        head = start + (offset if opts.embedded else 0)
-        entries = [start] if opts.embedded else []
-        entries += [n - offset for n in walk(prog.read_u64(head), prog.read_u64, head, what)]
+    embedded = opts.embedded or (opts.reverse and not opts.head)  # as crash: -r means -h
+    if opts.head or embedded:
+        head = start + (offset if embedded else 0)
+        link = 8 if opts.reverse else 0  # list_head.prev follows .next
+
+        def step(node: int) -> int:
+            return prog.read_u64(node + link)
+
+        entries = [start] if embedded else []
+        entries += [n - offset for n in _until(walk(step(head), step, head, what), end)]
     else:
-        entries = list(walk(start, lambda e: prog.read_u64(e + offset), 0, what))
+        nodes = walk(start, lambda e: prog.read_u64(e + offset), 0, what)
+        entries = list(_until(nodes, end))
         entries = entries[: entries.index(start, 1)] if start in entries[1:] else entries
     out = []
     for entry in entries:
         out.append(f"{entry:x}\n")
         out.append(_members(prog, opts.show, entry, struct))
     return "".join(out)
+
+
+def _until(nodes: Iterator[int], end: int | None) -> Iterator[int]:
+    """The nodes before ``end`` (``list -e``): all of them when it is None."""
+    for node in nodes:
+        if node == end:
+            return
+        yield node
 
 
 _TREE_KINDS = ("rbtree", "radix", "xarray", "maple")

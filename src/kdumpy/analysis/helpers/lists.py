@@ -70,6 +70,19 @@ def list_for_each(head: Object) -> Iterator[int]:
     yield from walk(prog.read_u64(head_addr), prog.read_u64, head_addr, f"list at {head_addr:#x}")
 
 
+def list_for_each_reverse(head: Object) -> Iterator[int]:
+    """As :func:`list_for_each`, last node first (through ``list_head.prev``)."""
+    prog = head.prog_
+    head_addr = int(head) if head.type_.strip().kind == "pointer" else head.address_
+    if head_addr is None:
+        raise ListError("list head has no address")
+
+    def prev(node: int) -> int:
+        return prog.read_u64(node + 8)
+
+    yield from walk(prev(head_addr), prev, head_addr, f"list at {head_addr:#x}")
+
+
 def list_for_each_entry(type_: str, head: Object, member: str) -> Iterator[Object]:
     """``struct type *`` objects linked through ``member`` on the list at ``head``."""
     prog = head.prog_
