@@ -22,12 +22,15 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.arm64 import add_busybox, userspace_root
 from kdumpy.lab.cache import cache_root, locked
+from kdumpy.lab.debian import STALE_IMAGE_AGE
 from kdumpy.lab.debian_config import GUEST_KDUMPY, JOB_LABEL
 from kdumpy.lab.debian_job import Job, JobResult, make_job_disk, overlay, read_back
 from kdumpy.lab.initramfs import Stage
@@ -41,7 +44,7 @@ PACKAGES = (
     "busybox-static",
     "bash", "libc-bin", "util-linux", "mount", "kmod",
 )  # fmt: skip
-BUILD = "1"  # bump when the tree's lab files change
+BUILD = "2"  # bump when the tree's lab files change
 IMAGE_SIZE = "1G"
 GUEST_CMDLINE = "console=ttyAMA0 root=/dev/vda rw panic=1"
 BOOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
@@ -132,11 +135,26 @@ def rootfs() -> Path:
             for deb in apt.download_all(names, Path(tmp)):
                 subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
         _configure(partial)
+        precompile(partial, ["usr/lib/python3.11", "usr/lib/python3/dist-packages"])
         (partial / ".kdumpy-lab").mkdir()
         (partial / ".kdumpy-lab" / "packages").write_text("\n".join(names) + "\n")
         partial.rename(root)
         done.touch()
+        _drop_stale(root.name)
     return root
+
+
+def _drop_stale(current: str) -> None:
+    """Trees of earlier BUILDs, and their images once no running guest can still use them
+    as an overlay's backing file (after STALE_IMAGE_AGE, as the Debian guest's)."""
+    for old in guest_dir().glob("rootfs-*"):
+        if old.name != current and not old.name.endswith(".partial"):
+            shutil.rmtree(old, ignore_errors=True)
+    key = current.removeprefix("rootfs-")
+    for image in guest_dir().glob("root-*.raw"):
+        stale = time.time() - image.stat().st_mtime > STALE_IMAGE_AGE
+        if stale and not image.name.startswith(f"root-{key}-"):
+            image.unlink(missing_ok=True)
 
 
 def _configure(root: Path) -> None:
@@ -160,6 +178,24 @@ def _configure(root: Path) -> None:
     for d in ("proc", "sys", "dev", "run", "tmp", "root", "var/crash", "opt/kdumpy/src"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "tmp").chmod(0o1777)
+
+
+def precompile(root: Path, dirs: list[str], prefix: str = "/") -> None:
+    """Byte code for the guest's Python modules, made on the host: dpkg -x skips the
+    maintainer scripts that compile them (py3compile), and compiling at every import costs
+    minutes under emulation.  The host's 3.11 writes what Debian's 3.11 reads (one magic
+    number per minor release).  Timestamp .pyc files, as py3compile writes: mkfs.ext4 -d and
+    cp -a keep the sources' mtimes, and the service reuses them for the capture initramfs
+    (pyruntime.cached_bytecode).  *prefix*: where *root* is in the guest."""
+    if sys.version_info[:2] != (3, 11):
+        return  # the guest compiles for itself, slowly
+    for rel in dirs:
+        # Some files do not compile on purpose (lib2to3's test data): the status is moot.
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", str(root),
+             "-p", prefix, str(root / rel)],
+            capture_output=True, check=False,
+        )  # fmt: skip
 
 
 def base_image(kernel: LabKernel) -> Path:
@@ -194,6 +230,7 @@ def base_image(kernel: LabKernel) -> Path:
             if proc.returncode != 0:
                 raise KdumpyError(f"mkfs.ext4 of the arm64 guest image failed: {proc.stderr}")
             os.replace(partial, image)
+        _drop_stale(root.name)
     return image
 
 
@@ -214,12 +251,17 @@ def boot_initrd(kernel: LabKernel) -> Path:
     return out
 
 
+def _compile_kdumpy(tree: Path) -> None:
+    """Byte code for the job disk's copy of kdumpy (the guest copies it to GUEST_KDUMPY)."""
+    precompile(tree, ["src"], str(Path(GUEST_KDUMPY).parent))
+
+
 def run_job(job: Job, workdir: Path, kernel: LabKernel) -> JobResult:
     """Boot the arm64 guest on *kernel*, run *job*, wait for the VM to end, read out/."""
     workdir.mkdir(parents=True, exist_ok=True)
     base = base_image(kernel)
     root = overlay(base, job.root_overlay or workdir / "root.qcow2", job.root_overlay is not None)
-    disks = [Disk(root, "qcow2"), Disk(make_job_disk(job, workdir)), *job.disks]
+    disks = [Disk(root, "qcow2"), Disk(make_job_disk(job, workdir, _compile_kdumpy)), *job.disks]
     append = f"{GUEST_CMDLINE} crashkernel={job.crashkernel} {job.extra_cmdline}".strip()
     # No network: the guest has no DHCP client, and a local target needs none.
     run = run_guest(
