@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def _kdumpy_tree() -> Path:
     return Path(kdumpy.__file__).parent
 
 
-def make_job_disk(job: Job, workdir: Path) -> Path:
-    """An ext4 image with job.sh, the job's files and a copy of the kdumpy package."""
+def make_job_disk(job: Job, workdir: Path, prepare: Callable[[Path], None] | None = None) -> Path:
+    """An ext4 image with job.sh, the job's files and a copy of the kdumpy package;
+    *prepare* may add to the tree first (e.g. byte code for the copy of kdumpy)."""
     tree = workdir / "jobtree"
     shutil.rmtree(tree, ignore_errors=True)
     shutil.copytree(
@@ -95,6 +97,8 @@ def make_job_disk(job: Job, workdir: Path) -> Path:
         else:
             path.write_bytes(content)
     (tree / "out").mkdir()
+    if prepare is not None:
+        prepare(tree)
     image = workdir / "job.img"
     image.unlink(missing_ok=True)
     _quiet(

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdumpy.lab import arm64_guest
 from kdumpy.lab.debian_job import Job, JobResult, run_job
-from kdumpy.lab.kernels import LabKernel
+from kdumpy.lab.kernels import LabKernel, get_kernel
 from kdumpy.lab.qemu import Disk
 
 # Serial console lines that mark the stages of a cycle (first appearance is timed).
@@ -86,7 +87,9 @@ class Cycle:
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
-    """Run the cycle; the caller reads the target disk (or server) and the serial log."""
+    """Run the cycle; the caller reads the target disk (or server) and the serial log.
+    An arm64 kernel runs in the arm64 guest (:mod:`kdumpy.lab.arm64_guest`)."""
+    lab_kernel = get_kernel(kernel) if isinstance(kernel, str) else kernel
     crash = "touch /run/kdumpy-crash" if cycle.crash else ""
     script = JOB.format(start=START, crash=crash, pause=cycle.pause)
     job = Job(
@@ -104,12 +107,13 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         netns=cycle.netns,
         extra_cmdline=cycle.extra_cmdline,
     )
+    runner = arm64_guest.run_job if lab_kernel.arch == "arm64" else run_job
     if cycle.on_armed is None:
-        return run_job(job, workdir, kernel)
+        return runner(job, workdir, lab_kernel)
     watcher = _Watcher(workdir / "serial.log", "\nKDUMPY-ARMED", cycle.on_armed)
     watcher.start()
     try:
-        return run_job(job, workdir, kernel)
+        return runner(job, workdir, lab_kernel)
     finally:
         watcher.stop()
 

@@ -146,6 +146,31 @@ class AptSuite:
             raise KdumpyError(f"download of {package} from {self.suite} produced no .deb")
         return debs[-1]
 
+    def closure(self, packages: list[str]) -> list[str]:
+        """*packages* and everything they depend on (no recommends), as apt would install
+        them on a system with nothing installed: a tree to unpack with ``dpkg -x``."""
+        empty = self.dir / "empty-status"
+        empty.write_text("")
+        out = self._run(
+            ["apt-get", *self._options(), "-o", f"Dir::State::status={empty}", "-s", "-q",
+             "install", "--no-install-recommends", *packages],
+            f"apt-get's resolution of {' '.join(packages)} in {self.name}",
+        )  # fmt: skip
+        return re.findall(r"^Inst (\S+)", out, re.M)
+
+    def download_all(self, packages: list[str], dest: Path) -> list[Path]:
+        """Download the .debs of *packages* into *dest* (one apt-get run)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        self._run(
+            ["apt-get", *self._options(), "-qq", "download", *packages],
+            f"download of {len(packages)} packages from {self.name}",
+            cwd=dest,
+        )
+        debs = sorted(dest.glob("*.deb"))
+        if len(debs) != len(packages):
+            raise KdumpyError(f"download from {self.name}: {len(debs)} .debs for {len(packages)}")
+        return debs
+
     def _run(self, cmd: list[str], what: str, cwd: Path | None = None) -> str:
         if shutil.which(cmd[0]) is None:
             raise KdumpyError(f"{cmd[0]} not found: the lab needs Debian's apt tools")
