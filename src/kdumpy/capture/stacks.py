@@ -36,6 +36,7 @@ from kdumpy.fileio import private_dir, replace
 
 PLAN = "/etc/kdumpy/stacks.json"
 FAILURE = "/run/kdumpy/stack-failure"
+LOG = "/run/kdumpy/stack.log"  # the bring-up's lines, for kexec-dmesg.log
 LUKS_MAGIC = b"LUKS\xba\xbe"
 LUKS_UUID = slice(168, 208)  # the same offset in LUKS1 and LUKS2 binary headers
 MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
@@ -291,21 +292,34 @@ def failure(path: str = FAILURE) -> str | None:
         return f"{path}: {exc.strerror}"
 
 
-def main(plan_path: str = PLAN, failure_path: str = FAILURE) -> int:
-    """/init's step: bring the plan up; record the reason on failure (exit status 1)."""
+def log_lines(path: str = LOG) -> list[str]:
+    """What the bring-up logged (empty when there was none), for the capture's log."""
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError:
+        return []
+
+
+def main(plan_path: str = PLAN, failure_path: str = FAILURE, log_path: str = LOG) -> int:
+    """/init's step: bring the plan up; record the reason on failure (exit status 1).
+    Either way its lines are kept in *log_path* for kexec-dmesg.log."""
     log = CaptureLog()
     timeout = float(os.environ.get("KDUMP_DEVICE_TIMEOUT") or 60)
     try:
         with open(plan_path) as fh:
             plan = json.load(fh)
         StackUp(log, timeout).bring_up(plan)
-        return 0
+        status = 0
     except (OSError, ValueError, KeyError, CaptureError, subprocess.SubprocessError) as exc:
         reason = str(exc) if isinstance(exc, CaptureError) else f"{plan_path}: {exc}"
         log.error(reason)  # the capture side says it again, as the failure's reason
         private_dir(os.path.dirname(failure_path))
         replace(failure_path, (reason + "\n").encode())
-        return 1
+        status = 1
+    private_dir(os.path.dirname(log_path))
+    replace(log_path, log.text().encode())
+    return status
 
 
 if __name__ == "__main__":
