@@ -204,12 +204,18 @@ def test_main_records_the_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("KDUMP_DEVICE_TIMEOUT", "0")
     monkeypatch.setenv("PATH", str(tmp_path))  # no lvm: the failure is lvm's absence
     failure = tmp_path / "run/kdumpy/stack-failure"
-    assert capture_stacks.main(str(plan), str(failure)) == 1
+    log = tmp_path / "run/kdumpy/stack.log"
+    assert capture_stacks.main(str(plan), str(failure), str(log)) == 1
     assert failure.read_text().endswith("did not activate: lvm: No such file or directory\n")
     (tmp_path / "lvm").write_text("#!/bin/sh\necho '  Volume group \"vg\" not found' >&2\nexit 5\n")
     (tmp_path / "lvm").chmod(0o755)
-    assert capture_stacks.main(str(plan), str(failure)) == 1
+    assert capture_stacks.main(str(plan), str(failure), str(log)) == 1
     assert failure.read_text() == 'LVM volume vg/lv did not activate: Volume group "vg" not found\n'
+    # The bring-up's own lines are kept for kexec-dmesg.log (the capture reads them).
+    (line,) = capture_stacks.log_lines(str(log))
+    assert line.endswith('kdump: ERROR: LVM volume vg/lv did not activate: Volume group "vg" '
+                         "not found")  # fmt: skip
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
     assert oct(failure.stat().st_mode & 0o777) == "0o600"
     assert capture_stacks.failure(str(failure)) == (
         'LVM volume vg/lv did not activate: Volume group "vg" not found'
@@ -220,6 +226,8 @@ def test_main_records_the_reason(tmp_path, monkeypatch):
 def test_flow_runs_failure_action_with_the_stack_reason(tmp_path):
     failure = tmp_path / "stack-failure"
     failure.write_text("md raid1 /dev/md0 (UUID u) did not start: not enough to start\n")
+    stack_log = tmp_path / "stack.log"
+    stack_log.write_text("[    0.100] kdump: ERROR: md raid1 /dev/md0 (UUID u) did not start\n")
     conf = tmp_path / "kdump.conf"
     conf.write_text("ext4 UUID=fs-uuid\npath /var/crash\nfailure_action poweroff\n")
     log = CaptureLog(open(os.devnull, "w"))  # noqa: SIM115
@@ -230,8 +238,11 @@ def test_flow_runs_failure_action_with_the_stack_reason(tmp_path):
         cmdline="",
         mountpoint=str(tmp_path / "mnt"),
         stack_failure=str(failure),
+        stack_log=str(stack_log),
     )
     result = run_capture(options, log, actions)
+    # /init's bring-up lines come first in what kexec-dmesg.log would hold.
+    assert log.text().startswith("[    0.100] kdump: ERROR: md raid1 /dev/md0 (UUID u) did not")
     assert not result.ok
     assert result.error == (
         "dump target stack: md raid1 /dev/md0 (UUID u) did not start: not enough to start"

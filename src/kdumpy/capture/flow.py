@@ -47,6 +47,7 @@ class CaptureOptions:
     ssh_config: str | None = None  # ssh -F file (host runs); default: ssh's own lookup
     known_hosts: str | None = None  # default: /root/.ssh/known_hosts from the initramfs
     stack_failure: str = stacks.FAILURE  # /init's record of a target stack that failed
+    stack_log: str = stacks.LOG  # /init's stack bring-up lines, for kexec-dmesg.log
     record_failure: bool = True  # the reason on the root filesystem (capture/lastfail.py)
 
 
@@ -60,6 +61,7 @@ class CaptureResult:
 
 def run_capture(opts: CaptureOptions, log: CaptureLog, actions: Actions) -> CaptureResult:
     """The whole capture, ending with final_action (or failure_action)."""
+    log.include(stacks.log_lines(opts.stack_log))
     try:
         cfg = load_config(opts.config)
     except KdumpyError as exc:

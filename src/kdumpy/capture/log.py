@@ -38,6 +38,11 @@ class CaptureLog:
         with contextlib.suppress(OSError):  # a broken console must not stop the dump
             print(line, file=self.stream, flush=True)
 
+    def include(self, lines: list[str]) -> None:
+        """Lines an earlier step of this capture logged (``/init``'s stack bring-up, another
+        process), ahead of ours in kexec-dmesg.log; they were on the console already."""
+        self.lines[:0] = lines
+
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 

@@ -4,6 +4,8 @@
 initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
 :mod:`kdumpy.service.stacks.install`).  Each layer waits, bounded, for what it sits on:
 
+* iSCSI: ``iscsistart`` logs in to each target (the network to its portal is up by
+  then: ``/init``'s plain NIC or the network stack), until the LUNs' disks appear;
 * md: ``mdadm --assemble --scan`` (the arrays of ``/etc/mdadm/mdadm.conf``) until the
   array starts whole; past half the wait it is started with what is there (``--run``): a
   degraded array still saves, and says so;
@@ -19,6 +21,7 @@ failure_action with that reason instead of waiting for a mount that cannot happe
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -33,6 +36,7 @@ from kdumpy.fileio import private_dir, replace
 
 PLAN = "/etc/kdumpy/stacks.json"
 FAILURE = "/run/kdumpy/stack-failure"
+LOG = "/run/kdumpy/stack.log"  # the bring-up's lines, for kexec-dmesg.log
 LUKS_MAGIC = b"LUKS\xba\xbe"
 LUKS_UUID = slice(168, 208)  # the same offset in LUKS1 and LUKS2 binary headers
 MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
@@ -69,7 +73,9 @@ class StackUp:
             NetUp(self.log, self.timeout, self.run, self.sys_root).bring_up(plan["network"])
         for step in plan.get("layers", []):
             kind = step.get("kind")
-            if kind == "md":
+            if kind == "iscsi":
+                self.iscsi(step)
+            elif kind == "md":
                 self.md(step)
             elif kind == "luks":
                 self.luks(step)
@@ -85,6 +91,56 @@ class StackUp:
             if reason is None or time.monotonic() >= deadline:
                 return reason
             time.sleep(self.delay)
+
+    # iSCSI
+    def iscsi(self, step: dict) -> None:
+        """Log in with iscsistart (each try bounded by what is left of the wait) until a
+        session to the target exists and its LUNs' disks are there."""
+        target, luns = str(step["target"]), [int(n) for n in step.get("luns", [])]
+        address, port = str(step["address"]), int(step["port"])
+        portal = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        tpgt = int(step.get("tpgt", -1))
+        argv = ["iscsistart", "-i", str(step["initiator"]), "-t", target,
+                "-g", str(tpgt if tpgt >= 0 else 1), "-a", address, "-p", str(port)]  # fmt: skip
+        argv += _chap_options(step.get("chap_file"))
+        deadline = time.monotonic() + self.timeout
+
+        def login() -> str | None:
+            if not self.iscsi_session(target):
+                left = max(1, int(deadline - time.monotonic()))
+                proc = self.run(["timeout", str(left), *argv])
+                if not self.iscsi_session(target):
+                    return f"login failed: {_last_line(proc)}"
+            missing = [n for n in luns if not self.iscsi_disk(target, n)]
+            return f"logged in, no disk for LUN {missing[0]}" if missing else None
+
+        reason = self._until(deadline, login)
+        if reason is not None:
+            raise CaptureError(f"iSCSI target {target} at {portal}: {reason}")
+        disks = ", ".join(f"LUN {n} {self.iscsi_disk(target, n)}" for n in luns)
+        self.log.info(f"iSCSI target {target} at {portal} logged in: {disks}")
+
+    def iscsi_session(self, target: str) -> str | None:
+        """The sysfs device directory of a session to *target*, if one exists."""
+        for attrs in sorted(glob.glob(f"{self.sys_root}/class/iscsi_session/session*")):
+            try:
+                with open(f"{attrs}/targetname") as fh:
+                    name = fh.read().strip()
+            except OSError:
+                continue
+            if name == target:
+                # .../hostN/sessionM/iscsi_session/sessionM -> .../hostN/sessionM
+                return os.path.dirname(os.path.dirname(os.path.realpath(attrs)))
+        return None
+
+    def iscsi_disk(self, target: str, lun: int) -> str | None:
+        """/dev/sdX of LUN *lun* of the session to *target* (sd_mod probes it a moment
+        after the login)."""
+        session = self.iscsi_session(target)
+        if session is None:
+            return None
+        found = sorted(glob.glob(f"{session}/target*/*:*:*:{lun}/block/*"))
+        return f"{self.dev_root}/{os.path.basename(found[0])}" if found else None
 
     # md RAID
     def md(self, step: dict) -> None:
@@ -208,6 +264,23 @@ class StackUp:
         self.log.info(f"{what} active")
 
 
+def _chap_options(path: object) -> list[str]:
+    """iscsistart's CHAP options from the plan's secrets file (0400, kept out of the plan)."""
+    if not path:
+        return []
+    try:
+        with open(str(path)) as fh:
+            chap = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise CaptureError(f"{path}: CHAP settings unreadable: {exc}") from None
+    options = []
+    for flag, key in (("-u", "username"), ("-w", "password"), ("-U", "username_in"),
+                      ("-W", "password_in")):  # fmt: skip
+        if chap.get(key):
+            options += [flag, str(chap[key])]
+    return options
+
+
 def failure(path: str = FAILURE) -> str | None:
     """The reason /init's stack bring-up recorded, or None when it came up (or had none)."""
     try:
@@ -219,21 +292,34 @@ def failure(path: str = FAILURE) -> str | None:
         return f"{path}: {exc.strerror}"
 
 
-def main(plan_path: str = PLAN, failure_path: str = FAILURE) -> int:
-    """/init's step: bring the plan up; record the reason on failure (exit status 1)."""
+def log_lines(path: str = LOG) -> list[str]:
+    """What the bring-up logged (empty when there was none), for the capture's log."""
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError:
+        return []
+
+
+def main(plan_path: str = PLAN, failure_path: str = FAILURE, log_path: str = LOG) -> int:
+    """/init's step: bring the plan up; record the reason on failure (exit status 1).
+    Either way its lines are kept in *log_path* for kexec-dmesg.log."""
     log = CaptureLog()
     timeout = float(os.environ.get("KDUMP_DEVICE_TIMEOUT") or 60)
     try:
         with open(plan_path) as fh:
             plan = json.load(fh)
         StackUp(log, timeout).bring_up(plan)
-        return 0
+        status = 0
     except (OSError, ValueError, KeyError, CaptureError, subprocess.SubprocessError) as exc:
         reason = str(exc) if isinstance(exc, CaptureError) else f"{plan_path}: {exc}"
         log.error(reason)  # the capture side says it again, as the failure's reason
         private_dir(os.path.dirname(failure_path))
         replace(failure_path, (reason + "\n").encode())
-        return 1
+        status = 1
+    private_dir(os.path.dirname(log_path))
+    replace(log_path, log.text().encode())
+    return status
 
 
 if __name__ == "__main__":

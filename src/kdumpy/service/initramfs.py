@@ -77,11 +77,15 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         report(f"warning: not installed, left out: {', '.join(runtime.missing)}")
     _add_python(image, runtime)
     env = _target_env(config, opts)
+    found = _detect_stack(config, opts)
     network: dict | None = None
-    if opts.hostonly and (config.target.is_remote or config.fence_kdump_nodes):
-        network = _network_stack(config, opts)
+    # An iSCSI LUN under a local target needs the network to its portal.
+    portal = found.iscsi[0].address if found.iscsi else None
+    if opts.hostonly and (config.target.is_remote or config.fence_kdump_nodes or portal):
+        host = portal if portal and not config.target.is_remote else _network_host(config)
+        network = _network_stack(host, opts)
         if network is None:
-            env.update(_network_env(config, opts))
+            env.update(_network_env(host, opts))
         else:  # replayed by kdumpy.capture.stacks with iproute2's ip
             env.update(KDUMP_NETWORK="stack", KDUMP_NET_TARGET_IP=network["target_ip"])
     if config.failure_action == "dump_to_rootfs" and opts.hostonly:
@@ -91,7 +95,7 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
         # only a root on a plain disk, whose drivers cost little beside the target's.
         with contextlib.suppress(KdumpyError):
             _add_rootfs(image, opts, plain_only=True)
-    stack = _add_stack(image, config, opts, modules_dir, network)
+    stack = _add_stack(image, found, opts, modules_dir, network)
     module_names = _target_modules(config, opts, stack) + list(config.extra_modules)
     module_names += opts.extra_modules
     module_names += config.dracut.add_drivers  # dracut_args --add-drivers and the like
@@ -240,19 +244,22 @@ def _target_modules(config: KdumpConfig, opts: BuildOptions, stack: StackFiles) 
     return names + stack.modules
 
 
-def _add_stack(
-    image: Image, config: KdumpConfig, opts: BuildOptions, modules_dir: Path,
-    network: dict | None = None,
-) -> StackFiles:  # fmt: skip
-    """Host-only: the md/LUKS/LVM layers under a block device target, with their tools,
-    settings, key files and the plan the capture side follows (nothing for a plain disk),
-    and the *network* stack's plan."""
+def _detect_stack(config: KdumpConfig, opts: BuildOptions) -> block.Stack:
+    """Host-only: the iSCSI/md/LUKS/LVM stack under a block device target (none for a
+    remote target, or when building for another machine)."""
     target = config.target
     assert target is not None
     if not opts.hostonly or not (target.is_fs or target.kind == "raw"):
-        found = block.Stack("")
-    else:
-        found = block.detect(targets.device_node(target.spec))
+        return block.Stack("")
+    return block.detect(targets.device_node(target.spec))
+
+
+def _add_stack(
+    image: Image, found: block.Stack, opts: BuildOptions, modules_dir: Path,
+    network: dict | None = None,
+) -> StackFiles:  # fmt: skip
+    """The stack's tools, settings, key files and the plan the capture side follows
+    (nothing for a plain disk), and the *network* stack's plan."""
     if network is not None:
         found = replace(found, network=network)
     keys = block.luks_keys(found, block.read_crypttab())
@@ -267,11 +274,12 @@ def _add_stack(
         image.add_bytes(dest, data, mode=mode)
     for dest, (src, mode) in files.host_files.items():
         image.add_host_file(src, dest, mode=mode)
-    if found.layers or found.network:
+    if found.layers or found.network or found.iscsi:
         added = [image.entries[p] for p in set(image.entries) - before]
         links = [f"{x['kind']} {x['name']}" for x in (found.network or {}).get("links", [])]
+        logins = [s.describe() for s in found.iscsi]
         files.summary = {
-            "layers": [layer.describe() for layer in found.layers] + links,
+            "layers": logins + [layer.describe() for layer in found.layers] + links,
             "tool_bytes": sum(_entry_size(e) for e in added),
             "luks_memory": luks_size(list(dumps.values()), os.uname().machine),
         }
@@ -326,10 +334,10 @@ def _network_host(config: KdumpConfig) -> str:
     return config.fence_kdump_nodes[0]
 
 
-def _network_stack(config: KdumpConfig, opts: BuildOptions) -> dict | None:
-    """The network plan when the route to the target leaves by a bond, VLAN or bridge or
-    the target is IPv6 (service/stacks/net.py); None for a plain NIC to an IPv4 host."""
-    ip = targets.resolve_ip(_network_host(config))
+def _network_stack(host: str, opts: BuildOptions) -> dict | None:
+    """The network plan when the route to *host* leaves by a bond, VLAN or bridge or
+    it is IPv6 (service/stacks/net.py); None for a plain NIC to an IPv4 host."""
+    ip = targets.resolve_ip(host)
     dev = targets.route_dev(ip)
     view = net.read_ip_view()
     if not net.needs_plan(view, dev, ip):
@@ -341,19 +349,13 @@ def _network_stack(config: KdumpConfig, opts: BuildOptions) -> dict | None:
     return plan
 
 
-def _network_env(config: KdumpConfig, opts: BuildOptions) -> dict[str, str]:
-    """The interface and route to the remote target, else to the first fence_kdump node
-    (fence_kdump needs the network even when the dump stays local)."""
-    assert config.target is not None
-    if config.target.kind == "ssh":
-        host = config.target.ssh_host
-    elif config.target.kind == "nfs":
-        host = config.target.nfs_host
-    else:
-        host = config.fence_kdump_nodes[0]
+def _network_env(host: str, opts: BuildOptions) -> dict[str, str]:
+    """The interface and route to *host*: the remote target, an iSCSI portal, or the
+    first fence_kdump node (fence_kdump needs the network even when the dump stays local)."""
     net = targets.route_to(host)
     opts.extra_modules.extend(kmod.net_device_drivers(net.iface))
     return {
+        "KDUMP_NETWORK": "1",
         "KDUMP_NET_MAC": net.mac,
         "KDUMP_NET_ADDRESS": net.address,
         "KDUMP_NET_GATEWAY": net.gateway or "",

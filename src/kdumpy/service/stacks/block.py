@@ -18,10 +18,11 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
+from kdumpy.service.stacks.iscsi import IscsiSession, sessions
 
 LSBLK_COLUMNS = "NAME,KNAME,TYPE,FSTYPE,UUID"
 LEAF_TYPES = {"disk", "part", "loop"}
@@ -77,9 +78,10 @@ class Stack:
     layers: tuple[Layer, ...] = ()
     disks: tuple[str, ...] = ()
     network: dict | None = None  # the plan of service/stacks/net.py, for remote targets
+    iscsi: tuple[IscsiSession, ...] = ()  # the disks' iSCSI sessions (service/stacks/iscsi.py)
 
     def kinds(self) -> set[str]:
-        return {layer.kind for layer in self.layers}
+        return {layer.kind for layer in self.layers} | ({"iscsi"} if self.iscsi else set())
 
 
 def split_dm_name(name: str) -> tuple[str, str]:
@@ -166,7 +168,8 @@ def _visit(node: dict, walk: _Walk, above: str, source: str) -> tuple[int, bool]
 
 
 def detect(devnode: str) -> Stack:
-    """The stack under *devnode* on this machine (lsblk --inverse)."""
+    """The stack under *devnode* on this machine (lsblk --inverse), with the iSCSI
+    sessions of the disks at its bottom (sysfs)."""
     lsblk = find_tool("lsblk")
     proc = subprocess.run(
         [lsblk, "-J", "-s", "-p", "-o", LSBLK_COLUMNS, "--", devnode],
@@ -178,7 +181,8 @@ def detect(devnode: str) -> Stack:
         data = json.loads(proc.stdout)
     except ValueError:
         raise KdumpyError(f"lsblk {devnode}: unreadable JSON") from None
-    return parse_lsblk(data, f"lsblk {devnode}")
+    stack = parse_lsblk(data, f"lsblk {devnode}")
+    return replace(stack, iscsi=sessions(stack.disks))
 
 
 def find_tool(name: str) -> str:
@@ -186,7 +190,8 @@ def find_tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
     if found is None:
         package = {"lvm": "lvm2", "mdadm": "mdadm", "cryptsetup": "cryptsetup-bin",
-                   "lsblk": "util-linux", "ip": "iproute2"}.get(name, name)  # fmt: skip
+                   "lsblk": "util-linux", "ip": "iproute2",
+                   "iscsistart": "open-iscsi"}.get(name, name)  # fmt: skip
         raise KdumpyError(f"{name} not found: install {package} (the dump target needs it)")
     return found
 

@@ -3,7 +3,8 @@
 :func:`plan_stack` turns a detected :class:`~.block.Stack` into a :class:`StackFiles`:
 the tools (``mdadm`` for md, ``lvm`` for LVM, ``cryptsetup`` for LUKS), their
 configuration for a udev-less initramfs, the LUKS key files, the kernel modules, and the
-plan ``/etc/kdumpy/stacks.json`` that :mod:`kdumpy.capture.stacks` follows bottom-up.
+plan ``/etc/kdumpy/stacks.json`` that :mod:`kdumpy.capture.stacks` follows bottom-up
+(iSCSI logins first: ``iscsistart``, the CHAP secrets in files of their own).
 A target on a plain disk gets none of it.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from kdumpy.errors import KdumpyError
+from kdumpy.service.stacks import iscsi
 from kdumpy.service.stacks.block import (
     LuksKey,
     Stack,
@@ -21,9 +23,11 @@ from kdumpy.service.stacks.block import (
     find_tool,
     luks_cipher,
 )
+from kdumpy.service.stacks.iscsi import IscsiSession
 
 PLAN_PATH = "/etc/kdumpy/stacks.json"
 KEY_DIR = "/etc/kdumpy/luks"
+CHAP_DIR = "/etc/kdumpy/iscsi"
 MDADM_CONF = "/etc/mdadm/mdadm.conf"
 LVM_CONF = "/etc/lvm/lvm.conf"
 # LVM without udev or lvmetad (lvm creates the /dev nodes itself), no metadata backups
@@ -79,9 +83,9 @@ def plan_stack(
     *resolve_alias* maps a crypto alias to loadable modules (``ModuleIndex.resolve``).
     """
     out = StackFiles(disks=list(stack.disks))
-    if not stack.layers and not stack.network:
+    if not stack.layers and not stack.network and not stack.iscsi:
         return out
-    steps = []
+    steps = _iscsi_steps(stack.iscsi, out, tool)
     key_by_uuid = {k.uuid: k for k in keys}
     md = [layer for layer in stack.layers if layer.kind == "md"]
     if md:
@@ -121,6 +125,32 @@ def plan_stack(
         out.plan["network"] = stack.network
     out.files[PLAN_PATH] = ((json.dumps(out.plan, indent=1) + "\n").encode(), 0o644)
     return out
+
+
+def _iscsi_steps(sessions: tuple[IscsiSession, ...], out: StackFiles,
+                 tool: Callable[[str], str]) -> list[dict]:  # fmt: skip
+    """One login per target and portal (its LUNs come with it), at the bottom of the
+    stack; CHAP secrets in a file of their own at 0400, not in the plan."""
+    steps: list[dict] = []
+    if not sessions:
+        return steps
+    out.tools.append(tool("iscsistart"))
+    out.modules += [m for m in iscsi.MODULES if m not in out.modules]
+    by_portal: dict[tuple[str, str, int], dict] = {}
+    for s in sessions:
+        step = by_portal.get((s.target, s.address, s.port))
+        if step is not None:
+            step["luns"] = sorted({*step["luns"], s.lun})
+            continue
+        step = {"kind": "iscsi", "initiator": s.initiator, "target": s.target,
+                "tpgt": s.tpgt, "address": s.address, "port": s.port, "luns": [s.lun]}  # fmt: skip
+        if s.chap:
+            dest = f"{CHAP_DIR}/{len(by_portal)}.chap"
+            out.files[dest] = ((json.dumps(asdict(s.chap)) + "\n").encode(), 0o400)
+            step["chap_file"] = dest
+        by_portal[(s.target, s.address, s.port)] = step
+        steps.append(step)
+    return steps
 
 
 def _md_uuid(uuid: str) -> str:
