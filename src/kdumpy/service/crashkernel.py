@@ -88,8 +88,8 @@ def parse_crashkernel(value: str, auto_table: str | None = None) -> Crashkernel:
     """Parse the value of one ``crashkernel=`` parameter.
 
     ``auto`` is a RHEL 8 kernel extension (never upstream): with ``auto_table`` (the range
-    table that kernel used, see KdumpMachine.crashkernel_auto in kdumpy.arch) it reads as that table,
-    without it it is an error, as on every other kernel (nothing is reserved).
+    table that kernel used, ``KdumpMachine.crashkernel_auto`` in :mod:`kdumpy.arch.kdump`) it
+    reads as that table, without it it is an error, as on every other kernel (nothing is reserved).
     """
     if value == "auto":
         if auto_table is None:
