@@ -201,6 +201,9 @@ def test_linear_map_both_layouts() -> None:
     assert old.page_offset == 0xFFFF_8000_0000_0000
     assert old.vtop(0xFFFF_8000_0000_2000) == PHYS_OFFSET + 0x2000
     assert not old.is_linear(0xFFFF_0000_0808_1000)
+    # __va: RAM's first byte (PHYS_OFFSET, not physical 0) is the linear map's first byte.
+    assert tr.phys_to_virt(PHYS_OFFSET + 0x12_3456) == 0xFFFF_0000_0012_3456
+    assert old.phys_to_virt(PHYS_OFFSET + 0x2000) == 0xFFFF_8000_0000_2000
     # 39-bit VAs, 5.4+: PAGE_OFFSET = -2**39.
     assert translator(Arm64Tables(12, 39), 39).page_offset == 0xFFFF_FF80_0000_0000
 

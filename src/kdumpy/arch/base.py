@@ -104,6 +104,10 @@ class Translator(Protocol):
         """Virtual address of the direct (linear) map's start."""
         ...
 
+    def phys_to_virt(self, phys: int) -> int:
+        """``__va``: the direct (linear) map's address of a physical address."""
+        ...
+
     @property
     def vmemmap(self) -> int:
         """Virtual address of ``struct page`` for pfn 0."""

@@ -52,7 +52,6 @@ from kdumpy.printable import shown
 SLAB_HEADER = "CACHE             OBJSIZE  ALLOCATED  TOTAL  SLABS  SSIZE  NAME\n"
 VMAP_HEADER = "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE\n"
 PAGE_HEADER = "      PAGE        PHYSICAL      MAPPING              INDEX  CNT  FLAGS\n"
-THREAD_SIZE = 16 << 10  # x86_64 kernel stacks
 
 _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
@@ -312,9 +311,10 @@ def kmem_address(session: Session, address: int) -> str:
 def _task_block(prog: Program, address: int) -> str:
     """crash's task fields when ``address`` is inside a task_struct or its stack."""
     size = prog.sizeof("struct task_struct")
+    stack_size = prog.dump.arch.stack_size(prog.dump.page_size)
     for task in all_tasks(prog):
         t, stack = int(task), int(task.stack)
-        if t <= address < t + size or stack <= address < stack + THREAD_SIZE:
+        if t <= address < t + size or stack <= address < stack + stack_size:
             return (
                 f"    PID: {int(task.pid)}\n"
                 f'COMMAND: "{shown(task_comm(task))}"\n'

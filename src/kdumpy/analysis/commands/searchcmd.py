@@ -16,8 +16,6 @@ from kdumpy.analysis.helpers.search import (
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
-DIRECT_MAP_SPAN = 1 << 46  # x86_64 4-level: the direct map's reach (MAX_PHYSMEM_BITS)
-
 
 def _python(opts: argparse.Namespace) -> str:
     value = opts.values[0] if opts.values else "0"
@@ -83,12 +81,16 @@ def _search(prog: Program, value: int, start: int | None, end: int | None, width
         yield from search_physical(prog, value, start or 0, end, width, mask)
         return
     base = page_offset(prog)
+    # The physical address the direct map begins with (x86_64: 0; arm64: the start of RAM)
+    # and the end of the memory the dump holds: the direct map's reach.
+    first = (base - phys_to_virt(prog, 0)) % (1 << 64)
+    ram_end = max((hi for _, hi in prog.dump.pfn_ranges()), default=0) * prog.dump.page_size
     lo = start if start is not None else base
-    hi = end if end is not None else base + DIRECT_MAP_SPAN
-    if base <= lo < base + DIRECT_MAP_SPAN:
-        for phys, word in search_physical(prog, value, lo - base, hi - base, width, mask):
+    if base <= lo and lo - base + first < ram_end:
+        hi = ram_end if end is None else end - base + first
+        for phys, word in search_physical(prog, value, lo - base + first, hi, width, mask):
             yield phys_to_virt(prog, phys), word
         return
     if end is None:
         raise CommandError("outside the direct map, give -e or -l")
-    yield from search_virtual(prog, value, lo, hi, width, mask)
+    yield from search_virtual(prog, value, lo, end, width, mask)

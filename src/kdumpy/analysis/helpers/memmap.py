@@ -37,8 +37,9 @@ def vmemmap(prog: Program) -> int:
 
 
 def phys_to_virt(prog: Program, phys: int) -> int:
-    """``__va``: the direct-map address of a physical address."""
-    return (page_offset(prog) + phys) & ((1 << 64) - 1)
+    """``__va``: the direct-map address of a physical address (the architecture's: arm64's
+    linear map starts at the start of RAM, x86_64's at physical 0)."""
+    return prog.dump.translator.phys_to_virt(phys)
 
 
 def virt_to_phys(prog: Program, address: int) -> int:

@@ -212,6 +212,11 @@ class Arm64Translator(PageTableReads):
         """``PAGE_OFFSET``: the linear map's start."""
         return self.page_offset_value
 
+    def phys_to_virt(self, phys: int) -> int:
+        """``__va``: the linear map starts at ``PHYS_OFFSET`` (the start of RAM); the
+        inverse of :meth:`vtop` on it."""
+        return (phys - self.phys_offset + self.page_offset_value) & MASK64
+
     def vtop(self, vaddr: int) -> int:
         """Physical address of a kernel virtual address; :class:`TranslationError` if
         unmapped."""

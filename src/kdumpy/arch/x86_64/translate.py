@@ -124,6 +124,10 @@ class X86_64Translator(PageTableReads):
             self._page_offset = self._find_page_offset()
         return self._page_offset
 
+    def phys_to_virt(self, phys: int) -> int:
+        """``__va``: the direct map starts at physical 0."""
+        return (self.page_offset + phys) & ((1 << 64) - 1)
+
     def _find_page_offset(self) -> int:
         # /proc/vmcore: RAM PT_LOADs have p_vaddr = __va(p_paddr).
         for seg in reversed(self.dump.stated_mappings()):
