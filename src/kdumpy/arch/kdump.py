@@ -34,6 +34,12 @@ def no_extra(platform: Platform) -> int:
     return 0
 
 
+def memory_encryption_extra_mib(platform: Platform) -> int:
+    """kdump-utils adds 64 MiB when AMD memory encryption (SME/SEV) is active (its bounce
+    buffers), on x86_64 and s390x alike."""
+    return 64 if platform.sme_sev else 0
+
+
 @dataclass(frozen=True)
 class KdumpMachine:
     """kdump's facts for one machine."""

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from kdumpy.arch.kdump import KdumpMachine, MiB, Platform
-
-
-def crashkernel_extra_mib(platform: Platform) -> int:
-    """AMD memory encryption (SME/SEV) needs 64 MiB more (its bounce buffers)."""
-    return 64 if platform.sme_sev else 0
-
+from kdumpy.arch.kdump import KdumpMachine, MiB, memory_encryption_extra_mib
 
 X86_64_KDUMP = KdumpMachine(
     machine="x86_64",
     crashkernel_table="2G-64G:256M,64G-:512M",
-    crashkernel_extra_mib=crashkernel_extra_mib,
+    crashkernel_extra_mib=memory_encryption_extra_mib,
     crashkernel_auto="1G-4G:160M,4G-64G:192M,64G-1T:256M,1T-:512M",
     crashkernel_default_low=256 * MiB,  # at least; more when swiotlb is larger
     commandline_append="irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
