@@ -130,7 +130,9 @@ def ssh_result(config: KdumpConfig, test_id: str) -> tuple[str, float] | None:
     cmd = ["ssh", *client_options(config.sshkey), "-o", "ConnectTimeout=20",
            "--", config.target.spec, remote]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        # Generous past the connect: a slow machine (or an emulated one, as in the lab)
+        # may take a minute for the key exchange alone; an unreachable one fails at connect.
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode == 255:  # ssh's own failure: network, key or host key
