@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -48,8 +49,8 @@ def kdumpy_scan(path: Path) -> int:
         for start, end in dump.pfn_ranges():
             for lo in range(start, end, 4096):
                 data, present = dump.read_pfns(lo, min(4096, end - lo))
-                data.sum(axis=1, dtype="u8")  # touch every byte, as a consumer would
-                pages += int(present.sum())
+                np.frombuffer(data, dtype=np.uint8).sum(dtype="u8")  # touch every byte
+                pages += int(np.count_nonzero(np.frombuffer(present, dtype=np.uint8)))
     return pages
 
 

@@ -18,9 +18,9 @@ from kdumpy.arch.x86_64.orc import (
     TYPE_END_OF_STACK,
     TYPE_REGS,
     OrcEntry,
-    normalize_flags,
     orc_version,
 )
+from kdumpy.arch.x86_64.orc_table import normalize_flags
 
 
 @pytest.mark.parametrize(

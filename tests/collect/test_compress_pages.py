@@ -16,6 +16,7 @@ import zstandard
 from kdumpy.collect import compress
 from kdumpy.vmcore.compression import decompress_page
 
+DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 PAGE = 4096
 FLAGS = {"zlib": 0x1, "lzo": 0x2, "snappy": 0x4, "zstd": 0x20}
 REFERENCE = {
@@ -94,12 +95,13 @@ def test_batch_equals_page_by_page(kind: str, exclude_zero: bool, native: bool, 
     if not native:
         monkeypatch.setattr(compress, "_native_pack", None)
     pages = sample_pages()
-    batch = compress.compress_pages(pages, None, kind, exclude_zero)
+    batch = compress.compress_pages(pages, PAGE, None, kind, exclude_zero)
     rows, stored = expected(pages, kind, exclude_zero, native)
     assert stored_bytes(batch) == stored
     assert batch.zero_count == sum(zero for _s, _f, zero in rows)
     offset = 0
-    for desc, page, (size, flag, zero) in zip(batch.desc, pages, rows, strict=True):
+    descs = np.frombuffer(batch.desc, dtype=DESC)
+    for desc, page, (size, flag, zero) in zip(descs, pages, rows, strict=True):
         assert (int(desc["size"]), int(desc["flags"]), int(desc["page_flags"])) == (
             PAGE if zero else size,
             flag,
@@ -123,25 +125,25 @@ def test_selected_rows_are_read_in_place(kind: str, native: bool, monkeypatch): 
         monkeypatch.setattr(compress, "_native_pack", None)
     pages = sample_pages()
     pages.setflags(write=False)
-    rows = np.array([1, 2, 3, 9, 10, 40, 63], dtype=np.int64)
-    batch = compress.compress_pages(pages, rows, kind, True)
+    rows = [1, 2, 3, 9, 10, 40, 63]
+    select = bytearray(len(pages))
+    for i in rows:
+        select[i] = 1
+    batch = compress.compress_pages(pages, PAGE, select, kind, True)
     want, stored = expected(pages[rows], kind, True)
     assert stored_bytes(batch) == stored
-    assert batch.desc["size"].tolist() == [PAGE if z else s for s, _f, z in want]
+    sizes = np.frombuffer(batch.desc, dtype=DESC)["size"].tolist()
+    assert sizes == [PAGE if z else s for s, _f, z in want]
 
 
 def test_native_rejects_bad_buffers() -> None:
     if compress._native_pack is None:
         pytest.skip("kdumpy.collect._pagepack is not built")
     pages = np.zeros((2, PAGE), dtype=np.uint8)
-    out = np.empty(compress.pack_room(2, PAGE), np.uint8)
-    desc = np.empty(2, compress.PAGE_DESC).view(np.uint8)
     pack = compress._native_pack
-    with pytest.raises(ValueError):  # descriptors too short for two pages
-        pack(2, pages, PAGE, None, True, out, desc[:24])
-    with pytest.raises(ValueError):  # no room for a page and a compressor's worst case
-        pack(2, pages, PAGE, None, True, out[: 2 * PAGE], desc)
+    with pytest.raises(ValueError):  # not whole pages
+        pack(2, pages.reshape(-1)[:-8], PAGE, None, True)
     with pytest.raises(ValueError):  # not a kind the C loop knows
-        pack(7, pages, PAGE, None, True, out, desc)
-    with pytest.raises(ValueError):  # a row outside the pages
-        pack(2, pages, PAGE, np.array([0, 2], dtype=np.int64), True, out, desc)
+        pack(7, pages, PAGE, None, True)
+    with pytest.raises(ValueError):  # a selection that is not one byte per page
+        pack(2, pages, PAGE, b"\x01\x01\x01", True)

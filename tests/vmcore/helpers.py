@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ def assert_same_pages(
         total = 0
         for lo in range(0, dump.max_pfn, STEP):
             count = min(STEP, dump.max_pfn - lo)
-            pages, present = dump.read_pfns(lo, count)
-            ref, ref_present = src.read_pfns(lo, count)
+            pages, present = pfns(dump, lo, count)
+            ref, ref_present = pfns(src, lo, count)
             assert not (present & ~ref_present).any(), f"pfn near {lo:#x} invented"
             differ = (pages[present] != ref[present]).any(axis=1)
             assert not differ.any(), f"pfn {lo + int(np.flatnonzero(present)[differ][0]):#x}"
@@ -47,7 +48,7 @@ def consume(dump: Dump) -> int:
     propagate, except a kernel log the VMCOREINFO does not describe."""
     dump.ram_ranges()
     pages = 0
-    for _start, data, present in dump.iter_pages():
+    for _start, data, present in batches(dump):
         pages += int(present.sum())
         del data  # hold one batch at a time, as a streaming consumer does
     _ = dump.prstatus, dump.qemu_cpu_states, dump.device_dumps, dump.eraseinfo
@@ -74,3 +75,22 @@ def fuzz_settings(fast_examples: int) -> settings:
         database=settings.default.database if mode else None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
+
+
+def pfns(dump: Dump, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``dump.read_pfns`` as arrays: uint8 ``[count, page_size]`` and bool ``[count]``."""
+    pages, present = dump.read_pfns(start, count)
+    return (
+        np.frombuffer(pages, dtype=np.uint8).reshape(count, dump.page_size),
+        np.frombuffer(present, dtype=np.uint8) != 0,
+    )
+
+
+def batches(dump: Dump, batch: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``dump.iter_pages`` as arrays (see :func:`pfns`)."""
+    for start, pages, present in dump.iter_pages(batch):
+        flags = np.frombuffer(present, dtype=np.uint8) != 0
+        data = np.frombuffer(pages, dtype=np.uint8).reshape(flags.size, dump.page_size)
+        del pages, present
+        yield start, data, flags
+        del data, flags  # one batch alive at a time, not two

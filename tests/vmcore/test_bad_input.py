@@ -21,7 +21,7 @@ from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 from kdumpy.vmcore import open_dump
 from kdumpy.vmcore.dmesg import kernel_log
 
-from .helpers import fuzz_settings
+from .helpers import fuzz_settings, pfns
 
 # disk_dump_header field offsets (x86_64).
 STATUS, BLOCK_SIZE, SUB_HDR_SIZE, BITMAP_BLOCKS = 0x1A8, 0x1AC, 0x1B0, 0x1B4
@@ -80,8 +80,8 @@ def test_truncated_kdump_keeps_what_is_valid(qemu_dumps, tmp_path: Path) -> None
         have = sum(e - s for s, e in kept)
         assert 0 < have < all_pages
         for start, end in kept:
-            pages, present = dump.read_pfns(start, end - start)
-            ref, _ = elf.read_pfns(start, end - start)
+            pages, present = pfns(dump, start, end - start)
+            ref, _ = pfns(elf, start, end - start)
             assert present.all() and np.array_equal(pages, ref)
         last = kept[-1][1]
         with pytest.raises(PageNotPresent):
@@ -169,9 +169,7 @@ def test_bad_flattened_streams(qemu_dumps, tmp_path: Path) -> None:  # noqa: ANN
         ranges = dump.pfn_ranges()
         assert ranges and ranges != whole_ranges(qemu_dumps)
         start, end = ranges[0]
-        assert np.array_equal(
-            dump.read_pfns(start, end - start)[0], elf.read_pfns(start, end - start)[0]
-        )
+        assert np.array_equal(pfns(dump, start, end - start)[0], pfns(elf, start, end - start)[0])
 
 
 def test_bad_elf(qemu_dumps, tmp_path: Path) -> None:  # noqa: ANN001
@@ -210,7 +208,7 @@ def test_truncated_elf_keeps_what_is_valid(qemu_dumps, tmp_path: Path) -> None: 
         assert sum(e - s for s, e in kept) < sum(e - s for s, e in whole.pfn_ranges())
         for start, end in kept:
             assert np.array_equal(
-                dump.read_pfns(start, end - start)[0], whole.read_pfns(start, end - start)[0]
+                pfns(dump, start, end - start)[0], pfns(whole, start, end - start)[0]
             )
         with pytest.raises(PageNotPresent, match="not in the dump"):
             dump.read_phys(((kept[-1][1] + 1) << 12) - 8, 8)  # end of the first lost page
@@ -232,7 +230,7 @@ def exercise(path: Path) -> None:
         with open_dump(path) as dump:
             dump.ram_ranges()
             for start, end in dump.pfn_ranges()[:4]:
-                dump.read_pfns(start, min(end - start, 32))
+                pfns(dump, start, min(end - start, 32))
             _ = dump.prstatus, dump.qemu_cpu_states, dump.device_dumps, dump.eraseinfo
             if dump.has_vmcoreinfo:
                 _ = dump.vmcoreinfo.osrelease

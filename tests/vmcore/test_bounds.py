@@ -38,7 +38,7 @@ from .builders import (
     page_bytes,
     vmcoreinfo,
 )
-from .helpers import consume
+from .helpers import batches, consume, pfns
 
 BLOCK_SIZE_AT = 0x1AC
 
@@ -146,7 +146,7 @@ def test_iter_pages_batches_are_bounded_in_bytes(tmp_path: Path) -> None:
     path = tmp_path / "64k"
     path.write_bytes(kdump_file(pages, 600, block_size=big, compression="none"))
     with open_dump(path) as dump:
-        sizes = [p.nbytes for _, p, _ in dump.iter_pages(batch=4096)]
+        sizes = [p.nbytes for _, p, _ in batches(dump, batch=4096)]
     assert max(sizes) <= 16 << 20 and sum(sizes) == 600 * big
 
 
@@ -335,6 +335,6 @@ def test_descriptor_offset_near_2_63(tmp_path: Path) -> None:
     path.write_bytes(raw)
     with open_dump(path) as dump:
         assert dump.pfn_ranges() == [(0, 3), (4, 8)]
-        pages_read, present = dump.read_pfns(0, 8)
+        pages_read, present = pfns(dump, 0, 8)
         assert present.tolist() == [True] * 3 + [False] + [True] * 4
         assert pages_read[4].tobytes() == pages[4]

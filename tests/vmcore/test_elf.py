@@ -10,6 +10,8 @@ import pytest
 from kdumpy.errors import PageNotPresent
 from kdumpy.vmcore import open_dump
 
+from .helpers import batches, pfns
+
 pytestmark = pytest.mark.vm
 
 
@@ -54,7 +56,7 @@ def test_physical_reads_match_drgn(lab_dump, drgn_prog) -> None:  # noqa: ANN001
 def test_bulk_read_equals_page_reads(lab_dump, drgn_prog) -> None:  # noqa: ANN001
     with open_dump(lab_dump.vmcore) as dump:
         start, end = dump.pfn_ranges()[0]
-        pages, present = dump.read_pfns(start - 3, 64)
+        pages, present = pfns(dump, start - 3, 64)
         assert not present[:3].any() and present[3:].all()
         assert not pages[:3].any()
         for i in range(3, 64):
@@ -69,7 +71,7 @@ def test_bulk_read_equals_page_reads(lab_dump, drgn_prog) -> None:  # noqa: ANN0
 def test_iter_pages_covers_pfn_ranges(lab_dump) -> None:  # noqa: ANN001
     with open_dump(lab_dump.vmcore) as dump:
         seen = 0
-        for start, pages, present in dump.iter_pages(batch=50000):
+        for start, pages, present in batches(dump, batch=50000):
             assert present.all() and pages.shape == (present.size, dump.page_size)
             assert dump.is_dumpable(start) and dump.is_dumpable(start + present.size - 1)
             seen += present.size
@@ -83,7 +85,7 @@ def test_pread_fallback_reads_the_same(lab_dump, monkeypatch) -> None:  # noqa: 
 
     with open_dump(lab_dump.vmcore) as mapped:
         ranges = mapped.pfn_ranges()
-        want = [mapped.read_pfns(s, min(e - s, 300))[0].copy() for s, e in ranges]
+        want = [pfns(mapped, s, min(e - s, 300))[0].copy() for s, e in ranges]
         dmesg_start = mapped.read_virt(mapped.vmcoreinfo.require("SYMBOL(prb)"), 8)
 
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -94,5 +96,5 @@ def test_pread_fallback_reads_the_same(lab_dump, monkeypatch) -> None:  # noqa: 
         assert dump.src._map is None
         assert dump.pfn_ranges() == ranges
         for (s, e), pages in zip(ranges, want, strict=True):
-            assert np.array_equal(dump.read_pfns(s, min(e - s, 300))[0], pages)
+            assert np.array_equal(pfns(dump, s, min(e - s, 300))[0], pages)
         assert dump.read_virt(dump.vmcoreinfo.require("SYMBOL(prb)"), 8) == dmesg_start

@@ -40,7 +40,7 @@ from .builders import (
     notes_segment,
     split_set,
 )
-from .helpers import consume
+from .helpers import batches, consume, pfns
 
 MESSAGES = [(5_000_000, b"Linux version 6.1.0-test"), (1_250_000_000, b"sysrq: Trigger a crash")]
 LOG = b"[    0.005000] Linux version 6.1.0-test\n[    1.250000] sysrq: Trigger a crash\n"
@@ -65,7 +65,7 @@ def assert_memory(dump, memory: dict[int, bytes]) -> None:  # noqa: ANN001
     """The dump holds exactly ``memory``: same pfns, same bytes."""
     held = {p for s, e in dump.pfn_ranges() for p in range(s, e)}
     assert held == set(memory)
-    for start, pages, present in dump.iter_pages(batch=48):
+    for start, pages, present in batches(dump, batch=48):
         assert present.all()
         for i in range(len(pages)):
             assert pages[i].tobytes() == memory[start + i], f"pfn {start + i:#x}"
@@ -109,7 +109,7 @@ def test_elf_reads_agree_at_every_size(tmp_path: Path, kernel) -> None:  # noqa:
             assert dump.read_phys(base + at, size) == flat[at : at + size]
         with pytest.raises(PageNotPresent, match="not in the dump"):
             dump.read_phys(base + 30 * PAGE, 2 * PAGE)  # runs into the hole at 0x11f
-        pages, present = dump.read_pfns(0x11E, 3)
+        pages, present = pfns(dump, 0x11E, 3)
         assert present.tolist() == [True, False, True]
         assert pages[1].tobytes() == bytes(PAGE)
 

@@ -19,7 +19,8 @@ from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
 from kdumpy.analysis.types import StructType
 from kdumpy.arch.select import Stepper, UnwindContext, UnwindStep
-from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable, orc_version
+from kdumpy.arch.x86_64.orc import OrcEntry, orc_version
+from kdumpy.arch.x86_64.orc_table import OrcTable
 from kdumpy.errors import KdumpyError
 
 MAX_FRAMES = 256

@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-import numpy as np
-
 from kdumpy.errors import KdumpyError
 
 ReadFn = Callable[[int, int], bytes]
@@ -267,7 +265,7 @@ class Architecture:
     regs_block: Callable[[dict[str, int], str], str]
     from_user_mode: Callable[[dict[str, int]], bool]
     scan_exception_frames: Callable[
-        [np.ndarray, int, Callable[[int], bool]], list[tuple[int, dict[str, int]]]
+        [Sequence[int], int, Callable[[int], bool]], list[tuple[int, dict[str, int]]]
     ]
     # QEMU dump-guest-memory's "QEMU" CPU-state note, where the machine has one
     qemu_cpu_state: Callable[[bytes], QemuCpuState | None] = _no_qemu_note

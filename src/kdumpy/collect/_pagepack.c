@@ -13,15 +13,14 @@
  * the dump's shared zero page.  The Python fallback in compress.py writes the same bytes
  * and descriptors through the zlib module and python-lzo; tests compare the two.
  *
- *   pack(kind, pages, page_size, rows, exclude_zero, out, desc) -> (bytes used, zero pages)
+ *   pack(kind, pages, page_size, select, exclude_zero) -> (data, desc, zero pages)
  *
  * kind: 0 none, 1 zlib, 2 lzo, 4 snappy, 0x20 zstd (the descriptor flag values).  pages: whole pages, read in
- * place (typically a mapping of the dump).  rows: None for every page, or an int64 array
- * of the page indices to pack, in order.  out: receives the stored bytes back to back;
- * it must hold k * page_size + PACK_SLACK bytes for k pages (a page never adds more than
- * page_size, and a compressor is always given its worst case).  desc: k page
- * descriptors of 24 bytes (offset, size, flags, page_flags, native order): offset is
- * relative to the start of out, or -1 for a zero page; size is page_size for those.
+ * place (typically a mapping of the dump).  select: None for every page, or one byte per
+ * page of pages, nonzero for the pages to pack (in page order).  data (bytes): the stored
+ * bytes back to back; desc (bytearray): one page descriptor of 24 bytes (offset, size,
+ * flags, page_flags, native order) per packed page: offset is relative to the start of
+ * data, or -1 for a zero page; size is page_size for those.
  * The GIL is released while pages are compressed.
  */
 #define PY_SSIZE_T_CLEAN
@@ -174,8 +173,9 @@ compress_page(struct packer *p, const unsigned char *page, size_t size, unsigned
 /* The loop over the pages; no Python objects are touched.  Returns bytes of out used
  * (and the zero-page count in *zeros), or -1 when the compressor's memory cannot be had. */
 static Py_ssize_t
-pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *rows, size_t count,
-           int exclude_zero, unsigned char *out, struct page_desc *desc, Py_ssize_t *zeros)
+pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned char *select,
+           size_t npages, int exclude_zero, unsigned char *out, struct page_desc *desc,
+           Py_ssize_t *zeros)
 {
     struct packer packer;
     if (packer_init(&packer, kind) < 0) {
@@ -184,9 +184,12 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *row
     }
     size_t used = 0;
     *zeros = 0;
-    for (size_t i = 0; i < count; i++) {
-        const unsigned char *page = pages + (size_t)(rows ? rows[i] : (int64_t)i) * size;
-        struct page_desc *d = &desc[i];
+    struct page_desc *d = desc - 1;
+    for (size_t i = 0; i < npages; i++) {
+        if (select && !select[i])
+            continue;
+        const unsigned char *page = pages + i * size;
+        d++;
         d->page_flags = 0;
         d->flags = 0;
         if (exclude_zero && is_zero_page(page, size)) {
@@ -210,28 +213,25 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const int64_t *row
     return (Py_ssize_t)used;
 }
 
-/* rows: None, or a buffer of int64 page indices each inside pages. */
+/* select: None (every page), or one byte per page, nonzero for a page to pack; *count is
+ * the number of pages packed. */
 static int
-check_rows(PyObject *rows_obj, Py_buffer *rows, Py_ssize_t npages, Py_ssize_t *count)
+check_select(PyObject *select_obj, Py_buffer *select, Py_ssize_t npages, Py_ssize_t *count)
 {
-    if (rows_obj == Py_None) {
+    if (select_obj == Py_None) {
         *count = npages;
         return 0;
     }
-    if (PyObject_GetBuffer(rows_obj, rows, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(select_obj, select, PyBUF_SIMPLE) < 0)
         return -1;
-    if (rows->len % (Py_ssize_t)sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "rows must be an int64 array");
+    if (select->len != npages) {
+        PyErr_SetString(PyExc_ValueError, "select must have one byte per page");
         return -1;
     }
-    *count = rows->len / (Py_ssize_t)sizeof(int64_t);
-    const int64_t *r = rows->buf;
-    for (Py_ssize_t i = 0; i < *count; i++) {
-        if (r[i] < 0 || r[i] >= npages) {
-            PyErr_SetString(PyExc_ValueError, "a row index is outside the pages");
-            return -1;
-        }
-    }
+    const unsigned char *m = select->buf;
+    *count = 0;
+    for (Py_ssize_t i = 0; i < npages; i++)
+        *count += m[i] != 0;
     return 0;
 }
 
@@ -240,34 +240,38 @@ pack(PyObject *self, PyObject *args)
 {
     int kind, exclude_zero;
     Py_ssize_t page_size, count = 0;
-    PyObject *rows_obj;
-    Py_buffer pages, out, desc, rows = {0};
-    if (!PyArg_ParseTuple(args, "iy*nOpw*w*", &kind, &pages, &page_size, &rows_obj,
-                          &exclude_zero, &out, &desc))
+    PyObject *select_obj, *data = NULL, *desc = NULL, *result = NULL;
+    Py_buffer pages, select = {0};
+    if (!PyArg_ParseTuple(args, "iy*nOp", &kind, &pages, &page_size, &select_obj,
+                          &exclude_zero))
         return NULL;
-    PyObject *result = NULL;
     if (!kind_known(kind)) {
         PyErr_Format(PyExc_ValueError, "unknown compression kind %d", kind);
     } else if (page_size <= 0 || page_size % 8 || pages.len % page_size) {
         PyErr_SetString(PyExc_ValueError, "pages must be whole pages of a multiple of 8 bytes");
-    } else if (check_rows(rows_obj, &rows, pages.len / page_size, &count) == 0) {
-        if (out.len < count * page_size + PACK_SLACK(page_size) ||
-            desc.len < count * (Py_ssize_t)sizeof(struct page_desc)) {
-            PyErr_SetString(PyExc_ValueError, "output buffers are too small for the pages");
-        } else {
+    } else if (check_select(select_obj, &select, pages.len / page_size, &count) == 0) {
+        /* Not zero-filled: every byte of them that is kept gets written below. */
+        data = PyBytes_FromStringAndSize(NULL, count * page_size + PACK_SLACK(page_size));
+        desc = PyByteArray_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(struct page_desc));
+        if (data != NULL && desc != NULL) {
             Py_ssize_t used, zeros;
+            unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+            struct page_desc *d = (struct page_desc *)PyByteArray_AS_STRING(desc);
             Py_BEGIN_ALLOW_THREADS
-            used = pack_pages(kind, pages.buf, (size_t)page_size, rows.buf, (size_t)count,
-                              exclude_zero, out.buf, desc.buf, &zeros);
+            used = pack_pages(kind, pages.buf, (size_t)page_size, select.buf,
+                              (size_t)(pages.len / page_size), exclude_zero, out, d, &zeros);
             Py_END_ALLOW_THREADS
-            result = used < 0 ? PyErr_NoMemory() : Py_BuildValue("nn", used, zeros);
+            if (used < 0)
+                PyErr_NoMemory();
+            else if (_PyBytes_Resize(&data, used) == 0) /* shrinks in place */
+                result = Py_BuildValue("OOn", data, desc, zeros);
         }
     }
-    if (rows.obj != NULL)
-        PyBuffer_Release(&rows);
+    Py_XDECREF(data);
+    Py_XDECREF(desc);
+    if (select.obj != NULL)
+        PyBuffer_Release(&select);
     PyBuffer_Release(&pages);
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&desc);
     return result;
 }
 
@@ -489,9 +493,87 @@ classify(PyObject *self, PyObject *args)
     return result;
 }
 
+/*
+ * The bitmaps' bit order (the kdump format's: pfn i is bit i % 8 of byte i / 8), and the
+ * descriptors' offsets, without a Python operation per page.
+ *
+ *   packbits(bits, out): bits has one byte per pfn (nonzero: set); out gets
+ *       ceil(len(bits) / 8) bytes.
+ *   unpackbits(packed, out): out (one byte per pfn, 0 or 1) from the first len(out) bits.
+ *   rebase(desc, delta, zero_offset): page descriptors' offsets made absolute: delta
+ *       added, -1 (a zero page) replaced by zero_offset.
+ */
+static PyObject *
+packbits(PyObject *self, PyObject *args)
+{
+    Py_buffer bits, out;
+    if (!PyArg_ParseTuple(args, "y*w*", &bits, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (out.len < (bits.len + 7) / 8) {
+        PyErr_SetString(PyExc_ValueError, "packbits: output too small");
+    } else {
+        const unsigned char *b = bits.buf;
+        unsigned char *o = out.buf;
+        Py_ssize_t n = bits.len;
+        memset(o, 0, (size_t)((n + 7) / 8));
+        for (Py_ssize_t i = 0; i < n; i++)
+            o[i >> 3] |= (unsigned char)((b[i] != 0) << (i & 7));
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *
+unpackbits(PyObject *self, PyObject *args)
+{
+    Py_buffer packed, out;
+    if (!PyArg_ParseTuple(args, "y*w*", &packed, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (packed.len < (out.len + 7) / 8) {
+        PyErr_SetString(PyExc_ValueError, "unpackbits: too few bits");
+    } else {
+        const unsigned char *p = packed.buf;
+        unsigned char *o = out.buf;
+        for (Py_ssize_t i = 0; i < out.len; i++)
+            o[i] = (p[i >> 3] >> (i & 7)) & 1;
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&packed);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *
+rebase(PyObject *self, PyObject *args)
+{
+    Py_buffer desc;
+    long long delta, zero_offset;
+    if (!PyArg_ParseTuple(args, "w*LL", &desc, &delta, &zero_offset))
+        return NULL;
+    PyObject *result = NULL;
+    if (desc.len % (Py_ssize_t)sizeof(struct page_desc)) {
+        PyErr_SetString(PyExc_ValueError, "rebase: not whole page descriptors");
+    } else {
+        struct page_desc *d = desc.buf;
+        Py_ssize_t n = desc.len / (Py_ssize_t)sizeof(struct page_desc);
+        for (Py_ssize_t i = 0; i < n; i++)
+            d[i].offset = d[i].offset < 0 ? zero_offset : d[i].offset + delta;
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&desc);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS, "Compress a batch of pages (see the module source)."},
     {"classify", classify, METH_VARARGS, "Classify a batch of struct pages (see the source)."},
+    {"packbits", packbits, METH_VARARGS, "Pack one byte per pfn into bitmap bits."},
+    {"unpackbits", unpackbits, METH_VARARGS, "Unpack bitmap bits into one byte per pfn."},
+    {"rebase", rebase, METH_VARARGS, "Make page descriptors' offsets absolute."},
     {NULL, NULL, 0, NULL},
 };
 

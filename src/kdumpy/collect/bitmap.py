@@ -5,32 +5,79 @@
 not in the source (a filtered input), minus pages the dump level excludes (read from
 their struct pages in batches of :data:`SCAN_BATCH`).  Zero pages stay in the 2nd
 bitmap for kdump-compressed output; they are found while the data is copied.
+
+A cycle's masks hold one byte per pfn (1: set), worked on with bytes operations and
+packed into the format's bits in C (``_pagepack.packbits``; numpy without the extension).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
 from kdumpy.collect.classify import CLASS_NAMES, Pending, classify
 from kdumpy.collect.memmap import MemMap, ReadInto
 from kdumpy.collect.options import Progress
 from kdumpy.collect.pagerules import PageRules
 from kdumpy.errors import DumpFormatError, KdumpyError
-from kdumpy.vmcore.base import Dump
+from kdumpy.vmcore.base import Dump, merge_ranges
+
+try:
+    from kdumpy.collect._pagepack import packbits, unpackbits
+except ImportError:  # built without the C extension
+    from kdumpy.collect.fallback import packbits, unpackbits
 
 SCAN_BATCH = 1 << 15  # pfns per struct page read: 2 MiB of struct pages
 MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 
 
-def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> np.ndarray:
-    """Bool mask of pfns ``start..end-1`` covered by ``[(s, e)]`` ranges."""
-    mask = np.zeros(end - start, dtype=bool)
+# bytes.translate tables: a class byte (0 kept) to a keep byte (1), and 0/1 to 0x00/0xff
+_KEPT = bytes([1] + [0] * 255)
+_FULL = bytes([0, 0xFF] + [0] * 254)
+
+
+def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> bytearray:
+    """One byte per pfn ``start..end-1``: 1 where a ``[(s, e)]`` range covers it."""
+    mask = bytearray(end - start)
     for s, e in ranges:
         if e > start and s < end:
-            mask[max(s, start) - start : min(e, end) - start] = True
+            a, b = max(s, start) - start, min(e, end) - start
+            mask[a:b] = b"\x01" * (b - a)
     return mask
+
+
+def mask_and(a: bytes | bytearray, b: bytes | bytearray) -> bytearray:
+    """Byte-wise AND of two equal-length masks (as big integers: one C loop each way)."""
+    n = len(a)
+    both = int.from_bytes(a, "little") & int.from_bytes(b, "little")
+    return bytearray(both.to_bytes(n, "little"))
+
+
+def pack_mask(mask: bytes | bytearray) -> bytes:
+    """The kdump bitmap bytes of a mask (bit ``i % 8`` of byte ``i / 8``)."""
+    out = bytearray((len(mask) + 7) // 8)
+    packbits(mask, out)
+    return bytes(out)
+
+
+def unpack_mask(packed: bytes | bytearray, count: int) -> bytearray:
+    """The first ``count`` bits of a kdump bitmap as a mask."""
+    out = bytearray(count)
+    unpackbits(packed, out)
+    return out
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges covered by both sorted, disjoint range lists."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 class PageSelector:
@@ -61,37 +108,42 @@ class PageSelector:
         if rules is not None and rules.needs_scan(dump_level):
             self.rules = rules
             self.memmap = MemMap(dump, max_mapnr, read_phys, read_into)
-        self.counts = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+        self.kept_ranges = _intersect(merge_ranges(self.ram), merge_ranges(self.present))
+        self.counts = [0] * len(CLASS_NAMES)
         self._pending = Pending()
 
     def reset(self) -> None:
         """Start again from pfn 0 (a second pass recomputes the same bitmap)."""
-        self.counts[:] = 0
+        self.counts = [0] * len(CLASS_NAMES)
         self._pending = Pending()
 
-    def bitmap1(self, start: int, end: int) -> np.ndarray:
+    def bitmap1(self, start: int, end: int) -> bytearray:
         return ranges_mask(self.ram, start, end)
 
-    def bitmap2(self, start: int, end: int) -> np.ndarray:
+    def bitmap2(self, start: int, end: int) -> bytearray:
         """Keep-mask of pfns ``start..end-1``; must be called in increasing pfn order."""
-        ram = ranges_mask(self.ram, start, end)
-        keep = ram & ranges_mask(self.present, start, end)
+        keep = ranges_mask(self.kept_ranges, start, end)
         if self.memmap is None or self.rules is None:
             return keep
+        ram = ranges_mask(self.ram, start, end)
         for b in range(start, end, SCAN_BATCH):
             n = min(SCAN_BATCH, end - b)
-            sl = slice(b - start, b - start + n)
-            if not ram[sl].any() and self._pending.end_pfn <= b:
+            lo = b - start
+            in_ram = ram[lo : lo + n]
+            if 1 not in in_ram and self._pending.end_pfn <= b:
                 continue
             raw, valid = self.memmap.read(b, n + 1)
-            cls = classify(self.rules, raw, valid[:n] & ram[sl], b, self.level, self._pending)
-            cls[~ram[sl]] = 0  # a block may span a hole: only existing pages count
-            self.counts += np.bincount(cls, minlength=len(CLASS_NAMES))
-            keep[sl] &= cls == 0
+            cls = classify(self.rules, raw, mask_and(valid[:n], in_ram), b, self.level,
+                           self._pending)  # fmt: skip
+            # a block may span a hole: only existing pages count
+            cls = mask_and(cls, in_ram.translate(_FULL))
+            for i in range(1, len(CLASS_NAMES)):
+                self.counts[i] += cls.count(i)
+            keep[lo : lo + n] = mask_and(keep[lo : lo + n], cls.translate(_KEPT))
         return keep
 
     def excluded(self) -> dict[str, int]:
-        return {name: int(self.counts[i]) for i, name in enumerate(CLASS_NAMES) if i}
+        return {name: self.counts[i] for i, name in enumerate(CLASS_NAMES) if i}
 
 
 def _cycle_pfns(max_mapnr: int, cyclic_kib: int) -> tuple[int, bool]:
@@ -120,14 +172,14 @@ class Bitmap2:
         self.selector = selector
         self.max_mapnr = max_mapnr
         self.cycle, self.stored = _cycle_pfns(max_mapnr, cyclic_kib)
-        self._packed: list[np.ndarray] = []
+        self._packed: list[bytes] = []
         self.num_dumpable = 0
         self.cycle_counts: list[int] = []
         for start, end in self.cycles():
             bits = selector.bitmap2(start, end)
-            self.cycle_counts.append(int(np.count_nonzero(bits)))
+            self.cycle_counts.append(bits.count(1))
             if self.stored:
-                self._packed.append(np.packbits(bits, bitorder="little"))
+                self._packed.append(pack_mask(bits))
             if progress is not None:
                 progress("Excluding unnecessary pages", end, max_mapnr)
         self.num_dumpable = sum(self.cycle_counts)
@@ -137,19 +189,24 @@ class Bitmap2:
         for start in range(0, self.max_mapnr, self.cycle):
             yield start, min(self.max_mapnr, start + self.cycle)
 
-    def bits(self, index: int, start: int, end: int) -> np.ndarray:
+    def bits(self, index: int, start: int, end: int) -> bytearray:
         """The keep-mask of one cycle (``index`` in :meth:`cycles` order)."""
         if self.stored:
-            return np.unpackbits(self._packed[index], bitorder="little", count=end - start).astype(
-                bool
-            )
+            return unpack_mask(self._packed[index], end - start)
         if index == 0:
             self.selector.reset()
         return self.selector.bitmap2(start, end)
 
-    def range_bits(self, lo: int, hi: int) -> np.ndarray:
+    def packed(self, index: int, start: int, end: int) -> tuple[bytes, bytearray | None]:
+        """The 2nd bitmap bytes of one cycle, and its mask when it had to be recomputed."""
+        if self.stored:
+            return self._packed[index], None
+        bits = self.bits(index, start, end)
+        return pack_mask(bits), bits
+
+    def range_bits(self, lo: int, hi: int) -> bytearray:
         """Keep-mask of pfns ``lo..hi-1`` (a copy; needs the stored bitmap)."""
-        out = np.zeros(hi - lo, dtype=bool)
+        out = bytearray(hi - lo)
         if not self.stored:
             raise KdumpyError("ELF output needs the whole bitmap in memory: raise --cyclic-buffer")
         for i, (start, end) in enumerate(self.cycles()):
@@ -169,5 +226,5 @@ class Bitmap2:
                 total += self.cycle_counts[i]
             else:
                 bits = self.bits(i, start, end)
-                total += int(np.count_nonzero(bits[max(lo, start) - start : min(hi, end) - start]))
+                total += bits.count(1, max(lo, start) - start, min(hi, end) - start)
         return total

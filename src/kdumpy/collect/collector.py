@@ -18,15 +18,14 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-import numpy as np
-
-from kdumpy.collect.bitmap import Bitmap2, PageSelector
+from kdumpy.collect.bitmap import Bitmap2, PageSelector, pack_mask
 from kdumpy.collect.compress import (
     COMPRESSIONS,
     FLAG_OF,
     OrderedPool,
     PageBatch,
     compress_pages,
+    rebase,
 )
 from kdumpy.collect.elf_output import write_elf
 from kdumpy.collect.options import CollectOptions
@@ -68,23 +67,26 @@ def _write_kdump(
     writer.write_headers()
     lo, hi = pfn_range or (0, src.max_mapnr)
     for start, end in bm.cycles():
-        writer.write_bitmap(1, start, bm.selector.bitmap1(start, end))
+        writer.write_bitmap(1, start, pack_mask(bm.selector.bitmap1(start, end)))
     pool = OrderedPool(options.num_threads)
     # threads + 1 batches are in flight: keep their total near one PAGE_BATCH.
     step = max(128, PAGE_BATCH // max(1, options.num_threads))
     done_pfns = 0
     try:
         for index, (start, end) in enumerate(bm.cycles()):
-            bits = bm.bits(index, start, end)
-            writer.write_bitmap(2, start, bits)
+            packed, bits = bm.packed(index, start, end)
+            writer.write_bitmap(2, start, packed)
+            if bits is None:
+                bits = bm.bits(index, start, end)
             for b in range(max(start, lo), min(end, hi), step):
                 n = min(step, min(end, hi) - b)
-                sel = np.flatnonzero(bits[b - start : b - start + n])
+                select = bits[b - start : b - start + n]
                 done_pfns += n
-                if sel.size == 0:
+                if 1 not in select:
                     continue
-                pages, rows = src.read_batch(b, n, sel)
-                job = (compress_pages, pages, rows, options.compression, bool(level & 1))
+                pages, rows = src.read_batch(b, n, select)
+                job = (compress_pages, pages, src.page_size, rows, options.compression,
+                       bool(level & 1))  # fmt: skip
                 for batch in pool.submit(*job):
                     _add(writer, batch, summary)
                 if options.progress is not None:
@@ -97,9 +99,10 @@ def _write_kdump(
 
 
 def _add(writer: KdumpWriter, batch: PageBatch, summary: Summary) -> None:
+    rebase(batch.desc, writer.next_data_offset, writer.zero_offset)
     writer.add_pages(batch.desc, batch.data, batch.nbytes)
     summary.zero_pages += batch.zero_count
-    summary.written_pages += batch.desc.shape[0]
+    summary.written_pages += batch.count
 
 
 def _open_sink(

@@ -16,11 +16,9 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
-
-import numpy as np
 
 from kdumpy.errors import KdumpyError
 from kdumpy.vmcore.compression import (
@@ -31,8 +29,23 @@ from kdumpy.vmcore.compression import (
 )
 from kdumpy.vmcore.diskdump_format import PAGE_DESC
 
+# The C loop (_pagepack.c) for the kinds it was built with at install time (none, zlib,
+# LZO; snappy and zstd when their headers were there); the Python path below writes the
+# same bytes (snappy: cramjam's equally valid encoding, not libsnappy's).  Descriptor
+# offsets are made absolute in C too, or over numpy without the extension.
+try:
+    from kdumpy.collect._pagepack import KINDS as _NATIVE_FLAGS
+    from kdumpy.collect._pagepack import pack as _native_pack
+    from kdumpy.collect._pagepack import rebase
+except ImportError:  # no compiler or liblzo2-dev at install time
+    _native_pack, _NATIVE_FLAGS = None, ()
+    from kdumpy.collect.fallback import rebase
+
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+__all__ = ["COMPRESSIONS", "FLAG_OF", "NATIVE", "OrderedPool", "PageBatch", "compress_pages",
+           "rebase"]  # fmt: skip
 
 COMPRESSIONS = ("none", "zlib", "lzo", "snappy", "zstd")
 FLAG_OF = {
@@ -43,69 +56,36 @@ FLAG_OF = {
     "zstd": COMPRESSED_ZSTD,
 }
 Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer protocol
-# Compresses the rows ``keep`` of a uint8 [k, page_size] array, one result per row.
-BatchCompressor = Callable[[np.ndarray, np.ndarray], Sequence[Buffer]]
-
-# The C loop (_pagepack.c) for the kinds it was built with at install time (none, zlib,
-# LZO; snappy and zstd when their headers were there); the Python path below writes the
-# same bytes (snappy: cramjam's equally valid encoding, not libsnappy's).
-try:
-    from kdumpy.collect._pagepack import KINDS as _NATIVE_FLAGS
-    from kdumpy.collect._pagepack import pack as _native_pack
-except ImportError:  # no compiler or liblzo2-dev at install time
-    _native_pack, _NATIVE_FLAGS = None, ()
+# Compresses one page (a memoryview of page_size bytes).
+PageCompressor = Callable[[memoryview], Buffer]
 NATIVE = tuple(kind for kind, flag in FLAG_OF.items() if flag in _NATIVE_FLAGS)
 
 
-def pack_room(pages: int, page_size: int) -> int:
-    """Bytes of output the C loop needs for ``pages`` pages (``PACK_SLACK`` in _pagepack.c:
-    a page adds at most ``page_size``, a compressor is given its worst case)."""
-    return pages * page_size + page_size // 6 + 64
-
-
-def _new_compressor(kind: str) -> BatchCompressor:
-    """A batch compressor; each thread needs its own (zstd contexts are not shareable).
+def _new_compressor(kind: str) -> PageCompressor:
+    """A page compressor; each thread needs its own (zstd contexts are not shareable).
     The libraries are imported on first use: a dump needs one of them."""
     if kind == "zlib":
-        return lambda pages, keep: [zlib.compress(pages[i].data, 1) for i in keep.tolist()]
+        return lambda page: zlib.compress(page, 1)
     if kind == "lzo":
         import lzo  # python-lzo wants bytes
 
-        return lambda pages, keep: [lzo.compress(pages[i].tobytes(), 1, False)
-                                    for i in keep.tolist()]  # fmt: skip
+        return lambda page: lzo.compress(page.tobytes(), 1, False)
     if kind == "snappy":
         import cramjam
 
-        raw = cramjam.snappy.compress_raw
-        return lambda pages, keep: [raw(pages[i].data) for i in keep.tolist()]
+        return cramjam.snappy.compress_raw
     if kind == "zstd":
         import zstandard
 
-        return _zstd_batch(zstandard, zstandard.ZstdCompressor(level=1))
+        return zstandard.ZstdCompressor(level=1).compress
     raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
-
-
-def _zstd_batch(zstandard: Any, cctx: Any) -> BatchCompressor:
-    """Every kept page in one call: a frame per page, the same bytes as ``cctx.compress``."""
-
-    def compress(pages: np.ndarray, keep: np.ndarray) -> Sequence[Buffer]:
-        if keep.size == 0:
-            return []
-        segments = np.empty((keep.size, 2), dtype="<u8")
-        segments[:, 0] = keep * pages.shape[1]
-        segments[:, 1] = pages.shape[1]
-        batch = zstandard.BufferWithSegments(pages.data, segments.tobytes())
-        frames = cctx.multi_compress_to_buffer(batch, threads=0)
-        return [frames[i] for i in range(keep.size)]
-
-    return compress
 
 
 _local = threading.local()
 
 
-def _thread_compressor(kind: str) -> BatchCompressor:
-    cache: dict[str, BatchCompressor] = getattr(_local, "cache", None) or {}
+def _thread_compressor(kind: str) -> PageCompressor:
+    cache: dict[str, PageCompressor] = getattr(_local, "cache", None) or {}
     _local.cache = cache
     if kind not in cache:
         cache[kind] = _new_compressor(kind)
@@ -116,78 +96,60 @@ def _thread_compressor(kind: str) -> BatchCompressor:
 class PageBatch:
     """The pages of a batch as the writer stores them, in pfn order.
 
-    ``desc`` has one page descriptor (:data:`PAGE_DESC`) per page whose ``offset`` is
-    relative to the batch's first stored byte, or -1 for a zero page (the writer points
-    it at the dump's shared zero page).  ``data`` holds the stored bytes back to back in
-    one or more buffers (written with one ``pwritev``, never joined), ``nbytes`` long.
+    ``desc`` has one page descriptor (:data:`PAGE_DESC`, ``count`` of them) per page
+    whose ``offset`` is relative to the batch's first stored byte, or -1 for a zero page
+    (:func:`rebase` makes them absolute).  ``data`` holds the stored bytes back to back
+    in one or more buffers (written with one ``pwritev``, never joined), ``nbytes`` long.
     """
 
-    desc: np.ndarray
+    desc: bytearray
     data: list[Buffer]
     nbytes: int
     zero_count: int
-
-
-def zero_pages(pages: np.ndarray) -> np.ndarray:
-    """Which rows of a uint8 ``[k, page_size]`` array are all zero (8-byte word compare)."""
-    if pages.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
-    words = pages.view(np.uint64) if pages.flags.c_contiguous else pages.copy().view(np.uint64)
-    return np.asarray(~words.any(axis=1), dtype=bool)
+    count: int
 
 
 def compress_pages(
-    pages: np.ndarray, rows: np.ndarray | None, kind: str, exclude_zero: bool
-) -> PageBatch:
-    """Compress the pages ``rows`` of ``pages`` (all when None) as one batch; runs on a
-    worker thread.  ``pages`` is read in place (a mapping of the dump: no copy)."""
+    pages: Buffer, page_size: int, select: bytes | bytearray | None, kind: str,
+    exclude_zero: bool,
+) -> PageBatch:  # fmt: skip
+    """Compress the pages of ``pages`` (whole pages back to back) that ``select`` marks
+    (one byte per page, nonzero: kept; None: all) as one batch; runs on a worker thread.
+    ``pages`` is read in place (a mapping of the dump: no copy)."""
     if kind not in FLAG_OF:
         raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
-    pages = np.ascontiguousarray(pages)
     if kind in NATIVE and _native_pack is not None:
-        return _compress_native(pages, rows, kind, exclude_zero)
-    return _compress_python(pages if rows is None else pages[rows], kind, exclude_zero)
+        data, desc, zeros = _native_pack(FLAG_OF[kind], pages, page_size, select, exclude_zero)
+        count = len(desc) // PAGE_DESC.size
+        return PageBatch(desc, [data], len(data), zeros, count)
+    return _compress_python(memoryview(pages).cast("B"), page_size, select, kind, exclude_zero)
 
 
-def _compress_native(
-    pages: np.ndarray, rows: np.ndarray | None, kind: str, exclude_zero: bool
-) -> PageBatch:
-    k, page_size = (pages.shape[0] if rows is None else rows.shape[0]), pages.shape[1]
-    if rows is not None:
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-    desc = np.empty(k, dtype=PAGE_DESC)
-    # A fresh buffer per batch (not zero-filled): the writer may hold it until it flushes.
-    out = np.empty(pack_room(k, page_size), dtype=np.uint8)
-    assert _native_pack is not None
-    used, zeros = _native_pack(
-        FLAG_OF[kind], pages, page_size, rows, exclude_zero, out, desc.view(np.uint8)
-    )
-    return PageBatch(desc, [out[:used].data], used, zeros)
-
-
-def _compress_python(pages: np.ndarray, kind: str, exclude_zero: bool) -> PageBatch:
-    k, page_size = pages.shape
-    zero = zero_pages(pages) if exclude_zero else np.zeros(k, dtype=bool)
-    sizes = np.full(k, page_size, dtype=np.uint32)
-    flags = np.zeros(k, dtype=np.uint32)
-    keep = np.flatnonzero(~zero)
-    if kind == "none":  # the kept pages as they are, one buffer
-        packed: list[Buffer] = [pages[keep].tobytes()]
-    else:
-        packed = list(_thread_compressor(kind)(pages, keep))
-        lengths = np.fromiter(map(len, packed), dtype=np.uint32, count=len(packed))
-        smaller = lengths < page_size
-        sizes[keep] = np.where(smaller, lengths, page_size)
-        flags[keep] = np.where(smaller, FLAG_OF[kind], 0)
-        for j in np.flatnonzero(~smaller).tolist():  # no gain: the page is stored raw
-            packed[j] = pages[keep[j]].tobytes()
-    desc = np.zeros(k, dtype=PAGE_DESC)
-    stored = sizes[keep].astype(np.int64)
-    desc["offset"] = -1
-    desc["offset"][keep] = np.cumsum(stored) - stored
-    desc["size"] = sizes
-    desc["flags"] = flags
-    return PageBatch(desc, packed, int(stored.sum()), int(k - keep.size))
+def _compress_python(
+    view: memoryview, page_size: int, select: bytes | bytearray | None, kind: str,
+    exclude_zero: bool,
+) -> PageBatch:  # fmt: skip
+    """The C loop's result, a Python call per page (kinds the extension was built without)."""
+    npages = view.nbytes // page_size
+    rows = range(npages) if select is None else [i for i in range(npages) if select[i]]
+    desc = bytearray(PAGE_DESC.size * len(rows))
+    compress = None if kind == "none" else _thread_compressor(kind)
+    zero = bytes(page_size)
+    data: list[Buffer] = []
+    used = zeros = 0
+    for j, i in enumerate(rows):
+        page = view[i * page_size : (i + 1) * page_size]
+        if exclude_zero and page == zero:
+            PAGE_DESC.pack_into(desc, j * PAGE_DESC.size, -1, page_size, 0, 0)
+            zeros += 1
+            continue
+        stored, flag = (compress(page), FLAG_OF[kind]) if compress else (b"", 0)
+        if not compress or len(stored) >= page_size:  # no gain: the page is stored raw
+            stored, flag = page.tobytes(), 0
+        PAGE_DESC.pack_into(desc, j * PAGE_DESC.size, used, len(stored), flag, 0)
+        data.append(stored)
+        used += len(stored)
+    return PageBatch(desc, data, used, zeros, len(rows))
 
 
 class OrderedPool:

@@ -10,10 +10,7 @@ written.
 
 from __future__ import annotations
 
-import numpy as np
-
 from kdumpy.collect.bitmap import Bitmap2
-from kdumpy.collect.compress import zero_pages
 from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.source import DumpSource
 from kdumpy.collect.stats import Summary
@@ -33,24 +30,40 @@ def _source_loads(src: DumpSource) -> list[tuple[int, int, int]]:
     return [(s, e, s << shift) for s, e in src.ram_ranges]
 
 
-def _drop_zero_pages(src: DumpSource, start: int, keep: np.ndarray) -> int:
+def _drop_zero_pages(src: DumpSource, start: int, keep: bytearray) -> int:
     """Clear zero pages from ``keep`` (pfns from ``start``); returns how many."""
-    dropped = 0
-    for b in range(0, keep.shape[0], READ_BATCH):
-        sel = np.flatnonzero(keep[b : b + READ_BATCH])
-        if sel.size:
-            zero = zero_pages(src.read_pages(start + b, min(READ_BATCH, keep.shape[0] - b), sel))
-            keep[b + sel[zero]] = False
-            dropped += int(np.count_nonzero(zero))
+    dropped, ps = 0, src.page_size
+    zero = bytes(ps)
+    for b in range(0, len(keep), READ_BATCH):
+        n = min(READ_BATCH, len(keep) - b)
+        select = keep[b : b + n]
+        rows = [i for i in range(n) if select[i]]
+        if not rows:
+            continue
+        data = memoryview(src.read_pages(start + b, n, select)).cast("B")
+        for j, i in enumerate(rows):
+            if data[j * ps : (j + 1) * ps] == zero:
+                keep[b + i] = 0
+                dropped += 1
     return dropped
 
 
-def split_load(keep: np.ndarray) -> list[tuple[int, int, int]]:
-    """``(first, file_pages, mem_pages)`` pieces of a load, cut at long excluded runs."""
-    n = keep.shape[0]
-    edges = np.flatnonzero(np.diff(np.concatenate(([1], keep.view(np.int8), [1]))))
-    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-    long_runs = [(a, b) for a, b in runs if b - a >= PFN_EXCLUDED]
+def _zero_runs(keep: bytes | bytearray) -> list[tuple[int, int]]:
+    """``[a, b)`` runs of excluded (0) pfns."""
+    runs, a = [], keep.find(0)
+    while a >= 0:
+        b = keep.find(1, a)
+        b = len(keep) if b < 0 else b
+        runs.append((a, b))
+        a = keep.find(0, b)
+    return runs
+
+
+def split_load(keep: bytes | bytearray) -> list[tuple[int, int, int]]:
+    """``(first, file_pages, mem_pages)`` pieces of a load (one byte per pfn, 1: kept),
+    cut at long excluded runs."""
+    n = len(keep)
+    long_runs = [(a, b) for a, b in _zero_runs(keep) if b - a >= PFN_EXCLUDED]
     pieces = []
     first = 0
     for a, b in long_runs:
@@ -59,8 +72,8 @@ def split_load(keep: np.ndarray) -> list[tuple[int, int, int]]:
     if first < n or not pieces:
         # Excluded pages at the end of a load, however few, only extend p_memsz: makedumpfile
         # copies a short excluded run only when a kept page follows it.
-        kept = np.flatnonzero(keep[first:])
-        pieces.append((first, int(kept[-1]) + 1 if kept.size else 0, n - first))
+        last = keep.rfind(1, first)
+        pieces.append((first, last + 1 - first if last >= 0 else 0, n - first))
     return [p for p in pieces if p[2] > 0]
 
 
@@ -83,7 +96,7 @@ def write_elf(
         keep = bm.range_bits(start, end)
         if level & 1:
             summary.zero_pages += _drop_zero_pages(src, start, keep)
-        kept_total += int(np.count_nonzero(keep))
+        kept_total += keep.count(1)
         pieces = split_load(keep)
         for i, (first, file_pages, mem_pages) in enumerate(pieces, 1):
             plan.append((start + first, file_pages, len(loads)))
@@ -96,8 +109,8 @@ def write_elf(
     for first, file_pages, index in plan:
         for b in range(0, file_pages, READ_BATCH):
             n = min(READ_BATCH, file_pages - b)
-            pages = src.read_pages(first + b, n, np.arange(n))
-            elf.write_data(index, b * ps, pages.reshape(-1).data)
+            pages = src.read_pages(first + b, n, bytearray(b"\x01" * n))
+            elf.write_data(index, b * ps, memoryview(pages).cast("B"))
             done += n
             summary.written_pages += n
             if options.progress is not None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-import numpy as np
-
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.base import Dump
 
@@ -26,8 +24,8 @@ SECTION_HAS_MEM_MAP = 0x2
 # No machine kdumpy reads has more physical address bits (x86_64 5-level, arm64 LPA/LPA2):
 # a VMCOREINFO claiming more is capped, so the section table stays bounded.
 MAX_PHYSMEM_BITS = 52
-# Fills the array with physical memory at an address; False if it cannot (then read_phys).
-ReadInto = Callable[[int, np.ndarray], bool]
+# Fills the buffer with physical memory at an address; False if it cannot (then read_phys).
+ReadInto = Callable[[int, memoryview], bool]
 
 
 class MemMap:
@@ -91,27 +89,29 @@ class MemMap:
             if not root:
                 continue
             count = min(per_root, nsec - r * per_root)
-            data = np.frombuffer(tr.read_virt(root, count * ms_size), dtype=np.uint8)
-            raw = np.ndarray((count,), "<u8", data, ms_off, (ms_size,))
+            data = tr.read_virt(root, count * ms_size)
             first = r * per_root
-            nr = np.arange(first, first + count, dtype=np.uint64)
-            decoded = (raw & ~np.uint64(SECTION_FLAG_BITS)) + (
-                nr << np.uint64(self.section_bits)
-            ) * np.uint64(self.struct_size)
-            for i in np.flatnonzero((raw & np.uint64(SECTION_HAS_MEM_MAP)) != 0).tolist():
-                out[first + i] = int(decoded[i])
+            for i in range(count):
+                (raw,) = struct.unpack_from("<Q", data, i * ms_size + ms_off)
+                if raw & SECTION_HAS_MEM_MAP:
+                    nr = first + i
+                    decoded = (raw & ~SECTION_FLAG_BITS) + (
+                        nr << self.section_bits
+                    ) * self.struct_size
+                    out[nr] = decoded & (1 << 64) - 1
         return out
 
     def described_end(self) -> int:
         """One past the last pfn of the last section that has a memory map (0: none)."""
         return (max(self.section_map) + 1) << self.section_bits if self.section_map else 0
 
-    def read(self, pfn0: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Struct pages of ``pfn0 .. pfn0+count-1``: uint8 ``[count, SIZE(page)]`` and validity."""
+    def read(self, pfn0: int, count: int) -> tuple[bytearray, bytearray]:
+        """Struct pages of ``pfn0 .. pfn0+count-1`` back to back (``count * SIZE(page)``
+        bytes, zero where unreadable) and one byte per pfn, 1 where its struct page was read."""
         size = self.struct_size
-        raw = np.zeros((count, size), dtype=np.uint8)
-        valid = np.zeros(count, dtype=bool)
-        flat = raw.reshape(-1)
+        raw = bytearray(count * size)
+        valid = bytearray(count)
+        flat = memoryview(raw)
         pfn = pfn0
         end = pfn0 + count
         while pfn < end:
@@ -126,7 +126,7 @@ class MemMap:
         return raw, valid
 
     def _read_virt_into(
-        self, vaddr: int, flat: np.ndarray, pos: int, length: int, valid: np.ndarray
+        self, vaddr: int, flat: memoryview, pos: int, length: int, valid: bytearray
     ) -> None:
         """Copy ``length`` bytes of vmemmap at ``vaddr`` into ``flat[pos:]``.
 
@@ -149,7 +149,7 @@ class MemMap:
                 except KdumpyError:
                     data = b""
                 if len(data) == step:
-                    flat[pos + done : pos + done + step] = np.frombuffer(data, dtype=np.uint8)
+                    flat[pos + done : pos + done + step] = data
                     ok = True
             if ok and run_start is None:
                 run_start = pos + done
@@ -160,7 +160,9 @@ class MemMap:
         if run_start is not None:
             self._mark(valid, run_start, pos + length)
 
-    def _mark(self, valid: np.ndarray, lo: int, hi: int) -> None:
+    def _mark(self, valid: bytearray, lo: int, hi: int) -> None:
         """Mark rows whose bytes lie entirely in ``[lo, hi)``."""
         size = self.struct_size
-        valid[(lo + size - 1) // size : hi // size] = True
+        a, b = (lo + size - 1) // size, hi // size
+        if a < b:
+            valid[a:b] = b"\x01" * (b - a)

@@ -16,12 +16,10 @@ import os
 import struct
 from types import TracebackType
 
-import numpy as np
-
 from kdumpy.collect.memmap import MemMap
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore import open_dump
-from kdumpy.vmcore.base import Dump
+from kdumpy.vmcore.base import Buffer, Dump
 from kdumpy.vmcore.notes import NT_PRSTATUS, Note
 
 BITMAP_FLOOR = 64 << 20  # both bitmaps of 1 TiB of RAM: allowed whatever the input's size
@@ -77,22 +75,24 @@ class DumpSource:
     def _supported_max_pfn(self) -> int:
         """max_mapnr of an ELF source, clipped to the memory the dump supports.
 
-        PT_LOADs may declare more memory (``p_memsz``) than the file holds: makedumpfile
-        -E leaves excluded pages out, and mem_section still describes them.  Memory that
-        neither the file holds nor mem_section describes is treated as absent (one
-        warning), as makedumpfile clips max_mapnr to the last memory map; and the
-        bitmaps, whose size follows max_mapnr, may not outgrow the file (beyond
-        :data:`BITMAP_FLOOR`), so time and output follow the input's bytes.
+        As makedumpfile does (``get_max_mapnr``, then ``get_mem_map``), max_mapnr is the
+        end of the highest PT_LOAD, clipped to the last section that has a memory map:
+        PT_LOADs may declare more memory (``p_memsz``) than the file holds (makedumpfile
+        -E leaves excluded pages out, and mem_section still describes them), or hold
+        memory no memory map describes (QEMU's dump of the firmware ROM below 4 GiB).
+        Without a usable mem_section the file alone says what exists.  What is cut off
+        is treated as absent (one warning); and the bitmaps, whose size follows
+        max_mapnr, may not outgrow the file (beyond :data:`BITMAP_FLOOR`), so time and
+        output follow the input's bytes.
         """
         declared = self.dump.max_pfn
         ranges = self.dump.pfn_ranges()
-        limit = held = ranges[-1][1] if ranges else 0
-        if declared > held:
-            try:
-                described = MemMap(self.dump, declared, self.read_phys).described_end()
-            except KdumpyError:
-                described = 0  # no usable mem_section: the file alone says what exists
-            limit = max(held, min(declared, described))
+        held = ranges[-1][1] if ranges else 0
+        try:
+            described = MemMap(self.dump, declared, self.read_phys).described_end()
+        except KdumpyError:
+            described = 0  # no usable mem_section
+        limit = min(declared, described) if described else min(declared, held)
         shift = self.page_size.bit_length() - 1
         if limit < declared:
             self.warnings += (
@@ -137,36 +137,46 @@ class DumpSource:
         """Re-filtering keeps what was already excluded: ``level | the input's level``."""
         return level | self.input_level
 
-    def read_pages(self, start_pfn: int, count: int, select: np.ndarray) -> np.ndarray:
-        """Data of pages ``start_pfn + select`` as a contiguous uint8 ``[k, page_size]`` array."""
+    def read_pages(self, start_pfn: int, count: int, select: bytearray) -> Buffer:
+        """Data of the pages ``select`` marks (one byte per pfn from ``start_pfn``) back to
+        back, ``page_size`` bytes each."""
         pages, rows = self.read_batch(start_pfn, count, select)
-        return np.ascontiguousarray(pages if rows is None else pages[rows])
+        if rows is None:
+            return pages
+        view, ps = memoryview(pages).cast("B"), self.page_size
+        return b"".join(view[i * ps : (i + 1) * ps] for i in range(count) if rows[i])
 
     def read_batch(
-        self, start_pfn: int, count: int, select: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Pages ``start_pfn + select`` without a gathering copy: ``(pages, rows)``, where
-        ``pages[rows]`` are the selected pages (``rows`` None: all of ``pages``).  Mostly
-        kept batches come as a read-only mapping of their file range."""
+        self, start_pfn: int, count: int, select: bytearray
+    ) -> tuple[Buffer, bytearray | None]:
+        """The pages ``select`` marks (one byte per pfn from ``start_pfn``, nonzero:
+        wanted) without a gathering copy: ``(pages, rows)``, where ``pages`` holds whole
+        pages back to back and ``rows`` marks the wanted ones among them (None: all).
+        Mostly kept batches come as a read-only mapping of their file range."""
+        wanted = count - select.count(0)
         if self._extents is None:
             pages, _present = self.dump.read_pfns(start_pfn, count)
-            return pages, None if select.shape[0] == count else select
-        if select.shape[0] * 2 >= count:
+            return pages, None if wanted == count else select
+        if wanted * 2 >= count:
             mapped = self._map_pages(start_pfn, count)
             if mapped is not None:
-                return mapped, None if select.shape[0] == count else select
-        out = np.empty((select.shape[0], self.page_size), dtype=np.uint8)
+                return mapped, None if wanted == count else select
+        out = bytearray(wanted * self.page_size)
+        view = memoryview(out)
         # Every selected page is in the file.  Runs of consecutive pfns: one pread each.
-        breaks = np.flatnonzero(np.diff(select) != 1) + 1
-        for run in np.split(np.arange(select.shape[0]), breaks):
-            first = start_pfn + int(select[run[0]])
-            self._pread_into(out[run[0] : run[-1] + 1], first * self.page_size)
+        ps, row, i = self.page_size, 0, select.find(1)
+        while i >= 0:
+            j = select.find(0, i)
+            j = count if j < 0 else j
+            self._pread_into(view[row * ps : (row + j - i) * ps], (start_pfn + i) * ps)
+            row += j - i
+            i = select.find(1, j)
         return out, None
 
-    def _map_pages(self, start_pfn: int, count: int) -> np.ndarray | None:
-        """Pages ``start_pfn..+count`` as a read-only array over a mapping of just their file
+    def _map_pages(self, start_pfn: int, count: int) -> memoryview | None:
+        """Pages ``start_pfn..+count`` as a read-only view of a mapping of just their file
         range, or None unless one extent holds them all.  The mapping lives as long as the
-        array (one batch); mapped, /proc/vmcore is read without a copy per page, which is
+        view (one batch); mapped, /proc/vmcore is read without a copy per page, which is
         why makedumpfile maps it too."""
         assert self._extents is not None
         lo, size = start_pfn * self.page_size, count * self.page_size
@@ -180,8 +190,7 @@ class DumpSource:
                                mmap.PROT_READ, offset=base)  # fmt: skip
         except (OSError, ValueError):
             return None  # a file that cannot be mapped is read with preadv
-        array = np.frombuffer(window, dtype=np.uint8, count=size, offset=offset - base)
-        return array.reshape(count, self.page_size)
+        return memoryview(window)[offset - base : offset - base + size]
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         """Physical memory (struct pages, page tables) without mapping the whole file."""
@@ -195,33 +204,30 @@ class DumpSource:
                 break
         return self.dump.read_phys(paddr, size)
 
-    def read_phys_into(self, paddr: int, buf: np.ndarray) -> bool:
-        """Fill ``buf`` (uint8) with physical memory at ``paddr`` straight from the file
-        (one copy); False unless one ELF extent holds it all (then use read_phys)."""
+    def read_phys_into(self, paddr: int, buf: memoryview) -> bool:
+        """Fill ``buf`` with physical memory at ``paddr`` straight from the file (one
+        copy); False unless one ELF extent holds it all (then use read_phys)."""
         if self._extents is None:
             return False
-        end = paddr + buf.size
+        end = paddr + buf.nbytes
         for ext in self._extents:
             if ext.start <= paddr and end <= ext.end:
-                view = memoryview(buf)  # type: ignore[arg-type]
-                return os.preadv(self._fd, [view], ext.offset + (paddr - ext.start)) == buf.size
+                return os.preadv(self._fd, [buf], ext.offset + (paddr - ext.start)) == buf.nbytes
         return False
 
-    def _pread_into(self, buf: np.ndarray, paddr: int) -> None:
+    def _pread_into(self, buf: memoryview, paddr: int) -> None:
         """Fill ``buf`` with physical memory at ``paddr`` from the ELF extents (holes stay 0)."""
         assert self._extents is not None
-        flat = buf.reshape(-1)
-        end = paddr + flat.size
+        end = paddr + buf.nbytes
         if not any(ext.start <= paddr and end <= ext.end for ext in self._extents):
             # A page the extents only partly cover (an e820 range ending mid-page): the rest
             # reads as zero, as makedumpfile's reader fills it, never as stale buffer bytes.
-            flat.fill(0)
+            buf[:] = bytes(buf.nbytes)
         for ext in self._extents:
             a, b = max(paddr, ext.start), min(end, ext.end)
             if a >= b:
                 continue
-            view = memoryview(flat[a - paddr : b - paddr])  # type: ignore[arg-type]
-            got = os.preadv(self._fd, [view], ext.offset + (a - ext.start))
+            got = os.preadv(self._fd, [buf[a - paddr : b - paddr]], ext.offset + (a - ext.start))
             if got != b - a:
                 raise DumpFormatError(f"{self.path}: short read at physical address {a:#x}")
 

@@ -6,8 +6,7 @@ import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-
-import numpy as np
+from typing import Any, TypeAlias
 
 from kdumpy.arch.select import Architecture, Mapping, QemuCpuState, Translator, from_vmcoreinfo
 from kdumpy.errors import DumpFormatError, PageNotPresent
@@ -23,6 +22,7 @@ from kdumpy.vmcore.notes import (
 )
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
+Buffer: TypeAlias = Any  # bytes, bytearray, memoryview, a numpy array: the buffer protocol
 BATCH_BYTES = 16 << 20  # the most page data iter_pages hands out at once
 
 
@@ -131,16 +131,17 @@ class Dump:
         i = bisect.bisect_right(self._dumpable_starts, pfn) - 1
         return i >= 0 and pfn < ranges[i][1]
 
-    def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_pfns(self, start_pfn: int, count: int) -> tuple[Buffer, Buffer]:
         """Pages ``start_pfn .. start_pfn+count-1`` at once.
 
-        Returns ``(pages, present)``: a uint8 array ``[count, page_size]`` (possibly a
-        read-only view of the file mapping, valid until :meth:`close`) and a bool
-        array ``[count]``; pages not in the file are zero with ``present`` False.
+        Returns ``(pages, present)``, two C-contiguous buffers: ``count * page_size``
+        bytes of page data (possibly a read-only view of the file mapping, valid until
+        :meth:`close`) and one byte per page, nonzero where the page is in the file;
+        pages not in the file are zero.  Wrap them with ``numpy.frombuffer`` for arrays.
         """
         raise NotImplementedError
 
-    def iter_pages(self, batch: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def iter_pages(self, batch: int = 4096) -> Iterator[tuple[int, Buffer, Buffer]]:
         """``(start_pfn, pages, present)`` over :meth:`pfn_ranges` in batches of at most
         ``batch`` pages and 16 MiB (memory stays bounded by one batch)."""
         batch = max(1, min(batch, BATCH_BYTES // self.page_size))
@@ -153,9 +154,9 @@ class Dump:
     def read_pfn(self, pfn: int) -> bytes:
         """One page; raises :class:`PageNotPresent` if it is not in the file."""
         pages, present = self.read_pfns(pfn, 1)
-        if not present[0]:
+        if not memoryview(present).cast("B")[0]:
             raise PageNotPresent(f"{self.path}: page frame {pfn:#x} is not in the dump")
-        return pages[0].tobytes()
+        return memoryview(pages).cast("B")[: self.page_size].tobytes()
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         """``size`` bytes of physical memory; :class:`PageNotPresent` if any page is missing."""
@@ -165,14 +166,15 @@ class Dump:
         first = paddr >> shift
         last = (paddr + size - 1) >> shift
         pages, present = self.read_pfns(first, last - first + 1)
-        if not present.all():
-            missing = first + int(np.argmin(present))
+        absent = memoryview(present).cast("B").tobytes().find(0)
+        if absent >= 0:
+            missing = first + absent
             raise PageNotPresent(
                 f"{self.path}: physical address {max(paddr, missing << shift):#x} "
                 "is not in the dump"
             )
         start = paddr - (first << shift)
-        return pages.reshape(-1)[start : start + size].tobytes()
+        return memoryview(pages).cast("B")[start : start + size].tobytes()
 
     def file_extents(self) -> list[Extent] | None:
         """Where page data lies verbatim in a plain file (an ELF dump), for readers

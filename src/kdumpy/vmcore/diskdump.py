@@ -29,7 +29,7 @@ from kdumpy.vmcore.compression import (
 )
 from kdumpy.vmcore.diskdump_format import (
     DISK_DUMP_HEADER,
-    PAGE_DESC,
+    PAGE_DESC_SIZE,
     DiskDumpHeader,
     KdumpSubHeader,
     parse_disk_dump_header,
@@ -39,6 +39,9 @@ from kdumpy.vmcore.notes import Note, parse_notes
 from kdumpy.vmcore.source import ByteSource
 
 BLOCK_PFNS = 4096  # pfns per prefix-count entry (BITMAP_SECT_LEN)
+# page_desc_t as numpy reads it (diskdump_format.PAGE_DESC is the same record for struct)
+PAGE_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+assert PAGE_DESC.itemsize == PAGE_DESC_SIZE
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 _CHUNK_PFNS = 1 << 22  # bitmap scan granularity, bounds temporary memory
 _PAGE_CACHE = 64
@@ -56,6 +59,11 @@ class _Part:
     desc_offset: int
     descs: np.ndarray  # this file's PAGE_DESC records (fewer if the file is truncated)
     first_index: int = 0  # global 2nd-bitmap rank of start_pfn
+
+
+def _array(src: ByteSource, offset: int, size: int) -> np.ndarray:
+    """Bytes of ``src`` as a uint8 array (a zero-copy view of a mapped file)."""
+    return np.frombuffer(src.view(offset, size), dtype=np.uint8)
 
 
 def _popcount(bitmap: np.ndarray) -> int:
@@ -185,7 +193,7 @@ class KdumpDump(Dump):
         want = self._rank(part.end_pfn) - part.first_index
         avail = max(0, part.src.size - part.desc_offset) // PAGE_DESC.itemsize
         count = min(want, avail, part.src.stored // PAGE_DESC.itemsize)
-        return part.src.array(part.desc_offset, count * PAGE_DESC.itemsize).view(PAGE_DESC)
+        return _array(part.src, part.desc_offset, count * PAGE_DESC.itemsize).view(PAGE_DESC)
 
     def _load_bitmaps(self, part: _Part) -> None:
         bs = part.header.block_size
@@ -195,10 +203,10 @@ class KdumpDump(Dump):
         one_bitmap_blocks = -(-need // bs)
         if part.header.bitmap_blocks >= 2 * one_bitmap_blocks:
             half = total // 2  # dump_is_partial(): two bitmaps, the 2nd is the dumpable one
-            self.bitmap1 = part.src.array(off, half)
-            self.bitmap2 = part.src.array(off + half, half)
+            self.bitmap1 = _array(part.src, off, half)
+            self.bitmap2 = _array(part.src, off + half, half)
         else:
-            self.bitmap1 = self.bitmap2 = part.src.array(off, total)
+            self.bitmap1 = self.bitmap2 = _array(part.src, off, total)
         if self.bitmap2.size < need or self.bitmap1.size < need:
             raise DumpFormatError(
                 f"{part.src.path}: bitmaps ({part.header.bitmap_blocks} blocks) are too small "
@@ -341,7 +349,7 @@ class KdumpDump(Dump):
             order = np.argsort(raw_offsets, kind="stable")
             cuts = np.flatnonzero(np.diff(raw_offsets[order])) + 1
             for group in np.split(order, cuts):
-                pages[raw_rows[group]] = part.src.array(int(raw_offsets[group[0]]), ps)
+                pages[raw_rows[group]] = _array(part.src, int(raw_offsets[group[0]]), ps)
         # Compressed pages: one library call each, stored through a flat view.
         packed = ~raw
         if not packed.any():

@@ -12,8 +12,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import numpy as np
-
 from kdumpy.arch.select import from_uname
 from kdumpy.errors import DumpFormatError
 
@@ -21,7 +19,9 @@ KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
 DISK_DUMP_HEADER = struct.Struct("<8si390s6xqqIiiIIIIIIi")
 KDUMP_SUB_HEADER = struct.Struct("<QiiQQqQqQqQQQQ")
-PAGE_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+# page_desc_t: offset, size, flags, page_flags (diskdump.py reads them as a numpy dtype)
+PAGE_DESC = struct.Struct("<qIIQ")
+PAGE_DESC_SIZE = PAGE_DESC.size
 MAX_HEADER_VERSION = 6
 # block_size is the page size: Linux has none above 64 KiB (arm64, ppc64).  Every page
 # read allocates one, so a larger claim would multiply memory per input byte.

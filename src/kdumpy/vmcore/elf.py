@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-import numpy as np
-
 from kdumpy.arch.select import SUPPORTED, Mapping, elf_machine_name, from_elf_machine
 from kdumpy.errors import DumpFormatError, PageNotPresent
-from kdumpy.vmcore.base import Dump, Extent, merge_ranges
+from kdumpy.vmcore.base import Buffer, Dump, Extent, merge_ranges
 from kdumpy.vmcore.notes import parse_notes
 from kdumpy.vmcore.source import ByteSource, FileSource
 
@@ -167,7 +165,7 @@ class ElfDump(Dump):
 
     def file_extents(self) -> list[Extent] | None:
         # Only a plain file: a flattened stream's offsets are not the file's.
-        return self.extents if self.format == "elf" else None
+        return self.extents if self.format in ("elf", "qemu-elf") else None
 
     def ram_ranges(self) -> list[tuple[int, int]]:
         # makedumpfile's 1st bitmap: from paddr's page to the page holding the last byte
@@ -188,37 +186,37 @@ class ElfDump(Dump):
         """The pfns ``[first, end)`` whose pages physical bytes ``[start, end)`` touch."""
         return start >> self._shift, (end + self.page_size - 1) >> self._shift
 
-    def read_pfns(self, start_pfn: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_pfns(self, start_pfn: int, count: int) -> tuple[Buffer, Buffer]:
         if start_pfn < 0 or count < 0:
             raise PageNotPresent(f"{self.path}: no page frames at {start_pfn} (+{count})")
-        ps = self.page_size
         lo, hi = start_pfn << self._shift, (start_pfn + count) << self._shift
-        present = np.zeros(count, dtype=bool)
+        present = bytearray(count)
         stop_pfn = start_pfn + count
         ranges = self.pfn_ranges()
         k = max(0, bisect.bisect_right(self._dumpable_starts, start_pfn) - 1)
         while k < len(ranges) and ranges[k][0] < stop_pfn:
             start, end = ranges[k]
             if end > start_pfn:
-                present[max(start, start_pfn) - start_pfn : min(end, stop_pfn) - start_pfn] = True
+                a, b = max(start, start_pfn) - start_pfn, min(end, stop_pfn) - start_pfn
+                present[a:b] = b"\x01" * (b - a)
             k += 1
         i = max(0, bisect.bisect_right(self._extent_starts, lo) - 1)
         # Fast path: one extent holds the whole range -> a view of the mapping, no copy.
         if i < len(self.extents):
             ext = self.extents[i]
             if ext.start <= lo and hi <= ext.end:
-                arr = self.src.array(ext.offset + (lo - ext.start), hi - lo)
-                if arr.size == hi - lo:
-                    return arr.reshape(count, ps), present
-        out = np.zeros(count * ps, dtype=np.uint8)
+                view = self.src.view(ext.offset + (lo - ext.start), hi - lo)
+                if view.nbytes == hi - lo:
+                    return view, present
+        out = bytearray(hi - lo)  # what no extent holds reads as zero
         while i < len(self.extents) and self.extents[i].start < hi:
             ext = self.extents[i]
             a, b = max(lo, ext.start), min(hi, ext.end)
             if a < b:
-                data = self.src.array(ext.offset + (a - ext.start), b - a)
-                out[a - lo : a - lo + data.size] = data
+                data = self.src.view(ext.offset + (a - ext.start), b - a)
+                out[a - lo : a - lo + data.nbytes] = data
             i += 1
-        return out.reshape(count, ps), present
+        return out, present
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         if paddr < 0:

@@ -14,8 +14,6 @@ import bisect
 import heapq
 import struct
 
-import numpy as np
-
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore.source import ByteSource
 
@@ -104,25 +102,24 @@ class FlattenedSource(ByteSource):
         return starts, ends, raws
 
     def read(self, offset: int, size: int) -> bytes:
-        return self.array(offset, size).tobytes()
+        return bytes(self.view(offset, size))
 
-    def array(self, offset: int, size: int) -> np.ndarray:
+    def view(self, offset: int, size: int) -> memoryview:
         if offset < 0 or size <= 0 or offset >= self.size:
-            return np.zeros(0, dtype=np.uint8)
+            return memoryview(b"")
         size = min(size, self.size - offset)
         end = offset + size
         i = max(0, bisect.bisect_right(self._starts, offset) - 1)
         if self._starts and self._starts[i] <= offset and end <= self._ends[i]:
-            return self.raw.array(self._sources[i] + offset - self._starts[i], size)
-        out = np.zeros(size, dtype=np.uint8)
+            return self.raw.view(self._sources[i] + offset - self._starts[i], size)
+        out = bytearray(size)  # holes read as zero
         while i < len(self._starts) and self._starts[i] < end:
             a, b = max(offset, self._starts[i]), min(end, self._ends[i])
             if a < b:
-                out[a - offset : b - offset] = self.raw.array(
-                    self._sources[i] + a - self._starts[i], b - a
-                )
+                data = self.raw.view(self._sources[i] + a - self._starts[i], b - a)
+                out[a - offset : a - offset + len(data)] = data
             i += 1
-        return out
+        return memoryview(out)
 
     def covered(self, offset: int, size: int) -> list[tuple[int, int]]:
         """The parts of ``offset .. offset+size`` some record wrote (not the holes)."""

@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
-import numpy as np
-
 from kdumpy.vmcore.compression import COMPRESSED_INCOMPLETE
 from kdumpy.vmcore.diskdump_format import (
     DISK_DUMP_HEADER,
@@ -89,7 +87,7 @@ class KdumpLayout:
 
     @property
     def offset_data(self) -> int:
-        return self.offset_desc + PAGE_DESC.itemsize * self.num_dumpable
+        return self.offset_desc + PAGE_DESC.size * self.num_dumpable
 
 
 @dataclass
@@ -147,7 +145,8 @@ class KdumpWriter:
         self.zero_offset = layout.offset_data
         self.desc_pos = layout.offset_desc
         self.data_pos = layout.offset_data + (layout.block_size if zero_page else 0)
-        self._descs: list[np.ndarray] = []
+        self._descs: list[Buffer] = []
+        self._desc_count = 0
         self._data: list[Buffer] = []
         self._data_len = 0
         self.pages_written = 0
@@ -161,27 +160,31 @@ class KdumpWriter:
         if self.zero_page:
             self.sink.write_at(self.zero_offset, bytes(lay.block_size))
 
-    def write_bitmap(self, which: int, start_pfn: int, bits: np.ndarray) -> None:
-        """Bits for pfns ``start_pfn..`` (``start_pfn`` a multiple of 8) of bitmap 1 or 2."""
+    def write_bitmap(self, which: int, start_pfn: int, packed: Buffer) -> None:
+        """Bitmap 1 or 2 bytes (bit ``i % 8`` of byte ``i / 8`` for pfn ``start_pfn + i``)
+        for pfns from ``start_pfn`` (a multiple of 8)."""
         base = self.layout.offset_bitmap1 if which == 1 else self.layout.offset_bitmap2
-        self.sink.write_at(base + start_pfn // 8, np.packbits(bits, bitorder="little").tobytes())
+        self.sink.write_at(base + start_pfn // 8, packed)
 
-    def add_pages(self, desc: np.ndarray, data: list[Buffer], nbytes: int) -> None:
+    @property
+    def next_data_offset(self) -> int:
+        """File offset of the next page data :meth:`add_pages` receives."""
+        return self.data_pos + self._data_len
+
+    def add_pages(self, desc: Buffer, data: list[Buffer], nbytes: int) -> None:
         """Descriptors and data of the next dumpable pages in pfn order.
 
-        ``desc`` (:data:`PAGE_DESC`) has offsets relative to the first byte of ``data``
-        (the pages' stored bytes back to back, ``nbytes`` in all), -1 for a page that
-        shares the zero page; they are made absolute here.
+        ``desc`` holds their page descriptors (:data:`PAGE_DESC` records) with absolute
+        offsets: the first page's data at :attr:`next_data_offset`, a zero page at
+        :attr:`zero_offset`; ``data`` the pages' stored bytes back to back, ``nbytes``.
         """
-        offsets = desc["offset"]
-        shared = offsets < 0
-        offsets += self.data_pos + self._data_len
-        offsets[shared] = self.zero_offset
         self._descs.append(desc)
         self._data.extend(data)
         self._data_len += nbytes
-        self.pages_written += desc.shape[0]
-        if self._data_len >= FLUSH_BYTES or sum(d.shape[0] for d in self._descs) >= 1 << 15:
+        count = memoryview(desc).nbytes // PAGE_DESC.size
+        self._desc_count += count
+        self.pages_written += count
+        if self._data_len >= FLUSH_BYTES or self._desc_count >= 1 << 15:
             self.flush()
 
     def flush(self) -> None:
@@ -191,10 +194,10 @@ class KdumpWriter:
             self.data_pos += self._data_len
             self._data, self._data_len = [], 0
         if self._descs:
-            descs = np.concatenate(self._descs)
-            self._descs = []
-            self.sink.write_at(self.desc_pos, descs.tobytes())
-            self.desc_pos += descs.nbytes
+            descs = b"".join(self._descs)
+            self._descs, self._desc_count = [], 0
+            self.sink.write_at(self.desc_pos, descs)
+            self.desc_pos += len(descs)
 
     @property
     def end_offset(self) -> int:
@@ -204,5 +207,5 @@ class KdumpWriter:
     def mark_incomplete(self) -> None:
         """Re-write the main header with ``DUMP_DH_COMPRESSED_INCOMPLETE`` (after ENOSPC)."""
         self.header.incomplete = True
-        self._descs, self._data, self._data_len = [], [], 0
+        self._descs, self._data, self._data_len, self._desc_count = [], [], 0, 0
         self.sink.write_at(0, pack_disk_dump_header(self.layout, self.header))

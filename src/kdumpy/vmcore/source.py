@@ -12,8 +12,6 @@ import contextlib
 import mmap
 import os
 
-import numpy as np
-
 from kdumpy.errors import DumpFormatError
 
 
@@ -34,9 +32,9 @@ class ByteSource:
         """Up to ``size`` bytes at ``offset`` (fewer at the end of the data)."""
         raise NotImplementedError
 
-    def array(self, offset: int, size: int) -> np.ndarray:
-        """Like :meth:`read` but as a uint8 array (a zero-copy view when possible)."""
-        return np.frombuffer(self.read(offset, size), dtype=np.uint8)
+    def view(self, offset: int, size: int) -> memoryview:
+        """Like :meth:`read` but as a memoryview (a zero-copy view when possible)."""
+        return memoryview(self.read(offset, size))
 
     def covered(self, offset: int, size: int) -> list[tuple[int, int]]:
         """``[start, end)`` ranges within ``offset .. offset+size`` that hold data."""
@@ -92,12 +90,9 @@ class FileSource(ByteSource):
             return memoryview(self._pread(offset, max(0, size)) if offset < self.size else b"")
         return self._view[offset : offset + max(0, size)]
 
-    def array(self, offset: int, size: int) -> np.ndarray:
-        return np.frombuffer(self.view(offset, size), dtype=np.uint8)
-
     def close(self) -> None:
         if self._map is not None:
-            # numpy views handed to callers may still reference the mapping; then
+            # views (and arrays over them) handed to callers may still reference the mapping; then
             # it is unmapped when the last of them is collected.
             with contextlib.suppress(BufferError):
                 self._view.release()

@@ -8,8 +8,6 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
-import numpy as np
-
 from kdumpy.analysis.commands.apicode import api_code, task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
@@ -194,7 +192,8 @@ def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, i
     exception frame (``bt -e``), as the architecture recognises them."""
     arch = prog.arch
     base = int(task.stack)
-    words = np.frombuffer(prog.read(base, arch.stack_size(prog.dump.page_size)), dtype="<u8")
+    data = prog.read(base, arch.stack_size(prog.dump.page_size))
+    words = struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8])
 
     def is_text(address: int) -> bool:
         sym = prog.find_symbol(address)

@@ -17,7 +17,8 @@ from kdumpy.analysis.helpers.lists import list_for_each_entry
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
-from kdumpy.arch.x86_64.orc import OrcEntry, OrcTable
+from kdumpy.arch.x86_64.orc import OrcEntry
+from kdumpy.arch.x86_64.orc_table import OrcTable
 from kdumpy.errors import KdumpyError
 
 _ELF64_SYM = struct.Struct("<IBBHQQ")

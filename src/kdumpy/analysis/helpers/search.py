@@ -43,7 +43,7 @@ def search_physical(prog: Program, value: int, start: int = 0, end: int | None =
         lo, hi = max(lo_pfn, start // ps), min(hi_pfn, -(-end // ps))
         for first in range(lo, hi, 4096):
             pages, present = dump.read_pfns(first, min(4096, hi - first))
-            flat = np.ascontiguousarray(pages).reshape(-1)
+            flat = np.frombuffer(pages, dtype=np.uint8)
             for off in _matches(flat, value, width, mask):
                 address = first * ps + int(off)
                 if start <= address < end and present[int(off) // ps]:

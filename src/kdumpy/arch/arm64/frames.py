@@ -10,9 +10,7 @@ pstate holds no flags.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
+from collections.abc import Callable, Sequence
 
 from kdumpy.arch.arm64.registers import ARM64_REGS, is_user_mode
 
@@ -39,16 +37,16 @@ def from_user_mode(regs: dict[str, int]) -> bool:
 
 
 def scan_exception_frames(
-    words: np.ndarray, base: int, is_text: Callable[[int], bool]
+    words: Sequence[int], base: int, is_text: Callable[[int], bool]
 ) -> list[tuple[int, dict[str, int]]]:
     """``(address, registers)`` of every place on a stack that looks like a pt_regs."""
     n = len(ARM64_REGS)
-    pstate = words[_AT["pstate"] :][: len(words) - n + 1]
-    mode = pstate & np.uint64(0x1F)
-    ok = (pstate >> np.uint64(32)) == 0
-    ok &= np.isin(mode, [0, 4, 5])
+    at_pstate = _AT["pstate"]
     found = []
-    for i in np.nonzero(ok)[0].tolist():
+    for i in range(len(words) - n + 1):
+        pstate = words[i + at_pstate]
+        if pstate >> 32 or (pstate & 0x1F) not in (0, 4, 5):
+            continue
         regs = dict(zip(ARM64_REGS, map(int, words[i : i + n]), strict=True))
         pc, sp = regs["pc"], regs["sp"]
         if regs["pstate"] & 0xF:

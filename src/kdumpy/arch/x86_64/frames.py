@@ -3,9 +3,7 @@ search for them on a stack (``bt -e``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
+from collections.abc import Callable, Sequence
 
 from kdumpy.arch.x86_64.unwind_fp import PT_REGS
 
@@ -47,7 +45,7 @@ def from_user_mode(regs: dict[str, int]) -> bool:
 
 
 def scan_exception_frames(
-    words: np.ndarray, base: int, is_text: Callable[[int], bool]
+    words: Sequence[int], base: int, is_text: Callable[[int], bool]
 ) -> list[tuple[int, dict[str, int]]]:
     """``(address, registers)`` of every place on a stack (``words`` from ``base``)
     that looks like a
@@ -57,13 +55,15 @@ def scan_exception_frames(
     segments with a text address and a kernel stack pointer, or user segments with
     user addresses."""
     n = len(PT_REGS)
-    # Candidates by RFLAGS and CS alone (vectorised), then the address checks.
-    flags = words[_AT["flags"] :][: len(words) - n + 1]
-    cs = words[_AT["cs"] :][: len(flags)]
-    ok = ((flags & 2) != 0) & ((flags & np.uint64(_RFLAGS_ZERO & (1 << 64) - 1)) == 0)
-    ok &= np.isin(cs, [_KERNEL_CS, _USER_CS, _USER32_CS])
+    at_flags, at_cs = _AT["flags"], _AT["cs"]
+    zero = _RFLAGS_ZERO & (1 << 64) - 1
+    segments = (_KERNEL_CS, _USER_CS, _USER32_CS)
     found = []
-    for i in np.nonzero(ok)[0].tolist():
+    # Candidates by RFLAGS and CS alone, then the address checks.
+    for i in range(len(words) - n + 1):
+        flags = words[i + at_flags]
+        if not flags & 2 or flags & zero or words[i + at_cs] not in segments:
+            continue
         regs = dict(zip(PT_REGS, map(int, words[i : i + n]), strict=True))
         ip, sp, ss = regs["ip"], regs["sp"], regs["ss"]
         if regs["cs"] == _KERNEL_CS:

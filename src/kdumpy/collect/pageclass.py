@@ -1,0 +1,22 @@
+"""The classes a page can get from the decision chain, and a block carried between batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KEEP = 0
+FREE = 1
+CACHE = 2
+CACHE_PRIVATE = 3
+USER = 4
+HWPOISON = 5
+OFFLINE = 6
+CLASS_NAMES = ("kept", "free", "cache", "cache_private", "user", "hwpoison", "offline")
+
+
+@dataclass
+class Pending:
+    """A multi-page exclusion that continues past the batch it started in."""
+
+    end_pfn: int = 0
+    cls: int = KEEP
