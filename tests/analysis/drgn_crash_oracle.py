@@ -50,7 +50,20 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     lines["list_tasks_e"] = (  # stops before the third process's node
         f"list -o task_struct.tasks -e {tasks.next.next.next.value_():x} -H {tasks_head:x}"
     )
+    crash_fn = prog.symbol("sysrq_handle_crash").address
+    uts = prog["init_uts_ns"].name.address_of_().value_()
     return lines | {
+        "sym_name": "sym sysrq_handle_crash",
+        "sym_addr": f"sym {crash_fn + 4:x}",
+        "whatis_var": "whatis init_uts_ns",
+        "struct_uts": f"struct new_utsname.sysname,release {uts:x}",
+        "p_var": "p jiffies",
+        "ps": "ps",
+        "runq": "runq",
+        "files_1": "files 1",
+        "set_1": "set 1",
+        "mod": "mod",
+        "log": "log",
         "kmem_V": "kmem -V",
         "kmem_z": "kmem -z",
         "kmem_h": "kmem -h",

@@ -193,7 +193,8 @@ for cpu in prog.online_cpus:
     rq, current, rt, cfs = runqueue_tasks(prog, cpu)
     print(f"CPU {cpu} RUNQUEUE: {rq:x}  CURRENT: {int(current.pid)} {task_comm(current)}")
     for prio, task in rt + cfs:
-        print(f"  [{prio:3d}] PID: {int(task.pid)} TASK: {int(task):x} {task_comm(task)}")
+        if int(task) != int(current):  # the running task is CURRENT, not queued
+            print(f"  [{prio:3d}] PID: {int(task.pid)} TASK: {int(task):x} {task_comm(task)}")
 """,
     )
 
@@ -204,11 +205,17 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     out = []
     for cpu in prog.online_cpus:
         rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
+        # As crash: the running task is CURRENT, not one of the queued (cfs_rq->curr).
+        cfs = [(prio, task) for prio, task in cfs if int(task) != int(curr)]
         out.append(f"CPU {cpu} RUNQUEUE: {rq:x}\n")
         pid, comm = int(curr.pid), shown(task_comm(curr))
         out.append(f'  CURRENT: PID: {pid:<6} TASK: {int(curr):x}  COMMAND: "{comm}"\n')
-        for title, queued in (("RT PRIO_ARRAY", rt), ("CFS RB_ROOT", cfs)):
-            out.append(f"  {title}:\n")
+        # crash names each queue by its address: &rq->rt.active, &rq->cfs.tasks_timeline
+        heads = (rq + prog.offsetof("struct rq", "rt.active"),
+                 rq + prog.offsetof("struct rq", "cfs.tasks_timeline"))  # fmt: skip
+        titles = ("RT PRIO_ARRAY", "CFS RB_ROOT")
+        for title, head, queued in zip(titles, heads, (rt, cfs), strict=True):
+            out.append(f"  {title}: {head:x}\n")
             if not queued:
                 out.append("     [no tasks queued]\n")
             for prio, task in queued:
