@@ -57,6 +57,7 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "sym_addr": f"sym {crash_fn + 4:x}",
         "whatis_var": "whatis init_uts_ns",
         "struct_uts": f"struct new_utsname.sysname,release {uts:x}",
+        "union_attr": f"union bpf_attr.map_type,key_size {task1:x}",
         "p_var": "p jiffies",
         "ps": "ps",
         "runq": "runq",

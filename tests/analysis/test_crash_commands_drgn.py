@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash12")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash13")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -299,6 +299,14 @@ def test_struct_members_match_drgn(session, drgn):
     strings = re.findall(r'(\w+) = [^"]*"([^"\\]*)', ours)
     assert strings == re.findall(r'(\w+) = [^"]*"([^"\\]*)', theirs)
     assert len(strings) == 2
+
+
+def test_union_member_matches_drgn(session, drgn):
+    """``union TYPE.a,b ADDR`` (bpf_attr over pid 1's task_struct): the same values."""
+    ours, theirs = both(session, drgn, "union_attr")
+    members = re.compile(r"(\w+) = (?:\([^)]*\))?(\d+)")
+    assert members.findall(ours) == members.findall(theirs)
+    assert len(members.findall(ours)) == 2
 
 
 def test_set_names_drgns_task(session, drgn):
