@@ -229,6 +229,8 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
 
 def set_python(opts: argparse.Namespace) -> str:
     expr, names = task_expr(opts.task)
+    if opts.cpu is not None:
+        expr, names = f"active_tasks(prog)[{opts.cpu}]", {"active_tasks"}
     return api_code(
         names | {"task_comm", "task_cpu", "task_state_crash"},
         f"""
@@ -239,11 +241,22 @@ print(int(task.pid), task_comm(task), f"{{int(task):x}}", task_cpu(task), task_s
 
 
 @command("set", "set the context task", Arg("task", nargs="?", metavar="pid|task"),
-         usage="set [pid | task]", python=set_python)  # fmt: skip
+         Arg("-c", dest="cpu", type=int, metavar="cpu", help="the task active on this CPU"),
+         Arg("-p", dest="panic", action="store_true", help="the panic task"),
+         usage="set [pid | task | -c cpu | -p]", python=set_python)  # fmt: skip
 def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if sum(map(bool, (opts.task, opts.cpu is not None, opts.panic))) > 1:
+        raise CommandError("give one of a task, -c cpu or -p")
     if opts.task:
         session.extra["task"] = task_from_arg(session, opts.task)
+    elif opts.cpu is not None:
+        active = active_tasks(prog)
+        if opts.cpu not in active:
+            raise CommandError(f"no active task on CPU {opts.cpu}")
+        session.extra["task"] = active[opts.cpu]
+    elif opts.panic:
+        session.extra["task"] = panic_task(prog)
     task = session.extra.get("task") or panic_task(prog)
     if not isinstance(task, Object):
         return "no context task\n"

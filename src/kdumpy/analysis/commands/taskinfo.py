@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.commands.output import member_lines
+from kdumpy.analysis.commands.output import RADIX_ARGS, member_lines
 from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
 from kdumpy.analysis.helpers.files import d_path, task_files
 from kdumpy.analysis.helpers.signals import SIG_DFL, SIG_IGN, flag_names, pending, sig_actions
@@ -42,7 +42,8 @@ def _pick(words: list[str]) -> str:
 
 @command("task", "task_struct contents",
          Arg("-R", dest="members", metavar="member[,member]", help="only these members"),
-         Arg("tasks", nargs="*", metavar="pid|task"), usage="task [-R member[,member]] [pid|task]",
+         Arg("tasks", nargs="*", metavar="pid|task"), *RADIX_ARGS,
+         usage="task [-R member[,member]] [-x|-d] [pid|task]",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"
              f"task = {_pick(o.tasks)}\n"
@@ -53,9 +54,9 @@ def cmd_task(session: Session, opts: argparse.Namespace) -> str:
     for task in _tasks(session, opts.tasks):
         out.append(task_line(task))
         if opts.members:
-            out.append(member_lines(task, opts.members.split(",")))
+            out.append(member_lines(task, opts.members.split(","), opts.radix))
         else:
-            out.append(f"struct task_struct {format_value(task.deref_())}\n")
+            out.append(f"struct task_struct {format_value(task.deref_(), 0, opts.radix)}\n")
     return "".join(out)
 
 
