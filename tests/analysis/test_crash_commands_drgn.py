@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash13")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash14")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -363,3 +363,45 @@ def test_mod_rows_match_drgn(session, drgn):
 def test_log_matches_drgn(session, drgn):
     ours, theirs = both(session, drgn, "log")
     assert ours == theirs
+
+
+_HEXVAL = re.compile(r"(\w+) = (?:\([^)]*\))?(0x[0-9a-f]+)")
+
+
+@pytest.mark.parametrize("key", ["p_x", "struct_x", "task_x"])
+def test_hex_values_match_drgn(session, drgn, key):
+    """``-x``: the same members printed in hex with the same values."""
+    ours, theirs = both(session, drgn, key)
+    if key == "p_x":  # crash's "jiffies = $1 = 0x..."
+        ours = ours.replace(" = $1", "")
+    assert _HEXVAL.findall(ours) == _HEXVAL.findall(theirs)
+    assert _HEXVAL.findall(ours)
+
+
+@pytest.mark.parametrize("key", ["sym_q", "sym_pn"])
+def test_sym_search_and_neighbours_match_drgn(session, drgn, key):
+    """``sym -q``/``-p -n``: the same symbols at the same addresses, in order."""
+    ours, theirs = both(session, drgn, key)
+    assert [(r[0], r[2]) for r in rows(ours, 0)] == [tuple(r[:2]) for r in rows(theirs, 0)]
+    assert len(rows(ours, 0)) >= 2
+
+
+_FRAME = re.compile(r"#\d+ \[[0-9a-f]+\] (\S+) at ([0-9a-f]+)")
+
+
+@pytest.mark.parametrize("key", ["bt_c0", "bt_p"])
+def test_bt_of_a_cpu_and_the_panic_task_match_drgn(session, drgn, key):
+    """``bt -c 0``, ``bt -p``: the same task and the same frames' pcs (drgn names them
+    from DWARF: ``__handle_sysrq`` for the ``.cold`` part kallsyms names, one alias of
+    several at an address)."""
+    ours, theirs = both(session, drgn, key)
+    assert ours.split()[:4] == theirs.split()[:4]  # PID: n TASK: address
+    assert [pc for _n, pc in _FRAME.findall(ours)] == [pc for _n, pc in _FRAME.findall(theirs)]
+    assert _FRAME.findall(ours)
+
+
+@pytest.mark.parametrize("key", ["set_c0", "set_p"])
+def test_set_cpu_and_panic_match_drgn(session, drgn, key):
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours, 0)[:2] == rows(theirs, 0)[:2]  # PID, COMMAND
+    assert rows(ours, 0)[2][:2] == rows(theirs, 0)[2][:2]  # TASK
