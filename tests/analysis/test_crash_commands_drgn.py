@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash14")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash15")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -405,3 +405,15 @@ def test_set_cpu_and_panic_match_drgn(session, drgn, key):
     ours, theirs = both(session, drgn, key)
     assert rows(ours, 0)[:2] == rows(theirs, 0)[:2]  # PID, COMMAND
     assert rows(ours, 0)[2][:2] == rows(theirs, 0)[2][:2]  # TASK
+
+
+@pytest.mark.parametrize("key", ["sig_l", "sig_s", "sig_g"])
+def test_sig_list_set_and_group_match_drgn(session, drgn, key):
+    """``sig -l`` (every number and name), ``sig -s`` (a set's names) and ``sig -g``
+    (from the shared pending set on: each thread's blocked and pending signals)."""
+    ours, theirs = both(session, drgn, key)
+    if key == "sig_g":
+        ours = ours[ours.index("SHARED_PENDING") :]
+        theirs = theirs[theirs.index("SHARED_PENDING") :]
+    assert rows(ours, 0) == rows(theirs, 0)
+    assert rows(ours, 0)

@@ -596,3 +596,22 @@ def test_bt_and_set_take_a_cpu_or_the_panic_task(crash, machine):
     assert crash("set -p").startswith(f"    PID: {panic}\n")
     assert crash("set -p 1300") == "set: give one of a task, -c cpu or -p\n"
     assert "active_tasks(prog)[cpu] for cpu in [0, 1]" in crash("bt -c 0,1 --python")
+
+
+def test_sig_l_s_g(crash, machine):
+    """``sig -l``: the 64 signals, aliases after a slash and the real-time ones as crash
+    numbers them; ``sig -s``: the names in a set; ``sig -g``: the shared set, then
+    each thread's blocked and private pending signals."""
+    listed = dict(line.split() for line in crash("sig -l").splitlines())
+    assert len(listed) == 64
+    assert listed["[6]"] == "SIGABRT/SIGIOT" and listed["[17]"] == "SIGCHLD/SIGCLD"
+    assert (listed["[33]"], listed["[48]"]) == ("SIGRTMIN+1", "SIGRTMIN+16")
+    assert (listed["[49]"], listed["[63]"], listed["[64]"]) == ("SIGRTMAX-15", "SIGRTMAX-1",
+                                                                 "SIGRTMAX")  # fmt: skip
+    assert crash("sig -s 14003") == "SIGHUP SIGINT SIGTERM SIGCHLD\n"
+    mask, queued = machine.sub.pending
+    out = crash("sig -g 1")
+    assert "\n   BLOCKED:" not in out  # -g: per thread, below
+    assert out.index("SHARED_PENDING") < out.index("\n  PID: 1 ")
+    assert out.endswith(f"     BLOCKED: {1 << 9:016x}\n  PRIVATE_PENDING\n"
+                        f"      SIGNAL: {mask:016x}\n    SIGQUEUE: {queued[0]:x}\n")  # fmt: skip
