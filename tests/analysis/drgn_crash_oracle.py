@@ -50,7 +50,33 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     lines["list_tasks_e"] = (  # stops before the third process's node
         f"list -o task_struct.tasks -e {tasks.next.next.next.value_():x} -H {tasks_head:x}"
     )
+    crash_fn = prog.symbol("sysrq_handle_crash").address
+    uts = prog["init_uts_ns"].name.address_of_().value_()
     return lines | {
+        "sym_name": "sym sysrq_handle_crash",
+        "sym_addr": f"sym {crash_fn + 4:x}",
+        "whatis_var": "whatis init_uts_ns",
+        "struct_uts": f"struct new_utsname.sysname,release {uts:x}",
+        "union_attr": f"union bpf_attr.map_type,key_size {task1:x}",
+        "p_x": "p -x jiffies",
+        "struct_x": f"struct -x task_struct.pid,tgid,prio {task1:x}",
+        "task_x": "task -x -R pid,prio 1",
+        "sym_q": "sym -q sysrq_handle_",
+        "sym_pn": "sym -p -n sysrq_handle_crash",
+        "bt_c0": "bt -c 0",
+        "bt_p": "bt -p",
+        "set_c0": "set -c 0",
+        "set_p": "set -p",
+        "sig_l": "sig -l",
+        "sig_s": "sig -s 14003",
+        "sig_g": "sig -g 1",
+        "p_var": "p jiffies",
+        "ps": "ps",
+        "runq": "runq",
+        "files_1": "files 1",
+        "set_1": "set 1",
+        "mod": "mod",
+        "log": "log",
         "kmem_V": "kmem -V",
         "kmem_z": "kmem -z",
         "kmem_h": "kmem -h",

@@ -105,7 +105,7 @@ def test_flags_complete_from_the_declaration(prog):
     load_commands()
     completer = crash_cli._completer(Session(prog), command_names(), command_flags())
     complete = [c.text for c in completer.get_completions(Document("bt -"), None)]
-    assert complete == ["-F", "-a", "-e", "-f", "-l"]
+    assert complete == ["-F", "-a", "-c", "-e", "-f", "-l", "-p"]
 
 
 def test_batch_status_comes_from_the_failure_not_the_text(synthetic_vmcore, tmp_path, capsys):

@@ -544,3 +544,74 @@ def test_list_r_walks_back_and_e_stops(crash, machine, prog):
     assert out == [want[0], init, *want[:0:-1]]
     code = crash(f"list -r -e {leaders[2] + off:x} -H {head:x} --python")
     assert "list_for_each_reverse" in code and f"{leaders[2] + off:#x}" in code
+
+
+def test_x_prints_integers_in_hex_and_d_in_decimal(crash, machine):
+    """crash's ``-x``/``-d`` on p, struct, union, ``*``, task, list and tree: the values
+    the test wrote (pid 1300, jiffies), negative ones as the type's two's complement."""
+    task = machine.tasks[1300].address
+    jiffies = 4_295_000_000
+    assert crash("p -x jiffies") == f"jiffies = $1 = {jiffies:#x}\n"
+    assert crash("p -d jiffies") == f"jiffies = $2 = {jiffies}\n"
+    assert crash(f"struct -x task_struct.pid,tgid {task:x}") == "  pid = 0x514\n  tgid = 0x514\n"
+    assert crash(f"*task_struct.pid -x {task:x}") == "  pid = 0x514\n"
+    assert crash(f"union -d task_struct.pid {task:x}") == "  pid = 1300\n"
+    assert crash("task -x -R pid 1300").endswith("  pid = 0x514\n")
+    assert "pid = 1300," in crash("task -d 1300")
+    head = machine.globals["init_task"] + machine.kernel.offsetof("struct task_struct", "tasks")
+    out = crash(f"list -x -s task_struct.pid -o task_struct.tasks -H {head:x}")
+    assert "  pid = 0x514\n" in out
+
+
+def test_sym_l_q_p_n(crash, machine):
+    """``sym -l``: every vmlinux symbol the kernel image holds, by address (modules'
+    after them); ``-q``: those whose name holds a string; ``-p``/``-n``: a symbol with
+    the one before and after."""
+    k = machine.kernel
+    kernel = sorted((a, n) for n, (a, _t) in k.symbols.items() if a >= 1 << 63)
+    listed = [(int(r[0], 16), r[2]) for r in rows(crash("sym -l"), 0)]
+    assert sorted(listed[: len(kernel)]) == kernel
+    assert [a for a, _n in listed] == sorted(a for a, _n in listed)
+    assert [r[2] for r in rows(crash("sym -q sysrq"), 0)] == [
+        "sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger"]  # fmt: skip
+    around = [r[2] for r in rows(crash("sym -p -n __handle_sysrq"), 0)]
+    assert around == ["sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger"]
+    assert [r[2] for r in rows(crash("sym -n sysrq_handle_crash"), 0)] == [
+        "sysrq_handle_crash", "__handle_sysrq"]  # fmt: skip
+    assert crash("sym -l _text") == "sym: -l and -q take no symbol, -p or -n\n"
+    assert "in_address_order" in crash("sym -q sysrq --python")
+
+
+def test_bt_and_set_take_a_cpu_or_the_panic_task(crash, machine):
+    """``bt -c 1`` is the task running on CPU 1 (the panic task here), ``bt -c 0-1``
+    both CPUs' tasks, ``bt -p`` the panic task; ``set -c``/``set -p`` switch to them."""
+    panic = machine.panic_pid
+    assert crash("bt -p") == crash(f"bt {panic}")
+    assert crash("bt -c 1") == crash(f"bt {panic}")
+    both = crash("bt -c 0-1")
+    assert both.startswith("PID: 0 ") and f"PID: {panic} " in both
+    assert crash("bt -c 5") == "bt: no active task on CPU 5\n"
+    assert crash("bt -c x").startswith("bt: argument -c: invalid CPU list: x")
+    assert crash("set -c 0").startswith("    PID: 0\n")
+    assert crash("set -p").startswith(f"    PID: {panic}\n")
+    assert crash("set -p 1300") == "set: give one of a task, -c cpu or -p\n"
+    assert "active_tasks(prog)[cpu] for cpu in [0, 1]" in crash("bt -c 0,1 --python")
+
+
+def test_sig_l_s_g(crash, machine):
+    """``sig -l``: the 64 signals, aliases after a slash and the real-time ones as crash
+    numbers them; ``sig -s``: the names in a set; ``sig -g``: the shared set, then
+    each thread's blocked and private pending signals."""
+    listed = dict(line.split() for line in crash("sig -l").splitlines())
+    assert len(listed) == 64
+    assert listed["[6]"] == "SIGABRT/SIGIOT" and listed["[17]"] == "SIGCHLD/SIGCLD"
+    assert (listed["[33]"], listed["[48]"]) == ("SIGRTMIN+1", "SIGRTMIN+16")
+    assert (listed["[49]"], listed["[63]"], listed["[64]"]) == ("SIGRTMAX-15", "SIGRTMAX-1",
+                                                                 "SIGRTMAX")  # fmt: skip
+    assert crash("sig -s 14003") == "SIGHUP SIGINT SIGTERM SIGCHLD\n"
+    mask, queued = machine.sub.pending
+    out = crash("sig -g 1")
+    assert "\n   BLOCKED:" not in out  # -g: per thread, below
+    assert out.index("SHARED_PENDING") < out.index("\n  PID: 1 ")
+    assert out.endswith(f"     BLOCKED: {1 << 9:016x}\n  PRIVATE_PENDING\n"
+                        f"      SIGNAL: {mask:016x}\n    SIGQUEUE: {queued[0]:x}\n")  # fmt: skip

@@ -81,8 +81,9 @@ def declaration(t: Type, name: str) -> str:
     return f"{s} {name}".rstrip() if not s.endswith("*") else f"{s}{name}"
 
 
-def format_value(obj: Object, indent: int = 0) -> str:
-    """An object's value in gdb's ``print`` syntax."""
+def format_value(obj: Object, indent: int = 0, radix: int = 10) -> str:
+    """An object's value in gdb's ``print`` syntax; ``radix`` 16 prints integers in hex
+    as ``p -x`` does (negative ones as their two's complement in the type's size)."""
     t = obj.type_.strip()
     pad = "  " * (indent + 1)
     try:
@@ -91,14 +92,15 @@ def format_value(obj: Object, indent: int = 0) -> str:
             for m in t.members:
                 member = obj.member_(m.name) if m.name else _anonymous(obj, m)
                 label = f"{m.name} = " if m.name else ""
-                parts.append(f"{pad}{label}{format_value(member, indent + 1)}")
+                parts.append(f"{pad}{label}{format_value(member, indent + 1, radix)}")
             close = "  " * indent + "}"
             return "{\n" + ",\n".join(parts) + "\n" + close
         if isinstance(t, ArrayType):
             elem = t.element.strip()
             if isinstance(elem, IntType) and elem.size == 1:
                 return _string(obj.read_bytes_())
-            shown = [format_value(obj[i], indent + 1) for i in range(min(t.length, _MAX_ARRAY))]
+            count = min(t.length, _MAX_ARRAY)
+            shown = [format_value(obj[i], indent + 1, radix) for i in range(count)]
             more = ", ..." if t.length > _MAX_ARRAY else ""
             return "{" + ", ".join(shown) + more + "}"
         if isinstance(t, PointerType):
@@ -111,6 +113,8 @@ def format_value(obj: Object, indent: int = 0) -> str:
             value = int(obj)
             if t.is_bool:
                 return "true" if value else "false"
+            if radix == 16:
+                return f"{value & ((1 << 8 * t.size) - 1):#x}"
             return f"{value} {_char(value & 0xFF)}" if t.size == 1 else str(value)
         return str(obj.value_())
     except KdumpyError as exc:

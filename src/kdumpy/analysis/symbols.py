@@ -206,6 +206,22 @@ class SymbolTable:
     def names(self) -> list[str]:
         return list(self._name_index())
 
+    def in_address_order(self) -> list[Symbol]:
+        """Every symbol at a kernel address, lowest first, aliases included (``sym -l``)."""
+        addrs = self._addresses
+        kernel = np.nonzero(addrs >= np.uint64(1 << 63))[0]
+        return [self._symbol(int(i)) for i in kernel[np.argsort(addrs[kernel], kind="stable")]]
+
+    def neighbours(self, address: int) -> tuple[Symbol | None, Symbol | None]:
+        """The symbols just below and just above the one at or below ``address``, one
+        name per address as :meth:`find` picks it (``sym -p`` / ``sym -n``)."""
+        self._address_order()
+        assert self._order is not None
+        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right")) - 1
+        below = self._symbol(int(self._order[j - 1])) if j >= 1 else None
+        above = self._symbol(int(self._order[j + 1])) if j + 1 < len(self._order) else None
+        return below, above
+
     def search(self, prefix: str) -> list[Symbol]:
         """Symbols whose name starts with ``prefix`` (for completion)."""
         keys = sorted(self._name_index())

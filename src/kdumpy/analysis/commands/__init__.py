@@ -59,6 +59,7 @@ _MODULES = (
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
     "command", "command_flags", "command_names", "load_commands", "lookup", "parse_count",
+    "parse_cpus",
     "parse_number", "resolve_address", "run_line",
 ]  # fmt: skip
 
@@ -182,6 +183,21 @@ def parse_count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"invalid count: {text}")
     return value
+
+
+def parse_cpus(text: str) -> list[int]:
+    """A CPU list as crash and the kernel write it: ``3``, ``1,8,9``, ``1-3,8``."""
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            lo, hi = int(first), int(last or first)
+            if not 0 <= lo <= hi < 1 << 16:
+                raise ValueError
+            cpus += range(lo, hi + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid CPU list: {text}") from None
+    return sorted(set(cpus))
 
 
 def parse_number(text: str) -> int:

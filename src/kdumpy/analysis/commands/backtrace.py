@@ -8,6 +8,7 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
+from kdumpy.analysis.commands import parse_cpus
 from kdumpy.analysis.commands.apicode import api_code, task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
@@ -72,6 +73,12 @@ def bt_python(opts: argparse.Namespace) -> str:
     if opts.active:
         chosen = "tasks = [task for _, task in sorted(active_tasks(prog).items())]"
         names.add("active_tasks")
+    elif opts.cpus is not None:
+        chosen = f"tasks = [active_tasks(prog)[cpu] for cpu in {opts.cpus!r}]"
+        names.add("active_tasks")
+    elif opts.panic:
+        chosen = "tasks = [panic_task(prog)]"
+        names.add("panic_task")
     else:
         exprs = []
         for arg in opts.tasks or [None]:
@@ -125,8 +132,12 @@ for task in tasks:
          Arg("-F", dest="symbolic", action="store_true",
              help="each frame's stack words, symbolically where they point at a symbol"),
          Arg("-l", dest="lines", action="store_true", help="source lines (needs DWARF)"),
+         Arg("-c", dest="cpus", metavar="cpus", type=parse_cpus,
+             help="the task active on these CPUs (3, 1,8,9, 1-23, 1,8,9-14)"),
+         Arg("-p", dest="panic", action="store_true", help="the panic task"),
          Arg("tasks", nargs="*", metavar="pid|task", help="pids or task_struct addresses"),
-         usage="bt [-a] [-e] [-f|-F] [-l] [pid | task ...]", python=bt_python)  # fmt: skip
+         usage="bt [-a|-c cpus|-p] [-e] [-f|-F] [-l] [pid | task ...]",
+         python=bt_python)  # fmt: skip
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
@@ -134,8 +145,18 @@ def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
             line_table(prog)
         except LinesUnavailable as exc:
             raise CommandError(f"-l: {exc}") from None
-    if opts.active:
-        tasks = [t for _, t in sorted(active_tasks(prog).items())]
+    if opts.active or opts.cpus is not None:
+        active = active_tasks(prog)
+        wanted = sorted(active) if opts.active else opts.cpus
+        missing = [cpu for cpu in wanted if cpu not in active]
+        if missing:
+            raise CommandError(f"no active task on CPU {missing[0]}")
+        tasks = [active[cpu] for cpu in wanted]
+    elif opts.panic:
+        found = panic_task(prog)
+        if found is None:
+            raise CommandError("no panic task found")
+        tasks = [found]
     elif opts.tasks:
         tasks = [task_from_arg(session, a) for a in opts.tasks]
     else:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.commands.output import member_lines
+from kdumpy.analysis.commands.output import RADIX_ARGS, member_lines
 from kdumpy.analysis.helpers.lists import walk
 from kdumpy.analysis.helpers.trees import (
     maple_entries,
@@ -33,15 +33,16 @@ def _offset(prog: Program, spec: str | None) -> tuple[int, str | None]:
     return prog.offsetof(f"struct {name}", member), name
 
 
-def _members(prog: Program, spec: str | None, address: int, default: str | None) -> str:
+def _members(prog: Program, spec: str | None, address: int, default: str | None,
+             radix: int = 10) -> str:  # fmt: skip
     """``-s struct[.member,member]``: the structure (or members) at an entry."""
     if not spec:
         return ""
     name, _, members = spec.partition(".")
     obj = prog.object_at(f"struct {name or default}", address)
     if not members:
-        return f"struct {name} {format_value(obj)}\n"
-    return member_lines(obj, members.split(","))
+        return f"struct {name} {format_value(obj, 0, radix)}\n"
+    return member_lines(obj, members.split(","), radix)
 
 
 def _list_python(opts: argparse.Namespace) -> str:
@@ -67,7 +68,7 @@ def _list_python(opts: argparse.Namespace) -> str:
          Arg("-r", dest="reverse", action="store_true",
              help="follow list_head.prev (backwards); implies -h unless -H is given"),
          Arg("-e", dest="end", metavar="address", help="stop before this node address"),
-         Arg("words", nargs="+", metavar="[struct.member] start"),
+         Arg("words", nargs="+", metavar="[struct.member] start"), *RADIX_ARGS,
          usage="list [-o offset|struct.member] [-s struct[.member]] [-H|-h] [-r] [-e end] "
                "[struct.member] start",
          python=lambda o: _list_python(argparse.Namespace(
@@ -100,7 +101,7 @@ def cmd_list(session: Session, opts: argparse.Namespace) -> str:
     out = []
     for entry in entries:
         out.append(f"{entry:x}\n")
-        out.append(_members(prog, opts.show, entry, struct))
+        out.append(_members(prog, opts.show, entry, struct, opts.radix))
     return "".join(out)
 
 
@@ -122,6 +123,7 @@ _TREE_KINDS = ("rbtree", "radix", "xarray", "maple")
          Arg("-s", dest="show", metavar="struct[.member[,member]]", help="show each entry"),
          Arg("-l", dest="linear", action="store_true", help="rbtree: in order (else root first)"),
          Arg("root", metavar="address|symbol", help="the rb_root, xarray or maple_tree"),
+         *RADIX_ARGS,
          usage="tree [-t rbtree|radix|xarray|maple] [-o struct.member] [-s struct] [-l] root",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.trees import rbtree_inorder, xarray_entries,"
@@ -147,4 +149,4 @@ def cmd_tree(session: Session, opts: argparse.Namespace) -> str:
     else:  # radix trees are XArrays since 4.20: xa_head follows the lock and flags
         head = prog.object_at("struct xarray", root).xa_head
         entries = [e for _i, e in xarray_entries(prog, int(head))]
-    return "".join(f"{e:x}\n" + _members(prog, opts.show, e, struct) for e in entries)
+    return "".join(f"{e:x}\n" + _members(prog, opts.show, e, struct, opts.radix) for e in entries)

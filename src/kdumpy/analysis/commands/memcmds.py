@@ -22,6 +22,7 @@ from kdumpy.analysis.helpers.mm import (
 from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.lines import LinesUnavailable, line_table
 from kdumpy.analysis.program import Program
+from kdumpy.analysis.symbols import Symbol
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
 
@@ -258,6 +259,16 @@ def _branch_target(prog: object, mnemonic: str, op: str) -> str:
 
 
 def sym_python(opts: argparse.Namespace) -> str:
+    if opts.all or opts.strings:
+        want = f"any(s in sym.name for s in {opts.strings!r})" if opts.strings else "True"
+        return api_code(
+            [],
+            f"""prog.load_modules()
+for sym in prog.symbols.in_address_order():
+    if {want}:
+        print(f"{{sym.address:x}} ({{sym.type}}) {{sym.name}}")
+""",
+        )
     body = []
     for word in opts.words:
         number = int(word, 16) if _hex(word) else 0
@@ -285,12 +296,28 @@ def _hex(word: str) -> bool:
 
 
 @command("sym", "translate a symbol to its address, or vice versa",
-         Arg("words", nargs="+", metavar="address|symbol"),
-         usage="sym address|symbol ...", python=sym_python)  # fmt: skip
+         Arg("-l", dest="all", action="store_true", help="every symbol, by address"),
+         Arg("-q", dest="strings", action="append", metavar="string",
+             help="every symbol whose name contains the string (repeatable)"),
+         Arg("-p", dest="prev", action="store_true", help="and the symbol before"),
+         Arg("-n", dest="next", action="store_true", help="and the symbol after"),
+         Arg("words", nargs="*", metavar="address|symbol"),
+         usage="sym -l | -q string | [-p] [-n] address|symbol ...", python=sym_python)  # fmt: skip
 def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.all or opts.strings:
+        if opts.words or opts.prev or opts.next:
+            raise CommandError("-l and -q take no symbol, -p or -n")
+        prog.load_modules()
+        return "".join(_sym_row(s, s.address) for s in prog.symbols.in_address_order()
+                       if opts.all or any(q in s.name for q in opts.strings))  # fmt: skip
+    if not opts.words:
+        raise CommandError("give -l, -q string, or an address or symbol")
     out = []
     for arg in opts.words:
+        if opts.prev or opts.next:
+            out.append(_sym_around(prog, arg, opts.prev, opts.next))
+            continue
         sym = prog.symbols.lookup(arg)
         if sym is None:
             prog.load_modules()
@@ -305,6 +332,25 @@ def cmd_sym(session: Session, opts: argparse.Namespace) -> str:
             raise CommandError(f"invalid address: {arg}")
         out.append(f"{address:x} ({found.type}) {found.describe(address)}\n")
     return "".join(out)
+
+
+def _sym_row(sym: Symbol, address: int) -> str:
+    return f"{address:x} ({sym.type}) {sym.describe(address)}{_mod(sym.module)}\n"
+
+
+def _sym_around(prog: Program, arg: str, prev: bool, nxt: bool) -> str:
+    """``sym -p/-n``: the symbol an address or name falls in, and its neighbours."""
+    prog.load_modules()
+    named = prog.symbols.lookup(arg)
+    address = named.address if named is not None else parse_number(arg)
+    sym = named or prog.find_symbol(address)
+    if sym is None:
+        raise CommandError(f"invalid address: {arg}")
+    below, above = prog.symbols.neighbours(sym.address)
+    rows = [_sym_row(below, below.address)] if prev and below else []
+    rows.append(_sym_row(sym, address))
+    rows += [_sym_row(above, above.address)] if nxt and above else []
+    return "".join(rows)
 
 
 def _mod(module: str | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kdumpy.analysis.commands.base import Arg
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import format_value
 from kdumpy.analysis.types import ArrayType, IntType
@@ -28,14 +29,22 @@ def quoted(text: str) -> str:
     return f'"{shown(text)}"'
 
 
-def member_lines(obj: Object, members: list[str]) -> str:
+def member_lines(obj: Object, members: list[str], radix: int = 10) -> str:
     """``  name = value`` for each member (``-s`` of list/tree, ``task -R``); a char
     array shows as the C string it holds."""
-    return "".join(f"  {m} = {member_value(obj.member_(m))}\n" for m in members)
+    return "".join(f"  {m} = {member_value(obj.member_(m), radix)}\n" for m in members)
 
 
-def member_value(obj: Object) -> str:
+def member_value(obj: Object, radix: int = 10) -> str:
     t = obj.type_.strip()
     if isinstance(t, ArrayType) and isinstance(t.element.strip(), IntType) and t.element.size == 1:
         return quoted(obj.string_().decode("utf-8", "backslashreplace"))
-    return format_value(obj, 1)
+    return format_value(obj, 1, radix)
+
+
+# crash's -x/-d: integers in hex or decimal whatever the session's default (decimal).
+RADIX_ARGS = (
+    Arg("-x", dest="radix", action="store_const", const=16, default=10,
+        help="integers in hexadecimal"),
+    Arg("-d", dest="radix", action="store_const", const=10, help="integers in decimal"),
+)  # fmt: skip

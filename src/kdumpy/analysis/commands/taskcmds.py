@@ -193,7 +193,8 @@ for cpu in prog.online_cpus:
     rq, current, rt, cfs = runqueue_tasks(prog, cpu)
     print(f"CPU {cpu} RUNQUEUE: {rq:x}  CURRENT: {int(current.pid)} {task_comm(current)}")
     for prio, task in rt + cfs:
-        print(f"  [{prio:3d}] PID: {int(task.pid)} TASK: {int(task):x} {task_comm(task)}")
+        if int(task) != int(current):  # the running task is CURRENT, not queued
+            print(f"  [{prio:3d}] PID: {int(task.pid)} TASK: {int(task):x} {task_comm(task)}")
 """,
     )
 
@@ -204,11 +205,17 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     out = []
     for cpu in prog.online_cpus:
         rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
+        # As crash: the running task is CURRENT, not one of the queued (cfs_rq->curr).
+        cfs = [(prio, task) for prio, task in cfs if int(task) != int(curr)]
         out.append(f"CPU {cpu} RUNQUEUE: {rq:x}\n")
         pid, comm = int(curr.pid), shown(task_comm(curr))
         out.append(f'  CURRENT: PID: {pid:<6} TASK: {int(curr):x}  COMMAND: "{comm}"\n')
-        for title, queued in (("RT PRIO_ARRAY", rt), ("CFS RB_ROOT", cfs)):
-            out.append(f"  {title}:\n")
+        # crash names each queue by its address: &rq->rt.active, &rq->cfs.tasks_timeline
+        heads = (rq + prog.offsetof("struct rq", "rt.active"),
+                 rq + prog.offsetof("struct rq", "cfs.tasks_timeline"))  # fmt: skip
+        titles = ("RT PRIO_ARRAY", "CFS RB_ROOT")
+        for title, head, queued in zip(titles, heads, (rt, cfs), strict=True):
+            out.append(f"  {title}: {head:x}\n")
             if not queued:
                 out.append("     [no tasks queued]\n")
             for prio, task in queued:
@@ -222,6 +229,8 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
 
 def set_python(opts: argparse.Namespace) -> str:
     expr, names = task_expr(opts.task)
+    if opts.cpu is not None:
+        expr, names = f"active_tasks(prog)[{opts.cpu}]", {"active_tasks"}
     return api_code(
         names | {"task_comm", "task_cpu", "task_state_crash"},
         f"""
@@ -232,11 +241,22 @@ print(int(task.pid), task_comm(task), f"{{int(task):x}}", task_cpu(task), task_s
 
 
 @command("set", "set the context task", Arg("task", nargs="?", metavar="pid|task"),
-         usage="set [pid | task]", python=set_python)  # fmt: skip
+         Arg("-c", dest="cpu", type=int, metavar="cpu", help="the task active on this CPU"),
+         Arg("-p", dest="panic", action="store_true", help="the panic task"),
+         usage="set [pid | task | -c cpu | -p]", python=set_python)  # fmt: skip
 def cmd_set(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if sum(map(bool, (opts.task, opts.cpu is not None, opts.panic))) > 1:
+        raise CommandError("give one of a task, -c cpu or -p")
     if opts.task:
         session.extra["task"] = task_from_arg(session, opts.task)
+    elif opts.cpu is not None:
+        active = active_tasks(prog)
+        if opts.cpu not in active:
+            raise CommandError(f"no active task on CPU {opts.cpu}")
+        session.extra["task"] = active[opts.cpu]
+    elif opts.panic:
+        session.extra["task"] = panic_task(prog)
     task = session.extra.get("task") or panic_task(prog)
     if not isinstance(task, Object):
         return "no context task\n"

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
+from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.commands.output import member_lines
+from kdumpy.analysis.commands.output import RADIX_ARGS, member_lines
 from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
 from kdumpy.analysis.helpers.files import d_path, task_files
-from kdumpy.analysis.helpers.signals import SIG_DFL, SIG_IGN, flag_names, pending, sig_actions
-from kdumpy.analysis.helpers.tasks import panic_task, task_comm
+from kdumpy.analysis.helpers.signals import (
+    SIG_DFL,
+    SIG_IGN,
+    decode_sigset,
+    flag_names,
+    pending,
+    sig_actions,
+    signal_numbers,
+)
+from kdumpy.analysis.helpers.tasks import for_each_thread, panic_task, task_comm
 from kdumpy.analysis.helpers.vma import for_each_vma, vma_name
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import format_value
@@ -42,7 +52,8 @@ def _pick(words: list[str]) -> str:
 
 @command("task", "task_struct contents",
          Arg("-R", dest="members", metavar="member[,member]", help="only these members"),
-         Arg("tasks", nargs="*", metavar="pid|task"), usage="task [-R member[,member]] [pid|task]",
+         Arg("tasks", nargs="*", metavar="pid|task"), *RADIX_ARGS,
+         usage="task [-R member[,member]] [-x|-d] [pid|task]",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"
              f"task = {_pick(o.tasks)}\n"
@@ -53,28 +64,48 @@ def cmd_task(session: Session, opts: argparse.Namespace) -> str:
     for task in _tasks(session, opts.tasks):
         out.append(task_line(task))
         if opts.members:
-            out.append(member_lines(task, opts.members.split(",")))
+            out.append(member_lines(task, opts.members.split(","), opts.radix))
         else:
-            out.append(f"struct task_struct {format_value(task.deref_())}\n")
+            out.append(f"struct task_struct {format_value(task.deref_(), 0, opts.radix)}\n")
     return "".join(out)
 
 
+def _sig_python(opts: argparse.Namespace) -> str:
+    if opts.list:
+        return _PRELUDE + ("from kdumpy.analysis.helpers.signals import signal_numbers\n"
+                           "for number, names in signal_numbers().items():\n"
+                           "    print(number, names)\n")  # fmt: skip
+    if opts.sigset is not None:
+        return _PRELUDE + ("from kdumpy.analysis.helpers.signals import decode_sigset\n"
+                           f"print(decode_sigset({parse_number(opts.sigset):#x}))\n")  # fmt: skip
+    return _PRELUDE + (
+        "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"
+        "from kdumpy.analysis.helpers.signals import sig_actions, pending\n"
+        f"task = {_pick(opts.tasks)}\n"
+        "for action in sig_actions(prog, task):\n    print(action)\n"
+        "print(pending(prog, task.pending),\n"
+        "      pending(prog, task.signal.shared_pending))\n")  # fmt: skip
+
+
 @command("sig", "task signal handling", Arg("tasks", nargs="*", metavar="pid|task"),
-         usage="sig [pid|task]",
-         python=lambda o: _PRELUDE + (
-             "from kdumpy.analysis.helpers.tasks import find_task, panic_task\n"
-             "from kdumpy.analysis.helpers.signals import sig_actions, pending\n"
-             f"task = {_pick(o.tasks)}\n"
-             "for action in sig_actions(prog, task):\n    print(action)\n"
-             "print(pending(prog, task.pending),\n"
-             "      pending(prog, task.signal.shared_pending))\n"))  # fmt: skip
+         Arg("-l", dest="list", action="store_true", help="every signal number and name"),
+         Arg("-s", dest="sigset", metavar="sigset", help="the names in a hex signal set"),
+         Arg("-g", dest="group", action="store_true",
+             help="each thread's blocked and pending signals"),
+         usage="sig [-g] [pid|task] | -l | -s sigset", python=_sig_python)  # fmt: skip
 def cmd_sig(session: Session, opts: argparse.Namespace) -> str:
+    if opts.list:
+        return "".join(f"{f'[{n}]':>4} {'/'.join(names)}\n"
+                       for n, names in signal_numbers().items())  # fmt: skip
+    if opts.sigset is not None:
+        return textwrap.fill(" ".join(decode_sigset(parse_number(opts.sigset))), 80) + "\n"
     prog = session.prog
-    return "\n".join(task_signals(prog, task) for task in _tasks(session, opts.tasks))
+    return "\n".join(task_signals(prog, task, opts.group) for task in _tasks(session, opts.tasks))
 
 
-def task_signals(prog: Program, task: Object) -> str:
-    """crash's ``sig`` block for one task."""
+def task_signals(prog: Program, task: Object, group: bool = False) -> str:
+    """crash's ``sig`` block for one task; ``group`` (``-g``): the shared pending set,
+    then each thread's blocked and private pending signals."""
     signal = task.signal
     out = [task_line(task),
            f"SIGNAL_STRUCT: {int(signal):x}  NR_THREADS: {int(signal.nr_threads)}\n",
@@ -84,13 +115,21 @@ def task_signals(prog: Program, task: Object) -> str:
         names = f" ({flag_names(a.flags)})" if flag_names(a.flags) else ""
         out.append(f"{f'[{a.signal}]':>4}  {a.address:016x}  {handler:>7}  {a.mask:016x}  "
                    f"{a.flags:x}{names}\n")  # fmt: skip
-    out.append(f"   BLOCKED: {int(task.blocked.sig[0]):016x}\n")
-    for title, sigpending in (("PRIVATE_PENDING", task.pending),
-                              ("SHARED_PENDING", signal.shared_pending)):  # fmt: skip
-        mask, queued = pending(prog, sigpending)
-        queue = " ".join(f"{q:x}" for q in queued) or "(empty)"
-        out.append(f"{title}\n    SIGNAL: {mask:016x}\n  SIGQUEUE: {queue}\n")
+    if not group:
+        out.append(f"   BLOCKED: {int(task.blocked.sig[0]):016x}\n")
+        out.append("PRIVATE_PENDING\n" + _pending(prog, task.pending))
+    out.append("SHARED_PENDING\n" + _pending(prog, signal.shared_pending))
+    if group:
+        for thread in for_each_thread(task.group_leader):
+            out.append(f"\n  {task_line(thread)}     BLOCKED: {int(thread.blocked.sig[0]):016x}\n"
+                       f"  PRIVATE_PENDING\n{_pending(prog, thread.pending, '  ')}")  # fmt: skip
     return "".join(out)
+
+
+def _pending(prog: Program, sigpending: Object, indent: str = "") -> str:
+    mask, queued = pending(prog, sigpending)
+    queue = " ".join(f"{q:x}" for q in queued) or "(empty)"
+    return f"{indent}    SIGNAL: {mask:016x}\n{indent}  SIGQUEUE: {queue}\n"
 
 
 @command("fuser", "file users", Arg("path", help="a path name, as d_path gives it"),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from kdumpy.analysis.commands import resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.output import RADIX_ARGS
 from kdumpy.analysis.helpers.modules import for_each_module, module_info
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
@@ -32,8 +33,9 @@ def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
         raise CommandError(f'invalid kernel virtual address: {address:x}  type: "{t.spelling()}"')
     obj = prog.object_at(t, address)
     if members:
-        return "".join(f"  {m} = {format_value(obj.member_(m), 1)}\n" for m in members.split(","))
-    return f"{t.spelling()} {format_value(obj)}\n"
+        return "".join(f"  {m} = {format_value(obj.member_(m), 1, opts.radix)}\n"
+                       for m in members.split(","))  # fmt: skip
+    return f"{t.spelling()} {format_value(obj, 0, opts.radix)}\n"
 
 
 def struct_python(kind: str) -> Callable[[argparse.Namespace], str]:
@@ -63,18 +65,19 @@ _STRUCT_ARGS = (
     Arg("-o", dest="offsets", action="store_true", help="member offsets"),
     Arg("name", metavar="name[.member[,member]]"),
     Arg("address", nargs="?", metavar="address|symbol", help="show the contents there"),
+    *RADIX_ARGS,
 )
 
 
 @command("struct", "structure contents", *_STRUCT_ARGS,
-         usage="struct name[.member[,member]] [address|symbol] [-o]",
+         usage="struct name[.member[,member]] [address|symbol] [-o] [-x|-d]",
          python=struct_python("struct"))  # fmt: skip
 def cmd_struct(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "struct", opts)
 
 
 @command("union", "union contents", *_STRUCT_ARGS,
-         usage="union name[.member] [address|symbol] [-o]",
+         usage="union name[.member] [address|symbol] [-o] [-x|-d]",
          python=struct_python("union"))  # fmt: skip
 def cmd_union(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "union", opts)
@@ -313,8 +316,8 @@ def p_python(opts: argparse.Namespace) -> str:
     return api_code(["format_value"], f"print(format_value({code}))\n")
 
 
-@command("p", "print the value of an expression", Arg("expression", nargs="+"),
-         usage="p expression", python=p_python)  # fmt: skip
+@command("p", "print the value of an expression", Arg("expression", nargs="+"), *RADIX_ARGS,
+         usage="p [-x|-d] expression", python=p_python)  # fmt: skip
 def cmd_p(session: Session, opts: argparse.Namespace) -> str:
     expr = " ".join(opts.expression)
     obj = evaluate(session, expr)
@@ -322,7 +325,7 @@ def cmd_p(session: Session, opts: argparse.Namespace) -> str:
     if obj.address_ is not None:
         # Fail on the whole object, in one line, rather than inside its printout.
         prog.read(obj.address_, max(1, min(obj.type_.size, 1 << 16)))
-    value = format_value(obj)
+    value = format_value(obj, 0, opts.radix)
     if isinstance(obj.type_.strip(), PointerType):
         value = f"({obj.type_.spelling()}) {value}"
     session.counter += 1

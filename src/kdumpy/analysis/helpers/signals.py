@@ -11,6 +11,34 @@ from kdumpy.analysis.program import Program
 
 NSIG = 64
 SIG_DFL, SIG_IGN = 0, 1
+# Signal numbers of x86_64 and arm64 (include/uapi/asm-generic/signal.h and x86's, the
+# same numbers), the preferred name first.
+_NAMES = ("HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT/IOT", "BUS", "FPE", "KILL", "USR1",
+          "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD/CLD", "CONT", "STOP", "TSTP",
+          "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO/POLL", "PWR",
+          "SYS/UNUSED")  # fmt: skip
+SIGRTMIN, SIGRTMAX = 32, 64
+
+
+def signal_numbers() -> dict[int, list[str]]:
+    """Number -> names (``sig -l``); the real-time signals named as crash names them,
+    ``SIGRTMIN+n`` up to the middle and ``SIGRTMAX-n`` above it."""
+    out = {n: [f"SIG{name}" for name in names.split("/")] for n, names in enumerate(_NAMES, 1)}
+    middle = (SIGRTMIN + SIGRTMAX) // 2
+    out[SIGRTMIN] = ["SIGRTMIN"]
+    for n in range(SIGRTMIN + 1, SIGRTMAX):
+        out[n] = [f"SIGRTMIN+{n - SIGRTMIN}" if n <= middle else f"SIGRTMAX-{SIGRTMAX - n}"]
+    out[SIGRTMAX] = ["SIGRTMAX"]
+    return out
+
+
+def decode_sigset(sigset: int) -> list[str]:
+    """The names of the signals in a signal set (bit n-1 is signal n)."""
+    names = signal_numbers()
+    return [names[bit + 1][0] if bit < NSIG else f"{bit + 1}"
+            for bit in range(sigset.bit_length()) if sigset >> bit & 1]  # fmt: skip
+
+
 # sa_flags bits (include/uapi/asm-generic/signal-defs.h, x86's SA_RESTORER).
 SA_FLAGS = ((0x1, "SA_NOCLDSTOP"), (0x2, "SA_NOCLDWAIT"), (0x4, "SA_SIGINFO"),
             (0x04000000, "SA_RESTORER"), (0x08000000, "SA_ONSTACK"),
