@@ -23,6 +23,7 @@ from kdumpy.lab.qemu import Disk
 MARKERS = (
     "KDUMPY-JOB-BEGIN",
     "KDUMPY-JOB-END",
+    "kexec: loaded kdump kernel",
     "KDUMPY-CRASHING",
     "Kernel panic",
     "kdumpy-init:",
