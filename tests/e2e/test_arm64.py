@@ -9,7 +9,8 @@ capture kernel runs kdumpy's /init and ``kdumpy collect -l -d 31`` onto an ext4 
 Oracles: the serial console (the kernel's own record of the panic), the kdump file's headers
 read here by hand as makedumpfile's diskdump_mod.h lays them out, drgn 0.3.0 with Debian's
 arm64 -dbg vmlinux (release, the crashed task's stack, the log), and Debian's arm64
-makedumpfile run by qemu-user (the host's x86_64 build reads only x86_64 dumps).
+makedumpfile run by qemu-user (the host's x86_64 build reads only x86_64 dumps; none reads
+arm64-6.12's 52-bit VAs with 4K pages).
 
 arm64-6.1 runs in CI (one cycle); arm64-6.12 in the full matrix (``--full``).
 ``KDUMPY_ARM64_E2E_KERNELS`` picks others.
@@ -35,6 +36,10 @@ CI = ("arm64-6.1",)
 CONF = "ext4 LABEL=kdumptgt\npath /var/crash\nfinal_action poweroff\n"
 MEMORY = 1 << 30
 DUMP_DH_COMPRESSED_LZO = 0x2  # makedumpfile's diskdump_mod.h
+# No makedumpfile reads trixie's arm64 kernel (4K pages, 52-bit VAs): Debian's 1.7.2, 1.7.6
+# and 1.7.8 all stop with "PAGE SIZE 0x1000 and VA Bits 52 not supported" (checked on the
+# lab's arm64-6.12 dump).  There drgn's log is the only reader beside the console.
+NO_MAKEDUMPFILE = ("arm64-6.12",)
 
 
 def _param(series: str):
@@ -80,7 +85,13 @@ def test_service_loads_and_capture_saves_on_arm64(tmp_path, series):
     assert (result.out / "kexec_crash_loaded").read_text().strip() == "1"
     assert "kdumpy-init: kdumpy capture initramfs for " + kernel.release in serial
     assert "kdump: saved vmcore to" in serial, serial[-3000:]
-    print(f"\n{series} timings (s from QEMU start): {result.run.markers}")
+    m = result.run.markers
+    load = m["kexec: loaded kdump kernel"] - m["KDUMPY-JOB-BEGIN"]
+    save = m["kdump: saved vmcore to"] - m["Kernel panic"]
+    print(
+        f"\n{series}: to /init {m['Run /init']:.1f} s, job start to capture kernel loaded "
+        f"{load:.1f} s, panic to saved {save:.1f} s, total {result.run.elapsed:.1f} s"
+    )
 
     crash = read_back(target.path, "/var/crash", tmp_path / "got")
     (dump_dir,) = list(crash.iterdir())
@@ -107,4 +118,6 @@ def test_service_loads_and_capture_saves_on_arm64(tmp_path, series):
     panic = panic_line(seen["dmesg"])
     assert panic in first
     # makedumpfile reads the same panic from the file kdumpy's collector wrote.
+    if series in NO_MAKEDUMPFILE:
+        return
     assert panic_line(makedumpfile_dmesg(vmcore, tmp_path / "mdf-dmesg.txt")) == panic

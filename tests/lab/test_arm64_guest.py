@@ -43,3 +43,15 @@ def test_init_scripts_parse(script):
     proc = subprocess.run(["sh", "-n"], input=getattr(arm64_guest, script), text=True,
                           capture_output=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_merged_usr_links(tmp_path):
+    """trixie's packages ship /usr/lib only: the loader path /lib/ld-linux-aarch64.so.1 must
+    resolve; a real /lib (bookworm's packages) is left alone."""
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/ld-linux-aarch64.so.1").write_bytes(b"\x7fELF")
+    (tmp_path / "bin").mkdir()
+    arm64_guest.merged_usr_links(tmp_path)
+    assert (tmp_path / "lib/ld-linux-aarch64.so.1").read_bytes() == b"\x7fELF"
+    assert not (tmp_path / "bin").is_symlink()
+    assert not (tmp_path / "sbin").exists()  # no usr/sbin: nothing to point at

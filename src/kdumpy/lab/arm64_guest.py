@@ -284,24 +284,33 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel) -> JobResult:
     return JobResult(run, out)
 
 
-def arm64_makedumpfile() -> list[str]:
-    """Debian's arm64 makedumpfile (the same 1.7.2 as the host's, built for arm64 dumps: an
-    x86_64 makedumpfile reads only x86_64 ones) run on the host by qemu-user, as a command
-    prefix.  Its own tree (unpacked once), apart from the guest's: the oracle shares no file
-    with what it checks."""
+def merged_usr_links(root: Path) -> None:
+    """/lib, /bin and /sbin as links into /usr where the packages ship only /usr (trixie's are
+    merged-/usr; base-files makes the links, and dpkg -x runs no maintainer script)."""
+    for top in ("lib", "bin", "sbin"):
+        if not os.path.lexists(root / top) and (root / "usr" / top).is_dir():
+            (root / top).symlink_to(f"usr/{top}")
+
+
+def arm64_makedumpfile(suite: str = SUITE) -> list[str]:
+    """Debian's arm64 makedumpfile from *suite* (the kernel's: bookworm's 1.7.2 rejects the
+    4K-page 52-bit VA layout of trixie's kernel) run on the host by qemu-user, as a command
+    prefix: an x86_64 makedumpfile reads only x86_64 dumps.  Its own tree (unpacked once),
+    apart from the guest's: the oracle shares no file with what it checks."""
     qemu = shutil.which("qemu-aarch64")
     if qemu is None:
         raise KdumpyError("qemu-aarch64 not found: install qemu-user (runs arm64 makedumpfile)")
-    root = guest_dir() / "makedumpfile-tree"
+    root = guest_dir() / f"makedumpfile-{suite}"
     done = root / ".complete"
     if not done.exists():
-        with locked("arm64-makedumpfile-tree"):
+        with locked(f"arm64-makedumpfile-{suite}"):
             if not done.exists():
                 shutil.rmtree(root, ignore_errors=True)
-                apt = AptSuite(SUITE, "arm64")
+                apt = AptSuite(suite, "arm64")
                 apt.update()
                 with tempfile.TemporaryDirectory(dir=guest_dir()) as tmp:
                     for deb in apt.download_all(apt.closure(["makedumpfile"]), Path(tmp)):
                         subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+                merged_usr_links(root)
                 done.touch()
     return [qemu, "-L", str(root), str(root / "usr/bin/makedumpfile")]

@@ -23,6 +23,7 @@ from kdumpy.lab.qemu import Disk
 MARKERS = (
     "KDUMPY-JOB-BEGIN",
     "KDUMPY-JOB-END",
+    "kexec: loaded kdump kernel",
     "KDUMPY-CRASHING",
     "Kernel panic",
     "kdumpy-init:",
@@ -32,17 +33,8 @@ MARKERS = (
     "saving vmcore failed",
 )
 
-# `kdumpy start` once the service's CLI is registered; its library entry point until then.
-START = """
-if python3 -m kdumpy start --help >/dev/null 2>&1; then
-    python3 -m kdumpy start
-else
-    python3 -c 'import sys
-from kdumpy.service.control import start
-from kdumpy.service.paths import ServicePaths
-sys.exit(start(ServicePaths(), print))'
-fi
-"""
+# The service's own command (no probe first: a Python start costs seconds under TCG).
+START = "python3 -m kdumpy start"
 
 JOB = """set -e
 cp kdump.conf /etc/kdump.conf

@@ -16,6 +16,7 @@ covered.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdumpy import fileio
+from kdumpy.arch.kexec import legacy_loader
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
 from kdumpy.service import bootloader, control, early_cmdline, early_generator, early_state, kexec
@@ -143,8 +145,36 @@ def _bootloader(enable: bool, opts: Options, report: Report) -> None:
         report(note)
 
 
+def check_early_loader(machine: str, release: str, kernel_config: Path) -> None:
+    """Refuse a kernel the early stage cannot load a working capture kernel on.
+
+    The early stage loads with kexec-tools.  Where the kernel lacks kexec_file_load it is
+    kexec-tools' kexec_load, which builds the ELF core header itself; on arm64 it places
+    the kernel by ``_text`` from /proc/kallsyms, absent without KALLSYMS_ALL (Debian 12's
+    arm64 kernels lack both): the header claims ~16 EiB and the capture kernel dies
+    reading /proc/vmcore.  ``kdumpy start`` loads there with kdumpy's own loader
+    (:mod:`kdumpy.arch.kexec`); the early stage has no Python to run it."""
+    if legacy_loader(machine) is None:
+        return  # kdumpy itself falls back to kexec-tools on this machine
+    try:
+        config = kernel_config.read_text(errors="replace").splitlines()
+    except OSError:
+        return  # cannot tell: the boot test (kdumpy test) is the judge
+    if "CONFIG_KEXEC_FILE=y" in config or "CONFIG_KALLSYMS_ALL=y" in config:
+        return
+    raise KdumpyError(
+        f"{kernel_config}: {release} has neither kexec_file_load (CONFIG_KEXEC_FILE) nor "
+        f"KALLSYMS_ALL, so on {machine} kexec-tools' kexec_load would load a capture kernel "
+        "that cannot save the dump; early kdump is not available for it "
+        "(kdumpy start loads with kdumpy's own loader)"
+    )
+
+
 def enable(paths: ServicePaths, report: Report, opts: Options = Options()) -> int:
     """Install the early stage, regenerate the system initramfs, add rd.earlykdump."""
+    release = paths.kernel_release
+    boot_config = opts.layout.root / "boot" / f"config-{release}"
+    check_early_loader(platform.machine(), release, boot_config)
     kexec_path = _kexec_tool()
     generator = opts.generator or early_generator.detect(opts.layout.root)
     with control.service_lock(report):

@@ -154,6 +154,17 @@ def imported_names(module: str) -> set[str]:
     return names
 
 
+def _uses_multibytecodec(module: str) -> bool:
+    """Whether *module* imports _multibytecodec; a module whose source never names it is
+    not parsed (a text search costs far less than ``ast`` on a codec's tables)."""
+    spec = _find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return False
+    if "_multibytecodec" not in Path(spec.origin).read_text(errors="replace"):
+        return False
+    return "_multibytecodec" in imported_names(module)
+
+
 # Stdlib packages whose modules are imported by name at run time, out of a probe's sight:
 # codecs.lookup("idna") (socket.getaddrinfo on a str host) imports encodings.idna.
 WHOLE_STDLIB_PACKAGES = ("encodings",)
@@ -165,13 +176,14 @@ def entry_modules() -> list[str]:
     for package in WHOLE_STDLIB_PACKAGES:
         # Not the CJK codecs (_multibytecodec and the _codecs_* libraries, ~0.5 MB
         # compressed): dumps are bytes, and the console and paths are ASCII/UTF-8.
-        names.update(
-            n for n in package_modules(package) if "_multibytecodec" not in imported_names(n)
-        )
+        names.update(n for n in package_modules(package) if not _uses_multibytecodec(n))
     for package in shipped_packages():
         names.update(package_modules(package))
     names.update(n for n in CLI_MODULES if _find_spec(n) is not None)
-    for kdumpy_module in list(names):
+    # kdumpy's own modules only: the standard library's imports are the probe's to see (it
+    # imports each of these modules), and parsing ~120 encodings modules again cost most
+    # of `kdumpy rebuild`'s time in an emulated guest.
+    for kdumpy_module in [n for n in names if n.partition(".")[0] == "kdumpy"]:
         names.update(imported_names(kdumpy_module))
     # Running __main__ modules would start the program; their imports are in the scan.
     return sorted(n for n in names if not n.endswith("__main__"))
