@@ -148,3 +148,19 @@ def test_storage_stack_from_the_manifest(tmp_path: Path) -> None:
         "LUKS volume kdumpcrypt (UUID=x) (tools 7M of the unpacked initramfs)"
     ) in lines
     assert not any(line.startswith("Storage stack") for line in render(plain))
+    assert not any(line.startswith("Stack runtime") for line in lines)
+
+
+def test_stack_runtime_memory_is_added(tmp_path: Path) -> None:
+    """A RAID5's stripe cache (recorded by kdumpy rebuild as stack_memory) is memory the
+    capture kernel holds during the dump: added to the estimate and shown."""
+    from kdumpy.lab.kernels import get_kernel
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0" * MiB)
+    args = (1, "2G-64G:256M,64G-:512M", 0, get_kernel("6.12").vmlinuz, initrd, [], {})
+    stack = {"layers": ["md raid5 /dev/md0 (UUID u)"], "tool_bytes": MiB,
+             "stack_memory": 3 * MiB}  # fmt: skip
+    est = estimate(*args, stack=stack)
+    assert est.estimated == estimate(*args).estimated + 3 * MiB
+    assert "Stack runtime:       3M (md stripe caches)" in render(est)
