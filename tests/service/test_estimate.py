@@ -150,6 +150,7 @@ def test_storage_stack_from_the_manifest(tmp_path: Path) -> None:
         "LUKS volume kdumpcrypt (UUID=x) (tools 7M of the unpacked initramfs)"
     ) in lines
     assert not any(line.startswith("Storage stack") for line in render(plain))
+    assert not any(line.startswith("Stack runtime") for line in lines)
 
 
 @pytest.mark.vm  # the arm64 kernel and its dbg package: downloads, no guest
@@ -175,3 +176,18 @@ def test_image_kinds_by_their_headers(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00" * 4096)
     with pytest.raises(KdumpyError, match=r"junk: neither an ELF vmlinux, an x86 bzImage"):
         kernel_size(junk)
+
+
+def test_stack_runtime_memory_is_added(tmp_path: Path) -> None:
+    """A RAID5's stripe cache (recorded by kdumpy rebuild as stack_memory) is memory the
+    capture kernel holds during the dump: added to the estimate and shown."""
+    from kdumpy.lab.kernels import get_kernel
+
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(b"\0" * MiB)
+    args = (1, "2G-64G:256M,64G-:512M", 0, get_kernel("6.12").vmlinuz, initrd, [], {})
+    stack = {"layers": ["md raid5 /dev/md0 (UUID u)"], "tool_bytes": MiB,
+             "stack_memory": 3 * MiB}  # fmt: skip
+    est = estimate(*args, stack=stack)
+    assert est.estimated == estimate(*args).estimated + 3 * MiB
+    assert "Stack runtime:       3M (md stripe caches)" in render(est)

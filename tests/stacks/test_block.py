@@ -3,6 +3,8 @@ key-file rule (kdumpy config check's refusals)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kdumpy.errors import KdumpyError
@@ -153,3 +155,20 @@ def test_cipher_aliases_from_luks_dump():
     ]
     with pytest.raises(KdumpyError, match="no cipher"):
         block.luks_cipher("garbage")
+
+
+def test_runtime_memory_is_the_parity_arrays_stripe_caches(tmp_path):
+    """raid5.h: NR_STRIPES (256) stripes of one page per member; RAID1 and LVM add none."""
+    for name, disks in (("md0", "3"), ("md1", "2")):
+        (tmp_path / "block" / name / "md").mkdir(parents=True)
+        (tmp_path / "block" / name / "md" / "raid_disks").write_text(disks + "\n")
+    raid5 = block.Layer("md", "/dev/md0", uuid="u", level="raid5")
+    raid1 = block.Layer("md", "/dev/md1", uuid="v", level="raid1")
+    lvm = block.Layer("lvm", "/dev/mapper/vg-lv", vg="vg", lv="lv", dm_name="vg-lv")
+    page = os.sysconf("SC_PAGE_SIZE")
+    stack = block.Stack("/dev/mapper/vg-lv", (raid5, raid1, lvm))
+    assert block.runtime_memory(stack, str(tmp_path)) == 256 * 3 * page
+    assert block.runtime_memory(block.Stack("/dev/md1", (raid1,)), str(tmp_path)) == 0
+    missing = block.Stack("/dev/md7", (block.Layer("md", "/dev/md7", uuid="w", level="raid6"),))
+    with pytest.raises(KdumpyError, match=r"/dev/md7: no md/raid_disks in sysfs"):
+        block.runtime_memory(missing, str(tmp_path))

@@ -58,6 +58,9 @@ PACKAGES = (
     # Storage stacks under a dump target (issue 13): LVM (thin pools need thin_check to
     # activate in the first kernel), md RAID, LUKS.
     "lvm2", "thin-provisioning-tools", "mdadm", "cryptsetup-bin",
+    # iSCSI LUNs (open-iscsi: iscsiadm and iscsid in the first kernel, iscsistart for
+    # the capture initramfs).
+    "open-iscsi",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
 CONFIG_VERSION = "3"

@@ -1,4 +1,5 @@
-"""Real dump servers on the host's loopback for tests: OpenSSH's sshd and nfs-ganesha.
+"""Real dump servers on the host's loopback for tests: OpenSSH's sshd, nfs-ganesha, and
+tgt's iSCSI target.
 
 Each listens on 127.0.0.1 at a spare port; a lab guest reaches it through QEMU's user
 network as 10.0.2.2 at the same port.  Everything (keys, config, exported directory)
@@ -212,6 +213,77 @@ class GaneshaNfs:
         self.proc = None
 
     def __enter__(self) -> GaneshaNfs:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+TGTD = "/usr/sbin/tgtd"
+TGTADM = "/usr/sbin/tgtadm"
+
+
+class IscsiTarget:
+    """tgt's tgtd serving one LUN (a file) as an iSCSI target on 127.0.0.1 at a spare
+    port, with its own management socket (``tgtadm -C PORT``), optionally behind CHAP.
+
+    A guest logs in at 10.0.2.2 on that port.  No SendTargets discovery: it would name
+    the portal 127.0.0.1, which is the guest's own loopback; the guest makes its node
+    record by hand (``iscsiadm -m node -o new``).
+    """
+
+    def __init__(self, workdir: Path, backing: Path, iqn: str = "iqn.2026-12.org.kdumpy:lab",
+                 chap: tuple[str, str] | None = None, port: int | None = None) -> None:  # fmt: skip
+        if not os.access(TGTD, os.X_OK):
+            raise KdumpyError(f"{TGTD} not found: install tgt")
+        self.dir, self.backing, self.iqn, self.chap = workdir, backing, iqn, chap
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or spare_port()
+        # tgtd's management socket /var/run/tgtd/socket.N (N at most 32767), one per
+        # daemon: derived from the spare port, so two tests' daemons do not share it.
+        self.control = str(self.port % 32000 + 100)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def tgtadm(self, *args: str) -> None:
+        proc = subprocess.run([TGTADM, "-C", self.control, "--lld", "iscsi", *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise KdumpyError(f"tgtadm {' '.join(args[:4])}: {proc.stderr.strip()}")
+
+    def start(self) -> IscsiTarget:
+        log = open(self.dir / "tgtd.log", "wb")  # noqa: SIM115 - kept open for the daemon
+        self.proc = subprocess.Popen(
+            [TGTD, "-f", "-C", self.control, "--iscsi", f"portal=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_port(self.port)
+            self.tgtadm("--mode", "target", "--op", "new", "--tid", "1", "--targetname", self.iqn)
+            self.tgtadm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1",
+                        "--backing-store", str(self.backing))  # fmt: skip
+            self.tgtadm("--mode", "target", "--op", "bind", "--tid", "1",
+                        "--initiator-address", "ALL")  # fmt: skip
+            if self.chap:
+                user, secret = self.chap
+                self.tgtadm("--mode", "account", "--op", "new", "--user", user,
+                            "--password", secret)  # fmt: skip
+                self.tgtadm("--mode", "account", "--op", "bind", "--tid", "1", "--user", user)
+        except KdumpyError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """The target goes away at once, as a crashed or unplugged one would (tgtd
+        ignores SIGTERM while it serves a target)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            for leftover in (f"socket.{self.control}", f"socket.{self.control}.lock"):
+                Path("/var/run/tgtd", leftover).unlink(missing_ok=True)
+        self.proc = None
+
+    def __enter__(self) -> IscsiTarget:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -43,10 +43,13 @@ class Estimate:
     # its tools add to the unpacked initramfs (already in ``initramfs``; shown apart).
     stack: tuple[str, ...] = ()
     stack_bytes: int = 0
+    # What the stack holds while the dump is written (md parity stripe caches).
+    stack_memory: int = 0
 
     @property
     def estimated(self) -> int:
-        return self.kernel + self.modules + 3 * self.initramfs + self.runtime + self.crypt
+        return (self.kernel + self.modules + 3 * self.initramfs + self.runtime + self.crypt
+                + self.stack_memory)  # fmt: skip
 
     @property
     def recommended(self) -> int:
@@ -116,6 +119,7 @@ def estimate(
         crypt=crypt or int((stack or {}).get("luks_memory", 0)),
         stack=tuple(str(x) for x in (stack or {}).get("layers", [])),
         stack_bytes=int((stack or {}).get("tool_bytes", 0)),
+        stack_memory=int((stack or {}).get("stack_memory", 0)),
         kernel=kernel,
         kernel_method=method,
         modules=sum(sizes.values()),
@@ -144,6 +148,8 @@ def render(est: Estimate) -> list[str]:
     if est.stack:
         lines.append(f"Storage stack:       {', '.join(est.stack)} "
                      f"(tools {m(est.stack_bytes)} of the unpacked initramfs)")  # fmt: skip
+    if est.stack_memory:
+        lines.append(f"Stack runtime:       {m(est.stack_memory)} (md stripe caches)")
     lines.append(f"Default for {est.system_gib}G RAM: {m(est.baseline)}")
     if est.large_modules:
         lines.append("Large modules:")

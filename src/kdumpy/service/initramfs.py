@@ -282,6 +282,7 @@ def _add_stack(
             "layers": logins + [layer.describe() for layer in found.layers] + links,
             "tool_bytes": sum(_entry_size(e) for e in added),
             "luks_memory": luks_size(list(dumps.values()), os.uname().machine),
+            "stack_memory": block.runtime_memory(found),
         }
     return files
 

@@ -36,6 +36,10 @@ MD_MODULES = {
     "raid10": "raid10",
     "linear": "linear",
 }
+# A raid4/5/6 array assembled in the capture kernel allocates its stripe cache at once:
+# raid5.h's NR_STRIPES stripes of one page per member (raid5 logs "allocated NkB").
+NR_STRIPES = 256
+PARITY_LEVELS = ("raid4", "raid5", "raid6")
 # Paths searched for the tools beyond PATH (a service's PATH may lack the sbin dirs).
 SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
@@ -183,6 +187,22 @@ def detect(devnode: str) -> Stack:
         raise KdumpyError(f"lsblk {devnode}: unreadable JSON") from None
     stack = parse_lsblk(data, f"lsblk {devnode}")
     return replace(stack, iscsi=sessions(stack.disks))
+
+
+def runtime_memory(stack: Stack, sys_root: str = "/sys") -> int:
+    """Memory the stack holds in the capture kernel while the dump is written, beyond
+    its tools' bytes: the parity arrays' stripe caches (members from sysfs)."""
+    total = 0
+    for layer in stack.layers:
+        if layer.kind != "md" or layer.level not in PARITY_LEVELS:
+            continue
+        kname = os.path.basename(os.path.realpath(layer.device))
+        try:
+            members = int(Path(sys_root, "block", kname, "md", "raid_disks").read_text())
+        except (OSError, ValueError):
+            raise KdumpyError(f"{layer.device}: no md/raid_disks in sysfs") from None
+        total += NR_STRIPES * members * os.sysconf("SC_PAGE_SIZE")
+    return total
 
 
 def find_tool(name: str) -> str:
