@@ -31,8 +31,8 @@ from kdumpy.errors import KdumpyError
 from kdumpy.lab.arm64 import add_busybox, userspace_root
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.debian import STALE_IMAGE_AGE
-from kdumpy.lab.debian_config import GUEST_KDUMPY, JOB_LABEL
-from kdumpy.lab.debian_job import Job, JobResult, make_job_disk, overlay, read_back
+from kdumpy.lab.debian_config import GUEST_KDUMPY, JOB_BODY, JOB_LABEL
+from kdumpy.lab.debian_job import Job, JobResult, job_output, make_job_disk, overlay
 from kdumpy.lab.initramfs import Stage
 from kdumpy.lab.kernels import AptSuite, LabKernel
 from kdumpy.lab.qemu import Disk, parse_size, run_guest
@@ -75,23 +75,7 @@ echo "KDUMPY-INIT"
 dev=$(findfs LABEL={JOB_LABEL}) || {{ echo "kdumpy-lab-init: no job disk"; poweroff -f; }}
 mkdir -p /run/kdumpy-job
 mount "$dev" /run/kdumpy-job || poweroff -f
-if [ -d /run/kdumpy-job/src/kdumpy ]; then
-    rm -rf {GUEST_KDUMPY}/kdumpy && mkdir -p {GUEST_KDUMPY}
-    cp -a /run/kdumpy-job/src/kdumpy {GUEST_KDUMPY}/kdumpy
-fi
-mkdir -p /run/kdumpy-job/out
-echo "KDUMPY-JOB-BEGIN"
-cd /run/kdumpy-job
-{{ sh -x ./job.sh; echo $? > out/rc; }} 2>&1 | tee out/job.log
-echo "KDUMPY-JOB-END rc=$(cat out/rc)"
-cd /
-sync
-umount /run/kdumpy-job
-if [ -e /run/kdumpy-crash ]; then
-    echo "KDUMPY-CRASHING"
-    echo c > /proc/sysrq-trigger
-fi
-poweroff -f
+{JOB_BODY}poweroff -f
 """
 
 FILES = {
@@ -276,12 +260,7 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel) -> JobResult:
         extra_args=job.extra_args,
         arch="arm64",
     )
-    out = workdir / "out"
-    shutil.rmtree(out, ignore_errors=True)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        got = read_back(disks[1].path, "/out", Path(tmp))
-        shutil.move(str(got), out)
-    return JobResult(run, out)
+    return JobResult(run, job_output(disks[1].path, workdir))
 
 
 def merged_usr_links(root: Path) -> None:

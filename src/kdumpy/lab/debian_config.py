@@ -17,12 +17,10 @@ GUEST_KDUMPY = "/opt/kdumpy/src"
 
 # Runs at every boot.  A job that wants a crash touches /run/kdumpy-crash: the job disk is
 # unmounted first so the host can read the job's output back from it.
-JOB_RUNNER = f"""#!/bin/sh
-# kdumpy lab: run job.sh from the disk labelled {JOB_LABEL}, with the kdumpy tree it carries.
-dev=$(blkid -L {JOB_LABEL}) || {{ echo "kdumpy-lab-job: no job disk"; exit 0; }}
-mkdir -p /run/kdumpy-job
-mount "$dev" /run/kdumpy-job || exit 1
-if [ -d /run/kdumpy-job/src/kdumpy ]; then
+# What both lab guests (x86_64's systemd unit, arm64's init) do once the job disk is mounted
+# at /run/kdumpy-job: take its kdumpy tree, run job.sh, record its log and exit status, and
+# crash the machine when the job asked for it.
+JOB_BODY = f"""if [ -d /run/kdumpy-job/src/kdumpy ]; then
     rm -rf {GUEST_KDUMPY}/kdumpy && mkdir -p {GUEST_KDUMPY}
     cp -a /run/kdumpy-job/src/kdumpy {GUEST_KDUMPY}/kdumpy
 fi
@@ -38,7 +36,14 @@ if [ -e /run/kdumpy-crash ]; then
     echo "KDUMPY-CRASHING"
     echo c > /proc/sysrq-trigger
 fi
-systemctl poweroff --no-block
+"""
+
+JOB_RUNNER = f"""#!/bin/sh
+# kdumpy lab: run job.sh from the disk labelled {JOB_LABEL}, with the kdumpy tree it carries.
+dev=$(blkid -L {JOB_LABEL}) || {{ echo "kdumpy-lab-job: no job disk"; exit 0; }}
+mkdir -p /run/kdumpy-job
+mount "$dev" /run/kdumpy-job || exit 1
+{JOB_BODY}systemctl poweroff --no-block
 """
 
 JOB_UNIT = """[Unit]

@@ -159,12 +159,17 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
         extra_args=extra,
         netns=job.netns,
     )
+    return JobResult(run, job_output(disks[1].path, workdir))
+
+
+def job_output(job_disk: Path, workdir: Path) -> Path:
+    """The job's ``out`` directory, copied from its disk into *workdir*/out."""
     out = workdir / "out"
     shutil.rmtree(out, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        got = read_back(disks[1].path, "/out", Path(tmp))
+        got = read_back(job_disk, "/out", Path(tmp))
         shutil.move(str(got), out)
-    return JobResult(run, out)
+    return out
 
 
 def _size(text: str) -> int:
