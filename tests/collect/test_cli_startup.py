@@ -8,30 +8,12 @@ modules ``--version`` and ``collect`` load.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 
 import pytest
 from fakecore import PAGE, FakeMachine
+from startup_probe import modules_loaded
 
 from kdumpy import cli
-
-_PROBE = """
-import json, runpy, sys
-sys.argv = ["kdumpy", *json.loads(sys.argv[1])]
-try:
-    runpy.run_module("kdumpy", run_name="__main__")
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)))
-"""
-
-
-def modules_loaded(*argv: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv)],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    return set(json.loads(proc.stdout.splitlines()[-1]))
 
 
 def help_lines(sub: argparse._SubParsersAction) -> list[tuple[str, str | None]]:
