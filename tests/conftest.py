@@ -36,6 +36,8 @@ PROGRESS_FILE = (
     / "vm-tests-passed.txt"
 )
 TEST_SECONDS_FILE = PROGRESS_FILE.parent / "test-seconds.json"
+# The slow tests' seconds from a run on a 2-core machine (scripts/ship-test-seconds.py).
+SHIPPED_SECONDS_FILE = Path(__file__).parent / "test-seconds.json"
 RAN: set[str] = set()  # tests whose call phase ran (not skipped): their time is worth keeping
 SOURCE_KEY = pytest.StashKey[str]()
 
@@ -136,11 +138,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
     return LongestFileFirst(config, log, recorded=_recorded_seconds())
 
 
-def _recorded_seconds() -> dict[str, float]:
+def _seconds_in(path: Path) -> dict[str, float]:
     try:
-        return {str(k): float(v) for k, v in json.loads(TEST_SECONDS_FILE.read_text()).items()}
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def _recorded_seconds() -> dict[str, float]:
+    """Each test's seconds: this machine's last run where it has one, else the times shipped
+    in the tree (a cold CI machine's only guide to which files are long)."""
+    return {**_seconds_in(SHIPPED_SECONDS_FILE), **_seconds_in(TEST_SECONDS_FILE)}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -193,7 +201,7 @@ def _record_seconds() -> None:
     """The seconds of each test that ran, for the next run's longest-first order."""
     if not RAN:
         return
-    recorded = _recorded_seconds()
+    recorded = _seconds_in(TEST_SECONDS_FILE)
     recorded.update({nodeid: round(TEST_SECONDS[nodeid], 2) for nodeid in RAN})
     TEST_SECONDS_FILE.parent.mkdir(parents=True, exist_ok=True)
     tmp = TEST_SECONDS_FILE.with_suffix(f".{os.getpid()}.tmp")
