@@ -5,8 +5,8 @@ collect's time, memory and output must follow the file (and the mem_section it
 carries), not the claim.  Like makedumpfile, memory that no memory map describes is
 left out (max_mapnr clipped to the last memory map, even where the file holds data), with
 one warning; without a memory map to clip to, data placed so high that its bitmaps would
-outgrow the file is refused in one line.  The inputs are the hand-built fakecore vmcore with
-its headers edited.
+outgrow the file is refused in one line.  The inputs are the hand-built fakecore vmcore
+with its headers edited.
 """
 
 from __future__ import annotations

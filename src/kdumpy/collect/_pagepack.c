@@ -25,9 +25,14 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <lzo/lzo1x.h>
 #include <zlib.h>
@@ -170,6 +175,36 @@ compress_page(struct packer *p, const unsigned char *page, size_t size, unsigned
     return 0; /* KIND_NONE: stored as it is */
 }
 
+/* The calling thread's packer, made on first use and kept for the next batch of the same
+ * kind (freed when the thread ends): setting up a zstd context or a deflate state for
+ * every batch cost as much as a batch of easy pages (0.2 s over 2 GiB at -z -d 1). */
+static pthread_key_t packer_key;
+
+static void
+packer_destroy(void *p)
+{
+    packer_free(p);
+    free(p);
+}
+
+static struct packer *
+thread_packer(int kind)
+{
+    struct packer *p = pthread_getspecific(packer_key);
+    if (p != NULL && p->kind == kind)
+        return p;
+    if (p != NULL)
+        packer_free(p);
+    else if ((p = malloc(sizeof(*p))) == NULL)
+        return NULL;
+    if (packer_init(p, kind) < 0) {
+        packer_destroy(p);
+        p = NULL;
+    }
+    pthread_setspecific(packer_key, p);
+    return p;
+}
+
 /* The loop over the pages; no Python objects are touched.  Returns bytes of out used
  * (and the zero-page count in *zeros), or -1 when the compressor's memory cannot be had. */
 static Py_ssize_t
@@ -177,11 +212,9 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned cha
            size_t npages, int exclude_zero, unsigned char *out, struct page_desc *desc,
            Py_ssize_t *zeros)
 {
-    struct packer packer;
-    if (packer_init(&packer, kind) < 0) {
-        packer_free(&packer);
+    struct packer *packer = thread_packer(kind);
+    if (packer == NULL)
         return -1;
-    }
     size_t used = 0;
     *zeros = 0;
     struct page_desc *d = desc - 1;
@@ -198,7 +231,7 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned cha
             ++*zeros;
             continue;
         }
-        size_t len = compress_page(&packer, page, size, out + used, size + PACK_SLACK(size));
+        size_t len = compress_page(packer, page, size, out + used, size + PACK_SLACK(size));
         if (len > 0 && len < size) {
             d->flags = (uint32_t)kind;
         } else {
@@ -209,7 +242,6 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned cha
         d->size = (uint32_t)len;
         used += len;
     }
-    packer_free(&packer);
     return (Py_ssize_t)used;
 }
 
@@ -585,6 +617,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__pagepack(void)
 {
+#ifdef __GLIBC__
+    /* A batch's output (a few MiB) is allocated, written and freed over and over: keep
+     * freed memory in the heap instead of giving it back to the kernel (glibc trims or
+     * unmaps above 128 KiB by default), which faults every page of the next batch in
+     * again (half the collector's page faults at -d 31). */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
+    if (pthread_key_create(&packer_key, packer_destroy) != 0) {
+        PyErr_SetString(PyExc_ImportError, "pthread_key_create() failed");
+        return NULL;
+    }
     if (lzo_init() != LZO_E_OK) {
         PyErr_SetString(PyExc_ImportError, "lzo_init() failed");
         return NULL;

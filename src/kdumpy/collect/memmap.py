@@ -58,6 +58,7 @@ class MemMap:
         self.translator = dump.translator
         nsec = (max_mapnr + (1 << self.section_bits) - 1) >> self.section_bits
         self.section_map = self._decode_sections(root_array, nsec)
+        self._raw, self._zeros = bytearray(), b""
 
     def _decode_sections(self, root_array: int, nsec: int) -> dict[int, int]:
         """Decoded ``mem_map`` address of each section that has one (absent: none).
@@ -107,9 +108,16 @@ class MemMap:
 
     def read(self, pfn0: int, count: int) -> tuple[bytearray, bytearray]:
         """Struct pages of ``pfn0 .. pfn0+count-1`` back to back (``count * SIZE(page)``
-        bytes, zero where unreadable) and one byte per pfn, 1 where its struct page was read."""
+        bytes, zero where unreadable) and one byte per pfn, 1 where its struct page was read.
+
+        The struct page buffer is this object's, reused by the next call: a fresh one per
+        batch would cost a page fault per 4 KiB of it, every batch."""
         size = self.struct_size
-        raw = bytearray(count * size)
+        if len(self._raw) != count * size:
+            self._raw, self._zeros = bytearray(count * size), bytes(count * size)
+        else:
+            self._raw[:] = self._zeros
+        raw = self._raw
         valid = bytearray(count)
         flat = memoryview(raw)
         pfn = pfn0
