@@ -43,6 +43,11 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     lines["waitq_kswapd"] = f"waitq {pgdat.kswapd_wait.address_of_().value_():x}"
     pid_xa = prog["init_pid_ns"].idr.idr_rt.address_of_().value_()
     lines["tree_pid_xarray"] = f"tree -t xarray {pid_xa:x}"
+    pid_ns = prog["init_pid_ns"].address_of_().value_()
+    lines["tree_pid_r"] = f"tree -t x -r pid_namespace.idr.idr_rt {pid_ns:x}"
+    init_task = prog["init_task"].address_of_().value_()
+    lines["list_l"] = f"list -l task_struct.tasks -s task_struct.pid -H {tasks_head:x}"
+    lines["list_O"] = f"list -h -O task_struct.tasks -o task_struct.tasks {init_task:x}"
     mm = find_task(prog, 1).mm
     with contextlib.suppress(AttributeError):  # 6.1+: VMAs in a maple tree
         lines["tree_mm_maple"] = f"tree -t maple {mm.mm_mt.address_of_().value_():x}"

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash15")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash16")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -86,7 +86,8 @@ def test_ptob_matches_drgn(session, drgn):
 @pytest.mark.parametrize(
     "key",
     ["list_tasks", "list_modules", "tree_vmap", "tree_vmap_node", "tree_pid_xarray",
-     "tree_mm_maple", "list_tasks_r", "list_tasks_e", "list_modules_r"],
+     "tree_mm_maple", "list_tasks_r", "list_tasks_e", "list_modules_r", "tree_pid_r",
+     "list_l", "list_O"],
 )  # fmt: skip
 def test_list_and_tree_match_drgn(session, drgn, key):
     """The same entries in the same order, and for ``-s module.name`` the same names."""

@@ -615,3 +615,25 @@ def test_sig_l_s_g(crash, machine):
     assert out.index("SHARED_PENDING") < out.index("\n  PID: 1 ")
     assert out.endswith(f"     BLOCKED: {1 << 9:016x}\n  PRIVATE_PENDING\n"
                         f"      SIGNAL: {mask:016x}\n    SIGQUEUE: {queued[0]:x}\n")  # fmt: skip
+
+
+def test_list_l_o_S_and_tree_r_abbreviations(crash, machine, prog):
+    """``list -l MEMBER -s``: the node addresses, each entry shown; ``-h -O``: a
+    structure holding the head; ``-S`` is ``-s``; ``tree -r``: the root inside a
+    structure; ``-t rb``: an abbreviated kind; ``eval -l`` the same 64-bit answer."""
+    off = prog.offsetof("struct task_struct", "tasks")
+    init = machine.globals["init_task"]
+    leaders = [t for t in machine.tasks.values() if t.pid != 1401]
+    out = crash(f"list -l task_struct.tasks -S task_struct.pid -H {init + off:x}")
+    assert rows(out, 0) == [w for t in leaders for w in ([f"{t.address + off:x}"],
+                                                          ["pid", "=", str(t.pid)])]  # fmt: skip
+    by_o = crash(f"list -h -O task_struct.tasks -o task_struct.tasks {init:x}")
+    assert by_o.split() == [f"{t.address:x}" for t in leaders]
+    assert crash(f"list -O 8 {init:x}") == "list: -O goes with -h\n"
+    assert crash(f"list -l 8 {init:x}").startswith("list: -l goes with -s")
+    rq = prog.per_cpu(prog.object("runqueues"), 1)
+    inside = prog.offsetof("struct rq", "cfs.tasks_timeline")
+    line = f"tree -t rb -r rq.cfs.tasks_timeline -o sched_entity.run_node {rq.address_:x}"
+    assert crash(line) == crash(f"tree -o sched_entity.run_node {rq.address_ + inside:x}")
+    assert crash("tree -t q 0").startswith("tree: argument -t: invalid tree kind: q")
+    assert crash("eval -l 1 << 40") == crash("eval 1 << 40")
