@@ -72,6 +72,8 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "bt_p": "bt -p",
         "set_c0": "set -c 0",
         "set_p": "set -p",
+        "mod_t": "mod -t",
+        "mount_n": f"mount -n {sleep.pid.value_()}",
         "sig_l": "sig -l",
         "sig_s": "sig -s 14003",
         "sig_g": "sig -g 1",

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash16")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash17")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -54,7 +54,7 @@ def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "key", ["mount", "kmem_s", "kmem_s_task", "kmem_v", "kmem_f", "irq", "swap"]
+    "key", ["mount", "kmem_s", "kmem_s_task", "kmem_v", "kmem_f", "irq", "swap", "mount_n"]
 )
 def test_table_rows_match_drgn(session, drgn, key):
     """Same rows, same fields, same order (mount, kmem -s, kmem -v, irq, swap)."""
@@ -418,3 +418,10 @@ def test_sig_list_set_and_group_match_drgn(session, drgn, key):
         theirs = theirs[theirs.index("SHARED_PENDING") :]
     assert rows(ours, 0) == rows(theirs, 0)
     assert rows(ours, 0)
+
+
+def test_mod_t_matches_drgn(session, drgn):
+    """``mod -t``: the tainting modules and their letters (none on the lab kernels:
+    Debian's modules are signed and in tree)."""
+    ours, theirs = both(session, drgn, "mod_t")
+    assert ours == theirs

@@ -637,3 +637,16 @@ def test_list_l_o_S_and_tree_r_abbreviations(crash, machine, prog):
     assert crash(line) == crash(f"tree -o sched_entity.run_node {rq.address_ + inside:x}")
     assert crash("tree -t q 0").startswith("tree: argument -t: invalid tree kind: q")
     assert crash("eval -l 1 << 40") == crash("eval 1 << 40")
+
+
+def test_mod_t_and_mount_n(crash, machine):
+    """``mod -t``: each module with taint bits and their letters (the kernel's table:
+    bit 12 O, bit 13 E); ``mount -n PID``: the mounts of that task's namespace."""
+    letters = "PFSRMBUDAWCIOELKXTN"
+    want = [[shown(m.name.decode()), "".join(c for b, c in enumerate(letters) if m.taints >> b & 1)]
+            for m in machine.modules if m.taints]  # fmt: skip
+    assert want and rows(crash("mod -t")) == want
+    init = f"{machine.globals['init_task']:x}"
+    assert crash(f"mount -n {init}") == crash("mount")
+    assert len(rows(crash(f"mount -n {init}"))) == len(machine.sub.mounts)
+    assert crash("mount -n 1300") == "mount: 1300: the task has no namespaces (exiting)\n"

@@ -10,7 +10,8 @@ from kdumpy.analysis.commands import resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import RADIX_ARGS
-from kdumpy.analysis.helpers.modules import for_each_module, module_info
+from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
+from kdumpy.analysis.helpers.system import taint_chars
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
 from kdumpy.analysis.types import VOID, ArrayType, PointerType, StructType, Type
@@ -366,9 +367,19 @@ for info in sorted((module_info(prog, m) for m in for_each_module(prog)),
     )
 
 
-@command("mod", "module information", aliases=("lsmod",), python=mod_python)
+@command("mod", "module information",
+         Arg("-t", dest="taints", action="store_true", help="the modules that taint the kernel"),
+         usage="mod [-t]", aliases=("lsmod",), python=mod_python)  # fmt: skip
 def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.taints:
+        tainting = [(module_name(m), taint_chars(int(m.taints))) for m in for_each_module(prog)]
+        tainting = [(name, letters) for name, letters in tainting if letters]
+        if not tainting:
+            return "no tainted modules\n"
+        width = max(len("NAME"), *(len(shown(name)) for name, _ in tainting))
+        return "".join(f"{shown(name):<{width}}  {letters}\n"
+                       for name, letters in [("NAME", "TAINTS"), *tainting])  # fmt: skip
     out = ["     MODULE       NAME                         BASE         SIZE  OBJECT FILE\n"]
     infos = sorted(
         (module_info(prog, mod) for mod in for_each_module(prog)), key=lambda i: i.address
