@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash17")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash18")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -54,7 +54,21 @@ def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "key", ["mount", "kmem_s", "kmem_s_task", "kmem_v", "kmem_f", "irq", "swap", "mount_n"]
+    "key",
+    [
+        "mount",
+        "kmem_s",
+        "kmem_s_task",
+        "kmem_v",
+        "kmem_f",
+        "irq",
+        "swap",
+        "mount_n",
+        "irq_u",
+        "irq_a",
+        "irq_s",
+        "irq_b",
+    ],
 )
 def test_table_rows_match_drgn(session, drgn, key):
     """Same rows, same fields, same order (mount, kmem -s, kmem -v, irq, swap)."""

@@ -650,3 +650,22 @@ def test_mod_t_and_mount_n(crash, machine):
     assert crash(f"mount -n {init}") == crash("mount")
     assert len(rows(crash(f"mount -n {init}"))) == len(machine.sub.mounts)
     assert crash("mount -n 1300") == "mount: 1300: the task has no namespaces (exiting)\n"
+
+
+def test_irq_u_a_s_b(crash, machine):
+    """``irq -u``: the allocated descriptors only; ``-a``: each line with handlers and
+    its CPUs; ``-s``: its count on each CPU (``-c``: some CPUs) and chip; ``-b``: the
+    softirq vectors and their handlers."""
+    irqs = machine.sub.irqs
+    assert [int(r[0]) for r in rows(crash("irq -u"))] == sorted(
+        irq for irq, (_d, actions) in irqs.items() for _ in actions or [None])  # fmt: skip
+    in_use = sorted(irq for irq, (_d, actions) in irqs.items() if actions)
+    names = {irq: ",".join(n for _a, n in irqs[irq][1]) for irq in in_use}
+    assert rows(crash("irq -a")) == [[str(i), names[i], "1" if i == 4 else "0-1"] for i in in_use]
+    assert rows(crash("irq -s")) == [[f"{i}:", str(i), str(10 * i), "IO-APIC", names[i]]
+                                     for i in in_use]  # fmt: skip
+    assert rows(crash("irq -s -c 1")) == [[f"{i}:", str(10 * i), "IO-APIC", names[i]]
+                                          for i in in_use]  # fmt: skip
+    assert crash("irq -c 1") == "irq: -c goes with -s\n"
+    handler = machine.kernel.symbols["write_sysrq_trigger"][0]
+    assert rows(crash("irq -b")) == [["[0]", "0"], ["[1]", f"{handler:x}", "<write_sysrq_trigger>"]]

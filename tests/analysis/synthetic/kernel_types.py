@@ -169,7 +169,14 @@ struct vmap_area { unsigned long va_start; unsigned long va_end; struct rb_node 
                    struct list_head list; struct vm_struct *vm; };
 struct irqaction { void *handler; void *dev_id; struct irqaction *next; int irq;
                    const char *name; };
-struct irq_desc { unsigned int irq; struct irqaction *action; };
+struct irq_chip { const char *name; };
+struct irq_data { unsigned int irq; struct irq_chip *chip; };
+struct irq_common_data { unsigned int state_use_accessors; struct cpumask *affinity; };
+struct irqstat { unsigned int cnt; unsigned int ref; };
+struct irq_desc { struct irq_common_data irq_common_data; struct irq_data irq_data;
+                  struct irqstat *kstat_irqs; unsigned int irq; struct irqaction *action; };
+struct softirq_action { void *action; };
+enum softirq_vectors { HI_SOFTIRQ, TIMER_SOFTIRQ, NR_SOFTIRQS };
 struct swap_info_struct { unsigned long flags; short prio; struct file *swap_file;
                           unsigned int pages; unsigned int inuse_pages; };
 
