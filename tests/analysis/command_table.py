@@ -87,6 +87,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "set": (f"{_D}::test_set_names_drgns_task", f"{_D}::test_set_cpu_and_panic_match_drgn"),
     "sig": (f"{_D}::test_sig_matches_drgn", f"{_D}::test_sig_list_set_and_group_match_drgn"),
     "struct": (f"{_D}::test_struct_members_match_drgn", f"{_D}::test_hex_values_match_drgn",
+               f"{_D}::test_struct_count_and_offset_match_drgn",
                f"{_F}::test_struct_offsets_match_crash",
                f"{_F}::test_struct_offsets_match_drgn"),
     "swap": (f"{_D}::test_table_rows_match_drgn",),

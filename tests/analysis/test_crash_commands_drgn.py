@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash18")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash20")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -68,6 +68,7 @@ def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
         "irq_a",
         "irq_s",
         "irq_b",
+        "kmem_I",
     ],
 )
 def test_table_rows_match_drgn(session, drgn, key):
@@ -439,3 +440,15 @@ def test_mod_t_matches_drgn(session, drgn):
     Debian's modules are signed and in tree)."""
     ours, theirs = both(session, drgn, "mod_t")
     assert ours == theirs
+
+
+@pytest.mark.parametrize("key", ["struct_c", "struct_l"])
+def test_struct_count_and_offset_match_drgn(session, drgn, key):
+    """``struct -c 2``: two list_heads from init_task's; ``-l task_struct.tasks``:
+    init_task's pid and tgid from its tasks member.  The same pointers and numbers."""
+    ours, theirs = both(session, drgn, key)
+    pointers = re.compile(r"(?<![+\w])0x[0-9a-f]+")  # drgn adds symbol+0xOFFSET
+    numbers = re.compile(r"(\w+) = (?:\([^)]*\))?(\d+)\b")
+    assert pointers.findall(ours) == pointers.findall(theirs)
+    assert numbers.findall(ours) == numbers.findall(theirs)
+    assert len(pointers.findall(ours) + numbers.findall(ours)) >= 2

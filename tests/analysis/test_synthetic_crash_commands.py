@@ -669,3 +669,29 @@ def test_irq_u_a_s_b(crash, machine):
     assert crash("irq -c 1") == "irq: -c goes with -s\n"
     handler = machine.kernel.symbols["write_sysrq_trigger"][0]
     assert rows(crash("irq -b")) == [["[0]", "0"], ["[1]", f"{handler:x}", "<write_sysrq_trigger>"]]
+
+
+def test_struct_c_and_l(crash, machine):
+    """``struct -c N``: N structures from the address (``-c -N``: ending there);
+    ``-l struct.member``: the address given is that member's (a list_head's)."""
+    k = machine.kernel
+    size = k.type("struct list_head").size
+    head = machine.globals["init_task"] + k.offsetof("struct task_struct", "tasks")
+    first, second = crash(f"struct list_head {head:x}"), crash(f"struct list_head {head + size:x}")
+    assert crash(f"struct list_head -c 2 {head:x}") == first + "\n" + second
+    assert crash(f"struct list_head -c -2 {head:x}").endswith("\n" + first)
+    task = machine.tasks[1300].address
+    tasks = task + k.offsetof("struct task_struct", "tasks")
+    assert crash(f"struct task_struct.pid -l task_struct.tasks {tasks:x}") == "  pid = 1300\n"
+    assert crash(f"struct task_struct.pid -l 8 {task + 8:x}") == "  pid = 1300\n"
+    assert crash("struct list_head -c 2") == "struct: -c and -l need an address\n"
+
+
+def test_kmem_I_leaves_caches_out(crash, machine):
+    names = [shown(c.name) for c in machine.sub.caches]
+    out = rows(crash("kmem -s -I kmalloc-64,no-such-cache"))
+    assert [r[-1] for r in out] == names
+    ignored = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    assert [r for r in out if "[IGNORED]" in r] == [[f"{ignored.address:016x}", "[IGNORED]",
+                                                     "kmalloc-64"]]  # fmt: skip
+    assert crash("kmem -I kmalloc-64") == "kmem: -I goes with -s or -S\n"

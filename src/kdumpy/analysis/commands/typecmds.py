@@ -26,17 +26,31 @@ def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
     prog = session.prog
     t = prog.type(f"{kind} {name}")
     if opts.address is None:
+        if opts.count is not None or opts.offset:
+            raise CommandError("-c and -l need an address")
         if members:
             return f"  [{prog.offsetof(t, members)}] {members}\n"
         return format_type(t, opts.offsets)
     address = resolve_address(session, opts.address)
-    if not prog.memory.is_valid(address, max(1, t.size)):
-        raise CommandError(f'invalid kernel virtual address: {address:x}  type: "{t.spelling()}"')
-    obj = prog.object_at(t, address)
-    if members:
-        return "".join(f"  {m} = {format_value(obj.member_(m), 1, opts.radix)}\n"
-                       for m in members.split(","))  # fmt: skip
-    return f"{t.spelling()} {format_value(obj, 0, opts.radix)}\n"
+    if opts.offset:  # -l: the address is this member's (or this many bytes in)
+        spec, dot, member = opts.offset.partition(".")
+        address -= prog.offsetof(f"{kind} {spec}", member) if dot else int(opts.offset, 0)
+    count = 1 if opts.count is None else opts.count
+    if not count or abs(count) > 1 << 16:
+        raise CommandError(f"invalid count: {count}")
+    first = address if count > 0 else address + (count + 1) * t.size  # -c -N: N up to it
+    shown = []
+    for i in range(abs(count)):
+        at = first + i * t.size
+        if not prog.memory.is_valid(at, max(1, t.size)):
+            raise CommandError(f'invalid kernel virtual address: {at:x}  type: "{t.spelling()}"')
+        obj = prog.object_at(t, at)
+        if members:
+            shown.append("".join(f"  {m} = {format_value(obj.member_(m), 1, opts.radix)}\n"
+                                 for m in members.split(",")))  # fmt: skip
+        else:
+            shown.append(f"{t.spelling()} {format_value(obj, 0, opts.radix)}\n")
+    return "\n".join(shown)
 
 
 def struct_python(kind: str) -> Callable[[argparse.Namespace], str]:
@@ -66,19 +80,33 @@ _STRUCT_ARGS = (
     Arg("-o", dest="offsets", action="store_true", help="member offsets"),
     Arg("name", metavar="name[.member[,member]]"),
     Arg("address", nargs="?", metavar="address|symbol", help="show the contents there"),
+    Arg(
+        "-c",
+        dest="count",
+        type=int,
+        metavar="count",
+        help="this many consecutive ones (negative: ending at the address)",
+    ),
+    Arg(
+        "-l",
+        dest="offset",
+        metavar="offset|struct.member",
+        help="the address is this far into the structure (a list_head's, say)",
+    ),
     *RADIX_ARGS,
 )
 
 
 @command("struct", "structure contents", *_STRUCT_ARGS,
-         usage="struct name[.member[,member]] [address|symbol] [-o] [-x|-d]",
+         usage="struct name[.member[,member]] [address|symbol] [-o] [-c count] [-l offset] "
+               "[-x|-d]",
          python=struct_python("struct"))  # fmt: skip
 def cmd_struct(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "struct", opts)
 
 
 @command("union", "union contents", *_STRUCT_ARGS,
-         usage="union name[.member] [address|symbol] [-o] [-x|-d]",
+         usage="union name[.member] [address|symbol] [-o] [-c count] [-l offset] [-x|-d]",
          python=struct_python("union"))  # fmt: skip
 def cmd_union(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "union", opts)
