@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash20")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash21")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -341,9 +341,12 @@ def test_files_rows_match_drgn(session, drgn):
     assert len(rows(ours, 3)) >= 3
 
 
-def test_runq_matches_drgn(session, drgn):
-    """Each CPU's run queue, current task, queue addresses and queued tasks."""
-    ours, theirs = both(session, drgn, "runq")
+@pytest.mark.parametrize("key", ["runq", "runq_c", "runq_t", "runq_T", "runq_m"])
+def test_runq_matches_drgn(session, drgn, key):
+    """Each CPU's run queue, current task, queue addresses and queued tasks (``-c 1``:
+    CPU 1's); ``-t`` the clocks and arrival times, ``-T`` the lags, ``-m`` how long
+    each task has run."""
+    ours, theirs = both(session, drgn, key)
 
     def words(text: str) -> list[list[str]]:
         return [line.replace(":", " ").split() for line in text.splitlines() if line.strip()]

@@ -695,3 +695,17 @@ def test_kmem_I_leaves_caches_out(crash, machine):
     assert [r for r in out if "[IGNORED]" in r] == [[f"{ignored.address:016x}", "[IGNORED]",
                                                      "kmalloc-64"]]  # fmt: skip
     assert crash("kmem -I kmalloc-64") == "kmem: -I goes with -s or -S\n"
+
+
+def test_runq_c_t_T_m(crash, machine):
+    """``runq -c 1``: CPU 1 only; ``-t``: each clock and when its task arrived (ns);
+    ``-T``: CPU 1's clock 2.5 s behind CPU 0's; ``-m``: CPU 1's task has run for
+    1 h 2 min 3.456 s, CPU 0's for 1 s."""
+    assert crash("runq -c 1") == "CPU 1" + crash("runq").split("CPU 1", 1)[1]
+    times = crash("runq -t").splitlines()
+    assert times[0] == f" CPU 0: {7_000_000_000_000:016d}"
+    assert times[3].startswith(f"        {6_997_500_000_000 - 3_723_456_000_000:016d}  PID: 1234 ")
+    assert crash("runq -T") == "  CPU 0: 0.00 secs\n  CPU 1: 2.50 secs\n"
+    elapsed = crash("runq -m").splitlines()
+    assert elapsed[0].startswith("  CPU 0: [0 00:00:01.000]  PID: 0 ")
+    assert elapsed[1].startswith("  CPU 1: [0 01:02:03.456]  PID: 1234 ")

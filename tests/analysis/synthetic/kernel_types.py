@@ -84,6 +84,8 @@ struct inactive_task_frame { unsigned long r15; unsigned long r14; unsigned long
                              unsigned long r12; unsigned long bx; unsigned long bp;
                              unsigned long ret_addr; };
 enum pid_type { PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_MAX };
+struct sched_info { unsigned long pcount; unsigned long long run_delay;
+                    unsigned long long last_arrival; unsigned long long last_queued; };
 struct task_struct {
     unsigned int __state; void *stack; refcount_t usage; unsigned int flags;
     int on_cpu; unsigned int cpu; int prio; int static_prio;
@@ -96,7 +98,7 @@ struct task_struct {
     struct list_head thread_node; u64 utime; u64 stime; char comm[16];
     struct fs_struct *fs; struct files_struct *files; struct nsproxy *nsproxy;
     struct signal_struct *signal; struct sighand_struct *sighand; sigset_t blocked;
-    struct sigpending pending; struct thread_struct thread;
+    struct sigpending pending; struct thread_struct thread; struct sched_info sched_info;
 };
 
 struct cfs_rq { struct load_weight load; unsigned int nr_running;

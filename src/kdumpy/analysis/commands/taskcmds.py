@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from kdumpy.analysis.commands import parse_cpus
 from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_code, task_expr
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
@@ -18,6 +19,7 @@ from kdumpy.analysis.helpers.runqueue import runqueue_tasks
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
     cpu_of_active_task,
+    cpu_rq,
     is_kthread,
     panic_task,
     task_comm,
@@ -199,11 +201,26 @@ for cpu in prog.online_cpus:
     )
 
 
-@command("runq", "run queue", python=runq_python)
+@command("runq", "run queue",
+         Arg("-c", dest="cpus", type=parse_cpus, metavar="cpus", help="these CPUs only"),
+         Arg("-t", dest="times", action="store_true",
+             help="each run queue's clock and when its task started running (ns)"),
+         Arg("-T", dest="lag", action="store_true",
+             help="how far each run queue's clock lags the latest"),
+         Arg("-m", dest="elapsed", action="store_true",
+             help="how long each CPU's task has been running"),
+         usage="runq [-t | -T | -m] [-c cpus]", python=runq_python)  # fmt: skip
 def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    cpus = prog.online_cpus if opts.cpus is None else opts.cpus
+    if opts.times:
+        return _runq_times(prog, cpus)
+    if opts.lag:
+        return _runq_lag(prog, cpus)
+    if opts.elapsed:
+        return _runq_elapsed(prog, cpus)
     out = []
-    for cpu in prog.online_cpus:
+    for cpu in cpus:
         rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
         # As crash: the running task is CURRENT, not one of the queued (cfs_rq->curr).
         cfs = [(prio, task) for prio, task in cfs if int(task) != int(curr)]
@@ -225,6 +242,49 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
                 )
         out.append("\n")
     return "".join(out)
+
+
+def _header(task: Object) -> str:
+    return (f"PID: {int(task.pid):<7} TASK: {int(task):x}  "
+            f'COMMAND: "{shown(task_comm(task))}"\n')  # fmt: skip
+
+
+def _runq_times(prog: Program, cpus: list[int]) -> str:
+    """``runq -t``: the run queue's clock, and when its current task last arrived."""
+    out = []
+    for cpu in cpus:
+        rq = cpu_rq(prog, cpu)
+        curr = rq.curr
+        arrived = int(curr.sched_info.last_arrival)
+        out.append(f" CPU {cpu}: {int(rq.clock):016d}\n        {arrived:016d}  {_header(curr)}")
+    return "".join(out)
+
+
+def _runq_lag(prog: Program, cpus: list[int]) -> str:
+    """``runq -T``: each clock behind the latest one, latest first."""
+    clocks = sorted(((int(cpu_rq(prog, cpu).clock), cpu) for cpu in cpus), reverse=True)
+    if not clocks:
+        return ""
+    width = max(len(f"CPU {cpu}") for _, cpu in clocks)
+    latest = clocks[0][0]
+    return "".join(f"{f'CPU {cpu}':>{2 + width}}: {(latest - clock) / 1e9:.2f} secs\n"
+                   for clock, cpu in clocks)  # fmt: skip
+
+
+def _runq_elapsed(prog: Program, cpus: list[int]) -> str:
+    """``runq -m``: how long each CPU's task has run, as days hh:mm:ss.ms."""
+    rows = []
+    for cpu in cpus:
+        rq = cpu_rq(prog, cpu)
+        ns = max(int(rq.clock) - int(rq.curr.sched_info.last_arrival), 0)
+        secs, ms = divmod(ns // 1_000_000, 1000)
+        mins, secs = divmod(secs, 60)
+        hours, mins = divmod(mins, 60)
+        days, hours = divmod(hours, 24)
+        rows.append((f"CPU {cpu}", f"{days} {hours:02}:{mins:02}:{secs:02}.{ms:03}", rq.curr))
+    cw = max((len(c) for c, _, _ in rows), default=0)
+    ew = max((len(e) for _, e, _ in rows), default=0)
+    return "".join(f"{c:>{2 + cw}}: [{e:>{ew}}]  {_header(t)}" for c, e, t in rows)
 
 
 def set_python(opts: argparse.Namespace) -> str:
