@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash21")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash22")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -455,3 +455,12 @@ def test_struct_count_and_offset_match_drgn(session, drgn, key):
     assert pointers.findall(ours) == pointers.findall(theirs)
     assert numbers.findall(ours) == numbers.findall(theirs)
     assert len(pointers.findall(ours) + numbers.findall(ours)) >= 2
+
+
+@pytest.mark.parametrize("key", ["rd_d", "rd_D", "rd_x", "rd_N", "rd_R", "rd_o", "rd_e"])
+def test_rd_formats_match_drgn(session, drgn, key):
+    """``rd`` with -d/-D (decimal), -x (no ASCII), -N (network order), -R (up to the
+    address), -o (offset), -e (end): the same addresses and values, line by line."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours, 0) == rows(theirs, 0)
+    assert rows(ours, 0)

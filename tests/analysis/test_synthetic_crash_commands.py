@@ -709,3 +709,22 @@ def test_runq_c_t_T_m(crash, machine):
     elapsed = crash("runq -m").splitlines()
     assert elapsed[0].startswith("  CPU 0: [0 00:00:01.000]  PID: 0 ")
     assert elapsed[1].startswith("  CPU 1: [0 01:02:03.456]  PID: 1234 ")
+
+
+def test_rd_decimal_network_reverse_offset_end(crash, machine):
+    """``rd -d/-D`` decimal values (no ASCII), ``-x`` no ASCII, ``-N`` network byte
+    order, ``-R`` up to the address, ``-o`` an offset, ``-e`` an end address; jiffies
+    (4,295,000,000 = 0x1000136c0 written by the test) is the value read."""
+    at = machine.globals["jiffies"]
+    jiffies = 4_295_000_000
+    low, high = jiffies & 0xFFFFFFFF, jiffies >> 32
+    signed = low - (1 << 32) if low >> 31 else low
+    assert rows(crash("rd -32 -d jiffies 2"), 0) == [[f"{at:x}:", str(signed), str(high)]]
+    assert rows(crash("rd -32 -D jiffies 2"), 0) == [[f"{at:x}:", str(low), str(high)]]
+    assert rows(crash("rd -x jiffies"), 0) == [[f"{at:x}:", f"{jiffies:016x}"]]
+    swapped = int.from_bytes(low.to_bytes(4, "little"), "big")
+    assert rows(crash("rd -N -32 -x jiffies"), 0) == [[f"{at:x}:", f"{swapped:08x}"]]
+    assert crash("rd -R jiffies 2") == crash(f"rd {at - 8:x} 2")
+    assert crash("rd -o 8 jiffies") == crash(f"rd {at + 8:x}")
+    assert crash(f"rd -e {at + 24:x} jiffies") == crash("rd jiffies 3")
+    assert crash(f"rd -e {at:x} jiffies").startswith("rd: -e ")
