@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash22")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash23")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -354,11 +354,13 @@ def test_runq_matches_drgn(session, drgn, key):
     assert words(ours) == words(theirs)
 
 
-def test_ps_rows_match_drgn(session, drgn):
-    """Every task: pid, CPU, task address, memory, VSZ, RSS, name; the ``>`` marks.
+@pytest.mark.parametrize("key", ["ps", "ps_A", "ps_G", "ps_y"])
+def test_ps_rows_match_drgn(session, drgn, key):
+    """Every task (``-A`` the active ones, ``-G`` group leaders, ``-y FIFO`` real-time
+    FIFO tasks): pid, CPU, task address, memory, VSZ, RSS, name; the ``>`` marks.
     (The state column is crash 8's two letters here, drgn's one; the PPID of an idle
     task is its real parent here, 0 in drgn.)"""
-    ours, theirs = both(session, drgn, "ps")
+    ours, theirs = both(session, drgn, key)
 
     def fields(text: str) -> list[tuple[str, ...]]:
         out = []
@@ -368,7 +370,7 @@ def test_ps_rows_match_drgn(session, drgn):
         return out
 
     assert fields(ours) == fields(theirs)
-    assert len(fields(ours)) >= 50
+    assert len(fields(ours)) >= {"ps": 50, "ps_A": 2, "ps_G": 40, "ps_y": 1}[key]
 
 
 def test_mod_rows_match_drgn(session, drgn):
@@ -464,3 +466,16 @@ def test_rd_formats_match_drgn(session, drgn, key):
     ours, theirs = both(session, drgn, key)
     assert rows(ours, 0) == rows(theirs, 0)
     assert rows(ours, 0)
+
+
+# drgn's one-letter states (task_state_to_char) as crash 8.0.2 spells them.
+_CRASH_STATE = {"R": "RU", "S": "IN", "D": "UN", "I": "ID", "T": "ST", "t": "TR", "Z": "ZO",
+                "X": "DE", "P": "PA", "N": "NE", "W": "WA"}  # fmt: skip
+
+
+def test_ps_summary_matches_drgn(session, drgn):
+    ours, theirs = both(session, drgn, "ps_S")
+    mine = dict(line.strip().split(": ") for line in ours.splitlines())
+    pairs = (line.strip().split(": ") for line in theirs.splitlines())
+    counted = {_CRASH_STATE[state]: count for state, count in pairs}
+    assert mine == counted

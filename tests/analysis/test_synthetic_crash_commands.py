@@ -728,3 +728,22 @@ def test_rd_decimal_network_reverse_offset_end(crash, machine):
     assert crash("rd -o 8 jiffies") == crash(f"rd {at + 8:x}")
     assert crash(f"rd -e {at + 24:x} jiffies") == crash("rd jiffies 3")
     assert crash(f"rd -e {at:x} jiffies").startswith("rd: -e ")
+
+
+def test_ps_S_A_G_y(crash, machine):
+    """``ps -S``: tasks per state; ``-A``: the task active on each CPU; ``-G``: thread
+    group leaders (not thread 1401); ``-y``: by scheduling policy (all NORMAL here)."""
+    every = rows(crash("ps"))
+    states = {}
+    for r in every:
+        st = r[5] if r[0] == ">" else r[4]
+        states[st] = states.get(st, 0) + 1
+    summary = dict(line.split(": ") for line in crash("ps -S").strip().splitlines())
+    assert {k.strip(): int(v) for k, v in summary.items()} == states
+    active = [r for r in every if r[0] == ">"]
+    assert rows(crash("ps -A")) == active and len(active) == 2
+    pids = [r[1] if r[0] == ">" else r[0] for r in rows(crash("ps -G"))]
+    assert "1401" not in pids and "1300" in pids
+    assert rows(crash("ps -y normal,0")) == every
+    assert rows(crash("ps -y FIFO")) == []
+    assert crash("ps -y nosuch").startswith("ps: argument -y: invalid policy: nosuch")

@@ -99,6 +99,7 @@ struct task_struct {
     struct fs_struct *fs; struct files_struct *files; struct nsproxy *nsproxy;
     struct signal_struct *signal; struct sighand_struct *sighand; sigset_t blocked;
     struct sigpending pending; struct thread_struct thread; struct sched_info sched_info;
+    unsigned int policy;
 };
 
 struct cfs_rq { struct load_weight load; unsigned int nr_running;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Callable
 
 from kdumpy.analysis.commands import parse_cpus
@@ -57,24 +58,59 @@ def ps_python(opts: argparse.Namespace) -> str:
     return api_code(names, f"{ALL_TASKS}\nfor task in tasks:\n{body}\n")
 
 
+# Scheduling policies (include/uapi/linux/sched.h; ISO never merged, crash takes it).
+_POLICIES = {"NORMAL": 0, "OTHER": 0, "FIFO": 1, "RR": 2, "BATCH": 3, "ISO": 4, "IDLE": 5,
+             "DEADLINE": 6}  # fmt: skip
+
+
+def _policies(text: str) -> set[int]:
+    """``-y``: policy names or numbers, comma-separated, any case."""
+    out = set()
+    for word in text.split(","):
+        if word.upper() in _POLICIES:
+            out.add(_POLICIES[word.upper()])
+        elif word.isdigit():
+            out.add(int(word))
+        else:
+            raise argparse.ArgumentTypeError(f"invalid policy: {word}")
+    return out
+
+
 @command("ps", "display process status information",
          Arg("-k", dest="kernel", action="store_true", help="kernel threads only"),
          Arg("-u", dest="user", action="store_true", help="user tasks only"),
+         Arg("-G", dest="leaders", action="store_true", help="thread group leaders only"),
+         Arg("-A", dest="active", action="store_true", help="the task active on each CPU"),
+         Arg("-y", dest="policies", type=_policies, metavar="policy[,policy]",
+             help="these scheduling policies only (NORMAL, FIFO, RR, BATCH, IDLE, "
+                  "DEADLINE or numbers)"),
+         Arg("-S", dest="summary", action="store_true", help="how many tasks in each state"),
          Arg("wanted", nargs="*", metavar="pid|comm", help="pids or command names"),
-         usage="ps [-k|-u] [pid|comm ...]", python=ps_python)  # fmt: skip
+         usage="ps [-k|-u] [-G] [-A] [-y policy] [-S] [pid|comm ...]",
+         python=ps_python)  # fmt: skip
 def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    row = _ps_row(prog)
-    lines = [_PS_HEADER]
+    active = {int(t) for t in active_tasks(prog).values()} if opts.active else set()
+    chosen = []
     for task in all_tasks(prog):
         kthread = _is_kernel_thread(task)
         if (opts.kernel and not kthread) or (opts.user and kthread):
             continue
+        if opts.leaders and int(task) != int(task.group_leader):
+            continue
+        if opts.active and int(task) not in active:
+            continue
+        if opts.policies is not None and int(task.policy) not in opts.policies:
+            continue
         wanted = opts.wanted
         if wanted and str(int(task.pid)) not in wanted and task_comm(task) not in wanted:
             continue
-        lines.append(row(task))
-    return "".join(lines)
+        chosen.append(task)
+    if opts.summary:
+        counts = Counter(task_state_crash(task) for task in chosen)
+        return "".join(f"  {state}: {count}\n" for state, count in counts.items())
+    row = _ps_row(prog)
+    return _PS_HEADER + "".join(row(task) for task in chosen)
 
 
 _PS_HEADER = "   PID    PPID  CPU       TASK        ST  %MEM     VSZ    RSS  COMM\n"
