@@ -43,6 +43,11 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
     lines["waitq_kswapd"] = f"waitq {pgdat.kswapd_wait.address_of_().value_():x}"
     pid_xa = prog["init_pid_ns"].idr.idr_rt.address_of_().value_()
     lines["tree_pid_xarray"] = f"tree -t xarray {pid_xa:x}"
+    pid_ns = prog["init_pid_ns"].address_of_().value_()
+    lines["tree_pid_r"] = f"tree -t x -r pid_namespace.idr.idr_rt {pid_ns:x}"
+    init_task = prog["init_task"].address_of_().value_()
+    lines["list_l"] = f"list -l task_struct.tasks -s task_struct.pid -H {tasks_head:x}"
+    lines["list_O"] = f"list -h -O task_struct.tasks -o task_struct.tasks {init_task:x}"
     mm = find_task(prog, 1).mm
     with contextlib.suppress(AttributeError):  # 6.1+: VMAs in a maple tree
         lines["tree_mm_maple"] = f"tree -t maple {mm.mm_mt.address_of_().value_():x}"
@@ -67,6 +72,30 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "bt_p": "bt -p",
         "set_c0": "set -c 0",
         "set_p": "set -p",
+        "mod_t": "mod -t",
+        "ps_S": "ps -S",
+        "ps_A": "ps -A",
+        "ps_G": "ps -G",
+        "ps_y": "ps -y FIFO",
+        "rd_d": "rd -32 -d jiffies 4",
+        "rd_D": "rd -D jiffies 2",
+        "rd_x": "rd -x init_task 4",
+        "rd_N": "rd -N -32 init_task 4",
+        "rd_R": "rd -R init_task 3",
+        "rd_o": "rd -o 8 init_task 2",
+        "rd_e": f"rd -e {init_task + 40:x} init_task",
+        "runq_c": "runq -c 1",
+        "runq_t": "runq -t",
+        "runq_T": "runq -T",
+        "runq_m": "runq -m",
+        "kmem_I": "kmem -s -I kmalloc-64,task_struct",
+        "struct_c": f"struct list_head {tasks_head:x} -c 2",
+        "struct_l": f"struct task_struct.pid,tgid {tasks_head:x} -l task_struct.tasks",
+        "irq_u": "irq -u",
+        "irq_a": "irq -a",
+        "irq_s": "irq -s",
+        "irq_b": "irq -b",
+        "mount_n": f"mount -n {sleep.pid.value_()}",
         "sig_l": "sig -l",
         "sig_s": "sig -s 14003",
         "sig_g": "sig -g 1",

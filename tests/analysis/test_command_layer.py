@@ -57,7 +57,8 @@ def test_an_alias_reports_errors_under_the_command_name(crash):
 def test_a_bad_count_is_a_usage_error(crash):
     assert crash("rd jiffies zz") == (
         "rd: argument count: invalid count: zz "
-        "(usage: rd [-8|-16|-32|-64] [-p] [-a] [-s] address|symbol [count])\n"
+        "(usage: rd [-8|-16|-32|-64] [-p] [-a] [-s] [-d|-D] [-x] [-N] [-R] [-o offset] "
+        "[-e end] address|symbol [count])\n"
     )
     assert crash("dis").startswith("dis: the following arguments are required: address")
 

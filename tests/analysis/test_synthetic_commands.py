@@ -224,9 +224,16 @@ def test_dis(crash, machine):
 
 def test_help_and_errors(crash):
     assert crash("help ps") == (
-        "ps: display process status information\nusage: ps [-k|-u] [pid|comm ...]\n\n"
-        "positional arguments:\n  pid|comm  pids or command names\n\n"
-        "options:\n  -k        kernel threads only\n  -u        user tasks only\n"
+        "ps: display process status information\n"
+        "usage: ps [-k|-u] [-G] [-A] [-y policy] [-S] [pid|comm ...]\n\n"
+        "positional arguments:\n  pid|comm            pids or command names\n\n"
+        "options:\n  -k                  kernel threads only\n"
+        "  -u                  user tasks only\n"
+        "  -G                  thread group leaders only\n"
+        "  -A                  the task active on each CPU\n"
+        "  -y policy[,policy]  these scheduling policies only (NORMAL, FIFO, RR, BATCH,\n"
+        "                      IDLE, DEADLINE or numbers)\n"
+        "  -S                  how many tasks in each state\n"
     )
     names = [line.split()[0] for line in crash("help").splitlines()]
     assert {"bt", "ps", "log", "sys", "kmem", "runq", "files", "mod", "struct"} <= set(names)

@@ -615,3 +615,135 @@ def test_sig_l_s_g(crash, machine):
     assert out.index("SHARED_PENDING") < out.index("\n  PID: 1 ")
     assert out.endswith(f"     BLOCKED: {1 << 9:016x}\n  PRIVATE_PENDING\n"
                         f"      SIGNAL: {mask:016x}\n    SIGQUEUE: {queued[0]:x}\n")  # fmt: skip
+
+
+def test_list_l_o_S_and_tree_r_abbreviations(crash, machine, prog):
+    """``list -l MEMBER -s``: the node addresses, each entry shown; ``-h -O``: a
+    structure holding the head; ``-S`` is ``-s``; ``tree -r``: the root inside a
+    structure; ``-t rb``: an abbreviated kind; ``eval -l`` the same 64-bit answer."""
+    off = prog.offsetof("struct task_struct", "tasks")
+    init = machine.globals["init_task"]
+    leaders = [t for t in machine.tasks.values() if t.pid != 1401]
+    out = crash(f"list -l task_struct.tasks -S task_struct.pid -H {init + off:x}")
+    assert rows(out, 0) == [w for t in leaders for w in ([f"{t.address + off:x}"],
+                                                          ["pid", "=", str(t.pid)])]  # fmt: skip
+    by_o = crash(f"list -h -O task_struct.tasks -o task_struct.tasks {init:x}")
+    assert by_o.split() == [f"{t.address:x}" for t in leaders]
+    assert crash(f"list -O 8 {init:x}") == "list: -O goes with -h\n"
+    assert crash(f"list -l 8 {init:x}").startswith("list: -l goes with -s")
+    rq = prog.per_cpu(prog.object("runqueues"), 1)
+    inside = prog.offsetof("struct rq", "cfs.tasks_timeline")
+    line = f"tree -t rb -r rq.cfs.tasks_timeline -o sched_entity.run_node {rq.address_:x}"
+    assert crash(line) == crash(f"tree -o sched_entity.run_node {rq.address_ + inside:x}")
+    assert crash("tree -t q 0").startswith("tree: argument -t: invalid tree kind: q")
+    assert crash("eval -l 1 << 40") == crash("eval 1 << 40")
+
+
+def test_mod_t_and_mount_n(crash, machine):
+    """``mod -t``: each module with taint bits and their letters (the kernel's table:
+    bit 12 O, bit 13 E); ``mount -n PID``: the mounts of that task's namespace."""
+    letters = "PFSRMBUDAWCIOELKXTN"
+    want = [[shown(m.name.decode()), "".join(c for b, c in enumerate(letters) if m.taints >> b & 1)]
+            for m in machine.modules if m.taints]  # fmt: skip
+    assert want and rows(crash("mod -t")) == want
+    init = f"{machine.globals['init_task']:x}"
+    assert crash(f"mount -n {init}") == crash("mount")
+    assert len(rows(crash(f"mount -n {init}"))) == len(machine.sub.mounts)
+    assert crash("mount -n 1300") == "mount: 1300: the task has no namespaces (exiting)\n"
+
+
+def test_irq_u_a_s_b(crash, machine):
+    """``irq -u``: the allocated descriptors only; ``-a``: each line with handlers and
+    its CPUs; ``-s``: its count on each CPU (``-c``: some CPUs) and chip; ``-b``: the
+    softirq vectors and their handlers."""
+    irqs = machine.sub.irqs
+    assert [int(r[0]) for r in rows(crash("irq -u"))] == sorted(
+        irq for irq, (_d, actions) in irqs.items() for _ in actions or [None])  # fmt: skip
+    in_use = sorted(irq for irq, (_d, actions) in irqs.items() if actions)
+    names = {irq: ",".join(n for _a, n in irqs[irq][1]) for irq in in_use}
+    assert rows(crash("irq -a")) == [[str(i), names[i], "1" if i == 4 else "0-1"] for i in in_use]
+    assert rows(crash("irq -s")) == [[f"{i}:", str(i), str(10 * i), "IO-APIC", names[i]]
+                                     for i in in_use]  # fmt: skip
+    assert rows(crash("irq -s -c 1")) == [[f"{i}:", str(10 * i), "IO-APIC", names[i]]
+                                          for i in in_use]  # fmt: skip
+    assert crash("irq -c 1") == "irq: -c goes with -s\n"
+    handler = machine.kernel.symbols["write_sysrq_trigger"][0]
+    assert rows(crash("irq -b")) == [["[0]", "0"], ["[1]", f"{handler:x}", "<write_sysrq_trigger>"]]
+
+
+def test_struct_c_and_l(crash, machine):
+    """``struct -c N``: N structures from the address (``-c -N``: ending there);
+    ``-l struct.member``: the address given is that member's (a list_head's)."""
+    k = machine.kernel
+    size = k.type("struct list_head").size
+    head = machine.globals["init_task"] + k.offsetof("struct task_struct", "tasks")
+    first, second = crash(f"struct list_head {head:x}"), crash(f"struct list_head {head + size:x}")
+    assert crash(f"struct list_head -c 2 {head:x}") == first + "\n" + second
+    assert crash(f"struct list_head -c -2 {head:x}").endswith("\n" + first)
+    task = machine.tasks[1300].address
+    tasks = task + k.offsetof("struct task_struct", "tasks")
+    assert crash(f"struct task_struct.pid -l task_struct.tasks {tasks:x}") == "  pid = 1300\n"
+    assert crash(f"struct task_struct.pid -l 8 {task + 8:x}") == "  pid = 1300\n"
+    assert crash("struct list_head -c 2") == "struct: -c and -l need an address\n"
+
+
+def test_kmem_I_leaves_caches_out(crash, machine):
+    names = [shown(c.name) for c in machine.sub.caches]
+    out = rows(crash("kmem -s -I kmalloc-64,no-such-cache"))
+    assert [r[-1] for r in out] == names
+    ignored = next(c for c in machine.sub.caches if c.name == "kmalloc-64")
+    assert [r for r in out if "[IGNORED]" in r] == [[f"{ignored.address:016x}", "[IGNORED]",
+                                                     "kmalloc-64"]]  # fmt: skip
+    assert crash("kmem -I kmalloc-64") == "kmem: -I goes with -s or -S\n"
+
+
+def test_runq_c_t_T_m(crash, machine):
+    """``runq -c 1``: CPU 1 only; ``-t``: each clock and when its task arrived (ns);
+    ``-T``: CPU 1's clock 2.5 s behind CPU 0's; ``-m``: CPU 1's task has run for
+    1 h 2 min 3.456 s, CPU 0's for 1 s."""
+    assert crash("runq -c 1") == "CPU 1" + crash("runq").split("CPU 1", 1)[1]
+    times = crash("runq -t").splitlines()
+    assert times[0] == f" CPU 0: {7_000_000_000_000:016d}"
+    assert times[3].startswith(f"        {6_997_500_000_000 - 3_723_456_000_000:016d}  PID: 1234 ")
+    assert crash("runq -T") == "  CPU 0: 0.00 secs\n  CPU 1: 2.50 secs\n"
+    elapsed = crash("runq -m").splitlines()
+    assert elapsed[0].startswith("  CPU 0: [0 00:00:01.000]  PID: 0 ")
+    assert elapsed[1].startswith("  CPU 1: [0 01:02:03.456]  PID: 1234 ")
+
+
+def test_rd_decimal_network_reverse_offset_end(crash, machine):
+    """``rd -d/-D`` decimal values (no ASCII), ``-x`` no ASCII, ``-N`` network byte
+    order, ``-R`` up to the address, ``-o`` an offset, ``-e`` an end address; jiffies
+    (4,295,000,000 = 0x1000136c0 written by the test) is the value read."""
+    at = machine.globals["jiffies"]
+    jiffies = 4_295_000_000
+    low, high = jiffies & 0xFFFFFFFF, jiffies >> 32
+    signed = low - (1 << 32) if low >> 31 else low
+    assert rows(crash("rd -32 -d jiffies 2"), 0) == [[f"{at:x}:", str(signed), str(high)]]
+    assert rows(crash("rd -32 -D jiffies 2"), 0) == [[f"{at:x}:", str(low), str(high)]]
+    assert rows(crash("rd -x jiffies"), 0) == [[f"{at:x}:", f"{jiffies:016x}"]]
+    swapped = int.from_bytes(low.to_bytes(4, "little"), "big")
+    assert rows(crash("rd -N -32 -x jiffies"), 0) == [[f"{at:x}:", f"{swapped:08x}"]]
+    assert crash("rd -R jiffies 2") == crash(f"rd {at - 8:x} 2")
+    assert crash("rd -o 8 jiffies") == crash(f"rd {at + 8:x}")
+    assert crash(f"rd -e {at + 24:x} jiffies") == crash("rd jiffies 3")
+    assert crash(f"rd -e {at:x} jiffies").startswith("rd: -e ")
+
+
+def test_ps_S_A_G_y(crash, machine):
+    """``ps -S``: tasks per state; ``-A``: the task active on each CPU; ``-G``: thread
+    group leaders (not thread 1401); ``-y``: by scheduling policy (all NORMAL here)."""
+    every = rows(crash("ps"))
+    states = {}
+    for r in every:
+        st = r[5] if r[0] == ">" else r[4]
+        states[st] = states.get(st, 0) + 1
+    summary = dict(line.split(": ") for line in crash("ps -S").strip().splitlines())
+    assert {k.strip(): int(v) for k, v in summary.items()} == states
+    active = [r for r in every if r[0] == ">"]
+    assert rows(crash("ps -A")) == active and len(active) == 2
+    pids = [r[1] if r[0] == ">" else r[0] for r in rows(crash("ps -G"))]
+    assert "1401" not in pids and "1300" in pids
+    assert rows(crash("ps -y normal,0")) == every
+    assert rows(crash("ps -y FIFO")) == []
+    assert crash("ps -y nosuch").startswith("ps: argument -y: invalid policy: nosuch")

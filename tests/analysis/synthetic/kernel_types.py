@@ -84,6 +84,8 @@ struct inactive_task_frame { unsigned long r15; unsigned long r14; unsigned long
                              unsigned long r12; unsigned long bx; unsigned long bp;
                              unsigned long ret_addr; };
 enum pid_type { PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_MAX };
+struct sched_info { unsigned long pcount; unsigned long long run_delay;
+                    unsigned long long last_arrival; unsigned long long last_queued; };
 struct task_struct {
     unsigned int __state; void *stack; refcount_t usage; unsigned int flags;
     int on_cpu; unsigned int cpu; int prio; int static_prio;
@@ -96,7 +98,8 @@ struct task_struct {
     struct list_head thread_node; u64 utime; u64 stime; char comm[16];
     struct fs_struct *fs; struct files_struct *files; struct nsproxy *nsproxy;
     struct signal_struct *signal; struct sighand_struct *sighand; sigset_t blocked;
-    struct sigpending pending; struct thread_struct thread;
+    struct sigpending pending; struct thread_struct thread; struct sched_info sched_info;
+    unsigned int policy;
 };
 
 struct cfs_rq { struct load_weight load; unsigned int nr_running;
@@ -169,7 +172,14 @@ struct vmap_area { unsigned long va_start; unsigned long va_end; struct rb_node 
                    struct list_head list; struct vm_struct *vm; };
 struct irqaction { void *handler; void *dev_id; struct irqaction *next; int irq;
                    const char *name; };
-struct irq_desc { unsigned int irq; struct irqaction *action; };
+struct irq_chip { const char *name; };
+struct irq_data { unsigned int irq; struct irq_chip *chip; };
+struct irq_common_data { unsigned int state_use_accessors; struct cpumask *affinity; };
+struct irqstat { unsigned int cnt; unsigned int ref; };
+struct irq_desc { struct irq_common_data irq_common_data; struct irq_data irq_data;
+                  struct irqstat *kstat_irqs; unsigned int irq; struct irqaction *action; };
+struct softirq_action { void *action; };
+enum softirq_vectors { HI_SOFTIRQ, TIMER_SOFTIRQ, NR_SOFTIRQS };
 struct swap_info_struct { unsigned long flags; short prio; struct file *swap_file;
                           unsigned int pages; unsigned int inuse_pages; };
 

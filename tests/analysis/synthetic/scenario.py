@@ -427,7 +427,13 @@ def build_machine(
         k.write(rq, "struct rq", {"cpu": cpu, "idle": m.idle[cpu].address})
         for prio in range(100):
             k.list_init(rq + k.offsetof("struct rq", f"rt.active.queue[{prio}]"))
-    k.write(rqs[0], "struct rq", {"curr": idle0.address})
+    # run queue clocks and when each CPU's task started running (ns): CPU 1 lags CPU 0 by
+    # 2.5 s, and its task has run for 1 h 2 min 3.456 s
+    k.write(rqs[0], "struct rq", {"curr": idle0.address, "clock": 7_000_000_000_000})
+    k.write(rqs[1], "struct rq", {"clock": 6_997_500_000_000})
+    k.write(idle0.address, "struct task_struct", {"sched_info.last_arrival": 6_999_000_000_000})
+    k.write(bash.address, "struct task_struct",
+            {"sched_info.last_arrival": 6_997_500_000_000 - 3_723_456_000_000})  # fmt: skip
     k.write(rqs[1], "struct rq", {"curr": bash.address, "cfs.curr": bash.address + se,
                                   "nr_running": 4, "rt.rt_nr_running": 1})  # fmt: skip
     queued = [spin, kworker1]

@@ -219,7 +219,15 @@ def _irqs(k: SyntheticKernel, out: Subsystems) -> None:
         for name in reversed(names):
             nxt = k.new("struct irqaction", {"name": k.string(name), "next": nxt, "irq": irq})
             actions.insert(0, (nxt, name.decode()))
-        desc = k.new("struct irq_desc", {"irq": irq, "action": nxt})
+        # affinity: IRQ 4 on CPU 1 only, the others on both; counts per CPU: (irq, 10 * irq)
+        mask = k.new("struct cpumask", {"bits[0]": 0b10 if irq == 4 else 0b11})
+        stats = k.percpu_alloc(8)
+        for cpu, count in enumerate((irq, 10 * irq)):
+            k.mem.u32(k.per_cpu_address(stats, cpu), count)
+        chip = k.new("struct irq_chip", {"name": k.string(b"IO-APIC")})
+        desc = k.new("struct irq_desc", {"irq": irq, "action": nxt, "kstat_irqs": stats,
+                                         "irq_common_data.affinity": mask,
+                                         "irq_data.chip": chip})  # fmt: skip
         out.irqs[irq] = (desc, actions)
         if irq and (not pivots or pivots[-1] != irq - 1):
             pivots.append(irq - 1)
@@ -228,6 +236,8 @@ def _irqs(k: SyntheticKernel, out: Subsystems) -> None:
         slots.append(desc)
     leaf = _maple_node(k, MAPLE_LEAF_64, pivots, [*slots, 0])
     k.global_("sparse_irqs", "struct maple_tree", {"ma_root": _maple_root(leaf)})
+    timer = k.symbols["write_sysrq_trigger"][0]  # any text address: a softirq handler
+    k.global_("softirq_vec", "struct softirq_action [2]", {"[1].action": timer})
 
 
 def _vmalloc(k: SyntheticKernel, out: Subsystems, stacks: list[int]) -> None:

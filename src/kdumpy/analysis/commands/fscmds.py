@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from kdumpy.analysis.commands.base import Session, command
+from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.tasksel import task_from_arg
 from kdumpy.analysis.helpers.mount import for_each_mount, mount_devname, mount_dir, mount_fstype
 from kdumpy.analysis.helpers.swap import for_each_swap, swap_filename
 from kdumpy.printable import shown
@@ -13,7 +14,9 @@ from kdumpy.printable import shown
 _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
-@command("mount", "mounted filesystems", usage="mount",
+@command("mount", "mounted filesystems",
+         Arg("-n", dest="task", metavar="pid|task", help="the mount namespace of this task"),
+         usage="mount [-n pid|task]",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.mount import (for_each_mount, mount_devname,\n"
              "    mount_dir, mount_fstype)\n"
@@ -22,8 +25,14 @@ _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
              "          mount_devname(mnt), mount_dir(prog, mnt))\n"))  # fmt: skip
 def cmd_mount(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    ns = None
+    if opts.task:  # -n: the task's namespace (none once it has exited: no nsproxy)
+        nsproxy = task_from_arg(session, opts.task).nsproxy
+        if not int(nsproxy):
+            raise CommandError(f"{opts.task}: the task has no namespaces (exiting)")
+        ns = nsproxy.mnt_ns.deref_()
     rows = [("MOUNT", "SUPERBLK", "TYPE", "DEVNAME", "DIRNAME")]
-    for mnt in for_each_mount(prog):
+    for mnt in for_each_mount(prog, ns):
         rows.append((f"{int(mnt):016x}", f"{int(mnt.mnt.mnt_sb):016x}",
                      shown(mount_fstype(mnt)), shown(mount_devname(mnt)),
                      shown(mount_dir(prog, mnt))))  # fmt: skip

@@ -153,6 +153,7 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-z", dest="zones", action="store_true", help="each zone's counters and watermarks"),
          Arg("-h", dest="hstates", action="store_true", help="HugeTLB states"),
          Arg("-o", dest="offsets", action="store_true", help="each CPU's per-CPU offset"),
+         Arg("-I", dest="ignore", metavar="cache[,cache]", help="with -s/-S: leave these out"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
          usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -V | -z | -h | -o "
@@ -180,8 +181,11 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
         return kmem_flags(prog, parse_number(opts.flags))
     if opts.info:
         return kmem_info(prog)
+    if opts.ignore and not (opts.slab or opts.slabs):
+        raise CommandError("-I goes with -s or -S")
     if opts.slab or opts.slabs:
-        return kmem_slabs(prog, opts.args, detail=opts.slabs)
+        ignore = set(opts.ignore.split(",")) if opts.ignore else set()
+        return kmem_slabs(prog, opts.args, detail=opts.slabs, ignore=ignore)
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
@@ -243,9 +247,11 @@ def kmem_flags(prog: Program, flags: int) -> str:
     return "".join(out)
 
 
-def kmem_slabs(prog: Program, names: list[str], detail: bool = False) -> str:
-    """``kmem -s``: one row per cache (the named ones, if any); ``-S`` adds the slabs
-    each CPU and node holds."""
+def kmem_slabs(
+    prog: Program, names: list[str], detail: bool = False, ignore: set[str] | None = None
+) -> str:
+    """``kmem -s``: one row per cache (the named ones, if any, less those in ``ignore``:
+    ``-I``); ``-S`` adds the slabs each CPU and node holds."""
     if names:
         caches = []
         for name in names:
@@ -256,8 +262,10 @@ def kmem_slabs(prog: Program, names: list[str], detail: bool = False) -> str:
     else:
         caches = list(for_each_slab_cache(prog))
     if not detail:
-        return SLAB_HEADER + "".join(_slab_row(prog, c) for c in caches)
-    return "\n".join(SLAB_HEADER + _slab_row(prog, c) + _slab_detail(prog, c) for c in caches)
+        return SLAB_HEADER + "".join(_slab_row(prog, c, ignore) for c in caches)
+    return "\n".join(SLAB_HEADER + _slab_row(prog, c, ignore)
+                     + ("" if ignore and slab_cache_name(c) in ignore else _slab_detail(prog, c))
+                     for c in caches)  # fmt: skip
 
 
 def _slab_detail(prog: Program, cache: Object) -> str:
@@ -271,8 +279,11 @@ def _slab_detail(prog: Program, cache: Object) -> str:
     return "".join(out)
 
 
-def _slab_row(prog: Program, cache: Object) -> str:
+def _slab_row(prog: Program, cache: Object, ignore: set[str] | None = None) -> str:
+    """One cache's row; ``[IGNORED]`` in place of the counts for a cache ``-I`` names."""
     name = shown(slab_cache_name(cache))
+    if ignore and slab_cache_name(cache) in ignore:
+        return f"{int(cache):016x} {'[IGNORED]':>18}  {name}\n"
     ssize = f"{(page_size(prog) << slab_cache_order(cache)) // 1024}k"
     try:
         u = slab_cache_usage(prog, cache)

@@ -61,7 +61,13 @@ def _list_python(opts: argparse.Namespace) -> str:
 @command("list", "linked list",
          Arg("-o", dest="offset", metavar="offset|struct.member",
              help="where the next pointer (list_head) sits in each entry"),
-         Arg("-s", dest="show", metavar="struct[.member[,member]]", help="show each entry"),
+         Arg("-s", "-S", dest="show", metavar="struct[.member[,member]]",
+             help="show each entry"),
+         Arg("-l", dest="node_offset", metavar="offset|struct.member",
+             help="with -s, instead of -o: where the list_head sits in each entry (the "
+                  "list's node addresses are printed, the entries shown)"),
+         Arg("-O", dest="head_offset", metavar="offset|struct.member",
+             help="with -h: start is a structure holding the list head at this offset"),
          Arg("-H", dest="head", action="store_true", help="start is a list_head list head"),
          Arg("-h", dest="embedded", action="store_true",
              help="start is an entry holding a list_head at the offset"),
@@ -69,8 +75,8 @@ def _list_python(opts: argparse.Namespace) -> str:
              help="follow list_head.prev (backwards); implies -h unless -H is given"),
          Arg("-e", dest="end", metavar="address", help="stop before this node address"),
          Arg("words", nargs="+", metavar="[struct.member] start"), *RADIX_ARGS,
-         usage="list [-o offset|struct.member] [-s struct[.member]] [-H|-h] [-r] [-e end] "
-               "[struct.member] start",
+         usage="list [-o offset|struct.member | -l offset|struct.member] [-s struct[.member]] "
+               "[-H|-h [-O offset]] [-r] [-e end] [-x|-d] [struct.member] start",
          python=lambda o: _list_python(argparse.Namespace(
              start=o.words[-1], offset=o.offset or (o.words[0] if len(o.words) > 1 else None),
              reverse=o.reverse, end=o.end)),
@@ -80,12 +86,20 @@ def cmd_list(session: Session, opts: argparse.Namespace) -> str:
     if len(opts.words) > 2:
         raise CommandError("give at most an offset and a start address")
     spec = opts.offset or (opts.words[0] if len(opts.words) == 2 else None)
+    if opts.node_offset and (spec or not opts.show):
+        raise CommandError("-l goes with -s, and not with -o")
+    if opts.head_offset and not opts.embedded:
+        raise CommandError("-O goes with -h")
     offset, struct = _offset(prog, spec)
+    node_offset, node_struct = _offset(prog, opts.node_offset)
     start = resolve_address(session, opts.words[-1])
     end = parse_number(opts.end) if opts.end else None
     what = f"list at {start:#x}"
     embedded = opts.embedded or (opts.reverse and not opts.head)  # as crash: -r means -h
-    if opts.head or embedded:
+    if opts.head_offset:  # -h -O: a structure holding the head, walked as -H
+        start += _offset(prog, opts.head_offset)[0]
+        embedded = False
+    if opts.head or embedded or opts.head_offset:
         head = start + (offset if embedded else 0)
         link = 8 if opts.reverse else 0  # list_head.prev follows .next
 
@@ -101,7 +115,8 @@ def cmd_list(session: Session, opts: argparse.Namespace) -> str:
     out = []
     for entry in entries:
         out.append(f"{entry:x}\n")
-        out.append(_members(prog, opts.show, entry, struct, opts.radix))
+        shown = entry - node_offset  # -l: the entry holding this node
+        out.append(_members(prog, opts.show, shown, struct or node_struct, opts.radix))
     return "".join(out)
 
 
@@ -116,15 +131,28 @@ def _until(nodes: Iterator[int], end: int | None) -> Iterator[int]:
 _TREE_KINDS = ("rbtree", "radix", "xarray", "maple")
 
 
+def _tree_kind(word: str) -> str:
+    """``-t``: a kind or its abbreviation (``rb``, ``ra``, ``x``, ``m``)."""
+    found = [kind for kind in _TREE_KINDS if kind.startswith(word)] if word else []
+    if len(found) != 1:
+        raise argparse.ArgumentTypeError(f"invalid tree kind: {word}")
+    return found[0]
+
+
 @command("tree", "search tree",
-         Arg("-t", dest="kind", choices=_TREE_KINDS, default="rbtree", help="the tree's kind"),
+         Arg("-t", dest="kind", type=_tree_kind, default="rbtree",
+             help="the tree's kind: rbtree, radix, xarray or maple (rb, ra, x, m)"),
+         Arg("-r", dest="root_offset", metavar="offset|struct.member",
+             help="the address given is a structure holding the root at this offset"),
          Arg("-o", dest="offset", metavar="offset|struct.member",
              help="rbtree: where the rb_node sits in each entry"),
-         Arg("-s", dest="show", metavar="struct[.member[,member]]", help="show each entry"),
+         Arg("-s", "-S", dest="show", metavar="struct[.member[,member]]",
+             help="show each entry"),
          Arg("-l", dest="linear", action="store_true", help="rbtree: in order (else root first)"),
          Arg("root", metavar="address|symbol", help="the rb_root, xarray or maple_tree"),
          *RADIX_ARGS,
-         usage="tree [-t rbtree|radix|xarray|maple] [-o struct.member] [-s struct] [-l] root",
+         usage="tree [-t rbtree|radix|xarray|maple] [-r offset] [-o struct.member] [-s struct] "
+               "[-l] [-x|-d] root",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.trees import rbtree_inorder, xarray_entries,"
              " maple_entries\n"
@@ -135,7 +163,7 @@ _TREE_KINDS = ("rbtree", "radix", "xarray", "maple")
 def cmd_tree(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     offset, struct = _offset(prog, opts.offset)
-    root = resolve_address(session, opts.root)
+    root = resolve_address(session, opts.root) + _offset(prog, opts.root_offset)[0]
     try:
         first = prog.read_u64(root)
     except KdumpyError as exc:

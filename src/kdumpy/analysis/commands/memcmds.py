@@ -37,13 +37,14 @@ def rd_python(opts: argparse.Namespace) -> str:
     address = f"{parse_number(opts.address):#x}" if opts.physical else address_expr(opts.address)
     read = "prog.memory.phys" if opts.physical else "prog.read"
     if opts.ascii:
-        return api_code([], f"print(prog.memory.cstring({address}, {max(opts.count, 256)}))\n")
+        limit = max(opts.count or 1, 256)
+        return api_code([], f"print(prog.memory.cstring({address}, {limit}))\n")
     fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
     value = "symbolize(prog, value)" if opts.symbolic else f'f"{{value:0{2 * width}x}}"'
     return api_code(
         [],
         f"""address = {address}
-data = {read}(address, {width * opts.count})
+data = {read}(address, {width * (opts.count or 1)})
 for i, (value,) in enumerate(struct.iter_unpack("<{fmt}", data)):
     print(f"{{address + {width} * i:x}}:", {value})
 """,
@@ -56,17 +57,38 @@ for i, (value,) in enumerate(struct.iter_unpack("<{fmt}", data)):
          Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
          Arg("-s", dest="symbolic", action="store_true",
              help="64-bit values, symbolically where they point at a symbol"),
+         Arg("-d", dest="decimal", action="store_const", const="d",
+             help="signed decimal values (no ASCII column)"),
+         Arg("-D", dest="decimal", action="store_const", const="u",
+             help="unsigned decimal values (no ASCII column)"),
+         Arg("-x", dest="no_ascii", action="store_true", help="no ASCII column"),
+         Arg("-N", dest="network", action="store_true", help="values in network byte order"),
+         Arg("-R", dest="reverse", action="store_true",
+             help="the count values up to and including the address"),
+         Arg("-o", dest="offset", type=parse_number, default=0, metavar="offset",
+             help="added to the address"),
+         Arg("-e", dest="end", type=parse_number, metavar="address",
+             help="read up to this address (instead of a count)"),
          Arg("address", metavar="address|symbol"),
-         Arg("count", nargs="?", type=parse_count, default=1, help="values to read (1)"),
-         usage="rd [-8|-16|-32|-64] [-p] [-a] [-s] address|symbol [count]",
+         Arg("count", nargs="?", type=parse_count, default=None, help="values to read (1)"),
+         usage="rd [-8|-16|-32|-64] [-p] [-a] [-s] [-d|-D] [-x] [-N] [-R] [-o offset] "
+               "[-e end] address|symbol [count]",
          python=rd_python)  # fmt: skip
 def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     width = opts.width or 8
     address = (
         parse_number(opts.address) if opts.physical else resolve_address(session, opts.address)
-    )
-    count = opts.count
+    ) + opts.offset
+    if opts.end is not None and (opts.count is not None or opts.reverse):
+        raise CommandError("-e takes the place of a count and of -R")
+    count = 1 if opts.count is None else opts.count
+    if opts.end is not None:
+        if opts.end <= address:
+            raise CommandError(f"-e {opts.end:x} is not above {address:x}")
+        count = (opts.end - address) // width
+    elif opts.reverse:
+        address -= width * (count - 1)
     if opts.ascii:
         data = prog.memory.cstring(address, max(count, 256))
         return f"{address:x}:  {shown(data)}\n"
@@ -76,7 +98,8 @@ def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     data = prog.memory.phys(address, size) if opts.physical else prog.read(address, size)
     if opts.symbolic:
         return symbolic_dump(prog, address, data)
-    return hexdump(address, data, width)
+    return hexdump(address, data, width, opts.decimal or "x", not opts.no_ascii,
+                   ">" if opts.network else "<")  # fmt: skip
 
 
 def symbolic_dump(prog: Program, address: int, data: bytes) -> str:
@@ -89,18 +112,30 @@ def symbolic_dump(prog: Program, address: int, data: bytes) -> str:
     )
 
 
-def hexdump(address: int, data: bytes, width: int) -> str:
-    """crash's rd layout: 16 bytes a line, values in the unit size, then ASCII."""
+def hexdump(address: int, data: bytes, width: int, radix: str = "x", ascii: bool = True,
+            order: str = "<") -> str:  # fmt: skip
+    """crash's rd layout: 16 bytes a line, values in the unit size, then ASCII (not
+    with decimal values: ``radix`` "d" signed, "u" unsigned); ``order`` ">" reads
+    the values in network byte order."""
     fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
+    if radix == "d":
+        fmt = fmt.lower()
+    digits = {"x": 2 * width, "d": len(str(-(1 << (8 * width - 1)))),
+              "u": len(str((1 << 8 * width) - 1))}[radix]  # fmt: skip
     out = []
     for off in range(0, len(data), 16):
         chunk = data[off : off + 16]
         n = len(chunk) // width
-        values = struct.unpack(f"<{n}{fmt}", chunk[: n * width])
-        words = " ".join(f"{v:0{2 * width}x}" for v in values)
-        text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in chunk)
-        pad = (16 // width - n) * (2 * width + 1)
-        out.append(f"{address + off:x}:  {words}{' ' * pad}   {text}\n")
+        values = struct.unpack(f"{order}{n}{fmt}", chunk[: n * width])
+        if radix == "x":
+            words = " ".join(f"{v:0{digits}x}" for v in values)
+        else:
+            words = " ".join(f"{v:>{digits}}" for v in values)
+        line = f"{address + off:x}:  {words}"
+        if ascii and radix == "x":
+            text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in chunk)
+            line += " " * ((16 // width - n) * (digits + 1)) + f"   {text}"
+        out.append(line + "\n")
     return "".join(out)
 
 

@@ -84,7 +84,9 @@ def _size(value: int) -> str:
 
 @command("eval", "evaluate an integer expression",
          Arg("-b", dest="bits", action="store_true", help="also list the bits set"),
-         Arg("words", nargs="+", metavar="expression"), usage="eval [-b] expression",
+         Arg("-l", dest="long", action="store_true",
+             help="64-bit values (as always here: the dumps kdumpy reads are 64-bit)"),
+         Arg("words", nargs="+", metavar="expression"), usage="eval [-b] [-l] expression",
          python=lambda o: f"print(hex({' '.join(o.words)}))\n")  # fmt: skip
 def cmd_eval(session: Session, opts: argparse.Namespace) -> str:
     v = evaluate(" ".join(opts.words))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Callable
 
+from kdumpy.analysis.commands import parse_cpus
 from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_code, task_expr
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
@@ -18,6 +20,7 @@ from kdumpy.analysis.helpers.runqueue import runqueue_tasks
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
     cpu_of_active_task,
+    cpu_rq,
     is_kthread,
     panic_task,
     task_comm,
@@ -55,24 +58,59 @@ def ps_python(opts: argparse.Namespace) -> str:
     return api_code(names, f"{ALL_TASKS}\nfor task in tasks:\n{body}\n")
 
 
+# Scheduling policies (include/uapi/linux/sched.h; ISO never merged, crash takes it).
+_POLICIES = {"NORMAL": 0, "OTHER": 0, "FIFO": 1, "RR": 2, "BATCH": 3, "ISO": 4, "IDLE": 5,
+             "DEADLINE": 6}  # fmt: skip
+
+
+def _policies(text: str) -> set[int]:
+    """``-y``: policy names or numbers, comma-separated, any case."""
+    out = set()
+    for word in text.split(","):
+        if word.upper() in _POLICIES:
+            out.add(_POLICIES[word.upper()])
+        elif word.isdigit():
+            out.add(int(word))
+        else:
+            raise argparse.ArgumentTypeError(f"invalid policy: {word}")
+    return out
+
+
 @command("ps", "display process status information",
          Arg("-k", dest="kernel", action="store_true", help="kernel threads only"),
          Arg("-u", dest="user", action="store_true", help="user tasks only"),
+         Arg("-G", dest="leaders", action="store_true", help="thread group leaders only"),
+         Arg("-A", dest="active", action="store_true", help="the task active on each CPU"),
+         Arg("-y", dest="policies", type=_policies, metavar="policy[,policy]",
+             help="these scheduling policies only (NORMAL, FIFO, RR, BATCH, IDLE, "
+                  "DEADLINE or numbers)"),
+         Arg("-S", dest="summary", action="store_true", help="how many tasks in each state"),
          Arg("wanted", nargs="*", metavar="pid|comm", help="pids or command names"),
-         usage="ps [-k|-u] [pid|comm ...]", python=ps_python)  # fmt: skip
+         usage="ps [-k|-u] [-G] [-A] [-y policy] [-S] [pid|comm ...]",
+         python=ps_python)  # fmt: skip
 def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    row = _ps_row(prog)
-    lines = [_PS_HEADER]
+    active = {int(t) for t in active_tasks(prog).values()} if opts.active else set()
+    chosen = []
     for task in all_tasks(prog):
         kthread = _is_kernel_thread(task)
         if (opts.kernel and not kthread) or (opts.user and kthread):
             continue
+        if opts.leaders and int(task) != int(task.group_leader):
+            continue
+        if opts.active and int(task) not in active:
+            continue
+        if opts.policies is not None and int(task.policy) not in opts.policies:
+            continue
         wanted = opts.wanted
         if wanted and str(int(task.pid)) not in wanted and task_comm(task) not in wanted:
             continue
-        lines.append(row(task))
-    return "".join(lines)
+        chosen.append(task)
+    if opts.summary:
+        counts = Counter(task_state_crash(task) for task in chosen)
+        return "".join(f"  {state}: {count}\n" for state, count in counts.items())
+    row = _ps_row(prog)
+    return _PS_HEADER + "".join(row(task) for task in chosen)
 
 
 _PS_HEADER = "   PID    PPID  CPU       TASK        ST  %MEM     VSZ    RSS  COMM\n"
@@ -199,11 +237,26 @@ for cpu in prog.online_cpus:
     )
 
 
-@command("runq", "run queue", python=runq_python)
+@command("runq", "run queue",
+         Arg("-c", dest="cpus", type=parse_cpus, metavar="cpus", help="these CPUs only"),
+         Arg("-t", dest="times", action="store_true",
+             help="each run queue's clock and when its task started running (ns)"),
+         Arg("-T", dest="lag", action="store_true",
+             help="how far each run queue's clock lags the latest"),
+         Arg("-m", dest="elapsed", action="store_true",
+             help="how long each CPU's task has been running"),
+         usage="runq [-t | -T | -m] [-c cpus]", python=runq_python)  # fmt: skip
 def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    cpus = prog.online_cpus if opts.cpus is None else opts.cpus
+    if opts.times:
+        return _runq_times(prog, cpus)
+    if opts.lag:
+        return _runq_lag(prog, cpus)
+    if opts.elapsed:
+        return _runq_elapsed(prog, cpus)
     out = []
-    for cpu in prog.online_cpus:
+    for cpu in cpus:
         rq, curr, rt, cfs = runqueue_tasks(prog, cpu)
         # As crash: the running task is CURRENT, not one of the queued (cfs_rq->curr).
         cfs = [(prio, task) for prio, task in cfs if int(task) != int(curr)]
@@ -225,6 +278,49 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
                 )
         out.append("\n")
     return "".join(out)
+
+
+def _header(task: Object) -> str:
+    return (f"PID: {int(task.pid):<7} TASK: {int(task):x}  "
+            f'COMMAND: "{shown(task_comm(task))}"\n')  # fmt: skip
+
+
+def _runq_times(prog: Program, cpus: list[int]) -> str:
+    """``runq -t``: the run queue's clock, and when its current task last arrived."""
+    out = []
+    for cpu in cpus:
+        rq = cpu_rq(prog, cpu)
+        curr = rq.curr
+        arrived = int(curr.sched_info.last_arrival)
+        out.append(f" CPU {cpu}: {int(rq.clock):016d}\n        {arrived:016d}  {_header(curr)}")
+    return "".join(out)
+
+
+def _runq_lag(prog: Program, cpus: list[int]) -> str:
+    """``runq -T``: each clock behind the latest one, latest first."""
+    clocks = sorted(((int(cpu_rq(prog, cpu).clock), cpu) for cpu in cpus), reverse=True)
+    if not clocks:
+        return ""
+    width = max(len(f"CPU {cpu}") for _, cpu in clocks)
+    latest = clocks[0][0]
+    return "".join(f"{f'CPU {cpu}':>{2 + width}}: {(latest - clock) / 1e9:.2f} secs\n"
+                   for clock, cpu in clocks)  # fmt: skip
+
+
+def _runq_elapsed(prog: Program, cpus: list[int]) -> str:
+    """``runq -m``: how long each CPU's task has run, as days hh:mm:ss.ms."""
+    rows = []
+    for cpu in cpus:
+        rq = cpu_rq(prog, cpu)
+        ns = max(int(rq.clock) - int(rq.curr.sched_info.last_arrival), 0)
+        secs, ms = divmod(ns // 1_000_000, 1000)
+        mins, secs = divmod(secs, 60)
+        hours, mins = divmod(mins, 60)
+        days, hours = divmod(hours, 24)
+        rows.append((f"CPU {cpu}", f"{days} {hours:02}:{mins:02}:{secs:02}.{ms:03}", rq.curr))
+    cw = max((len(c) for c, _, _ in rows), default=0)
+    ew = max((len(e) for _, e, _ in rows), default=0)
+    return "".join(f"{c:>{2 + cw}}: [{e:>{ew}}]  {_header(t)}" for c, e, t in rows)
 
 
 def set_python(opts: argparse.Namespace) -> str:

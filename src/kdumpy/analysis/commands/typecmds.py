@@ -10,7 +10,8 @@ from kdumpy.analysis.commands import resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import RADIX_ARGS
-from kdumpy.analysis.helpers.modules import for_each_module, module_info
+from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
+from kdumpy.analysis.helpers.system import taint_chars
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
 from kdumpy.analysis.types import VOID, ArrayType, PointerType, StructType, Type
@@ -25,17 +26,31 @@ def _struct(session: Session, kind: str, opts: argparse.Namespace) -> str:
     prog = session.prog
     t = prog.type(f"{kind} {name}")
     if opts.address is None:
+        if opts.count is not None or opts.offset:
+            raise CommandError("-c and -l need an address")
         if members:
             return f"  [{prog.offsetof(t, members)}] {members}\n"
         return format_type(t, opts.offsets)
     address = resolve_address(session, opts.address)
-    if not prog.memory.is_valid(address, max(1, t.size)):
-        raise CommandError(f'invalid kernel virtual address: {address:x}  type: "{t.spelling()}"')
-    obj = prog.object_at(t, address)
-    if members:
-        return "".join(f"  {m} = {format_value(obj.member_(m), 1, opts.radix)}\n"
-                       for m in members.split(","))  # fmt: skip
-    return f"{t.spelling()} {format_value(obj, 0, opts.radix)}\n"
+    if opts.offset:  # -l: the address is this member's (or this many bytes in)
+        spec, dot, member = opts.offset.partition(".")
+        address -= prog.offsetof(f"{kind} {spec}", member) if dot else int(opts.offset, 0)
+    count = 1 if opts.count is None else opts.count
+    if not count or abs(count) > 1 << 16:
+        raise CommandError(f"invalid count: {count}")
+    first = address if count > 0 else address + (count + 1) * t.size  # -c -N: N up to it
+    shown = []
+    for i in range(abs(count)):
+        at = first + i * t.size
+        if not prog.memory.is_valid(at, max(1, t.size)):
+            raise CommandError(f'invalid kernel virtual address: {at:x}  type: "{t.spelling()}"')
+        obj = prog.object_at(t, at)
+        if members:
+            shown.append("".join(f"  {m} = {format_value(obj.member_(m), 1, opts.radix)}\n"
+                                 for m in members.split(",")))  # fmt: skip
+        else:
+            shown.append(f"{t.spelling()} {format_value(obj, 0, opts.radix)}\n")
+    return "\n".join(shown)
 
 
 def struct_python(kind: str) -> Callable[[argparse.Namespace], str]:
@@ -65,19 +80,33 @@ _STRUCT_ARGS = (
     Arg("-o", dest="offsets", action="store_true", help="member offsets"),
     Arg("name", metavar="name[.member[,member]]"),
     Arg("address", nargs="?", metavar="address|symbol", help="show the contents there"),
+    Arg(
+        "-c",
+        dest="count",
+        type=int,
+        metavar="count",
+        help="this many consecutive ones (negative: ending at the address)",
+    ),
+    Arg(
+        "-l",
+        dest="offset",
+        metavar="offset|struct.member",
+        help="the address is this far into the structure (a list_head's, say)",
+    ),
     *RADIX_ARGS,
 )
 
 
 @command("struct", "structure contents", *_STRUCT_ARGS,
-         usage="struct name[.member[,member]] [address|symbol] [-o] [-x|-d]",
+         usage="struct name[.member[,member]] [address|symbol] [-o] [-c count] [-l offset] "
+               "[-x|-d]",
          python=struct_python("struct"))  # fmt: skip
 def cmd_struct(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "struct", opts)
 
 
 @command("union", "union contents", *_STRUCT_ARGS,
-         usage="union name[.member] [address|symbol] [-o] [-x|-d]",
+         usage="union name[.member] [address|symbol] [-o] [-c count] [-l offset] [-x|-d]",
          python=struct_python("union"))  # fmt: skip
 def cmd_union(session: Session, opts: argparse.Namespace) -> str:
     return _struct(session, "union", opts)
@@ -366,9 +395,19 @@ for info in sorted((module_info(prog, m) for m in for_each_module(prog)),
     )
 
 
-@command("mod", "module information", aliases=("lsmod",), python=mod_python)
+@command("mod", "module information",
+         Arg("-t", dest="taints", action="store_true", help="the modules that taint the kernel"),
+         usage="mod [-t]", aliases=("lsmod",), python=mod_python)  # fmt: skip
 def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.taints:
+        tainting = [(module_name(m), taint_chars(int(m.taints))) for m in for_each_module(prog)]
+        tainting = [(name, letters) for name, letters in tainting if letters]
+        if not tainting:
+            return "no tainted modules\n"
+        width = max(len("NAME"), *(len(shown(name)) for name, _ in tainting))
+        return "".join(f"{shown(name):<{width}}  {letters}\n"
+                       for name, letters in [("NAME", "TAINTS"), *tainting])  # fmt: skip
     out = ["     MODULE       NAME                         BASE         SIZE  OBJECT FILE\n"]
     infos = sorted(
         (module_info(prog, mod) for mod in for_each_module(prog)), key=lambda i: i.address

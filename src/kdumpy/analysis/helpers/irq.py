@@ -41,3 +41,51 @@ def irq_actions(prog: Program, desc: Object) -> list[tuple[int, str]]:
         obj = prog.object_at("struct irqaction", action)
         out.append((action, obj.name.string_(64).decode("utf-8", "backslashreplace")))
     return out
+
+
+def irq_affinity(prog: Program, desc: Object) -> list[int]:
+    """The CPUs an interrupt may go to: ``irq_common_data.affinity`` (4.3+; a pointer
+    with CONFIG_CPUMASK_OFFSTACK, else a one-element array), else ``irq_data``'s."""
+    holder = desc.irq_common_data if desc.has_member_("irq_common_data") else desc.irq_data
+    mask = holder.affinity
+    address = int(mask) if mask.type_.strip().kind == "pointer" else int(mask.address_ or 0)
+    words = (prog.nr_cpu_ids + 63) // 64
+    bits = [prog.read_u64(address + 8 * w) for w in range(words)]
+    return [cpu for cpu in range(prog.nr_cpu_ids) if bits[cpu // 64] >> cpu % 64 & 1]
+
+
+def irq_count(prog: Program, desc: Object, cpu: int) -> int:
+    """How often the interrupt fired on ``cpu``: the per-CPU ``kstat_irqs`` (a struct
+    with ``cnt`` since 6.10, the count itself before)."""
+    kstat = desc.kstat_irqs
+    if not int(kstat):
+        return 0
+    target = kstat.type_.strip().target  # type: ignore[attr-defined]
+    offset = prog.offsetof(target, "cnt") if target.strip().kind == "struct" else 0
+    return prog.read_u32((int(kstat) + offset + prog.per_cpu_offsets[cpu]) & ((1 << 64) - 1))
+
+
+def irq_chip_name(desc: Object) -> str:
+    """The name of the controller chip handling the interrupt ("" when unset)."""
+    chip = desc.irq_data.chip
+    if not int(chip) or not int(chip.name):
+        return ""
+    return chip.name.string_(64).decode("utf-8", "backslashreplace")
+
+
+def softirq_actions(prog: Program) -> list[int]:
+    """The handler of each softirq vector (``softirq_vec[NR_SOFTIRQS]``), 0 when unset."""
+    count = prog.constant("NR_SOFTIRQS")
+    vec = prog.object("softirq_vec", f"struct softirq_action [{count}]")
+    return [int(vec[i].action) for i in range(count)]
+
+
+def cpulist(cpus: list[int]) -> str:
+    """``0-3,8`` as the kernel writes CPU lists."""
+    runs: list[list[int]] = []
+    for cpu in cpus:
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)

@@ -133,6 +133,11 @@ def taint_letters(prog: Program) -> str:
         mask = int(prog.object("tainted_mask"))
     except KdumpyError:
         return ""
+    return taint_chars(mask)
+
+
+def taint_chars(mask: int) -> str:
+    """The letters of the taint bits set in ``mask`` (a kernel's or a module's)."""
     return "".join(c for bit, c in enumerate(TAINT_CHARS) if mask >> bit & 1)
 
 
