@@ -10,15 +10,19 @@ from kdumpy.lab import arm64_guest
 
 
 def test_configure_makes_the_links_dpkg_would(tmp_path):
-    """No dash in the closure: /bin/sh is busybox; numpy's BLAS/LAPACK are found through
-    the links update-alternatives would have made; the init and kdumpy's .pth are there."""
+    """No dash in the closure: /bin/sh is busybox; awk and numpy's BLAS/LAPACK are found
+    through the links update-alternatives would have made; the init and kdumpy's .pth are
+    there."""
     multiarch = tmp_path / "usr/lib/aarch64-linux-gnu"
     for sub in ("blas", "lapack"):
         (multiarch / sub).mkdir(parents=True)
         (multiarch / sub / f"lib{sub}.so.3").write_bytes(b"\x7fELF")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/busybox").write_bytes(b"\x7fELF")
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/mawk").write_bytes(b"\x7fELF")
     arm64_guest._configure(tmp_path)
+    assert (tmp_path / "usr/bin/awk").resolve() == tmp_path / "usr/bin/mawk"
     assert (tmp_path / "bin/sh").readlink().as_posix() == "busybox"
     assert (multiarch / "libblas.so.3").resolve() == multiarch / "blas/libblas.so.3"
     assert (multiarch / "liblapack.so.3").resolve() == multiarch / "lapack/liblapack.so.3"

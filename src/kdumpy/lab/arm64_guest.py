@@ -43,8 +43,12 @@ PACKAGES = (
     "python3", "python3-numpy", "python3-zstandard", "python3-lzo", "python3-rich",
     "busybox-static",
     "bash", "libc-bin", "util-linux", "mount", "kmod",
+    # Early kdump (tests/early/test_arm64_early.py): the system initramfs generator and the
+    # early stage's loader, with the tools mkinitramfs runs.
+    "initramfs-tools", "kexec-tools", "coreutils", "findutils", "cpio", "zstd", "dash", "grep",
+    "sed", "gzip",
 )  # fmt: skip
-BUILD = "2"  # bump when the tree's lab files change
+BUILD = "3"  # bump when the tree's lab files change
 IMAGE_SIZE = "1G"
 GUEST_CMDLINE = "console=ttyAMA0 root=/dev/vda rw panic=1"
 BOOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]
@@ -62,7 +66,10 @@ umount /dev /proc
 exec switch_root /newroot /sbin/kdumpy-lab-init
 """
 
-# The root's init (PID 1): the x86_64 guest's job runner without systemd.
+# The root's init (PID 1): the x86_64 guest's job runner without systemd.  /bin/sh is dash:
+# busybox's sh runs its own applets before PATH's programs, and mkinitramfs needs GNU find,
+# realpath and dpkg; busybox stays for what no package here provides (poweroff without
+# systemd).
 ROOT_INIT = f"""#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
 mount -t proc proc /proc
@@ -70,12 +77,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs tmpfs /tmp
-hostname kdumpy-guest
+echo kdumpy-guest > /proc/sys/kernel/hostname
 echo "KDUMPY-INIT"
-dev=$(findfs LABEL={JOB_LABEL}) || {{ echo "kdumpy-lab-init: no job disk"; poweroff -f; }}
+dev=$(findfs LABEL={JOB_LABEL}) || {{ echo "kdumpy-lab-init: no job disk"; busybox poweroff -f; }}
 mkdir -p /run/kdumpy-job
-mount "$dev" /run/kdumpy-job || poweroff -f
-{JOB_BODY}poweroff -f
+mount "$dev" /run/kdumpy-job || busybox poweroff -f
+{JOB_BODY}busybox poweroff -f
 """
 
 FILES = {
@@ -87,6 +94,9 @@ FILES = {
     "sbin/kdumpy-lab-init": ROOT_INIT,
     "usr/local/bin/kdumpy": '#!/bin/sh\nexec python3 -m kdumpy "$@"\n',
     "usr/lib/python3/dist-packages/kdumpy-lab.pth": GUEST_KDUMPY + "\n",
+    # As the x86_64 guest's: only the lab machine's drivers, so the initrd stays small.
+    "etc/initramfs-tools/conf.d/kdumpy-lab.conf": "MODULES=list\nCOMPRESS=zstd\n",
+    "etc/initramfs-tools/modules": "virtio_pci\nvirtio_blk\next4\n",
 }
 EXECUTABLES = ("sbin/kdumpy-lab-init", "usr/local/bin/kdumpy")
 
@@ -145,8 +155,12 @@ def _configure(root: Path) -> None:
     """What dpkg's maintainer scripts and alternatives would have made, and the lab files."""
     sh = root / "bin" / "sh"
     if not os.path.lexists(sh):
-        sh.symlink_to("busybox")  # no dash: busybox's ash is the shell
-    # update-alternatives' links for the BLAS/LAPACK numpy links against.
+        sh.symlink_to("busybox")  # no dash in the packages: busybox's ash is the shell
+    # update-alternatives' links: awk (update-initramfs runs it), the BLAS/LAPACK numpy
+    # links against.
+    awk = root / "usr/bin/awk"
+    if not os.path.lexists(awk) and (root / "usr/bin/mawk").exists():
+        awk.symlink_to("mawk")
     multiarch = root / "usr/lib/aarch64-linux-gnu"
     for sub in ("blas", "lapack"):
         for lib in (multiarch / sub).glob("lib*.so.3"):
@@ -159,9 +173,12 @@ def _configure(root: Path) -> None:
         path.write_text(text)
     for rel in EXECUTABLES:
         (root / rel).chmod(0o755)
-    for d in ("proc", "sys", "dev", "run", "tmp", "root", "var/crash", "opt/kdumpy/src"):
+    dirs = ("proc", "sys", "dev", "run", "tmp", "root", "var/crash", "opt/kdumpy/src",
+            "var/lib/initramfs-tools", "var/tmp")  # fmt: skip
+    for d in dirs:
         (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "tmp").chmod(0o1777)
+    for sticky in ("tmp", "var/tmp"):
+        (root / sticky).chmod(0o1777)
 
 
 def precompile(root: Path, dirs: list[str], prefix: str = "/") -> None:
@@ -240,8 +257,10 @@ def _compile_kdumpy(tree: Path) -> None:
     precompile(tree, ["src"], str(Path(GUEST_KDUMPY).parent))
 
 
-def run_job(job: Job, workdir: Path, kernel: LabKernel) -> JobResult:
-    """Boot the arm64 guest on *kernel*, run *job*, wait for the VM to end, read out/."""
+def run_job(job: Job, workdir: Path, kernel: LabKernel, initrd: Path | None = None) -> JobResult:
+    """Boot the arm64 guest on *kernel*, run *job*, wait for the VM to end, read out/.
+    *initrd*: the first kernel's initramfs (default the lab's :func:`boot_initrd`; the early
+    kdump test boots the one initramfs-tools made in the guest)."""
     workdir.mkdir(parents=True, exist_ok=True)
     base = base_image(kernel)
     root = overlay(base, job.root_overlay or workdir / "root.qcow2", job.root_overlay is not None)
@@ -250,7 +269,7 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel) -> JobResult:
     # No network: the guest has no DHCP client, and a local target needs none.
     run = run_guest(
         kernel=kernel.vmlinuz,
-        initrd=boot_initrd(kernel),
+        initrd=initrd or boot_initrd(kernel),
         append=append,
         memory=parse_size(job.memory),
         serial_log=workdir / "serial.log",
