@@ -193,12 +193,30 @@ class StackUp:
         if reason is not None:
             raise CaptureError(f"md {level} {device} (UUID {step.get('uuid')}) did not start: "
                                f"{reason}")  # fmt: skip
+        self._md_freeze(device, kname)
         missing = self._md_missing(kname)
         if missing:
             self.log.warn(f"md {level} {device} is degraded ({missing} device(s) missing); "
                           "saving anyway")  # fmt: skip
         else:
             self.log.info(f"md {level} {device} assembled")
+
+    def _md_freeze(self, device: str, kname: str) -> None:
+        """No resync or rebuild in the capture kernel: an array the crash left dirty
+        starts resyncing at once, which competes with the dump for the disks, and in the
+        lab a raid5 resync interrupted at final_action blocked poweroff in raid5_quiesce
+        for good (at crashkernel=160M).  The next boot of the system resyncs."""
+        action = f"{self.sys_root}/block/{kname}/md/sync_action"
+        try:
+            with open(action) as fh:
+                was = fh.read().strip()
+            with open(action, "w") as fh:
+                fh.write("frozen\n")
+        except OSError as exc:
+            self.log.warn(f"md {device}: cannot freeze its resync: {exc.strerror}")
+            return
+        if was not in ("idle", "frozen"):
+            self.log.info(f"md {device}: {was} frozen (the next boot finishes it)")
 
     def _md_state(self, kname: str) -> str:
         try:
