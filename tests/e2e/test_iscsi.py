@@ -2,9 +2,10 @@
 
 The LUN is an ext4 image on the host that tgtd serves (:class:`kdumpy.lab.servers.IscsiTarget`,
 CHAP on); the guest logs in with ``iscsiadm`` at 10.0.2.2 (QEMU's user network in front of
-the host's loopback), ``kdumpy start`` finds the session under the target's filesystem in
-sysfs, and the capture kernel logs in again with ``iscsistart`` before it mounts.  The dump
-is read straight from the LUN's image on the host.
+the host's loopback; the script is :mod:`kdumpy.lab.stacklab`'s), ``kdumpy start`` finds
+the session under the target's filesystem in sysfs, and the capture kernel logs in again
+with ``iscsistart`` before it mounts.  The dump is read straight from the LUN's image on
+the host.
 
 Oracles: drgn with the Debian -dbg vmlinux, makedumpfile and kdumpy's reader on the dump
 that arrived in the LUN's image (tgtd wrote it, not the guest's disks), the serial
@@ -20,44 +21,26 @@ import shutil
 from pathlib import Path
 
 import kdumpy
+from kdumpy.lab import stacklab
 from kdumpy.lab.debian_job import Job, read_back, run_job
-from kdumpy.lab.debian_kdump import Cycle, blank_ext4, run_cycle
+from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.servers import GUEST_HOST_IP, IscsiTarget
+from kdumpy.lab.stacklab import CHAP, IQN
 
 from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
 
-IQN = "iqn.2026-12.org.kdumpy:lab"
-CHAP = ("kdumplab", "lab-chap-secret-16")  # tgt wants 12-16 characters for CHAP secrets
-COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
-CONF = "ext4 LABEL=kdumpisc\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
-FAIL_CONF = "ext4 LABEL=kdumpisc\npath /var/crash\n" + COLLECTOR + "failure_action reboot\n"
-
-# The node record by hand (SendTargets would name the portal 127.0.0.1), CHAP, login.
-LOGIN = """P={host}:{port}
-iscsiadm -m node -o new -T {iqn} -p $P > /dev/null
-for kv in node.session.auth.authmethod=CHAP node.session.auth.username={user} \\
-          node.session.auth.password={secret}; do
-    iscsiadm -m node -T {iqn} -p $P -o update -n "${{kv%%=*}}" -v "${{kv#*=}}"
-done
-iscsiadm -m node -T {iqn} -p $P --login
-i=0
-until findfs LABEL=kdumpisc > /dev/null 2>&1; do
-    i=$((i + 1)); [ "$i" -lt 60 ] || exit 1; sleep 1; udevadm settle
-done
-lsblk -o NAME,TYPE,TRAN,FSTYPE,LABEL,SIZE > out/lsblk.txt
-"""
+CONF = stacklab.CONF + "final_action poweroff\n"
+FAIL_CONF = stacklab.CONF + "failure_action reboot\n"
 KEEP_MANIFEST = "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n"
 
 
 def _target(tmp_path: Path) -> tuple[IscsiTarget, Path]:
-    lun = blank_ext4(tmp_path / "lun.img", "kdumpisc", size="1G").path
+    lun = stacklab.lun_image(tmp_path / "lun.img")
     return IscsiTarget(tmp_path / "tgt", lun, IQN, chap=CHAP), lun
 
 
-def _files(target: IscsiTarget, after_start: str = "") -> dict[str, bytes | str]:
-    setup = LOGIN.format(host=GUEST_HOST_IP, port=target.port, iqn=IQN, user=CHAP[0],
-                         secret=CHAP[1])  # fmt: skip
-    return {"setup.sh": setup, "after-start.sh": KEEP_MANIFEST + after_start}
+def _files(target: IscsiTarget) -> dict[str, bytes | str]:
+    return {"setup.sh": stacklab.iscsi_setup(target), "after-start.sh": KEEP_MANIFEST}
 
 
 def _report(result) -> None:
@@ -84,7 +67,7 @@ def test_dump_to_iscsi_lun_with_chap(tmp_path, kernel):
         "kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"]  # fmt: skip
     log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
     assert re.search(login.removeprefix("kdump: "), log), log[-3000:]
-    assert "saving vmcore to ext4 LABEL=kdumpisc" in log
+    assert f"saving vmcore to ext4 LABEL={stacklab.LABEL}" in log
     assert CHAP[1] not in log  # the secret stays out of the capture log
     first = first_kernel_serial(serial)
     check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)

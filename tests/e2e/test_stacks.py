@@ -27,46 +27,12 @@ import kdumpy
 from kdumpy.lab.debian_job import Job, JobResult, run_job
 from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.qemu import Disk
+from kdumpy.lab.stacklab import LINEAR_RAID5, LUKS_THIN_RAID1
 
 from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
 
 COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
 CONF = "ext4 LABEL=kdumpstk\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
-
-# LUKS2 with PBKDF2 at the minimum iterations: Argon2's default memory cost (up to 1 GiB)
-# is what makes LUKS targets need huge reservations (kdump-utils PR #10); the lab keeps
-# the capture kernel at 256M and measures the layers, not the KDF.
-LUKS_FORMAT = ("cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 "
-               "--pbkdf-force-iterations 1000 --key-file /root/crash.key")  # fmt: skip
-MAKE_KEY = "umask 077; head -c 64 /dev/urandom > /root/crash.key; umask 022\n"
-MKFS = """mkfs.ext4 -q -L kdumpstk "$TOP"
-udevadm settle
-mkdir -p /mnt/t && mount "$TOP" /mnt/t && mkdir -p /mnt/t/var/crash && umount /mnt/t
-udevadm settle
-lsblk -o NAME,TYPE,FSTYPE,SIZE > out/lsblk.txt
-"""
-
-LUKS_THIN_RAID1 = (
-    "mdadm --create /dev/md0 --run -q --level=1 --raid-devices=2 --metadata=1.2 "
-    "--assume-clean /dev/vdc /dev/vdd\n"
-    "pvcreate -q /dev/md0 && vgcreate -q vgk /dev/md0\n"
-    "lvcreate -q -y -L 900M -T vgk/pool\n"
-    "lvcreate -q -y -V 800M -T vgk/pool -n crash\n"
-    + MAKE_KEY
-    + LUKS_FORMAT + " /dev/vgk/crash\n"
-    "cryptsetup open --key-file /root/crash.key /dev/vgk/crash kdumpcrypt\n"
-    'echo "kdumpcrypt UUID=$(cryptsetup luksUUID /dev/vgk/crash) /root/crash.key luks" '
-    "> /etc/crypttab\n"
-    "TOP=/dev/mapper/kdumpcrypt\n" + MKFS
-)  # fmt: skip
-
-LINEAR_RAID5 = (
-    "mdadm --create /dev/md0 --run -q --level=5 --raid-devices=3 --metadata=1.2 "
-    "--assume-clean /dev/vdc /dev/vdd /dev/vde\n"
-    "pvcreate -q /dev/md0 && vgcreate -q vgk /dev/md0\n"
-    "lvcreate -q -y -L 800M -n crash vgk\n"
-    "TOP=/dev/vgk/crash\n" + MKFS
-)  # fmt: skip
 
 # After `kdumpy start`: members leave the array, their superblocks wiped, so the capture
 # kernel finds fewer (the array itself stays usable in the first kernel).

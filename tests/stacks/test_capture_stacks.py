@@ -152,13 +152,33 @@ def test_md_degraded_is_started_after_half_the_wait_and_said(tmp_path):
 def test_md_whole_array_needs_no_run(tmp_path):
     def mdadm(argv, md_dir):
         (md_dir / "array_state").write_text("clean\n")
+        (md_dir / "sync_action").write_text("idle\n")
         return _done(argv)
 
-    _, calls, run = _md(tmp_path, mdadm)
+    md_dir, calls, run = _md(tmp_path, mdadm)
     log, stream = _log()
     StackUp(log, 5, run=run, sys_root=str(tmp_path / "sys")).bring_up({"layers": [STEP]})
     assert calls == [["--assemble", "--scan"]]
     assert "md raid1 /dev/md0 assembled" in stream.getvalue()
+    assert (md_dir / "sync_action").read_text() == "frozen\n"  # none may start later
+    assert "frozen" not in stream.getvalue()  # nothing was running: nothing to say
+
+
+def test_md_resync_of_a_dirty_array_is_frozen_and_said(tmp_path):
+    """The crash left the array dirty: md resyncs at once; the capture kernel freezes it
+    (md's sync_action interface) so the dump has the disks and poweroff does not wait."""
+
+    def mdadm(argv, md_dir):
+        (md_dir / "array_state").write_text("active\n")
+        (md_dir / "sync_action").write_text("resync\n")
+        return _done(argv)
+
+    md_dir, _, run = _md(tmp_path, mdadm)
+    log, stream = _log()
+    StackUp(log, 5, run=run, sys_root=str(tmp_path / "sys")).bring_up(
+        {"layers": [{**STEP, "level": "raid5"}]})  # fmt: skip
+    assert (md_dir / "sync_action").read_text() == "frozen\n"
+    assert "kdump: md /dev/md0: resync frozen (the next boot finishes it)" in stream.getvalue()
 
 
 def test_md_beyond_redundancy_fails_with_mdadms_reason(tmp_path):

@@ -14,13 +14,14 @@ import io
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from kdumpy.capture import CaptureError
 from kdumpy.capture.log import CaptureLog
-from kdumpy.capture.stacks import StackUp
+from kdumpy.capture.stacks import StackUp, run_bounded
 from kdumpy.errors import KdumpyError
 from kdumpy.service.stacks import block, iscsi
 from kdumpy.service.stacks.install import CHAP_DIR, PLAN_PATH, plan_stack
@@ -180,8 +181,8 @@ class FakeInitiator:
     def __init__(self, sys_root: Path, works: bool = True) -> None:
         self.sys_root, self.works, self.calls = sys_root, works, []
 
-    def __call__(self, argv):
-        self.calls.append(argv)
+    def __call__(self, argv, timeout):
+        self.calls.append((argv, timeout))
         if not self.works:
             return subprocess.CompletedProcess(
                 argv, 8, "", "iscsistart: initiator reported error (8 - connection timed out)"
@@ -192,8 +193,8 @@ class FakeInitiator:
 
 def _up(tmp_path, runner, timeout=5.0):
     stream = io.StringIO()
-    return StackUp(CaptureLog(stream), timeout, runner, sys_root=str(tmp_path / "sys"),
-                   dev_root="/dev", delay=0.01), stream  # fmt: skip
+    return StackUp(CaptureLog(stream), timeout, sys_root=str(tmp_path / "sys"),
+                   dev_root="/dev", delay=0.01, run_for=runner), stream  # fmt: skip
 
 
 def _step(tmp_path, chap: dict | None = None) -> dict:
@@ -212,9 +213,9 @@ def test_capture_logs_in_with_iscsistart_and_finds_the_lun(tmp_path):
     chap = {"username": "kdumplab", "password": "-starts-with-dash", "username_in": "",
             "password_in": ""}  # fmt: skip
     up.bring_up({"layers": [_step(tmp_path, chap)]})
-    (argv,) = runner.calls  # logged in once; the disk was there at once
-    assert argv[0] == "timeout" and 1 <= int(argv[1]) <= 5
-    assert argv[2:] == ["iscsistart", "-i", INITIATOR, "-t", IQN, "-g", "1", "-a",
+    ((argv, bound),) = runner.calls  # logged in once; the disk was there at once
+    assert 1 <= bound <= 5  # what is left of KDUMP_DEVICE_TIMEOUT
+    assert argv == ["iscsistart", "-i", INITIATOR, "-t", IQN, "-g", "1", "-a",
                         "10.0.2.2", "-p", "3260", "-u", "kdumplab",
                         "-w", "-starts-with-dash"]  # fmt: skip
     assert f"kdump: iSCSI target {IQN} at 10.0.2.2:3260 logged in: LUN 1 /dev/sda" in \
@@ -226,7 +227,8 @@ def test_capture_unknown_portal_group_logs_in_with_tag_1(tmp_path):
     runner = FakeInitiator(tmp_path / "sys")
     up, _ = _up(tmp_path, runner)
     up.bring_up({"layers": [{**_step(tmp_path), "tpgt": -1}]})
-    assert runner.calls[0][runner.calls[0].index("-g") + 1] == "1"
+    argv = runner.calls[0][0]
+    assert argv[argv.index("-g") + 1] == "1"
 
 
 def test_capture_target_down_is_a_bounded_failure_with_the_reason(tmp_path):
@@ -247,3 +249,31 @@ def test_capture_unreadable_chap_file_is_the_reason(tmp_path):
     up, _ = _up(tmp_path, FakeInitiator(tmp_path / "sys"))
     with pytest.raises(CaptureError, match=r"missing\.chap: CHAP settings unreadable"):
         up.bring_up({"layers": [step]})
+
+
+# ---- the bounded runner the login goes through ----
+
+
+def test_run_bounded_kills_a_tool_that_ignores_sigterm_and_leaves_a_child(tmp_path):
+    """What iscsistart does against a dead portal: it keeps retrying, and a child it forked
+    holds the output open; the bound is kept all the same, and the reason is the tool's
+    last words and the bound, never its command line."""
+    tool = tmp_path / "iscsistart"
+    tool.write_text("#!/bin/sh\ntrap '' TERM\necho 'cannot make connection to 10.0.2.2'\n"
+                    "sleep 60 &\nsleep 60\n")  # fmt: skip
+    tool.chmod(0o755)
+    start = time.monotonic()
+    proc = run_bounded([str(tool), "-w", "the-secret"], 1.0)
+    assert time.monotonic() - start < 10
+    assert proc.returncode != 0
+    assert proc.stderr.splitlines() == ["cannot make connection to 10.0.2.2",
+                                        f"{tool}: no result within 1 s"]  # fmt: skip
+    assert "the-secret" not in proc.stderr
+
+
+def test_run_bounded_output_status_and_missing_tool(tmp_path):
+    proc = run_bounded(["sh", "-c", "echo out; echo err >&2; exit 3"], 30)
+    assert (proc.returncode, proc.stderr) == (3, "out\nerr\n")
+    missing = run_bounded([str(tmp_path / "absent")], 30)
+    assert (missing.returncode, missing.stderr) == (127, f"{tmp_path}/absent: No such file or "
+                                                         "directory")  # fmt: skip

@@ -21,9 +21,11 @@ failure_action with that reason instead of waiting for a mount that cannot happe
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,13 +44,39 @@ LUKS_UUID = slice(168, 208)  # the same offset in LUKS1 and LUKS2 binary headers
 MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
+# A command given at most so many seconds (iscsistart retries a dead portal by itself).
+BoundedRunner = Callable[[list[str], float], subprocess.CompletedProcess]
+TOOL_TIMEOUT = 300.0
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-    except OSError as exc:  # the tool itself is missing or broken: a reason like any other
-        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: {exc.strerror}")
+    return run_bounded(argv, TOOL_TIMEOUT)
+
+
+def run_bounded(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """*argv* in a session of its own, its output in an anonymous file, killed with all
+    it started after *timeout* seconds.  Not pipes and not just the one process: a child
+    a tool leaves behind (iscsistart forks) would hold a pipe open, and a tool that
+    ignores SIGTERM would outlive ``timeout``.  The reason never repeats the command line
+    (it may hold a CHAP secret)."""
+    fd = os.memfd_create("kdumpy-tool")
+    with os.fdopen(fd, "w+b") as out:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        except OSError as exc:  # the tool itself is missing or broken: a reason like any other
+            return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: {exc.strerror}")
+        try:
+            rc = proc.wait(timeout=timeout)
+            late = ""
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            rc = proc.wait()
+            late = f"{argv[0]}: no result within {timeout:.0f} s\n"
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return subprocess.CompletedProcess(argv, rc, "", text + late)
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
@@ -61,9 +89,9 @@ class StackUp:
 
     def __init__(
         self, log: CaptureLog, timeout: float, run: Runner = _run, sys_root: str = "/sys",
-        dev_root: str = "/dev", delay: float = 1.0,
+        dev_root: str = "/dev", delay: float = 1.0, run_for: BoundedRunner = run_bounded,
     ) -> None:  # fmt: skip
-        self.log, self.timeout, self.run = log, timeout, run
+        self.log, self.timeout, self.run, self.run_for = log, timeout, run, run_for
         self.sys_root, self.dev_root, self.delay = sys_root, dev_root, delay
 
     def bring_up(self, plan: dict) -> None:
@@ -94,8 +122,9 @@ class StackUp:
 
     # iSCSI
     def iscsi(self, step: dict) -> None:
-        """Log in with iscsistart (each try bounded by what is left of the wait) until a
-        session to the target exists and its LUNs' disks are there."""
+        """Log in with iscsistart (each try bounded by what is left of the wait: it
+        retries an unreachable portal by itself) until a session to the target exists
+        and its LUNs' disks are there."""
         target, luns = str(step["target"]), [int(n) for n in step.get("luns", [])]
         address, port = str(step["address"]), int(step["port"])
         portal = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -107,8 +136,7 @@ class StackUp:
 
         def login() -> str | None:
             if not self.iscsi_session(target):
-                left = max(1, int(deadline - time.monotonic()))
-                proc = self.run(["timeout", str(left), *argv])
+                proc = self.run_for(argv, max(1.0, deadline - time.monotonic()))
                 if not self.iscsi_session(target):
                     return f"login failed: {_last_line(proc)}"
             missing = [n for n in luns if not self.iscsi_disk(target, n)]
@@ -165,12 +193,30 @@ class StackUp:
         if reason is not None:
             raise CaptureError(f"md {level} {device} (UUID {step.get('uuid')}) did not start: "
                                f"{reason}")  # fmt: skip
+        self._md_freeze(device, kname)
         missing = self._md_missing(kname)
         if missing:
             self.log.warn(f"md {level} {device} is degraded ({missing} device(s) missing); "
                           "saving anyway")  # fmt: skip
         else:
             self.log.info(f"md {level} {device} assembled")
+
+    def _md_freeze(self, device: str, kname: str) -> None:
+        """No resync or rebuild in the capture kernel: an array the crash left dirty
+        starts resyncing at once, which competes with the dump for the disks, and in the
+        lab a raid5 resync interrupted at final_action blocked poweroff in raid5_quiesce
+        for good (at crashkernel=160M).  The next boot of the system resyncs."""
+        action = f"{self.sys_root}/block/{kname}/md/sync_action"
+        try:
+            with open(action) as fh:
+                was = fh.read().strip()
+            with open(action, "w") as fh:
+                fh.write("frozen\n")
+        except OSError as exc:
+            self.log.warn(f"md {device}: cannot freeze its resync: {exc.strerror}")
+            return
+        if was not in ("idle", "frozen"):
+            self.log.info(f"md {device}: {was} frozen (the next boot finishes it)")
 
     def _md_state(self, kname: str) -> str:
         try:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdumpy.errors import KdumpyError
+
+if TYPE_CHECKING:  # the commands import what they use when they run (a fast CLI start)
+    from rich.console import Console
+
+    from kdumpy.lab.calibrate import Calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workdir", type=Path, default=Path("kdumpy-calibrate"), help="serial logs and disks"
     )
     cal.add_argument("--timeout", type=float, default=900, help="seconds per trial")
+    cal.add_argument(
+        "--stack",
+        help="with the dump target on a storage stack built in the lab's Debian guest: "
+        "plain, lvm-thin, raid1, luks, luks-thin-raid1, lvm-raid5, iscsi (a lab kernel; "
+        "default 6.1, 1G guest)",
+    )
     cal.set_defaults(func=cmd_calibrate)
 
 
@@ -161,12 +173,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import os
 
     from rich.console import Console
-    from rich.table import Table
 
     from kdumpy.lab.calibrate import build_calibration_initramfs, calibrate
     from kdumpy.lab.qemu import mib, parse_size
 
     console = Console()
+    if args.stack:
+        return _calibrate_stack(args, console)
     vmlinuz, release, modules_dir, kconfig = _calibration_kernel(args.kernel)
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     memory = parse_size(args.memory) if args.memory else min(total, 4 << 30)
@@ -187,12 +200,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"initramfs {initrd.stat().st_size / 2**20:.1f} MiB"
     )
     result = calibrate(vmlinuz, initrd, memory, sizes, args.workdir, args.timeout, console.print)
-    table = Table(title=f"kdumpy lab calibrate: {release}, {mib(memory)} guest")
-    for col in ("crashkernel", "capture", "seconds", "serial console"):
+    return _show_calibration(console, result, f"{release}, {mib(memory)} guest", sizes)
+
+
+def _show_calibration(console: Console, result: Calibration, title: str, sizes: list[int]) -> int:
+    from rich.table import Table
+
+    from kdumpy.lab.qemu import mib
+
+    table = Table(title=f"kdumpy lab calibrate: {title}")
+    for col in ("crashkernel", "capture", "seconds", "crash to saved", "serial console"):
         table.add_column(col)
     for t in result.trials:
         state = "[green]saved[/]" if t.ok else f"[red]{t.why}[/]"
-        table.add_row(mib(t.size), state, f"{t.seconds:.0f}", str(t.serial_log))
+        saved = f"{t.crash_to_saved:.0f}" if t.crash_to_saved is not None else "-"
+        table.add_row(mib(t.size), state, f"{t.seconds:.0f}", saved, str(t.serial_log))
     console.print(table)
     if result.smallest is None:
         console.print(f"No capture succeeded, even at {mib(max(sizes))}: see the serial logs.")
@@ -203,6 +225,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"[bold]{result.crashkernel()}[/]  (apply with: kdumpy reserve {recommended})"
     )
     return 0
+
+
+def _calibrate_stack(args: argparse.Namespace, console: Console) -> int:
+    """Build the stack in the Debian guest once, then bisect with crashes saved through it."""
+    from kdumpy.lab.kernels import get_kernel
+    from kdumpy.lab.qemu import mib, parse_size
+    from kdumpy.lab.stacklab import calibrate_stack
+
+    kernel = get_kernel(args.kernel or "6.1")
+    memory = parse_size(args.memory or "1G")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    with console.status(f"Building the {args.stack} stack in the Debian guest..."):
+        prepared, result = calibrate_stack(args.stack, args.workdir, kernel, memory, sizes,
+                                           args.timeout, console.print)  # fmt: skip
+    layers = ", ".join(prepared.manifest.get("stack", {}).get("layers", [])) or "none"
+    console.print(f"Capture initramfs {prepared.initrd.stat().st_size} bytes; stack: {layers}")
+    title = f"{kernel.release}, {mib(memory)} guest, {args.stack}"
+    return _show_calibration(console, result, title, sizes)
 
 
 def _calibration_kernel(name: str | None) -> tuple[Path, str, Path | None, Path | None]:

@@ -12,11 +12,12 @@ with debugfs, outside the guest).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdumpy.errors import KdumpyError
@@ -25,6 +26,7 @@ from kdumpy.lab.qemu import Disk, last_console_line, mib, run_guest
 MiB = 1 << 20
 LABEL = "kdumpycal"
 SAVED = "saved vmcore to"
+CRASHING = "kdumpy-selftest: crashing"
 
 # Why a capture failed, from the capture kernel's console: the first pattern that matches.
 FAILURES = (
@@ -37,6 +39,30 @@ FAILURES = (
 
 
 @dataclass
+class Rig:
+    """What a trial boots with beside the kernel and initramfs, and how it tells that a
+    complete dump arrived (beyond the capture's own "saved vmcore to" line).  Each is
+    given the trial's own directory."""
+
+    disks: Callable[[Path], list[Disk]]  # the disks to attach, made in the directory
+    saved: Callable[[Path], bool]
+    extra_args: list[str] = field(default_factory=list)  # e.g. a NIC for a network target
+    # Around each trial's guest: a server for the target, for instance.
+    around: Callable[[Path], contextlib.AbstractContextManager[object]] = lambda run_dir: (
+        contextlib.nullcontext()
+    )
+
+
+def disk_rig(vmlinuz: Path, initrd: Path, memory: int) -> Rig:
+    """The plain calibration: a fresh ext4 disk per trial with the kernel and initramfs
+    on it, read back with debugfs."""
+    return Rig(
+        disks=lambda run_dir: [Disk(target_disk(run_dir / "target.img", vmlinuz, initrd, memory))],
+        saved=lambda run_dir: bool(saved_vmcores(run_dir / "target.img")),
+    )
+
+
+@dataclass
 class Trial:
     """One capture attempt at one reservation."""
 
@@ -45,6 +71,7 @@ class Trial:
     why: str  # empty when ok
     seconds: float
     serial_log: Path
+    crash_to_saved: float | None = None  # the self-test's crash to "saved vmcore to"
 
 
 @dataclass
@@ -73,13 +100,16 @@ def calibrate(
     workdir: Path,
     timeout: float = 900,
     report: Callable[[str], None] = print,
+    rig: Rig | None = None,
 ) -> Calibration:
     """Bisect *sizes* for the smallest reservation at which a capture succeeds.
 
     The largest size is tried first: if it fails, nothing smaller will do and the search
     stops there.  *initrd* must be a kdumpy capture initramfs whose target is
-    ``ext4 LABEL=kdumpycal`` (see :func:`build_calibration_initramfs`).
+    ``ext4 LABEL=kdumpycal`` (see :func:`build_calibration_initramfs`), unless *rig* brings
+    the disks (and the kernel and initramfs on the target's ``/boot``) itself.
     """
+    rig = rig or disk_rig(vmlinuz, initrd, memory)
     sizes = sorted(set(sizes))
     if not sizes:
         raise KdumpyError("calibrate: no reservation sizes to try")
@@ -87,7 +117,7 @@ def calibrate(
     done: dict[int, Trial] = {}
 
     def attempt(size: int) -> bool:
-        t = trial(vmlinuz, initrd, memory, size, workdir, timeout)
+        t = trial(vmlinuz, initrd, memory, size, workdir, timeout, rig)
         done[size] = t
         state = "captured" if t.ok else f"failed: {t.why}"
         report(f"crashkernel={mib(size)}: {state} ({t.seconds:.0f} s)")
@@ -108,26 +138,35 @@ def calibrate(
 
 
 def trial(
-    vmlinuz: Path, initrd: Path, memory: int, size: int, workdir: Path, timeout: float
-) -> Trial:
+    vmlinuz: Path, initrd: Path, memory: int, size: int, workdir: Path, timeout: float,
+    rig: Rig,
+) -> Trial:  # fmt: skip
     run_dir = workdir / f"crashkernel-{mib(size)}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    disk = target_disk(run_dir / "target.img", vmlinuz, initrd, memory)
+    disks = rig.disks(run_dir)
     serial = run_dir / "serial.log"
     append = f"console=ttyS0 panic=-1 no_timer_check crashkernel={mib(size)} kdumpy.selftest=crash"
     try:
-        run = run_guest(
-            kernel=vmlinuz, initrd=initrd, append=append, memory=memory, serial_log=serial,
-            disks=[Disk(disk)], timeout=timeout, markers=(SAVED,),
-        )  # fmt: skip
+        with rig.around(run_dir):
+            run = run_guest(
+                kernel=vmlinuz, initrd=initrd, append=append, memory=memory, serial_log=serial,
+                disks=disks, timeout=timeout, markers=(CRASHING, SAVED), extra_args=rig.extra_args,
+            )  # fmt: skip
         seconds = run.elapsed
     except KdumpyError as exc:
         return Trial(size, False, str(exc), timeout, serial)
     log = serial.read_text(errors="replace")
-    if SAVED in log and saved_vmcores(disk):
-        return Trial(size, True, "", seconds, serial)
+    to_saved = _between(run.markers, CRASHING, SAVED)
+    if SAVED in log and rig.saved(run_dir):
+        return Trial(size, True, "", seconds, serial, to_saved)
     return Trial(size, False, failure_reason(log, serial), seconds, serial)
+
+
+def _between(markers: dict[str, float], first: str, last: str) -> float | None:
+    if first in markers and last in markers:
+        return markers[last] - markers[first]
+    return None
 
 
 def failure_reason(log: str, serial: Path) -> str:

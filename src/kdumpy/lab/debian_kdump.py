@@ -9,6 +9,7 @@ the QEMU run.  Serial markers time the stages.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,10 @@ class Cycle:
     files: dict[str, bytes | str] = field(default_factory=dict)
     disks: list[Disk] = field(default_factory=list)
     memory: str = "1G"
-    crashkernel: str = "256M"
+    # KDUMPY_LAB_CRASHKERNEL runs every cycle at another reservation (to measure a test's
+    # smallest working one, docs/stacks.md).
+    crashkernel: str = field(default_factory=lambda: os.environ.get("KDUMPY_LAB_CRASHKERNEL",
+                                                                    "256M"))  # fmt: skip
     crash: bool = True
     guestfwd: list[str] = field(default_factory=list)
     timeout: float = 1500
