@@ -600,12 +600,47 @@ rebase(PyObject *self, PyObject *args)
     return result;
 }
 
+/*
+ *   keep_kept(keep, cls, ram, counts): a scanned batch's classes applied to its keep-mask
+ *       (one byte per pfn each): pfns outside the dump's RAM are ignored (a block may span
+ *       a hole); elsewhere a class other than 0 (kept) clears keep and is counted in
+ *       counts (an array of 8 int64, one per class).
+ */
+static PyObject *
+keep_kept(PyObject *self, PyObject *args)
+{
+    Py_buffer keep, cls, ram, counts;
+    if (!PyArg_ParseTuple(args, "w*y*y*w*", &keep, &cls, &ram, &counts))
+        return NULL;
+    PyObject *result = NULL;
+    if (cls.len != keep.len || ram.len != keep.len || counts.len < 8 * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "keep_kept: buffers do not match");
+    } else {
+        unsigned char *k = keep.buf;
+        const unsigned char *c = cls.buf, *r = ram.buf;
+        int64_t *n = counts.buf;
+        for (Py_ssize_t i = 0; i < keep.len; i++) {
+            if (r[i] && c[i]) {
+                n[c[i] & 7]++;
+                k[i] = 0;
+            }
+        }
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&cls);
+    PyBuffer_Release(&ram);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS, "Compress a batch of pages (see the module source)."},
     {"classify", classify, METH_VARARGS, "Classify a batch of struct pages (see the source)."},
     {"packbits", packbits, METH_VARARGS, "Pack one byte per pfn into bitmap bits."},
     {"unpackbits", unpackbits, METH_VARARGS, "Unpack bitmap bits into one byte per pfn."},
     {"rebase", rebase, METH_VARARGS, "Make page descriptors' offsets absolute."},
+    {"keep_kept", keep_kept, METH_VARARGS, "Apply a batch's page classes to its keep-mask."},
     {NULL, NULL, 0, NULL},
 };
 

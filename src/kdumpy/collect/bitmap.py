@@ -12,6 +12,7 @@ packed into the format's bits in C (``_pagepack.packbits``; numpy without the ex
 
 from __future__ import annotations
 
+import array
 from collections.abc import Callable, Iterator
 
 from kdumpy.collect.classify import CLASS_NAMES, Pending, classify
@@ -22,26 +23,27 @@ from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.base import Dump, merge_ranges
 
 try:
-    from kdumpy.collect._pagepack import packbits, unpackbits
+    from kdumpy.collect._pagepack import keep_kept, packbits, unpackbits
 except ImportError:  # built without the C extension
-    from kdumpy.collect.fallback import packbits, unpackbits
+    from kdumpy.collect.fallback import keep_kept, packbits, unpackbits
 
 SCAN_BATCH = 1 << 15  # pfns per struct page read: 2 MiB of struct pages
 MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 
 
-# bytes.translate tables: a class byte (0 kept) to a keep byte (1), and 0/1 to 0x00/0xff
-_KEPT = bytes([1] + [0] * 255)
-_FULL = bytes([0, 0xFF] + [0] * 254)
+_ones = memoryview(b"")  # set bytes to copy masks' ranges from (grown on demand)
 
 
 def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> bytearray:
     """One byte per pfn ``start..end-1``: 1 where a ``[(s, e)]`` range covers it."""
+    global _ones
+    if len(_ones) < end - start:
+        _ones = memoryview(b"\x01" * (end - start))
     mask = bytearray(end - start)
     for s, e in ranges:
         if e > start and s < end:
             a, b = max(s, start) - start, min(e, end) - start
-            mask[a:b] = b"\x01" * (b - a)
+            mask[a:b] = _ones[: b - a]
     return mask
 
 
@@ -109,12 +111,12 @@ class PageSelector:
             self.rules = rules
             self.memmap = MemMap(dump, max_mapnr, read_phys, read_into)
         self.kept_ranges = _intersect(merge_ranges(self.ram), merge_ranges(self.present))
-        self.counts = [0] * len(CLASS_NAMES)
+        self.counts = array.array("q", bytes(8 * 8))  # per class (8: _pagepack's)
         self._pending = Pending()
 
     def reset(self) -> None:
         """Start again from pfn 0 (a second pass recomputes the same bitmap)."""
-        self.counts = [0] * len(CLASS_NAMES)
+        self.counts = array.array("q", bytes(8 * 8))
         self._pending = Pending()
 
     def bitmap1(self, start: int, end: int) -> bytearray:
@@ -135,11 +137,9 @@ class PageSelector:
             raw, valid = self.memmap.read(b, n + 1)
             cls = classify(self.rules, raw, mask_and(valid[:n], in_ram), b, self.level,
                            self._pending)  # fmt: skip
-            # a block may span a hole: only existing pages count
-            cls = mask_and(cls, in_ram.translate(_FULL))
-            for i in range(1, len(CLASS_NAMES)):
-                self.counts[i] += cls.count(i)
-            keep[lo : lo + n] = mask_and(keep[lo : lo + n], cls.translate(_KEPT))
+            part = keep[lo : lo + n]
+            keep_kept(part, cls, in_ram, self.counts)  # a block may span a hole: RAM only
+            keep[lo : lo + n] = part
         return keep
 
     def excluded(self) -> dict[str, int]:

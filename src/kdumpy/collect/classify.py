@@ -12,6 +12,7 @@ runs past the end of the batch is carried into the next one (:class:`Pending`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -33,6 +34,7 @@ __all__ = ["CLASS_NAMES", "KEEP", "Pending", "classify", "native_rules"]
 Buffer: TypeAlias = Any  # bytes, bytearray, memoryview, an array: the buffer protocol
 
 
+@functools.lru_cache(maxsize=8)
 def native_rules(rules: PageRules) -> tuple[int, ...]:
     """The rules as the C classifier takes them: -1 for what VMCOREINFO lacks, then
     (value, mask) of the buddy, slab, hugetlb, offline and unaccepted page types."""

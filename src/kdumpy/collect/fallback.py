@@ -35,3 +35,14 @@ def rebase(desc: Any, delta: int, zero_offset: int) -> None:
     offsets += delta
     offsets[shared] = zero_offset
     np.frombuffer(desc, dtype=_DESC)["offset"] = offsets
+
+
+def keep_kept(keep: Any, cls: Any, ram: Any, counts: Any) -> None:
+    """Clear ``keep`` where a pfn in RAM has a class other than 0, counting the classes
+    into ``counts`` (8 int64)."""
+    mask = np.frombuffer(keep, dtype=np.uint8)
+    classes = np.frombuffer(cls, dtype=np.uint8) & 7
+    hit = (np.frombuffer(ram, dtype=np.uint8) != 0) & (classes != 0)
+    total = np.frombuffer(counts, dtype=np.int64)
+    total += np.bincount(classes[hit], minlength=8)[:8]
+    mask[hit] = 0

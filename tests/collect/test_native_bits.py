@@ -1,0 +1,60 @@
+"""The bitmap and descriptor helpers of ``_pagepack.c`` against numpy (the oracle: its
+own packbits/unpackbits, and plain array arithmetic), and the numpy fallback of an install
+without the extension (``fallback.py``) against the same oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdumpy.collect import fallback
+
+try:
+    from kdumpy.collect import _pagepack as native
+except ImportError:  # pragma: no cover - the extension is optional
+    native = None
+
+IMPLEMENTATIONS = [pytest.param(fallback, id="numpy-fallback")]
+if native is not None:
+    IMPLEMENTATIONS.append(pytest.param(native, id="C"))
+DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 4096, 32771])
+def test_packbits_round_trip(impl, n: int) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(n)
+    bits = (rng.random(n) < 0.3).astype(np.uint8) * rng.integers(1, 256, n, dtype=np.uint8)
+    packed = bytearray((n + 7) // 8)
+    impl.packbits(bits.tobytes(), packed)
+    assert bytes(packed) == np.packbits(bits != 0, bitorder="little").tobytes()
+    out = bytearray(n)
+    impl.unpackbits(bytes(packed), out)
+    assert bytes(out) == (bits != 0).astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_rebase(impl) -> None:  # noqa: ANN001
+    desc = np.zeros(5, dtype=DESC)
+    desc["offset"] = [0, -1, 4096, -1, 5000]
+    desc["size"] = [4096, 4096, 904, 4096, 10]
+    buf = bytearray(desc.tobytes())
+    impl.rebase(buf, 1 << 33, 12345)
+    got = np.frombuffer(bytes(buf), dtype=DESC)
+    assert got["offset"].tolist() == [1 << 33, 12345, (1 << 33) + 4096, 12345, (1 << 33) + 5000]
+    assert got["size"].tolist() == desc["size"].tolist()
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_keep_kept(impl) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(3)
+    n = 10000
+    keep = (rng.random(n) < 0.8).astype(np.uint8)
+    cls = rng.integers(0, 7, n, dtype=np.uint8) * (rng.random(n) < 0.5)
+    ram = (rng.random(n) < 0.9).astype(np.uint8)
+    want_keep = keep & ~((ram != 0) & (cls != 0))
+    want_counts = np.bincount(cls[(ram != 0) & (cls != 0)], minlength=8)
+    got_keep, counts = bytearray(keep.tobytes()), bytearray(64)
+    impl.keep_kept(got_keep, cls.astype(np.uint8).tobytes(), ram.tobytes(), counts)
+    assert bytes(got_keep) == want_keep.astype(np.uint8).tobytes()
+    assert np.frombuffer(bytes(counts), dtype=np.int64).tolist() == want_counts.tolist()
