@@ -747,3 +747,17 @@ def test_ps_S_A_G_y(crash, machine):
     assert rows(crash("ps -y normal,0")) == every
     assert rows(crash("ps -y FIFO")) == []
     assert crash("ps -y nosuch").startswith("ps: argument -y: invalid policy: nosuch")
+
+
+def test_ipcs_one_kind_and_timer_of_some_cpus(crash):
+    """``ipcs -m/-s/-q``: that section of ``ipcs`` alone; ``timer -C 1``: CPU 1's
+    bases alone."""
+    shm, sem, msg = crash("ipcs").split("\n\n")
+    assert crash("ipcs -m") == shm + "\n"
+    assert crash("ipcs -s") == sem + "\n"
+    assert crash("ipcs -q") == msg
+    assert crash("ipcs -m -q") == shm + "\n\n" + msg
+    every = crash("timer")
+    one = crash("timer -C 1")
+    assert "TIMER_BASES[0]" not in one and "TIMER_BASES[1]" in one
+    assert one.split("\n\n")[1] == every.split("\n\n")[2]
