@@ -253,7 +253,10 @@ def test_ipcs(crash, machine):
     out = crash("ipcs")
     assert rows(out, 0)[1] == [f"{shm:016x}", f"{key:08x}", str(shmid), "1000", "600",
                                str(size), "2"]  # fmt: skip
-    assert out.count("(none allocated)") == 2
+    sem, sem_key, semid, nsems = machine.sub.sem
+    assert rows(out, 0)[3] == [f"{sem:016x}", f"{sem_key:08x}", str(semid), "0", "600",
+                               str(nsems)]  # fmt: skip
+    assert out.count("(none allocated)") == 1  # the message queues only
 
 
 def test_waitq_lists_the_waiting_tasks(crash, machine):
