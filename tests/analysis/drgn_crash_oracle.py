@@ -73,6 +73,8 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
         "set_c0": "set -c 0",
         "set_p": "set -p",
         "mod_t": "mod -t",
+        "search_t": f"search -t {task1:x}",
+        "search_T": f"search -T {task1:x}",
         "ipcs_m": "ipcs -m",
         "ipcs_s": "ipcs -s",
         "ipcs_q": "ipcs -q",

@@ -32,7 +32,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, "drgncrash24")
+    return drgn_answers(lab_dump, ORACLE, "drgncrash25")
 
 
 def rows(text: str, skip: int = 1) -> list[list[str]]:
@@ -479,3 +479,21 @@ def test_ps_summary_matches_drgn(session, drgn):
     pairs = (line.strip().split(": ") for line in theirs.splitlines())
     counted = {_CRASH_STATE[state]: count for state, count in pairs}
     assert mine == counted
+
+
+@pytest.mark.parametrize("key", ["search_t", "search_T"])
+def test_search_of_the_stacks_matches_drgn(session, drgn, key):
+    """``search -t/-T ADDR`` (pid 1's task_struct): the same tasks, and where on each
+    stack the value sits."""
+    ours, theirs = both(session, drgn, key)
+
+    def found(text: str) -> dict[int, list[int]]:
+        blocks = [b for b in text.split("\n\n") if b.strip()]
+        return {
+            int(b.split("TASK: ")[1].split()[0], 16): [
+                int(line.split(":")[0], 16) for line in b.splitlines()[1:]
+            ]
+            for b in blocks
+        }
+
+    assert found(ours) == found(theirs)
