@@ -9,6 +9,8 @@ from pathlib import Path
 
 from startup_probe import run_probe
 
+from kdumpy.analysis.commands import _MODULE_OF, ALIASES, COMMANDS, load_commands
+
 
 def test_batch_sys_loads_no_shell_pager_or_disassembler(synthetic_vmcore: Path) -> None:
     seen = run_probe("crash", str(synthetic_vmcore), "-c", "sys")
@@ -17,3 +19,19 @@ def test_batch_sys_loads_no_shell_pager_or_disassembler(synthetic_vmcore: Path) 
     for unwanted in ("pydoc", "prompt_toolkit", "capstone"):
         assert unwanted not in loaded, unwanted
     assert seen["blas"] == "1"
+
+
+def test_module_map_names_where_each_command_is_declared() -> None:
+    """The start-up map (``-c sys`` imports one command module) is the registry's."""
+    load_commands()
+    declared = {name: cmd.handler.__module__ for name, cmd in COMMANDS.items()}
+    declared |= {alias: declared[name] for alias, name in ALIASES.items()}
+    assert {n: f"kdumpy.analysis.commands.{m}" for n, m in _MODULE_OF.items()} == declared
+
+
+def test_batch_sys_imports_only_the_module_of_sys(synthetic_vmcore: Path) -> None:
+    loaded = set(run_probe("crash", str(synthetic_vmcore), "-c", "sys")["modules"])
+    commands = {m for m in loaded if m.startswith("kdumpy.analysis.commands.")}
+    assert "kdumpy.analysis.commands.system" in commands
+    assert not {"kdumpy.analysis.commands.kmem", "kdumpy.analysis.commands.searchcmd",
+                "kdumpy.analysis.commands.irqcmds"} & commands  # fmt: skip

@@ -253,7 +253,10 @@ def test_ipcs(crash, machine):
     out = crash("ipcs")
     assert rows(out, 0)[1] == [f"{shm:016x}", f"{key:08x}", str(shmid), "1000", "600",
                                str(size), "2"]  # fmt: skip
-    assert out.count("(none allocated)") == 2
+    sem, sem_key, semid, nsems = machine.sub.sem
+    assert rows(out, 0)[3] == [f"{sem:016x}", f"{sem_key:08x}", str(semid), "0", "600",
+                               str(nsems)]  # fmt: skip
+    assert out.count("(none allocated)") == 1  # the message queues only
 
 
 def test_waitq_lists_the_waiting_tasks(crash, machine):
@@ -747,3 +750,40 @@ def test_ps_S_A_G_y(crash, machine):
     assert rows(crash("ps -y normal,0")) == every
     assert rows(crash("ps -y FIFO")) == []
     assert crash("ps -y nosuch").startswith("ps: argument -y: invalid policy: nosuch")
+
+
+def test_ipcs_one_kind_and_timer_of_some_cpus(crash):
+    """``ipcs -m/-s/-q``: that section of ``ipcs`` alone; ``timer -C 1``: CPU 1's
+    bases alone."""
+    shm, sem, msg = crash("ipcs").split("\n\n")
+    assert crash("ipcs -m") == shm + "\n"
+    assert crash("ipcs -s") == sem + "\n"
+    assert crash("ipcs -q") == msg
+    assert crash("ipcs -m -q") == shm + "\n\n" + msg
+    every = crash("timer")
+    one = crash("timer -C 1")
+    assert "TIMER_BASES[0]" not in one and "TIMER_BASES[1]" in one
+    assert one.split("\n\n")[1] == every.split("\n\n")[2]
+
+
+def test_search_t_and_T_search_the_stacks(crash, machine):
+    """``search -t VALUE``: each task whose kernel stack holds the value, with where;
+    ``-T``: the active tasks' stacks only.  The oracle reads the stacks the test built."""
+    k = machine.kernel
+    task = machine.tasks[1300]
+    words = [k.mem.read_u64(task.stack + off) for off in range(0, 16384, 8)]
+    value = next(w for w in reversed(words) if w >> 63)  # a kernel address on its stack
+    expected = {}
+    for t in [*machine.idle, *machine.tasks.values()]:
+        hits = [t.stack + off for off in range(0, 16384, 8)
+                if k.mem.read_u64(t.stack + off) == value]  # fmt: skip
+        if hits:
+            expected[t.address] = hits
+    blocks = crash(f"search -t {value:x}").split("\n\n")
+    got = {int(b.split("TASK: ")[1].split()[0], 16): [int(line.split(":")[0], 16)
+           for line in b.splitlines()[1:]] for b in blocks}  # fmt: skip
+    assert got == expected and task.address in got
+    active = {t.address for t in machine.idle[:1]} | {machine.tasks[machine.panic_pid].address}
+    only = crash(f"search -T {value:x}")
+    assert {int(b.split("TASK: ")[1].split()[0], 16) for b in only.split("\n\n") if b} <= active
+    assert crash("search -t -s 0 1").startswith("search: -t and -T search the stacks")

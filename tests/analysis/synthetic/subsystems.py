@@ -55,6 +55,7 @@ class Subsystems:
     chrdevs: list[tuple[int, str, int, str]] = field(default_factory=list)  # major name cdev ops
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
+    sem: tuple[int, int, int, int] = (0, 0, 0, 0)  # sem_array, key, id, nsems
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
     # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
@@ -377,15 +378,21 @@ def _devices(k: SyntheticKernel, out: Subsystems) -> None:
 
 
 def _ipc(k: SyntheticKernel, out: Subsystems) -> None:
-    """One shared memory segment (id 32769, key 0x1234, 1 MiB, 2 attached); no
-    semaphores or message queues."""
+    """One shared memory segment (id 32769, key 0x1234, 1 MiB, 2 attached), one
+    semaphore array (id 0, key 0x55, 3 semaphores); no message queues."""
     shm = k.new("struct shmid_kernel", {"shm_perm.id": 32769, "shm_perm.key": 0x1234,
                                         "shm_perm.uid.val": 1000, "shm_perm.mode": 0o600,
                                         "shm_segsz": 1 << 20, "shm_nattch": 2})  # fmt: skip
     node = k.new("struct xa_node", {"shift": 0, "slots[1]": shm})
+    sem = k.new("struct sem_array", {"sem_perm.id": 0, "sem_perm.key": 0x55,
+                                     "sem_perm.uid.val": 0, "sem_perm.mode": 0o600,
+                                     "sem_nsems": 3})  # fmt: skip
+    sem_node = k.new("struct xa_node", {"shift": 0, "slots[0]": sem})
     k.global_("init_ipc_ns", "struct ipc_namespace",
-              {"ids[2].in_use": 1, "ids[2].ipcs_idr.idr_rt.xa_head": node | 2})  # fmt: skip
+              {"ids[2].in_use": 1, "ids[2].ipcs_idr.idr_rt.xa_head": node | 2,
+               "ids[0].in_use": 1, "ids[0].ipcs_idr.idr_rt.xa_head": sem_node | 2})  # fmt: skip
     out.shm = (shm, 0x1234, 32769, 1 << 20)
+    out.sem = (sem, 0x55, 0, 3)
 
 
 def _waitq(k: SyntheticKernel, out: Subsystems, tasks: list[int]) -> None:

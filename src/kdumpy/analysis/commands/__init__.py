@@ -38,27 +38,38 @@ from kdumpy.analysis.helpers.lists import ListWarning
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import LINES, escape_text
 
-_MODULES = (
-    "system",
-    "backtrace",
-    "taskcmds",
-    "memcmds",
-    "typecmds",
-    "kmem",
-    "addrcmds",
-    "vmcmds",
-    "fscmds",
-    "listcmds",
-    "irqcmds",
-    "pycmd",
-    "taskinfo",
-    "kerninfo",
-    "searchcmd",
-    "misccmds",
-)
+# Where each command (and alias) is declared, so that ``-c sys`` imports the module of
+# ``sys`` and not all sixteen (start-up time: their helpers are ~40 modules).  The
+# declarations stay the registry; tests/analysis/test_startup.py checks this map
+# against them (a new command: add its name here, beside its module).
+_MODULE_OF = {
+    "?": "system", "dmesg": "system", "exit": "system", "help": "system", "log": "system",
+    "q": "system", "quit": "system", "sys": "system",
+    "bt": "backtrace",
+    "files": "taskcmds", "foreach": "taskcmds", "ps": "taskcmds", "runq": "taskcmds",
+    "set": "taskcmds",
+    "dis": "memcmds", "rd": "memcmds", "sym": "memcmds",
+    "lsmod": "typecmds", "mod": "typecmds", "p": "typecmds", "struct": "typecmds",
+    "union": "typecmds", "whatis": "typecmds",
+    "kmem": "kmem",
+    "btop": "addrcmds", "pte": "addrcmds", "ptob": "addrcmds", "ptov": "addrcmds",
+    "vtop": "addrcmds",
+    "vm": "vmcmds",
+    "mount": "fscmds", "swap": "fscmds",
+    "list": "listcmds", "tree": "listcmds",
+    "irq": "irqcmds",
+    "py": "pycmd",
+    "fuser": "taskinfo", "sig": "taskinfo", "task": "taskinfo",
+    "dev": "kerninfo", "ipcs": "kerninfo", "net": "kerninfo", "timer": "kerninfo",
+    "waitq": "kerninfo",
+    "search": "searchcmd",
+    "ascii": "misccmds", "bpf": "misccmds", "eval": "misccmds",
+}  # fmt: skip
+_MODULES = tuple(dict.fromkeys(_MODULE_OF.values()))
 __all__ = [
     "ALIASES", "COMMANDS", "Arg", "Command", "CommandError", "CommandUsageError", "Session",
-    "command", "command_flags", "command_names", "load_commands", "lookup", "parse_count",
+    "command", "command_flags", "command_names", "load_command", "load_commands", "lookup",
+    "parse_count",
     "parse_cpus",
     "parse_number", "resolve_address", "run_line",
 ]  # fmt: skip
@@ -69,6 +80,17 @@ def load_commands() -> dict[str, Command]:
     for module in _MODULES:
         importlib.import_module(f"kdumpy.analysis.commands.{module}")
     return COMMANDS
+
+
+def load_command(name: str) -> Command | None:
+    """The command a word names, importing only the module declaring it (every module
+    when the word is not a known name)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        load_commands()
+    else:
+        importlib.import_module(f"kdumpy.analysis.commands.{module}")
+    return lookup(name)
 
 
 def run_line(session: Session, line: str) -> str:
@@ -87,9 +109,8 @@ def run_line(session: Session, line: str) -> str:
 def _run(session: Session, line: str) -> str:
     """One command, its output sent on as crash does: ``cmd | shell command`` pipes it
     through ``/bin/sh``, ``cmd > file`` / ``>> file`` writes it to a file."""
-    load_commands()
     name, rest = ([*line.split(None, 1), "", ""])[:2]
-    cmd = lookup(name)
+    cmd = load_command(name) if name in _MODULE_OF else None
     if cmd is not None and cmd.raw:  # its text is its own: no words, no operators
         return _guarded(session, cmd, lambda: cmd.run_text(session, rest))
     command_text, op, target = split_output(line)
@@ -149,7 +170,6 @@ def _write_output(path: str, text: str, append: bool) -> str:
 
 
 def _run_command(session: Session, line: str) -> str:
-    load_commands()
     try:
         words = shlex.split(line, comments=True)
     except ValueError as exc:
@@ -158,7 +178,7 @@ def _run_command(session: Session, line: str) -> str:
         return ""
     if words[0].startswith("*") and len(words[0]) > 1:  # crash's "*type addr": struct type
         words = ["struct", words[0][1:], *words[1:]]
-    cmd = lookup(words[0])
+    cmd = load_command(words[0])
     if cmd is None:
         return _failed(session, f"crash: command not found: {words[0]}\n")
     return _guarded(session, cmd, lambda: cmd.run(session, words[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdumpy.analysis.commands import resolve_address
+from kdumpy.analysis.commands import parse_cpus, resolve_address
 from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
@@ -26,7 +26,9 @@ from kdumpy.printable import shown
 _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
-@command("timer", "timer queue data", usage="timer",
+@command("timer", "timer queue data",
+         Arg("-C", dest="cpus", type=parse_cpus, metavar="cpus", help="these CPUs only"),
+         usage="timer [-C cpus]",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.timer import timer_bases\n"
              "for cpu in prog.online_cpus:\n"
@@ -38,7 +40,7 @@ def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     now = jiffies(prog)
     out = [f"JIFFIES\n{now}\n"]
-    for cpu in prog.online_cpus:
+    for cpu in prog.online_cpus if opts.cpus is None else opts.cpus:
         out.append("\n")
         for name, base, timers in timer_bases(prog, cpu):
             out.append(f"TIMER_BASES[{cpu}][{name}]: {int(base.address_ or 0):x}\n")
@@ -114,7 +116,11 @@ def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
     return "".join(out)
 
 
-@command("ipcs", "System V IPC facilities", usage="ipcs",
+@command("ipcs", "System V IPC facilities",
+         Arg("-m", dest="shm", action="store_true", help="shared memory segments only"),
+         Arg("-s", dest="sem", action="store_true", help="semaphore arrays only"),
+         Arg("-q", dest="msg", action="store_true", help="message queues only"),
+         usage="ipcs [-m] [-s] [-q]",
          python=lambda o: _PRELUDE + (
              "from kdumpy.analysis.helpers.ipc import ipc_objects, IPC_SHM_IDS\n"
              "for shm in ipc_objects(prog, IPC_SHM_IDS):\n"
@@ -122,28 +128,33 @@ def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
              "          int(shm.shm_segsz))\n"))  # fmt: skip
 def cmd_ipcs(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    out = ["SHMID_KERNEL  KEY  SHMID  UID  PERMS  BYTES  NATTCH  STATUS\n"]
-    for shm in ipc_objects(prog, IPC_SHM_IDS):
-        p = shm.shm_perm
-        out.append(f"{int(shm):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(shm.shm_segsz)}  "
-                   f"{int(shm.shm_nattch)}\n")  # fmt: skip
-    out.append(_none(out) + "\nSEM_ARRAY  KEY  SEMID  UID  PERMS  NSEMS\n")
-    mark = len(out)
-    for sem in ipc_objects(prog, IPC_SEM_IDS):
-        p = sem.sem_perm
-        out.append(f"{int(sem):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  "
-                   f"{int(sem.sem_nsems)}\n")  # fmt: skip
-    out.append(_none(out[mark:]) + "\nMSG_QUEUE  KEY  MSQID  UID  PERMS  USED-BYTES  MESSAGES\n")
-    mark = len(out)
-    for msq in ipc_objects(prog, IPC_MSG_IDS):
-        p = msq.q_perm
-        out.append(f"{int(msq):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                   f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(msq.q_cbytes)}  "
-                   f"{int(msq.q_qnum)}\n")  # fmt: skip
-    out.append(_none(out[mark:]))
-    return "".join(out)
+    every = not (opts.shm or opts.sem or opts.msg)  # no flag: all three, as crash
+    sections = []
+    if every or opts.shm:
+        rows = ["SHMID_KERNEL  KEY  SHMID  UID  PERMS  BYTES  NATTCH  STATUS\n"]
+        for shm in ipc_objects(prog, IPC_SHM_IDS):
+            p = shm.shm_perm
+            rows.append(f"{int(shm):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(shm.shm_segsz)}  "
+                        f"{int(shm.shm_nattch)}\n")  # fmt: skip
+        sections.append(rows)
+    if every or opts.sem:
+        rows = ["SEM_ARRAY  KEY  SEMID  UID  PERMS  NSEMS\n"]
+        for sem in ipc_objects(prog, IPC_SEM_IDS):
+            p = sem.sem_perm
+            rows.append(f"{int(sem):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  "
+                        f"{int(sem.sem_nsems)}\n")  # fmt: skip
+        sections.append(rows)
+    if every or opts.msg:
+        rows = ["MSG_QUEUE  KEY  MSQID  UID  PERMS  USED-BYTES  MESSAGES\n"]
+        for msq in ipc_objects(prog, IPC_MSG_IDS):
+            p = msq.q_perm
+            rows.append(f"{int(msq):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
+                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(msq.q_cbytes)}  "
+                        f"{int(msq.q_qnum)}\n")  # fmt: skip
+        sections.append(rows)
+    return "\n".join("".join(rows) + _none(rows) for rows in sections)
 
 
 def _none(rows: list[str]) -> str:

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 
 from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.tasksel import all_tasks, task_line
 from kdumpy.analysis.helpers.memmap import page_offset, phys_to_virt
 from kdumpy.analysis.helpers.search import (
     search_physical,
     search_string_virtual,
     search_virtual,
 )
+from kdumpy.analysis.helpers.tasks import active_tasks
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
@@ -38,11 +40,20 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-w", dest="width", action="store_const", const=4, help="32-bit values"),
          Arg("-h", dest="width", action="store_const", const=2, help="16-bit values"),
          Arg("-m", dest="mask", metavar="mask", help="bits to ignore"),
+         Arg("-t", dest="stacks", action="store_const", const="all",
+             help="the kernel stack of every task"),
+         Arg("-T", dest="stacks", action="store_const", const="active",
+             help="the kernel stack of each CPU's active task"),
          Arg("values", nargs="+", metavar="value"),
-         usage="search [-s start] [-e end | -l length] [-p] [-c | -w | -h] [-m mask] value ...",
+         usage="search [-s start] [-e end | -l length] [-p] [-t | -T] [-c | -w | -h] "
+               "[-m mask] value ...",
          python=_python)  # fmt: skip
 def cmd_search(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.stacks:
+        if opts.start or opts.end or opts.length or opts.physical or opts.string:
+            raise CommandError("-t and -T search the stacks: no -s, -e, -l, -p or -c")
+        return _search_stacks(prog, opts)
     start = _where(session, opts.start, opts.physical)
     if opts.end and opts.length:
         raise CommandError("give -e or -l, not both")
@@ -65,6 +76,30 @@ def cmd_search(session: Session, opts: argparse.Namespace) -> str:
         for address, word in _search(prog, value, start, end, width, mask, opts.physical):
             out.append(f"{address:x}: {word:x}\n")
     return "".join(out)
+
+
+def _search_stacks(prog: Program, opts: argparse.Namespace) -> str:
+    """``-t``/``-T``: each task's stack (every task's, or each CPU's active one) with
+    its matches, headed by the task; tasks without a match are left out."""
+    if opts.stacks == "all":
+        tasks = all_tasks(prog)
+    else:
+        active = active_tasks(prog)
+        tasks = [active[cpu] for cpu in sorted(active)]
+    size = prog.arch.stack_size(prog.dump.page_size)
+    width = opts.width or 8
+    mask = parse_number(opts.mask) if opts.mask else 0
+    blocks = []
+    for task in tasks:
+        stack = int(task.stack)
+        if not stack:
+            continue
+        hits = [f"{address:x}: {word:x}\n" for text in opts.values
+                for address, word in search_virtual(prog, parse_number(text), stack,
+                                                    stack + size, width, mask)]  # fmt: skip
+        if hits:
+            blocks.append(task_line(task) + "".join(hits))
+    return "\n".join(blocks)
 
 
 def _where(session: Session, text: str | None, physical: bool) -> int | None:

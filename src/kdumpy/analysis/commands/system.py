@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kdumpy.analysis.commands import load_commands
 from kdumpy.analysis.commands.apicode import api_code
 from kdumpy.analysis.commands.base import COMMANDS, Arg, CommandError, Session, command, lookup
 from kdumpy.analysis.commands.output import fields, quoted
@@ -129,6 +130,7 @@ def cmd_log(session: Session, opts: argparse.Namespace) -> str:
 )
 def cmd_help(session: Session, opts: argparse.Namespace) -> str:
     """One command's summary and usage, or every registered command's summary."""
+    load_commands()  # the shell imports a command's module when it is first used
     if opts.name:
         cmd = lookup(opts.name)
         if cmd is None:
