@@ -2,8 +2,10 @@
 
 A capture kernel loaded by a service once the system is up leaves the whole boot
 unprotected.  ``kdumpy early enable`` puts the capture kernel, its initramfs and a small
-loader (kexec-tools' ``kexec -s -p`` driven by a shell script) into the system
-initramfs, where it runs as the first init-top script (dracut: cmdline hook 00) when
+loader (kexec-tools' ``kexec -s -p`` driven by a shell script; kdumpy's own kexec_load
+loader with the system's python3 where the kernel lacks kexec_file_load and kdumpy has one
+for the machine: :func:`check_early_loader`, :mod:`kdumpy.service.early_python`) into the
+system initramfs, where it runs as the first init-top script (dracut: cmdline hook 00) when
 ``rd.earlykdump`` is on the command line (RHEL's 99earlykdump, for initramfs-tools and
 dracut alike).  Nearly all of its time is kexec_file_load itself (benchmarks/
 early_loader_bench.py), which grows with the capture initramfs' size.
