@@ -203,3 +203,19 @@ def test_boot_script_runs_the_staged_loader(tmp_path: Path, shell: str) -> None:
     assert kmsg[-1].startswith("<3>")
     assert kmsg[-1].endswith(f"kexec: failed to load early-kdump kernel: kdumpy: {early}/vmlinuz: "
                              "No such file or directory")  # fmt: skip
+
+
+def test_probe_finds_kdumpy_found_only_through_site(tmp_path: Path) -> None:
+    """Distributions find kdumpy through a .pth file, which the probe's ``-S`` skips: the
+    probe must still name kdumpy's root itself (the arm64 guest's case)."""
+    src = Path(early_python.__file__).parents[2]
+    code = (
+        f"import sys; sys.path.insert(0, {str(src)!r})\n"
+        "from kdumpy.service import early_python as e\n"
+        "r = e.measure(e.find_python()); print(sorted(r.kdumpy))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert "kdumpy.arch.arm64.kexec_load" in got.stdout

@@ -249,7 +249,11 @@ def enable(paths: ServicePaths, report: Report, opts: Options = Options()) -> in
             control.rebuild(paths, report, config)
         for path in early_generator.install(generator, opts.layout, paths.state_dir, kexec_path):
             report(f"Installed {path}")
-        state = refresh(paths, generator, report, opts.layout, loader)
+        try:
+            state = refresh(paths, generator, report, opts.layout, loader)
+        except KdumpyError:
+            early_generator.remove(generator, opts.layout)  # no half-installed early stage
+            raise
     _bootloader(True, opts, report)
     growth = (state.size_after - state.size_before) / 2**20
     report(

@@ -26,6 +26,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kdumpy
 from kdumpy import fileio
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
@@ -75,6 +76,10 @@ def find_python() -> Path:
 def probe(python: Path) -> dict:
     """Run the loader in a child ``python -S``; its sys.modules files and kdumpy's place."""
     env = {k: v for k, v in os.environ.items() if k == "PYTHONPATH" or not k.startswith("PYTHON")}
+    # -S skips site, hence .pth files (how a distribution may find kdumpy): name our own root.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(kdumpy.__file__).parent.parent), env.get("PYTHONPATH")) if p
+    )
     try:
         proc = subprocess.run(
             [str(python), "-S", "-c", _PROBE, json.dumps(BLOCK), LOADER_MODULE],
