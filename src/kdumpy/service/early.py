@@ -2,8 +2,10 @@
 
 A capture kernel loaded by a service once the system is up leaves the whole boot
 unprotected.  ``kdumpy early enable`` puts the capture kernel, its initramfs and a small
-loader (kexec-tools' ``kexec -s -p`` driven by a shell script) into the system
-initramfs, where it runs as the first init-top script (dracut: cmdline hook 00) when
+loader (kexec-tools' ``kexec -s -p`` driven by a shell script; kdumpy's own kexec_load
+loader with the system's python3 where the kernel lacks kexec_file_load and kdumpy has one
+for the machine: :func:`check_early_loader`, :mod:`kdumpy.service.early_python`) into the
+system initramfs, where it runs as the first init-top script (dracut: cmdline hook 00) when
 ``rd.earlykdump`` is on the command line (RHEL's 99earlykdump, for initramfs-tools and
 dracut alike).  Nearly all of its time is kexec_file_load itself (benchmarks/
 early_loader_bench.py), which grows with the capture initramfs' size.
@@ -27,7 +29,15 @@ from kdumpy import fileio
 from kdumpy.arch.kexec import legacy_loader
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
-from kdumpy.service import bootloader, control, early_cmdline, early_generator, early_state, kexec
+from kdumpy.service import (
+    bootloader,
+    control,
+    early_cmdline,
+    early_generator,
+    early_python,
+    early_state,
+    kexec,
+)
 from kdumpy.service.early_generator import Layout
 from kdumpy.service.early_state import EarlyState, LogLine
 from kdumpy.service.paths import ServicePaths
@@ -60,28 +70,45 @@ def _kexec_tool() -> str:
     return found
 
 
-def write_loader_files(state_dir: Path, sysconfig: Sysconfig) -> dict[str, Path]:
-    """early.conf and the loader script, where the initramfs hook copies them from."""
+def write_loader_files(
+    state_dir: Path, sysconfig: Sysconfig, python: Path | None = None
+) -> dict[str, Path]:
+    """early.conf and the loader script, where the initramfs hook copies them from;
+    ``python``: the interpreter of kdumpy's loader (None: kexec-tools loads)."""
     # Root's own directories (0700): the early initramfs hook copies from here into an
     # initramfs that carries the capture kernel and its ssh key.
     private_dir(state_dir)
     directory = private_dir(early_state.early_dir(state_dir))
     conf = directory / "early.conf"
-    fileio.replace(conf, early_cmdline.render_early_conf(sysconfig).encode(), 0o600)
+    fileio.replace(conf, early_cmdline.render_early_conf(sysconfig, python).encode(), 0o600)
     loader = directory / "kdumpy-early.sh"
     fileio.replace(loader, LOADER.read_bytes(), 0o700)
     return {"early.conf": conf, "loader": loader}
 
 
+def stage_python(state_dir: Path, loader: str) -> tuple[Path | None, int]:
+    """For kdumpy's loader, its Python where the hook copies it from (else remove it);
+    the interpreter and the bytes it adds to the system initramfs."""
+    private_dir(state_dir)
+    directory = private_dir(early_state.early_dir(state_dir))
+    if loader != KDUMPY_LOADER:
+        early_python.unstage(directory)
+        return None, 0
+    runtime = early_python.measure(early_python.find_python())
+    return runtime.executable, early_python.stage(runtime, directory)
+
+
 def refresh(
-    paths: ServicePaths, generator: str, report: Report, layout: Layout = DEFAULT_LAYOUT
-) -> EarlyState:
+    paths: ServicePaths, generator: str, report: Report, layout: Layout = DEFAULT_LAYOUT,
+    loader: str = "kexec-tools",
+) -> EarlyState:  # fmt: skip
     """Regenerate the system initramfs with the current early copy and record its hashes.
 
     The caller holds the service lock and has made the capture initramfs current.
     """
     _config, sysconfig = control.load_settings(paths)
-    files = write_loader_files(paths.state_dir, sysconfig)
+    python, python_bytes = stage_python(paths.state_dir, loader)
+    files = write_loader_files(paths.state_dir, sysconfig, python)
     files = {"capture kernel": paths.kernel_image(), "capture initramfs": paths.initrd, **files}
     if not paths.initrd.exists():
         raise KdumpyError(f"{paths.initrd}: missing; run kdumpy rebuild first")
@@ -104,6 +131,8 @@ def refresh(
         size_before=before,
         size_after=target.stat().st_size if target.exists() else 0,
         enabled_at=time.time(),
+        loader=loader,
+        python_bytes=python_bytes,
     )
     previous = early_state.read(paths.state_dir, release)
     if previous is not None and previous.size_before:
@@ -145,28 +174,61 @@ def _bootloader(enable: bool, opts: Options, report: Report) -> None:
         report(note)
 
 
-def check_early_loader(machine: str, release: str, kernel_config: Path) -> None:
-    """Refuse a kernel the early stage cannot load a working capture kernel on.
+KEXEC_TOOLS = "kexec-tools"
+KDUMPY_LOADER = "kdumpy"
 
-    The early stage loads with kexec-tools.  Where the kernel lacks kexec_file_load it is
-    kexec-tools' kexec_load, which builds the ELF core header itself; on arm64 it places
-    the kernel by ``_text`` from /proc/kallsyms, absent without KALLSYMS_ALL (Debian 12's
-    arm64 kernels lack both): the header claims ~16 EiB and the capture kernel dies
-    reading /proc/vmcore.  ``kdumpy start`` loads there with kdumpy's own loader
-    (:mod:`kdumpy.arch.kexec`); the early stage has no Python to run it."""
+
+def check_early_loader(
+    machine: str,
+    release: str,
+    kernel_config: Path,
+    generator: str = early_generator.INITRAMFS_TOOLS,
+    python: Path | None = None,
+) -> str:
+    """Which loader the early stage uses: KEXEC_TOOLS or KDUMPY_LOADER; refuse where neither works.
+
+    kexec-tools by default.  Where the kernel lacks kexec_file_load (CONFIG_KEXEC_FILE) and
+    kdumpy has a kexec_load loader for the machine, kexec-tools' kexec_load is no option: on
+    arm64 it places the kernel by ``_text`` from /proc/kallsyms, absent without
+    KALLSYMS_ALL (Debian 12's arm64 kernels), and the header claims ~16 EiB.  There the early
+    stage runs kdumpy's own loader (:mod:`kdumpy.arch.kexec`), as ``kdumpy start`` does, with
+    ``python`` (the system's python3) copied into an initramfs-tools system initramfs."""
     if legacy_loader(machine) is None:
-        return  # kdumpy itself falls back to kexec-tools on this machine
+        return KEXEC_TOOLS  # kdumpy itself falls back to kexec-tools on this machine
     try:
         config = kernel_config.read_text(errors="replace").splitlines()
     except OSError:
-        return  # cannot tell: the boot test (kdumpy test) is the judge
-    if "CONFIG_KEXEC_FILE=y" in config or "CONFIG_KALLSYMS_ALL=y" in config:
-        return
+        return KEXEC_TOOLS  # cannot tell: the boot test (kdumpy test) is the judge
+    if "CONFIG_KEXEC_FILE=y" in config:
+        return KEXEC_TOOLS
+    if generator != early_generator.INITRAMFS_TOOLS:
+        why = f"its early stage runs in initramfs-tools' system initramfs, not {generator}'s"
+    elif python is None:
+        why = "there is no python3 to run it"
+    else:
+        return KDUMPY_LOADER
     raise KdumpyError(
-        f"{kernel_config}: {release} has neither kexec_file_load (CONFIG_KEXEC_FILE) nor "
-        f"KALLSYMS_ALL, so on {machine} kexec-tools' kexec_load would load a capture kernel "
-        "that cannot save the dump; early kdump is not available for it "
-        "(kdumpy start loads with kdumpy's own loader)"
+        f"{kernel_config}: {release} has no kexec_file_load (CONFIG_KEXEC_FILE), so on "
+        f"{machine} early kdump needs kdumpy's own kexec_load loader, and {why}; early kdump "
+        "is not available (kdumpy start loads with kdumpy's own loader)"
+    )
+
+
+def _python_or_none() -> Path | None:
+    try:
+        return early_python.find_python()
+    except KdumpyError:
+        return None
+
+
+def loader_line(state: EarlyState) -> str:
+    """Which loader the early stage runs, and what kdumpy's costs in the system initramfs."""
+    if state.loader != KDUMPY_LOADER:
+        return "Early stage loader: kexec-tools (kexec)"
+    return (
+        "Early stage loader: kdumpy's kexec_load loader (no kexec_file_load in this kernel); "
+        f"its Python adds {state.python_bytes} bytes ({state.python_bytes / 2**20:.1f} MiB, "
+        "uncompressed) to the system initramfs"
     )
 
 
@@ -174,9 +236,11 @@ def enable(paths: ServicePaths, report: Report, opts: Options = Options()) -> in
     """Install the early stage, regenerate the system initramfs, add rd.earlykdump."""
     release = paths.kernel_release
     boot_config = opts.layout.root / "boot" / f"config-{release}"
-    check_early_loader(platform.machine(), release, boot_config)
-    kexec_path = _kexec_tool()
     generator = opts.generator or early_generator.detect(opts.layout.root)
+    loader = check_early_loader(
+        platform.machine(), release, boot_config, generator, _python_or_none()
+    )
+    kexec_path = _kexec_tool() if loader == KEXEC_TOOLS else ""
     with control.service_lock(report):
         config, _sysconfig = control.load_settings(paths)
         reason = control.rebuild_reason(paths, config)
@@ -185,14 +249,19 @@ def enable(paths: ServicePaths, report: Report, opts: Options = Options()) -> in
             control.rebuild(paths, report, config)
         for path in early_generator.install(generator, opts.layout, paths.state_dir, kexec_path):
             report(f"Installed {path}")
-        state = refresh(paths, generator, report, opts.layout)
+        try:
+            state = refresh(paths, generator, report, opts.layout, loader)
+        except KdumpyError:
+            early_generator.remove(generator, opts.layout)  # no half-installed early stage
+            raise
     _bootloader(True, opts, report)
     growth = (state.size_after - state.size_before) / 2**20
     report(
         f"Early kdump enabled ({generator}): {state.system_initramfs} is "
         f"{state.size_after / 2**20:.1f} MiB (+{growth:.1f} MiB for the capture kernel, "
-        "its initramfs and kexec)"
+        f"its initramfs and {'kexec' if loader == KEXEC_TOOLS else 'Python'})"
     )
+    report(loader_line(state))
     report(f"It takes effect at the next boot with {early_cmdline.ARG} on the command line")
     return 0
 
@@ -227,7 +296,7 @@ def after_rebuild(paths: ServicePaths, report: Report, layout: Layout = DEFAULT_
     state = early_state.read(paths.state_dir, paths.kernel_release)
     if state is None or not early_generator.installed(state.generator, layout):
         return
-    refresh(paths, state.generator, report, layout)
+    refresh(paths, state.generator, report, layout, state.loader)
     report("Early kdump: system initramfs updated with the new capture initramfs")
 
 
@@ -252,6 +321,7 @@ def assess(paths: ServicePaths, cmdline: str, log: list[LogLine], loaded: bool,
             f"Early kdump: enabled for {state.release} ({state.generator} stage {hook}, "
             f"in {state.system_initramfs})"
         )
+        lines.append(loader_line(state))
     on_cmdline = early_cmdline.requested(cmdline)
     lines.append(
         f"{early_cmdline.ARG} on this boot's command line: {'yes' if on_cmdline else 'no'}"

@@ -80,8 +80,9 @@ def drop_keys(sysconfig: Sysconfig) -> list[str]:
     return list(unique)
 
 
-def render_early_conf(sysconfig: Sysconfig) -> str:
-    """The shell fragment the loader sources: early_drop, EARLY_BASE/APPEND/KEXEC_ARGS."""
+def render_early_conf(sysconfig: Sysconfig, python: Path | None = None) -> str:
+    """The shell fragment the loader sources: early_drop, EARLY_BASE/APPEND/KEXEC_ARGS;
+    with ``python`` (kdumpy's loader instead of kexec-tools) EARLY_PYTHON too."""
     where = sysconfig.source or "sysconfig"
     patterns = " | ".join(_pattern(k, where) for k in drop_keys(sysconfig))
     kexec_args = " ".join(a for a in sysconfig.kexec_args.split() if a not in ("-s", "-p"))
@@ -92,4 +93,4 @@ def render_early_conf(sysconfig: Sysconfig) -> str:
         f"EARLY_BASE={shlex.quote(' '.join(split_words(sysconfig.commandline)))}\n"
         f"EARLY_APPEND={shlex.quote(' '.join(split_words(sysconfig.commandline_append)))}\n"
         f"EARLY_KEXEC_ARGS={shlex.quote(kexec_args)}\n"
-    )
+    ) + (f"EARLY_PYTHON={shlex.quote(str(python))}\n" if python is not None else "")

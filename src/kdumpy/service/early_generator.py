@@ -13,6 +13,9 @@ The loader's system call helper is kexec-tools' ``kexec -s -p`` (kexec_file_load
 in the image (kexec and its libxen* libraries; libc is there already) beside the ~32 MiB
 of capture kernel and capture initramfs it carries, and the initramfs has no Python;
 a helper of our own would save under 2 % of the growth (benchmarks/early_bench.py).
+Where the early stage runs kdumpy's kexec_load loader instead (arm64 kernels without
+kexec_file_load), the initramfs-tools hook copies python3 and the staged byte code
+(:mod:`kdumpy.service.early_python`) in place of kexec.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class EarlyState:
     size_before: int = 0
     size_after: int = 0
     enabled_at: float = 0.0
+    loader: str = "kexec-tools"  # what loads the capture kernel at boot (or "kdumpy")
+    python_bytes: int = 0  # what kdumpy's loader's Python adds to the system initramfs
 
 
 def early_dir(state_dir: Path) -> Path:

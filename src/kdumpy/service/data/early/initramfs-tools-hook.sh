@@ -1,6 +1,7 @@
 #!/bin/sh
 # kdumpy early kdump (installed by `kdumpy early enable`; removed by `kdumpy early disable`).
-# Copies the capture kernel, its initramfs and kexec into the system initramfs.
+# Copies the capture kernel, its initramfs and kexec (or kdumpy's loader and the Python it
+# needs) into the system initramfs.
 PREREQ=""
 prereqs() { echo "$PREREQ"; }
 case "$1" in
@@ -26,4 +27,11 @@ cp "$capture_initrd" "$DESTDIR/kdumpy-early/initrd.img"
 cp "$STATE_DIR/early/early.conf" "$DESTDIR/kdumpy-early/early.conf"
 cp "$STATE_DIR/early/kdumpy-early.sh" "$DESTDIR/kdumpy-early/kdumpy-early.sh"
 chmod 0755 "$DESTDIR/kdumpy-early/kdumpy-early.sh"
-copy_exec "@KEXEC@" /sbin
+if [ -f "$STATE_DIR/early/python.list" ]; then
+    # kdumpy's kexec_load loader: the interpreter and extension modules (with the libraries
+    # they link), then the byte code tree `kdumpy early enable` compiled.
+    while IFS= read -r file; do copy_exec "$file"; done <"$STATE_DIR/early/python.list"
+    cp -R "$STATE_DIR/early/python/." "$DESTDIR/"
+else
+    copy_exec "@KEXEC@" /sbin
+fi

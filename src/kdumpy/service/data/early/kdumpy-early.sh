@@ -11,7 +11,12 @@
 #
 # early.conf (written by `kdumpy early enable`) defines early_drop KEY (true when the
 # parameter KEY must not reach the capture kernel), EARLY_BASE (KDUMP_COMMANDLINE: used
-# instead of /proc/cmdline when set), EARLY_APPEND and EARLY_KEXEC_ARGS.
+# instead of /proc/cmdline when set), EARLY_APPEND and EARLY_KEXEC_ARGS; EARLY_PYTHON when
+# the capture kernel is loaded with kdumpy's own kexec_load loader instead of kexec-tools
+# (a kernel without kexec_file_load on a machine kdumpy has such a loader for: arm64).
+
+# kdumpy.service.early_python.ENTRY; PYTHONPATH below is its PYTHONPATH.
+PY_ENTRY='from kdumpy.arch.arm64.kexec_load import main; raise SystemExit(main())'
 
 EARLY_DIR=${EARLY_DIR:-/kdumpy-early}
 PROC_CMDLINE=${PROC_CMDLINE:-/proc/cmdline}
@@ -100,6 +105,17 @@ load() {
     fi
     capture_cmdline
     cmdline=$CMDLINE
+    if [ -n "$EARLY_PYTHON" ]; then
+        log 6 "early-kdump: loading the capture kernel (kdumpy kexec_load)"
+        if err=$(PYTHONPATH="$EARLY_DIR/python" "$EARLY_PYTHON" -S -c "$PY_ENTRY" \
+            --kernel "$EARLY_DIR/vmlinuz" --initrd "$EARLY_DIR/initrd.img" \
+            --append="$cmdline" 2>&1 >/dev/null); then
+            log 5 "kexec: loaded early-kdump kernel"
+            return 0
+        fi
+        log 3 "kexec: failed to load early-kdump kernel: $(echo "$err" | tail -n 1)"
+        return 1
+    fi
     log 6 "early-kdump: loading the capture kernel (kexec -s -p)"
     # kexec_file_load (-s) first, as kdumpy start does; kexec_load for kernels without it.
     if err=$(kexec -s -p $EARLY_KEXEC_ARGS --command-line="$cmdline" \
