@@ -20,6 +20,7 @@ from kdumpy.analysis.helpers.net import (
     task_sockets,
 )
 from kdumpy.analysis.helpers.timer import jiffies, timer_bases
+from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
@@ -133,28 +134,27 @@ def cmd_ipcs(session: Session, opts: argparse.Namespace) -> str:
     if every or opts.shm:
         rows = ["SHMID_KERNEL  KEY  SHMID  UID  PERMS  BYTES  NATTCH  STATUS\n"]
         for shm in ipc_objects(prog, IPC_SHM_IDS):
-            p = shm.shm_perm
-            rows.append(f"{int(shm):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(shm.shm_segsz)}  "
-                        f"{int(shm.shm_nattch)}\n")  # fmt: skip
+            rows.append(_ipc_columns(shm, shm.shm_perm)
+                        + f"{int(shm.shm_segsz)}  {int(shm.shm_nattch)}\n")  # fmt: skip
         sections.append(rows)
     if every or opts.sem:
         rows = ["SEM_ARRAY  KEY  SEMID  UID  PERMS  NSEMS\n"]
         for sem in ipc_objects(prog, IPC_SEM_IDS):
-            p = sem.sem_perm
-            rows.append(f"{int(sem):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  "
-                        f"{int(sem.sem_nsems)}\n")  # fmt: skip
+            rows.append(_ipc_columns(sem, sem.sem_perm) + f"{int(sem.sem_nsems)}\n")
         sections.append(rows)
     if every or opts.msg:
         rows = ["MSG_QUEUE  KEY  MSQID  UID  PERMS  USED-BYTES  MESSAGES\n"]
         for msq in ipc_objects(prog, IPC_MSG_IDS):
-            p = msq.q_perm
-            rows.append(f"{int(msq):016x}  {int(p.key) & 0xFFFFFFFF:08x}  {int(p.id)}  "
-                        f"{int(p.uid.val)}  {int(p.mode) & 0o777:o}  {int(msq.q_cbytes)}  "
-                        f"{int(msq.q_qnum)}\n")  # fmt: skip
+            rows.append(_ipc_columns(msq, msq.q_perm)
+                        + f"{int(msq.q_cbytes)}  {int(msq.q_qnum)}\n")  # fmt: skip
         sections.append(rows)
     return "\n".join("".join(rows) + _none(rows) for rows in sections)
+
+
+def _ipc_columns(obj: Object, perm: Object) -> str:
+    """The columns every IPC row starts with: address, key, id, uid, permissions."""
+    return (f"{int(obj):016x}  {int(perm.key) & 0xFFFFFFFF:08x}  {int(perm.id)}  "
+            f"{int(perm.uid.val)}  {int(perm.mode) & 0o777:o}  ")  # fmt: skip
 
 
 def _none(rows: list[str]) -> str:
