@@ -100,7 +100,7 @@ def _transcode(src: Path, dst: Path, flag: int) -> None:
     with open_dump(src) as dump:
         part = dump.parts[0]
         descs = part.descs.copy()
-        data_start = int(part.desc_offset + descs.size * PAGE_DESC.itemsize)
+        data_start = int(part.desc_offset + descs.size * PAGE_DESC.size)
         raw = src.read_bytes()
         blobs = []
         pos = data_start
