@@ -10,6 +10,7 @@ sizes, the disassembler mode.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class Mapping(NamedTuple):
     vaddr: int
     paddr: int
     size: int
+
+
+def release_version(release: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a kernel release such as ``6.12.43+deb13-amd64``; None when the
+    text does not start with one (the callers choose what an unknown release means)."""
+    match = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 class VmcoreInfoLookup(Protocol):

@@ -31,11 +31,16 @@ Facts (reach.md 6.2; the kernel's arch/arm64/include/asm/memory.h and pgtable-hw
 
 from __future__ import annotations
 
-import re
 import struct
 from functools import cached_property
 
-from kdumpy.arch.base import DumpMemory, PageTableReads, ReadFn, TranslationError
+from kdumpy.arch.base import (
+    DumpMemory,
+    PageTableReads,
+    ReadFn,
+    TranslationError,
+    release_version,
+)
 from kdumpy.errors import DumpFormatError, KdumpyError, PageNotPresent
 
 MASK64 = (1 << 64) - 1
@@ -61,8 +66,8 @@ def output_address(desc: int, page_shift: int, lpa2: bool) -> int:
 
 
 def _version(release: str | None) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", release or "")
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    """An unknown release is taken as the oldest: the layouts before 5.4."""
+    return release_version(release) or (0, 0)
 
 
 def vmemmap_start(

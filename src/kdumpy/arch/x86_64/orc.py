@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kdumpy.arch.base import release_version
+
 ORC_REG_UNDEFINED, ORC_REG_PREV_SP, ORC_REG_DX, ORC_REG_DI = 0, 1, 2, 3
 ORC_REG_BP, ORC_REG_SP, ORC_REG_R10, ORC_REG_R13 = 4, 5, 6, 7
 ORC_REG_BP_INDIRECT, ORC_REG_SP_INDIRECT = 8, 9
@@ -58,10 +60,7 @@ def orc_version(osrelease: str | None, header: bytes | None) -> int:
     rhel9 = re.match(r"5\.14\.0-(\d+)\..*el9", osrelease or "")
     if rhel9:  # RHEL 9 took the 6.4 layout in 5.14.0-517
         return 3 if int(rhel9.group(1)) >= 517 else 1
-    try:
-        major, minor = (int(x) for x in (osrelease or "0.0").split("-")[0].split(".")[:2])
-    except ValueError:
+    version = release_version(osrelease)
+    if version is None or version >= (6, 4):  # unknown: the newest layout
         return 3
-    if (major, minor) >= (6, 4):
-        return 3
-    return 2 if (major, minor) == (6, 3) else 1
+    return 2 if version == (6, 3) else 1
