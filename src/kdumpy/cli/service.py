@@ -122,14 +122,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from kdumpy.service import confcheck
+    from kdumpy.service import collectorcheck, confcheck
     from kdumpy.service.config import DEFAULT_CONFIG_PATH, load_config
     from kdumpy.service.sysconfig import load_sysconfig
 
     path = args.file or DEFAULT_CONFIG_PATH
     config = load_config(path)
     confcheck.check(config)
-    for warning in config.warnings:
+    warnings = list(config.warnings)
+    if config.uses_makedumpfile:
+        warnings.append(
+            collectorcheck.collector_warning(config.core_collector, os.uname().release) or ""
+        )
+    for warning in filter(None, warnings):
         print(f"kdumpy: warning: {warning}", file=sys.stderr)
     if args.sysconfig is not None:
         load_sysconfig(args.sysconfig)

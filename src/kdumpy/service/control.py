@@ -17,6 +17,7 @@ from pathlib import Path
 from kdumpy.errors import KdumpyError
 from kdumpy.fileio import private_dir
 from kdumpy.service import (
+    collectorcheck,
     confcheck,
     early_state,
     kexec,
@@ -152,6 +153,12 @@ def start(paths: ServicePaths, report: Report) -> int:
                 lastfail.report_failure(paths, report)
                 return 0
             propagate.check_target(config, report)
+            if config.uses_makedumpfile:
+                collector = collectorcheck.collector_warning(
+                    config.core_collector, paths.kernel_release
+                )
+                if collector:
+                    report(f"Warning: {collector}")
             early_warning = early_state.start_warning()
             if early_warning:
                 report(early_warning)
