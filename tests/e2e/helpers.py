@@ -13,9 +13,23 @@ import pytest
 from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
 from kdumpy.lab.kernels import LabKernel
+from kdumpy.service.collectorcheck import collector_warning
 
 HERE = Path(__file__).parent
 DIR_NAME = re.compile(r"(\d+\.\d+\.\d+\.\d+)-\d{4}-\d\d-\d\d-\d\d:\d\d:\d\d")
+MAKEDUMPFILE = "core_collector makedumpfile -l --message-level 7 -d 31\n"
+KDUMPY_COLLECT = "core_collector kdumpy collect -l --message-level 7 -d 31\n"
+GUEST_MAKEDUMPFILE = (1, 7, 2)  # the Debian 12 guest's package
+
+
+def collector_for(kernel: LabKernel) -> str:
+    """The kdump.conf collector line of a target test on *kernel*: makedumpfile where the
+    guest's makedumpfile can filter that kernel (interop proven on every such cycle), else
+    kdumpy's collector: 1.7.2 keeps 6.12's free pages, which do not fit the test disks
+    (``kdumpy start`` warns about exactly that: :mod:`kdumpy.service.collectorcheck`)."""
+    argv = MAKEDUMPFILE.split()[1:]
+    mdf_can = collector_warning(argv, kernel.release, lambda _: GUEST_MAKEDUMPFILE) is None
+    return MAKEDUMPFILE if mdf_can else KDUMPY_COLLECT
 
 
 def drgn_view(vmcore: Path, kernel: LabKernel) -> dict:

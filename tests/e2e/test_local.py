@@ -15,11 +15,10 @@ from .helpers import (
     DIR_NAME,
     check_dmesg_file,
     check_dump,
+    collector_for,
     first_kernel_serial,
     full_only,
 )
-
-COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
 
 
 @pytest.mark.parametrize(
@@ -51,7 +50,7 @@ def test_raw_device(tmp_path, kernel):
     raw = tmp_path / "raw.img"
     with open(raw, "wb") as fh:
         fh.truncate(2 << 30)
-    conf = "raw /dev/vdc\n" + COLLECTOR + "final_action poweroff\n"
+    conf = "raw /dev/vdc\n" + collector_for(kernel) + "final_action poweroff\n"
     result = run_cycle(Cycle(conf, disks=[Disk(raw)]), tmp_path / "run", kernel)
     assert result.rc == 0, result.log[-3000:]
     assert "kdump: saved vmcore to raw device /dev/vdc" in result.serial
@@ -78,7 +77,7 @@ def test_local_xfs_btrfs(tmp_path, kernel, case):
     disk = tmp_path / "target.img"
     with open(disk, "wb") as fh:
         fh.truncate(2 << 30)
-    conf = f"{target_line}\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
+    conf = f"{target_line}\npath /var/crash\n" + collector_for(kernel) + "final_action poweroff\n"
     setup = f"{mkfs}\nmkdir -p /mnt/t && mount /dev/vdc /mnt/t && mkdir -p /mnt/t/var/crash\n"
     setup += "umount /mnt/t\nudevadm settle\n"
     cycle = Cycle(conf, files={"setup.sh": setup}, disks=[Disk(disk)])

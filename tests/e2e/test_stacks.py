@@ -29,10 +29,17 @@ from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.qemu import Disk
 from kdumpy.lab.stacklab import LINEAR_RAID5, LUKS_THIN_RAID1
 
-from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
+from .helpers import (
+    DIR_NAME,
+    check_dmesg_file,
+    check_dump,
+    collector_for,
+    first_kernel_serial,
+    full_only,
+)
 
-COLLECTOR = "core_collector makedumpfile -l --message-level 7 -d 31\n"
-CONF = "ext4 LABEL=kdumpstk\npath /var/crash\n" + COLLECTOR + "final_action poweroff\n"
+# The collector line is added per kernel (helpers.collector_for).
+CONF = "ext4 LABEL=kdumpstk\npath /var/crash\nfinal_action poweroff\n"
 
 # After `kdumpy start`: members leave the array, their superblocks wiped, so the capture
 # kernel finds fewer (the array itself stays usable in the first kernel).
@@ -92,8 +99,8 @@ def stack_run(tmp_path: Path, kernel, setup: str, disks: int, after_start: str =
     keep = "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n"
     files: dict[str, bytes | str] = {"setup.sh": setup, "after-start.sh": keep + after_start}
     cycle = run_cycle(
-        Cycle(conf, files=files, disks=members, root_overlay=root, kdumpy_tree=tree,
-              pause=0),
+        Cycle(conf + collector_for(kernel), files=files, disks=members, root_overlay=root,
+              kdumpy_tree=tree, pause=0),
         tmp_path / "run", kernel,
     )  # fmt: skip
     readback = run_job(
@@ -159,7 +166,7 @@ cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \\
     --key-file /root/crash.key /dev/vgk/crash /root/new.key
 cryptsetup luksRemoveKey -q /dev/vgk/crash /root/crash.key
 """
-FAIL_CONF = "ext4 LABEL=kdumpstk\npath /var/crash\n" + COLLECTOR + "failure_action reboot\n"
+FAIL_CONF = "ext4 LABEL=kdumpstk\npath /var/crash\nfailure_action reboot\n"
 
 
 def check_failed(run: StackRun, reason: str) -> None:
