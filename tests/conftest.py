@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections import defaultdict
@@ -38,6 +39,9 @@ PROGRESS_FILE = (
 TEST_SECONDS_FILE = PROGRESS_FILE.parent / "test-seconds.json"
 # The slow tests' seconds from a run on a 2-core machine (scripts/ship-test-seconds.py).
 SHIPPED_SECONDS_FILE = Path(__file__).parent / "test-seconds.json"
+# A VM test's guest disks, overlays and dumps take a few GiB while it runs.
+MIN_FREE_FOR_VM = 6 << 30
+LOWEST_FREE = [1 << 62]  # the least free space seen as a VM test ended (the controller)
 RAN: set[str] = set()  # tests whose call phase ran (not skipped): their time is worth keeping
 SOURCE_KEY = pytest.StashKey[str]()
 
@@ -116,7 +120,19 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(pytest.mark.vm)
 
 
+def _free_bytes() -> int:
+    """Free bytes on the fullest of the filesystems the tests write to (tmp and the cache)."""
+    places = [Path(os.environ.get("TMPDIR", "/tmp")), PROGRESS_FILE.parent]
+    return min(shutil.disk_usage(p).free for p in places if p.exists())
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("vm"):
+        free = _free_bytes()
+        if free < MIN_FREE_FOR_VM:
+            # One clear line instead of a guest dying of ENOSPC half way through its cycle.
+            pytest.fail(f"only {free / 2**30:.1f} GiB free on disk: not starting a VM test "
+                        f"(needs {MIN_FREE_FOR_VM / 2**30:.0f} GiB)", pytrace=False)  # fmt: skip
     if BUDGET_SECONDS and item.get_closest_marker("vm"):
         used = time.monotonic() - START
         if used > BUDGET_SECONDS:
@@ -157,6 +173,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     tier = "full" if "full" in report.keywords else "vm" if "vm" in report.keywords else "fast"
     TIER_SECONDS[tier] += report.duration
     TEST_SECONDS[report.nodeid] += report.duration
+    if report.when == "teardown" and tier != "fast":
+        LOWEST_FREE[0] = min(LOWEST_FREE[0], _free_bytes())
     if report.when == "call":
         RAN.add(report.nodeid)
     if report.skipped and "KDUMPY_TEST_BUDGET_MIN" in str(report.longrepr):
@@ -180,6 +198,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if workers:
         write(f"(test time summed over {workers} workers)")
     write(f"total: {(time.monotonic() - START) / 60:6.1f} min wall (collection included)")
+    if LOWEST_FREE[0] < 1 << 62:
+        write(f" disk: {LOWEST_FREE[0] / 2**30:.1f} GiB free at the lowest (after a VM test)")
     terminalreporter.section("ten slowest tests (setup + call + teardown)")
     for nodeid, seconds in sorted(TEST_SECONDS.items(), key=lambda kv: -kv[1])[:10]:
         write(f"{seconds:8.1f} s  {nodeid}")
