@@ -138,7 +138,7 @@ GANESHA = "ganesha.nfsd"
 
 GANESHA_CONF = """NFS_CORE_PARAM {{
     NFS_Port = {port};
-    Bind_Addr = 127.0.0.1;
+    Bind_Addr = {bind};
     Protocols = 4;
     Enable_NLM = false;
     Enable_RQUOTA = false;
@@ -164,6 +164,9 @@ LOG {{ Default_Log_Level = EVENT; }}
 """
 
 
+GANESHA_READY = "NFS SERVER INITIALIZED"  # its log line once it serves
+
+
 class GaneshaNfs:
     """nfs-ganesha exporting ``<workdir>/export`` as ``/export``, NFSv4 over TCP only.
 
@@ -171,9 +174,14 @@ class GaneshaNfs:
     port; clients mount ``<host>:/export`` with ``vers=4,port=<port>``.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, netns: str | None = None,
+        bind: str = "127.0.0.1",
+    ) -> None:  # fmt: skip
         """*port* 2049 lets a guest use kdump.conf's plain ``nfs host:/path`` (NFSv4's
-        well-known port, free on hosts whose kernel has no nfsd); default: a spare port."""
+        well-known port, free on hosts whose kernel has no nfsd, and in a namespace of
+        its own); default: a spare port.  With *netns* the server runs in that lab
+        network namespace (:mod:`kdumpy.lab.netlab`), on its address *bind*."""
         if shutil.which(GANESHA) is None:
             raise KdumpyError(f"{GANESHA} not found: install nfs-ganesha and nfs-ganesha-vfs")
         self.dir = workdir
@@ -182,20 +190,26 @@ class GaneshaNfs:
         (workdir / "recovery").mkdir(exist_ok=True)
         self.port = port or spare_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.netns, self.bind = netns, bind
 
     def mount_options(self) -> str:
         return f"vers=4.1,port={self.port}"
 
     def start(self) -> GaneshaNfs:
         config = self.dir / "ganesha.conf"
-        config.write_text(GANESHA_CONF.format(port=self.port, dir=self.dir))
+        config.write_text(GANESHA_CONF.format(port=self.port, dir=self.dir, bind=self.bind))
         log = self.dir / "ganesha.log"
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [GANESHA, "-F", "-L", str(log), "-f", str(config), "-p", str(self.dir / "pid")],
+            [*prefix, GANESHA, "-F", "-L", str(log), "-f", str(config), "-p",
+             str(self.dir / "pid")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            wait_port(self.port)
+            if self.netns:
+                wait_log(log, GANESHA_READY)
+            else:
+                wait_port(self.port)
         except KdumpyError:
             self.stop()
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
