@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import kdumpy
 from kdumpy.errors import KdumpyError
@@ -52,6 +53,9 @@ class Job:
     # A series of runs pins a snapshot, so `kdumpy start` does not rebuild for code changes.
     kdumpy_tree: Path | None = None
     markers: tuple[str, ...] = ("KDUMPY-JOB-BEGIN", "KDUMPY-JOB-END", "KDUMPY-CRASHING")
+    # QMP commands sent to QEMU when a console marker first appears (qemu.run_guest), e.g.
+    # a NIC's carrier taken away once the capture kernel is loaded.
+    qmp_on_marker: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +161,7 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
         timeout=job.timeout,
         markers=job.markers,
         extra_args=extra,
+        qmp_on_marker=job.qmp_on_marker,
         netns=job.netns,
     )
     return JobResult(run, job_output(disks[1].path, workdir))

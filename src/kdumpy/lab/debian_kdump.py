@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kdumpy.lab import arm64_guest
 from kdumpy.lab.debian_job import Job, JobResult, run_job
@@ -80,6 +81,7 @@ class Cycle:
     extra_args: list[str] = field(default_factory=list)  # see Job.extra_args
     netns: str | None = None  # see Job.netns
     extra_cmdline: str = ""
+    qmp_on_marker: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResult:
@@ -102,6 +104,7 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         extra_args=cycle.extra_args,
         netns=cycle.netns,
         extra_cmdline=cycle.extra_cmdline,
+        qmp_on_marker=cycle.qmp_on_marker,
     )
     runner = arm64_guest.run_job if lab_kernel.arch == "arm64" else run_job
     if cycle.on_armed is None:
