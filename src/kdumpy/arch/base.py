@@ -92,8 +92,9 @@ class Translator(Protocol):
         """Physical address; :class:`TranslationError` if unmapped."""
         ...
 
-    def walk(self, vaddr: int) -> int:
-        """Physical address by the page tables alone (no shortcut, no cache)."""
+    def walk(self, vaddr: int, pgd: int | None = None) -> int:
+        """Physical address by the page tables alone (no shortcut, no cache): the
+        kernel's, or those whose top level is at physical ``pgd`` (a process's)."""
         ...
 
     def mapping(self, vaddr: int, read: ReadFn | None = None) -> tuple[int, int] | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 from collections.abc import Callable
 
 from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.helpers.memmap import access_process_vm, is_user_address
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
     committed_pages,
@@ -19,8 +21,12 @@ from kdumpy.analysis.helpers.mm import (
     swap_pages,
     totalram_pages,
 )
+from kdumpy.analysis.helpers.slab import slab_cache_name, slab_cache_of
 from kdumpy.analysis.helpers.symbolize import symbolize
+from kdumpy.analysis.helpers.tasks import panic_task
 from kdumpy.analysis.lines import LinesUnavailable, line_table
+from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
 from kdumpy.errors import KdumpyError
@@ -33,30 +39,69 @@ _WIDTH_FLAGS = [
 
 
 def rd_python(opts: argparse.Namespace) -> str:
-    width = 8 if opts.symbolic else opts.width or 8
+    width = 1 if opts.raw else 8 if opts.symbolic or opts.slab else opts.width or 8
     address = f"{parse_number(opts.address):#x}" if opts.physical else address_expr(opts.address)
-    read = "prog.memory.phys" if opts.physical else "prog.read"
-    if opts.ascii:
+    names: list[str] = []
+    modules = ["struct"]
+    if opts.user:  # the current task's memory: the panic task unless `set` chose another
+        names.append("panic_task")
+        head = (
+            "from kdumpy.analysis.helpers.memmap import access_process_vm\n\n"
+            "mm = panic_task(prog).mm\n"
+        )
+        read = "access_process_vm(prog, mm, address, size)"
+    else:
+        head = ""
+        read = f"{'prog.memory.phys' if opts.physical else 'prog.read'}(address, size)"
+    if opts.ascii and not opts.user:
         limit = max(opts.count or 1, 256)
         return api_code([], f"print(prog.memory.cstring({address}, {limit}))\n")
+    count = opts.count or 1
+    if opts.raw:  # crash's -r: count bytes to a new file, never through a symbolic link
+        flags = "os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW"
+        return api_code(
+            names,
+            f"""{head}address, size = {address}, {count}
+fd = os.open({opts.raw!r}, {flags}, 0o600)
+with os.fdopen(fd, "wb") as f:
+    f.write({read})
+""",
+            ["os"],
+        )
     fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
-    value = "symbolize(prog, value)" if opts.symbolic else f'f"{{value:0{2 * width}x}}"'
+    value = f'f"{{value:0{2 * width}x}}"'
+    if opts.symbolic or opts.slab:
+        names.append("symbolize")
+        value = "symbolize(prog, value)"
+    if opts.slab:  # a value in a slab page: its cache's name in brackets
+        head = "from kdumpy.analysis.helpers.slab import slab_cache_of, slab_cache_name\n" + head
+        label = '"[{value:x}:{name}]"' if opts.slab > 1 else '"[{name}]"'
+        value = f"""(
+        symbolize(prog, value)
+        if symbolize(prog, value) != f"{{value:016x}}" or slab_cache_of(prog, value) is None
+        else {label}.format(value=value, name=slab_cache_name(slab_cache_of(prog, value))))"""
     return api_code(
-        [],
-        f"""address = {address}
-data = {read}(address, {width * (opts.count or 1)})
+        names,
+        f"""{head}address, size = {address}, {width * count}
+data = {read}
 for i, (value,) in enumerate(struct.iter_unpack("<{fmt}", data)):
     print(f"{{address + {width} * i:x}}:", {value})
 """,
-        ["struct"],
+        modules,
     )
 
 
 @command("rd", "read memory", *_WIDTH_FLAGS,
          Arg("-p", dest="physical", action="store_true", help="a physical address"),
+         Arg("-u", dest="user", action="store_true",
+             help="a user virtual address of the current task (set); an address below the "
+                  "kernel's half that the kernel does not map is read so anyway"),
          Arg("-a", dest="ascii", action="store_true", help="an ASCII string"),
          Arg("-s", dest="symbolic", action="store_true",
              help="64-bit values, symbolically where they point at a symbol"),
+         Arg("-S", dest="slab", action="count", default=0,
+             help="as -s, and a value in a slab page as [its cache's name]; -SS as "
+                  "[value:cache]"),
          Arg("-d", dest="decimal", action="store_const", const="d",
              help="signed decimal values (no ASCII column)"),
          Arg("-D", dest="decimal", action="store_const", const="u",
@@ -69,19 +114,28 @@ for i, (value,) in enumerate(struct.iter_unpack("<{fmt}", data)):
              help="added to the address"),
          Arg("-e", dest="end", type=parse_number, metavar="address",
              help="read up to this address (instead of a count)"),
+         Arg("-r", dest="raw", metavar="file",
+             help="copy the count bytes (or up to -e) raw to a new file (created 0600; "
+                  "an existing file or a symbolic link is refused)"),
          Arg("address", metavar="address|symbol"),
          Arg("count", nargs="?", type=parse_count, default=None, help="values to read (1)"),
-         usage="rd [-8|-16|-32|-64] [-p] [-a] [-s] [-d|-D] [-x] [-N] [-R] [-o offset] "
-               "[-e end] address|symbol [count]",
+         usage="rd [-8|-16|-32|-64] [-p|-u] [-a] [-s|-S|-SS] [-d|-D] [-x] [-N] [-R] "
+               "[-o offset] [-e end] [-r file] address|symbol [count]",
          python=rd_python)  # fmt: skip
 def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    width = opts.width or 8
+    if opts.physical and opts.user:
+        raise CommandError("-p and -u name different address spaces: give one")
+    if opts.raw and (opts.width or opts.ascii or opts.symbolic or opts.slab or opts.decimal):
+        raise CommandError("-r copies bytes: it takes no -8/-16/-32/-64, -a, -s, -S, -d or -D")
+    width = 1 if opts.raw else opts.width or 8
     address = (
         parse_number(opts.address) if opts.physical else resolve_address(session, opts.address)
     ) + opts.offset
     if opts.end is not None and (opts.count is not None or opts.reverse):
         raise CommandError("-e takes the place of a count and of -R")
+    if opts.raw and opts.count is None and opts.end is None:
+        raise CommandError("-r needs a count or -e: how many bytes to copy")
     count = 1 if opts.count is None else opts.count
     if opts.end is not None:
         if opts.end <= address:
@@ -89,27 +143,114 @@ def cmd_rd(session: Session, opts: argparse.Namespace) -> str:
         count = (opts.end - address) // width
     elif opts.reverse:
         address -= width * (count - 1)
+    read = _reader(session, address, opts)
+    if opts.raw:
+        return _raw_copy(read, address, count, opts.raw)
     if opts.ascii:
-        data = prog.memory.cstring(address, max(count, 256))
+        data = prog.memory.cstring(address, max(count, 256)) if read is prog.read else (
+            _cstring(read, address, max(count, 256), prog.dump.page_size))  # fmt: skip
         return f"{address:x}:  {shown(data)}\n"
-    if opts.symbolic:
+    if opts.symbolic or opts.slab:
         width = 8
     size = width * count
-    data = prog.memory.phys(address, size) if opts.physical else prog.read(address, size)
-    if opts.symbolic:
-        return symbolic_dump(prog, address, data)
+    data = read(address, size)
+    if opts.symbolic or opts.slab:
+        return symbolic_dump(prog, address, data, opts.slab)
     return hexdump(address, data, width, opts.decimal or "x", not opts.no_ascii,
                    ">" if opts.network else "<")  # fmt: skip
 
 
-def symbolic_dump(prog: Program, address: int, data: bytes) -> str:
+Reader = Callable[[int, int], bytes]
+
+
+def _reader(session: Session, address: int, opts: argparse.Namespace) -> Reader:
+    """How ``rd`` reads: physical memory (-p), the current task's user memory (-u, or an
+    address in the user half that the kernel does not map, as crash and drgn read it),
+    else kernel virtual memory."""
+    prog = session.prog
+    if opts.physical:
+        return prog.memory.phys
+    if not opts.user and (not is_user_address(address) or prog.memory.is_valid(address)):
+        return prog.read
+    task = current_task(session)
+    mm = task.mm if task is not None else None
+    if mm is None or not int(mm):
+        if not opts.user:
+            return prog.read  # the kernel's own error names the address
+        pid = int(task.pid) if task is not None else "?"
+        raise CommandError(f"-u: the current task (pid {pid}) has no user address space")
+    if not opts.user:  # a guess: kept only if the process maps the address
+        try:
+            access_process_vm(prog, mm, address, 1)
+        except FaultError:
+            return prog.read
+    return lambda at, size: access_process_vm(prog, mm, at, size)
+
+
+def current_task(session: Session) -> Object | None:
+    """The task ``set`` chose, else the panic task (crash's current context)."""
+    task = session.extra.get("task")
+    return task if isinstance(task, Object) else panic_task(session.prog)
+
+
+def _cstring(read: Reader, address: int, limit: int, page: int) -> bytes:
+    """A NUL-terminated string read page by page through ``read`` (at most ``limit``)."""
+    out = bytearray()
+    while len(out) < limit:
+        at = address + len(out)
+        chunk = read(at, min(limit - len(out), page - (at & (page - 1))))
+        end = chunk.find(b"\0")
+        if end >= 0:
+            return bytes(out + chunk[:end])
+        out += chunk
+    return bytes(out)
+
+
+_RAW_CHUNK = 1 << 20  # bytes read and written at a time by rd -r
+
+
+def _raw_copy(read: Reader, address: int, count: int, path: str) -> str:
+    """crash's ``rd -r``: ``count`` bytes from ``address`` to a new file.  The file is
+    created 0600 and must not exist (O_EXCL), nor be a symbolic link (O_NOFOLLOW): a
+    dump's memory never lands where a link points, nor over an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise CommandError(f"-r: cannot create {path}: {exc.strerror}") from None
+    written = 0
+    with os.fdopen(fd, "wb") as f:
+        while written < count:
+            size = min(_RAW_CHUNK, count - written)
+            try:
+                data = read(address + written, size)
+            except KdumpyError as exc:
+                raise CommandError(f"{exc}: {written} bytes copied to {path} before it") from None
+            f.write(data)
+            written += size
+    return f"{count} bytes copied from 0x{address:x} to {path}\n"
+
+
+def symbolic_dump(prog: Program, address: int, data: bytes, slab: int = 0) -> str:
     """crash's ``rd -s``: two 64-bit words a line, each a symbol (``name+offset``)
-    where it points into the kernel's or a module's symbols, no ASCII column."""
-    words = [symbolize(prog, w) for (w,) in struct.iter_unpack("<Q", data)]
+    where it points into the kernel's or a module's symbols, no ASCII column.  With
+    ``slab`` (``-S``), a word in a slab page shows as ``[cache]``; 2 (``-SS``) as
+    ``[word:cache]``."""
+    words = [_symbolic_word(prog, w, slab) for (w,) in struct.iter_unpack("<Q", data)]
     return "".join(
         f"{address + 8 * i:x}:  " + "".join(f"{w:<16} " for w in words[i : i + 2]) + "\n"
         for i in range(0, len(words), 2)
     )
+
+
+def _symbolic_word(prog: Program, value: int, slab: int) -> str:
+    text = symbolize(prog, value)
+    if not slab or text != f"{value:016x}":
+        return text
+    cache = slab_cache_of(prog, value)
+    if cache is None:
+        return text
+    name = shown(slab_cache_name(cache))
+    return f"[{value:x}:{name}]" if slab > 1 else f"[{name}]"
 
 
 def hexdump(address: int, data: bytes, width: int, radix: str = "x", ascii: bool = True,

@@ -129,3 +129,40 @@ def page_rows(prog: Program, first_pfn: int, count: int) -> list[PageRow]:
             out.append(PageRow(base + pfn * size, pfn << shift, int(mapping[i]), int(index[i]),
                                int(refs[i]), int(flags[i])))  # fmt: skip
     return out
+
+
+def is_user_address(address: int) -> bool:
+    """Whether an address lies in the lower (user) half of a 64-bit address space, where
+    x86_64 and arm64 map processes (crash's ``!IS_KVADDR``: ``rd`` reads it as a user
+    address of the current task)."""
+    return 0 <= address < 1 << 63
+
+
+def user_vtop(prog: Program, mm: Object, address: int) -> int:
+    """The physical address behind a user virtual address of the process whose
+    ``struct mm_struct *`` is ``mm``: a walk of its own page tables (``mm->pgd``); a
+    one-line :class:`FaultError` when it is not mapped (or swapped out)."""
+    if not is_user_address(address):
+        raise FaultError(f"invalid user virtual address: {address:#x}", address)
+    pgd = virt_to_phys(prog, int(mm.pgd))
+    try:
+        return prog.dump.translator.walk(address, pgd)
+    except KdumpyError:
+        raise FaultError(f"invalid user virtual address: {address:#x}", address) from None
+
+
+def access_process_vm(prog: Program, mm: Object, address: int, size: int) -> bytes:
+    """``size`` bytes of a process's memory from user address ``address`` (its ``mm``),
+    page by page through its page tables (``rd -u``)."""
+    if size < 0 or address + size > 1 << 63:
+        raise FaultError(f"invalid user virtual address: {address:#x}", address)
+    ps = page_size(prog)
+    out = bytearray()
+    while len(out) < size:
+        at = address + len(out)
+        chunk = min(size - len(out), ps - (at & (ps - 1)))
+        try:
+            out += prog.memory.phys(user_vtop(prog, mm, at), chunk)
+        except FaultError:
+            raise FaultError(f"invalid user virtual address: {at:#x}", at) from None
+    return bytes(out)

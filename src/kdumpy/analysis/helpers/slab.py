@@ -258,6 +258,20 @@ def _compound_info_has_mask(prog: Program) -> bool:
     return size & (size - 1) == 0 and prog.has_member("struct zone", "vmemmap_tails")
 
 
+def slab_cache_of(prog: Program, address: int) -> Object | None:
+    """The ``struct kmem_cache *`` whose slab page holds ``address``, or None when the
+    address is not mapped or its page is not a slab page (crash's
+    ``vaddr_to_kmem_cache``: ``rd -S`` names it; no freelist is read)."""
+    try:
+        page = compound_head(prog, virt_to_page(prog, address))
+        if not page_is_slab(prog, page):
+            return None
+        cache = prog.pointer(_slab_type(prog), int(page)).slab_cache
+        return cache if int(cache) else None
+    except KdumpyError:
+        return None
+
+
 def slab_object(prog: Program, address: int) -> SlabObject | None:
     """The slab object ``address`` falls in (``kmem ADDRESS``), or None when its page
     is not a slab page."""

@@ -70,10 +70,11 @@ class X86_64Translator(PageTableReads):
     def _entry(self, paddr: int) -> int:
         return int(struct.unpack("<Q", self.dump.read_phys(paddr, 8))[0])
 
-    def walk(self, vaddr: int) -> int:
-        """Translate by walking the page tables (no shortcuts, no cache)."""
+    def walk(self, vaddr: int, pgd: int | None = None) -> int:
+        """Translate by walking the page tables (no shortcuts, no cache): the kernel's,
+        or those whose top level is at physical ``pgd`` (a process's ``mm->pgd``)."""
         mask = self.entry_mask
-        table = self.pgd_paddr
+        table = self.pgd_paddr if pgd is None else pgd
         shifts = (48, 39, 30, 21, 12) if self.levels == 5 else (39, 30, 21, 12)
         for shift in shifts:
             try:

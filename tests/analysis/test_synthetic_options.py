@@ -1,0 +1,233 @@
+"""crash's options drgn's crash mode takes (docs/commands.md, issue 14) on the synthetic
+kernel (no VM): ``rd -S/-r/-u`` and the rest.  The machine is the standard one with a
+few things added by the test (``_extras``): words pointing at slab objects, and a user
+page of bash's (the panic task) mapped through its own page tables.  The builder's
+record is the oracle."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from dataclasses import dataclass, field
+
+import pytest
+from synthetic import Machine, SyntheticKernel, build_machine, open_program
+from synthetic.kernel import IMAGE_END
+from synthetic.memory import PAGE, PAGE_OFFSET
+from synthetic.subsystems import HOSTILE_CACHE
+
+from kdumpy.analysis import Program
+from kdumpy.analysis.commands import Session, run_line
+from kdumpy.printable import shown
+
+USER_PAGE = 0x7FFC0000E000  # below bash's user stack pointer
+USER_TEXT = b"HOME=/root\0PATH=/usr/bin:/bin\0"
+USER_PTE = 0x7  # present, writable, user
+
+
+@dataclass
+class Extras:
+    words: int = 0  # the rd -S array
+    values: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # what rd -S must print for each
+    labels2: list[str] = field(default_factory=list)  # and rd -SS
+    user_phys: int = 0
+
+
+def _user_tables(k: SyntheticKernel, mm: int, vaddr: int, phys: int) -> None:
+    """A process's 4-level page tables (``mm->pgd``, a direct-map address) mapping the
+    4 KiB page ``vaddr`` to ``phys``, and nothing else."""
+    tables = [k.mem.alloc_phys(PAGE, PAGE) for _ in range(4)]
+    for level, shift in enumerate((39, 30, 21, 12)):
+        entry = tables[level + 1] if level < 3 else phys
+        at = tables[level] + 8 * ((vaddr >> shift) & 511)
+        k.mem.write_phys(at, struct.pack("<Q", entry | USER_PTE))
+    k.write(mm, "struct mm_struct", {"pgd": PAGE_OFFSET + tables[0]})
+
+
+def _add_extras(extras: Extras) -> object:
+    def tamper(k: SyntheticKernel, m: Machine) -> None:
+        caches = {c.name: c for c in m.sub.caches}
+        kmalloc = next(iter(caches["kmalloc-64"].objects))
+        task_obj = next(iter(caches["task_struct"].objects))
+        hostile = next(iter(caches[HOSTILE_CACHE].objects))
+        crash_fn = k.symbols["sysrq_handle_crash"][0]
+        k.symbol("_end", IMAGE_END)  # symbolize reads the image's bounds, _text to _end
+        extras.values = [crash_fn + 8, kmalloc + 16, 0x1234, task_obj, hostile, 0]
+        extras.labels = ["sysrq_handle_crash+8", "[kmalloc-64]", "0000000000001234",
+                         "[task_struct]", f"[{shown(HOSTILE_CACHE)}]", "0000000000000000"]  # fmt: skip
+        extras.labels2 = [extras.labels[0], f"[{kmalloc + 16:x}:kmalloc-64]", extras.labels[2],
+                          f"[{task_obj:x}:task_struct]",
+                          f"[{hostile:x}:{shown(HOSTILE_CACHE)}]", extras.labels[5]]  # fmt: skip
+        extras.words = k.mem.alloc(8 * len(extras.values))
+        for i, value in enumerate(extras.values):
+            k.mem.u64(extras.words + 8 * i, value)
+        page = k.mem.alloc_phys(PAGE, PAGE)
+        k.mem.write_phys(page, USER_TEXT)
+        extras.user_phys = page
+        bash = m.tasks[m.panic_pid].address
+        mm = k.mem.read_u64(bash + k.offsetof("struct task_struct", "mm"))
+        _user_tables(k, mm, USER_PAGE, page)
+
+    return tamper
+
+
+@pytest.fixture(scope="module")
+def built() -> tuple[Program, Machine, Extras]:
+    extras = Extras()
+    data, machine = build_machine(tamper=_add_extras(extras))  # type: ignore[arg-type]
+    return open_program(data), machine, extras
+
+
+@pytest.fixture
+def sh(built):
+    """Run lines in one fresh session over the extended machine."""
+    session = Session(built[0])
+
+    def run(line: str) -> str:
+        out = run_line(session, line)
+        run.failed = session.failed  # type: ignore[attr-defined]
+        return out
+
+    return run
+
+
+def _words(text: str) -> list[str]:
+    return [w for line in text.splitlines() for w in line.split()[1:]]
+
+
+# -- rd -S ---------------------------------------------------------------------------------
+
+
+def test_rd_S_names_the_slab_cache_of_a_value(sh, built):
+    """``-S``: a symbol as -s shows it, a value in a slab page as ``[cache]``, anything
+    else in hex; ``-SS``: ``[value:cache]``; a hostile cache name comes out escaped."""
+    _prog, _m, ex = built
+    n = len(ex.values)
+    assert _words(sh(f"rd -S {ex.words:x} {n}")) == ex.labels
+    assert _words(sh(f"rd -SS {ex.words:x} {n}")) == ex.labels2
+    assert _words(sh(f"rd -S -S {ex.words:x} {n}")) == ex.labels2
+    # -s alone does not look at slab pages
+    plain = _words(sh(f"rd -s {ex.words:x} {n}"))
+    assert plain[1] == f"{ex.values[1]:016x}" and plain[0] == ex.labels[0]
+    first = sh(f"rd -S {ex.words:x} 2").splitlines()[0]
+    assert first == f"{ex.words:x}:  {ex.labels[0]:<16} {ex.labels[1]:<16} "
+
+
+def test_rd_S_python_equivalent_gives_the_same_words(sh, built, capsys):
+    prog, _m, ex = built
+    for flag, want in (("-S", ex.labels), ("-SS", ex.labels2)):
+        code = sh(f"rd {flag} {ex.words:x} {len(ex.values)} --python")
+        exec(compile(code, "rd", "exec"), {"prog": prog})  # noqa: S102 - our own output
+        printed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+        assert [shown(w) for w in printed] == want
+
+
+# -- rd -u ---------------------------------------------------------------------------------
+
+
+def test_rd_u_reads_the_current_tasks_user_memory(sh, built):
+    """``-u``: bash's (the panic task's) page, through its own page tables: words, a
+    string, and the same without -u for an address the kernel does not map."""
+    _prog, _m, ex = built
+    words = struct.unpack("<2Q", USER_TEXT[:16])
+    out = sh(f"rd -u {USER_PAGE:x} 2")
+    assert out.split()[:3] == [f"{USER_PAGE:x}:", f"{words[0]:016x}", f"{words[1]:016x}"]
+    assert out.rstrip().endswith("HOME=/root.PATH=")
+    assert sh(f"rd {USER_PAGE:x} 2") == out  # crash reads a user-half address as -u
+    assert sh(f"rd -a -u {USER_PAGE:x}") == f"{USER_PAGE:x}:  HOME=/root\n"
+    assert sh(f"rd -a -u {USER_PAGE + 11:x}") == f"{USER_PAGE + 11:x}:  PATH=/usr/bin:/bin\n"
+    assert sh(f"rd -8 -u {USER_PAGE + 0xFFE:x} 2").split()[1:3] == ["00", "00"]
+
+
+def test_rd_u_errors(sh, built):
+    """An unmapped user address; a kernel thread as the current task; -p with -u."""
+    assert sh(f"rd -u {USER_PAGE + PAGE:x}") == (
+        f"rd: invalid user virtual address: {USER_PAGE + PAGE:#x}\n"
+    )
+    assert sh(f"rd -u {USER_PAGE + PAGE - 8:x} 2").startswith("rd: invalid user virtual address")
+    assert sh("rd -p -u 1000").startswith("rd: -p and -u ")
+    assert sh("set 2").startswith("    PID: 2")
+    assert sh(f"rd -u {USER_PAGE:x}") == (
+        "rd: -u: the current task (pid 2) has no user address space\n"
+    )
+    assert sh.failed
+    # without -u the kernel's own error stands
+    assert sh(f"rd {USER_PAGE:x}").startswith("rd: invalid kernel virtual address")
+
+
+def test_rd_u_python_equivalent_reads_the_same_bytes(sh, built, capsys):
+    prog, _m, _ex = built
+    code = sh(f"rd -u {USER_PAGE:x} 2 --python")
+    exec(compile(code, "rd", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    words = struct.unpack("<2Q", USER_TEXT[:16])
+    assert capsys.readouterr().out.split() == [
+        f"{USER_PAGE:x}:",
+        f"{words[0]:016x}",
+        f"{USER_PAGE + 8:x}:",
+        f"{words[1]:016x}",
+    ]
+
+
+# -- rd -r ---------------------------------------------------------------------------------
+
+
+def test_rd_r_copies_raw_bytes_to_a_new_private_file(sh, built, tmp_path):
+    prog, _m, ex = built
+    out = tmp_path / "words.bin"
+    size = 8 * len(ex.values)
+    assert sh(f"rd -r {out} {ex.words:x} {size}") == (
+        f"{size} bytes copied from 0x{ex.words:x} to {out}\n"
+    )
+    assert out.read_bytes() == b"".join(struct.pack("<Q", v) for v in ex.values)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    end = tmp_path / "end.bin"
+    assert sh(f"rd -r {end} -e {ex.words + 24:x} {ex.words:x}").startswith("24 bytes copied")
+    assert end.read_bytes() == out.read_bytes()[:24]
+    user = tmp_path / "user.bin"
+    assert sh(f"rd -u -r {user} {USER_PAGE:x} {len(USER_TEXT)}").startswith(
+        f"{len(USER_TEXT)} bytes copied from 0x{USER_PAGE:x}"
+    )
+    assert user.read_bytes() == USER_TEXT
+    phys = tmp_path / "phys.bin"
+    sh(f"rd -p -r {phys} {ex.user_phys:x} 4")
+    assert phys.read_bytes() == USER_TEXT[:4]
+
+
+def test_rd_r_never_overwrites_nor_follows_a_link(sh, built, tmp_path):
+    _prog, _m, ex = built
+    existing = tmp_path / "existing"
+    existing.write_bytes(b"keep")
+    assert sh(f"rd -r {existing} {ex.words:x} 8") == (
+        f"rd: -r: cannot create {existing}: File exists\n"
+    )
+    assert existing.read_bytes() == b"keep"
+    target = tmp_path / "target"
+    link = tmp_path / "link"
+    os.symlink(target, link)  # dangling: O_EXCL refuses it, nothing is created behind it
+    assert sh(f"rd -r {link} {ex.words:x} 8").startswith(f"rd: -r: cannot create {link}: ")
+    assert not target.exists()
+
+
+def test_rd_r_needs_a_byte_count_and_no_display_flags(sh, built, tmp_path):
+    _prog, _m, ex = built
+    out = tmp_path / "x"
+    assert sh(f"rd -r {out} {ex.words:x}") == "rd: -r needs a count or -e: how many bytes to copy\n"
+    assert sh(f"rd -64 -r {out} {ex.words:x} 8").startswith("rd: -r copies bytes")
+    assert sh(f"rd -S -r {out} {ex.words:x} 8").startswith("rd: -r copies bytes")
+    assert not out.exists()
+    # an unreadable byte stops the copy, saying how much was written
+    assert sh(f"rd -u -r {out} {USER_PAGE + PAGE - 4:x} 8") == (
+        f"rd: invalid user virtual address: {USER_PAGE + PAGE:#x}: 0 bytes copied to {out} "
+        "before it\n"
+    )
+
+
+def test_rd_r_python_equivalent_writes_the_same_file(sh, built, tmp_path):
+    prog, _m, ex = built
+    out = tmp_path / "py.bin"
+    code = sh(f"rd -r {out} {ex.words:x} 16 --python")
+    exec(compile(code, "rd", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    assert out.read_bytes() == b"".join(struct.pack("<Q", v) for v in ex.values[:2])
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
