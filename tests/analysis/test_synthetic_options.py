@@ -56,7 +56,8 @@ def _add_extras(extras: Extras) -> object:
         k.symbol("_end", IMAGE_END)  # symbolize reads the image's bounds, _text to _end
         extras.values = [crash_fn + 8, kmalloc + 16, 0x1234, task_obj, hostile, 0]
         extras.labels = ["sysrq_handle_crash+8", "[kmalloc-64]", "0000000000001234",
-                         "[task_struct]", f"[{shown(HOSTILE_CACHE)}]", "0000000000000000"]  # fmt: skip
+                         "[task_struct]", f"[{shown(HOSTILE_CACHE)}]",
+                         "0000000000000000"]  # fmt: skip
         extras.labels2 = [extras.labels[0], f"[{kmalloc + 16:x}:kmalloc-64]", extras.labels[2],
                           f"[{task_obj:x}:task_struct]",
                           f"[{hostile:x}:{shown(HOSTILE_CACHE)}]", extras.labels[5]]  # fmt: skip
