@@ -33,6 +33,7 @@ CRASH_802 = (
 _D = "test_crash_commands_drgn.py"
 _F = "test_flags_against_oracles.py"
 _C = "test_against_crash.py"
+_O = "test_crash_options_drgn.py"
 # The VM tests that compare kdumpy's command (or the helper it prints) with drgn's crash
 # mode, drgn's helpers, crash 8.0.2 or addr2line on the lab dumps (tests/analysis/FILE).
 ORACLES: dict[str, tuple[str, ...]] = {
@@ -82,7 +83,10 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "ptob": (f"{_D}::test_ptob_matches_drgn", f"{_C}::test_pte_ptob_btop_match_crash"),
     "ptov": (f"{_D}::test_address_conversion_matches_drgn",),
     "rd": (f"{_F}::test_rd_symbolic_matches_crash", f"{_F}::test_rd_symbolic_names_drgn_symbols",
-           f"{_D}::test_rd_formats_match_drgn"),
+           f"{_D}::test_rd_formats_match_drgn",
+           f"{_O}::test_rd_S_names_the_same_slab_caches_as_drgn",
+           f"{_O}::test_rd_u_reads_the_crashed_tasks_user_memory_as_drgn",
+           f"{_O}::test_rd_r_writes_the_bytes_drgn_writes"),
     "runq": (f"{_D}::test_runq_matches_drgn",
              "test_crash_kinds.py::test_runqueues_and_free_memory_match_drgn"),
     "search": (f"{_D}::test_search_matches_drgn", f"{_D}::test_search_string_matches_drgn",
