@@ -100,3 +100,51 @@ def test_rd_r_writes_the_bytes_drgn_writes(session, drgn, key, tmp_path):
     assert mine.replace(str(path), RAW) == theirs["out"]
     assert path.read_bytes().hex() == theirs["raw"]
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- mod -s / -S ---------------------------------------------------------------------------
+
+
+def _build_id(path: str) -> str:
+    """The GNU build ID note of a module's object file (plain or xz-compressed)."""
+    import io
+    import lzma
+
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".xz"):
+        data = lzma.decompress(data)
+    elf = ELFFile(io.BytesIO(data))
+    for section in elf.iter_sections():
+        if section.header.sh_type == "SHT_NOTE":
+            for note in section.iter_notes():
+                if note["n_type"] == "NT_GNU_BUILD_ID":
+                    return str(note["n_desc"])
+    return ""
+
+
+def test_mod_S_would_load_the_files_whose_build_ids_drgn_reads(session, lab_dump):
+    """In the kernel package's module tree, the object file ``mod -S`` names for each
+    loaded module has the build ID drgn reads from that module in the dump; ``mod -S``
+    and ``mod -s`` say kdumpy cannot load them, in one line."""
+    import drgn
+    from analysis_oracle import dbg_vmlinux
+    from drgn_oracle import open_program
+
+    from kdumpy.analysis.helpers.modules import module_objects, module_search_dirs
+
+    dprog = open_program(str(lab_dump.vmcore), str(dbg_vmlinux(lab_dump.kernel)))
+    want = {m.name: m.build_id.hex() for m, _ in dprog.loaded_modules()
+            if isinstance(m, drgn.RelocatableModule) and m.build_id}  # fmt: skip
+    assert want
+    tree = str(lab_dump.kernel.modules_dir)
+    found = module_objects(module_search_dirs(session.prog.info.osrelease, tree))
+    assert {name: _build_id(found[name]) for name in want} == want
+    line = run_line(session, f"mod -S {tree}")
+    assert session.failed and line.count("\n") == 1
+    assert f"object files for {len(want)} of {len(want)} loaded modules\n" in line
+    name = sorted(want)[0]
+    line = run_line(session, f"mod -s {name} {found[name]}")
+    assert line.endswith(f"; crash would load {found[name]}\n") and session.failed

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 import pytest
-from synthetic import Machine, SyntheticKernel, build_machine, open_program
+from synthetic import HOSTILE_MODULE, Machine, SyntheticKernel, build_machine, open_program
 from synthetic.kernel import IMAGE_END
 from synthetic.memory import PAGE, PAGE_OFFSET
 from synthetic.subsystems import HOSTILE_CACHE
@@ -232,3 +232,63 @@ def test_rd_r_python_equivalent_writes_the_same_file(sh, built, tmp_path):
     exec(compile(code, "rd", "exec"), {"prog": prog})  # noqa: S102 - our own output
     assert out.read_bytes() == b"".join(struct.pack("<Q", v) for v in ex.values[:2])
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+# -- mod -s / -S ---------------------------------------------------------------------------
+
+WHY = (
+    "kdumpy reads module symbols from the dump's kallsyms and types from its BTF, and "
+    "loads no module debuginfo (DWARF)"
+)
+
+
+def _module_tree(top) -> None:
+    """A module tree: synthmod's object file deep down, and a module not loaded."""
+    (top / "kernel" / "drivers").mkdir(parents=True)
+    (top / "kernel" / "drivers" / "synthmod.ko.xz").write_bytes(b"\x7fELF")
+    (top / "kernel" / "other.ko").write_bytes(b"\x7fELF")
+
+
+def test_mod_s_says_why_it_cannot_and_which_file_crash_would_load(sh, tmp_path):
+    ko = tmp_path / "synthmod.ko"
+    ko.write_bytes(b"\x7fELF")
+    assert sh(f"mod -s synthmod {ko}") == f"mod: -s synthmod: {WHY}; crash would load {ko}\n"
+    assert sh.failed
+    assert sh(f"mod -s synthmod {tmp_path / 'absent.ko'}") == (
+        f"mod: -s synthmod: {tmp_path / 'absent.ko'}: no such file\n"
+    )
+    assert sh("mod -s nosuchmod") == "mod: -s nosuchmod: no such module is loaded\n"
+    release = "6.8.0-synthetic"
+    assert sh("mod -s synthmod") == (
+        f"mod: -s synthmod: {WHY}; and no object file for it is under /lib/modules/{release}, "
+        f"/usr/lib/debug/lib/modules/{release}\n"
+    )
+    assert sh("mod -t -s synthmod").startswith("mod: give one of -t, -s, -S")
+    assert sh(f"mod {ko}").startswith(f"mod: unexpected argument {ko}")
+
+
+def test_mod_S_says_what_it_would_search(sh, tmp_path):
+    _module_tree(tmp_path)
+    hostile = shown(HOSTILE_MODULE.decode())
+    assert sh(f"mod -S {tmp_path}") == (
+        f"mod: -S: {WHY}; -S would search {tmp_path}: object files for 1 of 2 loaded modules "
+        f"(none for {hostile})\n"
+    )
+    assert sh.failed
+    assert sh(f"mod -S {tmp_path / 'absent'}") == (
+        f"mod: -S: {tmp_path / 'absent'}: no such directory\n"
+    )
+    assert sh("mod -S").startswith(f"mod: -S: {WHY}; -S would search /lib/modules/6.8.0-")
+
+
+def test_mod_s_and_S_python_equivalent_lists_the_files(sh, built, tmp_path, capsys):
+    prog, _m, _ex = built
+    _module_tree(tmp_path)
+    code = sh(f"mod -S {tmp_path} --python")
+    exec(compile(code, "mod", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    lines = sorted(capsys.readouterr().out.splitlines())
+    assert lines[-1] == f"synthmod {tmp_path}/kernel/drivers/synthmod.ko.xz"
+    assert lines[0].endswith(" (not found)")
+    code = sh("mod -s synthmod --python")
+    exec(compile(code, "mod", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    assert capsys.readouterr().out == "synthmod (not found)\n"

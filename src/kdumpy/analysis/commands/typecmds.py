@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
 
@@ -10,10 +11,18 @@ from kdumpy.analysis.commands import resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import RADIX_ARGS
-from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
+from kdumpy.analysis.helpers.modules import (
+    for_each_module,
+    module_file_key,
+    module_info,
+    module_name,
+    module_objects,
+    module_search_dirs,
+)
 from kdumpy.analysis.helpers.system import taint_chars
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.printing import declaration, format_type, format_value
+from kdumpy.analysis.program import Program
 from kdumpy.analysis.types import VOID, ArrayType, PointerType, StructType, Type
 from kdumpy.errors import KdumpyError
 from kdumpy.printable import shown
@@ -385,6 +394,23 @@ def cmd_whatis(session: Session, opts: argparse.Namespace) -> str:
 
 
 def mod_python(opts: argparse.Namespace) -> str:
+    if opts.load or opts.load_all is not None:
+        directory = opts.load_all or None
+        wanted = f"if module_file_key(name) == module_file_key({opts.load!r}):\n        " if (
+            opts.load) else ""  # fmt: skip
+        return api_code(
+            ["for_each_module", "module_name"],
+            f"""from kdumpy.analysis.helpers.modules import (module_file_key, module_objects,
+    module_search_dirs)
+
+# kdumpy reads module symbols from kallsyms and types from BTF: it loads no module DWARF.
+# The object files crash's mod -s/-S would load:
+found = module_objects(module_search_dirs(prog.info.osrelease or "", {directory!r}))
+for mod in for_each_module(prog):
+    name = module_name(mod)
+    {wanted}print(name, found.get(module_file_key(name), "(not found)"))
+""",
+        )
     return api_code(
         ["for_each_module", "module_info"],
         """
@@ -395,11 +421,35 @@ for info in sorted((module_info(prog, m) for m in for_each_module(prog)),
     )
 
 
+# Why ``mod -s``/``-S`` cannot do what crash does, in the one line they answer with.
+NO_MODULE_DWARF = (
+    "kdumpy reads module symbols from the dump's kallsyms and types from its BTF, and "
+    "loads no module debuginfo (DWARF)"
+)
+
+
 @command("mod", "module information",
          Arg("-t", dest="taints", action="store_true", help="the modules that taint the kernel"),
-         usage="mod [-t]", aliases=("lsmod",), python=mod_python)  # fmt: skip
+         Arg("-s", dest="load", metavar="module",
+             help="load a module's debuginfo (from the file given, else searched): not "
+                  "possible in kdumpy; says why and which file crash would load"),
+         Arg("-S", dest="load_all", nargs="?", const="", default=None, metavar="directory",
+             help="load every module's debuginfo (from the directory, else "
+                  "/lib/modules/RELEASE and /usr/lib/debug/lib/modules/RELEASE): not possible "
+                  "in kdumpy; says why and what it would search"),
+         Arg("file", nargs="?", help="with -s: the module's object file"),
+         usage="mod [-t | -s module [file] | -S [directory]]", aliases=("lsmod",),
+         python=mod_python)  # fmt: skip
 def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if sum(map(bool, (opts.taints, opts.load, opts.load_all is not None))) > 1:
+        raise CommandError("give one of -t, -s, -S")
+    if opts.file is not None and not opts.load:
+        raise CommandError(f"unexpected argument {opts.file} (a file goes with -s module)")
+    if opts.load:
+        raise CommandError(_load_one(prog, opts.load, opts.file))
+    if opts.load_all is not None:
+        raise CommandError(_load_all(prog, opts.load_all or None))
     if opts.taints:
         tainting = [(module_name(m), taint_chars(int(m.taints))) for m in for_each_module(prog)]
         tainting = [(name, letters) for name, letters in tainting if letters]
@@ -418,3 +468,34 @@ def cmd_mod(session: Session, opts: argparse.Namespace) -> str:
             "(symbols and types from the dump)\n"
         )
     return "".join(out)
+
+
+def _load_one(prog: Program, name: str, file: str | None) -> str:
+    """``mod -s``'s answer: why kdumpy cannot, and the object file crash would load."""
+    loaded = {module_file_key(module_name(m)) for m in for_each_module(prog)}
+    if module_file_key(name) not in loaded:
+        return f"-s {name}: no such module is loaded"
+    if file is not None:
+        if not os.path.isfile(file):
+            return f"-s {name}: {file}: no such file"
+        return f"-s {name}: {NO_MODULE_DWARF}; crash would load {file}"
+    dirs = module_search_dirs(prog.info.osrelease or "")
+    path = module_objects(dirs).get(module_file_key(name))
+    if path is None:
+        return f"-s {name}: {NO_MODULE_DWARF}; and no object file for it is under {', '.join(dirs)}"
+    return f"-s {name}: {NO_MODULE_DWARF}; crash would load {path}"
+
+
+def _load_all(prog: Program, directory: str | None) -> str:
+    """``mod -S``'s answer: why kdumpy cannot, the directories -S would search and how
+    many loaded modules have an object file there."""
+    if directory is not None and not os.path.isdir(directory):
+        return f"-S: {directory}: no such directory"
+    dirs = module_search_dirs(prog.info.osrelease or "", directory)
+    found = module_objects(dirs)
+    names = sorted(module_name(m) for m in for_each_module(prog))
+    have = [n for n in names if module_file_key(n) in found]
+    missing = [shown(n) for n in names if module_file_key(n) not in found]
+    absent = f" (none for {', '.join(missing)})" if missing else ""
+    return (f"-S: {NO_MODULE_DWARF}; -S would search {', '.join(dirs)}: object files for "
+            f"{len(have)} of {len(names)} loaded modules{absent}")  # fmt: skip

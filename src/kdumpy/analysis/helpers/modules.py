@@ -8,6 +8,7 @@ ORC tables from ``module->arch``.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,3 +196,46 @@ def module_text_ranges(prog: Program, mod: Object) -> list[tuple[int, int]]:
     if init_base and init_size:
         ranges.append((init_base, init_base + init_size))
     return ranges
+
+
+# The names a module's object file takes in a distribution's trees: the module itself
+# (/lib/modules/RELEASE, maybe compressed) and its separate debuginfo
+# (/usr/lib/debug/lib/modules/RELEASE/.../NAME.ko.debug).
+MODULE_OBJECT_SUFFIXES = (".ko", ".ko.debug", ".ko.xz", ".ko.zst", ".ko.gz")
+_MAX_TREE_FILES = 1 << 20  # a tree this big is not a module tree: stop walking
+
+
+def module_search_dirs(release: str, directory: str | None = None) -> list[str]:
+    """Where crash's ``mod -s``/``-S`` look for modules' object files: the directory
+    given, else ``/lib/modules/RELEASE`` and the debuginfo tree
+    ``/usr/lib/debug/lib/modules/RELEASE``."""
+    if directory is not None:
+        return [directory]
+    return [f"/lib/modules/{release}", f"/usr/lib/debug/lib/modules/{release}"]
+
+
+def module_file_key(name: str) -> str:
+    """A module name as its file is named: the kernel treats ``-`` and ``_`` alike."""
+    return name.replace("-", "_")
+
+
+def module_objects(dirs: list[str]) -> dict[str, str]:
+    """Module name (``module_file_key``) -> the first object file for it under ``dirs``,
+    in their order (a directory's own files before its subdirectories', by name).
+    Names come from the files found, never from the dump, so no path is built from
+    what a dump says."""
+    found: dict[str, str] = {}
+    seen = 0
+    for top in dirs:
+        for root, subdirs, files in os.walk(top):
+            subdirs.sort()
+            for file in sorted(files):
+                seen += 1
+                if seen > _MAX_TREE_FILES:
+                    return found
+                suffix = next((s for s in MODULE_OBJECT_SUFFIXES if file.endswith(s)), None)
+                if suffix is not None:
+                    found.setdefault(
+                        module_file_key(file[: -len(suffix)]), os.path.join(root, file)
+                    )
+    return found
