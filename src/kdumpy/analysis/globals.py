@@ -72,6 +72,8 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "kernel_cpustat": ("struct kernel_cpustat",),
     "nr_online_nodes": ("unsigned int",),
     "mem_section": ("struct mem_section **",),
+    "memory_blocks": ("struct xarray",),  # memory hotplug blocks by id (5.8+)
+    "memory_block_size_probed": ("unsigned long",),
     "kexec_crash_image": ("struct kimage *",),
     "sysctl_panic_on_oom": ("int",),
     "init_cred": ("struct cred",),

@@ -10,6 +10,7 @@ from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.kmemstat import (
     kmem_hstates,
+    kmem_nodes,
     kmem_percpu_offsets,
     kmem_vmstat,
     kmem_zones,
@@ -91,6 +92,19 @@ def _python(opts: argparse.Namespace) -> str:
             "    print(hex(h.address_), huge_page_size(prog, h), int(h.free_huge_pages),\n"
             "          int(h.nr_huge_pages), h.name.string_(32))\n"
         )
+    if opts.nodes:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.sparse import for_each_mem_section, "
+            "for_each_memory_block, section_state\n"
+            "from kdumpy.analysis.helpers.zones import for_each_zone, zone_name\n"
+            "for nid, index, zone in for_each_zone(prog):\n"
+            "    print(nid, index, zone_name(zone), int(zone.spanned_pages),\n"
+            "          int(zone.zone_start_pfn))\n"
+            "for s in for_each_mem_section(prog):\n"
+            "    print(s.nr, hex(s.address), hex(s.mem_map), section_state(prog, s.flags), s.pfn)\n"
+            "for b in for_each_memory_block(prog):\n"
+            "    print(hex(b.address), b.name, hex(b.start), b.nid, b.state, b.start_section)\n"
+        )
     if opts.offsets:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.vmstat import per_cpu_offsets\n"
@@ -153,18 +167,22 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-z", dest="zones", action="store_true", help="each zone's counters and watermarks"),
          Arg("-h", dest="hstates", action="store_true", help="HugeTLB states"),
          Arg("-o", dest="offsets", action="store_true", help="each CPU's per-CPU offset"),
+         Arg("-n", dest="nodes", action="store_true",
+             help="memory nodes and their zones, memory sections and memory blocks"),
          Arg("-I", dest="ignore", metavar="cache[,cache]", help="with -s/-S: leave these out"),
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
          usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -V | -z | -h | -o "
-               "| -g flags | address ...",
+               "| -n | -g flags | address ...",
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages,
-             opts.vmstat, opts.zones, opts.hstates, opts.offsets)  # fmt: skip
+             opts.vmstat, opts.zones, opts.hstates, opts.offsets, opts.nodes)  # fmt: skip
     if sum(map(bool, modes)) > 1:
-        raise CommandError("give one of -i, -f, -p, -s, -v, -V, -z, -h, -o, -g")
+        raise CommandError("give one of -i, -f, -p, -s, -v, -V, -z, -h, -o, -n, -g")
+    if opts.nodes:
+        return kmem_nodes(prog)
     if opts.vmstat:
         return kmem_vmstat(prog)
     if opts.zones:
@@ -189,7 +207,7 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -f, -p, -s, -v, -V, -z, -h, -o, -g or an address")
+        raise CommandError("give -i, -f, -p, -s, -v, -V, -z, -h, -o, -n, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
 
 
