@@ -15,7 +15,7 @@ import pytest
 from synthetic import HOSTILE_MODULE, Machine, SyntheticKernel, build_machine, open_program
 from synthetic.kernel import IMAGE_END
 from synthetic.memory import PAGE, PAGE_OFFSET
-from synthetic.subsystems import HOSTILE_CACHE
+from synthetic.subsystems import HOSTILE_CACHE, PAGE_STRUCT, VMEMMAP
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
@@ -33,6 +33,8 @@ class Extras:
     labels: list[str] = field(default_factory=list)  # what rd -S must print for each
     labels2: list[str] = field(default_factory=list)  # and rd -SS
     user_phys: int = 0
+    sections: list[tuple[int, int]] = field(default_factory=list)  # nr, struct mem_section
+    blocks: list[tuple[int, str, int]] = field(default_factory=list)  # memory_block, name, nr
 
 
 def _user_tables(k: SyntheticKernel, mm: int, vaddr: int, phys: int) -> None:
@@ -44,6 +46,42 @@ def _user_tables(k: SyntheticKernel, mm: int, vaddr: int, phys: int) -> None:
         at = tables[level] + 8 * ((vaddr >> shift) & 511)
         k.mem.write_phys(at, struct.pack("<Q", entry | USER_PTE))
     k.write(mm, "struct mm_struct", {"pgd": PAGE_OFFSET + tables[0]})
+
+
+SECTION_BITS = 22  # 4 MiB sections: the heap is section 0, the kernel image section 4
+SECTION_TYPES = """
+enum section_flag_bits { SECTION_MARKED_PRESENT_BIT, SECTION_HAS_MEM_MAP_BIT,
+                         SECTION_IS_ONLINE_BIT, SECTION_IS_EARLY_BIT, SECTION_MAP_LAST_BIT };
+struct kobject { const char *name; };
+struct device { struct kobject kobj; };
+struct memory_block { unsigned long start_section_nr; unsigned long state; int online_type;
+                      int nid; struct device dev; };
+"""
+
+
+def _sections_and_blocks(k: SyntheticKernel, extras: Extras) -> None:
+    """SPARSEMEM sections 0 and 4 (present, with a mem_map, online, early) in the first
+    of two roots, and two memory blocks in the ``memory_blocks`` XArray."""
+    k.types.declare(SECTION_TYPES)
+    roots = k.mem.alloc(16, 8)
+    table = k.mem.alloc(PAGE, PAGE)
+    k.mem.u64(roots, table)
+    for nr in (0, 4):
+        k.mem.u64(table + 16 * nr, VMEMMAP | 0xF)  # coded: the vmemmap, flags PMOE
+        extras.sections.append((nr, table + 16 * nr))
+    k.vmcoreinfo_extra.update({"SYMBOL(mem_section)": f"{roots:x}", "LENGTH(mem_section)": "2",
+                               "SIZE(mem_section)": "16",
+                               "OFFSET(mem_section.section_mem_map)": "0",
+                               "NUMBER(SECTION_SIZE_BITS)": str(SECTION_BITS)})  # fmt: skip
+    node = k.new("struct xa_node", {"shift": 0})
+    for index, nr in enumerate((0, 4)):
+        name = f"memory{nr}"
+        values = {"start_section_nr": nr, "state": 1, "dev.kobj.name": k.string(name.encode())}
+        block = k.new("struct memory_block", values)
+        k.write(node, "struct xa_node", {f"slots[{index}]": block})
+        extras.blocks.append((block, name, nr))
+    k.global_("memory_blocks", "struct xarray", {"xa_head": node | 2})
+    k.global_("memory_block_size_probed", "unsigned long", {"": 1 << SECTION_BITS})
 
 
 def _add_extras(extras: Extras) -> object:
@@ -70,6 +108,7 @@ def _add_extras(extras: Extras) -> object:
         bash = m.tasks[m.panic_pid].address
         mm = k.mem.read_u64(bash + k.offsetof("struct task_struct", "mm"))
         _user_tables(k, mm, USER_PAGE, page)
+        _sections_and_blocks(k, extras)
 
     return tamper
 
@@ -292,3 +331,50 @@ def test_mod_s_and_S_python_equivalent_lists_the_files(sh, built, tmp_path, caps
     code = sh("mod -s synthmod --python")
     exec(compile(code, "mod", "exec"), {"prog": prog})  # noqa: S102 - our own output
     assert capsys.readouterr().out == "synthmod (not found)\n"
+
+
+# -- kmem -n -------------------------------------------------------------------------------
+
+
+def test_kmem_n_shows_nodes_zones_sections_and_blocks(sh, built):
+    """The node (contig_page_data) and its three zones, sections 0 and 4 with their
+    struct pages, and the two memory blocks, in crash's layout."""
+    prog, m, ex = built
+    out = sh("kmem -n")
+    lines = out.splitlines()
+    pgdat = prog.symbol_address("contig_page_data")
+    zone = prog.sizeof("struct zone")
+    assert lines[0] == "NODE    SIZE      PGLIST_DATA       BOOTMEM_DATA       NODE_ZONES   "
+    assert lines[1] == f"  0    262144   {pgdat:x}        ----        {pgdat:x}"
+    assert lines[2:4] == [" " * 52 + f"{pgdat + i * zone:x}" for i in (1, 2)]
+    assert lines[5].split() == [f"{VMEMMAP:x}", "0", "0"]
+    zones = [line.split() for line in lines[8:11]]
+    want = []
+    for i, (name, start, spanned, _free, _lists) in enumerate(m.sub.zones):
+        page = f"{VMEMMAP + start * PAGE_STRUCT:x}" if spanned else "0"
+        want.append([str(i), name, str(spanned), page, f"{start * PAGE:x}",
+                     str(start if spanned else 0)])  # fmt: skip
+    assert zones == want
+    assert lines[12] == "-" * 67
+    sections = [line.split() for line in lines[15:17]]
+    pfn = 1 << (SECTION_BITS - 12)
+    assert sections == [[str(nr), f"{at:x}", f"{VMEMMAP:x}",
+                         f"{VMEMMAP + nr * pfn * PAGE_STRUCT:x}", "PMOE", str(nr * pfn)]
+                        for nr, at in ex.sections]  # fmt: skip
+    blocks = [line.split() for line in lines[19:]]
+    size = 1 << SECTION_BITS
+    assert blocks == [[f"{b:x}", name, f"{nr * size:x}", "-", f"{(nr + 1) * size - 1:x}", "0",
+                       "ONLINE", str(nr)] for b, name, nr in ex.blocks]  # fmt: skip
+    assert lines[18].split() == ["MEM_BLOCK", "NAME", "PHYSICAL", "RANGE", "NODE", "STATE",
+                                 "START_SECTION_NO"]  # fmt: skip
+
+
+def test_kmem_n_python_equivalent_lists_the_same_sections(sh, built, capsys):
+    prog, _m, ex = built
+    code = sh("kmem -n --python")
+    exec(compile(code, "kmem", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in printed if "PMOE" in line] == [
+        [str(nr), hex(at)] for nr, at in ex.sections
+    ]
+    assert sum("ONLINE" in line for line in printed) == len(ex.blocks)
