@@ -1,27 +1,36 @@
-"""The options of crash's commands issue 14 added (``rd -S/-r/-u`` ...) against drgn 0.3.0's
-crash mode and helpers, on the lab dump of every lab kernel.
+"""The options of crash's commands issue 14 added (``rd -S/-r/-u``, ``mod -s/-S``, ``kmem
+-n``...) against drgn 0.3.0's crash mode and helpers, on the lab dump of every lab kernel,
+and against crash 8.0.2 itself where it reads the kernel (5.10 and 6.1).
 
 kdumpy reads each dump alone (kallsyms, BTF from its memory); drgn reads it with
-Debian's -dbg vmlinux, in a subprocess (``drgn_options_oracle.py``, cached).  Both run the
+Debian's -dbg vmlinux, in a subprocess (``drgn_options_oracle.py``, cached), and so does
+crash (one run per dump for all its lines, cached beside drgn's answers).  They run the
 same command lines.  The dumps are cached: no VM boots here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from analysis_oracle import drgn_answers
+from analysis_oracle import dbg_vmlinux, drgn_answers
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
+from kdumpy.lab.cache import cache_root, locked
 
 pytestmark = pytest.mark.vm
 
 ORACLE = Path(__file__).with_name("drgn_options_oracle.py")
 ORACLE_VERSION = 2  # bump when drgn_options_oracle.py's output changes
 RAW = "@RAW@"
+CRASH_READS = {"5.10", "6.1"}  # crash 8.0.2 answers nothing on 6.12 and 7
+MARK = "@@@kdumpy@@@"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +42,46 @@ def session(lab_dump):
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
     return drgn_answers(lab_dump, ORACLE, f"drgnopts{ORACLE_VERSION}")
+
+
+def crash_lines(drgn: dict) -> dict[str, str]:
+    """The lines crash 8.0.2 runs: those of drgn's oracle that crash can answer without
+    reading the task list (which crash 8.0.2 cannot on 6.1)."""
+    return {key: drgn[key]["line"] for key in ("kmem_n", "rd_S", "rd_SS") if key in drgn}
+
+
+@pytest.fixture(scope="module")
+def crash(lab_dump, drgn) -> dict[str, str]:
+    """crash 8.0.2's answer to each line, by key (one run, cached by the lines' digest)."""
+    series = lab_dump.vmcore.name.split("-1G")[0]
+    if series not in CRASH_READS or shutil.which("crash") is None:
+        pytest.skip(f"crash 8.0.2 cannot read {series} (or is not installed)")
+    lines = crash_lines(drgn)
+    digest = hashlib.sha256(json.dumps(lines, sort_keys=True).encode()).hexdigest()[:12]
+    vmcore = Path(lab_dump.vmcore)
+    st = vmcore.stat()
+    name = f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.crash-{digest}.json"
+    out = cache_root() / "derived" / name
+    if not out.exists():
+        with locked(f"crash-{vmcore.name}"):
+            if not out.exists():
+                answers = _run_crash(str(dbg_vmlinux(lab_dump.kernel)), str(vmcore), lines)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(answers))
+                tmp.rename(out)
+    return json.loads(out.read_text())
+
+
+def _run_crash(vmlinux: str, vmcore: str, lines: dict[str, str]) -> dict[str, str]:
+    script = "".join(f"!echo {MARK}{key}\n{line}\n" for key, line in lines.items()) + "q\n"
+    proc = subprocess.run(["crash", "-s", vmlinux, vmcore], input=script, capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
+    answers = {}
+    for part in proc.stdout.split(MARK)[1:]:
+        key, _, body = part.partition("\n")
+        answers[key] = body
+    return answers
 
 
 def rows(text: str, skip: int = 0) -> list[list[str]]:
@@ -148,3 +197,42 @@ def test_mod_S_would_load_the_files_whose_build_ids_drgn_reads(session, lab_dump
     name = sorted(want)[0]
     line = run_line(session, f"mod -s {name} {found[name]}")
     assert line.endswith(f"; crash would load {found[name]}\n") and session.failed
+
+
+# -- kmem -n -------------------------------------------------------------------------------
+
+
+def _data_rows(text: str) -> list[list[str]]:
+    """The rows of ``kmem -n`` that carry values (headers and rules dropped), crash's
+    empty BOOTMEM_DATA column (``----``, which drgn leaves out) removed."""
+    out = []
+    for words in rows(text):
+        words = [w for w in words if w != "----"]
+        if words and re.fullmatch(r"[0-9a-f]+", words[0]):
+            out.append(words)
+    return out
+
+
+def test_kmem_n_is_crashs_text(session, crash):
+    """Node, zones, sections and memory blocks: crash 8.0.2's text, line for line."""
+    ours_text = ours(session, "kmem -n")
+    theirs = [line.rstrip() for line in crash["kmem_n"].splitlines() if line.strip()]
+    theirs = [line for line in theirs if not line.startswith("WARNING:")]
+    assert [line.rstrip() for line in ours_text.splitlines() if line.strip()] == theirs
+
+
+def test_kmem_n_rows_match_drgn(session, drgn):
+    """Every value row (node, zones, sections, memory blocks) as drgn's crash mode."""
+    theirs = answer(drgn, "kmem_n")
+    mine = _data_rows(ours(session, theirs["line"]))
+    assert mine == _data_rows(theirs["out"])
+    assert sum(len(r) == 6 and r[4] in ("PMOE", "PMO", "PME", "PM") for r in mine) >= 1
+
+
+@pytest.mark.parametrize("key", ["rd_S", "rd_SS"])
+def test_rd_S_names_the_same_slab_caches_as_crash(session, drgn, crash, key):
+    """crash 8.0.2's own -S on pid 1's task_struct: the same bracketed cache names."""
+    line = crash_lines(drgn)[key]
+    want = _labels(crash[key])
+    assert _labels(ours(session, line)) == want
+    assert len(want) >= 3

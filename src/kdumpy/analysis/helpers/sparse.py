@@ -28,7 +28,8 @@ SECTION_FLAGS = (("SECTION_MARKED_PRESENT", "P"), ("SECTION_HAS_MEM_MAP", "M"),
                  ("SECTION_IS_ONLINE", "O"), ("SECTION_IS_EARLY", "E"),
                  ("SECTION_TAINT_ZONE_DEVICE", "D"))  # fmt: skip
 _MAX_ROOTS = 1 << 20  # LENGTH(mem_section) beyond this is not a kernel's
-# memory_block.state values (include/linux/memory.h)
+# memory_block.state values (include/linux/memory.h) before they became ``enum
+# memory_block_state`` (6.19, and Debian's 6.12)
 BLOCK_STATES = {1 << 0: "ONLINE", 1 << 1: "GOING_OFFLINE", 1 << 2: "OFFLINE",
                 1 << 3: "GOING_ONLINE", 1 << 4: "CANCEL_ONLINE",
                 1 << 5: "CANCEL_OFFLINE"}  # fmt: skip
@@ -136,6 +137,17 @@ def memory_block_size(prog: Program) -> int | None:
     return None
 
 
+def memory_block_state(prog: Program, value: int) -> str:
+    """A memory block's state as crash names it (``ONLINE``): the enumerator of ``enum
+    memory_block_state`` where the kernel has one, else the older bit values."""
+    try:
+        values: list[tuple[str, int]] = prog.type("enum memory_block_state").strip().values  # type: ignore[attr-defined]
+    except KdumpyError:
+        return BLOCK_STATES.get(value, "UNKNOWN")
+    name = next((n for n, v in values if v == value), "UNKNOWN")
+    return name.removeprefix("MEM_")
+
+
 def for_each_memory_block(prog: Program) -> Iterator[MemoryBlock]:
     """Every memory hotplug block (``CONFIG_MEMORY_HOTPLUG``), by block id; nothing
     when the kernel has none."""
@@ -149,7 +161,7 @@ def for_each_memory_block(prog: Program) -> Iterator[MemoryBlock]:
         start_nr = int(block.start_section_nr)
         start = section_nr_to_pfn(prog, start_nr) << shift
         name = block.dev.kobj.name.string_(64).decode("utf-8", "backslashreplace")
-        state = BLOCK_STATES.get(int(block.state), "UNKNOWN")
+        state = memory_block_state(prog, int(block.state))
         nid = int(block.nid) if has_nid else None
         end = start + size - 1 if size else -1
         yield MemoryBlock(int(block), name, start, end, nid, state, start_nr)
