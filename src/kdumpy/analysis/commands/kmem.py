@@ -16,6 +16,7 @@ from kdumpy.analysis.commands.kmemstat import (
     kmem_zones,
 )
 from kdumpy.analysis.commands.memcmds import kmem_info
+from kdumpy.analysis.commands.output import column
 from kdumpy.analysis.commands.tasksel import all_tasks
 from kdumpy.analysis.helpers.memmap import (
     page_flag_bits,
@@ -41,6 +42,7 @@ from kdumpy.analysis.helpers.tasks import task_comm, task_cpu, task_state_crash
 from kdumpy.analysis.helpers.vmalloc import find_vmap_area, for_each_vmap_area
 from kdumpy.analysis.helpers.zones import (
     for_each_zone,
+    free_list_pages,
     zone_free_lists,
     zone_free_pages,
     zone_name,
@@ -65,6 +67,15 @@ def _python(opts: argparse.Namespace) -> str:
             "for lo, hi in prog.dump.pfn_ranges():\n"
             "    for row in page_rows(prog, lo, hi - lo):\n"
             "        print(row)\n"
+        )
+    if opts.free_pages:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.zones import (for_each_zone, free_list_pages,\n"
+            "    zone_free_lists, zone_name)\n"
+            "for nid, index, zone in for_each_zone(prog):\n"
+            "    for order, kind, head, blocks in zone_free_lists(prog, zone):\n"
+            "        for page in free_list_pages(prog, head):\n"
+            "            print(zone_name(zone), order, kind, hex(page))\n"
         )
     if opts.free:
         return _PRELUDE + (
@@ -160,6 +171,8 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-v", dest="vmalloc", action="store_true", help="vmalloc areas"),
          Arg("-g", dest="flags", metavar="flags", help="decode page flags"),
          Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
+         Arg("-F", dest="free_pages", action="store_true",
+             help="as -f, with the struct page of each free block (crash's layout)"),
          Arg("-p", dest="pages", action="store_true",
              help="struct pages (of all RAM, or of the physical addresses given)"),
          Arg("-V", dest="vmstat", action="store_true",
@@ -173,14 +186,17 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
          usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -V | -z | -h | -o "
-               "| -n | -g flags | address ...",
+               "| -n | -F | -g flags | address ...",
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages,
-             opts.vmstat, opts.zones, opts.hstates, opts.offsets, opts.nodes)  # fmt: skip
+             opts.vmstat, opts.zones, opts.hstates, opts.offsets, opts.nodes,
+             opts.free_pages)  # fmt: skip
     if sum(map(bool, modes)) > 1:
-        raise CommandError("give one of -i, -f, -p, -s, -v, -V, -z, -h, -o, -n, -g")
+        raise CommandError("give one of -i, -f, -F, -p, -s, -v, -V, -z, -h, -o, -n, -g")
+    if opts.free_pages:
+        return kmem_free_pages(prog)
     if opts.nodes:
         return kmem_nodes(prog)
     if opts.vmstat:
@@ -207,7 +223,7 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -f, -p, -s, -v, -V, -z, -h, -o, -n, -g or an address")
+        raise CommandError("give -i, -f, -F, -p, -s, -v, -V, -z, -h, -o, -n, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
 
 
@@ -253,6 +269,45 @@ def kmem_free(prog: Program) -> str:
     total = global_zone_page_state(prog, "NR_FREE_PAGES")
     check = "verified" if total == found else f"found {found}"
     return "".join(out) + f"nr_free_pages: {total}  ({check})\n"
+
+
+def kmem_free_pages(prog: Program) -> str:
+    """``kmem -F``: each zone (crash's -f columns), then each buddy free list of a zone
+    with free pages, with the struct page of each free block under it, in crash
+    8.0.2's layout; the free counters against the pages found."""
+    ps = page_size(prog)
+    nodes = {nid for nid, _i, _z in for_each_zone(prog)}
+    out = []
+    total = found = 0
+    node_map = 0
+    for nid, index, zone in for_each_zone(prog):
+        if index == 0 and len(nodes) > 1:
+            out.append(f"{chr(10) if nid else ''}NODE\n {nid:2d}\n")
+        start = int(zone.zone_start_pfn)
+        spanned = int(zone.spanned_pages)
+        free = zone_free_pages(prog, zone)
+        mem_map = int(pfn_to_page(prog, start)) if spanned else 0
+        if index == 0:
+            node_map = mem_map
+        mapnr = (mem_map - node_map) // prog.sizeof("struct page") if mem_map else 0
+        out.append(f"{chr(10) if index else ''}ZONE  NAME        SIZE    FREE  "
+                   f"{column('MEM_MAP', 16)}  START_PADDR  START_MAPNR\n")  # fmt: skip
+        out.append(f"{index:3d}   {shown(zone_name(zone)):<9} {spanned:6d}  {free:6d}  "
+                   f"{column(f'{mem_map:x}', 16)}  {column(f'{start * ps:x}', 11, 'cr')}  "
+                   f"{column(mapnr, 11, 'cr')}\n")  # fmt: skip
+        total += free
+        if not free:
+            continue
+        for order, _kind, head, _blocks in zone_free_lists(prog, zone):
+            out.append("AREA    SIZE  FREE_AREA_STRUCT\n")
+            out.append(
+                f"{order:3d}  {f'{(ps << order) // 1024}k':>7}  {column(f'{head:x}', 16)}  \n"
+            )
+            pages = free_list_pages(prog, head)
+            found += len(pages) << order
+            out += [f"{page:x}\n" for page in pages]
+    check = "verified" if total == found else f"found {found}"
+    return "".join(out) + f"\nnr_free_pages: {total}  ({check})\n"
 
 
 def kmem_flags(prog: Program, flags: int) -> str:

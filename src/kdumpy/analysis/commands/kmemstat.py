@@ -4,6 +4,7 @@ zone's counters and watermarks), ``-h`` (HugeTLB states), ``-o`` (per-CPU offset
 
 from __future__ import annotations
 
+from kdumpy.analysis.commands.output import column
 from kdumpy.analysis.helpers.memmap import page_shift, pfn_to_page
 from kdumpy.analysis.helpers.sparse import (
     for_each_mem_section,
@@ -106,21 +107,6 @@ def kmem_percpu_offsets(prog: Program) -> str:
     return "PER-CPU OFFSET VALUES:\n" + "".join(rows)
 
 
-def _fit(text: object, width: int, how: str = "c") -> str:
-    """crash's column fitting: ``c`` centred (an odd spare space goes right, or left
-    with ``cr``), ``l`` / ``r`` justified; text wider than the column is kept whole."""
-    text = str(text)
-    spare = width - len(text)
-    if spare <= 0:
-        return text
-    if how == "l":
-        return text + " " * spare
-    if how == "r":
-        return " " * spare + text
-    left = spare // 2 + (spare % 2 if how == "cr" else 0)
-    return " " * left + text + " " * (spare - left)
-
-
 def kmem_nodes(prog: Program) -> str:
     """``kmem -n``: each node (its zones' addresses, first struct page, start), each
     zone's size and first struct page, then every present memory section and every
@@ -128,7 +114,7 @@ def kmem_nodes(prog: Program) -> str:
     shift = page_shift(prog)
     out: list[str] = []
     zone_header = (
-        "ZONE  NAME         SIZE  " + _fit("MEM_MAP", 16, "cr") + "  START_PADDR  START_MAPNR"
+        "ZONE  NAME         SIZE  " + column("MEM_MAP", 16, "cr") + "  START_PADDR  START_MAPNR"
     )
     for n, (nid, pgdat) in enumerate(for_each_pgdat(prog)):
         if n:
@@ -138,17 +124,17 @@ def kmem_nodes(prog: Program) -> str:
         zone_size = prog.sizeof("struct zone")
         count = zones.type_.strip().length  # type: ignore[attr-defined]
         first = zones.address_ or 0
-        out.append(f"{chr(10) * 2 if n else ''}NODE  {_fit('SIZE', 8)}  "
-                   f"{_fit('PGLIST_DATA', 16)}  {_fit('BOOTMEM_DATA', 16)}  "
-                   f"{_fit('NODE_ZONES', 16)}\n")  # fmt: skip
-        out.append(f" {nid:2d}   {_fit(int(pgdat.node_spanned_pages), 8)}  "
-                   f"{_fit(f'{int(pgdat.address_ or 0):x}', 16)}  {_fit('----', 16)}  "
-                   f"{_fit(f'{first:x}', 16)}\n")  # fmt: skip
+        out.append(f"{chr(10) * 2 if n else ''}NODE  {column('SIZE', 8)}  "
+                   f"{column('PGLIST_DATA', 16)}  {column('BOOTMEM_DATA', 16)}  "
+                   f"{column('NODE_ZONES', 16)}\n")  # fmt: skip
+        out.append(f" {nid:2d}   {column(int(pgdat.node_spanned_pages), 8)}  "
+                   f"{column(f'{int(pgdat.address_ or 0):x}', 16)}  {column('----', 16)}  "
+                   f"{column(f'{first:x}', 16)}\n")  # fmt: skip
         out += [" " * 52 + f"{first + i * zone_size:x}\n" for i in range(1, count)]
         mem_map = _node_mem_map(prog, pgdat, start_pfn)
-        out.append(f"{_fit('MEM_MAP', 16)}     START_PADDR    START_MAPNR\n")
-        out.append(f"{_fit(f'{mem_map:x}', 16)}  {_fit(f'{start_pfn << shift:x}', 16, 'cr')}  "
-                   f"{_fit(start_pfn, 11, 'cr')}\n")  # fmt: skip
+        out.append(f"{column('MEM_MAP', 16)}     START_PADDR    START_MAPNR\n")
+        out.append(f"{column(f'{mem_map:x}', 16)}  {column(f'{start_pfn << shift:x}', 16, 'cr')}  "
+                   f"{column(start_pfn, 11, 'cr')}\n")  # fmt: skip
         out.append(f"\n{zone_header}\n")
         for i in range(count):
             zone = zones[i]
@@ -172,12 +158,13 @@ def _node_mem_map(prog: Program, pgdat: Object, start_pfn: int) -> int:
 def _sections(prog: Program) -> str:
     """The present memory sections, after a rule (crash's ``dump_mem_sections``)."""
     out = ["\n" + "-" * 67 + "\n\n"]
-    out.append(f"NR  {_fit('SECTION', 16)}  {_fit('CODED_MEM_MAP', 16)}  {_fit('MEM_MAP', 16)}  "
-               "STATE PFN\n")  # fmt: skip
+    heads = "  ".join(column(name, 16) for name in ("SECTION", "CODED_MEM_MAP", "MEM_MAP"))
+    out.append(f"NR  {heads}  STATE PFN\n")
     for s in for_each_mem_section(prog):
-        out.append(f"{s.nr:2d}  {_fit(f'{s.address:x}', 16)}  "
-                   f"{_fit(f'{s.coded_mem_map:x}', 16, 'cr')}  {_fit(f'{s.mem_map:x}', 16, 'cr')}  "
-                   f"{_fit(section_state(prog, s.flags), 5)} {_fit(s.pfn, 16, 'l')}\n")  # fmt: skip
+        maps = "  ".join(column(f"{v:x}", 16, "cr") for v in (s.coded_mem_map, s.mem_map))
+        state = column(section_state(prog, s.flags), 5)
+        out.append(f"{s.nr:2d}  {column(f'{s.address:x}', 16)}  {maps}  {state} "
+                   f"{column(s.pfn, 16, 'l')}\n")  # fmt: skip
     return "".join(out)
 
 
@@ -190,16 +177,17 @@ def _memory_blocks(prog: Program) -> str:
     known_end = all(b.end >= 0 for b in blocks)
     title = "PHYSICAL RANGE" if known_end else "PHYSICAL START"
     with_nid = all(b.nid is not None for b in blocks)
-    node = f"{_fit('NODE', 4)}  " if with_nid else " "
-    out = [f"\n{_fit('MEM_BLOCK', 16)} {_fit('NAME', 10)}   "
-           f"{_fit(title, 2 * width + (2 if with_nid else 0))}   {node}"
-           f"{_fit('STATE', 7, 'l')} {_fit('START_SECTION_NO', 12, 'l')}\n"]  # fmt: skip
+    node = f"{column('NODE', 4)}  " if with_nid else " "
+    out = [f"\n{column('MEM_BLOCK', 16)} {column('NAME', 10)}   "
+           f"{column(title, 2 * width + (2 if with_nid else 0))}   {node}"
+           f"{column('STATE', 7, 'l')} {column('START_SECTION_NO', 12, 'l')}\n"]  # fmt: skip
     for b in blocks:
         if known_end:
             where = f"{b.start:>{width}x} - {b.end:>{width}x}"
         else:
-            where = _fit(f"{b.start:x}", 2 * width + 3)
-        nid = f" {_fit(b.nid, 4)} " if with_nid else " "
-        out.append(f" {b.address:<16x} {_fit(shown(b.name), 12 if with_nid else 10)} {where}"
-                   f"{nid} {_fit(b.state, 7, 'l')} {_fit(b.start_section, 12, 'l')}\n")  # fmt: skip
+            where = column(f"{b.start:x}", 2 * width + 3)
+        nid = f" {column(b.nid, 4)} " if with_nid else " "
+        name = column(shown(b.name), 12 if with_nid else 10)
+        state = f"{column(b.state, 7, 'l')} {column(b.start_section, 12, 'l')}"
+        out.append(f" {b.address:<16x} {name} {where}{nid} {state}\n")
     return "".join(out)

@@ -48,3 +48,18 @@ RADIX_ARGS = (
         help="integers in hexadecimal"),
     Arg("-d", dest="radix", action="store_const", const=10, help="integers in decimal"),
 )  # fmt: skip
+
+
+def column(text: object, width: int, how: str = "c") -> str:
+    """crash's column fitting: ``c`` centred (an odd spare space goes right, or left
+    with ``cr``), ``l`` / ``r`` justified; text wider than the column is kept whole."""
+    text = str(text)
+    spare = width - len(text)
+    if spare <= 0:
+        return text
+    if how == "l":
+        return text + " " * spare
+    if how == "r":
+        return " " * spare + text
+    left = spare // 2 + (spare % 2 if how == "cr" else 0)
+    return " " * left + text + " " * (spare - left)

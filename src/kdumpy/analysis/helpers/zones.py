@@ -1,4 +1,4 @@
-"""Memory zones and the buddy allocator's free lists (``kmem -f``)::
+"""Memory zones and the buddy allocator's free lists (``kmem -f``, ``-F``)::
 
 for nid, index, zone in for_each_zone(prog):
     for order, migratetype, head, blocks in zone_free_lists(prog, zone):
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kdumpy.analysis.helpers.lists import list_for_each
+from kdumpy.analysis.helpers.lists import list_for_each, walk
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.types import ArrayType
@@ -74,3 +74,13 @@ def zone_free_lists(prog: Program, zone: Object) -> Iterator[tuple[int, str, int
             head = lists[mt]
             blocks = sum(1 for _ in list_for_each(head))
             yield order, names[mt], int(head.address_ or 0), blocks
+
+
+def free_list_pages(prog: Program, head: int) -> list[int]:
+    """The ``struct page *`` (as addresses) of the first page of each block on a buddy
+    free list (``free_area[order].free_list[migratetype]``): pages are linked through
+    ``page->buddy_list`` (6.0+), before that ``page->lru``, the same place."""
+    member = "buddy_list" if prog.has_member("struct page", "buddy_list") else "lru"
+    offset = prog.offsetof("struct page", member)
+    nodes = walk(prog.read_u64(head), prog.read_u64, head, f"free list at {head:#x}")
+    return [node - offset for node in nodes]
