@@ -47,7 +47,8 @@ def drgn(lab_dump):
 def crash_lines(drgn: dict) -> dict[str, str]:
     """The lines crash 8.0.2 runs: those of drgn's oracle that crash can answer without
     reading the task list (which crash 8.0.2 cannot on 6.1)."""
-    return {key: drgn[key]["line"] for key in ("kmem_n", "rd_S", "rd_SS") if key in drgn}
+    keys = ("kmem_n", "kmem_F", "rd_S", "rd_SS")
+    return {key: drgn[key]["line"] for key in keys if key in drgn}
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +237,41 @@ def test_rd_S_names_the_same_slab_caches_as_crash(session, drgn, crash, key):
     want = _labels(crash[key])
     assert _labels(ours(session, line)) == want
     assert len(want) >= 3
+
+
+# -- kmem -F -------------------------------------------------------------------------------
+
+
+def _free_lists(text: str, header: str) -> dict[str, list[str]]:
+    """Free list address -> the struct pages listed under it (non-empty lists only);
+    ``header`` starts the line above each list's row (crash's ``AREA``, drgn's
+    ``ORDER``), whose last word is the list's address."""
+    out: dict[str, list[str]] = {}
+    head = ""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        words = line.split()
+        if i and lines[i - 1].startswith(header):
+            head = words[-1]
+        elif len(words) == 1 and head and re.fullmatch(r"[0-9a-f]{16}", words[0]):
+            out.setdefault(head, []).append(words[0])
+        elif not line.startswith(header):
+            head = ""
+    return out
+
+
+def test_kmem_F_is_crashs_text(session, crash):
+    """Each zone, each free list and the page of each free block: crash 8.0.2's text."""
+    theirs = [line.rstrip() for line in crash["kmem_F"].splitlines() if line.strip()]
+    theirs = [line for line in theirs if not line.startswith("WARNING:")]
+    mine = [line.rstrip() for line in ours(session, "kmem -F").splitlines() if line.strip()]
+    assert mine == theirs
+
+
+def test_kmem_F_lists_the_pages_drgn_lists(session, drgn):
+    """The same struct pages on the same free lists, in the same order, as drgn's
+    crash mode (whose layout names each list's migrate type)."""
+    theirs = answer(drgn, "kmem_F")
+    mine = _free_lists(ours(session, theirs["line"]), "AREA")
+    assert mine == _free_lists(theirs["out"], "ORDER")
+    assert sum(map(len, mine.values())) > 100
