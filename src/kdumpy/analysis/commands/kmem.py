@@ -5,6 +5,7 @@ offsets (-o), and what an address is (slab object, vmalloc area, page)."""
 from __future__ import annotations
 
 import argparse
+import struct
 
 from kdumpy.analysis.commands import parse_number
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
@@ -19,14 +20,19 @@ from kdumpy.analysis.commands.memcmds import kmem_info
 from kdumpy.analysis.commands.output import column
 from kdumpy.analysis.commands.tasksel import all_tasks
 from kdumpy.analysis.helpers.memmap import (
+    PageMember,
     page_flag_bits,
     page_flags,
+    page_member,
     page_rows,
     page_shift,
     page_size,
     pfn_to_page,
+    read_struct_pages,
+    sparse_pfn_ranges,
     translate,
     virt_to_page,
+    vmemmap,
 )
 from kdumpy.analysis.helpers.mm import global_zone_page_state
 from kdumpy.analysis.helpers.slab import (
@@ -67,6 +73,15 @@ def _python(opts: argparse.Namespace) -> str:
             "for lo, hi in prog.dump.pfn_ranges():\n"
             "    for row in page_rows(prog, lo, hi - lo):\n"
             "        print(row)\n"
+        )
+    if opts.members:
+        names = [n.strip() for n in opts.members.split(",")]
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.memmap import pfn_to_page, sparse_pfn_ranges\n"
+            "for lo, hi in sparse_pfn_ranges(prog):\n"
+            "    for pfn in range(lo, hi):\n"
+            "        page = pfn_to_page(prog, pfn)\n"
+            f"        print(hex(int(page)), *(page.member_(m) for m in {names!r}))\n"
         )
     if opts.free_pages:
         return _PRELUDE + (
@@ -173,6 +188,8 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("-f", dest="free", action="store_true", help="free lists of each zone"),
          Arg("-F", dest="free_pages", action="store_true",
              help="as -f, with the struct page of each free block (crash's layout)"),
+         Arg("-m", dest="members", metavar="member[,member]",
+             help="these members of every struct page (as -p walks them)"),
          Arg("-p", dest="pages", action="store_true",
              help="struct pages (of all RAM, or of the physical addresses given)"),
          Arg("-V", dest="vmstat", action="store_true",
@@ -186,15 +203,17 @@ def _python(opts: argparse.Namespace) -> str:
          Arg("args", nargs="*", metavar="cache|address",
              help="with -s: cache names; alone: addresses to identify"),
          usage="kmem -i | -f | -p [phys ...] | -s|-S [cache ...] | -v | -V | -z | -h | -o "
-               "| -n | -F | -g flags | address ...",
+               "| -n | -F | -m member[,member] | -g flags | address ...",
          python=_python)  # fmt: skip
 def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     modes = (opts.info, opts.slab or opts.slabs, opts.vmalloc, opts.flags, opts.free, opts.pages,
              opts.vmstat, opts.zones, opts.hstates, opts.offsets, opts.nodes,
-             opts.free_pages)  # fmt: skip
+             opts.free_pages, opts.members)  # fmt: skip
     if sum(map(bool, modes)) > 1:
-        raise CommandError("give one of -i, -f, -F, -p, -s, -v, -V, -z, -h, -o, -n, -g")
+        raise CommandError("give one of -i, -f, -F, -p, -m, -s, -v, -V, -z, -h, -o, -n, -g")
+    if opts.members:
+        return kmem_page_members(prog, opts.members)
     if opts.free_pages:
         return kmem_free_pages(prog)
     if opts.nodes:
@@ -223,7 +242,7 @@ def cmd_kmem(session: Session, opts: argparse.Namespace) -> str:
     if opts.vmalloc:
         return VMAP_HEADER + "".join(map(_vmap_row, for_each_vmap_area(prog)))
     if not opts.args:
-        raise CommandError("give -i, -f, -F, -p, -s, -v, -V, -z, -h, -o, -n, -g or an address")
+        raise CommandError("give -i, -f, -F, -p, -m, -s, -v, -V, -z, -h, -o, -n, -g or an address")
     return "\n".join(kmem_address(session, parse_number(a)) for a in opts.args)
 
 
@@ -308,6 +327,64 @@ def kmem_free_pages(prog: Program) -> str:
             out += [f"{page:x}\n" for page in pages]
     check = "verified" if total == found else f"found {found}"
     return "".join(out) + f"\nnr_free_pages: {total}  ({check})\n"
+
+
+def kmem_page_members(prog: Program, names: str) -> str:
+    """``kmem -m member[,member]``: each struct page of every present memory section
+    (crash's -p walk) with the members named, formatted as crash 8.0.2 does."""
+    wanted = [n.strip() for n in names.split(",")]
+    if not all(wanted):
+        raise CommandError(f"invalid format: {names}")
+    try:
+        members = [page_member(prog, n) for n in wanted]
+    except KdumpyError as exc:
+        raise CommandError(str(exc)) from None
+    for m in members:
+        _member_text(m, bytes(m.size))  # an unsupported kind fails before any output
+    size = prog.sizeof("struct page")
+    base = vmemmap(prog)
+    out = [column("PAGE", 16) + "".join(f"  {m.name}" for m in members) + "\n"]
+    step = max(1, (1 << 20) // size)
+    for lo, hi in sparse_pfn_ranges(prog):
+        for first in range(lo, hi, step):
+            count = min(step, hi - first)
+            data = read_struct_pages(prog, first, count)
+            if data is None:
+                continue
+            for i in range(count):
+                raw = data[i * size : (i + 1) * size]
+                fields = "".join(
+                    _member_text(m, raw[m.offset : m.offset + m.size]) for m in members
+                )
+                out.append(f"{base + (first + i) * size:x}  {fields}\n")
+    return "".join(out)
+
+
+def _member_text(m: PageMember, raw: bytes) -> str:
+    """One member's value as crash's ``kmem -m`` prints it: ``flags`` in hex, counts in
+    decimal, pointers as 16 hex digits, other structures as their words in hex."""
+    if m.kind == "pointer":
+        return f"{int.from_bytes(raw, 'little'):016x}  "
+    if m.kind == "int" and m.is_bool:
+        value = raw[0]
+        return ("true  " if value else "false  ") if value <= 1 else str(value)
+    if m.kind == "int" and m.size in (1, 2, 4, 8):
+        value = int.from_bytes(raw, "little", signed=m.signed)
+        if m.name != "flags":  # crash's default radix, decimal
+            return f"{value}  "
+        digits = f"{value & ((1 << 8 * m.size) - 1):0{2 * m.size}x}"
+        return digits if m.signed and m.size == 8 else digits + "  "
+    if m.kind == "struct":
+        if m.name.startswith(("_count", "_mapcount")):
+            return f"{int.from_bytes(raw[:4], 'little', signed=True)}  "
+        if m.size and m.size % 8 == 0:
+            words = struct.unpack(f"<{m.size // 8}Q", raw)
+            return ",".join(f"{w:016x}" for w in words) + "  "
+        if m.size and m.size % 4 == 0:
+            return ",".join(f"{w:08x}" for w in struct.unpack(f"<{m.size // 4}I", raw))
+        if m.size == 2:
+            return f"{int.from_bytes(raw, 'little'):04x}  "
+    raise CommandError(f"unsupported page member reference: page.{m.name}")
 
 
 def kmem_flags(prog: Program, flags: int) -> str:

@@ -12,9 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kdumpy.analysis.helpers.sparse import for_each_mem_section, section_size_bits, section_state
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
+from kdumpy.analysis.types import IntType, StructType
 from kdumpy.errors import KdumpyError
 
 
@@ -166,3 +168,59 @@ def access_process_vm(prog: Program, mm: Object, address: int, size: int) -> byt
         except FaultError:
             raise FaultError(f"invalid user virtual address: {at:#x}", at) from None
     return bytes(out)
+
+
+class PageMember(NamedTuple):
+    """Where a ``struct page`` member lies and what it is (``kmem -m``): ``kind`` is
+    the stripped type's kind (``int``, ``pointer``, ``struct``, ``union``, ``enum``...)."""
+
+    name: str
+    offset: int
+    size: int
+    kind: str
+    signed: bool
+    is_bool: bool
+
+
+def page_member(prog: Program, name: str) -> PageMember:
+    """A ``struct page`` member by name (anonymous unions looked through); a one-line
+    error for an unknown member or a bit field."""
+    t = prog.type("struct page").strip()
+    found = t.member(name) if isinstance(t, StructType) else None
+    if found is None:
+        raise KdumpyError(f"invalid page struct member: {name}")
+    member, bits = found
+    if member.bit_size or bits % 8:
+        raise KdumpyError(f"unsupported page member reference: page.{name} (a bit field)")
+    mt = member.type.strip()
+    signed = isinstance(mt, IntType) and mt.signed
+    is_bool = isinstance(mt, IntType) and mt.is_bool
+    return PageMember(name, bits // 8, mt.size, mt.kind, signed, is_bool)
+
+
+def sparse_pfn_ranges(prog: Program) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pfn ranges of the present memory sections that have a mem_map (every
+    struct page the kernel keeps, as crash's ``kmem -p``/``-m`` walk them), merged;
+    the dump's own ranges when the kernel has no SPARSEMEM sections."""
+    per_section = 1 << (section_size_bits(prog) - page_shift(prog))
+    ranges: list[tuple[int, int]] = []
+    try:
+        sections = [s for s in for_each_mem_section(prog) if "M" in section_state(prog, s.flags)]
+    except KdumpyError:
+        return list(prog.dump.pfn_ranges())
+    for s in sections:
+        if ranges and ranges[-1][1] == s.pfn:
+            ranges[-1] = (ranges[-1][0], s.pfn + per_section)
+        else:
+            ranges.append((s.pfn, s.pfn + per_section))
+    return ranges
+
+
+def read_struct_pages(prog: Program, first_pfn: int, count: int) -> bytes | None:
+    """The ``struct page`` array of ``count`` frames from ``first_pfn``, or None when the
+    vmemmap there cannot be read."""
+    size = prog.sizeof("struct page")
+    try:
+        return prog.read(vmemmap(prog) + first_pfn * size, count * size)
+    except KdumpyError:
+        return None
