@@ -447,3 +447,35 @@ def test_kmem_F_python_equivalent_lists_the_same_pages(sh, built, capsys):
     pages = sorted(line.split()[-1] for line in capsys.readouterr().out.splitlines())
     assert pages == sorted(f"{p:#x}" for p in (VMEMMAP + pfn * PAGE_STRUCT
                                                for pfn in (10, 12, 16, 512)))  # fmt: skip
+
+
+# -- kmem -m -------------------------------------------------------------------------------
+
+
+def test_kmem_m_prints_the_members_of_each_struct_page(sh, built):
+    """Section 0's 1024 struct pages (section 4's are not mapped: left out): a slab
+    page's flags (PG_slab) in hex, its ``_refcount`` (an atomic_t: 8 hex digits, no
+    gap, as crash) and its ``lru`` list head as two words."""
+    prog, m, _ex = built
+    out = sh("kmem -m flags,_refcount,lru")
+    lines = out.splitlines()
+    assert lines[0] == "      PAGE        flags  _refcount  lru"
+    assert len(lines) == 1 + (1 << (SECTION_BITS - 12))
+    slab_page = next(iter(m.sub.caches[0].objects.values()))[0]
+    row = next(line for line in lines if line.startswith(f"{slab_page:x}  "))
+    lru = prog.read(slab_page + 8, 16)
+    words = struct.unpack("<2Q", lru)
+    assert row == (f"{slab_page:x}  {1 << 9:016x}  00000000"
+                   f"{words[0]:016x},{words[1]:016x}  ")  # fmt: skip
+    assert sh("kmem -m nosuch") == "kmem: invalid page struct member: nosuch\n"
+    assert sh("kmem -m flags,").startswith("kmem: invalid format: flags,")
+    assert sh("kmem -m flags -F").startswith("kmem: give one of ")
+
+
+def test_kmem_m_python_equivalent_reads_the_same_members(sh, built, capsys):
+    prog, _m, _ex = built
+    code = sh("kmem -m _refcount --python")
+    exec(compile(code, "kmem", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 << (SECTION_BITS - 12)
+    assert printed[0].split()[0] == hex(VMEMMAP)

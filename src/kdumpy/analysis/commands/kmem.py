@@ -77,11 +77,18 @@ def _python(opts: argparse.Namespace) -> str:
     if opts.members:
         names = [n.strip() for n in opts.members.split(",")]
         return _PRELUDE + (
+            "from kdumpy.analysis.api import FaultError, format_value\n"
             "from kdumpy.analysis.helpers.memmap import pfn_to_page, sparse_pfn_ranges\n"
             "for lo, hi in sparse_pfn_ranges(prog):\n"
             "    for pfn in range(lo, hi):\n"
             "        page = pfn_to_page(prog, pfn)\n"
-            f"        print(hex(int(page)), *(page.member_(m) for m in {names!r}))\n"
+            "        try:\n"
+            "            page.deref_().read_bytes_()\n"
+            "        except FaultError:\n"
+            "            continue  # no struct page there (a hole in the vmemmap)\n"
+            f"        values = [format_value(page.member_(m)) for m in {names!r}]\n"
+            "        values = [' '.join(v.split()) for v in values]  # one line each\n"
+            "        print(hex(int(page)), *values)\n"
         )
     if opts.free_pages:
         return _PRELUDE + (
