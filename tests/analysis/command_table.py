@@ -111,7 +111,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
              f"{_F}::test_pid_xarray_and_cfs_rbtree_match_drgn"),
     "union": (f"{_D}::test_union_member_matches_drgn",),
     "vm": (f"{_D}::test_vm_matches_drgn",),
-    "vtop": (f"{_D}::test_address_conversion_matches_drgn",),
+    "vtop": (f"{_D}::test_address_conversion_matches_drgn", f"{_O}::test_vtop_u_k_c_match_drgn"),
     "waitq": (f"{_D}::test_waitq_matches_drgn",),
     "whatis": (f"{_D}::test_whatis_and_p_match_drgn",),
 }  # fmt: skip

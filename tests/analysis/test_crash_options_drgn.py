@@ -318,3 +318,16 @@ def test_kmem_m_pages_and_flags_match_drgn(session, drgn):
     tail = theirs["tail"].splitlines()
     assert pages_flags(mine[: len(head)]) == pages_flags(head)
     assert pages_flags(mine[-len(tail) :]) == pages_flags(tail)
+
+
+# -- vtop -u / -k / -c ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["vtop_u", "vtop_k", "vtop_c", "vtop_kernel"])
+def test_vtop_u_k_c_match_drgn(session, drgn, key):
+    """The crashed task's command line (-u), pid 1's task_struct (-k), and another
+    process's stack (-c pid): the same physical addresses as drgn's crash mode."""
+    theirs = answer(drgn, key)
+    mine = rows(ours(session, theirs["line"]))
+    assert mine == rows(theirs["out"])
+    assert len(mine) == 2 and "(not" not in mine[1]

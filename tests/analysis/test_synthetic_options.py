@@ -479,3 +479,34 @@ def test_kmem_m_python_equivalent_reads_the_same_members(sh, built, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 << (SECTION_BITS - 12)
     assert printed[0].split()[0] == hex(VMEMMAP)
+
+
+# -- vtop -u / -k / -c ---------------------------------------------------------------------
+
+
+def test_vtop_u_k_c_translate_through_the_tasks_page_tables(sh, built):
+    """bash's user page through bash's page tables (-u, -c 1234, or no flag for a user
+    half address); -k reads it as a kernel address (not mapped); systemd (no page
+    tables) and a kernel thread do not map it."""
+    prog, _m, ex = built
+    at = USER_PAGE + 0x10
+    want = [["VIRTUAL", "PHYSICAL"], [f"{at:x}", f"{ex.user_phys + 0x10:x}"]]
+    for line in (f"vtop -u {at:x}", f"vtop {at:x}", f"vtop -c 1234 {at:x}",
+                 f"vtop -c 1234 -u {at:x}"):  # fmt: skip
+        assert [r.split() for r in sh(line).splitlines()] == want, line
+    assert sh(f"vtop -k {at:x}").splitlines()[1].split() == [f"{at:x}", "(not", "accessible)"]
+    assert sh(f"vtop -c 1 {at:x}").splitlines()[1].split() == [f"{at:x}", "(not", "accessible)"]
+    assert sh(f"vtop -c 2 -u {at:x}") == "vtop: -u: the task (pid 2) has no user address space\n"
+    assert sh(f"vtop -u -k {at:x}").startswith("vtop: -u and -k ")
+    init = prog.symbol_address("init_task")
+    assert sh(f"vtop -k {init:x}").splitlines()[1].split() == [
+        f"{init:x}",
+        f"{init - 0xFFFFFFFF80000000:x}",
+    ]
+
+
+def test_vtop_python_equivalent_gives_the_same_address(sh, built, capsys):
+    prog, _m, ex = built
+    code = sh(f"vtop -u {USER_PAGE + 0x10:x} --python")
+    exec(compile(code, "vtop", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    assert capsys.readouterr().out == f"{ex.user_phys + 0x10}\n"

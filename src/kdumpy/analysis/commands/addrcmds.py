@@ -1,4 +1,5 @@
-"""btop, ptob, ptov, vtop: between page numbers, physical and virtual addresses."""
+"""btop, ptob, ptov, vtop, pte: between page numbers, physical and virtual addresses
+(vtop: of the kernel, or of a process through its own page tables)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import argparse
 
 from kdumpy.analysis.commands import parse_number, resolve_address
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.helpers.memmap import page_shift, phys_to_virt, translate
+from kdumpy.analysis.commands.memcmds import current_task
+from kdumpy.analysis.commands.tasksel import task_from_arg
+from kdumpy.analysis.helpers.memmap import (
+    is_user_address,
+    page_shift,
+    phys_to_virt,
+    translate,
+    user_vtop,
+)
+from kdumpy.analysis.memory import FaultError
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.program import Program
 
 _PRELUDE = "# prog = kdumpy.open(DUMP)\nfrom kdumpy.analysis.helpers import memmap\n"
 
@@ -62,19 +74,67 @@ def cmd_ptov(session: Session, opts: argparse.Namespace) -> str:
     return "VIRTUAL           PHYSICAL\n" + "".join(rows)
 
 
-@command("vtop", "virtual to physical", Arg("values", nargs="+", metavar="address|symbol"),
-         usage="vtop address|symbol ...",
-         python=lambda o: _PRELUDE + "".join(
-             f"print(memmap.translate(prog, {address_code(a)}))\n" for a in o.values
-         ))  # fmt: skip
+def vtop_python(opts: argparse.Namespace) -> str:
+    if opts.kernel:
+        return _PRELUDE + "".join(
+            f"print(memmap.translate(prog, {address_code(a)}))\n" for a in opts.values
+        )
+    task = "panic_task(prog)  # the current task" if opts.task is None else (
+        f"find_task(prog, {int(opts.task)})" if opts.task.isdigit()
+        else f'prog.pointer("struct task_struct", {parse_number(opts.task):#x})')  # fmt: skip
+    lines = [
+        "from kdumpy.analysis.api import FaultError, find_task, panic_task\n",
+        f"task = {task}\n",
+        "def vtop(address):  # user addresses through the task's own page tables\n",
+        "    if not (opts_user or memmap.is_user_address(address)):\n",
+        "        return memmap.translate(prog, address)\n",
+        "    try:\n",
+        "        return memmap.user_vtop(prog, task.mm, address)\n",
+        "    except FaultError:\n",
+        "        return None  # not mapped\n",
+        f"opts_user = {bool(opts.user)}\n",
+    ]
+    lines += [f"print(vtop({address_code(a)}))\n" for a in opts.values]
+    return _PRELUDE + "".join(lines)
+
+
+@command("vtop", "virtual to physical",
+         Arg("-u", dest="user", action="store_true",
+             help="user virtual addresses (of the current task, or -c's)"),
+         Arg("-k", dest="kernel", action="store_true", help="kernel virtual addresses"),
+         Arg("-c", dest="task", metavar="pid|task",
+             help="translate user addresses through this task's page tables"),
+         Arg("values", nargs="+", metavar="address|symbol"),
+         usage="vtop [-c pid|task] [-u|-k] address|symbol ...", python=vtop_python)  # fmt: skip
 def cmd_vtop(session: Session, opts: argparse.Namespace) -> str:
+    """An address below the kernel's half is a user address of the current task (or
+    -c's), as crash reads it; -u and -k say which space it is."""
     prog = session.prog
+    if opts.user and opts.kernel:
+        raise CommandError("-u and -k name different address spaces: give one")
+    task = task_from_arg(session, opts.task) if opts.task is not None else current_task(session)
     out = ["VIRTUAL           PHYSICAL\n"]
     for word in opts.values:
         address = resolve_address(session, word)
-        phys = translate(prog, address)
+        user = opts.user or (not opts.kernel and is_user_address(address))
+        phys = _user_phys(prog, task, address, opts.user) if user else translate(prog, address)
         out.append(f"{address:<16x}  {'(not accessible)' if phys is None else f'{phys:x}'}\n")
     return "".join(out)
+
+
+def _user_phys(prog: Program, task: Object | None, address: int, explicit: bool) -> int | None:
+    """A user address's physical address through the task's page tables; None when it
+    is not mapped.  Asked for (-u) of a task without memory, a one-line error."""
+    mm = task.mm if task is not None else None
+    if mm is None or not int(mm):
+        if explicit:
+            pid = int(task.pid) if task is not None else "?"
+            raise CommandError(f"-u: the task (pid {pid}) has no user address space")
+        return None
+    try:
+        return user_vtop(prog, mm, address)
+    except FaultError:
+        return None
 
 
 # x86_64 page table entry bits, crash's names (arch/x86/include/asm/pgtable_types.h).

@@ -146,9 +146,8 @@ def user_vtop(prog: Program, mm: Object, address: int) -> int:
     one-line :class:`FaultError` when it is not mapped (or swapped out)."""
     if not is_user_address(address):
         raise FaultError(f"invalid user virtual address: {address:#x}", address)
-    pgd = virt_to_phys(prog, int(mm.pgd))
     try:
-        return prog.dump.translator.walk(address, pgd)
+        return prog.dump.translator.walk(address, virt_to_phys(prog, int(mm.pgd)))
     except KdumpyError:
         raise FaultError(f"invalid user virtual address: {address:#x}", address) from None
 
