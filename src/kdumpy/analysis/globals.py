@@ -74,6 +74,7 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "mem_section": ("struct mem_section **",),
     "memory_blocks": ("struct xarray",),  # memory hotplug blocks by id (5.8+)
     "memory_block_size_probed": ("unsigned long",),
+    "root_task_group": ("struct task_group",),
     "kexec_crash_image": ("struct kimage *",),
     "sysctl_panic_on_oom": ("int",),
     "init_cred": ("struct cred",),

@@ -16,7 +16,14 @@ from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
 from kdumpy.analysis.commands.vmcmds import task_vm
 from kdumpy.analysis.helpers.files import task_files, task_root_cwd
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
-from kdumpy.analysis.helpers.runqueue import runqueue_tasks
+from kdumpy.analysis.helpers.runqueue import (
+    GroupRow,
+    cfs_group_rows,
+    root_task_group,
+    rt_tasks,
+    runqueue_tasks,
+    task_group_cfs_rq,
+)
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
     cpu_of_active_task,
@@ -224,6 +231,21 @@ def cmd_files(session: Session, opts: argparse.Namespace) -> str:
 
 
 def runq_python(opts: argparse.Namespace) -> str:
+    if opts.groups:
+        return api_code(
+            ["cpu_rq"],
+            """from kdumpy.analysis.helpers.runqueue import (cfs_group_rows, root_task_group,
+    task_group_cfs_rq)
+
+root = root_task_group(prog)
+for cpu in prog.online_cpus:
+    rq, cfs_rq = cpu_rq(prog, cpu), task_group_cfs_rq(prog, root, cpu)
+    print(f"CPU {cpu} ROOT_TASK_GROUP: {int(root):x}  CFS_RQ: {int(cfs_rq):x}")
+    for row in cfs_group_rows(prog, cfs_rq, rq.curr):
+        what = f"PID: {int(row.task.pid)}" if row.task is not None else f"{row.group:x}"
+        print("   " * row.depth, what, row.name, "[CURRENT]" if row.current else "")
+""",
+        )
     return api_code(
         ["runqueue_tasks", "task_comm"],
         """
@@ -245,10 +267,16 @@ for cpu in prog.online_cpus:
              help="how far each run queue's clock lags the latest"),
          Arg("-m", dest="elapsed", action="store_true",
              help="how long each CPU's task has been running"),
-         usage="runq [-t | -T | -m] [-c cpus]", python=runq_python)  # fmt: skip
+         Arg("-g", dest="groups", action="store_true",
+             help="the queued tasks by task group (the CPU controller's cgroups)"),
+         usage="runq [-t | -T | -m | -g] [-c cpus]", python=runq_python)  # fmt: skip
 def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     cpus = prog.online_cpus if opts.cpus is None else opts.cpus
+    if sum(map(bool, (opts.times, opts.lag, opts.elapsed, opts.groups))) > 1:
+        raise CommandError("give one of -t, -T, -m, -g")
+    if opts.groups:
+        return _runq_groups(prog, cpus)
     if opts.times:
         return _runq_times(prog, cpus)
     if opts.lag:
@@ -283,6 +311,49 @@ def cmd_runq(session: Session, opts: argparse.Namespace) -> str:
 def _header(task: Object) -> str:
     return (f"PID: {int(task.pid):<7} TASK: {int(task):x}  "
             f'COMMAND: "{shown(task_comm(task))}"\n')  # fmt: skip
+
+
+def _runq_groups(prog: Program, cpus: list[int]) -> str:
+    """``runq -g``: each CPU's running task, then its CFS run queue walked down the task
+    group tree from ``root_task_group``, each group's queue heading its tasks (crash
+    8.0.2's layout; real-time tasks are listed by priority when the kernel groups
+    them too, ``CONFIG_RT_GROUP_SCHED``)."""
+    root = root_task_group(prog)
+    out = []
+    for n, cpu in enumerate(cpus):
+        rq = cpu_rq(prog, cpu)
+        curr = rq.curr
+        out.append(f"{chr(10) if n else ''}CPU {cpu}\n")
+        out.append(f"  CURRENT: PID: {int(curr.pid):<5}  TASK: {int(curr):x}  "
+                   f'COMMAND: "{shown(task_comm(curr))}"\n')  # fmt: skip
+        if root.has_member_("rt_rq"):
+            out.append(f"  ROOT_TASK_GROUP: {int(root):x}  RT_RQ: {int(root.rt_rq[cpu]):x}\n")
+            rt = rt_tasks(prog, rq)
+            out += [f"     [{prio:3d}] {_runq_task(task)}\n" for prio, task in rt]
+            out += [] if rt else ["     [no tasks queued]\n"]
+        cfs_rq = task_group_cfs_rq(prog, root, cpu)
+        out.append(f"  ROOT_TASK_GROUP: {int(root):x}  CFS_RQ: {int(cfs_rq):x}\n")
+        for row in cfs_group_rows(prog, cfs_rq, curr):
+            out.append(_group_row(row))
+    return "".join(out)
+
+
+def _runq_task(task: Object) -> str:
+    return f'PID: {int(task.pid):<5}  TASK: {int(task):x}  COMMAND: "{shown(task_comm(task))}"'
+
+
+def _group_row(row: GroupRow) -> str:
+    """A ``runq -g`` line: a task group's queue, a task (``[prio]``), or an empty queue."""
+    if row.group:
+        name = f" <{shown(row.name)}>" if row.name else ""
+        throttled = " (THROTTLED)" if row.throttled else ""
+        return (" " * (2 + 3 * row.depth) + f"TASK_GROUP: {row.group:x}  CFS_RQ: {row.queue:x} "
+                f"{name}{throttled}\n")  # fmt: skip
+    indent = " " * (5 + 3 * row.depth)
+    if row.task is None:
+        return f"{indent}[no tasks queued]\n"
+    mark = " [CURRENT]" if row.current else ""
+    return f"{indent}[{row.prio:3d}] {_runq_task(row.task)}{mark}\n"
 
 
 def _runq_times(prog: Program, cpus: list[int]) -> str:
