@@ -331,3 +331,15 @@ def test_vtop_u_k_c_match_drgn(session, drgn, key):
     mine = rows(ours(session, theirs["line"]))
     assert mine == rows(theirs["out"])
     assert len(mine) == 2 and "(not" not in mine[1]
+
+
+# -- runq -g -------------------------------------------------------------------------------
+
+
+def test_runq_g_matches_drgn(session, drgn):
+    """Each CPU's running task, root task group, its CFS run queue and what is queued
+    there, group by group: the same rows as drgn's crash mode."""
+    theirs = answer(drgn, "runq_g")
+    mine = rows(ours(session, theirs["line"]))
+    assert mine == rows(theirs["out"])
+    assert sum(r[0] == "ROOT_TASK_GROUP:" for r in mine) == len(session.prog.online_cpus)

@@ -113,7 +113,9 @@ def test_kmem_i(crash, machine):
     }  # fmt: skip
     assert rows["TOTAL MEM"][1:] == ["1", "GB", "----"]
     assert rows["FREE"][-4:] == ["76%", "of", "TOTAL", "MEM"]
-    assert crash("kmem") == "kmem: give -i, -f, -p, -s, -v, -V, -z, -h, -o, -g or an address\n"
+    assert crash("kmem") == (
+        "kmem: give -i, -f, -F, -p, -m, -s, -v, -V, -z, -h, -o, -n, -g or an address\n"
+    )
 
 
 def _hexwords(text: str) -> list[int]:

@@ -35,6 +35,10 @@ class Extras:
     user_phys: int = 0
     sections: list[tuple[int, int]] = field(default_factory=list)  # nr, struct mem_section
     blocks: list[tuple[int, str, int]] = field(default_factory=list)  # memory_block, name, nr
+    root_group: int = 0
+    root_cfs: list[int] = field(default_factory=list)  # per CPU
+    group: int = 0  # the child task group, throttled, with kworker/1:0 on CPU 1
+    group_cfs: int = 0
 
 
 def _user_tables(k: SyntheticKernel, mm: int, vaddr: int, phys: int) -> None:
@@ -84,6 +88,40 @@ def _sections_and_blocks(k: SyntheticKernel, extras: Extras) -> None:
     k.global_("memory_block_size_probed", "unsigned long", {"": 1 << SECTION_BITS})
 
 
+def _task_groups(k: SyntheticKernel, m: Machine, extras: Extras) -> None:
+    """``root_task_group`` (each CPU's rq->cfs) and a child group ``kdumpy.slice`` whose
+    run queue on CPU 1 holds kworker/1:0 (taken from the root queue, where the group's
+    entity now sits beside kdumpy-spin) and is throttled."""
+    rq_sym = k.symbols["runqueues"][0]
+    cfs = [k.per_cpu_address(rq_sym, cpu) + k.offsetof("struct rq", "cfs") for cpu in (0, 1)]
+    array = k.mem.alloc(16)
+    for cpu, address in enumerate(cfs):
+        k.mem.u64(array + 8 * cpu, address)
+    root = k.global_("root_task_group", "struct task_group", {"cfs_rq": array})
+    kn = k.new("struct kernfs_node", {"name": k.string(b"kdumpy.slice")})
+    cgroup = k.new("struct cgroup", {"kn": kn})
+    child_rq = k.new("struct cfs_rq", {"throttled": 1})
+    child_array = k.mem.alloc(16)
+    k.mem.u64(child_array + 8, child_rq)
+    child = k.new("struct task_group", {"css.cgroup": cgroup, "cfs_rq": child_array})
+    k.write(child_rq, "struct cfs_rq", {"tg": child})
+    for address in cfs:
+        k.write(address, "struct cfs_rq", {"tg": root})
+    se_off = k.offsetof("struct task_struct", "se")
+    node_off = k.offsetof("struct sched_entity", "run_node")
+    group_se = k.new("struct sched_entity", {"my_q": child_rq})
+    spin, kworker = m.tasks[300].address, m.tasks[45].address
+    k.write(cfs[1], "struct cfs_rq", {
+        "tasks_timeline.rb_root.rb_node": k.rb_tree([spin + se_off + node_off,
+                                                     group_se + node_off]),
+        "tasks_timeline.rb_leftmost": spin + se_off + node_off})  # fmt: skip
+    k.write(child_rq, "struct cfs_rq", {
+        "tasks_timeline.rb_root.rb_node": k.rb_tree([kworker + se_off + node_off]),
+        "tasks_timeline.rb_leftmost": kworker + se_off + node_off})  # fmt: skip
+    extras.root_group, extras.root_cfs = root, cfs
+    extras.group, extras.group_cfs = child, child_rq
+
+
 def _add_extras(extras: Extras) -> object:
     def tamper(k: SyntheticKernel, m: Machine) -> None:
         caches = {c.name: c for c in m.sub.caches}
@@ -109,6 +147,7 @@ def _add_extras(extras: Extras) -> object:
         mm = k.mem.read_u64(bash + k.offsetof("struct task_struct", "mm"))
         _user_tables(k, mm, USER_PAGE, page)
         _sections_and_blocks(k, extras)
+        _task_groups(k, m, extras)
 
     return tamper
 
@@ -510,3 +549,47 @@ def test_vtop_python_equivalent_gives_the_same_address(sh, built, capsys):
     code = sh(f"vtop -u {USER_PAGE + 0x10:x} --python")
     exec(compile(code, "vtop", "exec"), {"prog": prog})  # noqa: S102 - our own output
     assert capsys.readouterr().out == f"{ex.user_phys + 0x10}\n"
+
+
+# -- runq -g -------------------------------------------------------------------------------
+
+
+def test_runq_g_walks_the_task_group_tree(sh, built):
+    """CPU 1: bash running (CURRENT, first), kdumpy-spin queued at the root, then the
+    child group's queue (named, throttled) with kworker/1:0 under it; CPU 0: nothing."""
+    _prog, m, ex = built
+
+    def task(pid: int, current: bool = False) -> str:
+        t = m.tasks[pid]
+        mark = " [CURRENT]" if current else ""
+        return (
+            f'[{t.prio:3d}] PID: {pid:<5}  TASK: {t.address:x}  COMMAND: "{t.comm.decode()}"{mark}'
+        )
+
+    bash = m.tasks[1234]
+    idle = m.idle[0]
+    assert sh("runq -g").splitlines() == [
+        "CPU 0",
+        f'  CURRENT: PID: 0      TASK: {idle.address:x}  COMMAND: "swapper/0"',
+        f"  ROOT_TASK_GROUP: {ex.root_group:x}  CFS_RQ: {ex.root_cfs[0]:x}",
+        "     [no tasks queued]",
+        "",
+        "CPU 1",
+        f'  CURRENT: PID: 1234   TASK: {bash.address:x}  COMMAND: "bash"',
+        f"  ROOT_TASK_GROUP: {ex.root_group:x}  CFS_RQ: {ex.root_cfs[1]:x}",
+        "     " + task(1234, current=True),
+        "     " + task(300),
+        f"     TASK_GROUP: {ex.group:x}  CFS_RQ: {ex.group_cfs:x}  <kdumpy.slice> (THROTTLED)",
+        "        " + task(45),
+    ]
+    assert sh("runq -g -c 0").splitlines()[0] == "CPU 0"
+    assert sh("runq -g -t").startswith("runq: give one of -t, -T, -m, -g")
+
+
+def test_runq_g_python_equivalent_walks_the_same_tree(sh, built, capsys):
+    prog, _m, ex = built
+    code = sh("runq -g --python")
+    exec(compile(code, "runq", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in printed if "PID:" in line] == ["1234", "300", "45"]
+    assert any(f"{ex.group:x} kdumpy.slice" in line for line in printed)

@@ -103,7 +103,12 @@ struct task_struct {
 };
 
 struct cfs_rq { struct load_weight load; unsigned int nr_running;
-                struct rb_root_cached tasks_timeline; struct sched_entity *curr; };
+                struct rb_root_cached tasks_timeline; struct sched_entity *curr;
+                struct task_group *tg; int throttled; };
+struct kernfs_node { const char *name; };
+struct cgroup { struct kernfs_node *kn; };
+struct cgroup_subsys_state { struct cgroup *cgroup; };
+struct task_group { struct cgroup_subsys_state css; struct cfs_rq **cfs_rq; };
 struct rt_prio_array { unsigned long bitmap[2]; struct list_head queue[100]; };
 struct rt_rq { struct rt_prio_array active; unsigned int rt_nr_running; };
 struct rq { spinlock_t __lock; unsigned int nr_running; u64 nr_switches;
