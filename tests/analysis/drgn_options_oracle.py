@@ -58,11 +58,20 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
 
 
 def facts(prog: drgn.Program) -> dict[str, object]:
-    """Figures through drgn's helpers: the crashed task's command line (its user memory)."""
+    """Figures through drgn's helpers: the crashed task's command line (its user memory)
+    and the symbol of each of its frames."""
     crashed = prog.crashed_thread().object
     mm = crashed.mm
     start, end = mm.arg_start.value_(), mm.arg_end.value_()
+    frames = []
+    for frame in prog.crashed_thread().stack_trace():
+        try:
+            sym = prog.symbol(frame.pc)
+        except LookupError:
+            continue
+        frames.append([frame.pc, sym.name, sym.address])
     return {
+        "frames": frames,  # the crashed thread's: pc, the symbol covering it, its address
         "crashed_pid": crashed.pid.value_(),
         "arg_start": start,
         "args": access_process_vm(crashed, start, end - start).hex(),

@@ -27,7 +27,7 @@ from kdumpy.lab.cache import cache_root, locked
 pytestmark = pytest.mark.vm
 
 ORACLE = Path(__file__).with_name("drgn_options_oracle.py")
-ORACLE_VERSION = 2  # bump when drgn_options_oracle.py's output changes
+ORACLE_VERSION = 3  # bump when drgn_options_oracle.py's output changes
 RAW = "@RAW@"
 CRASH_READS = {"5.10", "6.1"}  # crash 8.0.2 answers nothing on 6.12 and 7
 MARK = "@@@kdumpy@@@"
@@ -51,7 +51,7 @@ def crash_lines(drgn: dict) -> dict[str, str]:
     reading the task list (which crash 8.0.2 cannot on 6.1)."""
     keys = ("kmem_n", "kmem_F", "rd_S", "rd_SS")
     lines = {key: drgn[key]["line"] for key in keys if key in drgn}
-    return lines | {"kmem_m": KMEM_M}
+    return lines | {"kmem_m": KMEM_M, "bt_s": "bt -s", "bt_s_x": "bt -s -x"}
 
 
 @pytest.fixture(scope="module")
@@ -343,3 +343,50 @@ def test_runq_g_matches_drgn(session, drgn):
     mine = rows(ours(session, theirs["line"]))
     assert mine == rows(theirs["out"])
     assert sum(r[0] == "ROOT_TASK_GROUP:" for r in mine) == len(session.prog.online_cpus)
+
+
+# -- bt -s [-x|-d] / -V --------------------------------------------------------------------
+
+
+def _places(text: str) -> dict[int, str]:
+    """Frame pc -> the ``symbol+offset`` ``bt -s`` printed for it."""
+    return {
+        int(pc, 16): where
+        for where, pc in re.findall(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at ([0-9a-f]+)", text, re.M)
+    }
+
+
+def test_bt_s_names_each_frame_as_drgn_symbolizes_it(session, drgn):
+    """The crashed task's frames: each pc as symbol+offset (decimal; -x hex).  The
+    symbol is drgn's (or an alias at its address), or, like crash, the nearest label
+    inside drgn's function (``entry_SYSCALL_64_after_hwframe`` in ``entry_SYSCALL_64``:
+    kallsyms has it, drgn names the sized ELF symbol)."""
+    mine = _places(ours(session, "bt -s"))
+    hexed = _places(ours(session, "bt -s -x"))
+    checked = 0
+    for pc, name, address in drgn["facts"]["frames"]:
+        if pc not in mine:
+            continue
+        ours_name = mine[pc].partition("+")[0]
+        start = session.prog.symbols.address_of(ours_name)
+        assert start is not None and address <= start <= pc, (hex(pc), mine[pc], name)
+        if ours_name != name:
+            assert start == address or session.prog.symbols.address_of(name) == address
+        offset = pc - start
+        assert mine[pc] == (f"{ours_name}+{offset}" if offset else ours_name)
+        assert hexed[pc] == (f"{ours_name}+{offset:#x}" if offset else ours_name)
+        checked += 1
+    assert checked >= 5
+    line = run_line(session, "bt -V")
+    assert session.failed and line.startswith("bt: -V: local variables need the DWARF")
+
+
+def test_bt_s_is_crashs(session, crash):
+    """crash 8.0.2's own ``bt -s`` / ``bt -s -x``: the same symbol+offset at each pc
+    both show."""
+    for key, line in (("bt_s", "bt -s"), ("bt_s_x", "bt -s -x")):
+        theirs = _places(crash[key])
+        mine = _places(ours(session, line))
+        same = mine.keys() & theirs.keys()
+        assert len(same) >= 5, key
+        assert {pc: mine[pc] for pc in same} == {pc: theirs[pc] for pc in same}

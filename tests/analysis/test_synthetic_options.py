@@ -593,3 +593,36 @@ def test_runq_g_python_equivalent_walks_the_same_tree(sh, built, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in printed if "PID:" in line] == ["1234", "300", "45"]
     assert any(f"{ex.group:x} kdumpy.slice" in line for line in printed)
+
+
+# -- bt -s [-x|-d] / -V --------------------------------------------------------------------
+
+
+def test_bt_s_shows_each_frame_as_symbol_plus_offset(sh, built):
+    """bash's frames: the function and the pc's offset in it, decimal (-d, the default)
+    or hex (-x); -V says in one line why kdumpy has no local variables."""
+    _prog, m, _ex = built
+    k = m.kernel
+    want, want_hex = [], []
+    for f in m.panic_task.frames:
+        offset = f.pc - k.functions[f.function].address
+        want.append(f"[{f.slot:x}] {f.function}+{offset} at {f.pc:x}")
+        want_hex.append(f"[{f.slot:x}] {f.function}+{offset:#x} at {f.pc:x}")
+    for line, expected in (("bt -s", want), ("bt -s -d", want), ("bt -s -x", want_hex)):
+        frames = [
+            ln.split(None, 1)[1] for ln in sh(line).splitlines() if ln.lstrip().startswith("#")
+        ]
+        assert frames == expected, line
+    assert sh("bt -x") == "bt: -x and -d choose how -s shows offsets: give -s\n"
+    assert sh("bt -V").startswith("bt: -V: local variables need the DWARF of each function")
+    assert sh.failed
+
+
+def test_bt_s_python_equivalent_names_the_same_places(sh, built, capsys):
+    prog, m, _ex = built
+    code = sh("bt -s -x --python")
+    exec(compile(code, "bt", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = [ln.split()[2] for ln in capsys.readouterr().out.splitlines() if ln.startswith("#")]
+    k = m.kernel
+    assert printed == [f"{f.function}+{f.pc - k.functions[f.function].address:#x}"
+                       for f in m.panic_task.frames]  # fmt: skip

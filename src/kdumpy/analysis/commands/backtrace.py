@@ -23,10 +23,14 @@ from kdumpy.printable import shown
 
 
 def format_backtrace(
-    task: Object, frames: list[Frame], after: Callable[[int], str] | None = None
+    task: Object,
+    frames: list[Frame],
+    after: Callable[[int], str] | None = None,
+    name_of: Callable[[Frame], str] | None = None,
 ) -> str:
     """A task's backtrace in crash's layout; ``after(i)`` adds lines below frame ``i``
-    (``bt -f``: its stack words)."""
+    (``bt -f``: its stack words); ``name_of`` names a frame's place (``bt -s``:
+    ``symbol+offset``) instead of its function's name."""
     arch = task.prog_.arch
     out = [task_line(task)]
     for i, frame in enumerate(frames):
@@ -34,7 +38,8 @@ def format_backtrace(
             out.append("--- <IRQ stack> ---\n")
         if frame.regs is not None and not arch.from_user_mode(frame.regs):
             out.append(arch.regs_block(frame.regs, frame.location()))
-        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {shown(frame.name)} at {frame.pc:x}\n")
+        name = shown(name_of(frame) if name_of is not None else frame.name)
+        out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {name} at {frame.pc:x}\n")
         if after is not None:
             out.append(after(i))
         if frame.user_regs is not None:
@@ -57,7 +62,28 @@ def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     if opts.words or opts.symbolic:
         parts.append(partial(frame_words, prog, frames, symbolic=opts.symbolic))
     after = (lambda i: "".join(part(i) for part in parts)) if parts else None
-    return format_backtrace(task, frames, after)
+    name_of = partial(frame_place, prog, radix=opts.radix) if opts.offsets else None
+    return format_backtrace(task, frames, after, name_of)
+
+
+def frame_place(prog: Program, frame: Frame, radix: int = 10) -> str:
+    """``bt -s``: the frame's pc as ``symbol+offset`` (crash's ``value_to_symstr``: the
+    offset in decimal, ``+0x...`` for ``-x``, none at a symbol's start); the function's
+    name when no symbol covers the pc."""
+    sym = prog.find_symbol(frame.pc)
+    if sym is None:
+        return frame.name
+    offset = frame.pc - sym.address
+    if not offset:
+        return sym.name
+    return f"{sym.name}+{offset:#x}" if radix == 16 else f"{sym.name}+{offset}"
+
+
+# Why ``bt -V`` cannot print local variables, in the one line it answers with.
+NO_LOCALS = (
+    "-V: local variables need the DWARF of each function (location lists), which kdumpy "
+    "does not read; crash 8.0.2 has no -V either (drgn's crash mode prints them)"
+)
 
 
 def _source_line(table: LineTable, pc: int) -> str:
@@ -93,10 +119,16 @@ def bt_python(opts: argparse.Namespace) -> str:
         mode = "USER" if regs["cs"] & 3 else "KERNEL"
         print(f"  {mode}-MODE EXCEPTION FRAME AT: {address:x}  RIP: {regs['ip']:016x}")"""
     else:
-        body = """
+        where = "{frame.name}"
+        if opts.offsets:  # symbol+offset: the symbol covering the frame's pc
+            offset = "{frame.pc - sym.address:#x}" if opts.radix == 16 else (
+                "{frame.pc - sym.address}")  # fmt: skip
+            where = f"{{sym.name}}+{offset}"
+        body = f"""
     frames = stack_trace(prog, task)
     for i, frame in enumerate(frames):
-        print(f"#{i} [{frame.slot:x}] {frame.name} at {frame.pc:x}")"""
+        sym = prog.find_symbol(frame.pc)
+        print(f"#{{i}} [{{frame.slot:x}}] {where} at {{frame.pc:x}}")"""
         if opts.lines:  # needs the vmlinux: prog = kdumpy.open(DUMP, VMLINUX)
             names.add("line_table")
             chosen = f"table = line_table(prog)\n{chosen}"
@@ -135,11 +167,23 @@ for task in tasks:
          Arg("-c", dest="cpus", metavar="cpus", type=parse_cpus,
              help="the task active on these CPUs (3, 1,8,9, 1-23, 1,8,9-14)"),
          Arg("-p", dest="panic", action="store_true", help="the panic task"),
+         Arg("-s", dest="offsets", action="store_true",
+             help="each frame's place as symbol+offset"),
+         Arg("-x", dest="radix", action="store_const", const=16, default=None,
+             help="with -s: offsets in hexadecimal"),
+         Arg("-d", dest="radix", action="store_const", const=10,
+             help="with -s: offsets in decimal (the default)"),
+         Arg("-V", dest="variables", action="store_true",
+             help="local variables: not possible in kdumpy (says why)"),
          Arg("tasks", nargs="*", metavar="pid|task", help="pids or task_struct addresses"),
-         usage="bt [-a|-c cpus|-p] [-e] [-f|-F] [-l] [pid | task ...]",
+         usage="bt [-a|-c cpus|-p] [-e] [-f|-F] [-l] [-s [-x|-d]] [pid | task ...]",
          python=bt_python)  # fmt: skip
 def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.variables:
+        raise CommandError(NO_LOCALS)
+    if opts.radix is not None and not opts.offsets:
+        raise CommandError("-x and -d choose how -s shows offsets: give -s")
     if opts.lines:  # source lines need DWARF line tables, which neither dump nor BTF carry
         try:
             line_table(prog)
