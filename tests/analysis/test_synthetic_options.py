@@ -626,3 +626,36 @@ def test_bt_s_python_equivalent_names_the_same_places(sh, built, capsys):
     k = m.kernel
     assert printed == [f"{f.function}+{f.pc - k.functions[f.function].address:#x}"
                        for f in m.panic_task.frames]  # fmt: skip
+
+
+# -- bpf -p ID / -m ID / -s [-x|-d] --------------------------------------------------------
+
+
+def test_bpf_s_dumps_the_structures_of_the_chosen_program_and_map(sh, built):
+    """Program 7 (kprobe, tag 01..08, map 3) and map 3 (hash, flags 1): their rows, then
+    with -s their structures, integers in decimal (-d, the default) or hex (-x)."""
+    _prog, m, _ex = built
+    prog_addr, aux, bpf_map, _map_id = m.sub.bpf
+    out = sh("bpf -p 7 -s")
+    assert out.splitlines()[1].split() == ["7", f"{prog_addr:x}", f"{aux:x}", "KPROBE",
+                                           "0102030405060708", "3"]  # fmt: skip
+    assert "\nstruct bpf_prog {\n" in out and "  type = BPF_PROG_TYPE_KPROBE,\n" in out
+    assert f"  aux = {aux:#x}\n" in out
+    assert "\nstruct bpf_prog_aux {\n  id = 7,\n  used_map_cnt = 1,\n" in out
+    assert "ID  BPF_MAP" not in out
+    hexed = sh("bpf -m 3 -s -x")
+    assert hexed.splitlines()[1].split() == ["3", f"{bpf_map:x}", "HASH", "1"]
+    assert "  map_flags = 0x1,\n  id = 0x3\n" in hexed
+    assert "  map_flags = 1,\n  id = 3\n" in sh("bpf -m 3 -s -d")
+    assert sh("bpf -p 8") == "bpf: -p 8: no such program\n"
+    assert sh("bpf -s").startswith("bpf: -s shows the structures")
+    assert sh("bpf -p").splitlines()[1].split()[0] == "7"
+
+
+def test_bpf_s_python_equivalent_prints_the_same_structures(sh, built, capsys):
+    prog, _m, _ex = built
+    code = sh("bpf -p 7 -s -x --python")
+    exec(compile(code, "bpf", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    out = capsys.readouterr().out
+    assert out.startswith("7 0x") and "struct bpf_prog_aux {\n  id = 0x7," in out
+    assert "struct bpf_map" not in out

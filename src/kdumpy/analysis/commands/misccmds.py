@@ -8,7 +8,10 @@ import operator
 from collections.abc import Callable
 
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.output import RADIX_ARGS
 from kdumpy.analysis.helpers.bpf import bpf_maps, bpf_progs, enum_name, used_map_ids
+from kdumpy.analysis.objects import Object
+from kdumpy.analysis.printing import format_value
 
 _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
@@ -97,32 +100,84 @@ def cmd_eval(session: Session, opts: argparse.Namespace) -> str:
     return out
 
 
+def bpf_python(opts: argparse.Namespace) -> str:
+    pick_prog = f"if int(p.aux.id) == {opts.progs}" if opts.progs not in (None, ALL) else "if True"
+    pick_map = f"if int(m.id) == {opts.maps}" if opts.maps not in (None, ALL) else "if True"
+    dump_prog = dump_map = ""
+    if opts.struct:  # -s: the structures themselves, integers in the radix -x/-d chose
+        radix = opts.radix
+        dump_prog = (f"\n        print('struct bpf_prog', format_value(p.deref_(), 0, {radix}))"
+                     f"\n        print('struct bpf_prog_aux', format_value(p.aux.deref_(), 0, "
+                     f"{radix}))")  # fmt: skip
+        dump_map = f"\n        print('struct bpf_map', format_value(m.deref_(), 0, {opts.radix}))"
+    both = opts.progs is None and opts.maps is None
+    code = _PRELUDE + (
+        "from kdumpy.analysis.api import format_value\n"
+        "from kdumpy.analysis.helpers.bpf import bpf_progs, bpf_maps, used_map_ids\n"
+    )
+    if opts.progs is not None or both:
+        code += (
+            "for p in bpf_progs(prog):\n"
+            f"    {pick_prog}:\n"
+            f"        print(int(p.aux.id), hex(int(p)), int(p.type), used_map_ids(p)){dump_prog}\n"
+        )
+    if opts.maps is not None or both:
+        code += (
+            "for m in bpf_maps(prog):\n"
+            f"    {pick_map}:\n"
+            "        print(int(m.id), hex(int(m)), int(m.map_type),\n"
+            f"              hex(int(m.map_flags))){dump_map}\n"
+        )
+    return code
+
+
+ALL = -1  # -p / -m without an ID: every program / map
+
+
 @command("bpf", "eBPF programs and maps",
-         Arg("-p", dest="progs", action="store_true", help="programs only"),
-         Arg("-m", dest="maps", action="store_true", help="maps only"), usage="bpf [-p] [-m]",
-         python=lambda o: _PRELUDE + (
-             "from kdumpy.analysis.helpers.bpf import bpf_progs, bpf_maps, used_map_ids\n"
-             "for p in bpf_progs(prog):\n"
-             "    print(int(p.aux.id), hex(int(p)), int(p.type), used_map_ids(p))\n"
-             "for m in bpf_maps(prog):\n"
-             "    print(int(m.id), hex(int(m)), int(m.map_type),\n"
-             "          hex(int(m.map_flags)))\n"))  # fmt: skip
+         Arg("-p", dest="progs", nargs="?", type=int, const=ALL, metavar="ID",
+             help="programs only (the one with this ID)"),
+         Arg("-m", dest="maps", nargs="?", type=int, const=ALL, metavar="ID",
+             help="maps only (the one with this ID)"),
+         Arg("-s", dest="struct", action="store_true",
+             help="with -p / -m: each program's struct bpf_prog and struct bpf_prog_aux, "
+                  "each map's struct bpf_map"),
+         *RADIX_ARGS,
+         usage="bpf [-p [ID]] [-m [ID]] [-s [-x|-d]]", python=bpf_python)  # fmt: skip
 def cmd_bpf(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    both = not opts.progs and not opts.maps
+    if opts.struct and opts.progs is None and opts.maps is None:
+        raise CommandError("-s shows the structures of the programs (-p) or maps (-m) chosen")
+    both = opts.progs is None and opts.maps is None
+    progs = [p for p in bpf_progs(prog) if opts.progs in (None, ALL, int(p.aux.id))]
+    maps = [m for m in bpf_maps(prog) if opts.maps in (None, ALL, int(m.id))]
+    for flag, wanted, found in (("-p", opts.progs, progs), ("-m", opts.maps, maps)):
+        if wanted not in (None, ALL) and not found:
+            raise CommandError(f"{flag} {wanted}: no such {'program' if flag == '-p' else 'map'}")
     out = []
-    if opts.progs or both:
+    if opts.progs is not None or both:
         out.append("ID  BPF_PROG  BPF_PROG_AUX  BPF_PROG_TYPE  TAG  USED_MAPS\n")
-        for p in bpf_progs(prog):
+        for p in progs:
             kind = enum_name(prog, "bpf_prog_type", int(p.type), "BPF_PROG_TYPE_")
             tag = p.tag.read_bytes_().hex()
-            maps = ",".join(map(str, used_map_ids(p)))
-            out.append(f"{int(p.aux.id)}  {int(p):x}  {int(p.aux):x}  {kind}  {tag}  {maps}\n")
+            maps_used = ",".join(map(str, used_map_ids(p)))
+            out.append(f"{int(p.aux.id)}  {int(p):x}  {int(p.aux):x}  {kind}  {tag}  {maps_used}\n")
+            if opts.struct:
+                out.append(_struct_block("struct bpf_prog", p, opts.radix))
+                out.append(_struct_block("struct bpf_prog_aux", p.aux, opts.radix))
     if both:
         out.append("\n")
-    if opts.maps or both:
+    if opts.maps is not None or both:
         out.append("ID  BPF_MAP  BPF_MAP_TYPE  MAP_FLAGS\n")
-        for m in bpf_maps(prog):
+        for m in maps:
             kind = enum_name(prog, "bpf_map_type", int(m.map_type), "BPF_MAP_TYPE_")
             out.append(f"{int(m.id)}  {int(m):x}  {kind}  {int(m.map_flags):x}\n")
+            if opts.struct:
+                out.append(_struct_block("struct bpf_map", m, opts.radix))
     return "".join(out)
+
+
+def _struct_block(name: str, pointer: Object, radix: int) -> str:
+    """``bpf -s``: a structure as ``struct NAME {...}`` (gdb's print layout, as crash
+    shows it), after a blank line."""
+    return f"\n{name} {format_value(pointer.deref_(), 0, radix)}\n"
