@@ -39,7 +39,8 @@ _O = "test_crash_options_drgn.py"
 ORACLES: dict[str, tuple[str, ...]] = {
     "*": (f"{_D}::test_pointer_to_matches_drgn",),
     "ascii": (f"{_D}::test_calculator_and_bpf_match_drgn",),
-    "bpf": (f"{_D}::test_calculator_and_bpf_match_drgn",),
+    "bpf": (f"{_D}::test_calculator_and_bpf_match_drgn",
+            f"{_O}::test_bpf_p_m_s_list_the_programs_and_maps_drgn_finds"),
     "bt": ("test_cli.py::test_crash_bt_agrees_with_drgn",
            f"{_D}::test_bt_of_a_cpu_and_the_panic_task_match_drgn",
            "test_bt_frames.py::test_frame_words_match_drgn",

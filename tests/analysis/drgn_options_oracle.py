@@ -21,6 +21,7 @@ import tempfile
 
 import drgn
 from drgn.commands import run_command
+from drgn.helpers.linux.bpf import bpf_map_for_each, bpf_prog_for_each
 from drgn.helpers.linux.mm import access_process_vm
 from drgn.helpers.linux.pid import find_task, for_each_task
 from drgn_oracle import open_program  # beside this script: sys.path[0] when run
@@ -59,7 +60,7 @@ def command_lines(prog: drgn.Program) -> dict[str, str]:
 
 def facts(prog: drgn.Program) -> dict[str, object]:
     """Figures through drgn's helpers: the crashed task's command line (its user memory)
-    and the symbol of each of its frames."""
+    and the symbol of each of its frames; the ids of the loaded BPF programs and maps."""
     crashed = prog.crashed_thread().object
     mm = crashed.mm
     start, end = mm.arg_start.value_(), mm.arg_end.value_()
@@ -71,6 +72,8 @@ def facts(prog: drgn.Program) -> dict[str, object]:
             continue
         frames.append([frame.pc, sym.name, sym.address])
     return {
+        "bpf_progs": [p.aux.id.value_() for p in bpf_prog_for_each(prog)],
+        "bpf_maps": [m.id.value_() for m in bpf_map_for_each(prog)],
         "frames": frames,  # the crashed thread's: pc, the symbol covering it, its address
         "crashed_pid": crashed.pid.value_(),
         "arg_start": start,

@@ -27,7 +27,7 @@ from kdumpy.lab.cache import cache_root, locked
 pytestmark = pytest.mark.vm
 
 ORACLE = Path(__file__).with_name("drgn_options_oracle.py")
-ORACLE_VERSION = 3  # bump when drgn_options_oracle.py's output changes
+ORACLE_VERSION = 4  # bump when drgn_options_oracle.py's output changes
 RAW = "@RAW@"
 CRASH_READS = {"5.10", "6.1"}  # crash 8.0.2 answers nothing on 6.12 and 7
 MARK = "@@@kdumpy@@@"
@@ -390,3 +390,18 @@ def test_bt_s_is_crashs(session, crash):
         same = mine.keys() & theirs.keys()
         assert len(same) >= 5, key
         assert {pc: mine[pc] for pc in same} == {pc: theirs[pc] for pc in same}
+
+
+# -- bpf -p / -m / -s ----------------------------------------------------------------------
+
+
+def test_bpf_p_m_s_list_the_programs_and_maps_drgn_finds(session, drgn):
+    """The lab guests load no BPF program (busybox, no systemd): ``bpf -p -s`` and
+    ``bpf -m -s`` list exactly the ids drgn's helpers find (none), and a program id
+    that is not loaded is a one-line error.  The structure dumps themselves are
+    checked on the synthetic kernel."""
+    progs = [int(r[0]) for r in rows(ours(session, "bpf -p -s"), 1) if r[0].isdigit()]
+    maps = [int(r[0]) for r in rows(ours(session, "bpf -m -s -x"), 1) if r[0].isdigit()]
+    assert (progs, maps) == (drgn["facts"]["bpf_progs"], drgn["facts"]["bpf_maps"])
+    missing = max(progs, default=0) + 1
+    assert run_line(session, f"bpf -p {missing} -s") == f"bpf: -p {missing}: no such program\n"
