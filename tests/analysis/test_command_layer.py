@@ -57,8 +57,8 @@ def test_an_alias_reports_errors_under_the_command_name(crash):
 def test_a_bad_count_is_a_usage_error(crash):
     assert crash("rd jiffies zz") == (
         "rd: argument count: invalid count: zz "
-        "(usage: rd [-8|-16|-32|-64] [-p] [-a] [-s] [-d|-D] [-x] [-N] [-R] [-o offset] "
-        "[-e end] address|symbol [count])\n"
+        "(usage: rd [-8|-16|-32|-64] [-p|-u] [-a] [-s|-S|-SS] [-d|-D] [-x] [-N] [-R] "
+        "[-o offset] [-e end] [-r file] address|symbol [count])\n"
     )
     assert crash("dis").startswith("dis: the following arguments are required: address")
 
@@ -106,7 +106,7 @@ def test_flags_complete_from_the_declaration(prog):
     load_commands()
     completer = crash_cli._completer(Session(prog), command_names(), command_flags())
     complete = [c.text for c in completer.get_completions(Document("bt -"), None)]
-    assert complete == ["-F", "-a", "-c", "-e", "-f", "-l", "-p"]
+    assert complete == ["-F", "-V", "-a", "-c", "-d", "-e", "-f", "-l", "-p", "-s", "-x"]
 
 
 def test_batch_status_comes_from_the_failure_not_the_text(synthetic_vmcore, tmp_path, capsys):
