@@ -181,7 +181,7 @@ def test_bt_errors_are_one_line(crash):
     assert crash("bt -l") == (
         "bt: -l: source lines need the vmlinux with debug info (kdumpy crash VMLINUX DUMP)\n"
     )
-    usage = "bt [-a|-c cpus|-p] [-e] [-f|-F] [-l] [pid | task ...]"
+    usage = "bt [-a|-c cpus|-p] [-e] [-f|-F] [-l] [-s [-x|-d]] [pid | task ...]"
     assert crash("bt -z") == f"bt: unknown option -z (usage: {usage})\n"
     assert crash("bt 4242") == "bt: invalid task or pid value: 4242\n"
 
