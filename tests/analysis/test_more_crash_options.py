@@ -3,7 +3,7 @@
 and against crash 8.0.2 itself where it reads the kernel (5.10 and 6.1).
 
 kdumpy reads each dump alone (kallsyms, BTF from its memory); drgn reads it with
-Debian's -dbg vmlinux, in a subprocess (``drgn_options_oracle.py``, cached), and so does
+Debian's -dbg vmlinux, in a subprocess (``drgn_more_options_oracle.py``, cached), and so does
 crash (one run per dump for all its lines, cached beside drgn's answers).  They run the
 same command lines.  The dumps are cached: no VM boots here.
 """
@@ -26,8 +26,8 @@ from kdumpy.lab.cache import cache_root, locked
 
 pytestmark = pytest.mark.vm
 
-ORACLE = Path(__file__).with_name("drgn_options_oracle.py")
-ORACLE_VERSION = 4  # bump when drgn_options_oracle.py's output changes
+ORACLE = Path(__file__).with_name("drgn_more_options_oracle.py")
+ORACLE_VERSION = 4  # bump when drgn_more_options_oracle.py's output changes
 RAW = "@RAW@"
 CRASH_READS = {"5.10", "6.1"}  # crash 8.0.2 answers nothing on 6.12 and 7
 MARK = "@@@kdumpy@@@"
@@ -43,7 +43,7 @@ def session(lab_dump):
 
 @pytest.fixture(scope="module")
 def drgn(lab_dump):
-    return drgn_answers(lab_dump, ORACLE, f"drgnopts{ORACLE_VERSION}")
+    return drgn_answers(lab_dump, ORACLE, f"drgnmoreopts{ORACLE_VERSION}")
 
 
 def crash_lines(drgn: dict) -> dict[str, str]:
@@ -64,7 +64,7 @@ def crash(lab_dump, drgn) -> dict[str, object]:
     digest = hashlib.sha256(json.dumps(lines, sort_keys=True).encode()).hexdigest()[:12]
     vmcore = Path(lab_dump.vmcore)
     st = vmcore.stat()
-    name = f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.crash-{digest}.json"
+    name = f"{vmcore.name}-{st.st_size}-{int(st.st_mtime)}.crashmoreopts-{digest}.json"
     out = cache_root() / "derived" / name
     if not out.exists():
         with locked(f"crash-{vmcore.name}"):

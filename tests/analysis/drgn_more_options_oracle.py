@@ -1,10 +1,10 @@
 """drgn 0.3.0's crash mode and helpers on a lab dump, with the DWARF vmlinux, for the
 options of crash's commands issue 14 added (``rd -S/-r/-u``, ``kmem -n/-m/-F``, ``vtop
--c/-k/-u``, ``runq -g``...): the text the tests in ``test_crash_options_drgn.py`` compare
+-c/-k/-u``, ``runq -g``...): the text the tests in ``test_more_crash_options.py`` compare
 kdumpy's with, and figures read with drgn's helpers.  A separate script (and cache file)
 so the main oracle's cache stays valid.
 
-    python3 drgn_options_oracle.py VMCORE VMLINUX OUT.json
+    python3 drgn_more_options_oracle.py VMCORE VMLINUX OUT.json
 
 Long outputs (a line per page) are kept as their first and last lines and their count.
 Nothing here uses kdumpy.
