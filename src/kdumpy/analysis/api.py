@@ -30,7 +30,15 @@ from kdumpy.analysis.helpers.cgroup import (
     root_cgroup,
     task_cgroup,
 )
-from kdumpy.analysis.helpers.files import d_path, dentry_name, file_path, task_files, task_root_cwd
+from kdumpy.analysis.helpers.files import (
+    d_path,
+    dentry_name,
+    file_path,
+    file_reference_matches,
+    file_type,
+    task_files,
+    task_root_cwd,
+)
 from kdumpy.analysis.helpers.lists import (
     ListWarning,
     hlist_for_each,
@@ -41,9 +49,20 @@ from kdumpy.analysis.helpers.lists import (
 )
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
-from kdumpy.analysis.helpers.mount import for_each_mount, mount_devname, mount_dir, mount_fstype
+from kdumpy.analysis.helpers.mount import (
+    dentry_path,
+    for_each_mount,
+    mount_devname,
+    mount_dir,
+    mount_fstype,
+)
 from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, task_sockets
-from kdumpy.analysis.helpers.pagecache import for_each_page_cache_page, page_cache_size
+from kdumpy.analysis.helpers.pagecache import (
+    for_each_page_cache_page,
+    page_cache_rows,
+    page_cache_size,
+    page_flag_names,
+)
 from kdumpy.analysis.helpers.pid import find_task_by_pid, for_each_pid, pid_task
 from kdumpy.analysis.helpers.printk import crash_date, format_log, log_records
 from kdumpy.analysis.helpers.rbtree import rbtree_inorder_for_each, rbtree_inorder_for_each_entry
@@ -102,6 +121,7 @@ __all__ = [
     # memory, files, page cache, cgroups, modules, log, system
     "task_rss_vsz", "totalram_pages", "task_files", "task_root_cwd", "file_path", "d_path",
     "dentry_name", "for_each_page_cache_page", "page_cache_size", "cgroup_path", "cgroup_name",
+    "dentry_path", "file_type", "file_reference_matches", "page_cache_rows", "page_flag_names",
     "cgroup_descendants", "css_children", "root_cgroup", "task_cgroup", "for_each_module",
     "module_info", "module_name", "log_records", "format_log", "crash_date", "boot_epoch",
     "system_info", "taint_letters",

@@ -6,16 +6,29 @@ import argparse
 from collections import Counter
 from collections.abc import Callable
 
-from kdumpy.analysis.commands import parse_cpus
-from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_code, task_expr
+from kdumpy.analysis.commands import parse_cpus, parse_number
+from kdumpy.analysis.commands.apicode import (
+    ALL_TASKS,
+    ALL_TASKS_NAMES,
+    address_expr,
+    api_code,
+    task_expr,
+)
 from kdumpy.analysis.commands.backtrace import format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.commands.taskinfo import task_signals
 from kdumpy.analysis.commands.tasksel import all_tasks, task_from_arg, task_line
 from kdumpy.analysis.commands.vmcmds import task_vm
-from kdumpy.analysis.helpers.files import task_files, task_root_cwd
+from kdumpy.analysis.helpers.files import (
+    file_reference_matches,
+    file_type,
+    task_files,
+    task_root_cwd,
+)
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
+from kdumpy.analysis.helpers.mount import dentry_path
+from kdumpy.analysis.helpers.pagecache import page_cache_rows, page_cache_size, page_flag_names
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
@@ -195,32 +208,134 @@ def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
     return "\n".join(format_backtrace(task, stack_trace(prog, task)) for task in tasks)
 
 
-def _files(prog: Program, task: Object) -> str:
+def _files(prog: Program, task: Object, cache: bool = False, ref: str | None = None) -> str:
+    """One task's root, cwd and open files; ``cache`` (``-c``): each file's inode,
+    address_space and cached pages instead of its file and dentry; ``ref`` (``-R``):
+    only the files referring to it, and nothing when neither they nor the root or cwd
+    do."""
     root, cwd = task_root_cwd(prog, task)
-    out = [
-        task_line(task),
-        f"ROOT: {shown(root)}    CWD: {shown(cwd)}\n",
-        " FD       FILE            DENTRY           INODE       TYPE PATH\n",
-    ]
+    rows = []
     for fd, file, dentry, inode, kind, path in task_files(prog, task):
-        out.append(f"{fd:>3} {file:016x} {dentry:016x} {inode:016x} {kind:<4} {shown(path)}\n")
+        mapping = _mapping(prog, inode)
+        if ref is not None:
+            addresses = (inode, mapping) if cache else (file, dentry, inode)
+            if not file_reference_matches(ref, fd, addresses, path):
+                continue
+        if cache:
+            nrpages = page_cache_size(prog.pointer("struct address_space", mapping)) if mapping else 0
+            rows.append(f"{fd:>3} {inode:016x} {mapping:016x} {nrpages:>7} {kind:<4} "
+                        f"{shown(path)}\n")  # fmt: skip
+        else:
+            rows.append(f"{fd:>3} {file:016x} {dentry:016x} {inode:016x} {kind:<4} "
+                        f"{shown(path)}\n")  # fmt: skip
+    if ref is not None and not rows and ref not in root and ref not in cwd:
+        return ""
+    header = (" FD      INODE          I_MAPPING     NRPAGES TYPE PATH\n" if cache else
+              " FD       FILE            DENTRY           INODE       TYPE PATH\n")  # fmt: skip
+    out = [task_line(task), f"ROOT: {shown(root)}    CWD: {shown(cwd)}\n"]
+    if rows:
+        out += [header, *rows]
+    elif ref is None:
+        out.append("No open files\n")
+    return "".join(out)
+
+
+def _mapping(prog: Program, inode: int) -> int:
+    """An inode's ``i_mapping`` (0 for an unreadable file's inode)."""
+    return int(prog.object_at("struct inode", inode).i_mapping) if inode else 0
+
+
+def _files_dentry(prog: Program, address: int) -> str:
+    """``files -d``: a dentry's inode, superblock, file type and full path."""
+    dentry = prog.pointer("struct dentry", address)
+    inode = dentry.d_inode
+    sb, kind = (int(inode.i_sb), file_type(inode)) if int(inode) else (0, "")
+    return ("     DENTRY           INODE           SUPERBLK     TYPE PATH\n"
+            f"{address:016x} {int(inode):016x} {sb:016x} {kind:<4} "
+            f"{shown(dentry_path(prog, dentry))}\n")  # fmt: skip
+
+
+def _files_inode(prog: Program, address: int) -> str:
+    """``files -p``: an inode's cached page count, then each cached page (kmem -p's
+    columns, the flags decoded)."""
+    mapping = prog.object_at("struct inode", address).i_mapping
+    out = ["     INODE        NRPAGES\n", f"{address:016x} {page_cache_size(mapping):>8}\n", "\n"]
+    rows = page_cache_rows(prog, mapping)
+    if rows:
+        out.append("      PAGE        PHYSICAL      MAPPING       INDEX CNT FLAGS\n")
+    for r in rows:
+        names = ",".join(page_flag_names(prog, r.flags))
+        out.append(f"{r.page:016x} {r.phys:>9x} {r.mapping:016x} {r.page_index:>8x} "
+                   f"{r.refcount:>3} {r.flags:x} {names}\n")  # fmt: skip
     return "".join(out)
 
 
 def files_python(opts: argparse.Namespace) -> str:
-    expr, names = task_expr(opts.task)
+    if opts.dentry is not None:
+        return api_code(["dentry_path", "file_type"], f"""
+dentry = prog.pointer("struct dentry", {address_expr(opts.dentry)})
+inode = dentry.d_inode
+print(hex(int(dentry)), hex(int(inode)), hex(int(inode.i_sb)), file_type(inode),
+      dentry_path(prog, dentry))
+""")
+    if opts.inode is not None:
+        return api_code(["page_cache_rows", "page_cache_size", "page_flag_names"], f"""
+mapping = prog.object_at("struct inode", {address_expr(opts.inode)}).i_mapping
+print("pages cached:", page_cache_size(mapping))
+for row in page_cache_rows(prog, mapping):
+    print(hex(row.page), hex(row.phys), hex(row.mapping), row.page_index, row.refcount,
+          page_flag_names(prog, row.flags))
+""")
+    expr, names = task_expr(opts.tasks[0] if opts.tasks else None)
     rows = "\n".join(line[4:] for line in _FILES_ROWS.splitlines())
+    if opts.cache:
+        rows = """for fd, file, dentry, inode, kind, path in task_files(prog, task):
+    mapping = prog.object_at("struct inode", inode).i_mapping
+    print(fd, f"{inode:016x} {int(mapping):016x}", page_cache_size(mapping), kind, path)"""
+        names = names | {"page_cache_size"}
+    if opts.reference is not None:
+        what = "(inode, int(mapping))" if opts.cache else "(file, dentry, inode)"
+        lines = rows.splitlines()
+        test = f"    if not file_reference_matches({opts.reference!r}, fd, {what}, path):"
+        at = 2 if opts.cache else 1  # after the line that reads what is compared
+        rows = "\n".join([*lines[:at], test, "        continue", *lines[at:]])
+        names = names | {"file_reference_matches"}
     return api_code(names | {"task_files"}, f"task = {expr}\n{rows}\n")
 
 
-@command("files", "open files", Arg("task", nargs="?", metavar="pid|task"),
-         usage="files [pid | task]", python=files_python)  # fmt: skip
+@command("files", "open files",
+         Arg("tasks", nargs="*", metavar="pid|task"),
+         Arg("-d", dest="dentry", metavar="dentry",
+             help="a dentry's inode, superblock, file type and full path"),
+         Arg("-p", dest="inode", metavar="inode", help="the pages an inode has cached"),
+         Arg("-c", dest="cache", action="store_true",
+             help="each file's inode, address_space and number of cached pages"),
+         Arg("-R", dest="reference", metavar="reference",
+             help="only the files referring to this fd, path, or file, dentry, inode "
+                  "or address_space address"),
+         usage="files [-d dentry] | [-p inode] | [-c] [-R reference] [pid | task] ...",
+         python=files_python)  # fmt: skip
 def cmd_files(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    task = task_from_arg(session, opts.task) if opts.task else panic_task(prog)
-    if task is None:
-        raise CommandError("no task given")
-    return _files(prog, task)
+    if (opts.dentry is not None or opts.inode is not None) and (
+        opts.cache or opts.reference is not None or opts.tasks
+    ):
+        raise CommandError("-d and -p take no task, -c or -R")
+    if opts.dentry is not None and opts.inode is not None:
+        raise CommandError("give -d or -p, not both")
+    if opts.dentry is not None:
+        return _files_dentry(prog, parse_number(opts.dentry))
+    if opts.inode is not None:
+        return _files_inode(prog, parse_number(opts.inode))
+    if opts.tasks:
+        tasks = [task_from_arg(session, t) for t in opts.tasks]
+    else:
+        task = panic_task(prog)
+        if task is None:
+            raise CommandError("no task given")
+        tasks = [task]
+    blocks = [_files(prog, task, opts.cache, opts.reference) for task in tasks]
+    return "\n".join(b for b in blocks if b)
 
 
 def runq_python(opts: argparse.Namespace) -> str:
