@@ -42,12 +42,13 @@ struct vm_area_struct { unsigned long vm_start; unsigned long vm_end; struct mm_
 
 struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; };
               const unsigned char *name; };
-struct address_space { struct inode *host; unsigned long nrpages; };
+struct xarray { spinlock_t xa_lock; gfp_t xa_flags; void *xa_head; };
+struct address_space { struct inode *host; struct xarray i_pages; unsigned long nrpages; };
 struct inode { umode_t i_mode; unsigned int i_flags; unsigned long i_ino;
-               struct list_head i_sb_list; struct address_space *i_mapping;
-               struct address_space i_data; };
+               struct list_head i_sb_list; struct super_block *i_sb;
+               struct address_space *i_mapping; struct address_space i_data; };
 struct dentry { unsigned int d_flags; struct dentry *d_parent; struct qstr d_name;
-                struct inode *d_inode; };
+                struct inode *d_inode; struct super_block *d_sb; };
 struct vfsmount { struct dentry *mnt_root; struct super_block *mnt_sb; int mnt_flags; };
 struct mount { struct hlist_node mnt_hash; struct mount *mnt_parent;
                struct dentry *mnt_mountpoint; struct vfsmount mnt; const char *mnt_devname;
@@ -113,7 +114,6 @@ struct rq { spinlock_t __lock; unsigned int nr_running; u64 nr_switches;
 struct upid { int nr; struct pid_namespace *ns; };
 struct pid { refcount_t count; unsigned int level; spinlock_t lock;
              struct hlist_head tasks[4]; struct upid numbers[1]; };
-struct xarray { spinlock_t xa_lock; gfp_t xa_flags; void *xa_head; };
 struct xa_node { unsigned char shift; unsigned char offset; unsigned char count;
                  unsigned char nr_values; struct xa_node *parent; struct xarray *array;
                  void *slots[64]; };

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .kernel import THREAD_SIZE, StackFrame, SyntheticKernel
-from .subsystems import Subsystems, add_kernel_tables, add_subsystems
+from .subsystems import Subsystems, add_kernel_tables, add_page_cache, add_subsystems
 from .tables import ORC_TYPE_END_OF_STACK, ORC_TYPE_REGS, ORC_TYPE_UNDEFINED
 
 PF_KTHREAD = 0x00200000
@@ -326,6 +326,14 @@ def build_machine(
     m.files = [(0, "CHR", "/dev/pts/0"), (1, "CHR", "/dev/pts/0"), (2, "CHR", "/dev/pts/0"),
                (3, "REG", "/var/log/syslog"), (4, "SOCK", "socket:[12345]"),
                (7, "FIFO", "pipe:[6789]")]  # fmt: skip
+    # files -d: the superblocks of the syslog's and the tty's dentries and inodes (the
+    # tty's is devpts': its path is found through that mount)
+    root_sb, devpts_sb = m.sub.mounts[0][1], m.sub.mounts[2][1]
+    for path, d, i, sb in (("/var/log/syslog", syslog_d, syslog_inode, root_sb),
+                           ("/dev/pts/0", tty_d, tty_inode, devpts_sb)):  # fmt: skip
+        k.write(d, "struct dentry", {"d_sb": sb})
+        k.write(i, "struct inode", {"i_sb": sb})
+        m.sub.dentries[path] = (d, i, sb)
     fd_array = k.mem.alloc(8 * 64)
     for fd, f in fd_files.items():
         k.mem.u64(fd_array + 8 * fd, f)
@@ -419,6 +427,7 @@ def build_machine(
     add_subsystems(k, m.sub, systemd_mm, files, stacks)
     waiters = [t.address for t in m.tasks.values() if t.comm == b"kdumpy-dstate"]
     add_kernel_tables(k, m.sub, systemd.address, fd_files[4], waiters)
+    add_page_cache(k, m.sub, syslog_inode)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")

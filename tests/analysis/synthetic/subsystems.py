@@ -58,6 +58,10 @@ class Subsystems:
     sem: tuple[int, int, int, int] = (0, 0, 0, 0)  # sem_array, key, id, nsems
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
+    # files -d/-p: path -> (dentry, inode, superblock) of the panic task's files; the
+    # syslog inode's mapping and its cached pages (page, physical, index, refcount, flags)
+    dentries: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    page_cache: tuple[int, int, list[tuple[int, int, int, int, int]]] = (0, 0, [])
     # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
     zones: list[tuple[str, int, int, int, dict[tuple[int, str], int]]] = field(default_factory=list)
 
@@ -461,3 +465,22 @@ def _bpf(k: SyntheticKernel, out: Subsystems) -> None:
         node = k.new("struct xa_node", {"shift": 0, f"slots[{index}]": entry})
         k.global_(name, "struct idr", {"idr_rt.xa_head": node | 2})
     out.bpf = (prog, aux, bpf_map, 3)
+
+
+def add_page_cache(k: SyntheticKernel, out: Subsystems, inode: int) -> None:
+    """Two pages cached for ``inode`` (indexes 0 and 2, through an XArray node) and a
+    shadow entry (index 1, an evicted page: not a page).  Their struct pages are in the
+    vmemmap; flags referenced, uptodate, lru (and dirty for the second)."""
+    mapping = k.mem.read_u64(inode + k.offsetof("struct inode", "i_mapping"))
+    rows = []
+    slots: dict[str, object] = {"shift": 0, "slots[1]": (77 << 1) | 1}  # xa_mk_value(77)
+    for index, flags, refs in ((0, 0b10110, 1), (2, 0b11110, 3)):
+        data = k.mem.alloc(PAGE, PAGE)
+        page = VMEMMAP + ((data - PAGE_OFFSET) // PAGE) * PAGE_STRUCT
+        k.write(page, "struct page", {"flags": flags, "mapping": mapping, "index": index,
+                                      "_refcount.counter": refs})  # fmt: skip
+        slots[f"slots[{index}]"] = page
+        rows.append((page, data - PAGE_OFFSET, index, refs, flags))
+    node = k.new("struct xa_node", slots)
+    k.write(mapping, "struct address_space", {"i_pages.xa_head": node | 2, "nrpages": 2})
+    out.page_cache = (inode, mapping, rows)

@@ -45,6 +45,9 @@ def page_cache_rows(prog: Program, mapping: Object) -> list[PageRow]:
 
 def page_flag_names(prog: Program, flags: int) -> list[str]:
     """The ``enum pageflags`` names of the bits set in a page's flags, as crash lists
-    them after the flags word: lower case, no ``PG_``, in the enum's order, a later
-    alias of a bit (``PG_reported`` for ``PG_uptodate``) included."""
-    return [name[3:].lower() for name, bit in page_flag_bits(prog) if flags >> bit & 1]
+    them after the flags word: lower case, no ``PG_``, in bit order, each bit by its
+    first name (``uptodate``, not its later alias ``reported``)."""
+    names: dict[int, str] = {}
+    for name, bit in page_flag_bits(prog):
+        names.setdefault(bit, name[3:].lower())
+    return [names[bit] for bit in sorted(names) if flags >> bit & 1]

@@ -1,0 +1,79 @@
+"""crash's options that drgn 0.3.0's crash mode also takes, against drgn's crash mode on
+the lab dump of every lab kernel: ``files -d/-p/-c/-R``, ``net -a``, ``ipcs -n``,
+``irq -d``, ``timer -r``, ``search -x``, ``dev -i/-p/-d/-D``.
+
+kdumpy reads each dump alone (kallsyms, BTF from its memory); drgn reads it with Debian's
+-dbg vmlinux, in a subprocess (``drgn_crash_options_oracle.py``, cached).  Both run the
+same command lines and the rows must agree, field by field where the layouts differ in
+form (column widths, a count in hex there and decimal here, as crash prints it).  The
+dumps are cached: no VM boots here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from analysis_oracle import drgn_answers
+
+from kdumpy.analysis import Program
+from kdumpy.analysis.commands import Session, run_line
+
+pytestmark = pytest.mark.vm
+
+ORACLE = Path(__file__).with_name("drgn_crash_options_oracle.py")
+
+
+@pytest.fixture(scope="module")
+def session(lab_dump):
+    with Program.open(lab_dump.vmcore) as prog:
+        yield Session(prog)
+
+
+@pytest.fixture(scope="module")
+def drgn(lab_dump):
+    return drgn_answers(lab_dump, ORACLE, "drgnopts1")
+
+
+def rows(text: str, skip: int = 0) -> list[list[str]]:
+    """Non-empty lines as their whitespace-separated words, the first ``skip`` dropped."""
+    return [line.split() for line in text.splitlines() if line.strip()][skip:]
+
+
+def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
+    """kdumpy's and drgn's output for the oracle's command line ``key``."""
+    if key not in drgn:
+        pytest.skip(f"{key}: not on this kernel")
+    answer = drgn[key]
+    if "error" in answer:
+        pytest.skip(f"drgn cannot run {answer['line']!r} here: {answer['error']}")
+    ours = run_line(session, answer["line"])
+    assert not session.failed, ours
+    return ours, answer["out"]
+
+
+@pytest.mark.parametrize(
+    "key", ["files_c", "files_d", "files_d_console", "files_R_path", "files_R_inode",
+            "files_R_fd", "files_R_c", "files_2"],
+)  # fmt: skip
+def test_files_options_match_drgn(session, drgn, key):
+    """``-c`` (inode, address_space, cached pages), ``-d`` (a dentry's inode, superblock,
+    type, full path), ``-R`` by path, inode address, fd and (with ``-c``) address_space,
+    and two tasks: the same task lines, root and cwd, and rows."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours) == rows(theirs)
+    assert len(rows(ours)) >= 2
+
+
+def test_files_p_matches_drgn(session, drgn):
+    """``-p``: the inode's page count, then each cached page: page, physical address,
+    mapping, index, count (decimal here as crash prints it, hex in drgn) and flags;
+    the flag names are crash's (each bit once; drgn adds the later aliases)."""
+    ours, theirs = both(session, drgn, "files_p")
+    mine, their = rows(ours), rows(theirs)
+    assert mine[:3] == their[:3]  # the INODE/NRPAGES header and row, the PAGE header
+    pages = [(r[:4], int(r[4]), r[5]) for r in mine[3:]]
+    assert pages == [(r[:4], int(r[4], 16), r[5]) for r in their[3:]]
+    for m, t in zip(mine[3:], their[3:], strict=True):
+        assert set(m[6].split(",")) <= set(t[6].split(","))
+    assert len(pages) == int(mine[1][1]) >= 1

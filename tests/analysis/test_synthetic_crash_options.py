@@ -1,0 +1,91 @@
+"""crash's options that drgn's crash mode also takes, on the synthetic kernel (no VM):
+``files -d/-p/-c/-R``, ``net -a``, ``ipcs -n``, ``irq -d``, ``timer -r``, ``search -x``,
+``dev -i/-p/-d/-D``, and each one's ``--python``.  The machine's record
+(``machine.sub``, ``tests/analysis/synthetic/subsystems.py``) is the oracle: every dentry,
+cached page, neighbour, IDT gate, hrtimer and resource was put in memory by the test."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdumpy.analysis.program import Program
+
+
+def rows(text: str, skip: int = 1) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip()][skip:]
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/var/log/syslog", "/dev/pts/0"])
+def test_files_d_shows_a_dentrys_inode_superblock_and_path(crash, machine, path):
+    """The tty's dentry lives on devpts: its full path goes through that mount."""
+    dentry, inode, sb = machine.sub.dentries[path]
+    kind = "REG" if path.startswith("/var") else "CHR"
+    assert rows(crash(f"files -d {dentry:x}")) == [
+        [f"{dentry:016x}", f"{inode:016x}", f"{sb:016x}", kind, path]
+    ]
+
+
+def test_files_p_lists_the_cached_pages_not_the_shadow_entry(crash, machine):
+    inode, mapping, pages = machine.sub.page_cache
+    out = crash(f"files -p {inode:x}")
+    assert rows(out)[0] == [f"{inode:016x}", "2"]
+    names = {0b10110: "referenced,uptodate,lru", 0b11110: "referenced,uptodate,dirty,lru"}
+    assert rows(out, 3) == [
+        [f"{page:016x}", f"{phys:x}", f"{mapping:016x}", f"{index:x}", str(refs), f"{flags:x}",
+         names[flags]]
+        for page, phys, index, refs, flags in pages
+    ]  # fmt: skip
+
+
+def test_files_c_shows_inodes_mappings_and_cached_pages(crash, machine):
+    inode, mapping, _pages = machine.sub.page_cache
+    got = {int(r[0]): r for r in rows(crash("files -c"), 3)}
+    assert sorted(got) == [fd for fd, _kind, _path in machine.files]
+    assert got[3] == ["3", f"{inode:016x}", f"{mapping:016x}", "2", "REG", "/var/log/syslog"]
+    assert got[0][3] == "0" and got[0][4:] == ["CHR", "/dev/pts/0"]
+
+
+def test_files_R_keeps_only_the_referring_files(crash, machine):
+    """By path part, by descriptor (and, read as a path, what contains the digits), by
+    inode address; ``-c -R`` by address_space; nothing at all when nothing refers."""
+    _dentry, tty_inode, _sb = machine.sub.dentries["/dev/pts/0"]
+    inode, mapping, _pages = machine.sub.page_cache
+
+    def fds(line: str) -> list[int]:
+        return [int(r[0]) for r in rows(crash(line), 3)]
+
+    assert fds("files -R pts") == [0, 1, 2]
+    assert fds("files -R 7") == [7]
+    assert fds("files -R 3") == [3, 4]  # fd 3, and socket:[12345]
+    assert fds(f"files -R {tty_inode:x}") == [0, 1, 2]
+    assert fds(f"files -c -R {mapping:x}") == [3]
+    assert fds(f"files -R {mapping:x}") == []  # without -c the mapping is not a column
+    assert crash("files -R nowhere") == ""
+    assert rows(crash("files -R root 1"), 0) == rows(crash("files 1"), 0)[:2]  # the cwd
+
+
+def test_files_takes_several_tasks_and_refuses_mixed_options(crash, machine):
+    out = crash("files 1 1234")
+    assert out.count("PID:") == 2 and "No open files" in out
+    for line in ("files -d 1 -p 2", "files -d 1 -c", "files -p 1 1234"):
+        assert crash(line).startswith("files: ")
+
+
+@pytest.mark.parametrize(
+    "line", ["files -c", "files -R pts 1234", "files -c -R 3", "files -d {dentry:x}",
+             "files -p {inode:x}"],
+)  # fmt: skip
+def test_files_python_equivalents_run(crash, machine, prog: Program, capsys, line):
+    dentry = machine.sub.dentries["/var/log/syslog"][0]
+    line = line.format(dentry=dentry, inode=machine.sub.page_cache[0])
+    code = crash(line + " --python")
+    exec(compile(code, line, "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out
+    assert printed
+    if "-p" in line:
+        assert "referenced" in printed and printed.count("0x") >= 6
+    if "-d" in line:
+        assert "/var/log/syslog" in printed
