@@ -222,7 +222,8 @@ def _files(prog: Program, task: Object, cache: bool = False, ref: str | None = N
             if not file_reference_matches(ref, fd, addresses, path):
                 continue
         if cache:
-            nrpages = page_cache_size(prog.pointer("struct address_space", mapping)) if mapping else 0
+            space = prog.pointer("struct address_space", mapping)
+            nrpages = page_cache_size(space) if mapping else 0
             rows.append(f"{fd:>3} {inode:016x} {mapping:016x} {nrpages:>7} {kind:<4} "
                         f"{shown(path)}\n")  # fmt: skip
         else:
@@ -272,20 +273,26 @@ def _files_inode(prog: Program, address: int) -> str:
 
 def files_python(opts: argparse.Namespace) -> str:
     if opts.dentry is not None:
-        return api_code(["dentry_path", "file_type"], f"""
+        return api_code(
+            ["dentry_path", "file_type"],
+            f"""
 dentry = prog.pointer("struct dentry", {address_expr(opts.dentry)})
 inode = dentry.d_inode
 print(hex(int(dentry)), hex(int(inode)), hex(int(inode.i_sb)), file_type(inode),
       dentry_path(prog, dentry))
-""")
+""",
+        )
     if opts.inode is not None:
-        return api_code(["page_cache_rows", "page_cache_size", "page_flag_names"], f"""
+        return api_code(
+            ["page_cache_rows", "page_cache_size", "page_flag_names"],
+            f"""
 mapping = prog.object_at("struct inode", {address_expr(opts.inode)}).i_mapping
 print("pages cached:", page_cache_size(mapping))
 for row in page_cache_rows(prog, mapping):
     print(hex(row.page), hex(row.phys), hex(row.mapping), row.page_index, row.refcount,
           page_flag_names(prog, row.flags))
-""")
+""",
+        )
     expr, names = task_expr(opts.tasks[0] if opts.tasks else None)
     rows = "\n".join(line[4:] for line in _FILES_ROWS.splitlines())
     if opts.cache:
