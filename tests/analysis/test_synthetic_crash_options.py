@@ -89,3 +89,26 @@ def test_files_python_equivalents_run(crash, machine, prog: Program, capsys, lin
         assert "referenced" in printed and printed.count("0x") >= 6
     if "-d" in line:
         assert "/var/log/syslog" in printed
+
+
+# -- net -a -----------------------------------------------------------------------------------
+
+
+def test_net_a_lists_the_arp_cache_bucket_by_bucket(crash, machine):
+    """Address, IP, hardware type and address (colons for Ethernet, spaced bytes for a
+    type crash does not name), device and state; the buckets' chains in order."""
+    want = []
+    for n, ip, kind, hw, dev, state in machine.sub.neighbours:
+        want.append([f"{n:016x}", ip, kind, *hw.split(), dev, state])
+    assert rows(crash("net -a")) == want
+    assert len(want) == 3
+
+
+def test_net_a_python_runs_and_a_task_is_refused(crash, machine, prog, capsys):
+    code = crash("net -a --python")
+    exec(compile(code, "net -a", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out
+    assert [line.split()[1] for line in printed.splitlines()] == [
+        ip for _n, ip, *_ in machine.sub.neighbours
+    ]
+    assert crash("net -a 1").startswith("net: ")

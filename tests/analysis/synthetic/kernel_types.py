@@ -189,7 +189,12 @@ struct timer_base { spinlock_t lock; struct timer_list *running_timer; unsigned 
                     unsigned int cpu; struct hlist_head vectors[64]; };
 struct in_ifaddr { struct in_ifaddr *ifa_next; u32 ifa_local; u32 ifa_address; };
 struct in_device { void *dev; struct in_ifaddr *ifa_list; };
-struct net_device { char name[16]; struct list_head dev_list; struct in_device *ip_ptr; };
+struct net_device { char name[16]; struct list_head dev_list; struct in_device *ip_ptr;
+                    unsigned short type; unsigned char addr_len; };
+struct neighbour { struct neighbour *next; struct net_device *dev; u8 nud_state;
+                   unsigned char ha[32]; u8 primary_key[0]; };
+struct neigh_hash_table { struct neighbour **hash_buckets; unsigned int hash_shift; };
+struct neigh_table { int family; unsigned int entry_size; struct neigh_hash_table *nht; };
 struct net { refcount_t passive; struct list_head dev_base_head; };
 struct sock_common { u32 skc_daddr; u32 skc_rcv_saddr; u16 skc_dport; u16 skc_num;
                      unsigned short skc_family; };

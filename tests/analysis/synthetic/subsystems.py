@@ -51,6 +51,8 @@ class Subsystems:
     pending: tuple[int, list[int]] = (0, [])  # systemd's private set and sigqueues
     timers: dict[int, list[tuple[str, list[tuple[int, int, str]]]]] = field(default_factory=dict)
     netdevs: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    # net -a, bucket by bucket: neighbour, IP, hardware type, address, device, state
+    neighbours: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
     socket: tuple[int, int, int] = (0, 0, 0)  # bash's fd 4: fd, socket, sock
     chrdevs: list[tuple[int, str, int, str]] = field(default_factory=list)  # major name cdev ops
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
@@ -348,6 +350,7 @@ def _net(k: SyntheticKernel, out: Subsystems, socket_file: int) -> None:
         dev = k.new("struct net_device", {"name": name.encode(), "ip_ptr": in_dev})
         k.list_add_tail(head, dev + k.offsetof("struct net_device", "dev_list"))
         out.netdevs.append((dev, name, ips))
+    _arp(k, out)
     sk = k.new("struct sock", {"__sk_common.skc_family": 2, "sk_type": 1,
                                "__sk_common.skc_rcv_saddr": 0x0A00000A,
                                "__sk_common.skc_num": 22,
@@ -356,6 +359,35 @@ def _net(k: SyntheticKernel, out: Subsystems, socket_file: int) -> None:
     sock = k.new("struct socket", {"sk": sk, "file": socket_file, "type": 1})
     k.write(socket_file, "struct file", {"private_data": sock})
     out.socket = (4, sock, sk)
+
+
+def _arp(k: SyntheticKernel, out: Subsystems) -> None:
+    """``arp_tbl``: four buckets; bucket 0 chains the gateway (eth0, REACHABLE) and a
+    stale neighbour, bucket 3 holds lo's NOARP entry (lo is ARPHRD_LOOPBACK, a type
+    crash does not name).  eth0 is made an Ethernet device (type 1, 6-byte addresses)."""
+    (lo, _, _), (eth0, _, _) = out.netdevs
+    k.write(eth0, "struct net_device", {"type": 1, "addr_len": 6})
+    k.write(lo, "struct net_device", {"type": 772, "addr_len": 6})
+    plan = {0: [("192.168.122.1", eth0, "eth0", bytes.fromhex("525400aabbcc"), 0x02),
+                ("192.168.122.77", eth0, "eth0", bytes.fromhex("5254000000ff"), 0x04)],
+            3: [("127.0.0.1", lo, "lo", bytes(6), 0x40)]}  # fmt: skip
+    state = {0x02: "REACHABLE", 0x04: "STALE", 0x40: "NOARP"}
+    buckets = k.mem.alloc(8 * 4)
+    key = k.offsetof("struct neighbour", "primary_key")  # inside the struct's tail padding
+    for bucket, entries in plan.items():
+        nxt = 0
+        made = []
+        for ip, dev, name, hw, nud in reversed(entries):
+            n = k.new("struct neighbour", {"next": nxt, "dev": dev, "nud_state": nud, "ha": hw})
+            k.mem.write(n + key, bytes(int(p) for p in ip.split(".")))
+            kind = "ETHER" if dev == eth0 else "UNKNOWN"
+            text = hw.hex(":") if dev == eth0 else hw.hex(" ")
+            made.insert(0, (n, ip, kind, text, name, state[nud]))
+            nxt = n
+        k.mem.u64(buckets + 8 * bucket, nxt)
+        out.neighbours += made
+    nht = k.new("struct neigh_hash_table", {"hash_buckets": buckets, "hash_shift": 2})
+    k.global_("arp_tbl", "struct neigh_table", {"family": 2, "nht": nht})
 
 
 def _devices(k: SyntheticKernel, out: Subsystems) -> None:

@@ -12,9 +12,12 @@ from kdumpy.analysis.helpers.devices import block_majors, char_devices
 from kdumpy.analysis.helpers.ipc import IPC_MSG_IDS, IPC_SEM_IDS, IPC_SHM_IDS, ipc_objects
 from kdumpy.analysis.helpers.lists import list_for_each_entry
 from kdumpy.analysis.helpers.net import (
+    ARP_HW_TYPES,
+    arp_neighbours,
     for_each_netdev,
     netdev_ipv4,
     netdev_name,
+    nud_state_names,
     sock_endpoints,
     sock_family_type,
     task_sockets,
@@ -57,14 +60,20 @@ def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
 
 @command("net", "network devices and sockets",
          Arg("-s", dest="sockets", action="store_true", help="a task's open sockets"),
+         Arg("-a", dest="arp", action="store_true", help="the ARP cache"),
          Arg("tasks", nargs="*", metavar="pid|task", help="with -s: the tasks"),
-         usage="net [-s [pid|task ...]]",
-         python=lambda o: _PRELUDE + (_sockets_python(o) if o.sockets else (
+         usage="net [-s [pid|task ...]] [-a]",
+         python=lambda o: _PRELUDE + (_sockets_python(o) if o.sockets else _ARP_PYTHON if o.arp
+                                      else (
              "from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, netdev_ipv4\n"
              "for dev in for_each_netdev(prog):\n"
              "    print(hex(int(dev)), netdev_name(dev), netdev_ipv4(prog, dev))\n")))  # fmt: skip
 def cmd_net(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.arp:
+        if opts.sockets or opts.tasks:
+            raise CommandError("-a takes no -s or task")
+        return _arp(prog)
     if opts.sockets:
         tasks = [task_from_arg(session, t) for t in opts.tasks]
         if not tasks:
@@ -75,6 +84,31 @@ def cmd_net(session: Session, opts: argparse.Namespace) -> str:
         ips = ", ".join(netdev_ipv4(prog, dev))
         out.append(f"{int(dev):016x}  {shown(netdev_name(dev)):<6} {ips}\n")
     return "".join(out)
+
+
+_ARP_PYTHON = """from kdumpy.analysis.helpers.net import (ARP_HW_TYPES, arp_neighbours,
+    nud_state_names)
+for n in arp_neighbours(prog):
+    print(hex(n.address), n.ip, ARP_HW_TYPES.get(n.hw_type, "UNKNOWN"), n.hw_address.hex(":"),
+          n.device, nud_state_names(n.state))
+"""
+
+
+def _arp(prog: Program) -> str:
+    """``net -a``: the ARP cache; nothing at all when it is empty, as crash.  A known
+    hardware type's address is written with colons, another's as spaced bytes (crash)."""
+    out = []
+    for n in arp_neighbours(prog):
+        kind = ARP_HW_TYPES.get(n.hw_type)
+        hw = n.hw_address.hex(":") if kind else n.hw_address.hex(" ")
+        out.append(f"{n.address:016x}  {n.ip:<15} {kind or 'UNKNOWN':<9} {hw:<18} "
+                   f"{shown(n.device):<7} {nud_state_names(n.state)}\n")  # fmt: skip
+    if not out:
+        return ""
+    return (
+        "   NEIGHBOUR      IP ADDRESS      HW TYPE   HW ADDRESS         DEVICE  STATE\n"
+        + "".join(out)
+    )
 
 
 def _sockets_python(opts: argparse.Namespace) -> str:
