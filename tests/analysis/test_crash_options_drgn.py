@@ -94,3 +94,12 @@ def test_net_a_matches_drgn(session, drgn):
         return out
 
     assert entries(ours, 1) == entries(theirs, 1)
+
+
+@pytest.mark.parametrize("key", ["ipcs_n", "ipcs_n_sleep", "ipcs_n_m"])
+def test_ipcs_n_matches_drgn(session, drgn, key):
+    """``ipcs -n`` by pid (init and the workload's sleep) and by task address, with a
+    kind: the same headers and objects (none on the lab kernels: their workloads make no
+    System V IPC; the synthetic test proves rows and a namespace of a task's own)."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours) == rows(theirs)

@@ -112,3 +112,28 @@ def test_net_a_python_runs_and_a_task_is_refused(crash, machine, prog, capsys):
         ip for _n, ip, *_ in machine.sub.neighbours
     ]
     assert crash("net -a 1").startswith("net: ")
+
+
+# -- ipcs -n ----------------------------------------------------------------------------------
+
+
+def test_ipcs_n_reads_the_tasks_ipc_namespace(crash, machine):
+    """pid 300 has an IPC namespace of its own (one message queue, no segment, no
+    semaphore array); pid 1 and bash share the initial one; by pid or task address."""
+    pid, (msq, key, ident, cbytes, qnum) = machine.sub.ipc_ns
+    queue = [f"{msq:016x}", f"{key:08x}", str(ident), "0", "644", str(cbytes), str(qnum)]
+    own = crash(f"ipcs -n {pid}")
+    assert own.count("(none allocated)") == 2 and rows(own.split("MSG_QUEUE")[1]) == [queue]
+    assert rows(crash(f"ipcs -q -n {machine.tasks[pid].address:x}")) == [queue]
+    assert rows(crash("ipcs -q -n 1")) == [["(none", "allocated)"]]
+    shm, key, ident, size = machine.sub.shm
+    assert rows(crash("ipcs -m -n 1234"))[0][:3] == [f"{shm:016x}", f"{key:08x}", str(ident)]
+    assert rows(crash("ipcs -m -n 1234")) == rows(crash("ipcs -m"))
+    assert crash("ipcs -n 2") == "ipcs: task 2 has no namespaces (exiting)\n"
+
+
+def test_ipcs_n_python_runs(crash, machine, prog, capsys):
+    pid, (msq, *_rest) = machine.sub.ipc_ns
+    code = crash(f"ipcs -n {pid} --python")
+    exec(compile(code, "ipcs -n", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    assert capsys.readouterr().out.split() == ["msg", hex(msq), "119", "5", "0"]

@@ -54,7 +54,7 @@ struct mount { struct hlist_node mnt_hash; struct mount *mnt_parent;
                struct dentry *mnt_mountpoint; struct vfsmount mnt; const char *mnt_devname;
                struct list_head mnt_list; };
 struct mnt_namespace { struct mount *root; struct list_head list; };
-struct nsproxy { struct mnt_namespace *mnt_ns; };
+struct nsproxy { struct mnt_namespace *mnt_ns; struct ipc_namespace *ipc_ns; };
 struct file_system_type { const char *name; };
 struct path { struct vfsmount *mnt; struct dentry *dentry; };
 struct file { spinlock_t f_lock; unsigned int f_mode; struct path f_path;

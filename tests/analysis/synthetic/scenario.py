@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .kernel import THREAD_SIZE, StackFrame, SyntheticKernel
-from .subsystems import Subsystems, add_kernel_tables, add_page_cache, add_subsystems
+from .subsystems import (
+    Subsystems,
+    add_ipc_namespace,
+    add_kernel_tables,
+    add_page_cache,
+    add_subsystems,
+)
 from .tables import ORC_TYPE_END_OF_STACK, ORC_TYPE_REGS, ORC_TYPE_UNDEFINED
 
 PF_KTHREAD = 0x00200000
@@ -428,6 +434,7 @@ def build_machine(
     waiters = [t.address for t in m.tasks.values() if t.comm == b"kdumpy-dstate"]
     add_kernel_tables(k, m.sub, systemd.address, fd_files[4], waiters)
     add_page_cache(k, m.sub, syslog_inode)
+    add_ipc_namespace(k, m.sub, [systemd.address, bash.address], spin.pid, spin.address)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")

@@ -59,6 +59,9 @@ class Subsystems:
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
     sem: tuple[int, int, int, int] = (0, 0, 0, 0)  # sem_array, key, id, nsems
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
+    # ipcs -n: the pid in an IPC namespace of its own, and that namespace's one message
+    # queue (msg_queue, key, id, bytes, messages)
+    ipc_ns: tuple[int, tuple[int, int, int, int, int]] = (0, (0, 0, 0, 0, 0))
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
     # files -d/-p: path -> (dentry, inode, superblock) of the panic task's files; the
     # syslog inode's mapping and its cached pages (page, physical, index, refcount, flags)
@@ -516,3 +519,24 @@ def add_page_cache(k: SyntheticKernel, out: Subsystems, inode: int) -> None:
     node = k.new("struct xa_node", slots)
     k.write(mapping, "struct address_space", {"i_pages.xa_head": node | 2, "nrpages": 2})
     out.page_cache = (inode, mapping, rows)
+
+
+def add_ipc_namespace(k: SyntheticKernel, out: Subsystems, init_ns_tasks: list[int],
+                      pid: int, task: int) -> None:  # fmt: skip
+    """``init_ipc_ns`` is the namespace of init_task and of ``init_ns_tasks``; ``task``
+    (``pid``) has an IPC namespace of its own, holding one message queue (id 5, key
+    0x77, 300 bytes in 2 messages) and nothing else."""
+    init_task = k.symbols["init_task"][0]
+    nsproxy = k.mem.read_u64(init_task + k.offsetof("struct task_struct", "nsproxy"))
+    mnt_ns = k.mem.read_u64(nsproxy + k.offsetof("struct nsproxy", "mnt_ns"))
+    k.write(nsproxy, "struct nsproxy", {"ipc_ns": k.symbols["init_ipc_ns"][0]})
+    for t in init_ns_tasks:
+        k.write(t, "struct task_struct", {"nsproxy": nsproxy})
+    msq = k.new("struct msg_queue", {"q_perm.id": 5, "q_perm.key": 0x77, "q_perm.mode": 0o644,
+                                     "q_cbytes": 300, "q_qnum": 2})  # fmt: skip
+    node = k.new("struct xa_node", {"shift": 0, "slots[5]": msq})
+    ns = k.new("struct ipc_namespace", {"ids[1].in_use": 1,
+                                        "ids[1].ipcs_idr.idr_rt.xa_head": node | 2})  # fmt: skip
+    own = k.new("struct nsproxy", {"mnt_ns": mnt_ns, "ipc_ns": ns})
+    k.write(task, "struct task_struct", {"nsproxy": own})
+    out.ipc_ns = (pid, (msq, 0x77, 5, 300, 2))

@@ -6,10 +6,17 @@ import argparse
 
 from kdumpy.analysis.commands import parse_cpus, resolve_address
 from kdumpy.analysis.commands.addrcmds import address_code
+from kdumpy.analysis.commands.apicode import task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
 from kdumpy.analysis.helpers.devices import block_majors, char_devices
-from kdumpy.analysis.helpers.ipc import IPC_MSG_IDS, IPC_SEM_IDS, IPC_SHM_IDS, ipc_objects
+from kdumpy.analysis.helpers.ipc import (
+    IPC_MSG_IDS,
+    IPC_SEM_IDS,
+    IPC_SHM_IDS,
+    ipc_objects,
+    task_ipc_ns,
+)
 from kdumpy.analysis.helpers.lists import list_for_each_entry
 from kdumpy.analysis.helpers.net import (
     ARP_HW_TYPES,
@@ -151,34 +158,55 @@ def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
     return "".join(out)
 
 
+# ipcs --python: each kind's ids constant and the member holding its kern_ipc_perm.
+_IPC_KINDS = {"shm": ("IPC_SHM_IDS", "shm_perm"), "sem": ("IPC_SEM_IDS", "sem_perm"),
+              "msg": ("IPC_MSG_IDS", "q_perm")}  # fmt: skip
+
+
+def _ipcs_python(opts: argparse.Namespace) -> str:
+    chosen = {"shm": opts.shm, "sem": opts.sem, "msg": opts.msg}
+    kinds = [k for k in _IPC_KINDS if chosen[k]] or list(_IPC_KINDS)
+    ns, head = "", ""
+    if opts.task:
+        expr, names = task_expr(opts.task)
+        head = f"from kdumpy.analysis.api import {', '.join(sorted(names))}\n" if names else ""
+        ns = f"ns = task_ipc_ns({expr})\n"
+    consts = ", ".join(_IPC_KINDS[k][0] for k in kinds)
+    body = "".join(
+        f"for obj in ipc_objects(prog, {_IPC_KINDS[k][0]}{', ns' if ns else ''}):\n"
+        f"    perm = obj.{_IPC_KINDS[k][1]}\n"
+        f"    print({k!r}, hex(int(obj)), int(perm.key), int(perm.id), int(perm.uid.val))\n"
+        for k in kinds
+    )
+    return (f"{_PRELUDE}{head}from kdumpy.analysis.helpers.ipc import (ipc_objects, "
+            f"task_ipc_ns,\n    {consts})\n{ns}{body}")  # fmt: skip
+
+
 @command("ipcs", "System V IPC facilities",
          Arg("-m", dest="shm", action="store_true", help="shared memory segments only"),
          Arg("-s", dest="sem", action="store_true", help="semaphore arrays only"),
          Arg("-q", dest="msg", action="store_true", help="message queues only"),
-         usage="ipcs [-m] [-s] [-q]",
-         python=lambda o: _PRELUDE + (
-             "from kdumpy.analysis.helpers.ipc import ipc_objects, IPC_SHM_IDS\n"
-             "for shm in ipc_objects(prog, IPC_SHM_IDS):\n"
-             "    print(int(shm.shm_perm.key), int(shm.shm_perm.id),\n"
-             "          int(shm.shm_segsz))\n"))  # fmt: skip
+         Arg("-n", dest="task", metavar="pid|task", help="the IPC namespace of this task"),
+         usage="ipcs [-m] [-s] [-q] [-n pid|task]", python=_ipcs_python)  # fmt: skip
 def cmd_ipcs(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    ns = task_ipc_ns(task_from_arg(session, opts.task)) if opts.task else None
     every = not (opts.shm or opts.sem or opts.msg)  # no flag: all three, as crash
     sections = []
     if every or opts.shm:
         rows = ["SHMID_KERNEL  KEY  SHMID  UID  PERMS  BYTES  NATTCH  STATUS\n"]
-        for shm in ipc_objects(prog, IPC_SHM_IDS):
+        for shm in ipc_objects(prog, IPC_SHM_IDS, ns):
             rows.append(_ipc_columns(shm, shm.shm_perm)
                         + f"{int(shm.shm_segsz)}  {int(shm.shm_nattch)}\n")  # fmt: skip
         sections.append(rows)
     if every or opts.sem:
         rows = ["SEM_ARRAY  KEY  SEMID  UID  PERMS  NSEMS\n"]
-        for sem in ipc_objects(prog, IPC_SEM_IDS):
+        for sem in ipc_objects(prog, IPC_SEM_IDS, ns):
             rows.append(_ipc_columns(sem, sem.sem_perm) + f"{int(sem.sem_nsems)}\n")
         sections.append(rows)
     if every or opts.msg:
         rows = ["MSG_QUEUE  KEY  MSQID  UID  PERMS  USED-BYTES  MESSAGES\n"]
-        for msq in ipc_objects(prog, IPC_MSG_IDS):
+        for msq in ipc_objects(prog, IPC_MSG_IDS, ns):
             rows.append(_ipc_columns(msq, msq.q_perm)
                         + f"{int(msq.q_cbytes)}  {int(msq.q_qnum)}\n")  # fmt: skip
         sections.append(rows)
