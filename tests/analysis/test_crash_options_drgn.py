@@ -103,3 +103,10 @@ def test_ipcs_n_matches_drgn(session, drgn, key):
     System V IPC; the synthetic test proves rows and a namespace of a task's own)."""
     ours, theirs = both(session, drgn, key)
     assert rows(ours) == rows(theirs)
+
+
+def test_irq_d_matches_drgn(session, drgn):
+    """``irq -d``: each of the 256 IDT vectors' handler, ``name`` or ``name+offset``."""
+    ours, theirs = both(session, drgn, "irq_d")
+    assert rows(ours) == rows(theirs)
+    assert len(rows(ours)) == 256

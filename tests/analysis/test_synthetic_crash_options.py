@@ -137,3 +137,21 @@ def test_ipcs_n_python_runs(crash, machine, prog, capsys):
     code = crash(f"ipcs -n {pid} --python")
     exec(compile(code, "ipcs -n", "exec"), {"prog": prog})  # noqa: S102 - our own output
     assert capsys.readouterr().out.split() == ["msg", hex(msq), "119", "5", "0"]
+
+
+# -- irq -d -----------------------------------------------------------------------------------
+
+
+def test_irq_d_decodes_every_gate_of_the_idt(crash, machine):
+    """256 vectors, each gate's three offset parts put together: a function's start by
+    its name, inside one as name+decimal offset, outside any as the address."""
+    got = [" ".join(r) for r in rows(crash("irq -d"), 0)]
+    assert got == machine.sub.idt and len(got) == 256
+
+
+def test_irq_d_refuses_other_options_and_its_python_runs(crash, prog, capsys):
+    assert crash("irq -d -u").startswith("irq: ")
+    code = crash("irq -d --python")
+    exec(compile(code, "irq -d", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 256 and printed[14].split()[2].startswith("asm_exc_page_fault")

@@ -17,6 +17,7 @@ from .subsystems import (
     Subsystems,
     add_ipc_namespace,
     add_kernel_tables,
+    add_option_tables,
     add_page_cache,
     add_subsystems,
 )
@@ -435,6 +436,7 @@ def build_machine(
     add_kernel_tables(k, m.sub, systemd.address, fd_files[4], waiters)
     add_page_cache(k, m.sub, syslog_inode)
     add_ipc_namespace(k, m.sub, [systemd.address, bash.address], spin.pid, spin.address)
+    add_option_tables(k, m.sub)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")

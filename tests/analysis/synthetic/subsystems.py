@@ -7,6 +7,7 @@ tests compare the commands with.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from .kernel import SyntheticKernel
@@ -62,6 +63,7 @@ class Subsystems:
     # ipcs -n: the pid in an IPC namespace of its own, and that namespace's one message
     # queue (msg_queue, key, id, bytes, messages)
     ipc_ns: tuple[int, tuple[int, int, int, int, int]] = (0, (0, 0, 0, 0, 0))
+    idt: list[str] = field(default_factory=list)  # irq -d: each vector's handler, as shown
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
     # files -d/-p: path -> (dentry, inode, superblock) of the panic task's files; the
     # syslog inode's mapping and its cached pages (page, physical, index, refcount, flags)
@@ -540,3 +542,32 @@ def add_ipc_namespace(k: SyntheticKernel, out: Subsystems, init_ns_tasks: list[i
     own = k.new("struct nsproxy", {"mnt_ns": mnt_ns, "ipc_ns": ns})
     k.write(task, "struct task_struct", {"nsproxy": own})
     out.ipc_ns = (pid, (msq, 0x77, 5, 300, 2))
+
+
+def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
+    """What the options of irq, timer and dev read: the IDT, hrtimers, resources, PCI
+    and disks."""
+    _idt(k, out)
+
+
+def _idt(k: SyntheticKernel, out: Subsystems) -> None:
+    """``idt_table``: vector 0 at the start of asm_exc_divide_error, 14 at
+    asm_exc_page_fault, vectors 32-255 at irq_entries_start + 8 each (crash's
+    ``name+offset``, in decimal), the rest at 0xdead0000 + vector (no symbol)."""
+    fns = {n: k.function(n).address for n in ("asm_exc_divide_error", "asm_exc_page_fault")}
+    stubs = k.function("irq_entries_start", size=8 * 224).address
+    table = k.data("idt_table", 256 * 16, align=4096)
+    for vector in range(256):
+        if vector in (0, 14):
+            name = "asm_exc_divide_error" if vector == 0 else "asm_exc_page_fault"
+            handler, shown = fns[name], name
+        elif vector >= 32:
+            off = 8 * (vector - 32)
+            handler, shown = stubs + off, f"irq_entries_start+{off}" if off else "irq_entries_start"
+        else:
+            handler = 0xDEAD0000 + vector
+            shown = f"{handler:x}"
+        gate = struct.pack("<HHHHII", handler & 0xFFFF, 0x10, 0x8E00, handler >> 16 & 0xFFFF,
+                           handler >> 32, 0)  # fmt: skip
+        k.mem.write(table + 16 * vector, gate)
+        out.idt.append(f"[{vector}] {shown}")
