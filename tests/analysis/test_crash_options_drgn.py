@@ -110,3 +110,42 @@ def test_irq_d_matches_drgn(session, drgn):
     ours, theirs = both(session, drgn, "irq_d")
     assert rows(ours) == rows(theirs)
     assert len(rows(ours)) == 256
+
+
+def _hrtimer_clocks(text: str) -> dict[tuple[int, int], list[list[str]]]:
+    """``timer -r``'s output as {(cpu, clock): the rows under the CLOCK line}."""
+    out: dict[tuple[int, int], list[list[str]]] = {}
+    cpu = clock = -1
+    for r in rows(text):
+        if r[0] == "CPU:":
+            cpu = int(r[1])
+        elif r[0] == "CLOCK:":
+            clock = int(r[1])
+            out[(cpu, clock)] = [r[:4]]  # crash names the clock's reader; drgn does not
+        else:
+            out[(cpu, clock)].append(r)
+    return out
+
+
+@pytest.mark.parametrize("key", ["timer_r", "timer_r_C"])
+def test_timer_r_matches_drgn(session, drgn, key):
+    """``timer -r`` (``-C 1``: CPU 1's): the same CPU and clock bases, and each hrtimer's
+    soft and hard expiry, address, function and symbol, in order.  "Now" differs by
+    design: crash (and kdumpy) count it from jiffies, drgn reads the coarse monotonic
+    clock; both must be within a second, and each TTE is EXPIRES less this now."""
+    ours, theirs = both(session, drgn, key)
+    mine, their = _hrtimer_clocks(ours), _hrtimer_clocks(theirs)
+    assert mine.keys() == their.keys() and mine
+    timers = 0
+    for where, block in mine.items():
+        other = their[where]
+        assert block[0] == other[0]
+        if block[1:] == [["(empty)"]]:
+            assert other[1:] == [["(empty)"]]
+            continue
+        now, drgn_now = int(block[2][0]), int(other[2][0])
+        assert abs(now - drgn_now) < 1_000_000_000
+        assert [r[:2] + r[3:] for r in block[4:]] == [r[:2] + r[3:] for r in other[4:]]
+        assert all(int(r[2]) == int(r[1]) - now for r in block[4:])
+        timers += len(block) - 4
+    assert timers >= 1

@@ -155,3 +155,56 @@ def test_irq_d_refuses_other_options_and_its_python_runs(crash, prog, capsys):
     exec(compile(code, "irq -d", "exec"), {"prog": prog})  # noqa: S102 - our own output
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 256 and printed[14].split()[2].startswith("asm_exc_page_fault")
+
+
+# -- timer -r ---------------------------------------------------------------------------------
+
+
+def _hrtimer_blocks(text: str) -> dict[tuple[int, int], list[list[str]]]:
+    """``timer -r``'s output as {(cpu, clock): the rows under the CLOCK line}."""
+    out: dict[tuple[int, int], list[list[str]]] = {}
+    cpu = clock = -1
+    for r in rows(text, 0):
+        if r[0] == "CPU:":
+            cpu = int(r[1])
+        elif r[0] == "CLOCK:":
+            clock = int(r[1])
+            out[(cpu, clock)] = [r]
+        else:
+            out[(cpu, clock)].append(r)
+    return out
+
+
+def test_timer_r_lists_each_clock_bases_hrtimers_in_order(crash, machine):
+    """Every CPU's 8 clock bases (address, reader), crash's now on each clock (jiffies at
+    HZ 250, plus the clock's offset), each timer's soft and hard expiry, time to expiry,
+    address and function; ``(empty)`` for the others."""
+    blocks = _hrtimer_blocks(crash("timer -r"))
+    now = machine.sub.hrtimer_now
+    for cpu, (cpu_base, clocks) in machine.sub.hrtimers.items():
+        assert f"CPU: {cpu}  HRTIMER_CPU_BASE: {cpu_base:x}" in crash("timer -r")
+        for index, base, reader, offset, timers in clocks:
+            got = blocks[(cpu, index)]
+            assert got[0] == ["CLOCK:", str(index), "HRTIMER_CLOCK_BASE:", f"{base:x}",
+                              f"[{reader}]"]  # fmt: skip
+            if not timers:
+                assert got[1:] == [["(empty)"]]
+                continue
+            fn = {n: machine.kernel.functions[n].address for _s, _h, _t, n in timers}
+            header = ["SOFTEXPIRES", "EXPIRES", "TTE", "HRTIMER", "FUNCTION"]
+            assert got[1:4] == [["CURRENT"], [str(now + offset)], header]
+            assert got[4:] == [[str(s), str(h), str(h - now - offset), f"{t:016x}",
+                                f"{fn[n]:016x}", f"<{n}>"] for s, h, t, n in timers]  # fmt: skip
+    assert len(blocks) == 16
+
+
+def test_timer_r_C_and_python(crash, machine, prog, capsys):
+    assert set(_hrtimer_blocks(crash("timer -r -C 1"))) == {(1, i) for i in range(8)}
+    code = crash("timer -r --python")
+    exec(compile(code, "timer -r", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = [line.split()[:5] for line in capsys.readouterr().out.splitlines()]
+    now = machine.sub.hrtimer_now
+    want = [[str(cpu), str(index), str(s), str(h), str(h - now - offset)]
+            for cpu, (_b, clocks) in machine.sub.hrtimers.items()
+            for index, _base, _r, offset, timers in clocks for s, h, _t, _n in timers]  # fmt: skip
+    assert printed == want and len(want) == 4

@@ -183,6 +183,15 @@ enum softirq_vectors { HI_SOFTIRQ, TIMER_SOFTIRQ, NR_SOFTIRQS };
 struct swap_info_struct { unsigned long flags; short prio; struct file *swap_file;
                           unsigned int pages; unsigned int inuse_pages; };
 
+typedef s64 ktime_t;
+struct timerqueue_node { struct rb_node node; ktime_t expires; };
+struct timerqueue_head { struct rb_root_cached rb_root; };
+struct hrtimer { struct timerqueue_node node; ktime_t _softexpires; void *function;
+                 struct hrtimer_clock_base *base; u8 state; };
+struct hrtimer_clock_base { struct hrtimer_cpu_base *cpu_base; unsigned int index;
+                            int clockid; struct timerqueue_head active; void *get_time;
+                            ktime_t offset; };
+struct hrtimer_cpu_base { unsigned int active_bases; struct hrtimer_clock_base clock_base[8]; };
 struct timer_list { struct hlist_node entry; unsigned long expires; void *function;
                     u32 flags; };
 struct timer_base { spinlock_t lock; struct timer_list *running_timer; unsigned long clk;

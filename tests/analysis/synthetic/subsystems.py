@@ -64,6 +64,12 @@ class Subsystems:
     # queue (msg_queue, key, id, bytes, messages)
     ipc_ns: tuple[int, tuple[int, int, int, int, int]] = (0, (0, 0, 0, 0, 0))
     idt: list[str] = field(default_factory=list)  # irq -d: each vector's handler, as shown
+    # timer -r: crash's "now" (ns), and per CPU the hrtimer_cpu_base and its clock bases:
+    # (index, base, get_time's name, offset, [(softexpires, expires, hrtimer, function)])
+    hrtimer_now: int = 0
+    hrtimers: dict[
+        int, tuple[int, list[tuple[int, int, str, int, list[tuple[int, int, int, str]]]]]
+    ] = field(default_factory=dict)
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
     # files -d/-p: path -> (dentry, inode, superblock) of the panic task's files; the
     # syslog inode's mapping and its cached pages (page, physical, index, refcount, flags)
@@ -548,6 +554,7 @@ def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
     """What the options of irq, timer and dev read: the IDT, hrtimers, resources, PCI
     and disks."""
     _idt(k, out)
+    _hrtimers(k, out)
 
 
 def _idt(k: SyntheticKernel, out: Subsystems) -> None:
@@ -571,3 +578,46 @@ def _idt(k: SyntheticKernel, out: Subsystems) -> None:
                            handler >> 32, 0)  # fmt: skip
         k.mem.write(table + 16 * vector, gate)
         out.idt.append(f"[{vector}] {shown}")
+
+
+CLOCK_READERS = ("ktime_get", "ktime_get_real", "ktime_get_boottime", "ktime_get_clocktai")
+
+
+def _hrtimers(k: SyntheticKernel, out: Subsystems) -> None:
+    """HZ 250 (``tick_nsec``) and ``jiffies_64`` 107704 ticks past INITIAL_JIFFIES: crash's
+    now is 430.816 s.  CPU 0's monotonic base holds three timers (one already expired),
+    its real-time base one (the real clock is 1.7e9 s ahead); every other base of both
+    CPUs is empty.  Each base's get_time is its clock's reader."""
+    k.global_("tick_nsec", "unsigned long", {"": 4_000_000})
+    k.global_("jiffies_64", "unsigned long long", {"": ((-75_000) & 0xFFFFFFFF) + 107_704})
+    out.hrtimer_now = now = 107_704 * 4_000_000
+    readers = {name: k.function(name).address for name in CLOCK_READERS}
+    fns = {name: k.function(name).address for name in ("tick_sched_timer", "hrtimer_wakeup")}
+    bases = k.percpu("hrtimer_bases", "struct hrtimer_cpu_base")
+    real = 1_700_000_000 * 10**9
+    plan = {(0, 0): [(now - 1_000_000, now - 1_000_000, "tick_sched_timer"),
+                     (now + 4_000_000, now + 4_000_000, "tick_sched_timer"),
+                     (now + 5 * 10**9, now + 5 * 10**9 + 50_000, "hrtimer_wakeup")],
+            (0, 1): [(now + real + 10**9, now + real + 10**9, "hrtimer_wakeup")]}  # fmt: skip
+    size = k.type("struct hrtimer_clock_base").size
+    first = k.offsetof("struct hrtimer_cpu_base", "clock_base")
+    for cpu in range(k.cpus):
+        cpu_base = k.per_cpu_address(bases, cpu)
+        clocks = []
+        for index in range(8):
+            base = cpu_base + first + index * size
+            reader = CLOCK_READERS[index % 4]
+            offset = real if index % 4 == 1 else 0
+            made = []
+            for soft, hard, fn in plan.get((cpu, index), []):
+                t = k.new("struct hrtimer", {"_softexpires": soft, "node.expires": hard,
+                                             "function": fns[fn], "base": base})  # fmt: skip
+                made.append((soft, hard, t, fn))
+            root = k.rb_tree([t for _s, _h, t, _f in made])
+            k.write(base, "struct hrtimer_clock_base", {
+                "cpu_base": cpu_base, "index": index, "get_time": readers[reader],
+                "offset": offset, "active.rb_root.rb_root.rb_node": root,
+                "active.rb_root.rb_leftmost": made[0][2] if made else 0,
+            })  # fmt: skip
+            clocks.append((index, base, reader, offset, made))
+        out.hrtimers[cpu] = (cpu_base, clocks)

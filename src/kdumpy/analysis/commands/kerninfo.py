@@ -29,7 +29,13 @@ from kdumpy.analysis.helpers.net import (
     sock_family_type,
     task_sockets,
 )
-from kdumpy.analysis.helpers.timer import jiffies, timer_bases
+from kdumpy.analysis.helpers.timer import (
+    crash_ktime_now,
+    hrtimer_bases,
+    jiffies,
+    ktime_ns,
+    timer_bases,
+)
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
@@ -37,32 +43,93 @@ from kdumpy.printable import shown
 _PRELUDE = "# prog = kdumpy.open(DUMP)\n"
 
 
+def _timer_python(opts: argparse.Namespace) -> str:
+    cpus = "prog.online_cpus" if opts.cpus is None else repr(opts.cpus)
+    if opts.hrtimers:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.timer import crash_ktime_now, hrtimer_bases, ktime_ns\n"
+            "now = crash_ktime_now(prog)\n"
+            f"for cpu in {cpus}:\n"
+            "    cpu_base, clocks = hrtimer_bases(prog, cpu)\n"
+            "    for clock in clocks:\n"
+            "        for t in clock.timers:\n"
+            "            expires = ktime_ns(t.node.expires)\n"
+            "            print(cpu, clock.index, ktime_ns(t._softexpires), expires,\n"
+            "                  expires - (now + clock.offset), hex(int(t)),\n"
+            "                  prog.describe(int(t.function)))\n"
+        )
+    return _PRELUDE + (
+        "from kdumpy.analysis.helpers.timer import timer_bases\n"
+        f"for cpu in {cpus}:\n"
+        "    for name, base, timers in timer_bases(prog, cpu):\n"
+        "        for t in timers:\n"
+        "            print(cpu, name, int(t.expires),\n"
+        "                  prog.describe(int(t.function)))\n"
+    )
+
+
 @command("timer", "timer queue data",
          Arg("-C", dest="cpus", type=parse_cpus, metavar="cpus", help="these CPUs only"),
-         usage="timer [-C cpus]",
-         python=lambda o: _PRELUDE + (
-             "from kdumpy.analysis.helpers.timer import timer_bases\n"
-             "for cpu in prog.online_cpus:\n"
-             "    for name, base, timers in timer_bases(prog, cpu):\n"
-             "        for t in timers:\n"
-             "            print(cpu, name, int(t.expires),\n"
-             "                  prog.describe(int(t.function)))\n"))  # fmt: skip
+         Arg("-r", dest="hrtimers", action="store_true", help="the high-resolution timers"),
+         usage="timer [-r] [-C cpus]", python=_timer_python)  # fmt: skip
 def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    cpus = prog.online_cpus if opts.cpus is None else opts.cpus
+    if opts.hrtimers:
+        return _hrtimers(prog, cpus)
     now = jiffies(prog)
     out = [f"JIFFIES\n{now}\n"]
-    for cpu in prog.online_cpus if opts.cpus is None else opts.cpus:
+    for cpu in cpus:
         out.append("\n")
         for name, base, timers in timer_bases(prog, cpu):
             out.append(f"TIMER_BASES[{cpu}][{name}]: {int(base.address_ or 0):x}\n")
             out.append("  EXPIRES          TTE     TIMER_LIST     FUNCTION\n")
             for t in timers:
-                expires, function = int(t.expires), int(t.function)
-                sym = prog.find_symbol(function)
-                where = f"  <{sym.describe(function)}>" if sym is not None else ""
+                expires = int(t.expires)
                 out.append(f"  {expires:<11} {expires - now:>9}  {int(t):016x}  "
-                           f"{function:016x}{where}\n")  # fmt: skip
+                           f"{_function(prog, int(t.function))}\n")  # fmt: skip
     return "".join(out)
+
+
+def _function(prog: Program, address: int) -> str:
+    """A timer's function: its address, then ``<symbol>`` where one holds it."""
+    sym = prog.find_symbol(address)
+    return f"{address:016x}" + (f"  <{sym.describe(address)}>" if sym is not None else "")
+
+
+def _hrtimers(prog: Program, cpus: list[int]) -> str:
+    """``timer -r``: each CPU's hrtimer clock bases, each with the time now on its clock
+    (crash's reckoning, from jiffies) and its timers: soft and hard expiry, time to
+    expiry, the hrtimer and its function; ``(empty)`` for a base without one."""
+    now = crash_ktime_now(prog)
+    blocks = []
+    for cpu in cpus:
+        cpu_base, clocks = hrtimer_bases(prog, cpu)
+        out = [f"CPU: {cpu}  HRTIMER_CPU_BASE: {int(cpu_base.address_ or 0):x}\n"]
+        for i, clock in enumerate(clocks):
+            sym = prog.find_symbol(clock.get_time) if clock.get_time else None
+            name = f"  [{shown(sym.name)}]" if sym is not None else ""
+            out.append(("\n" if i else "") + f"  CLOCK: {clock.index}  HRTIMER_CLOCK_BASE: "
+                       f"{int(clock.base.address_ or 0):x}{name}\n")  # fmt: skip
+            if not clock.timers:
+                out.append("  (empty)\n")
+                continue
+            current = now + clock.offset
+            rows = []
+            for t in clock.timers:
+                expires = ktime_ns(t.node.expires)
+                rows.append((str(ktime_ns(t._softexpires)), str(expires), str(expires - current),
+                             f"{int(t):016x}", _function(prog, int(t.function))))  # fmt: skip
+            w = [max(len(r[c]) for r in [("SOFTEXPIRES", "EXPIRES", "TTE"), *rows])
+                 for c in range(3)]  # fmt: skip
+            out.append(f"  {'CURRENT':>{w[0]}}\n  {current:>{w[0]}}\n")
+            out.append(f"  {'SOFTEXPIRES':>{w[0]}}  {'EXPIRES':>{w[1]}}  {'TTE':>{w[2]}}  "
+                       "    HRTIMER           FUNCTION\n")  # fmt: skip
+            out += [
+                f"  {a:>{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d}  {e}\n" for a, b, c, d, e in rows
+            ]
+        blocks.append("".join(out))
+    return "\n".join(blocks)
 
 
 @command("net", "network devices and sockets",
