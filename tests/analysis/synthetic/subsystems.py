@@ -584,13 +584,14 @@ CLOCK_READERS = ("ktime_get", "ktime_get_real", "ktime_get_boottime", "ktime_get
 
 
 def _hrtimers(k: SyntheticKernel, out: Subsystems) -> None:
-    """HZ 250 (``tick_nsec``) and ``jiffies_64`` 107704 ticks past INITIAL_JIFFIES: crash's
-    now is 430.816 s.  CPU 0's monotonic base holds three timers (one already expired),
-    its real-time base one (the real clock is 1.7e9 s ahead); every other base of both
-    CPUs is empty.  Each base's get_time is its clock's reader."""
+    """HZ 250 (``tick_nsec``) and ``jiffies_64`` 1000000 ticks past INITIAL_JIFFIES:
+    crash's now is 4000 s (the uptime the kernel log's newest record gives too).  CPU 0's
+    monotonic base holds three timers (one already expired), its real-time base one (the
+    real clock is 1.7e9 s ahead); every other base of both CPUs is empty.  Each base's
+    get_time is its clock's reader."""
     k.global_("tick_nsec", "unsigned long", {"": 4_000_000})
-    k.global_("jiffies_64", "unsigned long long", {"": ((-75_000) & 0xFFFFFFFF) + 107_704})
-    out.hrtimer_now = now = 107_704 * 4_000_000
+    k.global_("jiffies_64", "unsigned long long", {"": ((-75_000) & 0xFFFFFFFF) + 1_000_000})
+    out.hrtimer_now = now = 1_000_000 * 4_000_000
     readers = {name: k.function(name).address for name in CLOCK_READERS}
     fns = {name: k.function(name).address for name in ("tick_sched_timer", "hrtimer_wakeup")}
     bases = k.percpu("hrtimer_bases", "struct hrtimer_cpu_base")

@@ -54,7 +54,7 @@ def _timer_python(opts: argparse.Namespace) -> str:
             "    for clock in clocks:\n"
             "        for t in clock.timers:\n"
             "            expires = ktime_ns(t.node.expires)\n"
-            "            print(cpu, clock.index, ktime_ns(t._softexpires), expires,\n"
+            "            print(cpu, clock.number, ktime_ns(t._softexpires), expires,\n"
             "                  expires - (now + clock.offset), hex(int(t)),\n"
             "                  prog.describe(int(t.function)))\n"
         )
@@ -109,7 +109,7 @@ def _hrtimers(prog: Program, cpus: list[int]) -> str:
         for i, clock in enumerate(clocks):
             sym = prog.find_symbol(clock.get_time) if clock.get_time else None
             name = f"  [{shown(sym.name)}]" if sym is not None else ""
-            out.append(("\n" if i else "") + f"  CLOCK: {clock.index}  HRTIMER_CLOCK_BASE: "
+            out.append(("\n" if i else "") + f"  CLOCK: {clock.number}  HRTIMER_CLOCK_BASE: "
                        f"{int(clock.base.address_ or 0):x}{name}\n")  # fmt: skip
             if not clock.timers:
                 out.append("  (empty)\n")

@@ -60,7 +60,7 @@ def timer_bases(prog: Program, cpu: int) -> list[tuple[str, Object, list[Object]
 class HrtimerClockBase(NamedTuple):
     """One clock base of a CPU's ``hrtimer_cpu_base``, its timers by expiry."""
 
-    index: int
+    number: int  # the clock base's index (0: monotonic, 1: real ...)
     base: Object  # struct hrtimer_clock_base
     get_time: int  # the clock's read function (0 since 6.18, which dropped it)
     offset: int  # ns from the monotonic clock to this one
