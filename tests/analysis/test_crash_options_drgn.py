@@ -149,3 +149,12 @@ def test_timer_r_matches_drgn(session, drgn, key):
         assert all(int(r[2]) == int(r[1]) - now for r in block[4:])
         timers += len(block) - 4
     assert timers >= 1
+
+
+@pytest.mark.parametrize("key", ["search_x", "search_x_w", "search_x_h"])
+def test_search_x_matches_drgn(session, drgn, key):
+    """``search -x`` (64-, 32- and 16-bit values): each match with the same values
+    before and after it, line by line (addresses, values, ASCII)."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours) == rows(theirs)
+    assert len(rows(ours)) >= 3

@@ -208,3 +208,49 @@ def test_timer_r_C_and_python(crash, machine, prog, capsys):
             for cpu, (_b, clocks) in machine.sub.hrtimers.items()
             for index, _base, _r, offset, timers in clocks for s, h, _t, _n in timers]  # fmt: skip
     assert printed == want and len(want) == 4
+
+
+# -- search -x --------------------------------------------------------------------------------
+
+
+def _words(machine, address: int, count: int, width: int) -> list[int]:
+    data = machine.kernel.mem.read(address, count * width)
+    return [int.from_bytes(data[i : i + width], "little") for i in range(0, len(data), width)]
+
+
+@pytest.mark.parametrize("width", [8, 4])
+def test_search_x_shows_the_values_around_each_match(crash, machine, width):
+    """Each match between the ``count`` values before and after it (rd's lines: 16
+    bytes each, then ASCII), the matches apart by a blank line; the values are read
+    from the synthetic memory, not from the command."""
+    pid_at = machine.tasks[1300].address + machine.kernel.offsetof("struct task_struct", "pid")
+    flag = " -w" if width == 4 else ""
+    value = 1300 if width == 4 else int.from_bytes(machine.kernel.mem.read(pid_at, 8), "little")
+    out = crash(f"search -s {pid_at:x} -l {width} -x 3{flag} {value:x}")
+    before = _words(machine, pid_at - 3 * width, 3, width)
+    after = _words(machine, pid_at + width, 3, width)
+    got = rows(out, 0)
+    per_line = 16 // width
+    assert got[0][0] == f"{pid_at - 3 * width:x}:"
+    words = [w for r in got if r[0] != f"{pid_at:x}:" for w in r[1 : 1 + per_line]]
+    shown = [int(w, 16) for w in words if len(w) == 2 * width and "." not in w]
+    assert shown == before + after
+    assert [f"{pid_at:x}:", f"{value:x}"] in got and len(got) == 2 * -(-3 // per_line) + 1
+    assert crash(f"search -x 1 -c -s {pid_at:x} -l 8 sleep").startswith("search: ")
+
+
+def test_search_x_of_several_matches_and_stacks(crash, machine):
+    bash = machine.tasks[1234].address
+    plain = rows(crash(f"search {bash:x}"), 0)
+    blocks = crash(f"search -x 1 {bash:x}").split("\n\n")
+    assert len(blocks) == len(plain) >= 3
+    assert [b.splitlines()[1].split() for b in blocks] == plain
+    stacks = crash(f"search -t -x 2 {bash:x}")
+    assert stacks.count("PID:") == crash(f"search -t {bash:x}").count("PID:")
+
+
+def test_search_x_python_runs(crash, machine, prog, capsys):
+    code = crash(f"search -x 1 {machine.tasks[1234].address:x} --python")
+    exec(compile(code, "search -x", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 6 and all(len(x) == 16 for x in lines[1].split())
