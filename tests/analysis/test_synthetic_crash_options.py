@@ -254,3 +254,39 @@ def test_search_x_python_runs(crash, machine, prog, capsys):
     exec(compile(code, "search -x", "exec"), {"prog": prog})  # noqa: S102 - our own output
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 6 and all(len(x) == 16 for x in lines[1].split())
+
+
+# -- dev -i, -p -------------------------------------------------------------------------------
+
+
+def test_dev_i_walks_both_resource_trees_depth_first(crash, machine):
+    """Ports in 4 hex digits (their root ends at 0xffff), memory in at least 8."""
+    ports, memory = crash("dev -i").split("\n\n")
+    for text, root, width in ((ports, "ioport_resource", 4), (memory, "iomem_resource", 8)):
+        want = [[f"{a:016x}", f"{lo:0{width}x}-{hi:0{width}x}", *name.split()]
+                for a, lo, hi, name in machine.sub.resources[root]]  # fmt: skip
+        assert rows(text) == want and len(want) == 4
+
+
+def test_dev_p_lists_buses_and_devices_bridges_and_children(crash, machine):
+    """The root bus and its name; its devices; the bus behind the root port with its
+    parent, its own bridge first then its endpoint (crash's vendor:device, unpadded)."""
+    ((root, name, devices, children),) = machine.sub.pci
+    got = rows(crash("dev -p"), 0)
+    assert got[1] == [f"{root:016x}", name]
+    want = [[f"{d:016x}", n, c, i, *t.split()] for d, n, c, i, t in devices]
+    assert got[3:5] == want
+    child, parent = children[0]
+    assert got[6] == [f"{child:016x}", f"{parent:016x}"]
+    assert got[8:] == [
+        [f"{d:016x}", n, c, i, *t.split()] for d, n, c, i, t in machine.sub.pci_child
+    ]
+
+
+@pytest.mark.parametrize("line", ["dev -i", "dev -p"])
+def test_dev_i_p_python_runs(crash, prog, capsys, line):
+    code = crash(line + " --python")
+    exec(compile(code, line, "exec"), {"prog": prog})  # noqa: S102 - our own output
+    printed = capsys.readouterr().out
+    assert ("keyboard" in printed) if line == "dev -i" else ("ROOT_PORT [BRIDGE]" in printed)
+    assert crash("dev -i -p").startswith("dev: ")

@@ -209,6 +209,16 @@ struct sock_common { u32 skc_daddr; u32 skc_rcv_saddr; u16 skc_dport; u16 skc_nu
                      unsigned short skc_family; };
 struct sock { struct sock_common __sk_common; u16 sk_type; };
 struct socket { short state; short type; struct file *file; struct sock *sk; };
+struct resource { u64 start; u64 end; const char *name; unsigned long flags;
+                  struct resource *parent; struct resource *sibling; struct resource *child; };
+struct kobject { const char *name; struct list_head entry; };
+struct device { struct kobject kobj; struct device *parent; };
+struct pci_bus { struct list_head node; struct pci_bus *parent; struct list_head children;
+                 struct list_head devices; struct pci_dev *self; unsigned char number;
+                 struct device dev; };
+struct pci_dev { struct list_head bus_list; struct pci_bus *bus; unsigned short vendor;
+                 unsigned short device; unsigned int class; u8 hdr_type; u16 pcie_flags_reg;
+                 struct device dev; };
 struct cdev { void *kobj; void *owner; const void *ops; };
 struct char_device_struct { struct char_device_struct *next; unsigned int major;
                             unsigned int baseminor; int minorct; char name[64];

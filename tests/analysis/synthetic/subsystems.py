@@ -66,6 +66,14 @@ class Subsystems:
     idt: list[str] = field(default_factory=list)  # irq -d: each vector's handler, as shown
     # timer -r: crash's "now" (ns), and per CPU the hrtimer_cpu_base and its clock bases:
     # (index, base, get_time's name, offset, [(softexpires, expires, hrtimer, function)])
+    # dev -i: each tree's (resource, start, end, name), depth first; dev -p: root bus
+    # and name, then per bus its devices (dev, name, class, vendor:device, type) and the
+    # buses behind it as (bus, parent)
+    resources: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+    pci: list[tuple[int, str, list[tuple[int, str, str, str, str]], list[tuple[int, int]]]] = field(
+        default_factory=list
+    )
+    pci_child: list[tuple[int, str, str, str, str]] = field(default_factory=list)
     hrtimer_now: int = 0
     hrtimers: dict[
         int, tuple[int, list[tuple[int, int, str, int, list[tuple[int, int, int, str]]]]]
@@ -555,6 +563,8 @@ def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
     and disks."""
     _idt(k, out)
     _hrtimers(k, out)
+    _resources(k, out)
+    _pci(k, out)
 
 
 def _idt(k: SyntheticKernel, out: Subsystems) -> None:
@@ -622,3 +632,70 @@ def _hrtimers(k: SyntheticKernel, out: Subsystems) -> None:
             })  # fmt: skip
             clocks.append((index, base, reader, offset, made))
         out.hrtimers[cpu] = (cpu_base, clocks)
+
+
+def _resources(k: SyntheticKernel, out: Subsystems) -> None:
+    """``ioport_resource`` (PCI IO: dma1, then a PCI bus holding keyboard) and
+    ``iomem_resource`` (PCI mem: System RAM holding Kernel code, then a 64-bit window)."""
+    trees = {
+        "ioport_resource": ("PCI IO", 0, 0xFFFF, [("dma1", 0, 0x1F, []),
+                            ("PCI Bus 0000:00", 0, 0xCF7, [("keyboard", 0x60, 0x60, [])])]),
+        "iomem_resource": ("PCI mem", 0, (1 << 40) - 1, [
+            ("System RAM", 0x1000, 0x9FBFF, [("Kernel code", 0x2000, 0x2FFF, [])]),
+            ("PCI Bus 0000:00", 1 << 32, (3 << 31) - 1, [])]),
+    }  # fmt: skip
+
+    def build(node: tuple, parent: int, address: int, rows: list) -> int:
+        name, start, end, children = node
+        k.write(address, "struct resource", {"start": start, "end": end, "parent": parent,
+                                             "name": k.string(name.encode())})  # fmt: skip
+        rows.append((address, start, end, name))
+        kids = [k.new("struct resource") for _ in children]
+        for i, (child, at) in enumerate(zip(children, kids, strict=True)):
+            build(child, address, at, rows)
+            if i + 1 < len(kids):
+                k.write(at, "struct resource", {"sibling": kids[i + 1]})
+        if kids:
+            k.write(address, "struct resource", {"child": kids[0]})
+        return address
+
+    for root, tree in trees.items():
+        rows: list[tuple[int, int, int, str]] = []
+        build(tree, 0, k.global_(root, "struct resource"), rows)
+        out.resources[root] = rows
+
+
+def _pci(k: SyntheticKernel, out: Subsystems) -> None:
+    """Root bus 0000:00: a host bridge and a PCIe root port (a bridge) whose bus 0000:01
+    holds a virtio endpoint."""
+    head = k.global_("pci_root_buses", "struct list_head")
+    k.list_init(head)
+
+    def bus(name: str, parent: int, self_dev: int) -> int:
+        b = k.new("struct pci_bus", {"parent": parent, "self": self_dev,
+                                     "dev.kobj.name": k.string(name.encode())})  # fmt: skip
+        for member in ("children", "devices"):
+            k.list_init(b + k.offsetof("struct pci_bus", member))
+        return b
+
+    def dev(on: int, name: str, cls: int, vendor: int, device: int, hdr: int, flags: int) -> int:
+        d = k.new("struct pci_dev", {"bus": on, "vendor": vendor, "device": device,
+                                     "class": cls, "hdr_type": hdr, "pcie_flags_reg": flags,
+                                     "dev.kobj.name": k.string(name.encode())})  # fmt: skip
+        k.list_add_tail(on + k.offsetof("struct pci_bus", "devices"),
+                        d + k.offsetof("struct pci_dev", "bus_list"))  # fmt: skip
+        return d
+
+    root = bus("0000:00", 0, 0)
+    k.list_add_tail(head, root + k.offsetof("struct pci_bus", "node"))
+    host = dev(root, "0000:00:00.0", 0x060000, 0x8086, 0x1237, 0, 0)
+    port = dev(root, "0000:00:01.0", 0x060400, 0x8086, 0x7C0, 1, 0x42)
+    child = bus("0000:01", root, port)
+    k.list_add_tail(root + k.offsetof("struct pci_bus", "children"),
+                    child + k.offsetof("struct pci_bus", "node"))  # fmt: skip
+    virtio = dev(child, "0000:01:00.0", 0x010000, 0x1AF4, 0x1041, 0, 0x02)
+    rows = [(host, "0000:00:00.0", "0600", "8086:1237", "ENDPOINT"),
+            (port, "0000:00:01.0", "0604", "8086:7c0", "ROOT_PORT [BRIDGE]")]  # fmt: skip
+    out.pci = [(root, "0000:00", rows, [(child, root)])]
+    out.pci_child = [(port, "0000:00:01.0", "0604", "8086:7c0", "ROOT_PORT [BRIDGE]"),
+                     (virtio, "0000:01:00.0", "0100", "1af4:1041", "ENDPOINT")]  # fmt: skip

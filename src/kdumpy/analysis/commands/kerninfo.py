@@ -9,7 +9,16 @@ from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.apicode import task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
-from kdumpy.analysis.helpers.devices import block_majors, char_devices
+from kdumpy.analysis.helpers.devices import (
+    block_majors,
+    char_devices,
+    device_name,
+    pci_bus_devices,
+    pci_child_buses,
+    pci_dev_type,
+    pci_root_buses,
+    resource_tree,
+)
 from kdumpy.analysis.helpers.ipc import (
     IPC_MSG_IDS,
     IPC_SEM_IDS,
@@ -205,13 +214,47 @@ def _sockets(prog: Program, task: object) -> str:
     return "".join(out)
 
 
-@command("dev", "device data", usage="dev",
-         python=lambda o: _PRELUDE + (
-             "from kdumpy.analysis.helpers.devices import char_devices, block_majors\n"
-             "for d in char_devices(prog):\n    print(d)\n"
-             "print(block_majors(prog))\n"))  # fmt: skip
+def _dev_python(opts: argparse.Namespace) -> str:
+    if opts.ports:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.devices import resource_tree\n"
+            'for root in ("ioport_resource", "iomem_resource"):\n'
+            "    for r in resource_tree(prog, root):\n"
+            "        print(hex(r.address), hex(r.start), hex(r.end), r.name)\n"
+        )
+    if opts.pci:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.devices import (device_name, pci_bus_devices,\n"
+            "    pci_child_buses, pci_dev_type, pci_root_buses)\n"
+            "def walk(bus):\n"
+            "    print(hex(int(bus)), device_name(bus.dev))\n"
+            "    for dev in pci_bus_devices(bus):\n"
+            "        print(' ', hex(int(dev)), device_name(dev.dev), hex(int(dev.vendor)),\n"
+            "              hex(int(dev.device)), pci_dev_type(dev))\n"
+            "    for child in pci_child_buses(bus):\n"
+            "        walk(child)\n"
+            "for bus in pci_root_buses(prog):\n"
+            "    walk(bus)\n"
+        )
+    return _PRELUDE + (
+        "from kdumpy.analysis.helpers.devices import char_devices, block_majors\n"
+        "for d in char_devices(prog):\n    print(d)\n"
+        "print(block_majors(prog))\n"
+    )
+
+
+@command("dev", "device data",
+         Arg("-i", dest="ports", action="store_true", help="I/O port and memory resources"),
+         Arg("-p", dest="pci", action="store_true", help="PCI buses and devices"),
+         usage="dev [-i | -p]", python=_dev_python)  # fmt: skip
 def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.ports and opts.pci:
+        raise CommandError("give one of -i and -p")
+    if opts.ports:
+        return _resources(prog)
+    if opts.pci:
+        return _pci(prog)
     out = ["CHRDEV  NAME                CDEV        OPERATIONS\n"]
     for d in char_devices(prog):
         if d.cdev:
@@ -222,6 +265,51 @@ def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
             out.append(f"{d.major:>6}  {shown(d.name):<12}       (none)\n")
     out.append("\nBLKDEV  NAME\n")
     out += [f"{major:>6}  {shown(name)}\n" for major, name in block_majors(prog)]
+    return "".join(out)
+
+
+def _resources(prog: Program) -> str:
+    """``dev -i``: the I/O port tree, then the I/O memory tree (crash's two tables;
+    ranges in 4 hex digits for ports up to 0xffff, else 8, at least)."""
+    blocks = []
+    headers = {"ioport_resource": "    RESOURCE        RANGE    NAME\n",
+               "iomem_resource": "    RESOURCE            RANGE        NAME\n"}  # fmt: skip
+    for root, header in headers.items():
+        tree = resource_tree(prog, root)
+        width = 4 if root == "ioport_resource" and tree and tree[0].end <= 0xFFFF else 8
+        rows = [f"{r.address:016x}  {r.start:0{width}x}-{r.end:0{width}x}  {shown(r.name)}\n"
+                for r in tree]  # fmt: skip
+        blocks.append(header + "".join(rows))
+    return "\n".join(blocks)
+
+
+def _pci(prog: Program) -> str:
+    """``dev -p``: each root bus and its name, its devices (the bus's own bridge first),
+    then each bus behind it with its parent, depth first, as crash."""
+    out: list[str] = []
+
+    def devices(bus: Object) -> None:
+        out.append("      PCI DEV       DO:BU:SL.FN   CLASS   PCI_ID    TYPE\n")
+        for dev in pci_bus_devices(bus):
+            ident = f"{int(dev.vendor):x}:{int(dev.device):x}"
+            out.append(f"  {int(dev):016x}  {shown(device_name(dev.dev)):<12}  "
+                       f"{int(dev.member_('class')) >> 8:04x}  {ident:<9}  "
+                       f"{pci_dev_type(dev)}\n")  # fmt: skip
+
+    def children(bus: Object) -> None:
+        for child in pci_child_buses(bus):
+            out.append("      PCI BUS         PARENT BUS\n")
+            out.append(f"  {int(child):016x}  {int(child.parent):016x}\n")
+            devices(child)
+            out.append("\n")
+            children(child)
+
+    for root in pci_root_buses(prog):
+        out.append("    ROOT BUS      BUSNAME\n")
+        out.append(f"{int(root):016x}  {shown(device_name(root.dev))}\n")
+        devices(root)
+        children(root)
+        out.append("\n")
     return "".join(out)
 
 
