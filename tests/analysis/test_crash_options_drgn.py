@@ -187,3 +187,13 @@ def test_dev_p_matches_drgn(session, drgn):
 
     assert ids(ours) == ids(theirs)
     assert len(rows(ours)) >= 4
+
+
+@pytest.mark.parametrize("key", ["dev_d", "dev_D"])
+def test_dev_d_matches_drgn(session, drgn, key):
+    """``dev -d``/``-D``: each disk's major, gendisk, name, request queue and the
+    requests in flight on it, total, reads and writes (none on the lab dumps: the
+    guests' disks are idle when they crash; -D lists none, its header alone)."""
+    ours, theirs = both(session, drgn, key)
+    assert rows(ours, 1) == rows(theirs, 1)
+    assert len(rows(ours, 1)) >= (2 if key == "dev_d" else 0)

@@ -290,3 +290,24 @@ def test_dev_i_p_python_runs(crash, prog, capsys, line):
     printed = capsys.readouterr().out
     assert ("keyboard" in printed) if line == "dev -i" else ("ROOT_PORT [BRIDGE]" in printed)
     assert crash("dev -i -p").startswith("dev: ")
+
+
+# -- dev -d, -D -------------------------------------------------------------------------------
+
+
+def test_dev_d_counts_each_disks_requests_in_flight(crash, machine):
+    """Whole disks only (the partition is left out), in the block class's order; a
+    request is counted on the queue it names (a stale tag naming another queue is not),
+    reads and writes by the operation's low bit; -D only the busy disk."""
+    want = [["254", f"{d:016x}", name, f"{q:016x}", str(r + w), str(r), str(w)]
+            for d, name, q, r, w in machine.sub.disks]  # fmt: skip
+    assert rows(crash("dev -d")) == want
+    assert rows(crash("dev -D")) == [r for r in want if r[4] != "0"] and want[0][4] == "2"
+
+
+def test_dev_d_python_runs(crash, machine, prog, capsys):
+    code = crash("dev -d --python")
+    exec(compile(code, "dev -d", "exec"), {"prog": prog})  # noqa: S102 - our own output
+    got = [line.split()[2:] for line in capsys.readouterr().out.splitlines()]
+    assert got == [[n, hex(q), str(r + w), str(r), str(w)] for _d, n, q, r, w in machine.sub.disks]
+    assert crash("dev -d -i").startswith("dev: ")

@@ -103,6 +103,8 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "ioport_resource": ("struct resource",),
     "iomem_resource": ("struct resource",),
     "pci_root_buses": ("struct list_head",),
+    "block_class": ("struct class",),
+    "class_kset": ("struct kset *",),
     # Per-CPU variables (addresses are offsets into each CPU's area).
     "runqueues": ("struct rq",),
     "current_task": ("struct task_struct *",),

@@ -74,6 +74,8 @@ class Subsystems:
         default_factory=list
     )
     pci_child: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    # dev -d: each disk (gendisk, name, queue, reads, writes) in the block class's order
+    disks: list[tuple[int, str, int, int, int]] = field(default_factory=list)
     hrtimer_now: int = 0
     hrtimers: dict[
         int, tuple[int, list[tuple[int, int, str, int, list[tuple[int, int, int, str]]]]]
@@ -565,6 +567,7 @@ def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
     _hrtimers(k, out)
     _resources(k, out)
     _pci(k, out)
+    _disks(k, out)
 
 
 def _idt(k: SyntheticKernel, out: Subsystems) -> None:
@@ -699,3 +702,63 @@ def _pci(k: SyntheticKernel, out: Subsystems) -> None:
     out.pci = [(root, "0000:00", rows, [(child, root)])]
     out.pci_child = [(port, "0000:00:01.0", "0604", "8086:7c0", "ROOT_PORT [BRIDGE]"),
                      (virtio, "0000:01:00.0", "0100", "1af4:1041", "ENDPOINT")]  # fmt: skip
+
+
+def _disks(k: SyntheticKernel, out: Subsystems) -> None:
+    """The block class (found on ``class_kset`` by its back-pointer, as since 6.4)
+    holds vda, a partition of it (vda1: not a disk) and vdb.  vda's queue has two
+    hardware contexts without a scheduler: driver tags 1 (a read) and 2 (a write) on
+    the first, tag 0 on the second names a request of vdb's queue (stale: not counted);
+    vdb is idle."""
+    cls = k.global_("block_class", "struct class", {"name": k.string(b"block")})
+    kset = k.new("struct kset")
+    k.list_init(kset + k.offsetof("struct kset", "list"))
+    k.global_("class_kset", "struct kset *", {"": kset})
+    sp = k.new("struct subsys_private", {"class": cls})
+    k.list_add_tail(kset + k.offsetof("struct kset", "list"),
+                    sp + k.offsetof("struct subsys_private", "subsys.kobj.entry"))  # fmt: skip
+    devices = sp + k.offsetof("struct subsys_private", "klist_devices.k_list")
+    k.list_init(devices)
+
+    def queue(nr_hw: int) -> int:
+        hctxs = k.mem.alloc(8 * nr_hw)
+        q = k.new("struct request_queue", {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw,
+                                           "queue_hw_ctx": hctxs})  # fmt: skip
+        return q
+
+    def tags(q: int, index: int, taken: dict[int, tuple[int, int]]) -> None:
+        """Hardware context ``index`` of ``q``: 16 driver tags in two 8-bit words;
+        ``taken`` maps a tag to (its request's queue, its cmd_flags)."""
+        words = k.mem.alloc(2 * 16)
+        rqs = k.mem.alloc(8 * 16)
+        for tag, (rq_q, flags) in taken.items():
+            rq = k.new("struct request", {"q": rq_q, "tag": tag, "internal_tag": -1,
+                                          "cmd_flags": flags})  # fmt: skip
+            k.mem.u64(rqs + 8 * tag, rq)
+            word = words + 16 * (tag >> 3)
+            k.mem.u64(word, k.mem.read_u64(word) | 1 << (tag & 7))
+        t = k.new("struct blk_mq_tags", {"nr_tags": 16, "bitmap_tags.sb.depth": 16,
+                                         "bitmap_tags.sb.shift": 3, "bitmap_tags.sb.map_nr": 2,
+                                         "bitmap_tags.sb.map": words, "rqs": rqs})  # fmt: skip
+        hctx = k.new("struct blk_mq_hw_ctx", {"tags": t})
+        hctxs = k.mem.read_u64(q + k.offsetof("struct request_queue", "queue_hw_ctx"))
+        k.mem.u64(hctxs + 8 * index, hctx)
+
+    def add(disk: int, partno: int) -> None:
+        bdev = k.new("struct block_device", {"bd_disk": disk, "bd_partno": partno})
+        priv = k.new("struct device_private",
+                     {"device": bdev + k.offsetof("struct block_device", "bd_device")})  # fmt: skip
+        k.list_add_tail(devices, priv + k.offsetof("struct device_private", "knode_class.n_node"))
+
+    qa, qb = queue(2), queue(1)
+    REQ_OP_READ, REQ_OP_WRITE = 0, 1
+    tags(qa, 0, {1: (qa, REQ_OP_READ), 2: (qa, REQ_OP_WRITE | 1 << 11)})
+    tags(qa, 1, {0: (qb, REQ_OP_WRITE)})
+    tags(qb, 0, {})
+    vda = k.new("struct gendisk", {"major": 254, "disk_name": b"vda", "queue": qa})
+    vdb = k.new("struct gendisk", {"major": 254, "first_minor": 16, "disk_name": b"vdb",
+                                   "queue": qb})  # fmt: skip
+    add(vda, 0)
+    add(vda, 1)
+    add(vdb, 0)
+    out.disks = [(vda, "vda", qa, 1, 1), (vdb, "vdb", qb, 0, 0)]

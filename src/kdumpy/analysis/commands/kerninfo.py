@@ -9,6 +9,7 @@ from kdumpy.analysis.commands.addrcmds import address_code
 from kdumpy.analysis.commands.apicode import task_expr
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.tasksel import task_from_arg, task_line
+from kdumpy.analysis.helpers.block import disk_name, disk_requests, for_each_disk
 from kdumpy.analysis.helpers.devices import (
     block_majors,
     char_devices,
@@ -222,6 +223,15 @@ def _dev_python(opts: argparse.Namespace) -> str:
             "    for r in resource_tree(prog, root):\n"
             "        print(hex(r.address), hex(r.start), hex(r.end), r.name)\n"
         )
+    if opts.disks:
+        return _PRELUDE + (
+            "from kdumpy.analysis.helpers.block import disk_name, disk_requests, for_each_disk\n"
+            "for disk in for_each_disk(prog):\n"
+            "    reads, writes = disk_requests(prog, disk)\n"
+            + ("    if not reads + writes:\n        continue\n" if opts.disks == "busy" else "")
+            + "    print(int(disk.major), hex(int(disk)), disk_name(disk), hex(int(disk.queue)),\n"
+            "          reads + writes, reads, writes)\n"
+        )
     if opts.pci:
         return _PRELUDE + (
             "from kdumpy.analysis.helpers.devices import (device_name, pci_bus_devices,\n"
@@ -246,11 +256,17 @@ def _dev_python(opts: argparse.Namespace) -> str:
 @command("dev", "device data",
          Arg("-i", dest="ports", action="store_true", help="I/O port and memory resources"),
          Arg("-p", dest="pci", action="store_true", help="PCI buses and devices"),
-         usage="dev [-i | -p]", python=_dev_python)  # fmt: skip
+         Arg("-d", dest="disks", action="store_const", const="all",
+             help="each disk's requests in flight: total, reads, writes"),
+         Arg("-D", dest="disks", action="store_const", const="busy",
+             help="as -d, the disks with requests in flight only"),
+         usage="dev [-i | -p | -d | -D]", python=_dev_python)  # fmt: skip
 def cmd_dev(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
-    if opts.ports and opts.pci:
-        raise CommandError("give one of -i and -p")
+    if sum(map(bool, (opts.ports, opts.pci, opts.disks))) > 1:
+        raise CommandError("give one of -i, -p and -d/-D")
+    if opts.disks:
+        return _disks(prog, busy=opts.disks == "busy")
     if opts.ports:
         return _resources(prog)
     if opts.pci:
@@ -281,6 +297,21 @@ def _resources(prog: Program) -> str:
                 for r in tree]  # fmt: skip
         blocks.append(header + "".join(rows))
     return "\n".join(blocks)
+
+
+def _disks(prog: Program, busy: bool) -> str:
+    """``dev -d``: each disk, its queue and the requests in flight on it (crash's
+    columns for blk-mq queues, which have no driver count); ``-D`` leaves out the
+    idle disks."""
+    out = ["MAJOR GENDISK            NAME       REQUEST_QUEUE      TOTAL  READ WRITE\n"]
+    for disk in for_each_disk(prog):
+        reads, writes = disk_requests(prog, disk)
+        if busy and not reads + writes:
+            continue
+        name = shown(disk_name(disk))
+        out.append(f"{int(disk.major):>5} {int(disk):016x}   {name:<10} {int(disk.queue):016x} "
+                   f"{reads + writes:>7} {reads:>5} {writes:>5}\n")  # fmt: skip
+    return "".join(out)
 
 
 def _pci(prog: Program) -> str:
