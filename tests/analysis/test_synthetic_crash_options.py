@@ -311,3 +311,8 @@ def test_dev_d_python_runs(crash, machine, prog, capsys):
     got = [line.split()[2:] for line in capsys.readouterr().out.splitlines()]
     assert got == [[n, hex(q), str(r + w), str(r), str(w)] for _d, n, q, r, w in machine.sub.disks]
     assert crash("dev -d -i").startswith("dev: ")
+
+
+def test_search_x_count_is_bounded(crash, machine):
+    task = machine.tasks[1300].address
+    assert crash(f"search -s {task:x} -l 8 -x 100000 1").startswith("search: -x: at most")

@@ -20,6 +20,8 @@ from kdumpy.analysis.helpers.tasks import active_tasks
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
+MAX_CONTEXT = 4096  # values either side of a match (-x): 32 KiB of 64-bit words
+
 
 def _python(opts: argparse.Namespace) -> str:
     value = opts.values[0] if opts.values else "0"
@@ -64,6 +66,8 @@ def cmd_search(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.context is not None and opts.string:
         raise CommandError("-x does not go with -c")
+    if opts.context is not None and opts.context > MAX_CONTEXT:
+        raise CommandError(f"-x: at most {MAX_CONTEXT} values around a match")
     if opts.stacks:
         if opts.start or opts.end or opts.length or opts.physical or opts.string:
             raise CommandError("-t and -T search the stacks: no -s, -e, -l, -p or -c")
