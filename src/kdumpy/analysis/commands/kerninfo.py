@@ -104,7 +104,7 @@ def cmd_timer(session: Session, opts: argparse.Namespace) -> str:
 def _function(prog: Program, address: int) -> str:
     """A timer's function: its address, then ``<symbol>`` where one holds it."""
     sym = prog.find_symbol(address)
-    return f"{address:016x}" + (f"  <{sym.describe(address)}>" if sym is not None else "")
+    return f"{address:016x}" + (f"  <{shown(sym.describe(address))}>" if sym is not None else "")
 
 
 def _hrtimers(prog: Program, cpus: list[int]) -> str:

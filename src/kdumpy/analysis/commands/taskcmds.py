@@ -265,7 +265,7 @@ def _files_inode(prog: Program, address: int) -> str:
     if rows:
         out.append("      PAGE        PHYSICAL      MAPPING       INDEX CNT FLAGS\n")
     for r in rows:
-        names = ",".join(page_flag_names(prog, r.flags))
+        names = shown(",".join(page_flag_names(prog, r.flags)))  # names from the dump's BTF
         out.append(f"{r.page:016x} {r.phys:>9x} {r.mapping:016x} {r.page_index:>8x} "
                    f"{r.refcount:>3} {r.flags:x} {names}\n")  # fmt: skip
     return "".join(out)
