@@ -706,10 +706,12 @@ def _pci(k: SyntheticKernel, out: Subsystems) -> None:
 
 def _disks(k: SyntheticKernel, out: Subsystems) -> None:
     """The block class (found on ``class_kset`` by its back-pointer, as since 6.4)
-    holds vda, a partition of it (vda1: not a disk) and vdb.  vda's queue has two
+    holds vda, a partition of it (vda1: not a disk), vdb and sdc.  vda's queue has two
     hardware contexts without a scheduler: driver tags 1 (a read) and 2 (a write) on
     the first, tag 0 on the second names a request of vdb's queue (stale: not counted);
-    vdb is idle."""
+    vdb is idle.  sdc's queue has an I/O scheduler: a read dispatched (scheduler tag 0
+    and driver tag 5) and a write still in the scheduler (scheduler tag 3 only) are its
+    two requests, counted once each through the scheduler tags."""
     cls = k.global_("block_class", "struct class", {"name": k.string(b"block")})
     kset = k.new("struct kset")
     k.list_init(kset + k.offsetof("struct kset", "list"))
@@ -720,29 +722,35 @@ def _disks(k: SyntheticKernel, out: Subsystems) -> None:
     devices = sp + k.offsetof("struct subsys_private", "klist_devices.k_list")
     k.list_init(devices)
 
-    def queue(nr_hw: int) -> int:
+    def queue(nr_hw: int, elevator: bool = False) -> int:
         hctxs = k.mem.alloc(8 * nr_hw)
-        q = k.new("struct request_queue", {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw,
-                                           "queue_hw_ctx": hctxs})  # fmt: skip
-        return q
+        for i in range(nr_hw):
+            k.mem.u64(hctxs + 8 * i, k.new("struct blk_mq_hw_ctx"))
+        scheduler = k.mem.alloc(64) if elevator else 0  # a struct elevator_queue
+        return k.new("struct request_queue", {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw,
+                                               "queue_hw_ctx": hctxs, "elevator": scheduler})  # fmt: skip
 
-    def tags(q: int, index: int, taken: dict[int, tuple[int, int]]) -> None:
-        """Hardware context ``index`` of ``q``: 16 driver tags in two 8-bit words;
-        ``taken`` maps a tag to (its request's queue, its cmd_flags)."""
+    def request(q: int, flags: int, tag: int = -1, internal_tag: int = -1) -> int:
+        return k.new("struct request", {"q": q, "tag": tag, "internal_tag": internal_tag,
+                                        "cmd_flags": flags})  # fmt: skip
+
+    def tags(q: int, index: int, taken: dict[int, int], sched: bool = False) -> None:
+        """Hardware context ``index`` of ``q``: 16 tags in two 8-bit sbitmap words;
+        ``taken`` maps a tag to its request (in ``rqs``, or ``static_rqs`` for a
+        scheduler's tags)."""
         words = k.mem.alloc(2 * 16)
         rqs = k.mem.alloc(8 * 16)
-        for tag, (rq_q, flags) in taken.items():
-            rq = k.new("struct request", {"q": rq_q, "tag": tag, "internal_tag": -1,
-                                          "cmd_flags": flags})  # fmt: skip
+        for tag, rq in taken.items():
             k.mem.u64(rqs + 8 * tag, rq)
             word = words + 16 * (tag >> 3)
             k.mem.u64(word, k.mem.read_u64(word) | 1 << (tag & 7))
         t = k.new("struct blk_mq_tags", {"nr_tags": 16, "bitmap_tags.sb.depth": 16,
                                          "bitmap_tags.sb.shift": 3, "bitmap_tags.sb.map_nr": 2,
-                                         "bitmap_tags.sb.map": words, "rqs": rqs})  # fmt: skip
-        hctx = k.new("struct blk_mq_hw_ctx", {"tags": t})
+                                         "bitmap_tags.sb.map": words,
+                                         "static_rqs" if sched else "rqs": rqs})  # fmt: skip
         hctxs = k.mem.read_u64(q + k.offsetof("struct request_queue", "queue_hw_ctx"))
-        k.mem.u64(hctxs + 8 * index, hctx)
+        hctx = k.mem.read_u64(hctxs + 8 * index)
+        k.write(hctx, "struct blk_mq_hw_ctx", {"sched_tags" if sched else "tags": t})
 
     def add(disk: int, partno: int) -> None:
         bdev = k.new("struct block_device", {"bd_disk": disk, "bd_partno": partno})
@@ -750,15 +758,21 @@ def _disks(k: SyntheticKernel, out: Subsystems) -> None:
                      {"device": bdev + k.offsetof("struct block_device", "bd_device")})  # fmt: skip
         k.list_add_tail(devices, priv + k.offsetof("struct device_private", "knode_class.n_node"))
 
-    qa, qb = queue(2), queue(1)
-    REQ_OP_READ, REQ_OP_WRITE = 0, 1
-    tags(qa, 0, {1: (qa, REQ_OP_READ), 2: (qa, REQ_OP_WRITE | 1 << 11)})
-    tags(qa, 1, {0: (qb, REQ_OP_WRITE)})
+    qa, qb, qc = queue(2), queue(1), queue(1, elevator=True)
+    read, write = 0, 1  # REQ_OP_READ, REQ_OP_WRITE
+    tags(qa, 0, {1: request(qa, read, 1), 2: request(qa, write | 1 << 11, 2)})
+    tags(qa, 1, {0: request(qb, write, 0)})
     tags(qb, 0, {})
+    dispatched, waiting = request(qc, read, 5, 0), request(qc, write, -1, 3)
+    tags(qc, 0, {0: dispatched, 3: waiting}, sched=True)
+    tags(qc, 0, {5: dispatched})
     vda = k.new("struct gendisk", {"major": 254, "disk_name": b"vda", "queue": qa})
     vdb = k.new("struct gendisk", {"major": 254, "first_minor": 16, "disk_name": b"vdb",
                                    "queue": qb})  # fmt: skip
+    sdc = k.new("struct gendisk", {"major": 8, "first_minor": 32, "disk_name": b"sdc",
+                                   "queue": qc})  # fmt: skip
     add(vda, 0)
     add(vda, 1)
     add(vdb, 0)
-    out.disks = [(vda, "vda", qa, 1, 1), (vdb, "vdb", qb, 0, 0)]
+    add(sdc, 0)
+    out.disks = [(vda, "vda", qa, 1, 1), (vdb, "vdb", qb, 0, 0), (sdc, "sdc", qc, 1, 1)]
