@@ -727,8 +727,9 @@ def _disks(k: SyntheticKernel, out: Subsystems) -> None:
         for i in range(nr_hw):
             k.mem.u64(hctxs + 8 * i, k.new("struct blk_mq_hw_ctx"))
         scheduler = k.mem.alloc(64) if elevator else 0  # a struct elevator_queue
-        return k.new("struct request_queue", {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw,
-                                               "queue_hw_ctx": hctxs, "elevator": scheduler})  # fmt: skip
+        values = {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw, "queue_hw_ctx": hctxs,
+                  "elevator": scheduler}  # fmt: skip
+        return k.new("struct request_queue", values)
 
     def request(q: int, flags: int, tag: int = -1, internal_tag: int = -1) -> int:
         return k.new("struct request", {"q": q, "tag": tag, "internal_tag": internal_tag,
