@@ -28,7 +28,7 @@ PACKER = pyruntime.native_packer()
 LEFT_OUT = pyruntime.capture_leave_out(PACKER)
 pytestmark = pytest.mark.skipif(not LEFT_OUT, reason="kdumpy.collect._pagepack is not built")
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import importlib.abc, os, sys
 
 BLOCKED = tuple(os.environ["KDUMPY_TEST_BLOCK"].split(","))
@@ -44,7 +44,7 @@ class LeftOut(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, LeftOut())
-'''
+"""
 PUT = (*range(1550, 1700, 3), *range(1790, 1797), 1950, 2001)  # pfns with data
 
 
@@ -109,7 +109,8 @@ def test_collect_with_the_left_out_modules_unimportable(vmcore: Path, tmp_path: 
     """Each compression the extension packs, written without its binding: byte for byte
     makedumpfile's file where the host's makedumpfile writes that kind."""
     kind = {"-l": "lzo", "-c": "zlib", "-p": "snappy", "-z": "zstd"}[flag]
-    if kind not in PACKER.kinds:  # type: ignore[union-attr]
+    assert PACKER is not None
+    if kind not in PACKER.kinds:
         pytest.skip(f"the extension was built without {kind}")
     env, log = _blocked_env(tmp_path, LEFT_OUT)
     ours = tmp_path / "ours"

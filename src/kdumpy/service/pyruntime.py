@@ -134,7 +134,7 @@ def capture_leave_out(packer: NativePacker | None) -> tuple[str, ...]:
     if packer is None:
         return ()
     names: list[str] = []
-    if NUMPY_REPLACED_BY <= packer.functions:
+    if packer.functions >= NUMPY_REPLACED_BY:
         names += NUMPY_PATH
     names += [binding for kind, binding in BINDING_OF.items() if kind in packer.kinds]
     return tuple(names)
