@@ -64,7 +64,7 @@ def test_writes_are_dropped_every_few_mib_and_the_file_is_unchanged(tmp_path, mo
     calls = Calls(monkeypatch)
     monkeypatch.setattr(output, "DROP_CACHE_EVERY", 1 << 20)
     dest = tmp_path / "vmcore"
-    sink = FileSink(dest)
+    sink = FileSink(dest, drop_cache=True)
     expected = bytearray()
     chunk = bytes(range(256)) * 1024  # 256 KiB
     for i in range(12):  # 3 MiB by pwrite, then 3 MiB by pwritev
@@ -98,6 +98,7 @@ def test_collect_output_is_makedumpfiles_while_pages_are_dropped(tmp_path, monke
     vmcore = machine.write(tmp_path / "src")
     calls = Calls(monkeypatch)
     monkeypatch.setattr(output, "DROP_CACHE_EVERY", 256 << 10)
+    monkeypatch.setattr(output, "VMCORE", str(vmcore))  # as if this were a capture kernel
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     collect(str(vmcore), str(ours), CollectOptions(dump_levels=[1], compression="lzo"))
     subprocess.run(["makedumpfile", "-l", "--message-level", "0", "-d", "1", str(vmcore),
@@ -107,3 +108,17 @@ def test_collect_output_is_makedumpfiles_while_pages_are_dropped(tmp_path, monke
     # or more than FLUSH_BYTES at a time; a drop follows each once 256 KiB are unsynced.
     batch = PAGE_BATCH * PAGE
     assert calls.drops() >= ours.stat().st_size // (max(batch, FLUSH_BYTES) + (256 << 10)) >= 2
+
+
+def test_outside_a_capture_kernel_nothing_is_synced_until_commit(tmp_path, monkeypatch):
+    """On a running system (no /proc/vmcore) the kernel keeps its own writeback: no
+    fdatasync per chunk slows ``kdumpy collect`` down, only commit's fsync."""
+    calls = Calls(monkeypatch)
+    monkeypatch.setattr(output, "DROP_CACHE_EVERY", 1 << 20)
+    monkeypatch.setattr(output, "VMCORE", str(tmp_path / "no-vmcore"))
+    sink = FileSink(tmp_path / "vmcore")
+    sink.write_at(0, bytes(4 << 20))
+    sink.commit()
+    assert calls.drops() == 0
+    assert not [c for c in calls.log if c[0] == "fadvise"]
+    assert (tmp_path / "vmcore").stat().st_size == 4 << 20
