@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from kdumpy.analysis.helpers.printk import crash_date, log_records
 from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
 from kdumpy.analysis.helpers.zones import for_each_pgdat
+from kdumpy.analysis.objects import Object
 from kdumpy.analysis.panic import PanicInfo, classify
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -48,12 +49,31 @@ def boot_epoch(prog: Program) -> int | None:
     if not crash_time:
         return None
     try:
-        hz = round(1_000_000_000 / int(prog.object("tick_nsec", "unsigned long")))
-        jiffies = int(prog.object("jiffies_64", "unsigned long long"))
-        uptime = ((jiffies - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1)) // hz
-    except (KdumpyError, ZeroDivisionError):
+        ticks, hz = uptime_jiffies(prog)
+        uptime = ticks // hz
+    except KdumpyError:
         uptime = int(uptime_seconds(prog))
     return int(crash_time) - uptime
+
+
+def uptime_jiffies(prog: Program) -> tuple[int, int]:
+    """``(jiffies since boot, HZ)`` at the crash, as crash counts them: ``jiffies_64``
+    less INITIAL_JIFFIES (300 s before the 32-bit wrap), at the HZ ``tick_nsec`` gives."""
+    tick_nsec = int(prog.object("tick_nsec", "unsigned long"))
+    if not 0 < tick_nsec <= 1_000_000_000:
+        raise KdumpyError(f"tick_nsec is {tick_nsec}: cannot tell HZ")
+    hz = round(1_000_000_000 / tick_nsec)
+    jiffies = int(prog.object("jiffies_64", "unsigned long long"))
+    return (jiffies - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1), hz
+
+
+def task_run_seconds(prog: Program, task: Object) -> int:
+    """How long ``task`` had existed at the crash, in whole seconds, as ``ps -t``'s
+    RUN TIME: the uptime in jiffies less ``start_time`` (ns since boot) in whole
+    seconds at HZ, never below zero."""
+    ticks, hz = uptime_jiffies(prog)
+    started = int(task.start_time) // 1_000_000_000 * hz
+    return max(0, ticks - started) // hz
 
 
 def format_uptime(seconds: float) -> str:
