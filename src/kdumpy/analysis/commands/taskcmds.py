@@ -44,6 +44,63 @@ _PS_ROW = """    rss, vsz = task_rss_vsz(prog, task)
     print(int(task.pid), int(task.real_parent.pid), task_cpu(task), f"{int(task):x}",
           task_state_crash(task), vsz, rss, task_comm(task))"""
 _PS_NAMES = {"task_rss_vsz", "task_cpu", "task_state_crash", "task_comm"}
+# What each ps view prints per chosen task (``chosen``: the tasks after the filters).
+_PS_VIEW_CODE = {
+    "parents": ({"task_ancestors"}, """
+for task in chosen:
+    for depth, t in enumerate(task_ancestors(task)):
+        print(" " * depth, int(t.pid), f"{int(t):x}", task_comm(t))
+"""),
+    "children": (set(), """
+for task in chosen:
+    kids = [t for t in tasks if int(t.parent) == int(task) and int(t) != int(task)]
+    print(int(task.pid), task_comm(task), [int(t.pid) for t in kids])
+"""),
+    "times": ({"task_run_seconds"}, """
+for task in sorted(chosen, key=lambda t: int(t.start_time)):
+    print(int(task.pid), task_run_seconds(prog, task), int(task.start_time),
+          int(task.utime), int(task.stime))
+"""),
+    "last_run": ({"task_last_arrival"}, """
+for task in sorted(chosen, key=task_last_arrival, reverse=True):
+    print(task_last_arrival(task), task_state_crash(task), int(task.pid), task_comm(task))
+"""),
+    "elapsed": ({"task_last_arrival", "cpu_rq"}, """
+for task in sorted(chosen, key=task_last_arrival, reverse=True):
+    clock = int(cpu_rq(prog, task_cpu(task)).clock)
+    print(max(clock - task_last_arrival(task), 0), task_state_crash(task), int(task.pid),
+          task_comm(task))
+"""),
+    "arguments": ({"mm_cmdline", "mm_environ", "is_kthread"}, """
+for task in chosen:
+    if int(task.mm) and not is_kthread(task):  # a kernel thread has no user memory
+        print(int(task.pid), mm_cmdline(prog, task.mm).strings,
+              mm_environ(prog, task.mm).strings)
+"""),
+    "threads": (set(), """
+for task in chosen:
+    if int(task) == int(task.group_leader):
+        threads = [t for t in tasks if int(t.tgid) == int(task.tgid) and int(t) != int(task)]
+        print(int(task.pid), task_comm(task), [int(t.pid) for t in threads])
+"""),
+    "rlimits": ({"task_rlimits"}, """
+for task in chosen:
+    print(int(task.pid), task_comm(task))
+    for limit in task_rlimits(task):  # None: unlimited
+        print(limit.name, limit.cur, limit.max)
+"""),
+    "summary": (set(), """
+print(collections.Counter(task_state_crash(task) for task in chosen))
+"""),
+    "kstackp": ({"task_saved_sp", "active_tasks", "task_rss_vsz"}, """
+running = {int(t) for t in active_tasks(prog).values()}  # these saved no stack pointer
+for task in chosen:
+    rss, vsz = task_rss_vsz(prog, task)
+    sp = "--" if int(task) in running else f"{task_saved_sp(task):x}"
+    print(int(task.pid), int(task.real_parent.pid), task_cpu(task), sp,
+          task_state_crash(task), vsz, rss, task_comm(task))
+"""),
+}  # fmt: skip
 
 
 def ps_python(opts: argparse.Namespace) -> str:
@@ -56,13 +113,37 @@ def ps_python(opts: argparse.Namespace) -> str:
         filters.append(f"    if {kthread}:\n        continue")
     if opts.kernel or opts.user:
         names.add("is_kthread")
+    if opts.leaders:
+        filters.append("    if int(task) != int(task.group_leader):\n        continue")
+    if opts.policies is not None:
+        filters.append(
+            f"    if int(task.policy) not in {sorted(opts.policies)!r}:\n        continue"
+        )
+    if opts.active:
+        names.add("active_tasks")
+        filters.append(
+            "    if int(task) not in {int(t) for t in active_tasks(prog).values()}:\n"
+            "        continue"
+        )
+    if opts.cpus is not None and opts.cpus not in ("a", "all"):
+        filters.append(f"    if task_cpu(task) not in {parse_cpus(opts.cpus)!r}:\n        continue")
     if opts.wanted:
         filters.append(
             f"    if str(int(task.pid)) not in {opts.wanted!r} "
             f"and task_comm(task) not in {opts.wanted!r}:\n        continue"
         )
-    body = "\n".join([*filters, _PS_ROW])
-    return api_code(names, f"{ALL_TASKS}\nfor task in tasks:\n{body}\n")
+    views = [view for view in (*_PS_VIEWS, "kstackp") if vars(opts)[view]]
+    view = views[0] if views and views[0] != "active" else None
+    if view is None:
+        body = "\n".join([*filters, _PS_ROW])
+        return api_code(names, f"{ALL_TASKS}\nfor task in tasks:\n{body}\n")
+    extra, code = _PS_VIEW_CODE[view]
+    choose = "\n".join([*filters, "    chosen.append(task)"])
+    return api_code(
+        names | extra,
+        f"{ALL_TASKS}\nchosen = []\nfor task in tasks:\n{choose}\n{code}",
+        ["collections"] if view == "summary" else [],
+    )
 
 
 # Scheduling policies (include/uapi/linux/sched.h; ISO never merged, crash takes it).
