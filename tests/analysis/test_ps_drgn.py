@@ -1,0 +1,238 @@
+"""ps's views (-p -c -t -l -m -C -a -g -r -s -H) against drgn 0.3.0's crash mode, on
+the lab dump of every lab kernel.
+
+kdumpy reads each dump alone (kallsyms, BTF); drgn reads it with Debian's -dbg
+vmlinux, in a subprocess (``drgn_ps_oracle.py``, cached).  Both run the same command
+lines; the rows must agree: pids, task addresses, CPUs, times, strings, limits.  Where
+crash 8.0.2 (whose meaning kdumpy follows) and drgn's crash mode differ, the test says
+so and compares what is the same, or compares with drgn's own objects:
+
+* states: crash's two letters here, drgn's one letter there (mapped);
+* ``-t`` RUN TIME: crash counts jiffies at HZ, drgn the coarse ktime: within a second;
+* ``-s`` KSTACKP: crash's is the saved ``thread.sp`` (``--`` for a task running at the
+  crash), drgn's crash mode the first frame's sp: compared with drgn's ``thread.sp``;
+* ``-g``: crash shows the idle tasks as one thread group (tgid 0), drgn each alone;
+* ``-a`` of a kernel thread: crash's "no user stack", drgn's "(no mm)".
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from analysis_oracle import drgn_answers
+
+from kdumpy.analysis import Program
+from kdumpy.analysis.commands import Session, run_line
+
+pytestmark = pytest.mark.vm
+
+ORACLE = Path(__file__).with_name("drgn_ps_oracle.py")
+HEAD = re.compile(r'^( *)PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\d+)\s+COMMAND: "(.*)"$')
+# drgn's one-letter states (task_state_to_char) as crash 8.0.2 spells them.
+CRASH_STATE = {"R": "RU", "S": "IN", "D": "UN", "I": "ID", "T": "ST", "t": "TR", "Z": "ZO",
+               "X": "DE", "P": "PA", "N": "NE", "W": "WA"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def session(lab_dump):
+    with Program.open(lab_dump.vmcore) as prog:
+        yield Session(prog)
+
+
+@pytest.fixture(scope="module")
+def drgn(lab_dump):
+    return drgn_answers(lab_dump, ORACLE, "drgnps1")
+
+
+def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
+    """kdumpy's and drgn's output for the oracle's command line ``key``."""
+    answer = drgn[key]
+    if "error" in answer:
+        pytest.skip(f"drgn cannot run {answer['line']!r} here: {answer['error']}")
+    ours = run_line(session, answer["line"])
+    assert not session.failed, ours
+    return ours, answer["out"]
+
+
+def heads(text: str) -> list[tuple[int, int, str, int, str]]:
+    """``(indent, pid, task, cpu, comm)`` of each task header line."""
+    out = []
+    for line in text.splitlines():
+        if m := HEAD.match(line):
+            out.append((len(m[1]), int(m[2]), m[3], int(m[4]), m[5]))
+    return out
+
+
+def blocks(text: str) -> list[str]:
+    return [b for b in text.split("\n\n") if b.strip()]
+
+
+def by_task(text: str) -> dict[str, str]:
+    """Blocks keyed by the task address of their first header."""
+    return {heads(b)[0][2]: b for b in blocks(text)}
+
+
+@pytest.mark.parametrize("key", ["ps_p", "ps_p_sleep"])
+def test_parents_match_drgn(session, drgn, key):
+    """Each task's ancestry from the idle task down, one more space a generation."""
+    ours, theirs = both(session, drgn, key)
+    assert heads(ours) == heads(theirs)
+    assert len(heads(ours)) >= (50 if key == "ps_p" else 3)
+
+
+@pytest.mark.parametrize("key", ["ps_c", "ps_c_kthreadd"])
+def test_children_match_drgn(session, drgn, key):
+    """Each task's children (here in pid order, there in the children list's; the
+    idle tasks: see below)."""
+    ours, theirs = both(session, drgn, key)
+    mine, their = by_task(ours), by_task(theirs)
+    assert list(mine) == list(their)
+    for task, block in mine.items():
+        # crash scans every task's parent: the other CPUs' idle tasks, whose parent is
+        # CPU 0's, are its children here; the kernel links no idle task to a parent's
+        # children list, which drgn walks
+        kids = [h for h in heads(block)[1:] if h[1]]
+        assert sorted(kids) == sorted(heads(their[task])[1:]), task
+        if kids:
+            assert "(no children)" not in block and "(no children)" not in their[task]
+    if key == "ps_c_kthreadd":
+        assert len(heads(ours)) >= 20
+
+
+def _seconds(text: str) -> int:
+    days, _, clock = text.rpartition(" days, ")
+    h, m, s = map(int, clock.split(":"))
+    return int(days or 0) * 86400 + h * 3600 + m * 60 + s
+
+
+def test_times_match_drgn(session, drgn):
+    """Start time, user and system time the same; run time within a second (jiffies
+    here, as crash; the coarse ktime in drgn); oldest first here."""
+    ours, theirs = both(session, drgn, "ps_t")
+    mine, their = by_task(ours), by_task(theirs)
+    assert set(mine) == set(their) and len(mine) >= 50
+    starts = []
+    for task, block in mine.items():
+        a = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:])
+        b = dict(line.strip().split(": ", 1) for line in their[task].splitlines()[1:])
+        assert {k: a[k] for k in ("START TIME", "UTIME", "STIME")} == {
+            k: b[k] for k in ("START TIME", "UTIME", "STIME")
+        }, task
+        assert abs(_seconds(a["RUN TIME"]) - _seconds(b["RUN TIME"])) <= 1, task
+        starts.append(int(a["START TIME"]))
+    assert starts == sorted(starts)
+
+
+def _stamped(text: str) -> list[tuple[str, str, tuple]]:
+    """``(stamp, state, header)`` of each ``[stamp] [state]  PID: ...`` row."""
+    out = []
+    for line in text.splitlines():
+        if m := re.match(r"^\[ *([^\]]+)\] \[(\w+)\]  (.*)$", line):
+            out.append((m[1], CRASH_STATE.get(m[2], m[2]), heads(m[3])[0][1:4]))
+    return out
+
+
+@pytest.mark.parametrize("key", ["ps_l", "ps_m"])
+def test_last_run_matches_drgn(session, drgn, key):
+    """Every task's last-run stamp (``-m``: the time since, by its CPU's run queue
+    clock) and state; latest first (equal stamps may be in either order)."""
+    ours, theirs = both(session, drgn, key)
+    mine, their = _stamped(ours), _stamped(theirs)
+    assert sorted(mine) == sorted(their) and len(mine) >= 50
+    if key == "ps_l":
+        stamps = [int(s) for s, _, _ in mine]
+        assert stamps == sorted(stamps, reverse=True)
+    else:  # the same order as -l's
+        assert [h for *_, h in mine] == [h for *_, h in _stamped(run_line(session, "ps -l"))]
+
+
+@pytest.mark.parametrize("key", ["ps_l_C", "ps_m_C"])
+def test_cpu_blocks_match_drgn(session, drgn, key):
+    ours, theirs = both(session, drgn, key)
+
+    def cpus(text: str) -> dict[str, list]:
+        return {b.splitlines()[0]: sorted(_stamped(b)) for b in text.split("\n\n") if b.strip()}
+
+    assert cpus(ours) == cpus(theirs)
+    assert all(cpus(ours).values())
+
+
+def test_arguments_match_drgn(session, drgn):
+    """Every user task's arguments and environment, read from its own memory."""
+    ours, theirs = both(session, drgn, "ps_a")
+    mine, their = by_task(ours), by_task(theirs)
+    assert list(mine) == list(their)
+    users = 0
+    for task, block in mine.items():
+        if "(no mm)" in their[task]:
+            assert block.splitlines()[1] == "ps: no user stack", task
+            continue
+        users += 1
+        a = [line.strip() for line in block.splitlines()[1:]]
+        b = [line.strip() for line in their[task].splitlines()[1:]]
+        assert a == b, task
+    assert users >= 5
+
+
+def test_thread_groups_match_drgn(session, drgn):
+    """Each thread group once, led by its leader (the idle tasks: see the module
+    docstring)."""
+    ours, theirs = both(session, drgn, "ps_g")
+    mine, their = by_task(ours), by_task(theirs)
+    leaders = {t: heads(b) for t, b in mine.items() if heads(b)[0][1]}
+    assert leaders == {t: heads(b) for t, b in their.items() if heads(b)[0][1]}
+    for task in leaders:
+        assert ("(no threads)" in mine[task]) == ("(no threads)" in their[task]), task
+    assert len(leaders) >= 40
+    idle = [b for b in mine.values() if heads(b)[0][1] == 0]
+    assert len(idle) == 1 and all(h[1] == 0 for h in heads(idle[0]))
+
+
+def test_rlimits_match_drgn(session, drgn):
+    """Every task's resource limits, current and maximum."""
+    ours, theirs = both(session, drgn, "ps_r")
+    mine, their = by_task(ours), by_task(theirs)
+    assert list(mine) == list(their) and len(mine) >= 50
+    for task, block in mine.items():
+        assert [r.split() for r in block.splitlines()[1:]] == [
+            r.split() for r in their[task].splitlines()[1:]
+        ], task
+    assert "NOFILE" in ours
+
+
+def _rows(text: str, header: bool = True) -> list[tuple[str, ...]]:
+    """ps rows: the ``>`` mark, pid, CPU, pointer, state, %MEM, VSZ, RSS, name (the
+    PPID of an idle task is its real parent here, 0 in drgn: left out)."""
+    out = []
+    for line in text.splitlines()[1 if header else 0 :]:
+        mark, words = line.startswith(">"), line.lstrip("> ").split()
+        out.append((str(mark), words[0], words[2], words[3],
+                    CRASH_STATE.get(words[4], words[4]), *words[5:]))  # fmt: skip
+    return out
+
+
+def test_kstackp_is_drgns_saved_stack_pointer(session, drgn):
+    """``-s``: the same rows, the pointer column crash's KSTACKP: the stack pointer
+    each sleeping task saved (drgn's ``thread.sp``), ``--`` for a running one."""
+    ours, theirs = both(session, drgn, "ps_s")
+    assert ours.splitlines()[0].split()[3] == "KSTACKP"
+    mine, their = _rows(ours), _rows(theirs)
+    assert [r[:3] + r[4:] for r in mine] == [r[:3] + r[4:] for r in their]
+    tasks = [
+        w
+        for w in (line.lstrip("> ").split()[3] for line in run_line(session, "ps").splitlines()[1:])
+    ]
+    saved = drgn["saved_sp"]
+    for row, task in zip(mine, tasks, strict=True):
+        want = "--" if row[0] == "True" else f"{saved[task.lstrip('0')]:016x}"
+        assert row[3] == want, task
+    assert sum(r[3] != "--" for r in mine) >= 50
+
+
+@pytest.mark.parametrize("key", ["ps_H", "ps_H_u"])
+def test_no_header_matches_drgn(session, drgn, key):
+    ours, theirs = both(session, drgn, key)
+    assert _rows(ours, header=False) == _rows(theirs, header=False)
+    assert not ours.startswith("   PID")
