@@ -21,10 +21,11 @@ import re
 from pathlib import Path
 
 import pytest
-from analysis_oracle import drgn_answers
+from analysis_oracle import dbg_vmlinux, drgn_answers
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
+from kdumpy.lab.dumps import lab_dump as make_lab_dump
 
 pytestmark = pytest.mark.vm
 
@@ -236,3 +237,23 @@ def test_no_header_matches_drgn(session, drgn, key):
     ours, theirs = both(session, drgn, key)
     assert _rows(ours, header=False) == _rows(theirs, header=False)
     assert not ours.startswith("   PID")
+
+
+@pytest.fixture(scope="module")
+def arm64():
+    """The arm64-6.1 lab dump (its kallsyms has no data symbols: the -dbg vmlinux gives
+    them) and drgn's answers there: user memory through TTBR0's tables, the saved
+    ``cpu_context.sp``."""
+    dump = make_lab_dump("arm64-6.1")
+    with Program.open(dump.vmcore, dbg_vmlinux(dump.kernel)) as prog:
+        yield Session(prog), drgn_answers(dump, ORACLE, "drgnps1")
+
+
+@pytest.mark.parametrize(
+    "check",
+    [test_arguments_match_drgn, test_rlimits_match_drgn, test_times_match_drgn,
+     test_kstackp_is_drgns_saved_stack_pointer, test_thread_groups_match_drgn],
+    ids=lambda f: f.__name__.removeprefix("test_"),
+)  # fmt: skip
+def test_arm64_matches_drgn(arm64, check):
+    check(*arm64)
