@@ -257,3 +257,12 @@ def arm64():
 )  # fmt: skip
 def test_arm64_matches_drgn(arm64, check):
     check(*arm64)
+
+
+def test_foreach_passes_ps_options_like_drgn(session, drgn):
+    """``foreach IN ps -l``: drgn's ``ps -l`` rows of the tasks in that state."""
+    answer = drgn["ps_l"]
+    ours = run_line(session, "foreach IN ps -l")
+    assert not session.failed, ours
+    theirs = [row for row in _stamped(answer["out"]) if row[1] == "IN"]
+    assert sorted(_stamped(ours)) == sorted(theirs) and len(theirs) >= 10

@@ -204,3 +204,37 @@ def test_python_equivalents_give_the_same_values(prog, crash, machine):
     rows = _python_rows(prog, "ps -s -u")
     sleep = next(r.split() for r in rows if r.startswith("1300 "))
     assert sleep[3] == f"{machine.tasks[1300].saved_sp:x}"
+
+
+def test_foreach_passes_options_to_ps(crash, machine):
+    """``foreach [STATE] ps -option``: ps's view, over the tasks foreach chose."""
+    blocked = [t for t in everyone(machine) if t.state == "UN"]
+    rows = crash("foreach UN ps -l").splitlines()
+    want = sorted(blocked, key=lambda t: -t.last_arrival)
+    assert [heads(r.split("]  ", 1)[1])[0][2] for r in rows] == [t.address for t in want]
+    out = crash("foreach UN ps -s").splitlines()
+    assert out[0].split()[3] == "KSTACKP"
+    assert [r.split()[3] for r in out[1:]] == [f"{t.saved_sp:016x}" for t in blocked]
+    assert crash("foreach IN ps -H").splitlines() == [
+        r for r in crash("ps -H").splitlines() if r.split()[4] == "IN"
+    ]
+    assert [h[1] for h in heads(crash("foreach UN ps -p"))] == [0, 1, 1400, 0, 1, 1401]
+
+
+def test_foreach_passes_options_to_bt_and_sig(crash, machine):
+    out = crash("foreach UN bt -f")
+    assert [h[1] for h in heads(out)] == [1400, 1401]
+    assert out == crash("bt -f 1400") + "\n" + crash("bt -f 1401")
+    # only systemd has signal handlers here: its group, once
+    assert crash("foreach sig -g") == crash("sig -g 1")
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [("foreach bt -a", "bt: -a is not applicable"), ("foreach files -x", "files takes no options"),
+     ("foreach ps 12", "ps: unexpected argument 12"), ("foreach UN ps -p -c", "mutually-exclusive"),
+     ("foreach ps -q", "unknown option -q")],
+)  # fmt: skip
+def test_foreach_refuses_options_it_cannot_pass(crash, line, error):
+    out = crash(line)
+    assert out.startswith("foreach: ") and error in out and out.count("\n") == 1

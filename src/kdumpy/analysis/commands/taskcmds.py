@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from kdumpy.analysis.commands import parse_cpus
 from kdumpy.analysis.commands.apicode import ALL_TASKS, ALL_TASKS_NAMES, api_code, task_expr
-from kdumpy.analysis.commands.backtrace import format_backtrace
+from kdumpy.analysis.commands.backtrace import bt_text, cmd_bt, format_backtrace
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.commands.output import fields, quoted
 from kdumpy.analysis.commands.taskinfo import task_signals
@@ -202,6 +202,12 @@ _PS_EXCLUSIVE = "-a, -t, -c, -p, -g, -l, -m, -S, -r and -A flags are all mutuall
                "[pid|task|comm ...]",
          python=ps_python)  # fmt: skip
 def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
+    return ps_text(session, opts)
+
+
+def ps_text(session: Session, opts: argparse.Namespace, only: set[int] | None = None) -> str:
+    """ps's output for parsed options, over the tasks whose addresses are ``only`` when
+    given (``foreach ... ps -option``) rather than over the named or all tasks."""
     prog = session.prog
     views = [view for view in _PS_VIEWS if vars(opts)[view]]
     if len(views) > 1:
@@ -219,6 +225,8 @@ def cmd_ps(session: Session, opts: argparse.Namespace) -> str:
         raise CommandError("-S option takes no arguments")
     tasks = all_tasks(prog)
     chosen = _ps_chosen(session, tasks, opts)
+    if only is not None:
+        chosen = [task for task in chosen if int(task) in only]
     if opts.summary:
         counts = Counter(task_state_crash(task) for task in chosen)
         return "".join(f"  {state}: {count}\n" for state, count in counts.items())
@@ -468,12 +476,36 @@ def _ps_row(prog: Program, kstackp: bool = False) -> Callable[[Object], str]:
 _STATE_FILTERS = {"RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "ID", "WA", "NE"}
 
 
+def _foreach_words(words: list[str]) -> tuple[list[str], str, list[str]]:
+    """``(states, command, its options)`` of foreach's words: task states (RU, IN, UN,
+    ...) anywhere, the command, and after it the options passed to it (crash's
+    ``-option``)."""
+    states = [w for w in words if w in _STATE_FILTERS]
+    rest = [w for w in words if w not in _STATE_FILTERS]
+    if not rest or rest[0] not in _FOREACH_VERBS:
+        raise CommandError("foreach supports bt, files, ps, vm and sig")
+    verb, options = rest[0], rest[1:]
+    for word in options:
+        if not word.startswith("-"):
+            raise CommandError(f"{verb}: unexpected argument {word}")
+    if options and verb not in _FOREACH_OPTIONS:
+        raise CommandError(f"{verb} takes no options here")
+    return states, verb, options
+
+
+_FOREACH_VERBS = ("bt", "files", "ps", "vm", "sig")
+# The options each command keeps when foreach runs it per task (bt's -a, -c and -p
+# choose tasks themselves; sig's -l and -s name no task).
+_FOREACH_OPTIONS = {"ps": None, "bt": {"-e", "-f", "-F", "-l"}, "sig": {"-g"}}
+
+
 def foreach_python(opts: argparse.Namespace) -> str:
-    states = [a for a in opts.words if a in _STATE_FILTERS]
-    verbs = [a for a in opts.words if a not in states]
-    verb = verbs[0] if verbs else "bt"
+    states, verb, options = _foreach_words(opts.words)
     if verb in ("vm", "sig"):  # one task's code is `vm --python` / `sig --python`
         raise CommandError(f"foreach {verb} has no Python equivalent; see '{verb} PID --python'")
+    if options:  # the command's own code, for every task (states: filter its rows)
+        line = " ".join([verb, *options])
+        raise CommandError(f"foreach {line} has no Python equivalent; see '{line} --python'")
     names = ALL_TASKS_NAMES | {"task_state_crash"}
     head = ALL_TASKS + "\nfor task in tasks:\n"
     if states:
@@ -500,25 +532,42 @@ _FILES_ROWS = """\
 
 
 @command("foreach", "display command data for multiple tasks",
-         Arg("words", nargs="+", metavar="[STATE] bt|ps|files|vm|sig",
-             help="a task state (RU, IN, UN, ...) and a command"),
-         usage="foreach [STATE] bt|ps|files|vm|sig", python=foreach_python)  # fmt: skip
+         Arg("words", nargs=argparse.REMAINDER, metavar="[STATE] bt|ps|files|vm|sig [-option]",
+             help="a task state (RU, IN, UN, ...), a command, and options for it "
+                  "(ps: any of its own; bt: -e -f -F -l; sig: -g)"),
+         usage="foreach [STATE] bt|ps|files|vm|sig [-option ...]", python=foreach_python,
+         passthrough=True)  # fmt: skip
 def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
-    states = {a for a in opts.words if a in _STATE_FILTERS}
-    verbs = [a for a in opts.words if a not in states]
-    if not verbs or verbs[0] not in ("bt", "files", "ps", "vm", "sig"):
-        raise CommandError("foreach supports bt, files, ps, vm and sig")
+    states, verb, options = _foreach_words(opts.words)
+    allowed = _FOREACH_OPTIONS.get(verb)
+    for option in options:
+        if allowed is not None and option not in allowed:
+            raise CommandError(f"{verb}: {option} is not applicable")
     prog = session.prog
     tasks = [t for t in all_tasks(prog) if not states or task_state_crash(t) in states]
-    if verbs[0] == "ps":
-        return "".join(map(_ps_row(prog), tasks))
-    if verbs[0] == "files":
+    if verb == "ps":
+        if not options:
+            return "".join(map(_ps_row(prog), tasks))
+        ps_opts = cmd_ps.parser.parse_words(options)
+        if ps_opts.wanted or ps_opts.cpus is not None:
+            raise CommandError("ps: -C is not applicable")
+        return ps_text(session, ps_opts, {int(t) for t in tasks})
+    if verb == "files":
         return "\n".join(_files(prog, task) for task in tasks)
-    if verbs[0] == "vm":
+    if verb == "vm":
         return "\n".join(task_vm(prog, task) for task in tasks)
-    if verbs[0] == "sig":
-        return "\n".join(task_signals(prog, task) for task in tasks if int(task.sighand))
+    if verb == "sig":
+        group = "-g" in options  # each thread group once, by its leader
+        chosen = [t for t in tasks if int(t.sighand) and (not group or _leads(t))]
+        return "\n".join(task_signals(prog, task, group) for task in chosen)
+    if options:
+        bt_opts = cmd_bt.parser.parse_words(options)
+        return "\n".join(bt_text(prog, task, bt_opts) for task in tasks)
     return "\n".join(format_backtrace(task, stack_trace(prog, task)) for task in tasks)
+
+
+def _leads(task: Object) -> bool:
+    return int(task) == int(task.group_leader)
 
 
 def _files(prog: Program, task: Object) -> str:
