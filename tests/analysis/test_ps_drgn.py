@@ -1,5 +1,6 @@
 """ps's views (-p -c -t -l -m -C -a -g -r -s -H) against drgn 0.3.0's crash mode, on
-the lab dump of every lab kernel.
+the lab dump of every lab kernel (and arm64-6.1's), and against crash 8.0.2 itself
+where it reads the dump (5.10; on 6.1 the few tasks it finds).
 
 kdumpy reads each dump alone (kallsyms, BTF); drgn reads it with Debian's -dbg
 vmlinux, in a subprocess (``drgn_ps_oracle.py``, cached).  Both run the same command
@@ -18,6 +19,8 @@ so and compares what is the same, or compares with drgn's own objects:
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -266,3 +269,84 @@ def test_foreach_passes_ps_options_like_drgn(session, drgn):
     assert not session.failed, ours
     theirs = [row for row in _stamped(answer["out"]) if row[1] == "IN"]
     assert sorted(_stamped(ours)) == sorted(theirs) and len(theirs) >= 10
+
+
+# -- crash 8.0.2 itself, where it reads the dump (5.10 whole; on 6.1 it finds the idle
+# tasks and init only: "active task ... not found in PID hash") ----------------------------
+CRASH_READS = ("5.10", "6.1")
+CRASH_LINES = ("ps -s", "ps -t", "ps -r", "ps -a", "ps -g", "ps -c", "ps -p", "ps -l", "ps -m",
+               "ps -m -C 1")  # fmt: skip
+MARK = "@@@kdumpy@@@"
+
+
+@pytest.fixture(scope="module")
+def crash(lab_dump) -> dict[str, str]:
+    """crash 8.0.2's text of each line of CRASH_LINES (one run, with the -dbg vmlinux)."""
+    series = lab_dump.vmcore.name.split("-1G")[0]
+    if series not in CRASH_READS or not shutil.which("crash"):
+        pytest.skip(f"crash 8.0.2 cannot read {series}")
+    vmlinux = str(dbg_vmlinux(lab_dump.kernel))
+    script = "".join(f"!echo {MARK}{line}\n{line}\n" for line in CRASH_LINES) + "q\n"
+    out = subprocess.run(["crash", "-s", vmlinux, str(lab_dump.vmcore)], input=script,
+                         capture_output=True, text=True, timeout=900).stdout  # fmt: skip
+    return {name: text for name, _, text in (p.partition("\n") for p in out.split(MARK)[1:])}
+
+
+def _crash_sees(crash: dict[str, str]) -> set[str]:
+    """The task addresses crash found (its ps -p lists every task once, last in a block)."""
+    return {heads(b)[-1][2] for b in blocks(crash["ps -p"])}
+
+
+def test_kstackp_and_times_match_crash(session, crash):
+    """``-s``: pid, CPU, KSTACKP (``--`` when running), state; ``-t``: every field, the
+    run time counted as crash counts it."""
+    seen = _crash_sees(crash)
+    ours = {line.lstrip("> ").split()[3]: line for line in run_line(session, "ps").splitlines()[1:]}
+    mine = [r for r, task in zip(_rows(run_line(session, "ps -s")), ours, strict=True)
+            if task.lstrip("0") in seen]  # fmt: skip
+    assert [(r[1], *r[2:5]) for r in mine] == [(r[1], *r[2:5]) for r in _rows(crash["ps -s"])]
+    assert len(mine) >= 3
+    mine_t, theirs_t = by_task(run_line(session, "ps -t")), by_task(crash["ps -t"])
+    assert set(theirs_t) <= set(mine_t)
+    for task, block in theirs_t.items():
+        assert block.splitlines()[1:] == mine_t[task].splitlines()[1:], task
+
+
+@pytest.mark.parametrize("line", ["ps -r", "ps -a", "ps -g", "ps -p"])
+def test_views_match_crash(session, crash, line):
+    """Each task's block: the same lines (trailing spaces aside), the same headers."""
+    seen = _crash_sees(crash)
+    last = line == "ps -p"  # a -p block starts at the idle task: key it by its last task
+
+    def keyed(text: str) -> dict[str, str]:
+        return {heads(b)[-1 if last else 0][2]: b for b in blocks(text)}
+
+    mine = {t: b for t, b in keyed(run_line(session, line)).items() if t in seen}
+    theirs = keyed(crash[line])
+    assert list(mine) == list(theirs) and mine
+    for task, block in theirs.items():
+        a, b = mine[task].splitlines(), block.splitlines()
+        assert heads(mine[task]) == heads(block), task
+        assert [x.rstrip() for x in a if not HEAD.match(x)] == [
+            x.rstrip() for x in b if not HEAD.match(x)
+        ], task
+
+
+def test_children_match_crash(session, crash):
+    """crash counts a task a child of its ``parent``, the idle tasks included (the one
+    difference: crash lists CPU 0's idle task, its own parent, among its children)."""
+    seen = _crash_sees(crash)
+    mine = {t: b for t, b in by_task(run_line(session, "ps -c")).items() if t in seen}
+    theirs = by_task(crash["ps -c"])
+    assert list(mine) == list(theirs)
+    for task, block in theirs.items():
+        kids = [h for h in heads(block)[1:] if h[2] != task and h[2] in seen]
+        assert [h for h in heads(mine[task])[1:] if h[2] in seen] == kids, task
+
+
+@pytest.mark.parametrize("line", ["ps -l", "ps -m", "ps -m -C 1"])
+def test_last_run_matches_crash(session, crash, line):
+    seen = _crash_sees(crash)
+    mine = [r for r in _stamped(run_line(session, line)) if r[2][1] in seen]
+    theirs = _stamped(crash[line])
+    assert sorted(mine) == sorted(theirs) and theirs
