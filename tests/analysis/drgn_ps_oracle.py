@@ -51,11 +51,10 @@ def saved_stack_pointers(prog: drgn.Program) -> dict[str, int]:
     out = {}
     tasks = [*(idle_task(prog, cpu) for cpu in for_each_online_cpu(prog)), *for_each_task(prog)]
     for task in tasks:
-        thread = task.thread
-        try:
-            sp = thread.sp
-        except AttributeError:
-            sp = thread.cpu_context.sp
+        if prog.platform.arch == drgn.Architecture.AARCH64:
+            sp = task.thread.cpu_context.sp
+        else:
+            sp = task.thread.sp
         out[f"{task.value_():x}"] = sp.value_()
     return out
 
