@@ -233,7 +233,10 @@ def ps_text(session: Session, opts: argparse.Namespace, only: set[int] | None = 
     if opts.parents:
         return "".join(_ps_parents(task) + "\n" for task in chosen)
     if opts.children:
-        return "".join(_ps_children(task, tasks) + "\n" for task in chosen)
+        children: dict[int, list[Object]] = {}  # by parent: one pass, not one per task
+        for t in tasks:
+            children.setdefault(int(t.parent), []).append(t)
+        return "".join(_ps_children(task, children) + "\n" for task in chosen)
     if opts.times:
         if not opts.wanted:  # crash lists every task by start time, oldest first
             chosen = sorted(chosen, key=lambda t: int(t.start_time))
@@ -297,9 +300,10 @@ def _ps_parents(task: Object) -> str:
     return "".join(" " * depth + task_line(t) for depth, t in enumerate(task_ancestors(task)))
 
 
-def _ps_children(task: Object, tasks: list[Object]) -> str:
-    """``-c``: the task, then every task whose parent it is (crash scans them all)."""
-    kids = [t for t in tasks if int(t.parent) == int(task) and int(t) != int(task)]
+def _ps_children(task: Object, children: dict[int, list[Object]]) -> str:
+    """``-c``: the task, then every task whose parent it is (crash scans them all; CPU
+    0's idle task, its own parent, is not its own child here)."""
+    kids = [t for t in children.get(int(task), []) if int(t) != int(task)]
     lines = [task_line(task), *("  " + task_line(t) for t in kids)]
     return "".join(lines) if kids else "".join(lines) + "  (no children)\n"
 
@@ -398,6 +402,9 @@ def _ps_threads(chosen: list[Object], tasks: list[Object], named: bool) -> str:
     CPU 0's."""
     out = []
     seen: set[int] = set()
+    groups: dict[int, list[Object]] = {}  # by tgid: one pass, not one per group
+    for t in tasks:
+        groups.setdefault(int(t.tgid), []).append(t)
     for task in chosen:
         leader = task.group_leader if int(task.pid) else tasks[0]
         if int(task) != int(leader) and not named:
@@ -406,7 +413,7 @@ def _ps_threads(chosen: list[Object], tasks: list[Object], named: bool) -> str:
             continue
         seen.add(int(leader))
         tgid = int(leader.tgid)
-        threads = [t for t in tasks if int(t.tgid) == tgid and int(t) != int(leader)]
+        threads = [t for t in groups.get(tgid, []) if int(t) != int(leader)]
         body = "".join("  " + task_line(t) for t in threads) or "  (no threads)\n"
         out.append(task_line(leader) + body + "\n")
     return "".join(out)
