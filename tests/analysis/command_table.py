@@ -33,6 +33,7 @@ CRASH_802 = (
 _D = "test_crash_commands_drgn.py"
 _F = "test_flags_against_oracles.py"
 _C = "test_against_crash.py"
+_P = "test_ps_drgn.py"
 _O = "test_crash_options_drgn.py"
 _X = "test_crash_options_crash.py::test_options_match_crash"
 # The VM tests that compare kdumpy's command (or the helper it prints) with drgn's crash
@@ -60,7 +61,8 @@ ORACLES: dict[str, tuple[str, ...]] = {
               "test_against_drgn.py::test_open_files_match_drgn",
               f"{_O}::test_files_options_match_drgn", f"{_O}::test_files_p_matches_drgn", _X),
     "foreach": ("test_foreach_scale.py::test_foreach_bt_covers_every_task_with_drgns_frames",
-                f"{_D}::test_foreach_vm_matches_drgn_helpers"),
+                f"{_D}::test_foreach_vm_matches_drgn_helpers",
+                f"{_P}::test_foreach_passes_ps_options_like_drgn"),
     "fuser": (f"{_D}::test_fuser_matches_drgn_helpers",),
     "ipcs": (f"{_D}::test_kernel_tables_match_drgn", f"{_O}::test_ipcs_n_matches_drgn", _X),
     "irq": (f"{_D}::test_table_rows_match_drgn", f"{_O}::test_irq_d_matches_drgn", _X),
@@ -81,7 +83,14 @@ ORACLES: dict[str, tuple[str, ...]] = {
           "test_print_expr.py::test_expressions_match_drgn",
           "test_print_expr.py::test_printed_like_crash"),
     "ps": (f"{_D}::test_ps_rows_match_drgn", f"{_D}::test_ps_summary_matches_drgn",
-           "test_cli.py::test_crash_ps_agrees_with_drgn"),
+           "test_cli.py::test_crash_ps_agrees_with_drgn", f"{_P}::test_parents_match_drgn",
+           f"{_P}::test_children_match_drgn", f"{_P}::test_times_match_drgn",
+           f"{_P}::test_last_run_matches_drgn", f"{_P}::test_cpu_blocks_match_drgn",
+           f"{_P}::test_arguments_match_drgn", f"{_P}::test_thread_groups_match_drgn",
+           f"{_P}::test_rlimits_match_drgn", f"{_P}::test_kstackp_is_drgns_saved_stack_pointer",
+           f"{_P}::test_no_header_matches_drgn", f"{_P}::test_arm64_matches_drgn",
+           f"{_P}::test_kstackp_and_times_match_crash", f"{_P}::test_views_match_crash",
+           f"{_P}::test_children_match_crash", f"{_P}::test_last_run_matches_crash"),
     "pte": (f"{_C}::test_pte_ptob_btop_match_crash",),
     "ptob": (f"{_D}::test_ptob_matches_drgn", f"{_C}::test_pte_ptob_btop_match_crash"),
     "ptov": (f"{_D}::test_address_conversion_matches_drgn",),
@@ -127,6 +136,8 @@ def kdumpy_commands() -> dict[str, set[str]]:
         cmd = lookup(name)
         assert cmd is not None
         out[name] = set(cmd.parser.flags) | {"--python"}
+        if cmd.parser.passthrough:  # drgn names passing options on "-option" (foreach)
+            out[name].add("-option")
     out["*"] = out["struct"]  # "*type addr" is struct's spelling (the dispatcher's)
     return out
 

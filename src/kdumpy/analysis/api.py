@@ -66,6 +66,7 @@ from kdumpy.analysis.helpers.pagecache import (
 from kdumpy.analysis.helpers.pid import find_task_by_pid, for_each_pid, pid_task
 from kdumpy.analysis.helpers.printk import crash_date, format_log, log_records
 from kdumpy.analysis.helpers.rbtree import rbtree_inorder_for_each, rbtree_inorder_for_each_entry
+from kdumpy.analysis.helpers.resource import Rlimit, task_rlimits
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
 from kdumpy.analysis.helpers.slab import (
     find_slab_cache,
@@ -75,7 +76,13 @@ from kdumpy.analysis.helpers.slab import (
     slab_object,
 )
 from kdumpy.analysis.helpers.symbolize import symbolize
-from kdumpy.analysis.helpers.system import boot_epoch, system_info, taint_letters
+from kdumpy.analysis.helpers.system import (
+    boot_epoch,
+    system_info,
+    taint_letters,
+    task_run_seconds,
+    uptime_jiffies,
+)
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
     cpu_curr,
@@ -88,12 +95,16 @@ from kdumpy.analysis.helpers.tasks import (
     idle_task,
     is_kthread,
     panic_task,
+    task_ancestors,
     task_comm,
     task_cpu,
+    task_last_arrival,
+    task_saved_sp,
     task_state,
     task_state_crash,
     task_state_to_char,
 )
+from kdumpy.analysis.helpers.usermem import UserStrings, mm_cmdline, mm_environ, read_user
 from kdumpy.analysis.helpers.vma import for_each_vma, vma_name
 from kdumpy.analysis.helpers.xarray import xa_for_each, xa_is_value, xa_load, xa_to_value
 from kdumpy.analysis.lines import LinesUnavailable, SourceLine, line_table
@@ -117,7 +128,9 @@ __all__ = [
     "active_tasks", "idle_task", "cpu_curr", "cpu_rq", "cpu_of_active_task", "task_comm",
     "task_cpu", "task_state", "task_state_crash", "task_state_to_char", "is_kthread",
     "stack_trace", "Frame", "symbolize", "line_table", "SourceLine", "LinesUnavailable",
-    "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks",
+    "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks", "task_ancestors",
+    "task_last_arrival", "task_saved_sp", "task_run_seconds", "uptime_jiffies",
+    "task_rlimits", "Rlimit", "mm_cmdline", "mm_environ", "read_user", "UserStrings",
     # memory, files, page cache, cgroups, modules, log, system
     "task_rss_vsz", "totalram_pages", "task_files", "task_root_cwd", "file_path", "d_path",
     "dentry_name", "for_each_page_cache_page", "page_cache_size", "cgroup_path", "cgroup_name",

@@ -562,7 +562,7 @@ def add_ipc_namespace(k: SyntheticKernel, out: Subsystems, init_ns_tasks: list[i
 
 def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
     """What the options of irq, timer and dev read: the IDT, hrtimers, resources, PCI
-    and disks."""
+    and disks (after ``jiffies_64`` and ``tick_nsec`` are set: the hrtimers' now)."""
     _idt(k, out)
     _hrtimers(k, out)
     _resources(k, out)
@@ -597,14 +597,14 @@ CLOCK_READERS = ("ktime_get", "ktime_get_real", "ktime_get_boottime", "ktime_get
 
 
 def _hrtimers(k: SyntheticKernel, out: Subsystems) -> None:
-    """HZ 250 (``tick_nsec``) and ``jiffies_64`` 1000000 ticks past INITIAL_JIFFIES:
-    crash's now is 4000 s (the uptime the kernel log's newest record gives too).  CPU 0's
-    monotonic base holds three timers (one already expired), its real-time base one (the
-    real clock is 1.7e9 s ahead); every other base of both CPUs is empty.  Each base's
-    get_time is its clock's reader."""
-    k.global_("tick_nsec", "unsigned long", {"": 4_000_000})
-    k.global_("jiffies_64", "unsigned long long", {"": ((-75_000) & 0xFFFFFFFF) + 1_000_000})
-    out.hrtimer_now = now = 1_000_000 * 4_000_000
+    """crash's now: the ``jiffies_64`` past INITIAL_JIFFIES (for the ``tick_nsec`` HZ) the
+    machine already has, in nanoseconds.  CPU 0's monotonic base holds three timers (one
+    already expired), its real-time base one (the real clock is 1.7e9 s ahead); every
+    other base of both CPUs is empty.  Each base's get_time is its clock's reader."""
+    tick = k.mem.read_u64(k.symbols["tick_nsec"][0])
+    hz = round(1_000_000_000 / tick)
+    ticks = k.mem.read_u64(k.symbols["jiffies_64"][0]) - ((-300 * hz) & 0xFFFFFFFF)
+    out.hrtimer_now = now = ticks * (1_000_000_000 // hz)
     readers = {name: k.function(name).address for name in CLOCK_READERS}
     fns = {name: k.function(name).address for name in ("tick_sched_timer", "hrtimer_wakeup")}
     bases = k.percpu("hrtimer_bases", "struct hrtimer_cpu_base")
