@@ -229,9 +229,31 @@ def test_foreach_passes_options_to_bt_and_sig(crash, machine):
     assert crash("foreach sig -g") == crash("sig -g 1")
 
 
+def test_foreach_passes_options_to_files(crash, machine):
+    """``foreach files -c`` is files -c per task; ``-R REF`` keeps only the tasks whose
+    files (or root or cwd) refer to REF, as crash's ``foreach files -R`` does."""
+
+    def blocks(text: str) -> list[str]:  # one task's block each, trailing newlines aside
+        return [b.strip("\n") for b in text.split("\n\n") if b.strip()]
+
+    tasks = everyone(machine)
+    each_c = [crash(f"files -c {t.address:x}") for t in tasks]
+    assert sorted(blocks(crash("foreach files -c"))) == sorted(b for o in each_c for b in blocks(o))
+    each_r = [crash(f"files -R pts {t.address:x}") for t in tasks]
+    referring = [o for o in each_r if o]
+    assert referring and len(referring) < len(tasks)  # the filter did keep some, not all
+    assert sorted(blocks(crash("foreach files -R pts"))) == sorted(
+        b for o in referring for b in blocks(o)
+    )
+    assert sorted(blocks(crash("foreach UN files -c -R pts"))) == sorted(
+        b for t in tasks if t.state == "UN" for b in blocks(crash(f"files -c -R pts {t.address:x}"))
+    )
+
+
 @pytest.mark.parametrize(
     ("line", "error"),
-    [("foreach bt -a", "bt: -a is not applicable"), ("foreach files -x", "files takes no options"),
+    [("foreach bt -a", "bt: -a is not applicable"),
+     ("foreach files -x", "files: -x is not applicable"), ("foreach vm -p", "vm takes no options"),
      ("foreach ps 12", "ps: unexpected argument 12"), ("foreach UN ps -p -c", "mutually-exclusive"),
      ("foreach ps -q", "unknown option -q")],
 )  # fmt: skip

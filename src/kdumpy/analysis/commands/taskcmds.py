@@ -505,7 +505,7 @@ def _foreach_words(words: list[str]) -> tuple[list[str], str, list[str]]:
     if not rest or rest[0] not in _FOREACH_VERBS:
         raise CommandError("foreach supports bt, files, ps, vm and sig")
     verb, options = rest[0], rest[1:]
-    for word in options:
+    for word in _option_flags(verb, options):
         if not word.startswith("-"):
             raise CommandError(f"{verb}: unexpected argument {word}")
     if options and verb not in _FOREACH_OPTIONS:
@@ -516,7 +516,24 @@ def _foreach_words(words: list[str]) -> tuple[list[str], str, list[str]]:
 _FOREACH_VERBS = ("bt", "files", "ps", "vm", "sig")
 # The options each command keeps when foreach runs it per task (bt's -a, -c and -p
 # choose tasks themselves; sig's -l and -s name no task).
-_FOREACH_OPTIONS = {"ps": None, "bt": {"-e", "-f", "-F", "-l"}, "sig": {"-g"}}
+_FOREACH_OPTIONS = {
+    "ps": None,
+    "bt": {"-e", "-f", "-F", "-l"},
+    "sig": {"-g"},
+    "files": {"-c", "-R"},
+}
+# Options whose next word is their value (files -R REFERENCE), not a flag.
+_FOREACH_VALUED = {"files": {"-R"}}
+
+
+def _option_flags(verb: str, options: list[str]) -> list[str]:
+    """The option words of *options* without the values the valued ones take."""
+    valued, flags, skip = _FOREACH_VALUED.get(verb, set()), [], False
+    for word in options:
+        if not skip:
+            flags.append(word)
+        skip = not skip and word in valued
+    return flags
 
 
 def foreach_python(opts: argparse.Namespace) -> str:
@@ -560,7 +577,7 @@ _FILES_ROWS = """\
 def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
     states, verb, options = _foreach_words(opts.words)
     allowed = _FOREACH_OPTIONS.get(verb)
-    for option in options:
+    for option in _option_flags(verb, options):
         if allowed is not None and option not in allowed:
             raise CommandError(f"{verb}: {option} is not applicable")
     prog = session.prog
@@ -573,7 +590,9 @@ def cmd_foreach(session: Session, opts: argparse.Namespace) -> str:
             raise CommandError("ps: -C is not applicable")
         return ps_text(session, ps_opts, {int(t) for t in tasks})
     if verb == "files":
-        return "\n".join(_files(prog, task) for task in tasks)
+        f_opts = cmd_files.parser.parse_words(options)
+        blocks = [_files(prog, task, f_opts.cache, f_opts.reference) for task in tasks]
+        return "\n".join(b for b in blocks if b)  # -R: only the tasks that refer to it
     if verb == "vm":
         return "\n".join(task_vm(prog, task) for task in tasks)
     if verb == "sig":
