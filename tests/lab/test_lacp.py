@@ -198,7 +198,7 @@ def test_a_restarted_bond_aggregates_again():
 
 def test_data_frames_one_port_per_flow():
     switch = Switch(2, SWITCH, now=0.0)
-    tcp = bytes.fromhex("525400770001" "0200007700ff" "0800") + bytes([0x45, 0]) + bytes(7)
+    tcp = bytes.fromhex("5254007700010200007700ff0800") + bytes([0x45, 0]) + bytes(7)
     tcp += bytes([6]) + bytes(2) + bytes([192, 168, 77, 1, 192, 168, 77, 2])
 
     def flow(sport: int) -> bytes:

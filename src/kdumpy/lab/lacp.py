@@ -133,9 +133,7 @@ def is_slow_protocols(data: bytes) -> bool:
 
 
 def _unpack_info(payload: bytes, offset: int, tlv: int) -> PortInfo | None:
-    kind, length, sys_prio, system, key, port_prio, port, state = _INFO.unpack_from(
-        payload, offset
-    )
+    kind, length, sys_prio, system, key, port_prio, port, state = _INFO.unpack_from(payload, offset)
     if kind != tlv or length != INFO_LENGTH:
         return None
     return PortInfo(sys_prio, system, key, port_prio, port, State(state))
