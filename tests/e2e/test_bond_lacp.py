@@ -1,0 +1,83 @@
+"""SSH over an 802.3ad (LACP) bond: the guest's two NICs bonded in mode 802.3ad
+(``lacp_rate fast``, ``miimon 100``) with static IPv4 and IPv6 addresses on the bond.
+
+The lab relay (:mod:`kdumpy.lab.netlab`) is the switch, here with LACP on both guest
+ports (:mod:`kdumpy.lab.lacp`, untagged access ports): it answers the bond's LACPDUs as
+one aggregator, sends each frame toward the guest by one port per flow, and logs each
+port's LACP state.  ``kdumpy start`` copies the bond from ``ip -j -d link``; the capture
+kernel makes it again and streams the dump to the sshd through it.
+
+Oracles: the dump that arrived (makedumpfile -R, drgn: ``check_ssh_dump``), the capture
+log's network lines, the capture kernel's bonding driver not complaining of a silent
+partner, and the switch's own record: after the capture kernel was loaded, each of its
+ports negotiated again (the new kernel's bond starts out of sync) and reached collecting
+and distributing on both ends, with the guest asking for the fast rate (``lacp_rate
+fast`` carried into the capture kernel: Linux's default is slow).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from kdumpy.lab.netlab import LabNet
+
+from .test_netstacks import FIND_NICS, GUEST, SERVER, WAIT_SERVER, check_ssh_dump, ssh_cycle
+
+SETUP = (
+    FIND_NICS
+    + """ip link add bond0 type bond mode 802.3ad lacp_rate fast miimon 100
+for n in $A $B; do ip link set "$n" down; ip link set "$n" master bond0; done
+for n in $A $B bond0; do ip link set "$n" up; done
+ip addr add {guest}/24 dev bond0
+ip addr add fd77::2/64 dev bond0 nodad
+"""
+    + WAIT_SERVER
+    + """ip -j -d link show > out/ip-link.json
+cat /proc/net/bonding/bond0 > out/bonding.txt
+"""
+)
+
+
+@pytest.fixture
+def lacp_net(tmp_path):
+    with LabNet(vlan=0, lacp_log=tmp_path / "lacp.jsonl") as net:
+        yield net
+
+
+@pytest.mark.full
+def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
+    armed: list[float] = []
+    result, crash = ssh_cycle(tmp_path, kernel, lacp_net, SETUP,
+                              on_armed=lambda: armed.append(time.monotonic()))  # fmt: skip
+    serial = result.serial
+    events = lacp_net.lacp_events()
+    for e in events:
+        print(json.dumps(e))
+    for name in ("bonding.txt", "initramfs_size", "ip-link.json"):
+        if (result.out / name).exists():
+            print(f"{name}: {(result.out / name).read_text()}")
+    assert result.rc == 0, result.log[-3000:]
+    assert "kdump: saved vmcore to" in serial, serial[-4000:]
+    assert re.search(
+        rf"kdump: network: nic eth\d, nic eth\d, bond bond0; {GUEST}/24 fd77::2/64", serial
+    ), serial[-4000:]
+    assert f"kdump: network: {SERVER} answers through bond0" in serial
+    capture = serial[serial.index("Kernel panic") :]
+    assert "No 802.3ad response from the link partner" not in capture, capture[-4000:]
+    # The switch's view of the capture kernel's ports: both left the first kernel's
+    # aggregate (a fresh bond) and came back to collecting+distributing on both ends.
+    assert armed, "KDUMPY-ARMED never seen"
+    after = [e for e in events if "port" in e and e["t"] > armed[0]]
+    for port in (0, 1):
+        mine = [e for e in after if e["port"] == port]
+        restart = next((i for i, e in enumerate(mine) if not e["aggregated"]), None)
+        assert restart is not None, f"port {port}: no new negotiation after arming: {mine}"
+        up = [e for e in mine[restart:] if e["aggregated"]]
+        assert up, f"port {port}: the capture kernel's bond never aggregated: {mine}"
+        assert "timeout" in up[0]["guest"], up[0]  # lacp_rate fast, as in the first kernel
+        assert up[0]["guest_port"] in (1, 2)
+    check_ssh_dump(result, crash, kernel, tmp_path)
