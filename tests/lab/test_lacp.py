@@ -49,9 +49,10 @@ def eth(src: bytes, payload: bytes) -> bytes:
     return bytes.fromhex("0180c2000002") + src + b"\x88\x09" + payload
 
 
-def guest_pdu(port: int, state: State, partner: tuple = (0, bytes(6), 0, 0, 0, 0)) -> bytes:
+def guest_pdu(port: int, state: State, partner: tuple = (0, bytes(6), 0, 0, 0, 0),
+              system: bytes = GUEST) -> bytes:  # fmt: skip
     src = GUEST[:5] + bytes([port])
-    return eth(src, standard_pdu((0xFFFF, GUEST, GUEST_KEY, 0xFF, port, int(state)), partner))
+    return eth(src, standard_pdu((0xFFFF, system, GUEST_KEY, 0xFF, port, int(state)), partner))
 
 
 def test_encode_matches_the_standards_offsets():
@@ -123,7 +124,7 @@ def test_a_guest_actor_lacpdu_gets_a_partner_answer():
     assert switch.ports[1].mux is Mux.DETACHED  # the other port heard nothing yet
 
 
-def converge(switch: Switch, start: float = 0.0) -> float:
+def converge(switch: Switch, start: float = 0.0, system: bytes = GUEST) -> float:
     """Run a Linux-like bond on both ports until both links aggregate; the time it ended."""
     now, last = start, {0: None, 1: None}
     for step in range(200):
@@ -139,13 +140,13 @@ def converge(switch: Switch, start: float = 0.0) -> float:
             # The bond: in sync once the switch's actor information is its partner's, and
             # collecting/distributing once the switch says it is in sync.
             state = A | T | G
-            if seen.partner.system == GUEST and seen.partner.port == i + 1:
+            if seen.partner.system == system and seen.partner.port == i + 1:
                 state |= S
                 if State.SYNCHRONIZATION in seen.actor.state:
                     state |= CD
             a = seen.actor
             partner = (a.system_priority, a.system, a.key, a.port_priority, a.port, int(a.state))
-            for j, f in switch.receive(i, guest_pdu(i + 1, state, partner), now):
+            for j, f in switch.receive(i, guest_pdu(i + 1, state, partner, system), now):
                 if (p := lacp.decode(f)) is not None:
                     last[j] = p
         if all(p.aggregated() for p in switch.ports):
@@ -194,6 +195,27 @@ def test_a_restarted_bond_aggregates_again():
     later = switch.events[mark:]
     assert [e["aggregated"] for e in later if e["port"] == 0][-1]
     assert any(not e["aggregated"] for e in later if e["port"] == 0)
+
+
+def test_a_bond_with_another_system_takes_the_aggregator_over():
+    """As in the lab: the first kernel's bond had udev's persistent MAC, the capture
+    kernel's has its first NIC's.  Each port detaches from the old aggregation before it
+    joins the new one (never attached to two partners at once)."""
+    switch = Switch(2, SWITCH, now=0.0)
+    done = converge(switch)
+    other = bytes.fromhex("525400770099")
+    mark = len(switch.events)
+    switch.receive(0, guest_pdu(1, A | G, system=other), done + 30)
+    # Port 1 still holds the old aggregation: port 0 may not join a new one yet.
+    assert switch.ports[0].mux is Mux.DETACHED and not switch.ports[0].selected
+    assert switch.ports[1].aggregated()
+    switch.receive(1, guest_pdu(2, A | G, system=other), done + 30.5)
+    assert all(p.mux is Mux.WAITING for p in switch.ports)  # both detached, then selected
+    converge(switch, done + 31, system=other)
+    for port in (0, 1):
+        mine = [e for e in switch.events[mark:] if e["port"] == port]
+        assert "waiting" in [e["mux"] for e in mine]  # entered from DETACHED only
+        assert mine[-1]["aggregated"] and mine[-1]["guest_system"] == "52:54:00:77:00:99"
 
 
 def test_data_frames_one_port_per_flow():

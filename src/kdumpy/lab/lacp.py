@@ -179,6 +179,9 @@ class Port:
         self.partner = DEFAULT_PARTNER
         self.rx = Rx.DEFAULTED
         self.selected = False
+        # The partner (system, key) of the aggregation this port was selected into: kept
+        # until the mux has detached it, whatever its partner says meanwhile.
+        self.aggregator: tuple[int, bytes, int] | None = None
         self.mux = Mux.DETACHED
         self.current_while: float | None = None
         self.wait_while = 0.0
@@ -280,18 +283,18 @@ class Switch:
             port.current_while = None
 
     def _select(self) -> bool:
-        """Selection logic: a port whose partner is aggregatable joins the aggregator if
-        the aggregator is free or already bound to that partner system and key."""
+        """Selection logic: a detached port whose partner is aggregatable joins the
+        aggregator if the aggregator is free (no port selected or still attached) or
+        already bound to that partner system and key."""
         changed = False
         for port in self.ports:
-            if port.selected or port.rx is not Rx.CURRENT:
-                continue
+            if port.selected or port.rx is not Rx.CURRENT or port.mux is not Mux.DETACHED:
+                continue  # a port leaving an aggregation detaches first
             if State.AGGREGATION not in port.partner.state:
                 continue  # an individual link: not part of the aggregate
-            bound = {q.partner_aggregator() for q in self.ports
-                     if q is not port and (q.selected or q.mux is not Mux.DETACHED)}  # fmt: skip
+            bound = {q.aggregator for q in self.ports if q is not port and q.aggregator}
             if not bound or bound == {port.partner_aggregator()}:
-                port.selected = True
+                port.selected, port.aggregator = True, port.partner_aggregator()
                 changed = True
         return changed
 
@@ -319,6 +322,8 @@ class Switch:
 
     def _enter(self, port: Port, mux: Mux) -> None:
         port.mux = mux
+        if mux is Mux.DETACHED:
+            port.aggregator = None
         port.state &= ~IN_USE
         if mux is Mux.ATTACHED:
             port.state |= State.SYNCHRONIZATION
