@@ -197,14 +197,15 @@ def test_lab_switch_trunk_port_tags():
     assert untag(frame, 10) is None  # untagged on a trunk port
 
 
-# `ip -j -d link show` as the lab's Debian 12 guest (iproute2 6.1) printed it on 6.1, with
-# eth1 and eth2 bonded in mode 802.3ad (lacp_rate fast, miimon 100): the run of
-# tests/e2e/test_bond_lacp.py.  Its bond's info_data names the LACP rate "ad_lacp_rate".
-LACP_LINKS = Path(__file__).parent / "data" / "ip-link-8023ad-6.1.json"
+# `ip -j -d link show` as the lab's Debian 12 guest (iproute2 6.1) printed it on 6.1 and on
+# 6.12, with eth1 and eth2 bonded in mode 802.3ad (lacp_rate fast, miimon 100): the runs of
+# tests/e2e/test_bond_lacp.py.  The bond's info_data names the LACP rate "ad_lacp_rate".
+DATA = Path(__file__).parent / "data"
+LACP_KERNELS = ("6.1", "6.12")
 
 
-def lacp_bond() -> net.IpView:
-    links = json.loads(LACP_LINKS.read_text())
+def lacp_bond(kernel: str) -> net.IpView:
+    links = json.loads((DATA / f"ip-link-8023ad-{kernel}.json").read_text())
     addrs = [{"ifname": "bond0", "addr_info": [
         {"family": "inet", "local": "192.168.77.2", "prefixlen": 24, "scope": "global"},
         {"family": "inet6", "local": "fd77::2", "prefixlen": 64, "scope": "global"}]}]  # fmt: skip
@@ -223,8 +224,9 @@ def iproute2_bond_grammar() -> dict[str, set[str] | None]:
             re.findall(r"\[ ([a-z0-9_]+) ([A-Z_]+)", usage)}  # fmt: skip
 
 
-def test_8023ad_bond_options_from_real_ip_json():
-    plan = net.plan_network(lacp_bond(), "bond0", "192.168.77.1")
+@pytest.mark.parametrize("kernel", LACP_KERNELS)
+def test_8023ad_bond_options_from_real_ip_json(kernel):
+    plan = net.plan_network(lacp_bond(kernel), "bond0", "192.168.77.1")
     bond = plan["links"][2]
     assert [x["name"] for x in plan["links"]] == ["eth1", "eth2", "bond0"]
     assert [x["mac"] for x in plan["links"][:2]] == ["52:54:00:77:00:01", "52:54:00:77:00:02"]
@@ -245,7 +247,7 @@ def test_8023ad_bond_options_from_real_ip_json():
 def test_lacp_options_stay_out_of_other_modes():
     """The kernel reports the LACP settings whatever the mode, and refuses them outside
     802.3ad: an active-backup bond's plan leaves them out."""
-    view = lacp_bond()
+    view = lacp_bond("6.1")
     bond = next(x for x in view.links if x["ifname"] == "bond0")
     bond["linkinfo"]["info_data"]["mode"] = "active-backup"
     options = net.plan_network(view, "bond0", "192.168.77.1")["links"][2]["options"]
@@ -254,7 +256,7 @@ def test_lacp_options_stay_out_of_other_modes():
 
 
 def test_8023ad_replay_sets_the_lacp_rate(tmp_path):
-    plan = net.plan_network(lacp_bond(), "bond0", "192.168.77.1")
+    plan = net.plan_network(lacp_bond("6.12"), "bond0", "192.168.77.1")
     sys_root = _sysfs(tmp_path, {"eth0": "52:54:00:77:00:01", "eth1": "52:54:00:77:00:02"})
     calls = []
 
