@@ -6,8 +6,8 @@ relay that is the VLAN switch's trunk port for the guest's two NICs, a tap holdi
 server's addresses, the real OpenSSH sshd listening there, and QEMU itself.  The guest
 builds the stack with iproute2 in ``setup.sh``; ``kdumpy start`` copies it into the
 capture initramfs from ``ip -j``'s view; the capture kernel replays it and streams the
-dump to the sshd.  802.3ad is not emulated: this host's kernel has no bonding driver to
-be the LACP partner.
+dump to the sshd.  802.3ad, with the relay as the LACP partner: test_bond_lacp.py, which
+reuses this file's setup pieces and SSH cycle.
 
 Oracles: makedumpfile -R and drgn on the dump that arrived at the server, the guest's
 address in the dump directory's name (the capture kernel's source address on the VLAN),
