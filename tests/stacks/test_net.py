@@ -195,6 +195,8 @@ def test_lab_switch_trunk_port_tags():
     assert untag(tagged, 10) == frame
     assert untag(tag(frame, 11), 10) is None  # another VLAN
     assert untag(frame, 10) is None  # untagged on a trunk port
+    # VLAN 0: an access port (the LACP lab), frames as they are, tagged ones dropped.
+    assert tag(frame, 0) == frame and untag(frame, 0) == frame and untag(tagged, 0) is None
 
 
 # `ip -j -d link show` as the lab's Debian 12 guest (iproute2 6.1) printed it on 6.1 and on
