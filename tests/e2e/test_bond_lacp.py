@@ -71,10 +71,18 @@ def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
     assert f"kdump: network: {SERVER} answers through bond0" in serial
     capture = serial[serial.index("Kernel panic") :]
     assert "No 802.3ad response from the link partner" not in capture, capture[-4000:]
-    # The switch's view of the capture kernel's ports: both left the first kernel's
-    # aggregate (a fresh bond) and came back to collecting+distributing on both ends.
     assert panicked, "no Kernel panic seen"
-    after = [e for e in events if "port" in e and e["t"] > panicked[0]]
+    check_capture_aggregated(events, panicked[0])
+    check_ssh_dump(result, crash, kernel, tmp_path)
+
+
+def check_capture_aggregated(events: list[dict], panic: float) -> None:
+    """The switch's view of the capture kernel's ports: each left the first kernel's
+    aggregate (a fresh bond starts out of sync) and came back to collecting+distributing
+    on both ends, asking for the fast rate; both links to one partner (system and key),
+    its ports 1 and 2: one aggregate."""
+    after = [e for e in events if "port" in e and e["t"] > panic]
+    firsts = []
     for port in (0, 1):
         mine = [e for e in after if e["port"] == port]
         restart = next((i for i, e in enumerate(mine) if not e["aggregated"]), None)
@@ -82,5 +90,6 @@ def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
         up = [e for e in mine[restart:] if e["aggregated"]]
         assert up, f"port {port}: the capture kernel's bond never aggregated: {mine}"
         assert "timeout" in up[0]["guest"], up[0]  # lacp_rate fast, as in the first kernel
-        assert up[0]["guest_port"] in (1, 2)
-    check_ssh_dump(result, crash, kernel, tmp_path)
+        firsts.append(up[0])
+    assert len({(e["guest_system"], e["guest_key"]) for e in firsts}) == 1, firsts
+    assert sorted(e["guest_port"] for e in firsts) == [1, 2], firsts
