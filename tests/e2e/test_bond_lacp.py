@@ -8,13 +8,12 @@ port's LACP state.  ``kdumpy start`` copies the bond from ``ip -j -d link``; the
 kernel makes it again and streams the dump to the sshd through it.
 
 Oracles: the dump that arrived (makedumpfile -R, drgn: ``check_ssh_dump``), the capture
-log's network lines, the capture kernel's bonding driver not complaining of a silent
-partner, and the switch's own record: after the panic (the host's clock when the serial
+log's network lines, and the switch's own record: after the panic (the host's clock when the serial
 console showed it), each of its ports negotiated again (the capture kernel's bond starts
 out of sync) and reached collecting and distributing on both ends, with the guest asking
 for the fast rate (``lacp_rate fast`` carried into the capture kernel: Linux's default is
-slow).  The first kernel's LACP may flap under a loaded host; the panic time keeps its
-events out.
+slow), both links to one partner system and key.  The first kernel's LACP may flap under
+a loaded host; the panic time keeps its events out.
 """
 
 from __future__ import annotations
@@ -69,8 +68,9 @@ def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
         rf"kdump: network: nic eth\d, nic eth\d, bond bond0; {GUEST}/24 fd77::2/64", serial
     ), serial[-4000:]
     assert f"kdump: network: {SERVER} answers through bond0" in serial
-    capture = serial[serial.index("Kernel panic") :]
-    assert "No 802.3ad response from the link partner" not in capture, capture[-4000:]
+    # Not asserted: the bonding driver's "No 802.3ad response from the link partner" (7's
+    # capture kernel printed it once, having enslaved its NICs before their links came up,
+    # then aggregated); the switch's record below is what says whether LACP worked.
     assert panicked, "no Kernel panic seen"
     check_capture_aggregated(events, panicked[0])
     check_ssh_dump(result, crash, kernel, tmp_path)
