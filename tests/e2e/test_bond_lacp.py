@@ -8,12 +8,12 @@ port's LACP state.  ``kdumpy start`` copies the bond from ``ip -j -d link``; the
 kernel makes it again and streams the dump to the sshd through it.
 
 Oracles: the dump that arrived (makedumpfile -R, drgn: ``check_ssh_dump``), the capture
-log's network lines, and the switch's own record: after the panic (the host's clock when the serial
-console showed it), each of its ports negotiated again (the capture kernel's bond starts
-out of sync) and reached collecting and distributing on both ends, with the guest asking
-for the fast rate (``lacp_rate fast`` carried into the capture kernel: Linux's default is
-slow), both links to one partner system and key.  The first kernel's LACP may flap under
-a loaded host; the panic time keeps its events out.
+log's network lines, and the switch's own record: after the panic (the host's clock when
+the serial console showed it), each of its ports negotiated again (the capture kernel's
+bond starts out of sync) and reached collecting and distributing on both ends, with the
+guest asking for the fast rate (``lacp_rate fast`` carried into the capture kernel:
+Linux's default is slow), both links to one partner system and key.  The first kernel's
+LACP may flap under a loaded host; the panic time keeps its events out.
 """
 
 from __future__ import annotations
