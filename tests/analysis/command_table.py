@@ -33,6 +33,9 @@ CRASH_802 = (
 _D = "test_crash_commands_drgn.py"
 _F = "test_flags_against_oracles.py"
 _C = "test_against_crash.py"
+_P = "test_ps_drgn.py"
+_O = "test_crash_options_drgn.py"
+_X = "test_crash_options_crash.py::test_options_match_crash"
 _M = "test_more_crash_options.py"
 # The VM tests that compare kdumpy's command (or the helper it prints) with drgn's crash
 # mode, drgn's helpers, crash 8.0.2 or addr2line on the lab dumps (tests/analysis/FILE).
@@ -52,17 +55,20 @@ ORACLES: dict[str, tuple[str, ...]] = {
            f"{_M}::test_bt_s_names_each_frame_as_drgn_symbolizes_it", f"{_M}::test_bt_s_is_crashs"),
     "btop": (f"{_D}::test_address_conversion_matches_drgn",
              f"{_C}::test_pte_ptob_btop_match_crash"),
-    "dev": (f"{_D}::test_dev_matches_drgn",),
+    "dev": (f"{_D}::test_dev_matches_drgn", f"{_O}::test_dev_i_matches_drgn",
+            f"{_O}::test_dev_p_matches_drgn", f"{_O}::test_dev_d_matches_drgn", _X),
     "dis": (f"{_F}::test_dis_source_lines_match_crash",
             f"{_F}::test_dis_source_lines_match_addr2line"),
     "eval": (f"{_D}::test_calculator_and_bpf_match_drgn",),
     "files": (f"{_D}::test_files_rows_match_drgn",
-              "test_against_drgn.py::test_open_files_match_drgn"),
+              "test_against_drgn.py::test_open_files_match_drgn",
+              f"{_O}::test_files_options_match_drgn", f"{_O}::test_files_p_matches_drgn", _X),
     "foreach": ("test_foreach_scale.py::test_foreach_bt_covers_every_task_with_drgns_frames",
-                f"{_D}::test_foreach_vm_matches_drgn_helpers"),
+                f"{_D}::test_foreach_vm_matches_drgn_helpers",
+                f"{_P}::test_foreach_passes_ps_options_like_drgn"),
     "fuser": (f"{_D}::test_fuser_matches_drgn_helpers",),
-    "ipcs": (f"{_D}::test_kernel_tables_match_drgn",),
-    "irq": (f"{_D}::test_table_rows_match_drgn",),
+    "ipcs": (f"{_D}::test_kernel_tables_match_drgn", f"{_O}::test_ipcs_n_matches_drgn", _X),
+    "irq": (f"{_D}::test_table_rows_match_drgn", f"{_O}::test_irq_d_matches_drgn", _X),
     "kmem": (f"{_D}::test_table_rows_match_drgn", f"{_D}::test_kmem_address_matches_drgn",
              f"{_D}::test_kmem_g_matches_drgn", f"{_D}::test_kmem_p_matches_drgn_pages",
              f"{_D}::test_kmem_S_slabs_hold_every_free_object_drgn_counts",
@@ -79,12 +85,19 @@ ORACLES: dict[str, tuple[str, ...]] = {
             f"{_C}::test_mod_table_matches_crash",
             f"{_M}::test_mod_S_would_load_the_files_whose_build_ids_drgn_reads"),
     "mount": (f"{_D}::test_table_rows_match_drgn",),
-    "net": (f"{_D}::test_kernel_tables_match_drgn",),
+    "net": (f"{_D}::test_kernel_tables_match_drgn", f"{_O}::test_net_a_matches_drgn", _X),
     "p": (f"{_D}::test_whatis_and_p_match_drgn", f"{_D}::test_hex_values_match_drgn",
           "test_print_expr.py::test_expressions_match_drgn",
           "test_print_expr.py::test_printed_like_crash"),
     "ps": (f"{_D}::test_ps_rows_match_drgn", f"{_D}::test_ps_summary_matches_drgn",
-           "test_cli.py::test_crash_ps_agrees_with_drgn"),
+           "test_cli.py::test_crash_ps_agrees_with_drgn", f"{_P}::test_parents_match_drgn",
+           f"{_P}::test_children_match_drgn", f"{_P}::test_times_match_drgn",
+           f"{_P}::test_last_run_matches_drgn", f"{_P}::test_cpu_blocks_match_drgn",
+           f"{_P}::test_arguments_match_drgn", f"{_P}::test_thread_groups_match_drgn",
+           f"{_P}::test_rlimits_match_drgn", f"{_P}::test_kstackp_is_drgns_saved_stack_pointer",
+           f"{_P}::test_no_header_matches_drgn", f"{_P}::test_arm64_matches_drgn",
+           f"{_P}::test_kstackp_and_times_match_crash", f"{_P}::test_views_match_crash",
+           f"{_P}::test_children_match_crash", f"{_P}::test_last_run_matches_crash"),
     "pte": (f"{_C}::test_pte_ptob_btop_match_crash",),
     "ptob": (f"{_D}::test_ptob_matches_drgn", f"{_C}::test_pte_ptob_btop_match_crash"),
     "ptov": (f"{_D}::test_address_conversion_matches_drgn",),
@@ -98,7 +111,8 @@ ORACLES: dict[str, tuple[str, ...]] = {
              "test_crash_kinds.py::test_runqueues_and_free_memory_match_drgn",
              f"{_M}::test_runq_g_matches_drgn"),
     "search": (f"{_D}::test_search_matches_drgn", f"{_D}::test_search_string_matches_drgn",
-               f"{_D}::test_search_of_the_stacks_matches_drgn"),
+               f"{_D}::test_search_of_the_stacks_matches_drgn",
+               f"{_O}::test_search_x_matches_drgn", _X),
     "set": (f"{_D}::test_set_names_drgns_task", f"{_D}::test_set_cpu_and_panic_match_drgn"),
     "sig": (f"{_D}::test_sig_matches_drgn", f"{_D}::test_sig_list_set_and_group_match_drgn"),
     "struct": (f"{_D}::test_struct_members_match_drgn", f"{_D}::test_hex_values_match_drgn",
@@ -109,7 +123,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "sym": (f"{_D}::test_sym_matches_drgn", f"{_D}::test_sym_search_and_neighbours_match_drgn"),
     "sys": ("test_cli.py::test_crash_sys_agrees_with_drgn", f"{_C}::test_sys_fields_match_crash"),
     "task": (f"{_D}::test_task_members_match_drgn", f"{_D}::test_hex_values_match_drgn"),
-    "timer": (f"{_D}::test_kernel_tables_match_drgn",),
+    "timer": (f"{_D}::test_kernel_tables_match_drgn", f"{_O}::test_timer_r_matches_drgn", _X),
     "tree": (f"{_D}::test_list_and_tree_match_drgn",
              f"{_F}::test_pid_xarray_and_cfs_rbtree_match_drgn"),
     "union": (f"{_D}::test_union_member_matches_drgn",),
@@ -134,6 +148,8 @@ def kdumpy_commands() -> dict[str, set[str]]:
         cmd = lookup(name)
         assert cmd is not None
         out[name] = set(cmd.parser.flags) | {"--python"}
+        if cmd.parser.passthrough:  # drgn names passing options on "-option" (foreach)
+            out[name].add("-option")
     out["*"] = out["struct"]  # "*type addr" is struct's spelling (the dispatcher's)
     return out
 

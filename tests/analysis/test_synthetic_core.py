@@ -124,6 +124,7 @@ def test_objects(prog, machine):
         "nr_threads",
         "thread_head",
         "shared_pending",
+        "rlim",
     }
 
 

@@ -89,7 +89,8 @@ def test_vm_walks_the_maple_tree(crash, machine):
     from the file, the heap and stack bounds, and the vDSO's special mapping."""
     out = rows(crash("vm 1"), 0)
     mm = machine.tasks[1]
-    assert out[2] == [f"{machine.sub.mm[0]:016x}", f"{0:016x}", f"{mm.rss_kb}k", f"{mm.vsz_kb}k"]
+    mm_pgd = [f"{machine.sub.mm[0]:016x}", f"{machine.sub.mm[1]:016x}"]
+    assert out[2] == [*mm_pgd, f"{mm.rss_kb}k", f"{mm.vsz_kb}k"]
     want = [[f"{a:016x}", f"{s:x}", f"{e:x}", f"{f:x}", *([n] if n else [])]
             for a, s, e, f, n in machine.sub.vmas]  # fmt: skip
     assert out[4:] == want

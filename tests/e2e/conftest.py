@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from kdumpy.lab.netlab import LabNet
+
 from .helpers import ALL_KERNELS
 
 # CI's core set runs on KDUMPY_E2E_KERNELS (6.1); the full matrix (--full) adds every lab kernel.
@@ -28,3 +30,11 @@ def kernel(request):
     from kdumpy.lab.kernels import get_kernel
 
     return get_kernel(request.param)
+
+
+@pytest.fixture
+def labnet():
+    """The lab network of the netstack tests: a VLAN-10 trunk relay in a namespace of
+    its own, the server's addresses on its tap."""
+    with LabNet() as net:
+        yield net

@@ -28,3 +28,49 @@ def test_entry_modules_scan_kdumpy_and_skip_cjk_codecs(monkeypatch) -> None:
     assert not any(n.endswith("__main__") for n in names)
     stdlib = [f for f in parsed if "/encodings/" in f]
     assert len(stdlib) == len(set(stdlib)) <= 30, len(stdlib)  # was ~220 parses
+
+
+FULL = pyruntime.NativePacker(
+    functions=frozenset({"pack", "classify", "packbits", "unpackbits", "rebase", "keep_kept",
+                         "KINDS"}),
+    kinds=frozenset({"zlib", "lzo", "snappy", "zstd"}),
+)  # fmt: skip
+
+
+def test_nothing_is_left_out_without_the_page_packer() -> None:
+    assert pyruntime.capture_leave_out(None) == ()
+
+
+def test_the_full_page_packer_leaves_numpy_and_the_bindings_out() -> None:
+    assert set(pyruntime.capture_leave_out(FULL)) == {
+        "numpy", "kdumpy.collect.classify_np", "kdumpy.collect.fallback",
+        "kdumpy.vmcore.diskdump", "kdumpy.collect.reassemble", "lzo", "cramjam", "zstandard",
+    }  # fmt: skip
+
+
+def test_a_binding_stays_when_the_packer_lacks_its_compression() -> None:
+    """Built without libsnappy-dev and libzstd-dev: cramjam and zstandard still compress."""
+    packer = pyruntime.NativePacker(FULL.functions, frozenset({"zlib", "lzo"}))
+    left = set(pyruntime.capture_leave_out(packer))
+    assert "lzo" in left and "numpy" in left
+    assert not {"cramjam", "zstandard"} & left
+
+
+def test_numpy_stays_when_the_packer_lacks_a_function_it_replaces() -> None:
+    """An extension without the classifier (an older build): numpy classifies."""
+    packer = pyruntime.NativePacker(FULL.functions - {"classify"}, FULL.kinds)
+    left = set(pyruntime.capture_leave_out(packer))
+    assert not set(pyruntime.NUMPY_PATH) & left
+    assert {"lzo", "cramjam", "zstandard"} <= left
+
+
+def test_native_packer_is_what_the_collector_uses() -> None:
+    """The kinds are the ones collect.compress hands to C (its NATIVE list)."""
+    from kdumpy.collect import compress
+
+    packer = pyruntime.native_packer()
+    if packer is None:
+        assert compress.NATIVE == ()
+        return
+    assert packer.kinds == set(compress.NATIVE) - {"none"}
+    assert packer.functions >= pyruntime.NUMPY_REPLACED_BY

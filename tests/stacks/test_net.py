@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +195,78 @@ def test_lab_switch_trunk_port_tags():
     assert untag(tagged, 10) == frame
     assert untag(tag(frame, 11), 10) is None  # another VLAN
     assert untag(frame, 10) is None  # untagged on a trunk port
+    # VLAN 0: an access port (the LACP lab), frames as they are, tagged ones dropped.
+    assert tag(frame, 0) == frame and untag(frame, 0) == frame and untag(tagged, 0) is None
+
+
+# `ip -j -d link show` as the lab's Debian 12 guest (iproute2 6.1) printed it on 6.1 and on
+# 6.12, with eth1 and eth2 bonded in mode 802.3ad (lacp_rate fast, miimon 100): the runs of
+# tests/e2e/test_bond_lacp.py.  The bond's info_data names the LACP rate "ad_lacp_rate".
+DATA = Path(__file__).parent / "data"
+LACP_KERNELS = ("6.1", "6.12")
+
+
+def lacp_bond(kernel: str) -> net.IpView:
+    links = json.loads((DATA / f"ip-link-8023ad-{kernel}.json").read_text())
+    addrs = [{"ifname": "bond0", "addr_info": [
+        {"family": "inet", "local": "192.168.77.2", "prefixlen": 24, "scope": "global"},
+        {"family": "inet6", "local": "fd77::2", "prefixlen": 64, "scope": "global"}]}]  # fmt: skip
+    return net.IpView(links, addrs, [], [])
+
+
+def iproute2_bond_grammar() -> dict[str, set[str] | None]:
+    """What ``ip link add ... type bond`` takes: each keyword and, where its usage lists
+    them, its values (iproute2's own help, the oracle for the names the plan writes)."""
+    proc = subprocess.run(["ip", "link", "add", "type", "bond", "help"], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    usage = proc.stdout + proc.stderr
+    enums = {name: set(values.split("|"))
+             for name, values in re.findall(r"^(\w+) := (\S+)$", usage, re.M)}  # fmt: skip
+    return {keyword: enums.get(value) for keyword, value in
+            re.findall(r"\[ ([a-z0-9_]+) ([A-Z_]+)", usage)}  # fmt: skip
+
+
+@pytest.mark.parametrize("kernel", LACP_KERNELS)
+def test_8023ad_bond_options_from_real_ip_json(kernel):
+    plan = net.plan_network(lacp_bond(kernel), "bond0", "192.168.77.1")
+    bond = plan["links"][2]
+    assert [x["name"] for x in plan["links"]] == ["eth1", "eth2", "bond0"]
+    assert [x["mac"] for x in plan["links"][:2]] == ["52:54:00:77:00:01", "52:54:00:77:00:02"]
+    assert bond["options"] == {
+        "mode": "802.3ad", "miimon": "100", "xmit_hash_policy": "layer2",
+        "ad_select": "stable", "lacp_rate": "fast", "lacp_active": "on",
+        "ad_actor_sys_prio": "65535", "ad_user_port_key": "0", "min_links": "0",
+    }  # ad_actor_system 00:00:00:00:00:00 (unset: the bond's MAC) is left out  # fmt: skip
+    grammar = iproute2_bond_grammar()
+    if not grammar:
+        pytest.skip("no iproute2 here to check the keywords against")
+    for keyword, value in bond["options"].items():
+        assert keyword in grammar, f"ip link ... type bond takes no {keyword}"
+        values = grammar[keyword]
+        assert values is None or value in values, (keyword, value, values)
+
+
+def test_lacp_options_stay_out_of_other_modes():
+    """The kernel reports the LACP settings whatever the mode, and refuses them outside
+    802.3ad: an active-backup bond's plan leaves them out."""
+    view = lacp_bond("6.1")
+    bond = next(x for x in view.links if x["ifname"] == "bond0")
+    bond["linkinfo"]["info_data"]["mode"] = "active-backup"
+    options = net.plan_network(view, "bond0", "192.168.77.1")["links"][2]["options"]
+    assert options == {"mode": "active-backup", "miimon": "100",
+                       "xmit_hash_policy": "layer2", "ad_select": "stable"}  # fmt: skip
+
+
+def test_8023ad_replay_sets_the_lacp_rate(tmp_path):
+    plan = net.plan_network(lacp_bond("6.12"), "bond0", "192.168.77.1")
+    sys_root = _sysfs(tmp_path, {"eth0": "52:54:00:77:00:01", "eth1": "52:54:00:77:00:02"})
+    calls = []
+
+    def run(argv):
+        calls.append(" ".join(argv))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    NetUp(CaptureLog(io.StringIO()), 2, run, sys_root=sys_root).bring_up(plan)
+    assert ("ip link add bond0 type bond mode 802.3ad miimon 100 xmit_hash_policy layer2 "
+            "ad_select stable lacp_rate fast lacp_active on ad_actor_sys_prio 65535 "
+            "ad_user_port_key 0 min_links 0") in calls  # fmt: skip

@@ -30,7 +30,15 @@ from kdumpy.analysis.helpers.cgroup import (
     root_cgroup,
     task_cgroup,
 )
-from kdumpy.analysis.helpers.files import d_path, dentry_name, file_path, task_files, task_root_cwd
+from kdumpy.analysis.helpers.files import (
+    d_path,
+    dentry_name,
+    file_path,
+    file_reference_matches,
+    file_type,
+    task_files,
+    task_root_cwd,
+)
 from kdumpy.analysis.helpers.lists import (
     ListWarning,
     hlist_for_each,
@@ -41,12 +49,24 @@ from kdumpy.analysis.helpers.lists import (
 )
 from kdumpy.analysis.helpers.mm import task_rss_vsz, totalram_pages
 from kdumpy.analysis.helpers.modules import for_each_module, module_info, module_name
-from kdumpy.analysis.helpers.mount import for_each_mount, mount_devname, mount_dir, mount_fstype
+from kdumpy.analysis.helpers.mount import (
+    dentry_path,
+    for_each_mount,
+    mount_devname,
+    mount_dir,
+    mount_fstype,
+)
 from kdumpy.analysis.helpers.net import for_each_netdev, netdev_name, task_sockets
-from kdumpy.analysis.helpers.pagecache import for_each_page_cache_page, page_cache_size
+from kdumpy.analysis.helpers.pagecache import (
+    for_each_page_cache_page,
+    page_cache_rows,
+    page_cache_size,
+    page_flag_names,
+)
 from kdumpy.analysis.helpers.pid import find_task_by_pid, for_each_pid, pid_task
 from kdumpy.analysis.helpers.printk import crash_date, format_log, log_records
 from kdumpy.analysis.helpers.rbtree import rbtree_inorder_for_each, rbtree_inorder_for_each_entry
+from kdumpy.analysis.helpers.resource import Rlimit, task_rlimits
 from kdumpy.analysis.helpers.runqueue import runqueue_tasks
 from kdumpy.analysis.helpers.slab import (
     find_slab_cache,
@@ -56,7 +76,13 @@ from kdumpy.analysis.helpers.slab import (
     slab_object,
 )
 from kdumpy.analysis.helpers.symbolize import symbolize
-from kdumpy.analysis.helpers.system import boot_epoch, system_info, taint_letters
+from kdumpy.analysis.helpers.system import (
+    boot_epoch,
+    system_info,
+    taint_letters,
+    task_run_seconds,
+    uptime_jiffies,
+)
 from kdumpy.analysis.helpers.tasks import (
     active_tasks,
     cpu_curr,
@@ -69,12 +95,16 @@ from kdumpy.analysis.helpers.tasks import (
     idle_task,
     is_kthread,
     panic_task,
+    task_ancestors,
     task_comm,
     task_cpu,
+    task_last_arrival,
+    task_saved_sp,
     task_state,
     task_state_crash,
     task_state_to_char,
 )
+from kdumpy.analysis.helpers.usermem import UserStrings, mm_cmdline, mm_environ, read_user
 from kdumpy.analysis.helpers.vma import for_each_vma, vma_name
 from kdumpy.analysis.helpers.xarray import xa_for_each, xa_is_value, xa_load, xa_to_value
 from kdumpy.analysis.lines import LinesUnavailable, SourceLine, line_table
@@ -98,10 +128,13 @@ __all__ = [
     "active_tasks", "idle_task", "cpu_curr", "cpu_rq", "cpu_of_active_task", "task_comm",
     "task_cpu", "task_state", "task_state_crash", "task_state_to_char", "is_kthread",
     "stack_trace", "Frame", "symbolize", "line_table", "SourceLine", "LinesUnavailable",
-    "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks",
+    "for_each_pid", "pid_task", "find_task_by_pid", "runqueue_tasks", "task_ancestors",
+    "task_last_arrival", "task_saved_sp", "task_run_seconds", "uptime_jiffies",
+    "task_rlimits", "Rlimit", "mm_cmdline", "mm_environ", "read_user", "UserStrings",
     # memory, files, page cache, cgroups, modules, log, system
     "task_rss_vsz", "totalram_pages", "task_files", "task_root_cwd", "file_path", "d_path",
     "dentry_name", "for_each_page_cache_page", "page_cache_size", "cgroup_path", "cgroup_name",
+    "dentry_path", "file_type", "file_reference_matches", "page_cache_rows", "page_flag_names",
     "cgroup_descendants", "css_children", "root_cgroup", "task_cgroup", "for_each_module",
     "module_info", "module_name", "log_records", "format_log", "crash_date", "boot_epoch",
     "system_info", "taint_letters",

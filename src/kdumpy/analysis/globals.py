@@ -100,6 +100,14 @@ GLOBALS: dict[str, tuple[str, ...]] = {
     "cdev_map": ("struct kobj_map *",),
     "prog_idr": ("struct idr",),
     "map_idr": ("struct idr",),
+    # net -a, irq -d, dev -i/-p/-d.
+    "arp_tbl": ("struct neigh_table",),
+    "idt_table": ("gate_desc []", "struct gate_struct []"),
+    "ioport_resource": ("struct resource",),
+    "iomem_resource": ("struct resource",),
+    "pci_root_buses": ("struct list_head",),
+    "block_class": ("struct class",),
+    "class_kset": ("struct kset *",),
     # Per-CPU variables (addresses are offsets into each CPU's area).
     "runqueues": ("struct rq",),
     "current_task": ("struct task_struct *",),

@@ -92,14 +92,18 @@ class Translator(Protocol):
         """Physical address; :class:`TranslationError` if unmapped."""
         ...
 
-    def walk(self, vaddr: int, pgd: int | None = None) -> int:
-        """Physical address by the page tables alone (no shortcut, no cache): the
-        kernel's, or those whose top level is at physical ``pgd`` (a process's)."""
+    def walk(self, vaddr: int) -> int:
+        """Physical address by the page tables alone (no shortcut, no cache)."""
         ...
 
     def mapping(self, vaddr: int, read: ReadFn | None = None) -> tuple[int, int] | None:
         """``(paddr, bytes mapped contiguously from vaddr)`` or None if unmapped; page
         tables read through ``read`` (default: the dump's)."""
+        ...
+
+    def walk_user(self, pgd_paddr: int, vaddr: int) -> int:
+        """Physical address of a user virtual address, by the page tables rooted at
+        ``pgd_paddr`` (a process's ``mm->pgd``); :class:`TranslationError` if unmapped."""
         ...
 
     def read_virt(self, vaddr: int, size: int) -> bytes: ...

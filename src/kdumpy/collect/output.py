@@ -6,6 +6,14 @@ it into place and fsyncs the directory, so a crash mid-way never leaves a
 half-written file under the final name.  A full filesystem becomes
 :class:`DiskFullError`; the collector then marks the dump incomplete (as makedumpfile
 does) and still moves it into place, because a partial dump is worth keeping.
+
+In a capture kernel the file's pages leave the page cache as they are written: every
+:data:`DROP_CACHE_EVERY` bytes the file is fdatasync'ed and ``posix_fadvise(DONTNEED)``'ed.
+A capture kernel runs in the crashkernel reservation (100-odd MiB); a dump of gigabytes
+written through the page cache fills it with dirty and then clean pages of a file nobody
+reads back, and a small reservation then ends in the OOM killer or in stalls on writeback.
+Elsewhere (``kdumpy collect`` on a running system, with memory to spare) the synchronous
+writeback would only slow the collector down, so it is left to the kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import os
 from kdumpy.errors import KdumpyError
 
 IOV_MAX = 1024
+DROP_CACHE_EVERY = 8 << 20  # bytes written between two fdatasync + DONTNEED
+# The kernel creates /proc/vmcore only in a capture kernel (is_kdump_kernel()).
+VMCORE = "/proc/vmcore"
 
 
 def _create_temporary(directory: str, base: str) -> tuple[int, str]:
@@ -40,7 +51,9 @@ class DiskFullError(KdumpyError):
 class FileSink:
     """Random-access writes to a temporary file that becomes ``path`` when complete."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], drop_cache: bool | None = None) -> None:
+        """*drop_cache*: drop written pages from the page cache as they go (see the module
+        docstring); by default only in a capture kernel."""
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         base = os.path.basename(self.path) or "vmcore"
@@ -54,6 +67,29 @@ class FileSink:
         self.fd = fd
         self.bytes_written = 0
         self.size = 0
+        self._unsynced = 0  # bytes written since the page cache was last dropped
+        self.drop_cache = os.path.exists(VMCORE) if drop_cache is None else drop_cache
+
+    def _wrote(self, n: int) -> None:
+        self.bytes_written += n
+        self._unsynced += n
+        if self.drop_cache and self._unsynced >= DROP_CACHE_EVERY:
+            self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        """Write back what is dirty and drop the file's pages from the page cache
+        (DONTNEED drops only clean pages: the fdatasync first makes them clean)."""
+        self._unsynced = 0
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            # Delayed allocation: a full filesystem may show only now.
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise DiskFullError(f"{self.path}: {exc.strerror} while syncing") from None
+            raise KdumpyError(f"{self.path}: fdatasync failed: {exc.strerror}") from None
+        # Advice only: a filesystem that cannot drop the pages still holds a correct file.
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``offset``; :class:`DiskFullError` if space runs out."""
@@ -67,8 +103,8 @@ class FileSink:
                 raise KdumpyError(f"{self.path}: write failed: {exc.strerror}") from None
             view = view[n:]
             offset += n
-            self.bytes_written += n
-        self.size = max(self.size, offset)
+            self.size = max(self.size, offset)
+            self._wrote(n)
 
     def writev_at(self, offset: int, parts: list[bytes]) -> None:
         """Write ``parts`` back to back at ``offset`` (``pwritev``, no joining copy)."""
@@ -83,22 +119,26 @@ class FileSink:
                     raise DiskFullError(f"{self.path}: {exc.strerror}") from None
                 raise KdumpyError(f"{self.path}: write failed: {exc.strerror}") from None
             if n < total:  # short write: finish this batch the slow way
-                self.bytes_written += n
+                self._wrote(n)
                 self.write_at(offset + n, b"".join(batch)[n:])
             else:
-                self.bytes_written += n
                 self.size = max(self.size, offset + n)
+                self._wrote(n)
             offset += total
             i += IOV_MAX
 
     def commit(self) -> None:
-        """fsync, rename into place, fsync the directory."""
+        """fsync, drop the file's last pages from the page cache, rename into place, fsync
+        the directory."""
         try:
             os.fsync(self.fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"{self.path}: {exc.strerror} while syncing") from None
             raise KdumpyError(f"{self.path}: fsync failed: {exc.strerror}") from None
+        if self.drop_cache:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(self.fd)
         self.fd = -1
         try:

@@ -61,6 +61,11 @@ PACKAGES = (
     # iSCSI LUNs (open-iscsi: iscsiadm and iscsid in the first kernel, iscsistart for
     # the capture initramfs).
     "open-iscsi",
+    # kdumpy's page packer (kdumpy.collect._pagepack, on the job disk with the tree) links
+    # them, and the capture initramfs then ships them instead of numpy and the Python
+    # compression bindings (pyruntime.capture_leave_out): named here, not left to come
+    # with makedumpfile, btrfs-progs or python3-lzo.
+    "liblzo2-2", "libsnappy1v5", "libzstd1", "zlib1g",
 )  # fmt: skip
 # Bump when the guest configuration below changes: it invalidates the cached rootfs.
 CONFIG_VERSION = "3"

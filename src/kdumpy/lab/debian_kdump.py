@@ -77,6 +77,9 @@ class Cycle:
     # guest waits *pause* seconds before crashing, e.g. to take a server away meanwhile.
     on_armed: Callable[[], None] | None = None
     pause: int = 0
+    # Called on the host when a serial console marker first appears (polled, within a
+    # second), e.g. to note the host's clock at "Kernel panic".
+    on_marker: dict[str, Callable[[], None]] = field(default_factory=dict)
     kdumpy_tree: Path | None = None  # see Job.kdumpy_tree
     extra_args: list[str] = field(default_factory=list)  # see Job.extra_args
     netns: str | None = None  # see Job.netns
@@ -107,14 +110,17 @@ def run_cycle(cycle: Cycle, workdir: Path, kernel: LabKernel | str = "6.1") -> J
         qmp_on_marker=cycle.qmp_on_marker,
     )
     runner = arm64_guest.run_job if lab_kernel.arch == "arm64" else run_job
-    if cycle.on_armed is None:
-        return runner(job, workdir, lab_kernel)
-    watcher = _Watcher(workdir / "serial.log", "\nKDUMPY-ARMED", cycle.on_armed)
-    watcher.start()
+    actions = dict(cycle.on_marker)
+    if cycle.on_armed is not None:
+        actions["\nKDUMPY-ARMED"] = cycle.on_armed
+    watchers = [_Watcher(workdir / "serial.log", m, a) for m, a in actions.items()]
+    for watcher in watchers:
+        watcher.start()
     try:
         return runner(job, workdir, lab_kernel)
     finally:
-        watcher.stop()
+        for watcher in watchers:
+            watcher.stop()
 
 
 class _Watcher(threading.Thread):

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import py_compile
+import re
 import struct
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdumpy.collect.compress import FLAG_OF
 from kdumpy.errors import KdumpyError
 
 # What the capture kernel runs (the capture side's entry point and the filter).
@@ -82,6 +84,66 @@ _STUB_SOURCE = """\
 def __getattr__(attr):
     raise AttributeError("{name}.%s: not in the kdump capture initramfs" % attr)
 """
+# What kdumpy's compiled page packer (kdumpy.collect._pagepack, built by setup.py) does in
+# place of Python packages, and what the capture kernel then never imports (issues 13, 15:
+# every byte of the capture initramfs is crashkernel memory on every server):
+# - with all of NUMPY_REPLACED_BY in the extension, the collector's classifier, bitmaps and
+#   descriptors run in C (collect.classify/bitmap/compress import numpy's versions only
+#   when the extension lacks them): numpy, the numpy classifier and the numpy fallback stay
+#   out, and with them the kdump-compressed reader (vmcore.diskdump, numpy arrays) and
+#   --reassemble, which reads kdump-compressed files (the capture reads /proc/vmcore, an
+#   ELF file; a flattened stream is rebuilt on the SSH server, not in the capture kernel);
+# - a compression the extension packs needs no Python binding (collect.compress imports the
+#   binding only for a kind the extension was built without; vmcore.compression's
+#   decompressors serve only the kdump-compressed reader).
+NUMPY_REPLACED_BY = frozenset({"classify", "packbits", "unpackbits", "rebase", "keep_kept"})
+NUMPY_PATH = (
+    "numpy",
+    "kdumpy.collect.classify_np",
+    "kdumpy.collect.fallback",
+    "kdumpy.vmcore.diskdump",
+    "kdumpy.collect.reassemble",
+)
+BINDING_OF = {"lzo": "lzo", "snappy": "cramjam", "zstd": "zstandard"}
+NATIVE_MODULE = "kdumpy.collect._pagepack"
+
+
+@dataclass(frozen=True)
+class NativePacker:
+    """What the built page packer provides: its functions and the compressions it packs."""
+
+    functions: frozenset[str]
+    kinds: frozenset[str]  # names from collect.compress.COMPRESSIONS
+
+
+def native_packer() -> NativePacker | None:
+    """The page packer this interpreter imports (the one the capture initramfs ships: its
+    shared libraries follow it there through add_elf), or None when it is not built."""
+    try:
+        ext = importlib.import_module(NATIVE_MODULE)
+    except ImportError:
+        return None
+    flags = set(ext.KINDS)
+    kinds = frozenset(name for name, flag in FLAG_OF.items() if flag in flags and flag)
+    return NativePacker(frozenset(vars(ext)), kinds)
+
+
+def capture_leave_out(packer: NativePacker | None) -> tuple[str, ...]:
+    """Modules (with their submodules) the capture initramfs leaves out given *packer*:
+    only what the extension replaces, so nothing is left out without it."""
+    if packer is None:
+        return ()
+    names: list[str] = []
+    if packer.functions >= NUMPY_REPLACED_BY:
+        names += NUMPY_PATH
+    names += [binding for kind, binding in BINDING_OF.items() if kind in packer.kinds]
+    return tuple(names)
+
+
+def _is_under(name: str, modules: tuple[str, ...]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
 # Where stub modules go in the image (path of the .py they stand for) -> their source;
 # compile_module() compiles these instead of reading a file.
 _STUB_FILES: dict[Path, str] = {}
@@ -100,6 +162,7 @@ class PythonRuntime:
     modules: dict[str, Path] = field(default_factory=dict)  # name -> file (.py/.so)
     path_entries: list[str] = field(default_factory=list)  # non-stdlib sys.path dirs used
     missing: list[str] = field(default_factory=list)  # entry modules that are not there
+    left_out: tuple[str, ...] = ()  # capture_leave_out()'s modules, when the probe allowed it
 
     @property
     def extensions(self) -> list[Path]:
@@ -222,22 +285,29 @@ def probe(
     return result
 
 
-def _probe_leaving_out(names: list[str]) -> tuple[dict, tuple[str, ...]]:
-    """The probe with LEAVE_OUT_* applied, unless that breaks an import; and the stubs used."""
-    reduced = probe(names, block=LEAVE_OUT_BLOCK, stubs=LEAVE_OUT_STUBS)
-    left_out = (*LEAVE_OUT_BLOCK, *LEAVE_OUT_STUBS, "capture initramfs")
-    broken = any(any(w in err for w in left_out) for _, err in reduced["failed"])
+def _probe_leaving_out(
+    names: list[str], capture: tuple[str, ...] = ()
+) -> tuple[dict, tuple[str, ...], tuple[str, ...]]:
+    """The probe with LEAVE_OUT_* and *capture* (capture_leave_out()) applied, unless that
+    breaks an import; and the stubs and capture modules it left out.  *capture*'s modules
+    are neither imported nor importable: a kept module that needs one fails to import."""
+    kept = [n for n in names if not _is_under(n, capture)]
+    reduced = probe(kept, block=(*LEAVE_OUT_BLOCK, *capture), stubs=LEAVE_OUT_STUBS)
+    left_out = (*LEAVE_OUT_BLOCK, *LEAVE_OUT_STUBS, *capture, "capture initramfs")
+    # A whole name ("import of numpy halted"), not a prefix (kdumpy.vmcore.diskdump_format).
+    mentions = re.compile("|".join(rf"(?<![\w.]){re.escape(w)}(?!\w)" for w in left_out))
+    broken = any(mentions.search(err) for _, err in reduced["failed"])
     broken |= bool({n for n, _ in reduced["failed"]} & set(CAPTURE_MODULES))
     if broken or "was not found" in reduced["stderr"]:  # hashlib: no fallback for a hash
-        return probe(names), ()
-    return reduced, LEAVE_OUT_STUBS
+        return probe(names), (), ()
+    return reduced, LEAVE_OUT_STUBS, capture
 
 
 def find_runtime() -> PythonRuntime:
     """Measure the runtime needed for the capture side with this interpreter."""
     names = entry_modules()
-    result, stubs = _probe_leaving_out(names)
-    runtime = PythonRuntime(Path(sys.executable).resolve(), Path(sys.prefix))
+    result, stubs, left_out = _probe_leaving_out(names, capture_leave_out(native_packer()))
+    runtime = PythonRuntime(Path(sys.executable).resolve(), Path(sys.prefix), left_out=left_out)
     paths = sysconfig.get_paths()
     stdlib = {
         paths["stdlib"],

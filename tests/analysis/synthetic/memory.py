@@ -162,6 +162,24 @@ class Memory:
             path = tuple(index(vaddr, s) for s in (39, 30, 21))
             self._entry(table(path), index(vaddr, 12), phys | PRESENT_RW)
 
+    def map_user(self, pgd_paddr: int, vaddr: int, data: bytes) -> None:
+        """Put ``data`` at user ``vaddr`` of the process whose page tables start at
+        ``pgd_paddr`` (fresh pages, its tables written now)."""
+        first, end = vaddr & ~(PAGE - 1), vaddr + len(data)
+        for page in range(first, end, PAGE):
+            table = pgd_paddr
+            for shift in (39, 30, 21):
+                at = table + 8 * ((page >> shift) & 511)
+                entry = int.from_bytes(self.read_phys(at, 8), "little")
+                if not entry & 1:
+                    entry = self.alloc_phys(PAGE, PAGE) | PRESENT_RW
+                    self.write_phys(at, struct.pack("<Q", entry))
+                table = entry & ~(PAGE - 1)
+            phys = self.alloc_phys(PAGE, PAGE)
+            self._entry(table, (page >> 12) & 511, phys | PRESENT_RW | 0x4)  # _PAGE_USER
+            lo, hi = max(vaddr, page), min(end, page + PAGE)
+            self.write_phys(phys + (lo - page), data[lo - vaddr : hi - vaddr])
+
     def _entry(self, table_paddr: int, index: int, value: int) -> None:
         self.write_phys(table_paddr + 8 * index, struct.pack("<Q", value))
 

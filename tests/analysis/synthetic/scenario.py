@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from .kernel import THREAD_SIZE, StackFrame, SyntheticKernel
-from .subsystems import Subsystems, add_kernel_tables, add_subsystems
+from .memory import PAGE_OFFSET
+from .subsystems import (
+    Subsystems,
+    add_ipc_namespace,
+    add_kernel_tables,
+    add_option_tables,
+    add_page_cache,
+    add_subsystems,
+)
 from .tables import ORC_TYPE_END_OF_STACK, ORC_TYPE_REGS, ORC_TYPE_UNDEFINED
 
 PF_KTHREAD = 0x00200000
@@ -44,6 +53,11 @@ class Task:
     regs_at: int = 0  # where the user pt_regs sit on the stack
     prio: int = 120
     stack: int = 0
+    saved_sp: int = 0  # thread.sp of a sleeping task (ps -s)
+    start_time: int = 0  # ns since boot (ps -t)
+    utime: int = 0
+    stime: int = 0
+    last_arrival: int = 0  # ns of the run queue clock (ps -l, -m)
 
 
 @dataclass
@@ -78,6 +92,12 @@ class Machine:
     cpu_khz: int = 0
     globals: dict[str, int] = field(default_factory=dict)
     sub: Subsystems = field(default_factory=Subsystems)  # slab, mounts, VMAs, IRQs...
+    # ps -a: pid -> (argv, envp) in the process's user memory; ps -r: pid -> (cur, max)
+    # of each limit; the uptime jiffies_64 and tick_nsec say (ps -t)
+    user_args: dict[int, tuple[list[bytes], list[bytes]]] = field(default_factory=dict)
+    rlimits: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    hz: int = 0
+    uptime_jiffies: int = 0
 
     @property
     def panic_task(self) -> Task:
@@ -213,6 +233,7 @@ class _Builder:
                  0, frames, user, regs_at, prio, base)  # fmt: skip
         if mm is not None:
             t.vsz_kb = k.mem.read_u64(mm[0] + k.offsetof("struct mm_struct", "total_vm")) * PAGE_KB
+        t.saved_sp = int(values.get("thread.sp", 0))  # type: ignore[call-overload]
         if pid:
             self.m.tasks[pid] = t
         return t
@@ -326,6 +347,14 @@ def build_machine(
     m.files = [(0, "CHR", "/dev/pts/0"), (1, "CHR", "/dev/pts/0"), (2, "CHR", "/dev/pts/0"),
                (3, "REG", "/var/log/syslog"), (4, "SOCK", "socket:[12345]"),
                (7, "FIFO", "pipe:[6789]")]  # fmt: skip
+    # files -d: the superblocks of the syslog's and the tty's dentries and inodes (the
+    # tty's is devpts': its path is found through that mount)
+    root_sb, devpts_sb = m.sub.mounts[0][1], m.sub.mounts[2][1]
+    for path, d, i, sb in (("/var/log/syslog", syslog_d, syslog_inode, root_sb),
+                           ("/dev/pts/0", tty_d, tty_inode, devpts_sb)):  # fmt: skip
+        k.write(d, "struct dentry", {"d_sb": sb})
+        k.write(i, "struct inode", {"i_sb": sb})
+        m.sub.dentries[path] = (d, i, sb)
     fd_array = k.mem.alloc(8 * 64)
     for fd, f in fd_files.items():
         k.mem.u64(fd_array + 8 * fd, f)
@@ -419,6 +448,8 @@ def build_machine(
     add_subsystems(k, m.sub, systemd_mm, files, stacks)
     waiters = [t.address for t in m.tasks.values() if t.comm == b"kdumpy-dstate"]
     add_kernel_tables(k, m.sub, systemd.address, fd_files[4], waiters)
+    add_page_cache(k, m.sub, syslog_inode)
+    add_ipc_namespace(k, m.sub, [systemd.address, bash.address], spin.pid, spin.address)
 
     # Run queues: CPU 1 runs bash with two fair tasks and one RT task queued.
     se, run_node = b._off("se"), k.offsetof("struct sched_entity", "run_node")
@@ -451,6 +482,8 @@ def build_machine(
     m.runq = {0: {"curr": [0], "rt": [], "cfs": []},
               1: {"curr": [1234], "rt": [20], "cfs": [1234, 300, 45]}}  # fmt: skip
 
+    _ps_details(k, m, hostile)
+    add_option_tables(k, m.sub)
     _system(k, m)
     _kernel_log(k, m, hostile)
     if tamper is not None:
@@ -476,6 +509,58 @@ def _modules(k: SyntheticKernel) -> list[Module]:
         out.append(Module(name, mod, base, size, taints, fns))
         node = k.mem.read_u64(node)
     return out
+
+
+RLIM_INFINITY = (1 << 64) - 1
+INITIAL_JIFFIES = (-300 * 250) & 0xFFFFFFFF  # HZ 250
+
+
+def _ps_details(k: SyntheticKernel, m: Machine, hostile: bool) -> None:
+    """What ps -t, -l, -m, -a and -r read: start and CPU times, when each task last
+    ran, systemd's arguments and environment in its user memory (across a page
+    boundary; a hostile variable with an escape), bash's with its pages not in the dump,
+    and systemd's resource limits."""
+    task_off = partial(k.offsetof, "struct task_struct")
+    for n, pid in enumerate(sorted(m.tasks)):
+        t = m.tasks[pid]
+        t.start_time, t.utime, t.stime = 100_000_000 * (n + 1), 4_000_000 * n, 9_000_000 * n
+        k.write(t.address, "struct task_struct",
+                {"start_time": t.start_time, "utime": t.utime, "stime": t.stime})  # fmt: skip
+    # when they last ran (bash's and the idle task's were written with the run queues);
+    # kworker/0:1 and sleep ran at the same instant: the tie keeps the task order
+    for pid, when in ((1, 6_999_900_000_000), (2, 6_990_000_000_000), (46, 6_500_000_000_000),
+                      (1300, 6_500_000_000_000), (1400, 5_000_000_000)):  # fmt: skip
+        m.tasks[pid].last_arrival = when
+        k.write(m.tasks[pid].address, "struct task_struct", {"sched_info.last_arrival": when})
+    m.tasks[1234].last_arrival = 6_997_500_000_000 - 3_723_456_000_000
+    m.idle[0].last_arrival = 6_999_000_000_000
+    # user memory: systemd's strings straddle two pages; bash's pages are not in the dump
+    argv = [b"/usr/lib/systemd/systemd", b"--switched-root", b"--system"]
+    envp = [b"HOME=/", b"TERM=linux", b"EVIL=\x1b[2J" if hostile else b"QUIET=1"]
+    args, env = b"\0".join(argv) + b"\0", b"\0".join(envp) + b"\0"
+    start = 0x7FFC0002F000 - 24
+    for pid, mapped in ((1, True), (1234, False)):
+        mm = k.mem.read_u64(m.tasks[pid].address + task_off("mm"))
+        pgd = k.mem.alloc_phys(4096, 4096)
+        if mapped:
+            k.mem.map_user(pgd, start, args + env)
+        k.write(mm, "struct mm_struct", {
+            "pgd": PAGE_OFFSET + pgd, "arg_start": start, "arg_end": start + len(args),
+            "env_start": start + len(args), "env_end": start + len(args) + len(env)})  # fmt: skip
+        if pid == 1:  # vm shows the PGD
+            m.sub.mm = (mm, PAGE_OFFSET + pgd)
+    m.user_args[1] = (argv, envp)
+    signal = k.mem.read_u64(m.tasks[1].address + task_off("signal"))
+    limits = [(RLIM_INFINITY, RLIM_INFINITY)] * 16
+    limits[3], limits[6], limits[7] = (8 << 20, RLIM_INFINITY), (3906, 3906), (1024, 524288)
+    for i, (cur, hard) in enumerate(limits):
+        k.write(signal, "struct signal_struct", {f"rlim[{i}].rlim_cur": cur,
+                                                  f"rlim[{i}].rlim_max": hard})  # fmt: skip
+    m.rlimits[1] = limits
+    # jiffies_64 says the uptime the log does (4000 s and a bit) at HZ 250
+    m.hz, m.uptime_jiffies = 250, 4000 * 250 + 100
+    k.global_("jiffies_64", "unsigned long long", {"": INITIAL_JIFFIES + m.uptime_jiffies})
+    k.global_("tick_nsec", "unsigned long", {"": 1_000_000_000 // m.hz})
 
 
 def _system(k: SyntheticKernel, m: Machine) -> None:

@@ -7,6 +7,7 @@ tests compare the commands with.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from .kernel import SyntheticKernel
@@ -51,13 +52,39 @@ class Subsystems:
     pending: tuple[int, list[int]] = (0, [])  # systemd's private set and sigqueues
     timers: dict[int, list[tuple[str, list[tuple[int, int, str]]]]] = field(default_factory=dict)
     netdevs: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    # net -a, bucket by bucket: neighbour, IP, hardware type, address, device, state
+    neighbours: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
     socket: tuple[int, int, int] = (0, 0, 0)  # bash's fd 4: fd, socket, sock
     chrdevs: list[tuple[int, str, int, str]] = field(default_factory=list)  # major name cdev ops
     blkdevs: list[tuple[int, str]] = field(default_factory=list)
     shm: tuple[int, int, int, int] = (0, 0, 0, 0)  # shmid_kernel, key, id, size
     sem: tuple[int, int, int, int] = (0, 0, 0, 0)  # sem_array, key, id, nsems
     waitq: tuple[int, list[int]] = (0, [])  # wait_queue_head, waiting tasks
+    # ipcs -n: the pid in an IPC namespace of its own, and that namespace's one message
+    # queue (msg_queue, key, id, bytes, messages)
+    ipc_ns: tuple[int, tuple[int, int, int, int, int]] = (0, (0, 0, 0, 0, 0))
+    idt: list[str] = field(default_factory=list)  # irq -d: each vector's handler, as shown
+    # timer -r: crash's "now" (ns), and per CPU the hrtimer_cpu_base and its clock bases:
+    # (index, base, get_time's name, offset, [(softexpires, expires, hrtimer, function)])
+    # dev -i: each tree's (resource, start, end, name), depth first; dev -p: root bus
+    # and name, then per bus its devices (dev, name, class, vendor:device, type) and the
+    # buses behind it as (bus, parent)
+    resources: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+    pci: list[tuple[int, str, list[tuple[int, str, str, str, str]], list[tuple[int, int]]]] = field(
+        default_factory=list
+    )
+    pci_child: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    # dev -d: each disk (gendisk, name, queue, reads, writes) in the block class's order
+    disks: list[tuple[int, str, int, int, int]] = field(default_factory=list)
+    hrtimer_now: int = 0
+    hrtimers: dict[
+        int, tuple[int, list[tuple[int, int, str, int, list[tuple[int, int, int, str]]]]]
+    ] = field(default_factory=dict)
     bpf: tuple[int, int, int, int] = (0, 0, 0, 0)  # prog, aux, map, map id
+    # files -d/-p: path -> (dentry, inode, superblock) of the panic task's files; the
+    # syslog inode's mapping and its cached pages (page, physical, index, refcount, flags)
+    dentries: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    page_cache: tuple[int, int, list[tuple[int, int, int, int, int]]] = (0, 0, [])
     # zone index -> (name, start pfn, spanned, free counter, {(order, migratetype): blocks})
     zones: list[tuple[str, int, int, int, dict[tuple[int, str], int]]] = field(default_factory=list)
 
@@ -344,6 +371,7 @@ def _net(k: SyntheticKernel, out: Subsystems, socket_file: int) -> None:
         dev = k.new("struct net_device", {"name": name.encode(), "ip_ptr": in_dev})
         k.list_add_tail(head, dev + k.offsetof("struct net_device", "dev_list"))
         out.netdevs.append((dev, name, ips))
+    _arp(k, out)
     sk = k.new("struct sock", {"__sk_common.skc_family": 2, "sk_type": 1,
                                "__sk_common.skc_rcv_saddr": 0x0A00000A,
                                "__sk_common.skc_num": 22,
@@ -352,6 +380,35 @@ def _net(k: SyntheticKernel, out: Subsystems, socket_file: int) -> None:
     sock = k.new("struct socket", {"sk": sk, "file": socket_file, "type": 1})
     k.write(socket_file, "struct file", {"private_data": sock})
     out.socket = (4, sock, sk)
+
+
+def _arp(k: SyntheticKernel, out: Subsystems) -> None:
+    """``arp_tbl``: four buckets; bucket 0 chains the gateway (eth0, REACHABLE) and a
+    stale neighbour, bucket 3 holds lo's NOARP entry (lo is ARPHRD_LOOPBACK, a type
+    crash does not name).  eth0 is made an Ethernet device (type 1, 6-byte addresses)."""
+    (lo, _, _), (eth0, _, _) = out.netdevs
+    k.write(eth0, "struct net_device", {"type": 1, "addr_len": 6})
+    k.write(lo, "struct net_device", {"type": 772, "addr_len": 6})
+    plan = {0: [("192.168.122.1", eth0, "eth0", bytes.fromhex("525400aabbcc"), 0x02),
+                ("192.168.122.77", eth0, "eth0", bytes.fromhex("5254000000ff"), 0x04)],
+            3: [("127.0.0.1", lo, "lo", bytes(6), 0x40)]}  # fmt: skip
+    state = {0x02: "REACHABLE", 0x04: "STALE", 0x40: "NOARP"}
+    buckets = k.mem.alloc(8 * 4)
+    key = k.offsetof("struct neighbour", "primary_key")  # inside the struct's tail padding
+    for bucket, entries in plan.items():
+        nxt = 0
+        made = []
+        for ip, dev, name, hw, nud in reversed(entries):
+            n = k.new("struct neighbour", {"next": nxt, "dev": dev, "nud_state": nud, "ha": hw})
+            k.mem.write(n + key, bytes(int(p) for p in ip.split(".")))
+            kind = "ETHER" if dev == eth0 else "UNKNOWN"
+            text = hw.hex(":") if dev == eth0 else hw.hex(" ")
+            made.insert(0, (n, ip, kind, text, name, state[nud]))
+            nxt = n
+        k.mem.u64(buckets + 8 * bucket, nxt)
+        out.neighbours += made
+    nht = k.new("struct neigh_hash_table", {"hash_buckets": buckets, "hash_shift": 2})
+    k.global_("arp_tbl", "struct neigh_table", {"family": 2, "nht": nht})
 
 
 def _devices(k: SyntheticKernel, out: Subsystems) -> None:
@@ -461,3 +518,262 @@ def _bpf(k: SyntheticKernel, out: Subsystems) -> None:
         node = k.new("struct xa_node", {"shift": 0, f"slots[{index}]": entry})
         k.global_(name, "struct idr", {"idr_rt.xa_head": node | 2})
     out.bpf = (prog, aux, bpf_map, 3)
+
+
+def add_page_cache(k: SyntheticKernel, out: Subsystems, inode: int) -> None:
+    """Two pages cached for ``inode`` (indexes 0 and 2, through an XArray node) and a
+    shadow entry (index 1, an evicted page: not a page).  Their struct pages are in the
+    vmemmap; flags referenced, uptodate, lru (and dirty for the second)."""
+    mapping = k.mem.read_u64(inode + k.offsetof("struct inode", "i_mapping"))
+    rows = []
+    slots: dict[str, object] = {"shift": 0, "slots[1]": (77 << 1) | 1}  # xa_mk_value(77)
+    for index, flags, refs in ((0, 0b10110, 1), (2, 0b11110, 3)):
+        data = k.mem.alloc(PAGE, PAGE)
+        page = VMEMMAP + ((data - PAGE_OFFSET) // PAGE) * PAGE_STRUCT
+        k.write(page, "struct page", {"flags": flags, "mapping": mapping, "index": index,
+                                      "_refcount.counter": refs})  # fmt: skip
+        slots[f"slots[{index}]"] = page
+        rows.append((page, data - PAGE_OFFSET, index, refs, flags))
+    node = k.new("struct xa_node", slots)
+    k.write(mapping, "struct address_space", {"i_pages.xa_head": node | 2, "nrpages": 2})
+    out.page_cache = (inode, mapping, rows)
+
+
+def add_ipc_namespace(k: SyntheticKernel, out: Subsystems, init_ns_tasks: list[int],
+                      pid: int, task: int) -> None:  # fmt: skip
+    """``init_ipc_ns`` is the namespace of init_task and of ``init_ns_tasks``; ``task``
+    (``pid``) has an IPC namespace of its own, holding one message queue (id 5, key
+    0x77, 300 bytes in 2 messages) and nothing else."""
+    init_task = k.symbols["init_task"][0]
+    nsproxy = k.mem.read_u64(init_task + k.offsetof("struct task_struct", "nsproxy"))
+    mnt_ns = k.mem.read_u64(nsproxy + k.offsetof("struct nsproxy", "mnt_ns"))
+    k.write(nsproxy, "struct nsproxy", {"ipc_ns": k.symbols["init_ipc_ns"][0]})
+    for t in init_ns_tasks:
+        k.write(t, "struct task_struct", {"nsproxy": nsproxy})
+    msq = k.new("struct msg_queue", {"q_perm.id": 5, "q_perm.key": 0x77, "q_perm.mode": 0o644,
+                                     "q_cbytes": 300, "q_qnum": 2})  # fmt: skip
+    node = k.new("struct xa_node", {"shift": 0, "slots[5]": msq})
+    ns = k.new("struct ipc_namespace", {"ids[1].in_use": 1,
+                                        "ids[1].ipcs_idr.idr_rt.xa_head": node | 2})  # fmt: skip
+    own = k.new("struct nsproxy", {"mnt_ns": mnt_ns, "ipc_ns": ns})
+    k.write(task, "struct task_struct", {"nsproxy": own})
+    out.ipc_ns = (pid, (msq, 0x77, 5, 300, 2))
+
+
+def add_option_tables(k: SyntheticKernel, out: Subsystems) -> None:
+    """What the options of irq, timer and dev read: the IDT, hrtimers, resources, PCI
+    and disks (after ``jiffies_64`` and ``tick_nsec`` are set: the hrtimers' now)."""
+    _idt(k, out)
+    _hrtimers(k, out)
+    _resources(k, out)
+    _pci(k, out)
+    _disks(k, out)
+
+
+def _idt(k: SyntheticKernel, out: Subsystems) -> None:
+    """``idt_table``: vector 0 at the start of asm_exc_divide_error, 14 at
+    asm_exc_page_fault, vectors 32-255 at irq_entries_start + 8 each (crash's
+    ``name+offset``, in decimal), the rest at 0xdead0000 + vector (no symbol)."""
+    fns = {n: k.function(n).address for n in ("asm_exc_divide_error", "asm_exc_page_fault")}
+    stubs = k.function("irq_entries_start", size=8 * 224).address
+    table = k.data("idt_table", 256 * 16, align=4096)
+    for vector in range(256):
+        if vector in (0, 14):
+            name = "asm_exc_divide_error" if vector == 0 else "asm_exc_page_fault"
+            handler, shown = fns[name], name
+        elif vector >= 32:
+            off = 8 * (vector - 32)
+            handler, shown = stubs + off, f"irq_entries_start+{off}" if off else "irq_entries_start"
+        else:
+            handler = 0xDEAD0000 + vector
+            shown = f"{handler:x}"
+        gate = struct.pack("<HHHHII", handler & 0xFFFF, 0x10, 0x8E00, handler >> 16 & 0xFFFF,
+                           handler >> 32, 0)  # fmt: skip
+        k.mem.write(table + 16 * vector, gate)
+        out.idt.append(f"[{vector}] {shown}")
+
+
+CLOCK_READERS = ("ktime_get", "ktime_get_real", "ktime_get_boottime", "ktime_get_clocktai")
+
+
+def _hrtimers(k: SyntheticKernel, out: Subsystems) -> None:
+    """crash's now: the ``jiffies_64`` past INITIAL_JIFFIES (for the ``tick_nsec`` HZ) the
+    machine already has, in nanoseconds.  CPU 0's monotonic base holds three timers (one
+    already expired), its real-time base one (the real clock is 1.7e9 s ahead); every
+    other base of both CPUs is empty.  Each base's get_time is its clock's reader."""
+    tick = k.mem.read_u64(k.symbols["tick_nsec"][0])
+    hz = round(1_000_000_000 / tick)
+    ticks = k.mem.read_u64(k.symbols["jiffies_64"][0]) - ((-300 * hz) & 0xFFFFFFFF)
+    out.hrtimer_now = now = ticks * (1_000_000_000 // hz)
+    readers = {name: k.function(name).address for name in CLOCK_READERS}
+    fns = {name: k.function(name).address for name in ("tick_sched_timer", "hrtimer_wakeup")}
+    bases = k.percpu("hrtimer_bases", "struct hrtimer_cpu_base")
+    real = 1_700_000_000 * 10**9
+    plan = {(0, 0): [(now - 1_000_000, now - 1_000_000, "tick_sched_timer"),
+                     (now + 4_000_000, now + 4_000_000, "tick_sched_timer"),
+                     (now + 5 * 10**9, now + 5 * 10**9 + 50_000, "hrtimer_wakeup")],
+            (0, 1): [(now + real + 10**9, now + real + 10**9, "hrtimer_wakeup")]}  # fmt: skip
+    size = k.type("struct hrtimer_clock_base").size
+    first = k.offsetof("struct hrtimer_cpu_base", "clock_base")
+    for cpu in range(k.cpus):
+        cpu_base = k.per_cpu_address(bases, cpu)
+        clocks = []
+        for index in range(8):
+            base = cpu_base + first + index * size
+            reader = CLOCK_READERS[index % 4]
+            offset = real if index % 4 == 1 else 0
+            made = []
+            for soft, hard, fn in plan.get((cpu, index), []):
+                t = k.new("struct hrtimer", {"_softexpires": soft, "node.expires": hard,
+                                             "function": fns[fn], "base": base})  # fmt: skip
+                made.append((soft, hard, t, fn))
+            root = k.rb_tree([t for _s, _h, t, _f in made])
+            k.write(base, "struct hrtimer_clock_base", {
+                "cpu_base": cpu_base, "index": index, "get_time": readers[reader],
+                "offset": offset, "active.rb_root.rb_root.rb_node": root,
+                "active.rb_root.rb_leftmost": made[0][2] if made else 0,
+            })  # fmt: skip
+            clocks.append((index, base, reader, offset, made))
+        out.hrtimers[cpu] = (cpu_base, clocks)
+
+
+def _resources(k: SyntheticKernel, out: Subsystems) -> None:
+    """``ioport_resource`` (PCI IO: dma1, then a PCI bus holding keyboard) and
+    ``iomem_resource`` (PCI mem: System RAM holding Kernel code, then a 64-bit window)."""
+    trees = {
+        "ioport_resource": ("PCI IO", 0, 0xFFFF, [("dma1", 0, 0x1F, []),
+                            ("PCI Bus 0000:00", 0, 0xCF7, [("keyboard", 0x60, 0x60, [])])]),
+        "iomem_resource": ("PCI mem", 0, (1 << 40) - 1, [
+            ("System RAM", 0x1000, 0x9FBFF, [("Kernel code", 0x2000, 0x2FFF, [])]),
+            ("PCI Bus 0000:00", 1 << 32, (3 << 31) - 1, [])]),
+    }  # fmt: skip
+
+    def build(node: tuple, parent: int, address: int, rows: list) -> int:
+        name, start, end, children = node
+        k.write(address, "struct resource", {"start": start, "end": end, "parent": parent,
+                                             "name": k.string(name.encode())})  # fmt: skip
+        rows.append((address, start, end, name))
+        kids = [k.new("struct resource") for _ in children]
+        for i, (child, at) in enumerate(zip(children, kids, strict=True)):
+            build(child, address, at, rows)
+            if i + 1 < len(kids):
+                k.write(at, "struct resource", {"sibling": kids[i + 1]})
+        if kids:
+            k.write(address, "struct resource", {"child": kids[0]})
+        return address
+
+    for root, tree in trees.items():
+        rows: list[tuple[int, int, int, str]] = []
+        build(tree, 0, k.global_(root, "struct resource"), rows)
+        out.resources[root] = rows
+
+
+def _pci(k: SyntheticKernel, out: Subsystems) -> None:
+    """Root bus 0000:00: a host bridge and a PCIe root port (a bridge) whose bus 0000:01
+    holds a virtio endpoint."""
+    head = k.global_("pci_root_buses", "struct list_head")
+    k.list_init(head)
+
+    def bus(name: str, parent: int, self_dev: int) -> int:
+        b = k.new("struct pci_bus", {"parent": parent, "self": self_dev,
+                                     "dev.kobj.name": k.string(name.encode())})  # fmt: skip
+        for member in ("children", "devices"):
+            k.list_init(b + k.offsetof("struct pci_bus", member))
+        return b
+
+    def dev(on: int, name: str, cls: int, vendor: int, device: int, hdr: int, flags: int) -> int:
+        d = k.new("struct pci_dev", {"bus": on, "vendor": vendor, "device": device,
+                                     "class": cls, "hdr_type": hdr, "pcie_flags_reg": flags,
+                                     "dev.kobj.name": k.string(name.encode())})  # fmt: skip
+        k.list_add_tail(on + k.offsetof("struct pci_bus", "devices"),
+                        d + k.offsetof("struct pci_dev", "bus_list"))  # fmt: skip
+        return d
+
+    root = bus("0000:00", 0, 0)
+    k.list_add_tail(head, root + k.offsetof("struct pci_bus", "node"))
+    host = dev(root, "0000:00:00.0", 0x060000, 0x8086, 0x1237, 0, 0)
+    port = dev(root, "0000:00:01.0", 0x060400, 0x8086, 0x7C0, 1, 0x42)
+    child = bus("0000:01", root, port)
+    k.list_add_tail(root + k.offsetof("struct pci_bus", "children"),
+                    child + k.offsetof("struct pci_bus", "node"))  # fmt: skip
+    virtio = dev(child, "0000:01:00.0", 0x010000, 0x1AF4, 0x1041, 0, 0x02)
+    rows = [(host, "0000:00:00.0", "0600", "8086:1237", "ENDPOINT"),
+            (port, "0000:00:01.0", "0604", "8086:7c0", "ROOT_PORT [BRIDGE]")]  # fmt: skip
+    out.pci = [(root, "0000:00", rows, [(child, root)])]
+    out.pci_child = [(port, "0000:00:01.0", "0604", "8086:7c0", "ROOT_PORT [BRIDGE]"),
+                     (virtio, "0000:01:00.0", "0100", "1af4:1041", "ENDPOINT")]  # fmt: skip
+
+
+def _disks(k: SyntheticKernel, out: Subsystems) -> None:
+    """The block class (found on ``class_kset`` by its back-pointer, as since 6.4)
+    holds vda, a partition of it (vda1: not a disk), vdb and sdc.  vda's queue has two
+    hardware contexts without a scheduler: driver tags 1 (a read) and 2 (a write) on
+    the first, tag 0 on the second names a request of vdb's queue (stale: not counted);
+    vdb is idle.  sdc's queue has an I/O scheduler: a read dispatched (scheduler tag 0
+    and driver tag 5) and a write still in the scheduler (scheduler tag 3 only) are its
+    two requests, counted once each through the scheduler tags."""
+    cls = k.global_("block_class", "struct class", {"name": k.string(b"block")})
+    kset = k.new("struct kset")
+    k.list_init(kset + k.offsetof("struct kset", "list"))
+    k.global_("class_kset", "struct kset *", {"": kset})
+    sp = k.new("struct subsys_private", {"class": cls})
+    k.list_add_tail(kset + k.offsetof("struct kset", "list"),
+                    sp + k.offsetof("struct subsys_private", "subsys.kobj.entry"))  # fmt: skip
+    devices = sp + k.offsetof("struct subsys_private", "klist_devices.k_list")
+    k.list_init(devices)
+
+    def queue(nr_hw: int, elevator: bool = False) -> int:
+        hctxs = k.mem.alloc(8 * nr_hw)
+        for i in range(nr_hw):
+            k.mem.u64(hctxs + 8 * i, k.new("struct blk_mq_hw_ctx"))
+        scheduler = k.mem.alloc(64) if elevator else 0  # a struct elevator_queue
+        values = {"tag_set": k.mem.alloc(64), "nr_hw_queues": nr_hw, "queue_hw_ctx": hctxs,
+                  "elevator": scheduler}  # fmt: skip
+        return k.new("struct request_queue", values)
+
+    def request(q: int, flags: int, tag: int = -1, internal_tag: int = -1) -> int:
+        return k.new("struct request", {"q": q, "tag": tag, "internal_tag": internal_tag,
+                                        "cmd_flags": flags})  # fmt: skip
+
+    def tags(q: int, index: int, taken: dict[int, int], sched: bool = False) -> None:
+        """Hardware context ``index`` of ``q``: 16 tags in two 8-bit sbitmap words;
+        ``taken`` maps a tag to its request (in ``rqs``, or ``static_rqs`` for a
+        scheduler's tags)."""
+        words = k.mem.alloc(2 * 16)
+        rqs = k.mem.alloc(8 * 16)
+        for tag, rq in taken.items():
+            k.mem.u64(rqs + 8 * tag, rq)
+            word = words + 16 * (tag >> 3)
+            k.mem.u64(word, k.mem.read_u64(word) | 1 << (tag & 7))
+        t = k.new("struct blk_mq_tags", {"nr_tags": 16, "bitmap_tags.sb.depth": 16,
+                                         "bitmap_tags.sb.shift": 3, "bitmap_tags.sb.map_nr": 2,
+                                         "bitmap_tags.sb.map": words,
+                                         "static_rqs" if sched else "rqs": rqs})  # fmt: skip
+        hctxs = k.mem.read_u64(q + k.offsetof("struct request_queue", "queue_hw_ctx"))
+        hctx = k.mem.read_u64(hctxs + 8 * index)
+        k.write(hctx, "struct blk_mq_hw_ctx", {"sched_tags" if sched else "tags": t})
+
+    def add(disk: int, partno: int) -> None:
+        bdev = k.new("struct block_device", {"bd_disk": disk, "bd_partno": partno})
+        priv = k.new("struct device_private",
+                     {"device": bdev + k.offsetof("struct block_device", "bd_device")})  # fmt: skip
+        k.list_add_tail(devices, priv + k.offsetof("struct device_private", "knode_class.n_node"))
+
+    qa, qb, qc = queue(2), queue(1), queue(1, elevator=True)
+    read, write = 0, 1  # REQ_OP_READ, REQ_OP_WRITE
+    tags(qa, 0, {1: request(qa, read, 1), 2: request(qa, write | 1 << 11, 2)})
+    tags(qa, 1, {0: request(qb, write, 0)})
+    tags(qb, 0, {})
+    dispatched, waiting = request(qc, read, 5, 0), request(qc, write, -1, 3)
+    tags(qc, 0, {0: dispatched, 3: waiting}, sched=True)
+    tags(qc, 0, {5: dispatched})
+    vda = k.new("struct gendisk", {"major": 254, "disk_name": b"vda", "queue": qa})
+    vdb = k.new("struct gendisk", {"major": 254, "first_minor": 16, "disk_name": b"vdb",
+                                   "queue": qb})  # fmt: skip
+    sdc = k.new("struct gendisk", {"major": 8, "first_minor": 32, "disk_name": b"sdc",
+                                   "queue": qc})  # fmt: skip
+    add(vda, 0)
+    add(vda, 1)
+    add(vdb, 0)
+    add(sdc, 0)
+    out.disks = [(vda, "vda", qa, 1, 1), (vdb, "vdb", qb, 0, 0), (sdc, "sdc", qc, 1, 1)]

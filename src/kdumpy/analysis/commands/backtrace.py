@@ -49,7 +49,7 @@ def format_backtrace(
     return "".join(out)
 
 
-def _bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
+def bt_text(prog: Program, task: Object, opts: argparse.Namespace) -> str:
     """One task's backtrace, with each frame's stack words for ``-f``; ``-e`` lists
     the exception frames found on the stack instead."""
     if opts.eframes:
@@ -211,7 +211,7 @@ def cmd_bt(session: Session, opts: argparse.Namespace) -> str:
         if current is None:
             raise CommandError("no panic task found; give a pid")
         tasks = [current]  # type: ignore[list-item]
-    return "\n".join(_bt_text(prog, t, opts) for t in tasks)
+    return "\n".join(bt_text(prog, t, opts) for t in tasks)
 
 
 def _bt_without_types(prog: Program, why: TypesMissingError) -> str:

@@ -50,6 +50,9 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(prog=prog, usage=usage, add_help=False, allow_abbrev=False,
                          exit_on_error=False, formatter_class=_help_layout)  # fmt: skip
         self.flags: set[str] = set()
+        # The words from the first argument on are another command's, its flags included
+        # (``foreach bt -f``): only the flags before it are this parser's to check.
+        self.passthrough = False
 
     def add_argument(self, *names: str, **options: Any) -> argparse.Action:
         """As argparse's, remembering the flags so an unknown one is named first."""
@@ -76,12 +79,15 @@ class CommandParser(argparse.ArgumentParser):
         not declare is an error."""
         words = [w for word in words for w in self._unbundled(word)]
         for word in words:
-            if word == "--":
+            if word == "--" or (self.passthrough and word[:1] != "-"):
                 break
             if word[:1] == "-" and word[1:2] not in "0123456789" and word not in self.flags:
                 raise CommandUsageError(f"unknown option {word}")
         try:
-            opts, extra = self.parse_known_intermixed_args(words)
+            if self.passthrough:  # argparse.REMAINDER: not with intermixed parsing
+                opts, extra = self.parse_known_args(words)
+            else:
+                opts, extra = self.parse_known_intermixed_args(words)
         except argparse.ArgumentError as exc:
             raise CommandUsageError(str(exc)) from None
         if extra:
@@ -153,15 +159,19 @@ def command(
     aliases: tuple[str, ...] = (),
     python: PythonEquivalent | None = None,
     raw: bool = False,
+    passthrough: bool = False,
 ) -> Callable[[Handler], Command]:
     """Declare and register a command: ``@command("log", "dump system message buffer",
     Arg("-t", action="store_true"), usage="log [-t]", aliases=("dmesg",),
     python=lambda opts: "for line in kernel_log(prog): ...")``.  Every command takes
     ``--python``, which prints ``python(opts)`` instead of running it.  A ``raw``
-    command gets the rest of its line as ``opts.text``, unsplit."""
+    command gets the rest of its line as ``opts.text``, unsplit; a ``passthrough`` one
+    leaves the flags after its first argument to the command it runs (declare that
+    argument ``nargs=argparse.REMAINDER``)."""
 
     def register(handler: Handler) -> Command:
         parser = CommandParser(name, usage or name)
+        parser.passthrough = passthrough
         for arg in args:
             parser.add_argument(*arg.names, **arg.options)
         cmd = Command(name, summary, usage or name, handler, parser, aliases, python, raw)

@@ -1,5 +1,5 @@
 """irq: interrupt descriptors and their handlers (``-u`` the allocated ones), each
-in-use interrupt's CPU affinity (``-a``) and counts per CPU (``-s``, ``-c``), and the
+in-use interrupt's CPU affinity (``-a``) and counts per CPU (``-s``, ``-c``), the
 softirq vectors (``-b``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from kdumpy.analysis.commands import parse_cpus
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
 from kdumpy.analysis.helpers.irq import (
     cpulist,
+    idt_handlers,
     irq_actions,
     irq_affinity,
     irq_chip_name,
@@ -24,6 +25,13 @@ from kdumpy.printable import shown
 
 
 def _python(opts: argparse.Namespace) -> str:
+    if opts.idt:
+        return (
+            "# prog = kdumpy.open(DUMP)\n"
+            "from kdumpy.analysis.helpers.irq import idt_handlers\n"
+            "for vector, handler in enumerate(idt_handlers(prog)):\n"
+            "    print(vector, hex(handler), prog.describe(handler))\n"
+        )
     names = "cpulist, irq_actions, irq_affinity, irq_count, irq_descs, softirq_actions"
     return (
         "# prog = kdumpy.open(DUMP)\n"
@@ -45,11 +53,17 @@ def _python(opts: argparse.Namespace) -> str:
              help="how often each interrupt in use fired, per CPU"),
          Arg("-c", dest="cpus", type=parse_cpus, metavar="cpus", help="with -s: these CPUs"),
          Arg("-b", dest="softirqs", action="store_true", help="the softirq vectors"),
-         usage="irq [-u] [irq ...] | -a | -s [-c cpus] | -b", python=_python)  # fmt: skip
+         Arg("-d", dest="idt", action="store_true",
+             help="the interrupt descriptor table (x86_64)"),
+         usage="irq [-u] [irq ...] | -d | -a | -s [-c cpus] | -b", python=_python)  # fmt: skip
 def cmd_irq(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
     if opts.cpus is not None and not opts.stats:
         raise CommandError("-c goes with -s")
+    if opts.idt:
+        if opts.irqs or opts.used or opts.affinity or opts.stats or opts.softirqs:
+            raise CommandError("-d takes no other option nor irq")
+        return _idt(prog)
     if opts.softirqs:
         return _softirqs(prog)
     if opts.affinity:
@@ -103,6 +117,22 @@ def _softirqs(prog: Program) -> str:
         sym = prog.find_symbol(action) if action else None
         rows.append((f"[{vec}]", f"{action:x}", f"<{sym.name}>" if sym else ""))
     return _table(rows)
+
+
+def _idt(prog: Program) -> str:
+    """``irq -d``: each vector's handler as ``name`` or ``name+offset`` (decimal, as
+    crash), or its address where no symbol holds it."""
+    out = []
+    for vector, handler in enumerate(idt_handlers(prog)):
+        sym = prog.find_symbol(handler)
+        if sym is None:
+            where = f"{handler:x}"
+        elif handler == sym.address:
+            where = shown(sym.name)
+        else:
+            where = f"{shown(sym.name)}+{handler - sym.address}"
+        out.append(f"{f'[{vector}]':>5} {where}\n")
+    return "".join(out)
 
 
 def _table(rows: list[tuple[str, ...]], right: int = 0) -> str:

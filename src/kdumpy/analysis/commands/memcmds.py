@@ -6,11 +6,12 @@ import argparse
 import os
 import struct
 from collections.abc import Callable
+from functools import partial
 
 from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
 from kdumpy.analysis.commands.apicode import address_expr, api_code
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
-from kdumpy.analysis.helpers.memmap import access_process_vm, is_user_address
+from kdumpy.analysis.helpers.memmap import is_user_address
 from kdumpy.analysis.helpers.mm import (
     commit_limit,
     committed_pages,
@@ -24,6 +25,7 @@ from kdumpy.analysis.helpers.mm import (
 from kdumpy.analysis.helpers.slab import slab_cache_name, slab_cache_of
 from kdumpy.analysis.helpers.symbolize import symbolize
 from kdumpy.analysis.helpers.tasks import panic_task
+from kdumpy.analysis.helpers.usermem import read_user
 from kdumpy.analysis.lines import LinesUnavailable, line_table
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
@@ -45,11 +47,8 @@ def rd_python(opts: argparse.Namespace) -> str:
     modules = ["struct"]
     if opts.user:  # the current task's memory: the panic task unless `set` chose another
         names.append("panic_task")
-        head = (
-            "from kdumpy.analysis.helpers.memmap import access_process_vm\n\n"
-            "mm = panic_task(prog).mm\n"
-        )
-        read = "access_process_vm(prog, mm, address, size)"
+        head = "from kdumpy.analysis.helpers.usermem import read_user\n\nmm = panic_task(prog).mm\n"
+        read = "read_user(prog, mm, address, size)"
     else:
         head = ""
         read = f"{'prog.memory.phys' if opts.physical else 'prog.read'}(address, size)"
@@ -181,10 +180,19 @@ def _reader(session: Session, address: int, opts: argparse.Namespace) -> Reader:
         raise CommandError(f"-u: the current task (pid {pid}) has no user address space")
     if not opts.user:  # a guess: kept only if the process maps the address
         try:
-            access_process_vm(prog, mm, address, 1)
+            read_user(prog, mm, address, 1)
         except FaultError:
             return prog.read
-    return lambda at, size: access_process_vm(prog, mm, at, size)
+    return partial(_read_user, prog, mm)
+
+
+def _read_user(prog: Program, mm: Object, address: int, size: int) -> bytes:
+    """A process's memory, an unmapped page named as crash's rd names it."""
+    try:
+        return read_user(prog, mm, address, size)
+    except FaultError as exc:
+        where = exc.address
+        raise FaultError(f"invalid user virtual address: {where:#x}", where) from None
 
 
 def current_task(session: Session) -> Object | None:

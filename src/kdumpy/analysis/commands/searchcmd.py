@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from kdumpy.analysis.commands import parse_number, resolve_address
+from kdumpy.analysis.commands import parse_count, parse_number, resolve_address
 from kdumpy.analysis.commands.base import Arg, CommandError, Session, command
+from kdumpy.analysis.commands.memcmds import hexdump
 from kdumpy.analysis.commands.tasksel import all_tasks, task_line
 from kdumpy.analysis.helpers.memmap import page_offset, phys_to_virt
 from kdumpy.analysis.helpers.search import (
+    match_context,
     search_physical,
     search_string_virtual,
     search_virtual,
@@ -18,15 +20,25 @@ from kdumpy.analysis.helpers.tasks import active_tasks
 from kdumpy.analysis.program import Program
 from kdumpy.printable import shown
 
+MAX_CONTEXT = 4096  # values either side of a match (-x): 32 KiB of 64-bit words
+
 
 def _python(opts: argparse.Namespace) -> str:
     value = opts.values[0] if opts.values else "0"
+    width = opts.width or 8
+    context = (
+        f"    before, after = match_context(prog, address, {width}, {opts.context}, True)\n"
+        "    print(before.hex(), after.hex())\n"
+        if opts.context
+        else ""
+    )
     return (
         "# prog = kdumpy.open(DUMP)\n"
-        "from kdumpy.analysis.helpers.search import search_physical\n"
+        "from kdumpy.analysis.helpers.search import match_context, search_physical\n"
         "from kdumpy.analysis.helpers.memmap import phys_to_virt\n"
-        f"for address, word in search_physical(prog, 0x{value.removeprefix('0x')}):\n"
-        "    print(hex(phys_to_virt(prog, address)), hex(word))\n"
+        f"for address, word in search_physical(prog, 0x{value.removeprefix('0x')}, "
+        f"width={width}):\n"
+        "    print(hex(phys_to_virt(prog, address)), hex(word))\n" + context
     )
 
 
@@ -44,12 +56,18 @@ def _python(opts: argparse.Namespace) -> str:
              help="the kernel stack of every task"),
          Arg("-T", dest="stacks", action="store_const", const="active",
              help="the kernel stack of each CPU's active task"),
+         Arg("-x", dest="context", type=parse_count, metavar="count",
+             help="also show this many values before and after each match"),
          Arg("values", nargs="+", metavar="value"),
          usage="search [-s start] [-e end | -l length] [-p] [-t | -T] [-c | -w | -h] "
-               "[-m mask] value ...",
+               "[-m mask] [-x count] value ...",
          python=_python)  # fmt: skip
 def cmd_search(session: Session, opts: argparse.Namespace) -> str:
     prog = session.prog
+    if opts.context is not None and opts.string:
+        raise CommandError("-x does not go with -c")
+    if opts.context is not None and opts.context > MAX_CONTEXT:
+        raise CommandError(f"-x: at most {MAX_CONTEXT} values around a match")
     if opts.stacks:
         if opts.start or opts.end or opts.length or opts.physical or opts.string:
             raise CommandError("-t and -T search the stacks: no -s, -e, -l, -p or -c")
@@ -74,8 +92,19 @@ def cmd_search(session: Session, opts: argparse.Namespace) -> str:
         mask = parse_number(opts.mask) if opts.mask else 0
         value = parse_number(text)
         for address, word in _search(prog, value, start, end, width, mask, opts.physical):
-            out.append(f"{address:x}: {word:x}\n")
-    return "".join(out)
+            out.append(_match(prog, address, word, width, opts.context, opts.physical))
+    return ("\n" if opts.context else "").join(out)
+
+
+def _match(prog: Program, address: int, word: int, width: int, context: int | None,
+           physical: bool = False) -> str:  # fmt: skip
+    """A match's line; with ``-x``, between the values before and after it (rd's
+    layout), the match's own line with two spaces after the colon, as crash."""
+    if not context:
+        return f"{address:x}: {word:x}\n"
+    before, after = match_context(prog, address, width, context, physical)
+    return (hexdump(address - len(before), before, width) + f"{address:x}:  {word:x}\n"
+            + hexdump(address + width, after, width))  # fmt: skip
 
 
 def _search_stacks(prog: Program, opts: argparse.Namespace) -> str:
@@ -94,11 +123,11 @@ def _search_stacks(prog: Program, opts: argparse.Namespace) -> str:
         stack = int(task.stack)
         if not stack:
             continue
-        hits = [f"{address:x}: {word:x}\n" for text in opts.values
+        hits = [_match(prog, address, word, width, opts.context) for text in opts.values
                 for address, word in search_virtual(prog, parse_number(text), stack,
                                                     stack + size, width, mask)]  # fmt: skip
         if hits:
-            blocks.append(task_line(task) + "".join(hits))
+            blocks.append(task_line(task) + ("\n" if opts.context else "").join(hits))
     return "\n".join(blocks)
 
 

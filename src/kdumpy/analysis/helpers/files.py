@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -18,15 +20,16 @@ def dentry_name(dentry: Object) -> str:
 
 
 def d_path(prog: Program, mnt: Object, dentry: Object) -> str:
-    """The path of ``dentry`` seen through mount ``mnt`` (``struct vfsmount *``)."""
+    """The path of ``dentry`` seen through mount ``mnt`` (``struct vfsmount *``); with
+    a NULL ``mnt``, within the dentry's own filesystem (up to its root dentry)."""
     mount_off = prog.offsetof("struct mount", "mnt")
     parts: list[str] = []
     mnt_addr, dentry_addr = int(mnt), int(dentry)
     for _ in range(_MAX_DEPTH):
-        if not mnt_addr or not dentry_addr:
+        if not dentry_addr:
             break
-        vfsmount = prog.object_at("struct vfsmount", mnt_addr)
-        if dentry_addr == int(vfsmount.mnt_root):
+        vfsmount = prog.object_at("struct vfsmount", mnt_addr) if mnt_addr else None
+        if vfsmount is not None and dentry_addr == int(vfsmount.mnt_root):
             mount = prog.object_at("struct mount", mnt_addr - mount_off)
             parent = int(mount.mnt_parent)
             if parent == mnt_addr - mount_off or not parent:
@@ -36,6 +39,8 @@ def d_path(prog: Program, mnt: Object, dentry: Object) -> str:
             continue
         d = prog.object_at("struct dentry", dentry_addr)
         parent_addr = int(d.d_parent)
+        if parent_addr == dentry_addr and vfsmount is None:
+            break  # the filesystem's root: "/" itself
         parts.append(dentry_name(d))
         if parent_addr == dentry_addr:
             break
@@ -43,7 +48,8 @@ def d_path(prog: Program, mnt: Object, dentry: Object) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def _file_type(inode: Object) -> str:
+def file_type(inode: Object) -> str:
+    """crash's name for an inode's file type (``REG``, ``DIR``, ``SOCK`` ...)."""
     return _TYPES.get(int(inode.i_mode) & 0o170000, "UNKN")
 
 
@@ -51,7 +57,7 @@ def file_path(prog: Program, file: Object) -> str:
     """The path of an open file (``socket:[ino]`` / ``pipe:[ino]`` for those)."""
     path = file.f_path
     inode = file.f_inode
-    kind = _file_type(inode) if int(inode) else "UNKN"
+    kind = file_type(inode) if int(inode) else "UNKN"
     if kind in ("SOCK", "FIFO") and not dentry_name(path.dentry).startswith("/"):
         name = dentry_name(path.dentry)
         if not name or kind == "SOCK":
@@ -77,7 +83,7 @@ def task_files(prog: Program, task: Object) -> list[tuple[int, int, int, int, st
         file = prog.object_at("struct file", address)
         try:
             inode = file.f_inode
-            out.append((fd, address, int(file.f_path.dentry), int(inode), _file_type(inode),
+            out.append((fd, address, int(file.f_path.dentry), int(inode), file_type(inode),
                         file_path(prog, file)))  # fmt: skip
         except KdumpyError as exc:
             out.append((fd, address, 0, 0, "?", f"({exc})"))
@@ -93,3 +99,18 @@ def task_root_cwd(prog: Program, task: Object) -> tuple[str, str]:
         return (d_path(prog, fs.root.mnt, fs.root.dentry), d_path(prog, fs.pwd.mnt, fs.pwd.dentry))
     except KdumpyError:
         return "?", "?"
+
+
+def file_reference_matches(ref: str, fd: int, addresses: Iterable[int], path: str) -> bool:
+    """crash's ``files -R ref``: whether an open file is referred to by ``ref``: read as
+    decimal, its descriptor; read as hexadecimal, one of the ``addresses`` shown for it
+    (file, dentry, inode; or inode and address_space with ``-c``); or part of its path."""
+    if ref.isdigit() and int(ref) == fd:
+        return True
+    try:
+        value = int(ref, 16)
+    except ValueError:
+        value = None
+    if value is not None and value in addresses:
+        return True
+    return ref in path

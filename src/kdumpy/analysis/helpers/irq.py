@@ -8,12 +8,14 @@ the ``struct irq_desc``\\ s are found by number in ``sparse_irqs``, a maple tree
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 from kdumpy.analysis.helpers.lists import walk
 from kdumpy.analysis.helpers.trees import maple_entries, xarray_entries
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
 
 
 def nr_irqs(prog: Program) -> int:
@@ -89,3 +91,19 @@ def cpulist(cpus: list[int]) -> str:
         else:
             runs.append([cpu, cpu])
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+IDT_ENTRIES = 256
+# An x86_64 gate descriptor (struct gate_struct, fixed by the hardware): offset bits
+# 0-15, segment, type bits, offset bits 16-31, offset bits 32-63, reserved.
+_GATE = struct.Struct("<HHHHII")
+
+
+def idt_handlers(prog: Program) -> list[int]:
+    """The handler address of each of the 256 vectors of x86_64's interrupt descriptor
+    table (``idt_table``), as the CPU assembles it from the gate's three offset parts."""
+    if prog.arch.name != "x86_64":
+        raise KdumpyError(f"the interrupt descriptor table is x86_64's (this is {prog.arch.name})")
+    raw = prog.read(prog.symbol_address("idt_table"), IDT_ENTRIES * _GATE.size)
+    return [low | middle << 16 | high << 32
+            for low, _seg, _bits, middle, high, _res in _GATE.iter_unpack(raw)]  # fmt: skip

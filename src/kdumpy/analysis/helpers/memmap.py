@@ -147,26 +147,9 @@ def user_vtop(prog: Program, mm: Object, address: int) -> int:
     if not is_user_address(address):
         raise FaultError(f"invalid user virtual address: {address:#x}", address)
     try:
-        return prog.dump.translator.walk(address, virt_to_phys(prog, int(mm.pgd)))
+        return prog.dump.translator.walk_user(virt_to_phys(prog, int(mm.pgd)), address)
     except KdumpyError:
         raise FaultError(f"invalid user virtual address: {address:#x}", address) from None
-
-
-def access_process_vm(prog: Program, mm: Object, address: int, size: int) -> bytes:
-    """``size`` bytes of a process's memory from user address ``address`` (its ``mm``),
-    page by page through its page tables (``rd -u``)."""
-    if size < 0 or address + size > 1 << 63:
-        raise FaultError(f"invalid user virtual address: {address:#x}", address)
-    ps = page_size(prog)
-    out = bytearray()
-    while len(out) < size:
-        at = address + len(out)
-        chunk = min(size - len(out), ps - (at & (ps - 1)))
-        try:
-            out += prog.memory.phys(user_vtop(prog, mm, at), chunk)
-        except FaultError:
-            raise FaultError(f"invalid user virtual address: {at:#x}", at) from None
-    return bytes(out)
 
 
 class PageMember(NamedTuple):

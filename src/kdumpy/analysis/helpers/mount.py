@@ -55,3 +55,15 @@ def mount_dir(prog: Program, mnt: Object) -> str:
     """Where it is mounted, as a path from the namespace's root."""
     vfsmount = mnt.mnt.address_of_()
     return d_path(prog, vfsmount, vfsmount.mnt_root)
+
+
+def dentry_path(prog: Program, dentry: Object) -> str:
+    """The full path of a dentry given alone (``files -d``): seen through the first
+    mount of its superblock in the initial namespace; within its own filesystem
+    (``/`` being that filesystem's root) when no mount there holds it."""
+    sb = int(dentry.d_sb) if dentry.has_member_("d_sb") else 0
+    if sb:
+        for mnt in for_each_mount(prog):
+            if int(mnt.mnt.mnt_sb) == sb:
+                return d_path(prog, mnt.mnt.address_of_(), dentry)
+    return d_path(prog, prog.pointer("struct vfsmount", 0), dentry)

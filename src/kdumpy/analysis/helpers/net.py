@@ -1,15 +1,17 @@
-"""Network devices and sockets (``net``): the initial namespace's devices with their
-IPv4 addresses, and the sockets a task has open."""
+"""Network devices, sockets and neighbours (``net``): the initial namespace's devices
+with their IPv4 addresses, the sockets a task has open, and the ARP cache."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from kdumpy.analysis.helpers.files import task_files
-from kdumpy.analysis.helpers.lists import list_for_each_entry, walk
+from kdumpy.analysis.helpers.lists import hlist_for_each_entry, list_for_each_entry, walk
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
+from kdumpy.errors import KdumpyError
 
 AF_NAMES = {1: "UNIX", 2: "INET", 10: "INET6", 16: "NETLINK", 17: "PACKET"}
 SOCK_TYPES = {1: "STREAM", 2: "DGRAM", 3: "RAW", 4: "RDM", 5: "SEQPACKET", 10: "PACKET"}
@@ -66,3 +68,65 @@ def sock_endpoints(sk: Object) -> tuple[str, str]:
     dst = ipaddress.IPv4Address(int(common.skc_daddr).to_bytes(4, "little"))
     dport = int.from_bytes(int(common.skc_dport).to_bytes(2, "little"), "big")
     return f"{src}-{int(common.skc_num)}", f"{dst}-{dport}"
+
+
+# ARP hardware types (include/uapi/linux/if_arp.h) by the names crash shows.
+ARP_HW_TYPES = {0: "NETROM", 1: "ETHER", 2: "EETHER", 3: "AX25", 4: "PRONET", 5: "CHAOS",
+                6: "IEEE802", 7: "ARCNET", 8: "APPLETLK", 15: "DLCI", 19: "ATM",
+                23: "METRICOM", 24: "IEEE1394", 27: "EUI64", 32: "INFINIBAND"}  # fmt: skip
+# Neighbour states (NUD_*, include/uapi/linux/neighbour.h), bit by bit.
+NUD_STATES = ("INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP",
+              "PERMANENT")  # fmt: skip
+_MAX_HASH_SHIFT = 24  # a neighbour hash table of 16M buckets: beyond any real one
+
+
+class Neighbour(NamedTuple):
+    """An ARP cache entry as ``net -a`` shows it."""
+
+    address: int  # struct neighbour
+    ip: str
+    hw_type: int  # the device's ARPHRD_* type
+    hw_address: bytes
+    device: str
+    state: int  # NUD_* bits
+
+
+def arp_neighbours(prog: Program) -> list[Neighbour]:
+    """Every entry of the IPv4 neighbour table (``arp_tbl``), bucket by bucket: a
+    ``next`` chain per bucket before 6.13, an hlist (``hash_heads``) since."""
+    nht = prog.object("arp_tbl").nht
+    shift = int(nht.hash_shift)
+    if not 0 <= shift <= _MAX_HASH_SHIFT:
+        raise KdumpyError(f"arp_tbl: implausible hash_shift {shift}")
+    heads = nht.hash_heads if nht.has_member_("hash_heads") else None
+    buckets = int(heads if heads is not None else nht.hash_buckets)
+    off = prog.offsetof("struct neighbour", "next") if heads is None else 0
+
+    def next_of(neigh: int) -> int:
+        return prog.read_u64(neigh + off)
+
+    out = []
+    for i in range(1 << shift):
+        if heads is not None:
+            head = prog.object_at("struct hlist_head", buckets + i * 8)
+            neighs = [int(n) for n in hlist_for_each_entry("struct neighbour", head, "hash")]
+        else:
+            first = prog.read_u64(buckets + 8 * i)
+            neighs = list(walk(first, next_of, 0, f"arp_tbl bucket {i}"))
+        out += [_neighbour(prog, n) for n in neighs]
+    return out
+
+
+def _neighbour(prog: Program, address: int) -> Neighbour:
+    neigh = prog.object_at("struct neighbour", address)
+    dev = neigh.dev
+    ip = ipaddress.IPv4Address(prog.read(int(neigh.primary_key.address_ or 0), 4))
+    addr_len = min(int(dev.addr_len), 32)  # MAX_ADDR_LEN
+    hw = prog.read(int(neigh.ha.address_ or 0), addr_len)
+    return Neighbour(address, str(ip), int(dev.type), hw, netdev_name(dev), int(neigh.nud_state))
+
+
+def nud_state_names(state: int) -> str:
+    """``STALE``, ``REACHABLE|NOARP`` ...; ``NONE`` for no bit."""
+    names = [name for bit, name in enumerate(NUD_STATES) if state >> bit & 1]
+    return "|".join(names) or "NONE"

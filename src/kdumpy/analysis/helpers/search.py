@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from kdumpy.analysis.helpers.memmap import phys_to_virt
 from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -92,3 +93,28 @@ def search_string_virtual(prog: Program, text: bytes, start: int, end: int) -> I
                 yield page + at
             at = data.find(text, at + 1)
         page += ps
+
+
+def match_context(prog: Program, address: int, width: int, count: int,
+                  physical: bool = False) -> tuple[bytes, bytes]:  # fmt: skip
+    """crash's ``search -x count``: the ``count`` values of ``width`` bytes before a
+    match at ``address`` and the ``count`` after it, as bytes; fewer on a side where
+    memory cannot be read that far (none at all if not even one value can be)."""
+
+    def read(at: int, size: int) -> bytes:
+        return prog.read(phys_to_virt(prog, at) if physical else at, size)
+
+    before = after = b""
+    for n in range(count, 0, -1):
+        try:
+            before = read(address - n * width, n * width)
+            break
+        except KdumpyError:
+            continue
+    for n in range(count, 0, -1):
+        try:
+            after = read(address + width, n * width)
+            break
+        except KdumpyError:
+            continue
+    return before, after

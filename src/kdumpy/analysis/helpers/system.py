@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdumpy.analysis.helpers.printk import crash_date, log_records
-from kdumpy.analysis.helpers.tasks import for_each_task, panic_task
+from kdumpy.analysis.helpers.tasks import cpu_rq, for_each_task, panic_task
 from kdumpy.analysis.helpers.zones import for_each_pgdat
+from kdumpy.analysis.objects import Object
 from kdumpy.analysis.panic import PanicInfo, classify
 from kdumpy.analysis.program import Program
 from kdumpy.errors import KdumpyError
@@ -42,18 +43,62 @@ def _newest_time(recs: list[LogRecord]) -> float:
 def boot_epoch(prog: Program) -> int | None:
     """When the kernel booted (seconds since the epoch), as crash counts it for
     ``log -T``: the crash time less the whole seconds of uptime, uptime from
-    ``jiffies_64`` (less INITIAL_JIFFIES, 300 s before the 32-bit wrap) at the HZ that
-    ``tick_nsec`` gives, else from the newest log record; None without a crash time."""
+    ``jiffies_64`` (:func:`uptime_jiffies`), else from the newest log record; None
+    without a crash time."""
     crash_time = prog.info.crash_time
     if not crash_time:
         return None
     try:
-        hz = round(1_000_000_000 / int(prog.object("tick_nsec", "unsigned long")))
-        jiffies = int(prog.object("jiffies_64", "unsigned long long"))
-        uptime = ((jiffies - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1)) // hz
-    except (KdumpyError, ZeroDivisionError):
+        ticks, hz = uptime_jiffies(prog)
+        uptime = ticks // hz
+    except KdumpyError:
         uptime = int(uptime_seconds(prog))
     return int(crash_time) - uptime
+
+
+def kernel_hz(prog: Program) -> int:
+    """The kernel's HZ: from ``tick_nsec`` (the length of a tick), or, where the
+    kernel has no such symbol (7.x), the CONFIG_HZ choice (100, 250, 300 or 1000)
+    nearest to the jiffies counted per second of the run queues' clock since boot."""
+    if prog.has_symbol("tick_nsec"):
+        tick_nsec = int(prog.object("tick_nsec", "unsigned long"))
+        if not 0 < tick_nsec <= 1_000_000_000:
+            raise KdumpyError(f"tick_nsec is {tick_nsec}: cannot tell HZ")
+        return round(1_000_000_000 / tick_nsec)
+    uptime = max(int(cpu_rq(prog, cpu).clock) for cpu in prog.online_cpus) / 1e9
+    jiffies = int(prog.object("jiffies_64", "unsigned long long"))
+
+    def error(hz: int) -> float:  # INITIAL_JIFFIES depends on HZ: a wrong one is far off
+        return abs(_since_boot(jiffies, hz) / hz - uptime)
+
+    best = min(_HZ_CHOICES, key=error)
+    if error(best) > 1 + uptime / 10:
+        raise KdumpyError("cannot tell HZ: no tick_nsec, and jiffies do not match the clock")
+    return best
+
+
+_HZ_CHOICES = (100, 250, 300, 1000)
+
+
+def _since_boot(jiffies: int, hz: int) -> int:
+    """``jiffies_64`` less INITIAL_JIFFIES (300 s before the 32-bit wrap)."""
+    return (jiffies - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1)
+
+
+def uptime_jiffies(prog: Program) -> tuple[int, int]:
+    """``(jiffies since boot, HZ)`` at the crash, as crash counts them: ``jiffies_64``
+    less INITIAL_JIFFIES, at the kernel's HZ (:func:`kernel_hz`)."""
+    hz = kernel_hz(prog)
+    return _since_boot(int(prog.object("jiffies_64", "unsigned long long")), hz), hz
+
+
+def task_run_seconds(prog: Program, task: Object) -> int:
+    """How long ``task`` had existed at the crash, in whole seconds, as ``ps -t``'s
+    RUN TIME: the uptime in jiffies less ``start_time`` (ns since boot) in whole
+    seconds at HZ, never below zero."""
+    ticks, hz = uptime_jiffies(prog)
+    started = int(task.start_time) // 1_000_000_000 * hz
+    return max(0, ticks - started) // hz
 
 
 def format_uptime(seconds: float) -> str:

@@ -138,6 +138,40 @@ def cpu_of_active_task(prog: Program, task: Object) -> int | None:
     return None
 
 
+def task_last_arrival(task: Object) -> int:
+    """When ``task`` last started running on a CPU (``sched_info.last_arrival``, ns of
+    its run queue's clock): what ``ps -l`` sorts by."""
+    return int(task.sched_info.last_arrival)
+
+
+def task_saved_sp(task: Object) -> int:
+    """The kernel stack pointer a sleeping task saved when it was switched out
+    (x86_64 ``thread.sp``, arm64 ``thread.cpu_context.sp``): ``ps -s``'s KSTACKP.  A
+    task running at the crash has none here (its registers are in the CPU's note)."""
+    thread = task.thread
+    if thread.has_member_("sp"):
+        return int(thread.sp)
+    return int(thread.cpu_context.sp)
+
+
+# A chain of parents longer than this is a cycle in a corrupt dump (pid_max is 4M).
+_MAX_ANCESTORS = 1 << 22
+
+
+def task_ancestors(task: Object) -> list[Object]:
+    """``task`` and its parents (``task->parent``) up to the idle task of CPU 0, whose
+    parent is itself; the oldest first.  A cycle ends the chain where it closes."""
+    chain = [task]
+    seen = {int(task)}
+    while len(chain) < _MAX_ANCESTORS:
+        parent = chain[-1].parent
+        if int(parent) in seen:
+            break
+        seen.add(int(parent))
+        chain.append(parent)
+    return chain[::-1]
+
+
 def panic_task(prog: Program) -> Object | None:
     """The task that panicked: the one running on the panic CPU."""
     cpu = prog.panic_cpu

@@ -153,10 +153,10 @@ class Arm64Translator(PageTableReads):
         step = self.page_shift - 3
         return [self.page_shift + step * i for i in reversed(range(self.levels))]
 
-    def _descend(self, vaddr: int, read: ReadFn, pgd: int | None = None) -> tuple[int, int]:
-        """``(output address, mapping size)`` of the page or block mapping ``vaddr``, by
-        the kernel's tables or those at physical ``pgd``."""
-        table = self.pgd_paddr if pgd is None else pgd
+    def _descend(self, vaddr: int, read: ReadFn, root: int | None = None) -> tuple[int, int]:
+        """``(output address, mapping size)`` of the page or block mapping ``vaddr``,
+        from ``swapper_pg_dir`` or the table at physical ``root``."""
+        table = self.pgd_paddr if root is None else root
         shifts = self._shifts()
         for level, shift in enumerate(shifts):
             top = self.index_bits if level == 0 else shift + self.page_shift - 3
@@ -185,11 +185,16 @@ class Arm64Translator(PageTableReads):
             table = address
         raise AssertionError("unreachable: the last level returns")
 
-    def walk(self, vaddr: int, pgd: int | None = None) -> int:
-        """Translate by walking the page tables (no shortcut, no cache): the kernel's
-        (TTBR1), or a process's whose top level is at physical ``pgd`` (TTBR0: user
-        tables have the kernel's granule and levels)."""
-        base, size = self._descend(vaddr, self.dump.read_phys, pgd)
+    def walk(self, vaddr: int) -> int:
+        """Translate by walking the page tables (no shortcut, no cache)."""
+        base, size = self._descend(vaddr, self.dump.read_phys)
+        return base + (vaddr & (size - 1))
+
+    def walk_user(self, pgd_paddr: int, vaddr: int) -> int:
+        """A user address through a process's table (``mm->pgd``, what TTBR0 holds):
+        the same levels as the kernel's; a user address has its top bits clear, so the
+        top-level index starts at the table's first entry."""
+        base, size = self._descend(vaddr, self.dump.read_phys, pgd_paddr)
         return base + (vaddr & (size - 1))
 
     def mapping(self, vaddr: int, read: ReadFn | None = None) -> tuple[int, int] | None:

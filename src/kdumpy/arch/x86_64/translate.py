@@ -70,11 +70,18 @@ class X86_64Translator(PageTableReads):
     def _entry(self, paddr: int) -> int:
         return int(struct.unpack("<Q", self.dump.read_phys(paddr, 8))[0])
 
-    def walk(self, vaddr: int, pgd: int | None = None) -> int:
-        """Translate by walking the page tables (no shortcuts, no cache): the kernel's,
-        or those whose top level is at physical ``pgd`` (a process's ``mm->pgd``)."""
+    def walk(self, vaddr: int) -> int:
+        """Translate by walking the page tables (no shortcuts, no cache)."""
+        return self._walk_from(self.pgd_paddr, vaddr)
+
+    def walk_user(self, pgd_paddr: int, vaddr: int) -> int:
+        """A user address through a process's own PGD (``mm->pgd``: with page-table
+        isolation that is the kernel half's copy, which maps user space as well)."""
+        return self._walk_from(pgd_paddr, vaddr)
+
+    def _walk_from(self, pgd_paddr: int, vaddr: int) -> int:
         mask = self.entry_mask
-        table = self.pgd_paddr if pgd is None else pgd
+        table = pgd_paddr
         shifts = (48, 39, 30, 21, 12) if self.levels == 5 else (39, 30, 21, 12)
         for shift in shifts:
             try:

@@ -21,8 +21,22 @@ from kdumpy.errors import KdumpyError
 LOGICAL = ("bond", "vlan", "bridge")
 # What each kind needs in the capture kernel.
 KIND_MODULES = {"bond": ["bonding"], "vlan": ["8021q"], "bridge": ["bridge"]}
-# Bond settings carried over (ip link add ... type bond NAME VALUE).
-BOND_OPTIONS = ("mode", "miimon", "lacp_rate", "xmit_hash_policy", "ad_select")
+# Bond settings carried over: iproute2's JSON name (``ip -j -d link``'s info_data) and the
+# keyword of ``ip link add ... type bond`` that sets it.  They differ for LACP's rate and
+# activity (iproute2 prints "ad_lacp_rate", takes "lacp_rate").
+BOND_OPTIONS = (
+    ("mode", "mode"), ("miimon", "miimon"), ("xmit_hash_policy", "xmit_hash_policy"),
+    ("ad_select", "ad_select"),
+)  # fmt: skip
+# The kernel reports the LACP settings of a bond in any mode but takes most of them only in
+# mode 802.3ad (bond_options.c: unsupported modes, EACCES): carried for an 802.3ad bond only
+# (min_links too, which only 802.3ad's aggregator counts).
+LACP_OPTIONS = (
+    ("ad_lacp_rate", "lacp_rate"), ("ad_lacp_active", "lacp_active"),
+    ("ad_actor_sys_prio", "ad_actor_sys_prio"), ("ad_user_port_key", "ad_user_port_key"),
+    ("ad_actor_system", "ad_actor_system"), ("min_links", "min_links"),
+)  # fmt: skip
+NO_MAC = "00:00:00:00:00:00"  # ad_actor_system unset: the bond's own MAC is the system
 
 
 @dataclass(frozen=True)
@@ -96,8 +110,7 @@ def plan_network(view: IpView, dev: str, target_ip: str) -> dict:
                 visit(port)
             entry.update(kind=kind, ports=ports)
             if kind == "bond":
-                info = _info(link)
-                entry["options"] = {k: str(info[k]) for k in BOND_OPTIONS if k in info}
+                entry["options"] = bond_options(_info(link))
             else:
                 entry["stp"] = int(_info(link).get("stp_state") or 0)
         elif kind in ("", "tun") and link.get("link_type") == "ether":
@@ -119,6 +132,15 @@ def plan_network(view: IpView, dev: str, target_ip: str) -> dict:
         "target_ip": target_ip,
         "device": dev,
     }
+
+
+def bond_options(info: dict) -> dict[str, str]:
+    """``ip link add ... type bond`` keywords and values for the bond *info* describes."""
+    names = BOND_OPTIONS + (LACP_OPTIONS if info.get("mode") == "802.3ad" else ())
+    options = {keyword: str(info[key]) for key, keyword in names if key in info}
+    if options.get("ad_actor_system") == NO_MAC:
+        del options["ad_actor_system"]
+    return options
 
 
 def _addresses(addrs: list[dict], names: list[str]) -> list[dict]:
