@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,15 +54,17 @@ def kdumpy_crash(vmcore: Path, *commands: str) -> list[str]:
 
 
 def makedumpfile_dmesg(vmcore: Path) -> str:
-    """makedumpfile's reading of the saved file's kernel log: the collector's interop oracle."""
-    out = vmcore.with_name("makedumpfile-dmesg.txt")
-    out.unlink(missing_ok=True)  # makedumpfile refuses to overwrite
-    proc = subprocess.run(
-        ["makedumpfile", "--dump-dmesg", str(vmcore), str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return out.read_text(errors="replace")
+    """makedumpfile's reading of the saved file's kernel log: the collector's interop oracle.
+    Its output goes to a directory of its own: the dump may sit on a read-only mount of
+    the target (the xfs/btrfs tests read it back through a loop mount)."""
+    with tempfile.TemporaryDirectory(prefix="mdf-dmesg-") as tmp:
+        out = Path(tmp) / "dmesg.txt"  # new: makedumpfile refuses to overwrite
+        proc = subprocess.run(
+            ["makedumpfile", "--dump-dmesg", str(vmcore), str(out)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return out.read_text(errors="replace")
 
 
 def panic_line(log: str) -> str:

@@ -86,7 +86,10 @@ def test_local_xfs_btrfs(tmp_path, kernel, case):
     assert "kdump: saved vmcore to" in result.serial, result.serial[-3000:]
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    mounted = subprocess.run(["mount", "-o", "loop,ro", str(disk), str(mnt)], capture_output=True)
+    # nouuid: every xfs case's filesystem has the same UUID, and another run's (or another
+    # kernel's) may be mounted at the same time.
+    options = "loop,ro,nouuid" if case.startswith("xfs") else "loop,ro"
+    mounted = subprocess.run(["mount", "-o", options, str(disk), str(mnt)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot loop-mount the target here: {mounted.stderr.decode().strip()}")
     try:
@@ -96,4 +99,6 @@ def test_local_xfs_btrfs(tmp_path, kernel, case):
         first = first_kernel_serial(result.serial)
         check_dump(dump_dir / "vmcore", kernel, first)
     finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        # A failed check must not leave the mount behind: lazily, if it is still busy.
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
