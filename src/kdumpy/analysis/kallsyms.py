@@ -188,9 +188,9 @@ class Kallsyms:
         return self._expanded[0]
 
     @cached_property
-    def types(self) -> str:
+    def types(self) -> list[str]:
         """Every nm type character, in kallsyms order."""
-        return self._expanded[1]
+        return list(self._expanded[1])
 
     def _seq(self, j: int) -> int:
         assert self._seqs is not None

@@ -161,7 +161,7 @@ class SymbolTable:
         if self._by_name is None:
             k = self._kallsyms
             names = (k.names if k else []) + self._names
-            self._by_name = _index(names, list(k.types if k else "") + self._types)
+            self._by_name = _index(names, (k.types if k else []) + self._types)
         return self._by_name
 
     def _find_index(self, name: str) -> int | None:
