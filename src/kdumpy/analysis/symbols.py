@@ -170,7 +170,9 @@ class SymbolTable:
         if k is None or self._by_name is not None:
             return self._name_index().get(name)
         if self._module_names is None:
-            self._module_names = {n: i + self._base for n, i in _index(self._names, self._types).items()}
+            self._module_names = {
+                n: i + self._base for n, i in _index(self._names, self._types).items()
+            }
         found = k.indices_of(name)
         if (in_module := self._module_names.get(name)) is not None:
             found.append(in_module)
