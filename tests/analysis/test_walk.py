@@ -167,3 +167,26 @@ def test_btf_lookups_agree_with_every_record(prog: Program) -> None:
     assert btf.lookup("no_such_type_here", "struct") is None
     assert btf.lookup("", "") is None and btf.lookup("é\u1234", "") is None
     assert btf.variable("no_such_var") is None and btf.enumerator("NO_SUCH") is None
+
+
+def test_kallsyms_addresses_in_every_encoding() -> None:
+    rng = random.Random(3)
+    values = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF] + [rng.getrandbits(32) for _ in range(200)]
+    raw = b"".join(v.to_bytes(4, "little") for v in values)
+    for encoding in range(3):
+        for base, table in ((0xFFFFFFFF81000000, 0xFFFFFFFF82000000), (0, 0), ((1 << 64) - 8, 5)):
+            got = native.kallsyms_addresses(raw, encoding, base, table)
+            assert got == walk.kallsyms_addresses_py(raw, encoding, base, table)
+            signed = [v - (1 << 32) if v >> 31 else v for v in values]
+            want = [
+                [(base + v) % (1 << 64) for v in values],
+                [s if s >= 0 else (base - 1 - s) % (1 << 64) for s in signed],
+                [(table + 4 * i + s) % (1 << 64) for i, s in enumerate(signed)],
+            ][encoding]
+            assert list(walk.le_array("Q", got)) == want
+    with pytest.raises(ValueError):
+        native.kallsyms_addresses(raw, 3, 0, 0)
+    ascending = b"".join(v.to_bytes(8, "little") for v in (1, 1, 2, 1 << 63, (1 << 64) - 1))
+    for data, want_sorted in ((ascending, True), (ascending[8:] + ascending[:8], False)):
+        assert native.u64_sorted(data) is want_sorted
+        assert walk.u64_sorted_py(data) is want_sorted

@@ -19,6 +19,11 @@
  *       Offsets (uint32, little-endian bytes) of the length prefix of count entries of
  *       kallsyms_names, where the last one ends, and whether every entry has a token.
  *       ValueError when an entry runs past the end.
+ *   kallsyms_addresses(values, encoding, base, table) -> uint64 array (little-endian
+ *       bytes): symbol addresses from kallsyms_offsets entries (little-endian 32-bit) by
+ *       encoding 0 relative (base + u32), 1 absolute-percpu (s32 >= 0 as is, else
+ *       base - 1 - s32), 2 place-relative (table + 4 i + s32), all modulo 2**64.
+ *   u64_sorted(data) -> whether the little-endian uint64 words never decrease.
  *   seqs_check(data, count) -> whether data is count 3-byte big-endian indices, each of
  *       0..count-1 exactly once (a kallsyms_seqs_of_names).
  *   kallsyms_expand(names, starts, long_lengths, tokens) -> (text, types)
@@ -263,6 +268,63 @@ done:
 }
 
 static PyObject *
+kallsyms_addresses(PyObject *self, PyObject *args)
+{
+    Py_buffer values;
+    int encoding;
+    unsigned long long base, table;
+    PyObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*iKK", &values, &encoding, &base, &table))
+        return NULL;
+    if (encoding < 0 || encoding > 2) {
+        PyErr_SetString(PyExc_ValueError, "unknown kallsyms address encoding");
+        goto done;
+    }
+    Py_ssize_t count = values.len / 4;
+    out = PyBytes_FromStringAndSize(NULL, 8 * count);
+    if (!out)
+        goto done;
+    const unsigned char *v = values.buf;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint32_t raw = le32(v + 4 * i);
+        int64_t s = (int32_t)raw;
+        uint64_t a;
+        if (encoding == 0)
+            a = base + raw;
+        else if (encoding == 1)
+            a = s >= 0 ? (uint64_t)s : base - 1 - (uint64_t)s;
+        else
+            a = table + 4 * (uint64_t)i + (uint64_t)s;
+        for (int b = 0; b < 8; b++)
+            o[8 * i + b] = a >> (8 * b) & 0xff;
+    }
+done:
+    PyBuffer_Release(&values);
+    return out;
+}
+
+static uint64_t
+le64(const unsigned char *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static PyObject *
+u64_sorted(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    int sorted = 1;
+    if (!PyArg_ParseTuple(args, "y*", &data))
+        return NULL;
+    const unsigned char *d = data.buf;
+    for (Py_ssize_t i = 1; i < data.len / 8 && sorted; i++)
+        sorted = le64(d + 8 * (i - 1)) <= le64(d + 8 * i);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(sorted);
+}
+
+static PyObject *
 seqs_check(PyObject *self, PyObject *args)
 {
     Py_buffer data;
@@ -386,6 +448,8 @@ static PyMethodDef methods[] = {
     {"name_hashes", name_hashes, METH_VARARGS, "crc32 of the string at each name offset."},
     {"u32_matches", u32_matches, METH_VARARGS, "Indices of the words equal to one of values."},
     {"kallsyms_walk", kallsyms_walk, METH_VARARGS, "Where each kallsyms_names entry starts."},
+    {"kallsyms_addresses", kallsyms_addresses, METH_VARARGS, "Symbol addresses."},
+    {"u64_sorted", u64_sorted, METH_VARARGS, "Do the words never decrease?"},
     {"seqs_check", seqs_check, METH_VARARGS, "Is it a kallsyms_seqs_of_names?"},
     {"kallsyms_expand", kallsyms_expand, METH_VARARGS, "Every kallsyms name and type."},
     {NULL, NULL, 0, NULL},

@@ -19,7 +19,6 @@ when the kernel has it (found by its place after other tables, and checked).
 from __future__ import annotations
 
 import array
-import operator
 import struct
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -27,7 +26,9 @@ from functools import cached_property
 from itertools import count as counting
 
 from kdumpy.analysis.walk import (
+    ENCODINGS,
     U32Array,
+    kallsyms_addresses,
     kallsyms_expand,
     kallsyms_walk,
     le_array,
@@ -67,6 +68,7 @@ class Encoding:
 
     def __init__(self, name: str, raw: bytes, base: int | None = None, table: int = 0) -> None:
         self.name, self.base, self.table = name, base or 0, table
+        self._raw = raw
         self._values: Sequence[int] = (
             u32s(raw) if name == "relative" else le_array("Q" if name == "absolute" else "i", raw)
         )
@@ -86,16 +88,12 @@ class Encoding:
         return v
 
     def addresses(self) -> array.array:
-        """Every address (uint64), computed at C speed for the common encodings."""
-        values = self._values
-        try:
-            if self.name == "relative":
-                return array.array("Q", map(self.base.__add__, values))
-            if self.name == "place-relative":
-                return array.array("Q", map(operator.add, counting(self.table, 4), values))
-        except OverflowError:  # a corrupt entry past 64 bits: masked one by one below
-            pass
-        return array.array("Q", map(self.address, range(len(values))))
+        """Every address (uint64), in C when kdumpy.analysis._walk is built."""
+        if self.name == "absolute":
+            return array.array("Q", self._values)
+        return le_array(
+            "Q", kallsyms_addresses(self._raw, ENCODINGS.index(self.name), self.base, self.table)
+        )
 
 
 def candidate_addresses(offsets: bytes, base: int | None, table_addr: int) -> dict[str, Encoding]:

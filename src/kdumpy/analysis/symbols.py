@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import array
 import bisect
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress, count, islice
+from itertools import compress, count
 from typing import TYPE_CHECKING
+
+from kdumpy.analysis.walk import never_decreasing
 
 if TYPE_CHECKING:
     from kdumpy.analysis.kallsyms import Kallsyms
@@ -48,9 +49,9 @@ class _Run:
     vmlinux symbols come sorted (kallsyms is in address order): then checking that is
     all it costs."""
 
-    def __init__(self, addresses: Sequence[int], start: int, end: int) -> None:
-        addrs = list(islice(addresses, start, end))
-        if all(map(operator.le, addrs, islice(addrs, 1, None))):
+    def __init__(self, addresses: array.array, start: int, end: int) -> None:
+        addrs = addresses[start:end]
+        if never_decreasing(addrs):
             first = bisect.bisect_left(addrs, _KERNEL)
             self.order: Sequence[int] = range(start + first, end)
             self.addrs: Sequence[int] = addrs[first:]
@@ -101,7 +102,8 @@ class SymbolTable:
         self._base = len(kallsyms)
         self._modules = [None] * self._base
         self._sizes = [0] * self._base
-        self._addresses = array.array("Q", kallsyms.addresses)
+        self._addresses = array.array("Q")
+        self._addresses.extend(kallsyms.addresses)
         self._changed()
 
     def add_arrays(

@@ -124,6 +124,35 @@ def kallsyms_walk_py(names: bytes, count: int, long_lengths: bool) -> tuple[byte
     return _le(starts), pos, nonempty
 
 
+_U64 = (1 << 64) - 1
+ENCODINGS = ("relative", "absolute-percpu", "place-relative")  # kallsyms_addresses's
+
+
+def kallsyms_addresses_py(values: bytes, encoding: int, base: int, table: int) -> bytes:
+    """Symbol addresses (little-endian uint64 bytes) from 32-bit ``kallsyms_offsets``
+    entries, by encoding (an index of :data:`ENCODINGS`), modulo 2**64."""
+    if encoding == 0:
+        addrs = [(base + v) & _U64 for v in u32s(bytes(values[: len(values) & ~3]))]
+    elif encoding in (1, 2):
+        signed = le_array("i", values)
+        if encoding == 1:
+            addrs = [v if v >= 0 else (base - 1 - v) & _U64 for v in signed]
+        else:
+            addrs = [(table + 4 * i + v) & _U64 for i, v in enumerate(signed)]
+    else:
+        raise ValueError("unknown kallsyms address encoding")
+    out = array.array("Q", addrs)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()
+
+
+def u64_sorted_py(data: bytes) -> bool:
+    """Whether the little-endian uint64 words of ``data`` never decrease."""
+    words = le_array("Q", data)
+    return all(a <= b for a, b in zip(words, words[1:], strict=False))
+
+
 def seqs_check_py(data: bytes, count: int) -> bool:
     """Whether ``data`` is ``count`` 3-byte big-endian indices, each of 0..count-1 once
     (a ``kallsyms_seqs_of_names``)."""
@@ -165,13 +194,17 @@ def kallsyms_expand_py(
 try:
     from kdumpy.analysis._walk import (
         btf_records,
+        kallsyms_addresses,
         kallsyms_expand,
         kallsyms_walk,
         name_hashes,
         seqs_check,
         u32_matches,
+        u64_sorted,
     )
 except ImportError:  # built without the C extension
+    kallsyms_addresses = kallsyms_addresses_py
+    u64_sorted = u64_sorted_py
     seqs_check = seqs_check_py
     btf_records = btf_records_py
     name_hashes = name_hashes_py
@@ -183,3 +216,11 @@ except ImportError:  # built without the C extension
 def walk_error(exc: ValueError, source: str) -> DumpFormatError:
     """A walk's complaint as the typed error, naming the dump."""
     return DumpFormatError(f"{source}: {exc}")
+
+
+def never_decreasing(words: array.array) -> bool:
+    """Whether an array of ``uint64`` never decreases (C when built)."""
+    if sys.byteorder != "little":
+        words = array.array("Q", words)
+        words.byteswap()
+    return bool(u64_sorted(memoryview(words).cast("B")))
