@@ -1,7 +1,7 @@
 """The compiled parts of kdumpy (project metadata is in pyproject.toml).
 
-kdumpy.analysis._walk walks a dump's BTF and kallsyms tables when a dump is opened (start-up
-time); it is optional too: kdumpy.analysis.walk has the same functions in Python.
+kdumpy._tables walks a dump's BTF and kallsyms tables when a dump is opened (start-up
+time); it is optional too: kdumpy.tables has the same functions in Python.
 
 kdumpy.collect._pagepack compresses a batch of pages in C (zlib and LZO, plus snappy and
 zstd when libsnappy-dev / libzstd-dev are installed: their headers are looked for here);
@@ -36,8 +36,8 @@ setup(
             optional=True,
         ),
         Extension(
-            "kdumpy.analysis._walk",
-            ["src/kdumpy/analysis/_walk.c"],
+            "kdumpy._tables",
+            ["src/kdumpy/_tables.c"],
             libraries=["z"],
             extra_compile_args=["-O2"],
             optional=True,

@@ -1,7 +1,7 @@
 """What ``kdumpy crash DUMP -c CMD`` loads (issue 14, speed): start to first output is
 mostly imports, so batch use loads neither the interactive shell's libraries
 (prompt_toolkit, the pager's pydoc) nor the disassembler, nor numpy (80-150 ms of
-import: the dump's tables are walked by kdumpy.analysis.walk instead), and when numpy is
+import: the dump's tables are walked by kdumpy.tables instead), and when numpy is
 loaded (kmem, search, collect) its OpenBLAS starts one thread, not one per CPU."""
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from kdumpy.analysis.types import (
     Type,
     TypedefType,
 )
-from kdumpy.analysis.walk import btf_records, name_hashes, u32_matches, u32s
 from kdumpy.errors import DumpFormatError
+from kdumpy.tables import btf_records, name_hashes, u32_matches, u32s
 
 BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")
@@ -54,7 +54,7 @@ _EXTRA = {
     KIND_ENUM64: (0, 12),
 }
 # The same in 4-byte words, record included, indexed by kind (all BTF data is words):
-# what the record walk (kdumpy.analysis.walk) steps by.
+# what the record walk (kdumpy.tables) steps by.
 _FIXED_WORDS = bytes(3 + _EXTRA.get(k, (0, 0))[0] // 4 for k in range(32))
 _PER_WORDS = bytes(_EXTRA.get(k, (0, 0))[1] // 4 for k in range(32))
 # Name spaces of C: tags (struct/union/enum) apart from ordinary identifiers.
@@ -67,7 +67,7 @@ class Btf:
     """One BTF blob (vmlinux, or a module's split BTF on top of ``base``).
 
     Opening it walks its records once (their offsets, name offsets and info words, in C
-    when kdumpy.analysis._walk is built).  Names are not indexed: the first lookup hashes
+    when kdumpy._tables is built).  Names are not indexed: the first lookup hashes
     every record's name (crc32, in C too), and a lookup compares the names of the
     records whose hash is the name's."""
 

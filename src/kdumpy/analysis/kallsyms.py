@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from itertools import count as counting
 
-from kdumpy.analysis.walk import (
+from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.tables import (
     ENCODINGS,
     U32Array,
     kallsyms_addresses,
@@ -35,7 +36,6 @@ from kdumpy.analysis.walk import (
     seqs_check,
     u32s,
 )
-from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 ReadFn = Callable[[int, int], bytes]
@@ -48,7 +48,7 @@ _U64 = (1 << 64) - 1
 def entry_starts(names: bytes, count: int, long_lengths: bool = True) -> tuple[bytes, int]:
     """Offset of each entry's length prefix (little-endian uint32 bytes: :func:`u32s`
     reads them), and where the last entry ends.  The entries form a chain (each length
-    says where the next begins): one walk, in C when kdumpy.analysis._walk is built.
+    says where the next begins): one walk, in C when kdumpy._tables is built.
     ``long_lengths``: a length byte with its top bit set is followed by a second one
     (Linux >= 6.1).  An entry without a token is corrupt."""
     try:
@@ -88,7 +88,7 @@ class Encoding:
         return v
 
     def addresses(self) -> array.array:
-        """Every address (uint64), in C when kdumpy.analysis._walk is built."""
+        """Every address (uint64), in C when kdumpy._tables is built."""
         if self.name == "absolute":
             return array.array("Q", self._values)
         return le_array(

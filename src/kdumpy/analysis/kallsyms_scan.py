@@ -42,8 +42,8 @@ from kdumpy.analysis.kallsyms import (
     candidate_addresses,
     entry_starts,
 )
-from kdumpy.analysis.walk import le_array, u32_matches, u32s
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.tables import le_array, u32_matches, u32s
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 Image = bytes | bytearray  # the kernel image as read from the dump

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
-from kdumpy.analysis.walk import never_decreasing
+from kdumpy.tables import never_decreasing
 
 if TYPE_CHECKING:
     from kdumpy.analysis.kallsyms import Kallsyms

@@ -3,20 +3,16 @@ normalised to the newest flags layout (see :mod:`.orc` for the format).
 
 Kept apart from :mod:`.orc` (constants, versions, :class:`OrcEntry`), which the stepper
 and the architecture description import: only analysis reads whole tables.  A table is
-kept as the dump's bytes; addresses are computed at C speed (``map``) once, and an entry
-is decoded only when a pc falls in it.
+kept as the dump's bytes; addresses are computed and checked in order by
+kdumpy.tables (C when built), and an entry is decoded only when a pc falls in it.
 """
 
 from __future__ import annotations
 
 import array
-import operator
 import struct
-import sys
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from itertools import count as counting
-from itertools import islice
 
 from kdumpy.arch.base import Readable
 from kdumpy.arch.x86_64.orc import (
@@ -27,6 +23,7 @@ from kdumpy.arch.x86_64.orc import (
     OrcEntry,
 )
 from kdumpy.errors import DumpFormatError
+from kdumpy.tables import ENCODINGS, kallsyms_addresses, le_array, never_decreasing
 
 _ENTRY = struct.Struct("<hhH")  # sp_offset, bp_offset, flags
 _V4_TO_V3 = [REGS_V4.get(new, 0) for new in range(16)]
@@ -63,7 +60,7 @@ class OrcTable:
         # The kernel sorts its tables at build time; module tables may not be, so sort only
         # when needed (a linear check is far cheaper than sorting ~300k vmlinux entries).
         self._slot: Sequence[int] = range(len(ips))
-        if not all(map(operator.le, ips, islice(ips, 1, None))):
+        if not never_decreasing(array.array("Q", ips)):
             order = sorted(range(len(ips)), key=ips.__getitem__)
             ips, self._slot = [ips[i] for i in order], order
         self.ips = ips
@@ -84,13 +81,9 @@ class OrcTable:
         name: str,
     ) -> OrcTable:
         """Read ``count`` entries from the dump (instruction addresses are relative)."""
-        rel = array.array("i", memory.read(ip_start, 4 * count))
-        if sys.byteorder != "little":
-            rel.byteswap()
-        try:
-            ips = array.array("Q", map(operator.add, counting(ip_start, 4), rel))
-        except OverflowError:
-            raise DumpFormatError(f"ORC table of {name}: addresses past 64 bits") from None
+        # Each address is relative to its own place: kallsyms' place-relative encoding.
+        rel = memory.read(ip_start, 4 * count)
+        ips = le_array("Q", kallsyms_addresses(rel, ENCODINGS.index("place-relative"), 0, ip_start))
         return cls(ips, memory.read(entries_start, 6 * count), version, name)
 
     def find(self, pc: int) -> OrcEntry | None:

@@ -1,5 +1,5 @@
-"""The table walks of kdumpy.analysis.walk (issue 14, speed): the C functions
-(kdumpy.analysis._walk) against the Python ones on the synthetic kernel's BTF and kallsyms,
+"""The table walks of kdumpy.tables (issue 14, speed): the C functions
+(kdumpy._tables) against the Python ones on the synthetic kernel's BTF and kallsyms,
 whole, truncated at every length and corrupted at random, and name lookups in BTF against
 a brute-force reading of every record through the record API."""
 
@@ -10,7 +10,8 @@ import struct
 
 import pytest
 
-from kdumpy.analysis import Program, walk
+from kdumpy import tables as walk
+from kdumpy.analysis import Program
 from kdumpy.analysis.btf import (
     _FIXED_WORDS,
     _PER_WORDS,
@@ -24,7 +25,7 @@ from kdumpy.analysis.btf import (
 )
 from kdumpy.errors import DumpFormatError
 
-native = pytest.importorskip("kdumpy.analysis._walk", reason="kdumpy.analysis._walk is not built")
+native = pytest.importorskip("kdumpy._tables", reason="kdumpy._tables is not built")
 
 
 def _outcome(fn, *args):

@@ -1,8 +1,10 @@
-"""The walks over a dump's variable-length tables that opening it needs: BTF records and
-kallsyms entries.  Each is one pass over ~100k records, so they run in C
-(``kdumpy.analysis._walk``, built by setup.py) when it is built; these are the same
-functions in Python for an install built without a compiler (same results: the tests
-compare the two), which only opens dumps more slowly.
+"""The passes over a dump's tables that opening it and a first backtrace need: BTF
+records, kallsyms entries and addresses, ORC addresses.  Each is one pass over ~100k
+records, so they run in C (``kdumpy._tables``, built by setup.py) when it is built;
+these are the same functions in Python for an install built without a compiler (same
+results: the tests compare the two), which only opens dumps more slowly.  Below every
+layer (the architecture layer's ORC tables use it): it needs nothing but the standard
+library.
 
 Arrays come back as little-endian ``uint32`` bytes; :func:`u32s` indexes them.
 """
@@ -13,8 +15,6 @@ import array
 import sys
 import zlib
 from collections.abc import Sequence
-
-from kdumpy.errors import DumpFormatError
 
 U32Array = memoryview | array.array
 
@@ -192,7 +192,7 @@ def kallsyms_expand_py(
 
 
 try:
-    from kdumpy.analysis._walk import (
+    from kdumpy._tables import (
         btf_records,
         kallsyms_addresses,
         kallsyms_expand,
@@ -211,11 +211,6 @@ except ImportError:  # built without the C extension
     kallsyms_expand = kallsyms_expand_py
     kallsyms_walk = kallsyms_walk_py
     u32_matches = u32_matches_py
-
-
-def walk_error(exc: ValueError, source: str) -> DumpFormatError:
-    """A walk's complaint as the typed error, naming the dump."""
-    return DumpFormatError(f"{source}: {exc}")
 
 
 def never_decreasing(words: array.array) -> bool:

@@ -1,7 +1,7 @@
 /*
- * kdumpy.analysis._walk: the loops over a dump's variable-length tables that opening a dump
+ * kdumpy._tables: the loops over a dump's variable-length tables that opening a dump
  * needs, in C (start-up time: each is one pass over ~100k records, 10-30 ms in Python).
- * kdumpy.analysis.walk has the same functions in Python (an install built without a
+ * kdumpy.tables has the same functions in Python (an install built without a
  * compiler) and the tests compare the two, on real tables and on truncated/corrupt ones.
  *
  *   btf_records(types, fixed, per) -> (offsets, name_offs, infos)
@@ -456,11 +456,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "kdumpy.analysis._walk", NULL, -1, methods,
+    PyModuleDef_HEAD_INIT, "kdumpy._tables", NULL, -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__walk(void)
+PyInit__tables(void)
 {
     return PyModule_Create(&module);
 }
