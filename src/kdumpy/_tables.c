@@ -26,9 +26,10 @@
  *   u64_sorted(data) -> whether the little-endian uint64 words never decrease.
  *   seqs_check(data, count) -> whether data is count 3-byte big-endian indices, each of
  *       0..count-1 exactly once (a kallsyms_seqs_of_names).
- *   kallsyms_expand(names, starts, long_lengths, tokens) -> (text, types)
+ *   kallsyms_expand(names, starts, long_lengths, tokens) -> (text, types, offsets)
  *       Every entry's name (its tokens' text, the first character left out) followed by a
- *       NUL, and the first characters (nm types), one byte per entry.  tokens: 256 bytes
+ *       NUL, the first characters (nm types), one byte per entry, and where each name
+ *       starts in text (uint32, little-endian bytes).  tokens: 256 bytes
  *       objects.  ValueError when an entry runs past the end of names.
  *
  * Every offset read from the dump is checked against the buffer it indexes.
@@ -361,7 +362,7 @@ kallsyms_expand(PyObject *self, PyObject *args)
 {
     Py_buffer names, starts;
     int long_lengths;
-    PyObject *tokens, *seq = NULL, *text = NULL, *types = NULL, *result = NULL;
+    PyObject *tokens, *seq = NULL, *text = NULL, *types = NULL, *offsets = NULL, *result = NULL;
     const char *tok[256];
     Py_ssize_t toklen[256];
     if (!PyArg_ParseTuple(args, "y*y*pO", &names, &starts, &long_lengths, &tokens))
@@ -401,13 +402,20 @@ kallsyms_expand(PyObject *self, PyObject *args)
             size += toklen[d[pos + j]];
         size += 1; /* the NUL; the type character is not in the text */
     }
+    if (size > 0xffffffffLL) {
+        PyErr_SetString(PyExc_ValueError, "kallsyms names too long");
+        goto done;
+    }
     text = PyBytes_FromStringAndSize(NULL, size);
     types = PyBytes_FromStringAndSize(NULL, count);
-    if (!text || !types)
+    offsets = PyBytes_FromStringAndSize(NULL, 4 * count);
+    if (!text || !types || !offsets)
         goto done;
     char *out = PyBytes_AS_STRING(text), *ty = PyBytes_AS_STRING(types);
+    unsigned char *at = (unsigned char *)PyBytes_AS_STRING(offsets);
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_ssize_t pos = le32(st + 4 * i), length, skip = 1;
+        put32(at + 4 * i, (uint32_t)(out - PyBytes_AS_STRING(text)));
         length = d[pos++];
         if ((length & 0x80) && long_lengths)
             length = (length & 0x7f) | (Py_ssize_t)d[pos++] << 7;
@@ -430,13 +438,14 @@ kallsyms_expand(PyObject *self, PyObject *args)
     size = out - PyBytes_AS_STRING(text);
     if (_PyBytes_Resize(&text, size) < 0)
         goto done;
-    result = Py_BuildValue("(OO)", text, types);
+    result = Py_BuildValue("(OOO)", text, types, offsets);
     goto done;
 corrupt:
     PyErr_SetString(PyExc_ValueError, "kallsyms_names is corrupt (an entry runs past its end)");
 done:
     Py_XDECREF(text);
     Py_XDECREF(types);
+    Py_XDECREF(offsets);
     Py_XDECREF(seq);
     PyBuffer_Release(&names);
     PyBuffer_Release(&starts);

@@ -169,10 +169,13 @@ def seqs_check_py(data: bytes, count: int) -> bool:
 
 def kallsyms_expand_py(
     names: bytes, starts: bytes, long_lengths: bool, tokens: Sequence[bytes]
-) -> tuple[bytes, bytes]:
-    """Every entry's name followed by a NUL, and each entry's type character."""
+) -> tuple[bytes, bytes, bytes]:
+    """Every entry's name followed by a NUL, each entry's type character, and where each
+    name starts in the text (little-endian uint32 bytes)."""
     text: list[bytes] = []
     types = bytearray()
+    offsets: list[int] = []
+    size = 0
     for pos in u32s(starts):
         if pos >= len(names):
             raise ValueError("kallsyms_names is corrupt (an entry runs past its end)")
@@ -188,7 +191,9 @@ def kallsyms_expand_py(
         full = b"".join(map(tokens.__getitem__, names[pos : pos + length]))
         types += full[:1] or b"?"
         text.append(full[1:] + b"\0")
-    return b"".join(text), bytes(types)
+        offsets.append(size)
+        size += len(full[1:]) + 1
+    return b"".join(text), bytes(types), _le(offsets)
 
 
 try:

@@ -105,9 +105,12 @@ def test_kallsyms_walk_and_expand(machine) -> None:
     for long_lengths in (True, False):
         walked = native.kallsyms_walk(names, count, long_lengths)
         assert walked == walk.kallsyms_walk_py(names, count, long_lengths)
-        text, types = native.kallsyms_expand(names, walked[0], long_lengths, tokens)
-        assert (text, types) == walk.kallsyms_expand_py(names, walked[0], long_lengths, tokens)
+        expanded = native.kallsyms_expand(names, walked[0], long_lengths, tokens)
+        assert expanded == walk.kallsyms_expand_py(names, walked[0], long_lengths, tokens)
+        text, types, offsets = expanded
         assert text.split(b"\0")[:-1] == [n.encode() for n, _, _ in symbols]
+        for (name, _, _), at in zip(symbols, walk.u32s(offsets), strict=True):
+            assert text[at : at + len(name) + 1] == name.encode() + b"\0"
         assert types.decode() == "".join(k for _, _, k in symbols)
     starts = walked[0]
     for cut in range(0, len(names), 7):

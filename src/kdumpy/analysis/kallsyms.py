@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import array
 import struct
+import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from itertools import count as counting
 
 from kdumpy.errors import DumpFormatError, KdumpyError
 from kdumpy.tables import (
@@ -33,7 +33,9 @@ from kdumpy.tables import (
     kallsyms_expand,
     kallsyms_walk,
     le_array,
+    name_hashes,
     seqs_check,
+    u32_matches,
     u32s,
 )
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
@@ -138,7 +140,7 @@ class Kallsyms:
         self.addresses: Sequence[int] = addresses if addresses is not None else array.array("Q")
         self._seqs: bytes | None = None  # kallsyms_seqs_of_names: 3-byte big-endian
         self._decoded: dict[int, str] = {}
-        self._by_name: tuple[dict[str, int], dict[str, int]] | None = None
+        self._hashes: bytes | None = None  # crc32 of each name (kernels without seqs)
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -168,27 +170,27 @@ class Kallsyms:
         return "?"
 
     @cached_property
-    def _expanded(self) -> tuple[list[str], str]:
+    def _expanded(self) -> tuple[bytes, bytes, bytes]:
+        """Every name (NUL after each), every type, where each name starts in the text."""
         try:
-            text, types = kallsyms_expand(
+            return kallsyms_expand(
                 self._raw, self._starts_raw, self._long_lengths, self._token_bytes
             )
         except ValueError as exc:
             raise DumpFormatError(str(exc)) from None
-        names = text.decode("latin-1").split("\0")[:-1]
-        if len(names) != len(self):
-            raise DumpFormatError("kallsyms_names has a NUL inside a name (corrupt)")
-        return names, types.decode("latin-1")
 
     @cached_property
     def names(self) -> list[str]:
-        """Every name, decoded at once (completion, and kernels without seqs_of_names)."""
-        return self._expanded[0]
+        """Every name, decoded at once (completion, listings)."""
+        names = self._expanded[0].decode("latin-1").split("\0")[:-1]
+        if len(names) != len(self):
+            raise DumpFormatError("kallsyms_names has a NUL inside a name (corrupt)")
+        return names
 
     @cached_property
     def types(self) -> list[str]:
         """Every nm type character, in kallsyms order."""
-        return list(self._expanded[1])
+        return list(self._expanded[1].decode("latin-1"))
 
     def _seq(self, j: int) -> int:
         assert self._seqs is not None
@@ -196,20 +198,19 @@ class Kallsyms:
 
     def indices_of(self, name: str) -> list[int]:
         """Entries called ``name``, in kallsyms order: a binary search over
-        seqs_of_names, or (a kernel without it) a table of every name, made once."""
+        seqs_of_names, or (a kernel without it) the entries whose name has the same
+        crc32 (every name expanded and hashed once, in C when built), compared."""
         if self._seqs is None:
-            names = self.names
-            if self._by_name is None:  # first and last entry of each name (C loops)
-                self._by_name = (
-                    dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True)),
-                    dict(zip(names, counting(), strict=False)),
-                )
-            first, last = self._by_name[0].get(name), self._by_name[1].get(name, -1)
-            found = []
-            while first is not None and first <= last:
-                found.append(first)
-                first = names.index(name, first + 1) if first < last else None
-            return found
+            try:
+                key = name.encode("latin-1")
+            except UnicodeEncodeError:
+                return []
+            text, _types, offsets = self._expanded
+            if self._hashes is None:
+                self._hashes = name_hashes(text, offsets, 0)
+            at = u32s(offsets)
+            same = u32_matches(self._hashes, [zlib.crc32(key)])
+            return [i for i in same if text[at[i] : at[i] + len(key) + 1] == key + b"\0"]
         n = len(self)
         lo = bisect_left(range(n), name, key=lambda j: self.name(self._seq(j)))
         found = []
