@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +197,25 @@ def test_kallsyms_addresses_in_every_encoding() -> None:
     for data, want_sorted in ((ascending, True), (ascending[8:] + ascending[:8], False)):
         assert native.u64_sorted(data) is want_sorted
         assert walk.u64_sorted_py(data) is want_sorted
+
+
+_WITHOUT_C = """
+import sys
+sys.modules["kdumpy._tables"] = None  # as if built without a compiler
+import kdumpy.tables as tables
+assert tables.btf_records is tables.btf_records_py
+from kdumpy.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("line", ["sys", "ps", "bt", "sym -l", "struct task_struct -o"])
+def test_commands_answer_the_same_without_the_c_extension(
+    synthetic_vmcore: Path, line: str
+) -> None:
+    argv = ["crash", str(synthetic_vmcore), "-c", line]
+    with_c = subprocess.run([sys.executable, "-m", "kdumpy", *argv], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    without = subprocess.run([sys.executable, "-c", _WITHOUT_C, *argv], capture_output=True,
+                             text=True, check=True)  # fmt: skip
+    assert with_c.stdout.strip() and without.stdout == with_c.stdout
