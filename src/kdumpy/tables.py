@@ -85,20 +85,25 @@ def name_hashes_py(strings: bytes, name_offs: bytes, str_base: int) -> bytes:
 
 
 def u32_matches_py(words: bytes, values: Sequence[int]) -> list[int]:
-    """Indices of the little-endian ``uint32`` words equal to one of ``values``, in order
-    (each value searched for by bytes.find: few values are asked for at a time)."""
+    """Indices of the little-endian ``uint32`` words equal to one of ``values``, in order.
+    A few rare values are searched for by bytes.find; many values, or a common one
+    (zero words), by one pass over every word."""
     data = bytes(words[: len(words) & ~3])
+    want = {v for v in values if 0 <= v <= 0xFFFFFFFF}
     found: list[int] = []
-    for value in set(values):
-        if not 0 <= value <= 0xFFFFFFFF:
-            continue
-        pattern = value.to_bytes(4, "little")
-        at = data.find(pattern)
-        while at >= 0:
-            if at % 4 == 0:
-                found.append(at // 4)
-            at = data.find(pattern, at + 1)
-    return sorted(found)
+    if len(want) <= 8:
+        for value in want:
+            pattern = value.to_bytes(4, "little")
+            at = data.find(pattern)
+            while at >= 0 and len(found) <= 256:
+                if at % 4 == 0:
+                    found.append(at // 4)
+                at = data.find(pattern, at + 1)
+            if len(found) > 256:
+                break
+        else:
+            return sorted(found)
+    return [i for i, w in enumerate(u32s(data)) if w in want]
 
 
 def kallsyms_walk_py(names: bytes, count: int, long_lengths: bool) -> tuple[bytes, int, bool]:

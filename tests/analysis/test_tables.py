@@ -94,8 +94,10 @@ def test_name_hashes_and_matches(btf_blob: bytes) -> None:
         assert native.name_hashes(strings, raw, base) == walk.name_hashes_py(strings, raw, base)
     hashes = native.name_hashes(strings, raw, 0)
     values = [walk.u32s(hashes)[5], 0, -1, 1 << 40, offs[0]]
-    for words in (hashes, raw, raw[:-2]):
-        assert native.u32_matches(words, values) == walk.u32_matches_py(words, values)
+    many = [*range(0, len(strings), 97), *values]  # one pass over every word
+    for words in (hashes, raw, raw[:-2], bytes(4000)):  # zero words: a common value
+        for asked in (values, many, [0]):
+            assert native.u32_matches(words, asked) == walk.u32_matches_py(words, asked)
 
 
 def test_kallsyms_walk_and_expand(machine) -> None:
