@@ -1,4 +1,7 @@
-"""The one compiled part of kdumpy (project metadata is in pyproject.toml).
+"""The compiled parts of kdumpy (project metadata is in pyproject.toml).
+
+kdumpy._tables walks a dump's BTF and kallsyms tables when a dump is opened (start-up
+time); it is optional too: kdumpy.tables has the same functions in Python.
 
 kdumpy.collect._pagepack compresses a batch of pages in C (zlib and LZO, plus snappy and
 zstd when libsnappy-dev / libzstd-dev are installed: their headers are looked for here);
@@ -31,6 +34,13 @@ setup(
             define_macros=macros,
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "kdumpy._tables",
+            ["src/kdumpy/_tables.c"],
+            libraries=["z"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

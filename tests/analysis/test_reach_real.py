@@ -149,7 +149,7 @@ def test_types_from_the_vmlinux_dwarf_match_the_kernels_btf(lab_dump, monkeypatc
     keep = [i for i, n in enumerate(sf.names) if "_BTF" not in n]
     sf.names = [sf.names[i] for i in keep]
     sf.types = [sf.types[i] for i in keep]
-    sf.addresses = sf.addresses[keep]
+    sf.addresses = [sf.addresses[i] for i in keep]
     sf.sizes = [sf.sizes[i] for i in keep]
     with open_dump(lab_dump.vmcore) as dump:
         prog = Program(dump, str(lab_dump.vmcore), sf)

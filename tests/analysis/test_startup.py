@@ -1,12 +1,14 @@
 """What ``kdumpy crash DUMP -c CMD`` loads (issue 14, speed): start to first output is
 mostly imports, so batch use loads neither the interactive shell's libraries
-(prompt_toolkit, the pager's pydoc) nor the disassembler, and numpy's OpenBLAS starts
-one thread, not one per CPU."""
+(prompt_toolkit, the pager's pydoc) nor the disassembler, nor numpy (80-150 ms of
+import: the dump's tables are walked by kdumpy.tables instead), and when numpy is
+loaded (kmem, search, collect) its OpenBLAS starts one thread, not one per CPU."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from startup_probe import run_probe
 
 from kdumpy.analysis.commands import _MODULE_OF, ALIASES, COMMANDS, load_commands
@@ -35,3 +37,15 @@ def test_batch_sys_imports_only_the_module_of_sys(synthetic_vmcore: Path) -> Non
     assert "kdumpy.analysis.commands.system" in commands
     assert not {"kdumpy.analysis.commands.kmem", "kdumpy.analysis.commands.searchcmd",
                 "kdumpy.analysis.commands.irqcmds"} & commands  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("crash", "-c", "sys"), ("crash", "-c", "ps"), ("crash", "-c", "bt"), ("report",),
+     ("dmesg",)],
+)  # fmt: skip
+def test_first_commands_load_no_numpy(synthetic_vmcore: Path, argv: tuple[str, ...]) -> None:
+    command, *rest = argv
+    loaded = set(run_probe(command, str(synthetic_vmcore), *rest)["modules"])
+    assert "kdumpy.analysis.program" in loaded or command == "dmesg"
+    assert "numpy" not in loaded

@@ -11,10 +11,9 @@ kind-specific data, then a NUL-separated string table.
 from __future__ import annotations
 
 import struct
-import sys
+import zlib
+from bisect import bisect_right
 from collections.abc import Callable
-
-import numpy as np
 
 from kdumpy.analysis.types import (
     VOID,
@@ -30,6 +29,7 @@ from kdumpy.analysis.types import (
     TypedefType,
 )
 from kdumpy.errors import DumpFormatError
+from kdumpy.tables import btf_records, name_hashes, u32_matches, u32s
 
 BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")
@@ -53,18 +53,23 @@ _EXTRA = {
     KIND_DECL_TAG: (4, 0),
     KIND_ENUM64: (0, 12),
 }
+# The same in 4-byte words, record included, indexed by kind (all BTF data is words):
+# what the record walk (kdumpy.tables) steps by.
+_FIXED_WORDS = bytes(3 + _EXTRA.get(k, (0, 0))[0] // 4 for k in range(32))
+_PER_WORDS = bytes(_EXTRA.get(k, (0, 0))[1] // 4 for k in range(32))
 # Name spaces of C: tags (struct/union/enum) apart from ordinary identifiers.
-# Kinds left out of the name index: types are looked up by name, not functions,
-# variables (see variables()), sections or tags.
-# The same in 4-byte words, record included, indexed by kind (all BTF data is words).
-_FIXED_WORDS = [3 + _EXTRA.get(k, (0, 0))[0] // 4 for k in range(32)]
-_PER_WORDS = [_EXTRA.get(k, (0, 0))[1] // 4 for k in range(32)]
+# Kinds types are not looked up by: functions, variables (see variable()), sections, tags.
 _UNNAMED_KINDS = frozenset({KIND_DATASEC, KIND_DECL_TAG, KIND_FUNC_PROTO, KIND_VAR, KIND_FUNC})
 _TAG_KINDS = {KIND_STRUCT: "struct", KIND_UNION: "union", KIND_ENUM: "enum", KIND_ENUM64: "enum"}
 
 
 class Btf:
-    """One BTF blob (vmlinux, or a module's split BTF on top of ``base``)."""
+    """One BTF blob (vmlinux, or a module's split BTF on top of ``base``).
+
+    Opening it walks its records once (their offsets, name offsets and info words, in C
+    when kdumpy._tables is built).  Names are not indexed: the first lookup hashes
+    every record's name (crc32, in C too), and a lookup compares the names of the
+    records whose hash is the name's."""
 
     def __init__(self, data: bytes, source: str = "BTF", base: Btf | None = None) -> None:
         self.source = source
@@ -82,80 +87,55 @@ class Btf:
         self._strings = bytes(data[hdr_len + str_off : hdr_len + str_off + str_len])
         self.first_id = base.next_id if base else 1
         self.str_base: int = (base.str_base + len(base._strings)) if base else 0
-        self._offsets: list[int] = self._scan()
-        # Per type (index = id - first_id): kind (forward declarations of unions get
-        # bit 5) and name offset, as numpy arrays for the vectorised indexes below.
-        words = np.frombuffer(self._types[: len(self._types) & ~3], dtype="<u4")
-        at = np.array(self._offsets, dtype=np.int64) // 4
-        info = words[at + 1] if len(at) else np.zeros(0, dtype=np.uint32)
-        kinds = ((info >> 24) & 0x1F).astype(np.int32)
-        fwd = kinds == KIND_FWD
-        kinds[fwd] |= ((info[fwd] >> 31) << 5).astype(np.int32)
-        self._kinds = kinds
-        self._name_offs = words[at] if len(at) else np.zeros(0, dtype=np.uint32)
-        self._words = words
-        self._word_at = at
+        try:
+            offsets, name_offs, infos = btf_records(self._types, _FIXED_WORDS, _PER_WORDS)
+        except ValueError as exc:
+            raise DumpFormatError(f"{source}: {exc}") from None
+        # Per record (index = id - first_id): byte offset, name offset, info word.
+        self._offsets = u32s(offsets)
+        self._name_offs = u32s(name_offs)
+        self._name_offs_raw = name_offs  # little-endian uint32 bytes
+        self._infos = u32s(infos)
+        self._hashes: bytes | None = None  # crc32 of each record's name, on first lookup
         self._cache: dict[int, Type] = {}
-        self._names: dict[tuple[str, str], int] | None = None
-        self._enum_values: dict[str, int] | None = None
-        self._string_index: tuple[list[str], np.ndarray] | None = None
+        self._found: dict[tuple[str, str], int | None] = {}
+        self._enum_values: dict[str, int | None] = {}
 
     @property
     def next_id(self) -> int:
         """The first type id after this blob (where a module's split BTF starts)."""
         return self.first_id + len(self._offsets)
 
-    def _scan(self) -> list[int]:
-        """Byte offsets of every type record.  Records have variable length, so this
-        is one walk; it reads whole words (no struct unpacking) to stay cheap for the
-        ~100k records of a kernel."""
-        data = self._types
-        if len(data) % 4:
-            raise DumpFormatError(f"{self.source}: BTF type section is not whole words")
-        if sys.byteorder == "little":
-            words: memoryview | list[int] = data.cast("B").cast("I")
-        else:
-            words = np.frombuffer(data, dtype="<u4").tolist()
-        fixed, per = _FIXED_WORDS, _PER_WORDS
-        offsets: list[int] = []
-        append = offsets.append
-        # A record's length follows from its info word alone, and a kernel's ~100k
-        # records have a few thousand distinct ones: a dict of lengths by info word
-        # is a third faster than the arithmetic per record.
-        lengths: dict[int, int] = {}
-        known = lengths.get
-        pos, end = 0, len(words)
-        try:
-            while pos < end:
-                append(pos * 4)
-                info = words[pos + 1]
-                step = known(info)
-                if step is None:
-                    kind = (info >> 24) & 0x1F
-                    step = lengths[info] = fixed[kind] + per[kind] * (info & 0xFFFF)
-                pos += step
-        except IndexError:
-            pos = end + 1
-        if pos != end:
-            raise DumpFormatError(f"{self.source}: BTF type section is truncated")
-        return offsets
+    def _name_offsets(self, name: str) -> list[int]:
+        """Every ``name_off`` value that names ``name`` in this blob's string table: where
+        it stands NUL-terminated, a whole string or the end of a longer one."""
+        key = _key(name)
+        if key is None:
+            return []
+        found: list[int] = []
+        at = self._strings.find(key + b"\0")
+        while at >= 0:
+            found.append(at + self.str_base)
+            at = self._strings.find(key + b"\0", at + 1)
+        return found
 
-    def _strings_at(self, offsets: np.ndarray) -> list[str]:
-        """The strings at many offsets of this blob's string table, at once: the table
-        is split once, and offsets that fall inside a string (shared suffixes) are
-        decoded one by one."""
-        if self._string_index is None:
-            pieces = self._strings.decode("latin-1").split("\0")
-            lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-            starts = np.cumsum(lengths + 1) - (lengths + 1)
-            self._string_index = (pieces, starts)
-        pieces, starts = self._string_index
-        offsets = offsets.astype(np.int64)
-        where = np.searchsorted(starts, offsets, side="right") - 1
-        out = [pieces[i] for i in where.tolist()]
-        for j in np.nonzero(starts[where] != offsets)[0].tolist():
-            out[j] = self.string(int(offsets[j]) + self.str_base)
-        return out
+    def _raw_name(self, i: int) -> bytes | None:
+        """The name bytes of record ``i`` (id - first_id), if in this blob's strings."""
+        at = self._name_offs[i] - self.str_base
+        if not 0 <= at < len(self._strings):
+            return None
+        end = self._strings.find(b"\0", at)
+        return self._strings[at : end if end >= 0 else None]
+
+    def _named(self, name: str) -> list[int]:
+        """Indices (id - first_id) of this blob's records called ``name``, in order."""
+        key = _key(name)
+        if key is None:
+            return []
+        if self._hashes is None:
+            self._hashes = name_hashes(self._strings, self._name_offs_raw, self.str_base)
+        same = u32_matches(self._hashes, [zlib.crc32(key)])
+        return [i for i in same if self._raw_name(i) == key]
 
     # -- raw records ----------------------------------------------------------------------
     def string(self, offset: int) -> str:
@@ -194,38 +174,33 @@ class Btf:
         return range(self.first_id, self.next_id)
 
     # -- name lookups ---------------------------------------------------------------------
-    def _name_index(self) -> dict[tuple[str, str], int]:
-        if self._names is None:
-            kinds = self._kinds
-            offs = self._name_offs.astype(np.int64) - self.str_base
-            named = (self._name_offs != 0) & (offs >= 0) & ~np.isin(kinds, list(_UNNAMED_KINDS))
-            index = np.nonzero(named)[0]
-            names = self._strings_at(offs[index])
-            space_of = ["" for _ in range(64)]
-            for kind, space in _TAG_KINDS.items():
-                space_of[kind] = space
-            space_of[KIND_FWD] = "struct"
-            space_of[KIND_FWD | 0x20] = "union"
-            spaces = [space_of[k] for k in kinds[index].tolist()]
-            ids = (index + self.first_id).tolist()
-            # A full definition wins over a forward declaration, and the first
-            # definition over later ones: the dict keeps the last of equal keys.
-            is_fwd = (kinds[index] & 0x1F) == KIND_FWD
-            order = np.concatenate([np.nonzero(is_fwd)[0], np.nonzero(~is_fwd)[0][::-1]])
-            keys = list(zip(spaces, names, strict=True))
-            picked = order.tolist()
-            self._names = dict(
-                zip(map(keys.__getitem__, picked), map(ids.__getitem__, picked), strict=True)
-            )
-        return self._names
-
     def lookup(self, name: str, space: str = "") -> int | None:
         """Type id of ``name`` in a C name space ("struct", "union", "enum" or "" for
         typedefs, base types, functions and variables); own blob first, then base."""
-        found = self._name_index().get((space, name))
+        if (space, name) in self._found:
+            found = self._found[space, name]
+        else:
+            found = self._found[space, name] = self._find(name, space)
         if found is None and self.base is not None:
             return self.base.lookup(name, space)
         return found
+
+    def _find(self, name: str, space: str) -> int | None:
+        """A full definition wins over a forward declaration, the first definition over
+        later ones, and the last forward declaration over earlier ones."""
+        definition = declaration = None
+        for i in self._named(name):
+            info = self._infos[i]
+            kind = info >> 24 & 0x1F
+            if kind in _UNNAMED_KINDS:
+                continue
+            if kind == KIND_FWD:
+                if space == ("union" if info >> 31 else "struct"):
+                    declaration = i
+            elif space == _TAG_KINDS.get(kind, "") and definition is None:
+                definition = i
+        found = definition if definition is not None else declaration
+        return None if found is None else found + self.first_id
 
     # -- building Type objects -------------------------------------------------------------
     def type(self, type_id: int) -> Type:
@@ -313,52 +288,48 @@ class Btf:
             out.append((self.string(e_name), value))
         return out
 
-    def variables(self) -> dict[str, int]:
-        """``name -> type id`` of the variables this BTF declares (kernel BTF: per-CPU
-        variables only)."""
-        index = np.nonzero(self._kinds == KIND_VAR)[0]
-        names = self._strings_at(self._name_offs[index].astype(np.int64) - self.str_base)
-        return dict(zip(names, (index + self.first_id).tolist(), strict=True))
+    def variable(self, name: str) -> int | None:
+        """Type id of the variable ``name`` declares (kernel BTF: per-CPU variables only;
+        the last of a name), or None."""
+        found = [i for i in self._named(name) if self._infos[i] >> 24 & 0x1F == KIND_VAR]
+        return found[-1] + self.first_id if found else None
 
     def enumerator(self, name: str) -> int | None:
-        """Value of an enumeration constant (e.g. ``PIDTYPE_PID``) anywhere in the BTF."""
-        if self._enum_values is None:
-            self._enum_values = self._all_enumerators()
-        found = self._enum_values.get(name)
+        """Value of an enumeration constant (e.g. ``PIDTYPE_PID``) anywhere in the BTF:
+        the first of a name, in type order."""
+        if name not in self._enum_values:
+            self._enum_values[name] = self._find_enumerator(name)
+        found = self._enum_values[name]
         if found is None and self.base is not None:
             return self.base.enumerator(name)
         return found
 
-    def _all_enumerators(self) -> dict[str, int]:
-        """Every enumerator of this blob, gathered with numpy (the first one of a name
-        wins, in type order)."""
-        words = self._words
-        names: list[str] = []
-        values: list[int] = []
-        where: list[np.ndarray] = []
-        for kind, width in ((KIND_ENUM, 2), (KIND_ENUM64, 3)):
-            index = np.nonzero(self._kinds == kind)[0]
-            at = self._word_at[index]
-            info = words[at + 1]
-            vlen = (info & 0xFFFF).astype(np.int64)
-            signed = np.repeat((info >> 31) != 0, vlen)
-            # Word offset of each enumerator: its enum's first entry + width * j.
-            first = np.repeat(at + 3, vlen)
-            within = np.arange(int(vlen.sum())) - np.repeat(np.cumsum(vlen) - vlen, vlen)
-            entry = first + width * within
-            names += self._strings_at(words[entry].astype(np.int64) - self.str_base)
+    def _find_enumerator(self, name: str) -> int | None:
+        """The words of the type section naming ``name`` that are an enumerator's name:
+        inside an enum record's entries, on an entry's first word."""
+        for word in u32_matches(self._types, self._name_offsets(name)):
+            pos = 4 * word
+            i = bisect_right(self._offsets, pos) - 1
+            if i < 0:
+                continue
+            info = self._infos[i]
+            kind, kflag, vlen = info >> 24 & 0x1F, info >> 31, info & 0xFFFF
+            width = 8 if kind == KIND_ENUM else 12 if kind == KIND_ENUM64 else 0
+            within = pos - self._offsets[i] - 12
+            if not width or within < 0 or within % width or within // width >= vlen:
+                continue
             if kind == KIND_ENUM:
-                raw = words[entry + 1].astype(np.int64)
-                values += np.where(signed & (raw >= 1 << 31), raw - (1 << 32), raw).tolist()
-            else:
-                lo = words[entry + 1].astype(object)
-                hi = words[entry + 2].astype(object)
-                values += [
-                    v - (1 << 64) if s and v >> 63 else v
-                    for v, s in zip((lo | hi << 32).tolist(), signed.tolist(), strict=True)
-                ]
-            where.append(entry)
-        # Type order, and the first of equal names kept: the dict keeps the last.
-        order = np.argsort(np.concatenate(where), kind="stable")[::-1].tolist()
-        out = dict(zip(map(names.__getitem__, order), map(values.__getitem__, order), strict=True))
-        return out
+                return int(struct.unpack_from("<i" if kflag else "<I", self._types, pos + 4)[0])
+            lo, hi = struct.unpack_from("<II", self._types, pos + 4)
+            value = lo | hi << 32
+            return value - (1 << 64) if kflag and value >> 63 else value
+        return None
+
+
+def _key(name: str) -> bytes | None:
+    """A name as the string table holds it (None if no string can be it)."""
+    try:
+        key = name.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return key if key and b"\0" not in key else None

@@ -18,122 +18,100 @@ when the kernel has it (found by its place after other tables, and checked).
 
 from __future__ import annotations
 
+import array
 import struct
-from collections.abc import Callable
+import zlib
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
-import numpy as np
-
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.tables import (
+    ENCODINGS,
+    U32Array,
+    kallsyms_addresses,
+    kallsyms_expand,
+    kallsyms_walk,
+    le_array,
+    name_hashes,
+    seqs_check,
+    u32_matches,
+    u32s,
+)
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 ReadFn = Callable[[int, int], bytes]
 
 # Sanity bound: a kernel has a few hundred thousand symbols at most.
 _MAX_SYMS = 2_000_000
+_U64 = (1 << 64) - 1
 
 
-def entry_starts(names: bytes, count: int, long_lengths: bool = True) -> tuple[list[int], int]:
-    """Offset of each entry's length prefix, and where the last entry ends.  The
-    entries form a chain (each length says where the next begins), so this one walk
-    stays in Python; the rest of the decoding is vectorised.  ``long_lengths``: a
-    length byte with its top bit set is followed by a second one (Linux >= 6.1)."""
-    starts = [0] * count
-    pos = 0
+def entry_starts(names: bytes, count: int, long_lengths: bool = True) -> tuple[bytes, int]:
+    """Offset of each entry's length prefix (little-endian uint32 bytes: :func:`u32s`
+    reads them), and where the last entry ends.  The entries form a chain (each length
+    says where the next begins): one walk, in C when kdumpy._tables is built.
+    ``long_lengths``: a length byte with its top bit set is followed by a second one
+    (Linux >= 6.1).  An entry without a token is corrupt."""
     try:
-        for i in range(count):
-            starts[i] = pos
-            length = names[pos]
-            if length & 0x80 and long_lengths:
-                length = (length & 0x7F) | (names[pos + 1] << 7)
-                pos += 1
-            pos += 1 + length
-    except IndexError:
-        raise DumpFormatError("kallsyms_names ends early (corrupt or truncated)") from None
-    if pos > len(names):
-        raise DumpFormatError("kallsyms_names ends early (corrupt or truncated)")
-    return starts, pos
-
-
-def _lengths(
-    data: np.ndarray, starts: np.ndarray, long_lengths: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each entry's token count, and whether its length took two bytes."""
-    if not long_lengths:
-        return data[starts].astype(np.int32), np.zeros(len(starts), dtype=bool)
-    wide = (data[starts] & 0x80) != 0
-    lengths = (data[starts] & 0x7F).astype(np.int32)
-    lengths[wide] |= data[starts[wide] + 1].astype(np.int32) << 7
-    return lengths, wide
-
-
-def _expand_names(
-    names: bytes,
-    starts: np.ndarray,
-    table: bytes,
-    index: tuple[int, ...],
-    long_lengths: bool = True,
-) -> tuple[list[str], str]:
-    """Decode ``count`` token-compressed entries into names and their nm type
-    characters, with numpy: every token byte becomes its text, gathered from the token
-    table in one go."""
-    data = np.frombuffer(names, dtype=np.uint8)
-    count = len(starts)
-    lengths, wide = _lengths(data, starts, long_lengths)
-    if not lengths.all():
+        starts, end, nonempty = kallsyms_walk(names, count, long_lengths)
+    except ValueError as exc:
+        raise DumpFormatError(str(exc)) from None
+    if not nonempty:
         raise DumpFormatError("kallsyms_names has an empty entry (corrupt)")
-    # Token bytes of all entries, in order: skip the 1-2 length bytes of each entry.
-    body = np.ones(int(starts[-1]) + 1 + int(wide[-1]) + int(lengths[-1]), dtype=bool)
-    body[starts] = False
-    body[starts[wide] + 1] = False
-    tokens = data[: len(body)][body]
-    # Text of each of the 256 tokens: start in the table and length (up to its NUL).
-    tok_start = np.array(index, dtype=np.int32)
-    ends = [table.find(b"\0", i) for i in index]
-    if min(ends) < 0:
-        raise DumpFormatError("kallsyms_token_table is corrupt (token without NUL)")
-    tok_len = np.array(ends, dtype=np.int32) - tok_start
-    piece_len = tok_len[tokens]
-    piece_end = np.cumsum(piece_len, dtype=np.int32)
-    piece_out = piece_end - piece_len  # where each token's text goes
-    src = np.repeat(tok_start[tokens] - piece_out, piece_len)
-    src += np.arange(len(src), dtype=np.int32)
-    text = np.frombuffer(table, dtype=np.uint8)[src]
-    # Each name's first character is its type; a NUL there separates the names.
-    name_start = piece_out[np.cumsum(lengths, dtype=np.int32) - lengths]
-    types = text[name_start].tobytes().decode("latin-1")
-    text[name_start] = 0
-    decoded = text.tobytes().decode("latin-1").split("\0")[1:]
-    if len(decoded) != count:
-        raise DumpFormatError("kallsyms_names has a NUL inside a name (corrupt)")
-    return decoded, types
+    return starts, end
 
 
-def candidate_addresses(
-    offsets: np.ndarray, base: int | None, table_addr: int
-) -> dict[str, np.ndarray]:
-    """Every address encoding kernels have used, as uint64 arrays."""
-    signed = offsets.astype(np.int64)
-    candidates: dict[str, np.ndarray] = {}
+class Encoding:
+    """One way kernels have stored symbol addresses: from 32-bit ``kallsyms_offsets``
+    entries, ``relative`` to ``kallsyms_relative_base``, ``absolute-percpu`` (negative:
+    relative, below the base), ``place-relative`` (to the entry's own address); or
+    ``absolute`` 64-bit addresses."""
+
+    def __init__(self, name: str, raw: bytes, base: int | None = None, table: int = 0) -> None:
+        self.name, self.base, self.table = name, base or 0, table
+        self._raw = raw
+        self._values: Sequence[int] = (
+            u32s(raw) if name == "relative" else le_array("Q" if name == "absolute" else "i", raw)
+        )
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def address(self, i: int) -> int:
+        """The address of entry ``i`` alone (to choose an encoding cheaply)."""
+        v = self._values[i]
+        if self.name == "relative":
+            return (self.base + v) & _U64
+        if self.name == "absolute-percpu":
+            return v if v >= 0 else (self.base - 1 - v) & _U64
+        if self.name == "place-relative":
+            return (self.table + 4 * i + v) & _U64
+        return v
+
+    def addresses(self) -> array.array:
+        """Every address (uint64), in C when kdumpy._tables is built."""
+        if self.name == "absolute":
+            return array.array("Q", self._values)
+        return le_array(
+            "Q", kallsyms_addresses(self._raw, ENCODINGS.index(self.name), self.base, self.table)
+        )
+
+
+def candidate_addresses(offsets: bytes, base: int | None, table_addr: int) -> dict[str, Encoding]:
+    """Every encoding of 32-bit offsets kernels have used."""
+    candidates: dict[str, Encoding] = {}
     if base is not None:
-        rel = (np.uint64(base) + offsets.astype(np.uint32).astype(np.uint64)).astype(np.uint64)
-        candidates["relative"] = rel
-        absolute = np.where(
-            signed >= 0,
-            signed.astype(np.uint64),
-            (np.uint64(base) - np.uint64(1) - signed.astype(np.uint64)),
-        ).astype(np.uint64)
-        candidates["absolute-percpu"] = absolute
-    place = np.arange(len(offsets), dtype=np.uint64) * np.uint64(4) + np.uint64(table_addr)
-    candidates["place-relative"] = (place + signed.astype(np.uint64)).astype(np.uint64)
+        candidates["relative"] = Encoding("relative", offsets, base)
+        candidates["absolute-percpu"] = Encoding("absolute-percpu", offsets, base)
+    candidates["place-relative"] = Encoding("place-relative", offsets, None, table_addr)
     return candidates
 
 
 class Kallsyms:
-    """vmlinux symbols in kallsyms order (sorted by address): ``types`` (one nm
-    character each) and ``addresses`` (uint64 numpy array) up front; names decoded one
-    at a time on demand (:meth:`name`, :meth:`indices_of`) or all at once
-    (:attr:`names`).
+    """vmlinux symbols in kallsyms order (sorted by address): ``addresses`` (uint64
+    array) up front; names and nm types decoded one at a time on demand (:meth:`name`,
+    :meth:`type_of`, :meth:`indices_of`) or all at once (:attr:`names`, :attr:`types`).
 
     Looking names up needs no table of all of them when the kernel has
     ``kallsyms_seqs_of_names`` (Linux >= 6.2, and backports): its symbol indices
@@ -143,100 +121,129 @@ class Kallsyms:
     def __init__(
         self,
         names_raw: bytes,
-        starts: np.ndarray,
+        starts: bytes,
         table: bytes,
         index: tuple[int, ...],
-        addresses: np.ndarray | None = None,
+        addresses: Sequence[int] | None = None,
         long_lengths: bool = True,
     ) -> None:
         self._raw = names_raw
-        data = np.frombuffer(names_raw, dtype=np.uint8)
-        self._starts = starts
+        self._starts_raw = starts
+        self._starts: U32Array = u32s(starts)
         self._long_lengths = long_lengths
-        self._lengths, wide = _lengths(data, starts, long_lengths)
-        self._first = starts + 1 + wide  # first token byte of each entry
-        if not self._lengths.all():
-            raise DumpFormatError("kallsyms_names has an empty entry (corrupt)")
         self._table, self._index = table, index
-        self._tokens = [table[i : table.find(b"\0", i)].decode("latin-1") for i in index]
-        # The type is the first character of an entry's first token.
-        firsts = "".join(t[:1] or "?" for t in self._tokens).encode("latin-1")
-        self.types: list[str] = list(
-            np.frombuffer(firsts, dtype=np.uint8)[data[self._first]].tobytes().decode("latin-1")
-        )
-        self.addresses = addresses if addresses is not None else np.zeros(0, dtype=np.uint64)
-        self._seqs: np.ndarray | None = None
+        ends = [table.find(b"\0", i) for i in index]
+        if len(index) != 256 or min(ends) < 0:
+            raise DumpFormatError("kallsyms_token_table is corrupt (token without NUL)")
+        self._token_bytes = [table[i:end] for i, end in zip(index, ends, strict=True)]
+        self._tokens = [t.decode("latin-1") for t in self._token_bytes]
+        self.addresses: Sequence[int] = addresses if addresses is not None else array.array("Q")
+        self._seqs: bytes | None = None  # kallsyms_seqs_of_names: 3-byte big-endian
         self._decoded: dict[int, str] = {}
+        self._hashes: bytes | None = None  # crc32 of each name (kernels without seqs)
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    def _tokens_of(self, i: int) -> bytes:
+        """Entry ``i``'s token bytes (the walk checked that each fits in the names)."""
+        pos = self._starts[i]
+        length = self._raw[pos]
+        if length & 0x80 and self._long_lengths:
+            length = (length & 0x7F) | self._raw[pos + 1] << 7
+            pos += 1
+        return self._raw[pos + 1 : pos + 1 + length]
 
     def name(self, i: int) -> str:
         """The name of entry ``i`` (decoded once)."""
         found = self._decoded.get(i)
         if found is None:
-            first = int(self._first[i])
-            tokens = self._raw[first : first + int(self._lengths[i])]
-            found = "".join(map(self._tokens.__getitem__, tokens))[1:]
+            found = "".join(map(self._tokens.__getitem__, self._tokens_of(i)))[1:]
             self._decoded[i] = found
         return found
 
+    def type_of(self, i: int) -> str:
+        """The nm type character of entry ``i``: the first of its first token."""
+        for token in self._tokens_of(i):
+            if self._tokens[token]:
+                return self._tokens[token][0]
+        return "?"
+
+    @cached_property
+    def _expanded(self) -> tuple[bytes, bytes, bytes]:
+        """Every name (NUL after each), every type, where each name starts in the text."""
+        try:
+            return kallsyms_expand(
+                self._raw, self._starts_raw, self._long_lengths, self._token_bytes
+            )
+        except ValueError as exc:
+            raise DumpFormatError(str(exc)) from None
+
     @cached_property
     def names(self) -> list[str]:
-        """Every name, decoded at once (completion, and kernels without seqs_of_names)."""
-        return _expand_names(self._raw, self._starts, self._table, self._index, self._long_lengths)[
-            0
-        ]
+        """Every name, decoded at once (completion, listings)."""
+        names = self._expanded[0].decode("latin-1").split("\0")[:-1]
+        if len(names) != len(self):
+            raise DumpFormatError("kallsyms_names has a NUL inside a name (corrupt)")
+        return names
+
+    @cached_property
+    def types(self) -> list[str]:
+        """Every nm type character, in kallsyms order."""
+        return list(self._expanded[1].decode("latin-1"))
+
+    def _seq(self, j: int) -> int:
+        assert self._seqs is not None
+        return int.from_bytes(self._seqs[3 * j : 3 * j + 3], "big")
+
+    def indices_of(self, name: str) -> list[int]:
+        """Entries called ``name``, in kallsyms order: a binary search over
+        seqs_of_names, or (a kernel without it) the entries whose name has the same
+        crc32 (every name expanded and hashed once, in C when built), compared."""
+        if self._seqs is None:
+            try:
+                key = name.encode("latin-1")
+            except UnicodeEncodeError:
+                return []
+            text, _types, offsets = self._expanded
+            if self._hashes is None:
+                self._hashes = name_hashes(text, offsets, 0)
+            at = u32s(offsets)
+            same = u32_matches(self._hashes, [zlib.crc32(key)])
+            return [i for i in same if text[at[i] : at[i] + len(key) + 1] == key + b"\0"]
+        n = len(self)
+        lo = bisect_left(range(n), name, key=lambda j: self.name(self._seq(j)))
+        found = []
+        while lo < n and self.name(self._seq(lo)) == name:
+            found.append(self._seq(lo))
+            lo += 1
+        return sorted(found)
 
     @property
     def searchable(self) -> bool:
         return self._seqs is not None
-
-    def indices_of(self, name: str) -> list[int]:
-        """Entries called ``name``, in kallsyms order (binary search over
-        seqs_of_names; needs :attr:`searchable`)."""
-        seqs = self._seqs
-        assert seqs is not None
-        lo, hi = 0, len(seqs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.name(int(seqs[mid])) < name:
-                lo = mid + 1
-            else:
-                hi = mid
-        found = []
-        while lo < len(seqs) and self.name(int(seqs[lo])) == name:
-            found.append(int(seqs[lo]))
-            lo += 1
-        return sorted(found)
 
     def use_seqs_of_names(self, data: bytes) -> bool:
         """Take ``kallsyms_seqs_of_names`` (3-byte big-endian indices) if ``data`` is
         it: a permutation of the entries whose names are in order, checked on a
         sample (its address is not exported, so candidates are tried)."""
         count = len(self)
-        if len(data) < 3 * count:
+        if len(data) < 3 * count or not seqs_check(data[: 3 * count], count):
             return False
-        b = np.frombuffer(data[: 3 * count], dtype=np.uint8).reshape(count, 3).astype(np.int64)
-        seqs = b[:, 0] << 16 | b[:, 1] << 8 | b[:, 2]
-        if int(seqs.max()) >= count or not (np.bincount(seqs, minlength=count) == 1).all():
-            return False
+        seqs = data[: 3 * count]
         step = max(1, count // 64)
         for i in range(0, count - 1, step):
-            if self.name(int(seqs[i])) > self.name(int(seqs[i + 1])):
+            a = int.from_bytes(seqs[3 * i : 3 * i + 3], "big")
+            b = int.from_bytes(seqs[3 * i + 3 : 3 * i + 6], "big")
+            if self.name(a) > self.name(b):
                 return False
         self._seqs = seqs
         return True
 
     def index_of(self, name: str) -> int | None:
         """The first entry called ``name``, or None."""
-        if self.searchable:
-            found = self.indices_of(name)
-            return found[0] if found else None
-        try:
-            return self.names.index(name)
-        except ValueError:
-            return None
+        found = self.indices_of(name)
+        return found[0] if found else None
 
     @classmethod
     def from_vmcoreinfo(cls, info: VmcoreInfo, read: ReadFn) -> Kallsyms:
@@ -259,13 +266,13 @@ class Kallsyms:
         names_addr = info.require("SYMBOL(kallsyms_names)")
         names_raw = cls._read_names(read, info, names_addr, count)
         starts, end = entry_starts(names_raw, count)
-        k = cls(names_raw, np.array(starts, dtype=np.int32), table, index)
+        k = cls(names_raw, starts, table, index)
         offsets_addr = info.symbol("kallsyms_offsets")
         if offsets_addr is None:
             raise DumpFormatError(f"{info.source}: VMCOREINFO has no SYMBOL(kallsyms_offsets)")
         base_addr = info.symbol("kallsyms_relative_base")
         k._find_seqs(read, names_addr + end, offsets_addr + 4 * count, base_addr)
-        offsets = np.frombuffer(read(offsets_addr, 4 * count), dtype=np.int32)
+        offsets = read(offsets_addr, 4 * count)
         base = struct.unpack("<Q", read(base_addr, 8))[0] if base_addr else None
         k.addresses = cls._pick_encoding(info, k, offsets, base, offsets_addr)
         return k
@@ -313,17 +320,16 @@ class Kallsyms:
 
     @staticmethod
     def _pick_encoding(
-        info: VmcoreInfo, k: Kallsyms, offsets: np.ndarray, base: int | None, table: int
-    ) -> np.ndarray:
+        info: VmcoreInfo, k: Kallsyms, offsets: bytes, base: int | None, table: int
+    ) -> array.array:
         stext = info.symbol("_stext")
         found = k.index_of("_stext")
-        where = -1 if found is None else found
         candidates = candidate_addresses(offsets, base, table)
-        if stext is not None and where >= 0:
-            for addresses in candidates.values():
-                if int(addresses[where]) == stext:
-                    return addresses
+        if stext is not None and found is not None:
+            for encoding in candidates.values():
+                if encoding.address(found) == stext:
+                    return encoding.addresses()
             raise DumpFormatError(
                 f"{info.source}: no kallsyms address encoding reproduces _stext {stext:#x}"
             )
-        return next(iter(candidates.values()))
+        return next(iter(candidates.values())).addresses()

@@ -36,14 +36,14 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
 from kdumpy.analysis.kallsyms import (
+    Encoding,
     Kallsyms,
     candidate_addresses,
     entry_starts,
 )
 from kdumpy.errors import DumpFormatError, KdumpyError
+from kdumpy.tables import le_array, u32_matches, u32s
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
 
 Image = bytes | bytearray  # the kernel image as read from the dump
@@ -71,7 +71,7 @@ class TokenTable:
 @dataclass(frozen=True)
 class Markers:
     start: int  # offset of kallsyms_markers
-    values: np.ndarray  # int64
+    values: list[int]
     width: int  # 4 or 8
     align: int
 
@@ -80,7 +80,7 @@ class Markers:
 class Names:
     start: int  # offset of kallsyms_names
     count: int  # kallsyms_num_syms
-    starts: np.ndarray  # offset of each entry in the names
+    starts: bytes  # offset of each entry in the names (little-endian uint32)
     end: int  # offset just past the names
     long_lengths: bool
 
@@ -133,33 +133,37 @@ def find_markers(image: Image, tokens: TokenTable) -> Iterator[Markers]:
     for window, width in ((1 << 20, 4), (1 << 20, 8), (3 * _MAX_SYMS + (1 << 16), 4)):
         lo = max(0, before - window)
         lo += -lo % 8
-        dtype = "<u4" if width == 4 else "<u8"
         for phase in range(0, 8, max(width, align)):
             start = lo + phase
-            words = np.frombuffer(image, dtype=dtype, count=(before - start) // width, offset=start)
-            yield from _marker_runs(words, width, start, before, align)
+            region = bytes(image[start : start + (before - start) // width * width])
+            yield from _marker_runs(region, width, start, before, align)
 
 
-def _marker_runs(
-    words: np.ndarray, width: int, lo: int, before: int, align: int
-) -> Iterator[Markers]:
-    if len(words) < 2:
-        return
-    values = words.astype(np.int64) if width == 4 else words.view(np.int64)
-    step = np.diff(values)
-    good = (step >= _MIN_STEP) & (step <= _MAX_STEP)
-    starts = np.flatnonzero((values[:-1] == 0) & good)
-    breaks = np.flatnonzero(~good)
-    for first in starts[::-1].tolist():
-        k = int(np.searchsorted(breaks, first))
-        last = int(breaks[k]) if k < len(breaks) else len(values) - 1
+def _zero_words(region: bytes, width: int) -> list[int]:
+    """Indices of the all-zero words of ``region`` (``width`` bytes each)."""
+    zeros = u32_matches(region, [0])
+    if width == 4:
+        return zeros
+    pairs = set(zeros)
+    return [j // 2 for j in zeros if j % 2 == 0 and j + 1 in pairs]
+
+
+def _marker_runs(region: bytes, width: int, lo: int, before: int, align: int) -> Iterator[Markers]:
+    values = le_array("I" if width == 4 else "Q", region)
+    n = len(values)
+    for first in reversed(_zero_words(region, width)):
+        if first + 1 >= n or not _MIN_STEP <= values[first + 1] <= _MAX_STEP:
+            continue
+        last = first + 1
+        while last + 1 < n and _MIN_STEP <= values[last + 1] - values[last] <= _MAX_STEP:
+            last += 1
         count = last - first + 1
         begin, end = lo + width * first, lo + width * (last + 1)
         gap = before - _align(end, align)
         # Nothing between markers and token table, or seqs_of_names (3 bytes a
         # symbol, 256 symbols a marker).
         if begin % align == 0 and (gap == 0 or 768 * (count - 1) < gap <= 768 * count + align):
-            yield Markers(begin, values[first : last + 1].copy(), width, align)
+            yield Markers(begin, list(values[first : last + 1]), width, align)
 
 
 def find_names(image: Image, markers: Markers) -> Names | None:
@@ -175,11 +179,14 @@ def find_names(image: Image, markers: Markers) -> Names | None:
     lo += -lo % align
     if hi < lo:
         return None
-    dtype = "<u8" if align == 8 else "<u4"
-    words = np.frombuffer(image, dtype=dtype, count=(hi - lo) // align + 1, offset=lo - align)
-    hits = np.flatnonzero((words >= lo_count) & (words <= hi_count))
-    for i in hits[::-1].tolist():
-        start, count = lo + align * i, int(words[i])
+    # The words that may be num_syms (the word before the names), found in C.
+    region = bytes(image[lo - align : lo - align + align * ((hi - lo) // align + 1)])
+    hits = u32_matches(region, range(lo_count, hi_count + 1))
+    if align == 8:  # an unsigned long: its high half is zero
+        words = u32s(region)
+        hits = [j // 2 for j in hits if j % 2 == 0 and words[j + 1] == 0]
+    for i in reversed(hits):
+        start, count = lo + align * i, int.from_bytes(region[align * i : align * i + 4], "little")
         for long_lengths in (True, False):
             names = _walk_names(image, start, count, markers, long_lengths)
             if names is not None:
@@ -197,15 +204,14 @@ def _walk_names(
         return None
     if _align(start + end, markers.align) != markers.start:
         return None
-    starts_arr = np.array(starts, dtype=np.int64)
-    if not np.array_equal(starts_arr[::256], markers.values):
+    if list(u32s(starts)[::256]) != markers.values:
         return None
-    return Names(start, count, starts_arr.astype(np.int32), start + end, long_lengths)
+    return Names(start, count, starts, start + end, long_lengths)
 
 
 def _address_candidates(
     image: Image, base: int, names: Names, tokens: TokenTable
-) -> Iterator[tuple[str, np.ndarray, int | None]]:
+) -> Iterator[tuple[str, Encoding, int | None]]:
     """``(encoding, addresses, seqs_of_names offset)`` for every place and encoding the
     layouts allow."""
     count, align = names.count, tokens.align
@@ -213,15 +219,15 @@ def _address_candidates(
     def u64(at: int) -> int | None:
         return struct.unpack_from("<Q", image, at)[0] if 0 <= at <= len(image) - 8 else None
 
-    def s32s(at: int) -> np.ndarray | None:
+    def s32s(at: int) -> bytes | None:
         if at < 0 or at + 4 * count > len(image):
             return None
-        return np.frombuffer(image, dtype="<i4", count=count, offset=at)
+        return bytes(image[at : at + 4 * count])
 
-    def u64s(at: int) -> np.ndarray | None:
+    def u64s(at: int) -> Encoding | None:
         if at < 0 or at + 8 * count > len(image):
             return None
-        return np.frombuffer(image, dtype="<u8", count=count, offset=at).astype(np.uint64)
+        return Encoding("absolute", bytes(image[at : at + 8 * count]))
 
     num_syms = names.start - align
     # Up to 6.3: [offsets, relative_base | addresses], num_syms, names.
@@ -286,10 +292,10 @@ def _build(
     stext = where["_stext"]
     if stext is None:
         return None
-    for _encoding, addresses, seqs_at in _address_candidates(image, base, names, tokens):
-        if not all(i is None or int(addresses[i]) == anchors[n] for n, i in where.items()):
+    for _name, encoding, seqs_at in _address_candidates(image, base, names, tokens):
+        if not all(i is None or encoding.address(i) == anchors[n] for n, i in where.items()):
             continue
-        k.addresses = addresses
+        k.addresses = encoding.addresses()
         seqs_places = [seqs_at] if seqs_at is not None else []
         markers_end = markers.start + markers.width * len(markers.values)
         seqs_places.append(_align(markers_end, markers.align))
@@ -301,16 +307,21 @@ def _build(
 
 
 # The image is read from _stext on until the token table is found and enough follows it
-# for the 6.4+ layout's addresses (4 or 8 bytes a symbol); kernels are far smaller.
+# for the 6.4+ layout's addresses (4 or 8 bytes a symbol); kernels are far smaller.  A
+# first try reads 2 MiB past the table (6.4+ offsets and seqs_of_names of up to ~290k
+# symbols; older layouts need nothing past it): half the reading on a 5.10 kernel.
 _CHUNK = 4 << 20
+_FIRST_AFTER = 2 << 20
 _AFTER_TABLE = 16 << 20
 _MAX_IMAGE = 256 << 20
 # A VMCOREINFO without PAGESIZE (none seen) is read in the smallest page any kernel uses.
 _DEFAULT_PAGE = 4096
 
 
-def read_kernel_image(read: Callable[[int, int], bytes], start: int, page_size: int) -> bytearray:
-    """The kernel image from ``start`` (physical) on, in chunks, far enough past the
+def read_kernel_image(
+    read: Callable[[int, int], bytes], start: int, page_size: int, after: int = _AFTER_TABLE
+) -> bytearray:
+    """The kernel image from ``start`` (physical) on, in chunks, ``after`` bytes past the
     first token table candidate; stops early at a chunk the dump has none of.
 
     A filtered dump (dump level 1 and up) leaves out the image's all-zero pages, e.g. in
@@ -330,7 +341,7 @@ def read_kernel_image(read: Callable[[int, int], bytes], start: int, page_size: 
         if want == _MAX_IMAGE:
             found = data.find(DIGITS, max(0, len(data) - _CHUNK - len(DIGITS)))
             if found >= 0:
-                want = min(_MAX_IMAGE, found + _AFTER_TABLE)
+                want = min(_MAX_IMAGE, found + after)
     return data  # no copy: the scan only reads it
 
 
@@ -358,8 +369,13 @@ def kallsyms_from_image(
             "pass the vmlinux or System.map"
         )
     anchors = {n: a for n in ANCHORS if (a := info.symbol(n)) is not None}
-    image = read_kernel_image(read_phys, vtop(stext), info.page_size or _DEFAULT_PAGE)
-    return scan_kallsyms(image, stext, anchors, info.source)
+    start, page = vtop(stext), info.page_size or _DEFAULT_PAGE
+    try:
+        image = read_kernel_image(read_phys, start, page, _FIRST_AFTER)
+        return scan_kallsyms(image, stext, anchors, info.source)
+    except DumpFormatError:  # tables further on than the first read: read all of it
+        image = read_kernel_image(read_phys, start, page)
+        return scan_kallsyms(image, stext, anchors, info.source)
 
 
 # VMCOREINFO symbols that are kernel-image addresses (mem_section is dynamic on most).

@@ -315,14 +315,11 @@ class Program:
         raise LookupError_(f"no enumerator named '{name}' in the dump's BTF")
 
     # -- objects --------------------------------------------------------------------------------
-    @cached_property
-    def _percpu_vars(self) -> dict[str, int]:
-        return self.btf.variables()
-
     def variable_type(self, name: str) -> Type:
         """The declared type of a global: BTF variable (per-CPU) or the built-in table."""
-        if name in self._percpu_vars:
-            return self.btf.type(self._percpu_vars[name])
+        var = self.btf.variable(name)
+        if var is not None:
+            return self.btf.type(var)
         for spec in GLOBALS.get(name, ()):
             try:
                 t = self.type(spec)

@@ -11,18 +11,22 @@ The table keeps parallel arrays (a kernel has ~150k symbols) and builds
 
 from __future__ import annotations
 
+import array
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, count
 from typing import TYPE_CHECKING
 
-import numpy as np
+from kdumpy.tables import never_decreasing
 
 if TYPE_CHECKING:
     from kdumpy.analysis.kallsyms import Kallsyms
 
 # nm types that mark code; used to prefer a function over data at the same address.
 TEXT_TYPES = frozenset("tTwW")
+# Addresses below this are not kernel addresses (absolute per-CPU offsets are small).
+_KERNEL = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -39,42 +43,74 @@ class Symbol:
         return f"{text} [{self.module}]" if self.module else text
 
 
+class _Run:
+    """Symbols ``start..end-1`` of the table at kernel addresses, in address order
+    (``order``: their indices, ``addrs``: their addresses), for binary searches.  The
+    vmlinux symbols come sorted (kallsyms is in address order): then checking that is
+    all it costs."""
+
+    def __init__(self, addresses: array.array, start: int, end: int) -> None:
+        addrs = addresses[start:end]
+        if never_decreasing(addrs):
+            first = bisect.bisect_left(addrs, _KERNEL)
+            self.order: Sequence[int] = range(start + first, end)
+            self.addrs: Sequence[int] = addrs[first:]
+        else:
+            kernel = [i for i, a in enumerate(addrs) if a >= _KERNEL]
+            kernel.sort(key=addrs.__getitem__)  # stable: aliases stay in table order
+            self.order = [start + i for i in kernel]
+            self.addrs = [addrs[i] for i in kernel]
+
+    def at_or_below(self, address: int) -> list[int]:
+        """Indices of the symbols at the highest address <= ``address`` (aliases)."""
+        j = bisect.bisect_right(self.addrs, address) - 1
+        if j < 0:
+            return []
+        first = bisect.bisect_left(self.addrs, self.addrs[j], 0, j)
+        return [self.order[k] for k in range(first, j + 1)]
+
+    def above(self, address: int) -> int | None:
+        """The lowest address above ``address``."""
+        j = bisect.bisect_right(self.addrs, address)
+        return self.addrs[j] if j < len(self.addrs) else None
+
+
 class SymbolTable:
     """All known symbols; lookups by name and by address."""
 
     def __init__(self) -> None:
-        # vmlinux symbols stay in their Kallsyms (names decoded on demand) as entries
-        # 0..base-1; later ones (modules) are kept here, names in ``_names``.
+        # vmlinux symbols stay in their Kallsyms (names and types decoded on demand) as
+        # entries 0..base-1; later ones (modules) are kept here, names in ``_names``.
         self._kallsyms: Kallsyms | None = None
         self._base = 0
         self._names: list[str] = []
-        self._types: list[str] = []
+        self._types: list[str] = []  # of entries base.. (all of them without kallsyms)
         self._modules: list[str | None] = []
         self._sizes: list[int] = []
-        self._addresses = np.zeros(0, dtype=np.uint64)
+        self._addresses = array.array("Q")
         self._by_name: dict[str, int] | None = None
         self._module_names: dict[str, int] | None = None
-        self._order: np.ndarray | None = None  # indices sorted for address lookups
-        self._sorted_addrs = np.zeros(0, dtype=np.uint64)
+        # Address order: the first object file's symbols (vmlinux), then the rest.
+        self._first_end: int | None = None
+        self._runs: list[_Run] | None = None
 
     def add_kallsyms(self, kallsyms: Kallsyms) -> None:
         """The vmlinux symbols (first, before any module's)."""
-        if len(self._types):
+        if len(self._addresses):
             raise ValueError("vmlinux kallsyms go first")
         self._kallsyms = kallsyms
         self._base = len(kallsyms)
-        self._types = list(kallsyms.types)
         self._modules = [None] * self._base
         self._sizes = [0] * self._base
-        self._addresses = kallsyms.addresses.astype(np.uint64)
-        self._by_name = None
-        self._order = None
+        self._addresses = array.array("Q")
+        self._addresses.extend(kallsyms.addresses)
+        self._changed()
 
     def add_arrays(
         self,
         names: list[str],
         types: list[str],
-        addresses: np.ndarray,
+        addresses: Sequence[int],
         module: str | None = None,
         sizes: list[int] | None = None,
     ) -> None:
@@ -83,10 +119,15 @@ class SymbolTable:
         self._types += types
         self._modules += [module] * len(names)
         self._sizes += sizes if sizes is not None else [0] * len(names)
-        self._addresses = np.concatenate([self._addresses, addresses.astype(np.uint64)])
-        self._by_name = None
+        self._addresses.extend(addresses)
         self._module_names = None
-        self._order = None
+        self._changed()
+
+    def _changed(self) -> None:
+        self._by_name = None
+        if self._first_end is None:
+            self._first_end = len(self._addresses)
+        self._runs = None
 
     def add_many(self, symbols: list[Symbol]) -> None:
         for module in {s.module for s in symbols}:
@@ -94,7 +135,7 @@ class SymbolTable:
             self.add_arrays(
                 [s.name for s in group],
                 [s.type for s in group],
-                np.array([s.address for s in group], dtype=np.uint64),
+                [s.address for s in group],
                 module,
                 [s.size for s in group],
             )
@@ -105,65 +146,66 @@ class SymbolTable:
             return self._kallsyms.name(i)
         return self._names[i - self._base]
 
+    def _type(self, i: int) -> str:
+        if i < self._base:
+            assert self._kallsyms is not None
+            return self._kallsyms.type_of(i)
+        return self._types[i - self._base]
+
     def _symbol(self, i: int) -> Symbol:
         return Symbol(
-            self._name(i),
-            int(self._addresses[i]),
-            self._types[i],
-            self._modules[i],
-            self._sizes[i],
+            self._name(i), self._addresses[i], self._type(i), self._modules[i], self._sizes[i]
         )
 
     def _name_index(self) -> dict[str, int]:
         """Name -> index of every symbol (all names decoded); a global symbol wins
         over a local one of the same name, and a later one over an earlier."""
         if self._by_name is None:
-            names = (self._kallsyms.names if self._kallsyms else []) + self._names
-            self._by_name = _index(names, self._types)
+            k = self._kallsyms
+            names = (k.names if k else []) + self._names
+            self._by_name = _index(names, (k.types if k else []) + self._types)
         return self._by_name
 
     def _find_index(self, name: str) -> int | None:
-        """Like ``_name_index().get(name)``, without decoding every vmlinux name when
-        kallsyms can be searched by name."""
+        """Like ``_name_index().get(name)``, without decoding every vmlinux name."""
         k = self._kallsyms
-        if k is None or not k.searchable or self._by_name is not None:
+        if k is None or self._by_name is not None:
             return self._name_index().get(name)
         if self._module_names is None:
             self._module_names = {
-                n: i + self._base for n, i in _index(self._names, self._types[self._base :]).items()
+                n: i + self._base for n, i in _index(self._names, self._types).items()
             }
         found = k.indices_of(name)
         if (in_module := self._module_names.get(name)) is not None:
             found.append(in_module)
-        glob = [i for i in found if self._types[i].isupper()]
+        glob = [i for i in found if self._type(i).isupper()]
         return (glob or found)[-1] if found else None
 
-    def _address_order(self) -> None:
-        if self._order is not None:
-            return
-        addrs = self._addresses
-        # Only real kernel addresses take part (absolute per-CPU offsets are small).
-        kernel = np.nonzero(addrs >= np.uint64(1 << 63))[0]
-        order = kernel[np.argsort(addrs[kernel], kind="stable")]
-        sorted_addrs = addrs[order]
-        keep = np.ones(len(order), dtype=bool)
-        keep[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
-        # Aliases (several names at one address) are rare: settle each run in Python.
-        dup_starts = np.nonzero(~keep[1:] & keep[:-1])[0]
-        for start in dup_starts.tolist():
-            end = start + 1
-            while end < len(order) and sorted_addrs[end] == sorted_addrs[start]:
-                end += 1
-            best = min(range(start, end), key=lambda j: self._preference(int(order[j])))
-            order[start] = order[best]
-        self._order = order[keep]
-        self._sorted_addrs = sorted_addrs[keep]
+    def _address_runs(self) -> list[_Run]:
+        if self._runs is None:
+            first, end = self._first_end or 0, len(self._addresses)
+            self._runs = [_Run(self._addresses, 0, first)]
+            if end > first:
+                self._runs.append(_Run(self._addresses, first, end))
+        return self._runs
 
     def _preference(self, i: int) -> tuple[bool, bool, bool]:
         """At one address: text before data, globals before locals, and x86_64 syscall
         names over their ia32 aliases, so a pc resolves to the name tools print."""
-        t = self._types[i]
+        t = self._type(i)
         return (t not in TEXT_TYPES, t.islower(), self._name(i).startswith("__ia32_"))
+
+    def _at_or_below(self, address: int) -> int | None:
+        """The symbol an address resolves to: at the highest address <= it, the
+        preferred one of the names there."""
+        best: list[int] = []
+        for run in self._address_runs():
+            found = run.at_or_below(address)
+            if found and (not best or self._addresses[found[0]] > self._addresses[best[0]]):
+                best = found
+            elif found and self._addresses[found[0]] == self._addresses[best[0]]:
+                best = sorted(best + found)
+        return min(best, key=self._preference) if best else None
 
     def lookup(self, name: str) -> Symbol | None:
         """The symbol called ``name`` (vmlinux or a module), or None."""
@@ -172,7 +214,7 @@ class SymbolTable:
 
     def address_of(self, name: str) -> int | None:
         i = self._find_index(name)
-        return None if i is None else int(self._addresses[i])
+        return None if i is None else self._addresses[i]
 
     def find(
         self, address: int, max_distance: int = 1 << 20, within_size: bool = True
@@ -180,12 +222,10 @@ class SymbolTable:
         """The symbol an address falls in (the closest one at or below it), or None;
         ``within_size=False`` takes the closest one even past its known size (crash's
         symbolic words: a return address just after a noreturn call)."""
-        self._address_order()
-        assert self._order is not None
-        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right")) - 1
-        if j < 0:
+        i = self._at_or_below(address)
+        if i is None:
             return None
-        sym = self._symbol(int(self._order[j]))
+        sym = self._symbol(i)
         if within_size and sym.size and address >= sym.address + sym.size:
             return None
         if address - sym.address > max_distance:
@@ -194,9 +234,8 @@ class SymbolTable:
 
     def next_after(self, address: int) -> int | None:
         """Address of the first symbol above ``address`` (where a function ends)."""
-        self._address_order()
-        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right"))
-        return int(self._sorted_addrs[j]) if j < len(self._sorted_addrs) else None
+        above = [a for run in self._address_runs() if (a := run.above(address)) is not None]
+        return min(above) if above else None
 
     def describe(self, address: int) -> str:
         """``func+0x12`` for an address, or the hex address if no symbol covers it."""
@@ -209,18 +248,21 @@ class SymbolTable:
     def in_address_order(self) -> list[Symbol]:
         """Every symbol at a kernel address, lowest first, aliases included (``sym -l``)."""
         addrs = self._addresses
-        kernel = np.nonzero(addrs >= np.uint64(1 << 63))[0]
-        return [self._symbol(int(i)) for i in kernel[np.argsort(addrs[kernel], kind="stable")]]
+        kernel = [i for i, a in enumerate(addrs) if a >= _KERNEL]
+        kernel.sort(key=addrs.__getitem__)
+        return [self._symbol(i) for i in kernel]
 
     def neighbours(self, address: int) -> tuple[Symbol | None, Symbol | None]:
         """The symbols just below and just above the one at or below ``address``, one
         name per address as :meth:`find` picks it (``sym -p`` / ``sym -n``)."""
-        self._address_order()
-        assert self._order is not None
-        j = int(np.searchsorted(self._sorted_addrs, np.uint64(address), side="right")) - 1
-        below = self._symbol(int(self._order[j - 1])) if j >= 1 else None
-        above = self._symbol(int(self._order[j + 1])) if j + 1 < len(self._order) else None
-        return below, above
+        here = self._at_or_below(address)
+        below = None
+        if here is not None and self._addresses[here] > 0:
+            found = self._at_or_below(self._addresses[here] - 1)
+            below = self._symbol(found) if found is not None else None
+        after = self.next_after(address)
+        above_i = self._at_or_below(after) if after is not None else None
+        return below, self._symbol(above_i) if above_i is not None else None
 
     def search(self, prefix: str) -> list[Symbol]:
         """Symbols whose name starts with ``prefix`` (for completion)."""

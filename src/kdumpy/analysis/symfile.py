@@ -13,12 +13,13 @@ id, or the addresses VMCOREINFO gives) is refused in one line naming both versio
 
 from __future__ import annotations
 
+import array
 import re
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from kdumpy.arch.select import DEFAULT_ARCH
 from kdumpy.errors import KdumpyError
@@ -33,10 +34,7 @@ SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 DUMP, VMLINUX, SYSTEM_MAP = "dump", "vmlinux", "System.map"
 _DUMP_MAGICS = (b"KDUMP   ", b"DISKDUMP", b"makedumpfile")
 _MAP_LINE = re.compile(rb"^[0-9a-fA-F]{8,16} [A-Za-z?] \S+$")
-_SYM = np.dtype(
-    [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"),
-     ("value", "<u8"), ("size", "<u8")]
-)  # fmt: skip
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
 SHN_ABS = 0xFFF1
 STT_SECTION, STT_FILE = 3, 4
 
@@ -67,7 +65,7 @@ class SymbolFile:
     kind: str
     names: list[str]
     types: list[str]
-    addresses: np.ndarray  # uint64, link-time
+    addresses: Sequence[int]  # link-time
     sizes: list[int]
     build_id: str | None = None
     release: str | None = None  # from linux_banner (vmlinux) or the file name (map)
@@ -87,13 +85,14 @@ class SymbolFile:
         best = next((i for i in found if not self.types[i].islower()), found[0])
         return int(self.addresses[best])
 
-    def relocated(self, offset: int, image_start: int = DEFAULT_ARCH.image_start) -> np.ndarray:
+    def relocated(self, offset: int, image_start: int = DEFAULT_ARCH.image_start) -> array.array:
         """Addresses moved by the KASLR offset: kernel-image addresses (from the
         architecture's ``image_start`` up) move, per-CPU offsets and absolute values
         do not."""
-        image = self.addresses >= np.uint64(image_start)
-        moved = (self.addresses + np.uint64(offset & ((1 << 64) - 1))).astype(np.uint64)
-        return np.where(image, moved, self.addresses).astype(np.uint64)
+        mask = (1 << 64) - 1
+        return array.array(
+            "Q", [(a + offset) & mask if a >= image_start else a for a in self.addresses]
+        )
 
 
 def load_symbol_file(path: str, kind: str) -> SymbolFile:
@@ -128,7 +127,7 @@ def load_system_map(path: str) -> SymbolFile:
         SYSTEM_MAP,
         names,
         types,
-        np.array(addrs, dtype=np.uint64),
+        array.array("Q", addrs),
         [0] * len(names),
         release=match.group(1) if match else None,
     )
@@ -149,7 +148,8 @@ def load_vmlinux(path: str) -> SymbolFile:
             if symtab is None:
                 raise KdumpyError(f"{path}: vmlinux has no symbol table (stripped?)")
             strtab = sections[symtab["sh_link"]].data()
-            syms = np.frombuffer(symtab.data(), dtype=_SYM)
+            data = symtab.data()
+            syms = list(_SYM.iter_unpack(data[: len(data) - len(data) % _SYM.size]))
             sf = _symbols(path, syms, strtab, sections)
             sf.build_id = _build_id(elf)
             sf.release = _banner_release(sf, sections)
@@ -160,10 +160,15 @@ def load_vmlinux(path: str) -> SymbolFile:
         raise KdumpyError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list[Any]) -> SymbolFile:
-    kind = syms["info"] & 0xF
-    keep = (syms["name"] != 0) & (syms["shndx"] != 0) & (kind != STT_SECTION) & (kind != STT_FILE)
-    syms = syms[keep]
+def _symbols(
+    path: str, syms: list[tuple[int, ...]], strtab: bytes, sections: list[Any]
+) -> SymbolFile:
+    # Named symbols in a section, not sections or files: (name, info, shndx, value, size).
+    kept = [
+        (name, info, shndx, value, size)
+        for name, info, _other, shndx, value, size in syms
+        if name and shndx and info & 0xF not in (STT_SECTION, STT_FILE)
+    ]
     # nm's letter from the section: text, bss, data, read-only data; absolute.
     letters = []
     for sec in sections:
@@ -178,35 +183,28 @@ def _symbols(path: str, syms: np.ndarray, strtab: bytes, sections: list[Any]) ->
             letters.append("r")
         else:
             letters.append("n")
+    letters.append("?")
 
-    lut = np.frombuffer("".join(letters).encode() + b"?", dtype=np.uint8)
-    shndx = syms["shndx"].astype(np.int64)
-    codes = np.where(shndx == SHN_ABS, ord("a"), lut[np.minimum(shndx, len(letters))])
-    bind = syms["info"] >> 4
-    codes = np.where(bind != 0, codes - 32, codes)  # global: upper case
-    codes = np.where(bind == 2, np.where(codes == ord("T"), ord("W"), ord("V")), codes)  # weak
-    codes = codes.astype(np.uint8)
-    types = list(codes.tobytes().decode("ascii"))
-    pieces = strtab.decode("latin-1").split("\0")
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    starts = np.cumsum(lengths + 1) - (lengths + 1)
-    offs = syms["name"].astype(np.int64)
-    where = np.searchsorted(starts, offs, side="right") - 1
-    names = [pieces[i] for i in where.tolist()]
-    for j in np.nonzero(starts[where] != offs)[0].tolist():  # suffixes of other names
-        o = int(offs[j])
-        names[j] = strtab[o : strtab.index(b"\0", o)].decode("latin-1")
-    # ELF mapping symbols ($x code, $d data on arm64) mark where code and data start;
-    # they are no functions: nm hides them and kallsyms leaves them out.
-    real = [i for i, name in enumerate(names) if not name.startswith("$")]
-    return SymbolFile(
-        path,
-        VMLINUX,
-        [names[i] for i in real],
-        [types[i] for i in real],
-        syms["value"].astype(np.uint64)[real],
-        [int(x) for x in syms["size"][real].tolist()],
-    )
+    def nm_type(info: int, shndx: int) -> str:
+        letter = "a" if shndx == SHN_ABS else letters[min(shndx, len(letters) - 1)]
+        bind = info >> 4
+        if bind == 2:  # weak
+            return "W" if letter == "t" else "V"
+        return letter.upper() if bind else letter
+
+    names, types, addresses, sizes = [], [], array.array("Q"), []
+    for name_off, info, shndx, value, size in kept:
+        end = strtab.find(b"\0", name_off)
+        name = strtab[name_off : end if end >= 0 else None].decode("latin-1")
+        # ELF mapping symbols ($x code, $d data on arm64) mark where code and data start;
+        # they are no functions: nm hides them and kallsyms leaves them out.
+        if name.startswith("$"):
+            continue
+        names.append(name)
+        types.append(nm_type(info, shndx))
+        addresses.append(value)
+        sizes.append(size)
+    return SymbolFile(path, VMLINUX, names, types, addresses, sizes)
 
 
 def _build_id(elf: ELFFile) -> str | None:

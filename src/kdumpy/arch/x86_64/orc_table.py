@@ -1,14 +1,18 @@
-"""ORC tables over numpy: the sorted instruction addresses of vmlinux or a module and
-their entries, normalised to the newest flags layout (see :mod:`.orc` for the format).
+"""ORC tables: the sorted instruction addresses of vmlinux or a module and their entries,
+normalised to the newest flags layout (see :mod:`.orc` for the format).
 
 Kept apart from :mod:`.orc` (constants, versions, :class:`OrcEntry`), which the stepper
-and the architecture description import: only analysis reads whole tables, so only it
-pays numpy's import.
+and the architecture description import: only analysis reads whole tables.  A table is
+kept as the dump's bytes; addresses are computed and checked in order by
+kdumpy.tables (C when built), and an entry is decoded only when a pc falls in it.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import array
+import struct
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 
 from kdumpy.arch.base import Readable
 from kdumpy.arch.x86_64.orc import (
@@ -18,50 +22,53 @@ from kdumpy.arch.x86_64.orc import (
     TYPE_UNDEFINED,
     OrcEntry,
 )
+from kdumpy.errors import DumpFormatError
+from kdumpy.tables import ENCODINGS, kallsyms_addresses, le_array, never_decreasing
 
-_ENTRY = np.dtype([("sp_offset", "<i2"), ("bp_offset", "<i2"), ("flags", "<u2")])
+_ENTRY = struct.Struct("<hhH")  # sp_offset, bp_offset, flags
+_V4_TO_V3 = [REGS_V4.get(new, 0) for new in range(16)]
 
 
-def normalize_flags(flags: np.ndarray, version: int) -> np.ndarray:
-    """Rewrite version 1/2 flags into the version 3 layout (vectorised)."""
-    flags = flags.astype(np.uint16)
+def normalize_flag(flags: int, version: int) -> int:
+    """One entry's flags of a version 1/2/4 table in the version 3 layout."""
     if version >= 4:
-        lut = np.zeros(16, dtype=np.uint16)
-        for new, old in REGS_V4.items():
-            lut[new] = old
-        sp = lut[flags & 0xF]
-        bp = lut[(flags >> 4) & 0xF]
-        return ((flags & 0xFF00) | sp | (bp << 4)).astype(np.uint16)
+        sp, bp = _V4_TO_V3[flags & 0xF], _V4_TO_V3[(flags >> 4) & 0xF]
+        return (flags & 0xFF00) | sp | (bp << 4)
     if version == 3:
         return flags
     end_bit = 0x800 if version == 2 else 0x400
-    regs = flags & 0xFF
     old_type = (flags >> 8) & 0x3
-    undefined_sp = (flags & 0xF) == 0
-    new_type = np.where(
-        undefined_sp,
-        np.where(flags & end_bit, TYPE_END_OF_STACK, TYPE_UNDEFINED),
-        old_type + TYPE_CALL,
-    ).astype(np.uint16)
-    signal = (flags & 0x400) != 0 if version == 2 else old_type > 0
-    return (regs | (new_type << 8) | (signal.astype(np.uint16) << 11)).astype(np.uint16)
+    if flags & 0xF == 0:  # undefined sp
+        new_type = TYPE_END_OF_STACK if flags & end_bit else TYPE_UNDEFINED
+    else:
+        new_type = old_type + TYPE_CALL
+    signal = bool(flags & 0x400) if version == 2 else old_type > 0
+    return (flags & 0xFF) | (new_type << 8) | (int(signal) << 11)
+
+
+def normalize_flags(flags: Iterable[int], version: int) -> list[int]:
+    """:func:`normalize_flag` of each."""
+    return [normalize_flag(int(f), version) for f in flags]
 
 
 class OrcTable:
     """Sorted instruction addresses and their normalised entries for one text range."""
 
-    def __init__(self, ips: np.ndarray, entries: np.ndarray, version: int, name: str) -> None:
+    def __init__(self, ips: Sequence[int], entries: bytes, version: int, name: str) -> None:
+        if len(entries) < _ENTRY.size * len(ips):
+            raise DumpFormatError(f"ORC table of {name}: fewer entries than addresses")
         # The kernel sorts its tables at build time; module tables may not be, so sort only
         # when needed (a linear check is far cheaper than sorting ~300k vmlinux entries).
-        if len(ips) > 1 and not bool(np.all(ips[1:] >= ips[:-1])):
-            order = np.argsort(ips, kind="stable")
-            ips, entries = ips[order], entries[order]
+        self._slot: Sequence[int] = range(len(ips))
+        if not never_decreasing(array.array("Q", ips)):
+            order = sorted(range(len(ips)), key=ips.__getitem__)
+            ips, self._slot = [ips[i] for i in order], order
         self.ips = ips
         self.entries = entries
-        self.flags = normalize_flags(self.entries["flags"], version)
+        self.version = version
         self.name = name
-        self.start = int(self.ips[0]) if len(self.ips) else 0
-        self.end = int(self.ips[-1]) if len(self.ips) else 0
+        self.start = ips[0] if len(ips) else 0
+        self.end = ips[-1] if len(ips) else 0
 
     @classmethod
     def read(
@@ -74,23 +81,22 @@ class OrcTable:
         name: str,
     ) -> OrcTable:
         """Read ``count`` entries from the dump (instruction addresses are relative)."""
-        rel = np.frombuffer(memory.read(ip_start, 4 * count), dtype="<i4").astype(np.int64)
-        places = np.arange(count, dtype=np.uint64) * np.uint64(4) + np.uint64(ip_start)
-        ips = (places + rel.astype(np.uint64)).astype(np.uint64)
-        entries = np.frombuffer(memory.read(entries_start, 6 * count), dtype=_ENTRY)
-        return cls(ips, entries, version, name)
+        # Each address is relative to its own place: kallsyms' place-relative encoding.
+        rel = memory.read(ip_start, 4 * count)
+        ips = le_array("Q", kallsyms_addresses(rel, ENCODINGS.index("place-relative"), 0, ip_start))
+        return cls(ips, memory.read(entries_start, 6 * count), version, name)
 
     def find(self, pc: int) -> OrcEntry | None:
         """The entry covering ``pc`` (the last one at or below it, as the kernel's
         ``__orc_find``), or None outside the table."""
         if not len(self.ips) or pc < self.start:
             return None
-        i = int(np.searchsorted(self.ips, np.uint64(pc), side="right")) - 1
-        e = self.entries[i]
-        flags = int(self.flags[i])
+        i = bisect_right(self.ips, pc) - 1
+        sp_offset, bp_offset, raw = _ENTRY.unpack_from(self.entries, 6 * self._slot[i])
+        flags = normalize_flag(raw, self.version)
         return OrcEntry(
-            int(e["sp_offset"]),
-            int(e["bp_offset"]),
+            sp_offset,
+            bp_offset,
             flags & 0xF,
             (flags >> 4) & 0xF,
             (flags >> 8) & 0x7,
