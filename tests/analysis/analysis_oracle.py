@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from kdumpy.analysis.commands import Session, run_line
 from kdumpy.lab.cache import cache_root, locked
 
 ORACLE_SCRIPT = Path(__file__).with_name("drgn_oracle.py")
@@ -67,3 +70,15 @@ def drgn_answers(
                 )
                 tmp.rename(out)
     return json.loads(out.read_text())
+
+
+def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
+    """kdumpy's and drgn's output for the oracle's command line ``key``."""
+    if key not in drgn:
+        pytest.skip(f"{key}: not on this kernel")
+    answer = drgn[key]
+    if "error" in answer:
+        pytest.skip(f"drgn cannot run {answer['line']!r} here: {answer['error']}")
+    ours = run_line(session, answer["line"])
+    assert not session.failed, ours
+    return ours, answer["out"]

@@ -4,7 +4,7 @@ need no VM.  The machine is built once per session (about 0.1 s)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +51,10 @@ def crash(prog: Program) -> Callable[[str], str]:
         return out
 
     return run
+
+
+@pytest.fixture(scope="module")
+def session(lab_dump) -> Iterator[Session]:
+    """A crash session on the module's real lab dump (the oracle tests' kdumpy side)."""
+    with Program.open(lab_dump.vmcore) as prog:
+        yield Session(prog)

@@ -25,12 +25,6 @@ FRAME = re.compile(r"^\s*#(\d+) \[([0-9a-f]+)\] (\S+) at ([0-9a-f]+)")
 WORDS = re.compile(r"^    ([0-9a-f]+): ((?:[0-9a-f]{16} )+)$")
 
 
-@pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
-
-
 def frames_and_words(text: str) -> list[tuple[int, dict[int, int]]]:
     """``(pc, {address: word})`` per frame line of a ``bt -f`` answer."""
     out: list[tuple[int, dict[int, int]]] = []

@@ -13,21 +13,14 @@ import re
 from pathlib import Path
 
 import pytest
-from analysis_oracle import drgn_answers
+from analysis_oracle import both, drgn_answers
 
-from kdumpy.analysis import Program
-from kdumpy.analysis.commands import Session, run_line
+from kdumpy.analysis.commands import run_line
 
 pytestmark = pytest.mark.vm
 
 ORACLE = Path(__file__).with_name("drgn_crash_oracle.py")
 _HEX = re.compile(r"\b[0-9a-f]{9,16}\b")
-
-
-@pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +32,6 @@ def rows(text: str, skip: int = 1) -> list[list[str]]:
     """Non-empty lines as their whitespace-separated words, the header(s) dropped."""
     lines = [line.split() for line in text.splitlines() if line.strip()]
     return lines[skip:]
-
-
-def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
-    """kdumpy's and drgn's output for the oracle's command line ``key``."""
-    if key not in drgn:
-        pytest.skip(f"{key}: not on this kernel")
-    answer = drgn[key]
-    if "error" in answer:
-        pytest.skip(f"drgn cannot run {answer['line']!r} here: {answer['error']}")
-    ours = run_line(session, answer["line"])
-    assert not session.failed, ours
-    return ours, answer["out"]
 
 
 @pytest.mark.parametrize(

@@ -14,20 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from analysis_oracle import drgn_answers
-
-from kdumpy.analysis import Program
-from kdumpy.analysis.commands import Session, run_line
+from analysis_oracle import both, drgn_answers
 
 pytestmark = pytest.mark.vm
 
 ORACLE = Path(__file__).with_name("drgn_crash_options_oracle.py")
-
-
-@pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +29,6 @@ def drgn(lab_dump):
 def rows(text: str, skip: int = 0) -> list[list[str]]:
     """Non-empty lines as their whitespace-separated words, the first ``skip`` dropped."""
     return [line.split() for line in text.splitlines() if line.strip()][skip:]
-
-
-def both(session: Session, drgn: dict, key: str) -> tuple[str, str]:
-    """kdumpy's and drgn's output for the oracle's command line ``key``."""
-    if key not in drgn:
-        pytest.skip(f"{key}: not on this kernel")
-    answer = drgn[key]
-    if "error" in answer:
-        pytest.skip(f"drgn cannot run {answer['line']!r} here: {answer['error']}")
-    ours = run_line(session, answer["line"])
-    assert not session.failed, ours
-    return ours, answer["out"]
 
 
 @pytest.mark.parametrize(

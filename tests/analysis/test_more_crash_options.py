@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 from analysis_oracle import dbg_vmlinux, drgn_answers
+from drgn import RelocatableModule
+from drgn_oracle import open_program
 
-from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
+from kdumpy.analysis.helpers.modules import module_objects, module_search_dirs
 from kdumpy.lab.cache import cache_root, locked
 
 pytestmark = pytest.mark.vm
@@ -33,12 +35,6 @@ CRASH_READS = {"5.10", "6.1"}  # crash 8.0.2 answers nothing on 6.12 and 7
 MARK = "@@@kdumpy@@@"
 KMEM_M = "kmem -m flags,_refcount,mapping,lru"  # a long, an atomic_t, a pointer, two words
 BIG = 1 << 20  # crash's answers longer than this are kept as their digest
-
-
-@pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +188,9 @@ def test_mod_S_would_load_the_files_whose_build_ids_drgn_reads(session, lab_dump
     """In the kernel package's module tree, the object file ``mod -S`` names for each
     loaded module has the build ID drgn reads from that module in the dump; ``mod -S``
     and ``mod -s`` say kdumpy cannot load them, in one line."""
-    import drgn
-    from analysis_oracle import dbg_vmlinux
-    from drgn_oracle import open_program
-
-    from kdumpy.analysis.helpers.modules import module_objects, module_search_dirs
-
     dprog = open_program(str(lab_dump.vmcore), str(dbg_vmlinux(lab_dump.kernel)))
     want = {m.name: m.build_id.hex() for m, _ in dprog.loaded_modules()
-            if isinstance(m, drgn.RelocatableModule) and m.build_id}  # fmt: skip
+            if isinstance(m, RelocatableModule) and m.build_id}  # fmt: skip
     assert want
     tree = str(lab_dump.kernel.modules_dir)
     found = module_objects(module_search_dirs(session.prog.info.osrelease, tree))

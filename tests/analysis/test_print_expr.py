@@ -39,12 +39,6 @@ def c_string(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda e: chr(int(e[1], 8)), m[1]).split("\0")[0]
 
 
-@pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
-
-
 def test_expressions_match_drgn(session, lab_dump):
     exprs = extra_answers(lab_dump)["exprs"]
     assert len(exprs) >= 20

@@ -40,12 +40,6 @@ CRASH_STATE = {"R": "RU", "S": "IN", "D": "UN", "I": "ID", "T": "ST", "t": "TR",
 
 
 @pytest.fixture(scope="module")
-def session(lab_dump):
-    with Program.open(lab_dump.vmcore) as prog:
-        yield Session(prog)
-
-
-@pytest.fixture(scope="module")
 def drgn(lab_dump):
     return drgn_answers(lab_dump, ORACLE, "drgnps1")
 

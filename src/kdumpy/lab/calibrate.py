@@ -22,6 +22,8 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.qemu import Disk, last_console_line, mib, run_guest
+from kdumpy.service.config import parse_config
+from kdumpy.service.initramfs import BuildOptions, build_initramfs
 
 MiB = 1 << 20
 LABEL = "kdumpycal"
@@ -227,8 +229,6 @@ def build_calibration_initramfs(
     The collector is the one the real configuration uses (its memory use is what the
     reservation must hold); the target is the lab's virtio ext4 disk.
     """
-    from kdumpy.service.config import parse_config
-    from kdumpy.service.initramfs import BuildOptions, build_initramfs
 
     text = f"ext4 LABEL={LABEL}\npath /dumps\nfinal_action poweroff\nfailure_action poweroff\n"
     if collector:

@@ -23,7 +23,7 @@ from kdumpy.errors import KdumpyError
 from kdumpy.lab.debian import base_image
 from kdumpy.lab.debian_config import JOB_LABEL
 from kdumpy.lab.kernels import LabKernel, get_kernel
-from kdumpy.lab.qemu import Disk, GuestRun, run_guest
+from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
 
 # no_timer_check: under a loaded host, TCG can fail the IO-APIC timer check and panic at boot.
 GUEST_CMDLINE = "console=ttyS0 root=/dev/vda rw panic=1 net.ifnames=0 no_timer_check"
@@ -178,8 +178,6 @@ def job_output(job_disk: Path, workdir: Path) -> Path:
 
 
 def _size(text: str) -> int:
-    from kdumpy.lab.qemu import parse_size
-
     return parse_size(text)
 
 

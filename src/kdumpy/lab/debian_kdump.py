@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kdumpy.lab import arm64_guest
-from kdumpy.lab.debian_job import Job, JobResult, run_job
+from kdumpy.lab.debian_job import Job, JobResult, _quiet, run_job
 from kdumpy.lab.kernels import LabKernel, get_kernel
 from kdumpy.lab.qemu import Disk
 
@@ -148,8 +148,6 @@ class _Watcher(threading.Thread):
 
 def blank_ext4(path: Path, label: str, size: str = "2G") -> Disk:
     """An empty ext4 target disk for the guest."""
-    from kdumpy.lab.debian_job import _quiet
-
     path.unlink(missing_ok=True)
     _quiet(["mkfs.ext4", "-q", "-F", "-L", label, str(path), size], f"mkfs.ext4 of {path}")
     return Disk(path)

@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import zstandard
+
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.kernels import LabKernel
 
@@ -163,8 +165,6 @@ def decompress_module(path: Path) -> bytes:
     if path.name.endswith(".xz"):
         return lzma.decompress(data)
     if path.name.endswith(".zst"):
-        import zstandard
-
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     if path.name.endswith(".gz"):
         return gzip.decompress(data)
