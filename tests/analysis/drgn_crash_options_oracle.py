@@ -13,16 +13,16 @@ Nothing here uses kdumpy.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import sys
 
 import drgn
-from drgn.commands import run_command
 from drgn.helpers.linux.fs import d_path, for_each_file
 from drgn.helpers.linux.pid import find_task, for_each_task
-from drgn_oracle import open_program  # beside this script: sys.path[0] when run
+from drgn_oracle import (  # beside this script: sys.path[0] when run
+    crash_mode_answers,
+    open_program,
+    write_answers,
+)
 
 
 def command_lines(prog: drgn.Program) -> dict[str, str]:
@@ -66,16 +66,8 @@ def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
     prog = open_program(vmcore, vmlinux)
     answers: dict[str, object] = {}
-    for key, line in command_lines(prog).items():
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf):
-                run_command(prog, "crash " + line, globals={})
-            answers[key] = {"line": line, "out": buf.getvalue()}
-        except Exception as exc:  # the oracle's own failure is recorded, not fatal
-            answers[key] = {"line": line, "error": f"{type(exc).__name__}: {exc}"}
-    with open(out_path, "w") as f:
-        json.dump(answers, f, indent=1)
+    answers |= crash_mode_answers(prog, command_lines(prog))
+    write_answers(out_path, answers)
     return 0
 
 

@@ -12,10 +12,12 @@ and the scalar members of init_task and init_uts_ns.  Nothing here uses kdumpy.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 
 import drgn
+from drgn.commands import run_command
 from drgn.helpers.linux.fs import d_path, for_each_file
 from drgn.helpers.linux.mm import task_rss, totalram_pages
 from drgn.helpers.linux.module import for_each_module
@@ -90,6 +92,26 @@ def open_program(vmcore: str, vmlinux: str) -> drgn.Program:
     with contextlib.suppress(drgn.MissingDebugInfoError):
         prog.load_debug_info([vmlinux], default=False)
     return prog
+
+
+def crash_mode_answers(prog: drgn.Program, lines: dict[str, str]) -> dict[str, object]:
+    """drgn's crash mode on each command line: ``{key: {"line", "out"}}``, or ``"error"``
+    where drgn itself fails (recorded for the tests to skip, not fatal)."""
+    answers: dict[str, object] = {}
+    for key, line in lines.items():
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                run_command(prog, "crash " + line, globals={})
+            answers[key] = {"line": line, "out": buf.getvalue()}
+        except Exception as exc:
+            answers[key] = {"line": line, "error": f"{type(exc).__name__}: {exc}"}
+    return answers
+
+
+def write_answers(path: str, answers: dict[str, object]) -> None:
+    with open(path, "w") as f:
+        json.dump(answers, f, indent=1)
 
 
 def main() -> int:

@@ -9,17 +9,17 @@ Nothing here uses kdumpy.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import sys
 
 import drgn
-from drgn.commands import run_command
 from drgn.helpers.linux.cpumask import for_each_online_cpu
 from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.sched import idle_task
-from drgn_oracle import open_program  # beside this script: sys.path[0] when run
+from drgn_oracle import (  # beside this script: sys.path[0] when run
+    crash_mode_answers,
+    open_program,
+    write_answers,
+)
 
 
 def command_lines(prog: drgn.Program) -> dict[str, str]:
@@ -63,16 +63,8 @@ def main() -> int:
     vmcore, vmlinux, out_path = sys.argv[1:4]
     prog = open_program(vmcore, vmlinux)
     answers: dict[str, object] = {"saved_sp": saved_stack_pointers(prog)}
-    for key, line in command_lines(prog).items():
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf):
-                run_command(prog, "crash " + line, globals={})
-            answers[key] = {"line": line, "out": buf.getvalue()}
-        except Exception as exc:  # the oracle's own failure is recorded, not fatal
-            answers[key] = {"line": line, "error": f"{type(exc).__name__}: {exc}"}
-    with open(out_path, "w") as f:
-        json.dump(answers, f, indent=1)
+    answers |= crash_mode_answers(prog, command_lines(prog))
+    write_answers(out_path, answers)
     return 0
 
 
