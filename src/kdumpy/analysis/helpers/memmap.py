@@ -8,9 +8,8 @@ page-table translation (crash's ``btop``, ``ptob``, ``ptov``, ``vtop``)::
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
-
-import numpy as np
 
 from kdumpy.analysis.helpers.sparse import for_each_mem_section, section_size_bits, section_state
 from kdumpy.analysis.memory import FaultError
@@ -101,13 +100,30 @@ class PageRow(NamedTuple):
     flags: int
 
 
+def _row_struct(fields: list[tuple[int, str]], size: int) -> struct.Struct:
+    """One struct.Struct that unpacks the (offset, format code) *fields* of a *size*-byte
+    record in one call, in the order given (pad bytes between them)."""
+    order = sorted(range(len(fields)), key=lambda i: fields[i][0])
+    fmt, at = "<", 0
+    for i in order:
+        offset, code = fields[i]
+        fmt += f"{offset - at}x{code}"
+        at = offset + struct.calcsize("<" + code)
+    return struct.Struct(fmt + f"{size - at}x")
+
+
 def page_rows(prog: Program, first_pfn: int, count: int) -> list[PageRow]:
     """The struct pages of ``count`` frames from ``first_pfn``, read from the vmemmap a
-    batch at a time and unpacked by numpy (unreadable struct pages are left out)."""
+    batch at a time, one unpack per page (unreadable struct pages are left out)."""
     size = prog.sizeof("struct page")
     t = prog.type("struct page")
     index_name = "index" if prog.has_member(t, "index") else "__folio_index"  # 7.x
-    offs = [prog.offsetof(t, m) for m in ("mapping", index_name, "_refcount", "flags")]
+    names = ("mapping", index_name, "_refcount", "flags")
+    fields = [(prog.offsetof(t, m), c) for m, c in zip(names, "QQiQ", strict=True)]
+    row = _row_struct(fields, size)
+    # the unpacked values come in offset order: put them back in (mapping, index, ...) order
+    where = sorted(range(4), key=lambda i: fields[i][0])
+    back = [where.index(i) for i in range(4)]
     base = vmemmap(prog)
     shift = page_shift(prog)
     out: list[PageRow] = []
@@ -115,21 +131,17 @@ def page_rows(prog: Program, first_pfn: int, count: int) -> list[PageRow]:
     for lo in range(first_pfn, first_pfn + count, step):
         n = min(step, first_pfn + count - lo)
         try:
-            raw = np.frombuffer(prog.read(base + lo * size, n * size), dtype=np.uint8)
+            raw = prog.read(base + lo * size, n * size)
         except KdumpyError:  # a hole in the vmemmap: take what can be read, page by page
             chunk = max(1, (1 << shift) // size)
             if n > chunk:
                 for sub in range(lo, lo + n, chunk):
                     out += page_rows(prog, sub, min(chunk, lo + n - sub))
             continue
-        rows = raw.reshape(n, size)
-        mapping, index = (rows[:, o : o + 8].copy().view("<u8")[:, 0] for o in offs[:2])
-        refs = rows[:, offs[2] : offs[2] + 4].copy().view("<i4")[:, 0]
-        flags = rows[:, offs[3] : offs[3] + 8].copy().view("<u8")[:, 0]
-        for i in range(n):
+        for i, values in enumerate(row.iter_unpack(raw)):
             pfn = lo + i
-            out.append(PageRow(base + pfn * size, pfn << shift, int(mapping[i]), int(index[i]),
-                               int(refs[i]), int(flags[i])))  # fmt: skip
+            mapping, index, refs, flags = (values[j] for j in back)
+            out.append(PageRow(base + pfn * size, pfn << shift, mapping, index, refs, flags))
     return out
 
 
