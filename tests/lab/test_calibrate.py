@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from test_lab_cli import kdumpy
 
-from kdumpy.lab.calibrate import margin
+from kdumpy.lab import qemu
+from kdumpy.lab.calibrate import Rig, margin, trial
 from kdumpy.lab.qemu import parse_size
 
 MiB = 1 << 20
@@ -70,3 +72,27 @@ def check_saved_dump(disk: Path, serial: str, out: Path) -> None:
     text = dmesg.read_text(errors="replace")
     panic = next(ln for ln in text.splitlines() if "Kernel panic - not syncing" in ln)
     assert panic.split("] ", 1)[1] in serial
+
+
+FAKE_QEMU = """#!/bin/sh
+# Stands in for QEMU: prints a capture kernel's last words on the serial file, then hangs
+# as a dead guest does (it never powers off).
+for a in "$@"; do case $a in file:*) serial=${a#file:} ;; esac; done
+{ echo 'kdumpy-selftest: crashing'
+  echo '[    1.5] Kernel panic - not syncing: System is deadlocked on memory'; } > "$serial"
+exec sleep 60
+"""
+
+
+def test_a_trial_ends_when_the_capture_kernel_dies(tmp_path: Path, monkeypatch) -> None:
+    """A capture kernel that panicked never powers off: the trial stops QEMU at its last
+    words instead of waiting out the timeout, and names the reason."""
+    fake = tmp_path / "qemu"
+    fake.write_text(FAKE_QEMU)
+    fake.chmod(0o755)
+    monkeypatch.setattr(qemu, "qemu_binary", lambda arch="amd64": str(fake))
+    rig = Rig(disks=lambda run_dir: [], saved=lambda run_dir: False)
+    start = time.monotonic()
+    t = trial(tmp_path / "vmlinuz", tmp_path / "initrd", 128 * MiB, 96 * MiB, tmp_path, 50, rig)
+    assert time.monotonic() - start < 20  # not the 50 s timeout
+    assert not t.ok and t.why == "out of memory in the capture kernel", t

@@ -29,12 +29,21 @@ MiB = 1 << 20
 LABEL = "kdumpycal"
 SAVED = "saved vmcore to"
 CRASHING = "kdumpy-selftest: crashing"
+# What a capture kernel prints when it has died for good (it never powers off after these,
+# so the trial ends there instead of waiting out its timeout).  The first kernel's own
+# crash is a sysrq panic, none of these.
+CAPTURE_DEAD = (
+    "System is deadlocked on memory",
+    "Out of memory and no killable processes",
+    "No working init found",
+    "Unable to mount root fs",
+)
 
 # Why a capture failed, from the capture kernel's console: the first pattern that matches.
 FAILURES = (
     (re.compile(r"Initramfs unpacking failed|write error"), "initramfs does not fit when unpacked"),
     (
-        re.compile(r"Out of memory|oom-kill|invoked oom-killer"),
+        re.compile(r"Out of memory|oom-kill|invoked oom-killer|deadlocked on memory"),
         "out of memory in the capture kernel",
     ),
 )
@@ -154,6 +163,7 @@ def trial(
             run = run_guest(
                 kernel=vmlinuz, initrd=initrd, append=append, memory=memory, serial_log=serial,
                 disks=disks, timeout=timeout, markers=(CRASHING, SAVED), extra_args=rig.extra_args,
+                stop_on=CAPTURE_DEAD,
             )  # fmt: skip
         seconds = run.elapsed
     except KdumpyError as exc:

@@ -87,6 +87,7 @@ class GuestRun:
     elapsed: float
     serial_log: Path
     markers: dict[str, float] = field(default_factory=dict)  # marker -> seconds after start
+    stopped_on: str | None = None  # the stop_on marker QEMU was stopped at, if any
 
     def serial_text(self) -> str:
         return self.serial_log.read_text(errors="replace")
@@ -117,6 +118,7 @@ def run_guest(
     qmp_on_marker: dict[str, tuple[str, dict[str, Any]]] | None = None,
     arch: str = "amd64",
     netns: str | None = None,
+    stop_on: tuple[str, ...] = (),
 ) -> GuestRun:
     """Boot *kernel* with *initrd* and wait until the guest powers off (or *timeout*).
 
@@ -126,9 +128,13 @@ def run_guest(
     QEMU when that marker first appears (e.g. ``send-key`` for a keyboard interrupt).
     *arch* is the guest's Debian architecture (``machine(arch)`` says how it is emulated).
     With *netns*, QEMU runs in that network namespace (its tap NICs are created there).
+    *stop_on* are console strings after which the guest can never power off (a capture
+    kernel's own panic): QEMU is stopped there at once instead of at *timeout*, and the
+    run returns with ``stopped_on`` set.
     """
     actions = dict(qmp_on_marker or {})
-    markers = tuple(dict.fromkeys((*markers, *actions)))
+    markers = tuple(dict.fromkeys((*markers, *actions, *stop_on)))
+    stopped_on: str | None = None
     qmp_dir = tempfile.mkdtemp(prefix="kdumpy-qmp-") if actions else None
     qmp_sock = Path(qmp_dir, "qmp.sock") if qmp_dir else None
     cmd = [
@@ -167,6 +173,12 @@ def run_guest(
             _scan_markers(serial_log, markers, seen, now)
             for marker in [m for m in actions if m in seen]:
                 qmp_command(qmp_sock, *actions.pop(marker))  # type: ignore[arg-type]
+            stopped_on = next((m for m in stop_on if m in seen), None)
+            if stopped_on is not None:
+                proc.kill()
+                proc.wait()
+                rc = 0  # stopped on purpose, not a QEMU failure
+                break
             if now > timeout:
                 proc.kill()
                 proc.wait()
@@ -188,7 +200,7 @@ def run_guest(
     if rc != 0:
         last = output.strip().splitlines()[-1] if output.strip() else f"exit status {rc}"
         raise KdumpyError(f"qemu failed: {last}")
-    return GuestRun(rc, elapsed, serial_log, seen)
+    return GuestRun(rc, elapsed, serial_log, seen, stopped_on)
 
 
 def last_console_line(log: Path) -> str:
