@@ -74,8 +74,13 @@ class JobResult:
 
     @property
     def log(self) -> str:
+        """The job's own log; when the job never ran (the guest died on the way to it),
+        the serial console's end instead, so a failed assertion shows why."""
         log = self.out / "job.log"
-        return log.read_text(errors="replace") if log.exists() else ""
+        if log.exists():
+            return log.read_text(errors="replace")
+        tail = self.serial[-2500:]
+        return f"no job.log: the job never ran; the serial console ended with:\n{tail}"
 
 
 def _kdumpy_tree() -> Path:
