@@ -38,6 +38,7 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.lab.cache import cache_root, locked
+from kdumpy.lab.debian_config import chroot, configure_rootfs
 from kdumpy.lab.kernels import LabKernel
 
 SUITE = "bookworm"
@@ -145,8 +146,6 @@ def debootstrap_rootfs(generator: str = INITRAMFS_TOOLS) -> Path:
             partial.rename(root)
             _stamp(root, "debootstrap").parent.mkdir(exist_ok=True)
             _stamp(root, "debootstrap").touch()
-        from kdumpy.lab.debian_config import chroot, configure_rootfs
-
         # The package list grew since the tree was made: install the difference.
         if not packages.exists():
             with _host_resolver(root):
@@ -209,8 +208,6 @@ def _dracut_rootfs() -> Path:
                 path.unlink()
         for modules in (partial / "usr/lib/modules").glob("*"):
             shutil.rmtree(modules)
-        from kdumpy.lab.debian_config import chroot
-
         conf = partial / DRACUT_CONF_PATH
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(DRACUT_CONF)
@@ -251,8 +248,6 @@ def install_kernel(kernel: LabKernel, generator: str = INITRAMFS_TOOLS) -> Path:
         boot = root / "boot"
         shutil.copy2(kernel.vmlinuz, boot / f"vmlinuz-{kernel.release}")
         shutil.copy2(kernel.config_file, boot / f"config-{kernel.release}")
-        from kdumpy.lab.debian_config import chroot
-
         chroot(root, "depmod", kernel.release)
         initrd.unlink(missing_ok=True)
         if generator == DRACUT:
