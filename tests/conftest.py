@@ -20,6 +20,8 @@ import pytest
 from lab_kernels import LAB_KERNELS
 from schedule import LongestFileFirst
 
+from kdumpy.lab.debian_job import boot_retries_log
+
 # Foundation first: a run that is cut short has still proved the layers everything rests on.
 AREA_ORDER = ("lab", "vmcore", "collect", "analysis", "service", "capture", "e2e", "early")
 
@@ -28,6 +30,7 @@ AREA_ORDER = ("lab", "vmcore", "collect", "analysis", "service", "capture", "e2e
 # guard skips is coverage we do not have).  CI's suite is sized to finish well inside it.
 BUDGET_SECONDS = float(os.environ.get("KDUMPY_TEST_BUDGET_MIN", "0")) * 60
 START = time.monotonic()
+START_WALL = time.time()
 GUARD_SKIPPED: list[str] = []
 
 TIER_SECONDS: dict[str, float] = defaultdict(float)
@@ -203,10 +206,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("ten slowest tests (setup + call + teardown)")
     for nodeid, seconds in sorted(TEST_SECONDS.items(), key=lambda kv: -kv[1])[:10]:
         write(f"{seconds:8.1f} s  {nodeid}")
+    retried = _boot_retries_since(START_WALL)
+    if retried:
+        terminalreporter.section("lab guest boots repeated (died before the job, no kdumpy code)")
+        for line in retried:
+            write(line)
     if GUARD_SKIPPED:
         terminalreporter.section("TIME GUARD SKIPPED TESTS: coverage we do not have", red=True)
         for nodeid in GUARD_SKIPPED:
             write(f"skipped by KDUMPY_TEST_BUDGET_MIN: {nodeid}", red=True)
+
+
+def _boot_retries_since(start: float) -> list[str]:
+    """The lab's record of guest boots it repeated during this run (kdumpy.lab.debian_job)."""
+    try:
+        lines = boot_retries_log().read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    recent = []
+    for line in lines:
+        stamp, _, rest = line.partition(" ")
+        if stamp.isdigit() and int(stamp) >= start:
+            recent.append(rest)
+    return recent
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

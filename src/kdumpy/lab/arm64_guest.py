@@ -32,10 +32,17 @@ from kdumpy.lab.arm64 import add_busybox, userspace_root
 from kdumpy.lab.cache import cache_root, locked
 from kdumpy.lab.debian import STALE_IMAGE_AGE
 from kdumpy.lab.debian_config import GUEST_KDUMPY, JOB_BODY, JOB_LABEL
-from kdumpy.lab.debian_job import Job, JobResult, job_output, make_job_disk, overlay
+from kdumpy.lab.debian_job import (
+    Job,
+    JobResult,
+    boot_once_more_if_stock_boot_died,
+    job_output,
+    make_job_disk,
+    overlay,
+)
 from kdumpy.lab.initramfs import Stage
 from kdumpy.lab.kernels import AptSuite, LabKernel
-from kdumpy.lab.qemu import Disk, parse_size, run_guest
+from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
 
 SUITE = "bookworm"
 # What kdumpy's service and capture run in the guest; apt adds their dependencies.
@@ -267,18 +274,26 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel, initrd: Path | None = No
     disks = [Disk(root, "qcow2"), Disk(make_job_disk(job, workdir, _compile_kdumpy)), *job.disks]
     append = f"{GUEST_CMDLINE} crashkernel={job.crashkernel} {job.extra_cmdline}".strip()
     # No network: the guest has no DHCP client, and a local target needs none.
-    run = run_guest(
-        kernel=kernel.vmlinuz,
-        initrd=initrd or boot_initrd(kernel),
-        append=append,
-        memory=parse_size(job.memory),
-        serial_log=workdir / "serial.log",
-        disks=disks,
-        timeout=job.timeout,
-        markers=("Run /init", "KDUMPY-INIT", *job.markers),
-        extra_args=job.extra_args,
-        arch="arm64",
-    )
+
+    def boot() -> GuestRun:
+        return run_guest(
+            kernel=kernel.vmlinuz,
+            initrd=initrd or boot_initrd(kernel),
+            append=append,
+            memory=parse_size(job.memory),
+            serial_log=workdir / "serial.log",
+            disks=disks,
+            timeout=job.timeout,
+            markers=("Run /init", "KDUMPY-INIT", *job.markers),
+            extra_args=job.extra_args,
+            arch="arm64",
+        )
+
+    def fresh_root() -> None:
+        overlay(base, root)
+
+    stock = job.root_overlay is None and initrd is None
+    run = boot_once_more_if_stock_boot_died(boot, fresh_root, stock, workdir)
     return JobResult(run, job_output(disks[1].path, workdir))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,12 @@ from typing import Any
 
 import kdumpy
 from kdumpy.errors import KdumpyError
+from kdumpy.lab.cache import cache_root
 from kdumpy.lab.debian import base_image
 from kdumpy.lab.debian_config import JOB_LABEL
 from kdumpy.lab.kernels import LabKernel, get_kernel
 from kdumpy.lab.qemu import Disk, GuestRun, parse_size, run_guest
+from kdumpy.printable import escape_text
 
 # no_timer_check: under a loaded host, TCG can fail the IO-APIC timer check and panic at boot.
 GUEST_CMDLINE = "console=ttyS0 root=/dev/vda rw panic=1 net.ifnames=0 no_timer_check"
@@ -156,20 +159,66 @@ def run_job(job: Job, workdir: Path, kernel: LabKernel | str = "6.1") -> JobResu
         netdev = "user,id=n0" + "".join(f",guestfwd={g}" for g in job.guestfwd)
         extra += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
     extra += job.extra_args
-    run = run_guest(
-        kernel=lab_kernel.vmlinuz,
-        initrd=initrd,
-        append=append,
-        memory=_size(job.memory),
-        serial_log=workdir / "serial.log",
-        disks=disks,
-        timeout=job.timeout,
-        markers=job.markers,
-        extra_args=extra,
-        qmp_on_marker=job.qmp_on_marker,
-        netns=job.netns,
-    )
+
+    def boot() -> GuestRun:
+        return run_guest(
+            kernel=lab_kernel.vmlinuz,
+            initrd=initrd,
+            append=append,
+            memory=_size(job.memory),
+            serial_log=workdir / "serial.log",
+            disks=disks,
+            timeout=job.timeout,
+            markers=job.markers,
+            extra_args=extra,
+            qmp_on_marker=job.qmp_on_marker,
+            netns=job.netns,
+        )
+
+    def fresh_root() -> None:
+        overlay(base, root)
+
+    stock = job.root_overlay is None  # a fresh overlay of the lab's image, its initrd
+    run = boot_once_more_if_stock_boot_died(boot, fresh_root, stock, workdir)
     return JobResult(run, job_output(disks[1].path, workdir))
+
+
+JOB_BEGIN = "KDUMPY-JOB-BEGIN"
+
+
+def boot_retries_log() -> Path:
+    """Where the lab records each guest boot it had to repeat (tests/conftest.py's summary
+    lists those of the run, so a retry is never silent)."""
+    return cache_root() / "boot-retries.log"
+
+
+def boot_once_more_if_stock_boot_died(
+    boot: Callable[[], GuestRun], fresh_root: Callable[[], None], stock: bool, workdir: Path
+) -> GuestRun:
+    """Boot; if a *stock* guest (a fresh overlay of the lab's image, the lab's initramfs)
+    ended before its job began, boot once more.
+
+    Such a boot ran only the distribution's kernel and initramfs (kdumpy is installed by the
+    job itself), so its death says nothing about kdumpy: under a loaded host, TCG sometimes
+    kills a first kernel in early boot (as the IO-APIC timer check did before
+    ``no_timer_check``).  A run that kept its overlay (early kdump's system initramfs) or
+    reached the job is never repeated: there kdumpy's code was on the path.
+    """
+    run = boot()
+    if not stock or run.stopped_on is not None:
+        return run
+    serial = run.serial_text()
+    if JOB_BEGIN in serial:
+        return run
+    lines = [ln.strip() for ln in serial.splitlines() if ln.strip()]
+    panic = [ln for ln in lines if "Kernel panic" in ln]
+    last = (panic or lines or ["(no console output)"])[-1]
+    first = workdir / "serial-first-boot.log"
+    run.serial_log.replace(first)
+    with boot_retries_log().open("a") as log:
+        log.write(f"{time.time():.0f} {workdir} after {run.elapsed:.1f} s: {escape_text(last)}\n")
+    fresh_root()
+    return boot()
 
 
 def job_output(job_disk: Path, workdir: Path) -> Path:
