@@ -58,7 +58,7 @@ class MemMap:
         self.translator = dump.translator
         nsec = (max_mapnr + (1 << self.section_bits) - 1) >> self.section_bits
         self.section_map = self._decode_sections(root_array, nsec)
-        self._raw, self._zeros = bytearray(), memoryview(b"")
+        self._raw = bytearray()
 
     def _decode_sections(self, root_array: int, nsec: int) -> dict[int, int]:
         """Decoded ``mem_map`` address of each section that has one (absent: none).
@@ -116,7 +116,7 @@ class MemMap:
         ~10 ms per 4 GiB of RAM)."""
         size = self.struct_size
         if len(self._raw) != count * size:
-            self._raw, self._zeros = bytearray(count * size), memoryview(bytes(count * size))
+            self._raw = bytearray(count * size)
         raw = self._raw
         valid = bytearray(count)
         flat = memoryview(raw)
@@ -131,7 +131,7 @@ class MemMap:
                 vaddr = base + (pfn - (sec << self.section_bits)) * size
                 self._read_virt_into(vaddr, flat, pos, length, valid)
             else:
-                flat[pos : pos + length] = self._zeros[:length]
+                flat[pos : pos + length] = bytes(length)
             pfn = sec_end
         return raw, valid
 
@@ -163,7 +163,7 @@ class MemMap:
                     flat[pos + done : pos + done + step] = data
                     ok = True
             if not ok:
-                flat[pos + done : pos + done + step] = self._zeros[:step]
+                flat[pos + done : pos + done + step] = bytes(step)
             if ok and run_start is None:
                 run_start = pos + done
             elif not ok and run_start is not None:
