@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 from fakecore import PAGE, FakeMachine
 from startup_probe import modules_loaded
 
+import kdumpy
 from kdumpy import cli
 
 
@@ -108,3 +110,33 @@ def test_collect_in_process_leaves_the_cyclic_gc_as_it_was(tmp_path) -> None:  #
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("columns", [None, "57", "133", "0", "wide"])
+def test_help_is_as_wide_as_argparse_makes_it(monkeypatch, columns: str | None) -> None:  # noqa: ANN001
+    """kdumpy's formatter finds the width without shutil, as argparse's own does with it."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli.build_parser(["collect", "-h"])
+    theirs = cli.build_parser(["collect", "-h"])
+    for parser in (theirs, *theirs._subparsers._group_actions[0].choices.values()):  # type: ignore[union-attr]
+        parser.formatter_class = argparse.HelpFormatter
+    assert cli.HelpFormatter("kdumpy")._width == argparse.HelpFormatter("kdumpy")._width
+    assert ours.format_help() == theirs.format_help()
+    collect_ours = ours._subparsers._group_actions[0].choices["collect"]  # type: ignore[union-attr]
+    collect_theirs = theirs._subparsers._group_actions[0].choices["collect"]  # type: ignore[union-attr]
+    assert collect_ours.format_help() == collect_theirs.format_help()
+
+
+def test_collect_parses_its_command_line_without_shutil() -> None:
+    """Without site (as in the capture initramfs, where nothing else loads it), parsing a
+    collect command line loads no shutil (argparse's formatter would)."""
+    src = os.path.dirname(os.path.dirname(kdumpy.__file__))
+    code = ("import sys, kdumpy.cli as c; c.build_parser(sys.argv[1:]).parse_args(sys.argv[1:]);"
+            " print('shutil' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-S", "-c", code, "collect", "-l", "-d", "31", "a", "b"],
+                          env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.split() == ["False"]
