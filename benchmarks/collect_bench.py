@@ -9,10 +9,13 @@ For each lab dump size (``lab_dump(kernel, memory=SIZE)``: a real ELF vmcore cap
 from a QEMU guest, made on first use and cached, kept sparse; above 16 GiB
 ``lab_guest_dump``: QEMU's dump of the crashed guest, with VMCOREINFO), dump level, compression
 and thread count, runs ``kdumpy collect`` and ``makedumpfile`` on the same vmcore and
-prints one table row: seconds, ratio, output sizes, peak RSS (GNU time ``%M``), CPU
-seconds and whether the outputs are byte-identical.  Threads 1 is the capture kernel's
-case (``nr_cpus=1``): both run without ``--num-threads``; N > 1 passes
-``--num-threads N`` to both.
+prints one table row: seconds, ratio, CPU seconds (user + system, the least of the
+runs), and of the fastest run: the wait (durable seconds not spent on a CPU: disk
+reads, fsync, or a busy machine's preemption), minor page faults, voluntary context
+switches (the times the tool blocked), MiB read from the disk (page cache misses);
+then output sizes, peak RSS (GNU time ``%M``) and whether the outputs are
+byte-identical.  Threads 1 is the capture kernel's case (``nr_cpus=1``): both run
+without ``--num-threads``; N > 1 passes ``--num-threads N`` to both.
 
 Fairness:
 
@@ -61,6 +64,14 @@ class Run:
     size: int
     cpu: float = 0.0  # user + system seconds: less disturbed by a busy machine than wall
     sync: float = 0.0
+    minor_faults: int = 0
+    waits: int = 0  # voluntary context switches: the times the tool blocked (I/O, fsync)
+    read_bytes: int = 0  # read from the disk (GNU time %I, 512-byte units): not page cache hits
+
+    @property
+    def wait(self) -> float:
+        """Seconds not on a CPU: blocked on the disk (reads, fsync) or preempted."""
+        return max(0.0, self.durable - self.cpu)
 
     @property
     def durable(self) -> float:
@@ -68,7 +79,8 @@ class Run:
 
 
 def run(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> Run:
-    """Run ``cmd`` under GNU time: wall time, its own peak RSS and CPU, the output size.
+    """Run ``cmd`` under GNU time: wall time, its own peak RSS, CPU, minor page faults,
+    voluntary context switches and disk reads, the output size.
 
     (A child forked from this Python process would report this process's high-water
     mark as its RSS; GNU time's ``%M`` is the command's own.)
@@ -76,14 +88,16 @@ def run(cmd: list[str], out: Path, env: dict[str, str] | None = None) -> Run:
     out.unlink(missing_ok=True)
     report = out.with_name(out.name + ".time")
     start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *cmd],
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S %R %w %I", "-o", str(report), *cmd],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)  # fmt: skip
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed: {proc.stderr.decode()[-300:]}")
-    rss, user, system = report.read_text().split()[-3:]
+    rss, user, system, faults, waits, blocks = report.read_text().split()[-6:]
     report.unlink()
-    return Run(wall, int(rss), out.stat().st_size, float(user) + float(system))
+    cpu = float(user) + float(system)
+    return Run(wall, int(rss), out.stat().st_size, cpu, minor_faults=int(faults),
+               waits=int(waits), read_bytes=int(blocks) * 512)  # fmt: skip
 
 
 def fsync_time(path: Path) -> float:
@@ -111,6 +125,16 @@ def capture_env() -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), sysconfig.get_paths()["purelib"]])
     return [sys.executable, "-S", "-m", "kdumpy", "collect", "--message-level", "0"], env
+
+
+def startup_cpu(cmd: list[str], env: dict[str, str] | None = None, runs: int = 10) -> float:
+    """Least CPU seconds (user + system) of ``cmd`` over ``runs``: a fixed cost per run."""
+    best = float("inf")
+    for _ in range(runs):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)
+        best = min(best, usage.ru_utime + usage.ru_stime)
+    return best
 
 
 def warm(path: Path) -> None:
@@ -174,9 +198,17 @@ def main() -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"kdumpy: {shlex.join(kdumpy_cmd)} ...; makedumpfile: {args.makedumpfile}; "
           f"best of {args.repeat}; {os.cpu_count()} CPUs")  # fmt: skip
+    # What every row pays before the first page: the interpreter and collect's imports.
+    imports = "import kdumpy.cli.collect, kdumpy.collect.collector"
+    ours_start = startup_cpu([sys.executable, "-S", "-c", imports], env)
+    theirs_start = startup_cpu([args.makedumpfile, "-v"])
+    print(f"start-up CPU (least of 10): kdumpy's interpreter and imports {ours_start:.3f} s, "
+          f"makedumpfile -v {theirs_start:.3f} s")  # fmt: skip
     header = (
         f"{'dump':>5} {'lvl':>3} {'comp':>6} {'thr':>3} | {'kdumpy s':>8} {'mdf+sync':>8} "
-        f"{'ratio':>5} | {'kd cpu':>6} {'mdf cpu':>7} | {'kdumpy MB':>9} {'mdf MB':>8} | "
+        f"{'ratio':>5} | {'kd cpu':>6} {'mdf cpu':>7} | {'kd wait':>7} {'mdf wait':>8} | "
+        f"{'kd flt':>6} {'mdf flt':>7} | {'kd sw':>5} {'mdf sw':>6} | {'kd rd MB':>8} "
+        f"{'mdf rd MB':>9} | {'kdumpy MB':>9} {'mdf MB':>8} | "
         f"{'kd RSS':>7} {'mdf RSS':>7} | same | load"
     )
     print(header)
@@ -226,19 +258,26 @@ def bench_row(
                 r.sync = fsync_time(theirs_out)
                 theirs_runs.append(r)
     ours = min(ours_runs, key=lambda r: r.durable)
+    ours_cpu = min(r.cpu for r in ours_runs)
     load = os.getloadavg()[0]
     row = f"{size:>5} {level:>3} {comp:>6} {threads:>3} | {ours.durable:8.2f} "
     if theirs_runs:
         theirs = min(theirs_runs, key=lambda r: r.durable)
         same = "yes" if filecmp.cmp(ours_out, theirs_out, shallow=False) else "no"
+        theirs_cpu = min(r.cpu for r in theirs_runs)
         row += (f"{theirs.durable:8.2f} {ours.durable / theirs.durable:5.2f} | "
-                f"{ours.cpu:6.2f} {theirs.cpu:7.2f} | {ours.size / 2**20:9.1f} "
+                f"{ours_cpu:6.2f} {theirs_cpu:7.2f} | {ours.wait:7.2f} {theirs.wait:8.2f} | "
+                f"{ours.minor_faults:6d} {theirs.minor_faults:7d} | {ours.waits:5d} "
+                f"{theirs.waits:6d} | {ours.read_bytes / 2**20:8.1f} "
+                f"{theirs.read_bytes / 2**20:9.1f} | {ours.size / 2**20:9.1f} "
                 f"{theirs.size / 2**20:8.1f} | {ours.rss_kib / 1024:5.1f}MB "
                 f"{theirs.rss_kib / 1024:5.1f}MB | {same:>4} | {load:4.1f}")  # fmt: skip
     else:
         limit = compressor_limit(vmcore, comp, int(level))
         shown = f"{limit:8.2f}" if limit is not None else f"{'-':>8}"
-        row += (f"{shown} {'limit':>5} | {ours.cpu:6.2f} {'-':>7} | "
+        row += (f"{shown} {'limit':>5} | {ours_cpu:6.2f} {'-':>7} | {ours.wait:7.2f} "
+                f"{'-':>8} | {ours.minor_faults:6d} {'-':>7} | {ours.waits:5d} {'-':>6} | "
+                f"{ours.read_bytes / 2**20:8.1f} {'-':>9} | "
                 f"{ours.size / 2**20:9.1f} {'-':>8} | {ours.rss_kib / 1024:5.1f}MB {'-':>7} | "
                 f"{'-':>4} | {load:4.1f}")  # fmt: skip
     ours_out.unlink(missing_ok=True)

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+# `python -m kdumpy collect` ends in os._exit (no interpreter teardown): the probe makes
+# that a SystemExit, to look at what was loaded.
 _PROBE = """
 import json, os, runpy, sys
 sys.argv = ["kdumpy", *json.loads(sys.argv[1])]
+os._exit = sys.exit
 try:
     runpy.run_module("kdumpy", run_name="__main__")
 except SystemExit:

@@ -8,11 +8,16 @@ modules ``--version`` and ``collect`` load.
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import subprocess
+import sys
 
 import pytest
 from fakecore import PAGE, FakeMachine
 from startup_probe import modules_loaded
 
+import kdumpy
 from kdumpy import cli
 
 
@@ -73,3 +78,65 @@ def test_collect_loads_only_the_collector(tmp_path) -> None:  # noqa: ANN001
     for unwanted in ("kdumpy.analysis", "kdumpy.lab", "kdumpy.service", "kdumpy.capture",
                      "kdumpy.cli.crash", "kdumpy.cli.lab", "rich", "pydoc", "numpy"):  # fmt: skip
         assert unwanted not in loaded
+
+
+def test_python_m_kdumpy_collect_exits_with_its_status_and_all_its_messages(tmp_path) -> None:  # noqa: ANN001
+    """``python -m kdumpy collect`` skips the interpreter's teardown (os._exit): its exit
+    status, its messages on a pipe and its file are all there, as with a normal exit."""
+    machine = FakeMachine(pages=2048)
+    vmcore, out = machine.write(tmp_path / "vmcore"), tmp_path / "out"
+    cmd = [sys.executable, "-m", "kdumpy", "collect", "-l", "-d", "31"]
+    done = subprocess.run([*cmd, str(vmcore), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.endswith("kdumpy collect Completed.\n")
+    assert out.read_bytes()[:8] == b"KDUMP   "
+    failed = subprocess.run([*cmd, str(tmp_path / "missing"), str(out)], capture_output=True,
+                            text=True)  # fmt: skip
+    assert failed.returncode != 0
+    assert failed.stderr.startswith("kdumpy: ") and "missing" in failed.stderr
+
+
+def test_collect_in_process_leaves_the_cyclic_gc_as_it_was(tmp_path) -> None:  # noqa: ANN001
+    """The collector runs with the cyclic GC off; a caller in the same process gets it back."""
+    vmcore = FakeMachine(pages=2048).write(tmp_path / "vmcore")
+    assert gc.isenabled()
+    assert cli.main(["collect", "--message-level", "0", "-d", "31", str(vmcore),
+                     str(tmp_path / "out")]) == 0  # fmt: skip
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert cli.main(["collect", "--message-level", "0", "-d", "1", str(vmcore),
+                         str(tmp_path / "out1")]) == 0  # fmt: skip
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("columns", [None, "57", "133", "0", "wide"])
+def test_help_is_as_wide_as_argparse_makes_it(monkeypatch, columns: str | None) -> None:  # noqa: ANN001
+    """kdumpy's formatter finds the width without shutil, as argparse's own does with it."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli.build_parser(["collect", "-h"])
+    theirs = cli.build_parser(["collect", "-h"])
+    for parser in (theirs, *theirs._subparsers._group_actions[0].choices.values()):  # type: ignore[union-attr]
+        parser.formatter_class = argparse.HelpFormatter
+    assert cli.HelpFormatter("kdumpy")._width == argparse.HelpFormatter("kdumpy")._width
+    assert ours.format_help() == theirs.format_help()
+    collect_ours = ours._subparsers._group_actions[0].choices["collect"]  # type: ignore[union-attr]
+    collect_theirs = theirs._subparsers._group_actions[0].choices["collect"]  # type: ignore[union-attr]
+    assert collect_ours.format_help() == collect_theirs.format_help()
+
+
+def test_collect_parses_its_command_line_without_shutil() -> None:
+    """Without site (as in the capture initramfs, where nothing else loads it), parsing a
+    collect command line loads no shutil (argparse's formatter would)."""
+    src = os.path.dirname(os.path.dirname(kdumpy.__file__))
+    code = ("import sys, kdumpy.cli as c; c.build_parser(sys.argv[1:]).parse_args(sys.argv[1:]);"
+            " print('shutil' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-S", "-c", code, "collect", "-l", "-d", "31", "a", "b"],
+                          env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.split() == ["False"]

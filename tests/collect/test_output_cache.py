@@ -104,7 +104,7 @@ def test_collect_output_is_makedumpfiles_while_pages_are_dropped(tmp_path, monke
     subprocess.run(["makedumpfile", "-l", "--message-level", "0", "-d", "1", str(vmcore),
                     str(theirs)], check=True, capture_output=True)  # fmt: skip
     assert ours.read_bytes() == theirs.read_bytes()
-    # The writer hands the sink a batch of pages (PAGE_BATCH: 4 MiB that do not compress)
+    # The writer hands the sink a batch of pages (PAGE_BATCH: 2 MiB that do not compress)
     # or more than FLUSH_BYTES at a time; a drop follows each once 256 KiB are unsynced.
     batch = PAGE_BATCH * PAGE
     assert calls.drops() >= ours.stat().st_size // (max(batch, FLUSH_BYTES) + (256 << 10)) >= 2
