@@ -18,7 +18,9 @@ sysfs view of the first kernel's controller (the address it printed).
 from __future__ import annotations
 
 import json
+import lzma
 import re
+import subprocess
 from pathlib import Path
 
 from kdumpy.lab.debian_job import read_back
@@ -45,6 +47,24 @@ done > out/controller.txt
 lsblk -o NAME,TYPE,TRAN,FSTYPE,UUID,SIZE > out/lsblk.txt
 """
 KEEP_MANIFEST = "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n"
+
+
+def _module_bytes(kernel, name: str) -> int:
+    """The unpacked size of *name* and the modules it depends on, by kmod's modinfo on
+    the lab kernel's tree (the oracle for the manifest's module_bytes)."""
+    info = ["/sbin/modinfo", "-b", str(kernel.root), "-k", kernel.release]
+    path = Path(subprocess.run([*info, "-n", name], capture_output=True, text=True,
+                               check=True).stdout.strip())  # fmt: skip
+    depends = subprocess.run([*info, "-F", "depends", name], capture_output=True, text=True,
+                             check=True).stdout.strip()  # fmt: skip
+    if path.suffix == ".xz":
+        size = len(lzma.decompress(path.read_bytes()))
+    elif path.suffix == ".zst":
+        size = len(subprocess.run(["zstd", "-dc", str(path)], capture_output=True,
+                                  check=True).stdout)  # fmt: skip
+    else:
+        size = path.stat().st_size
+    return size + sum(_module_bytes(kernel, d) for d in depends.split(",") if d)
 
 
 def _image(path: Path) -> Path:
@@ -75,6 +95,7 @@ def test_dump_to_nvme_tcp_namespace(tmp_path, kernel):
     )
     assert manifest["stack"]["layers"] == [
         f"NVMe/TCP namespace 1 of {NQN} at {GUEST_HOST_IP}:{target.port}"]  # fmt: skip
+    assert manifest["stack"]["module_bytes"] == _module_bytes(kernel, "nvme-tcp")
     assert "kdump: saved vmcore to" in serial, serial[-4000:]
     connected = (rf"kdump: NVMe/TCP subsystem {re.escape(NQN)} at {GUEST_HOST_IP}:"
                  rf"{target.port} connected: namespace 1 /dev/nvme\d+n1")  # fmt: skip

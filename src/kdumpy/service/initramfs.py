@@ -102,6 +102,8 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
     omitted = {kmod.normalize(n) for n in config.dracut.omit_drivers}
     module_names = [n for n in module_names if kmod.normalize(n) not in omitted]
     loaded = _add_kernel_modules(image, modules_dir, module_names)
+    if stack.summary:
+        stack.summary["module_bytes"] = _stack_module_bytes(image, modules_dir, stack.modules)
     if config.target.kind == "ssh":
         _add_ssh(image, config)
     elif config.fence_kdump_nodes and Path("/etc/resolv.conf").exists():
@@ -285,6 +287,15 @@ def _add_stack(
             "stack_memory": block.runtime_memory(found),
         }
     return files
+
+
+def _stack_module_bytes(image: Image, modules_dir: Path, names: list[str]) -> int:
+    """The unpacked bytes of the stack's kernel modules and those they need (nvme_tcp
+    with nvme_fabrics, dm_crypt with dm_mod, ...), as written into the image."""
+    index = kmod.ModuleIndex(modules_dir)
+    order = index.load_order([n for n in names if index.known(n)])
+    entries = [image.entries.get(f"/lib/modules/kdumpy/{n}.ko") for n in order]
+    return sum(_entry_size(e) for e in entries if e is not None)
 
 
 def _entry_size(entry: Entry) -> int:
