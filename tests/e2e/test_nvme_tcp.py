@@ -20,15 +20,24 @@ from __future__ import annotations
 import json
 import lzma
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
-from kdumpy.lab.debian_job import read_back
+import kdumpy
+from kdumpy.lab.debian_job import Job, read_back, run_job
 from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.nvmetlab import HOSTID, HOSTNQN, NQN, NvmetTarget
 from kdumpy.lab.servers import GUEST_HOST_IP
 
-from .helpers import DIR_NAME, check_dmesg_file, check_dump, collector_for, first_kernel_serial
+from .helpers import (
+    DIR_NAME,
+    check_dmesg_file,
+    check_dump,
+    collector_for,
+    first_kernel_serial,
+    full_only,
+)
 
 FS_UUID = "4f6b1f0e-2d47-4c1a-9d7e-6a3b5c2e8f10"
 CONF = f"ext4 UUID={FS_UUID}\npath /var/crash\nfinal_action poweroff\n"
@@ -73,12 +82,19 @@ def _image(path: Path) -> Path:
     return path
 
 
+def _setup(port: int) -> str:
+    return CONNECT.format(host=GUEST_HOST_IP, port=port, nqn=NQN, hostnqn=HOSTNQN,
+                          hostid=HOSTID, uuid=FS_UUID)  # fmt: skip
+
+
+# Two guests, one after the other booting under TCG: 5.6 min at load 10 (more than CI's
+# ~3 min budget for one test), so the full matrix's.
+@full_only
 def test_dump_to_nvme_tcp_namespace(tmp_path, kernel):
     image = _image(tmp_path / "namespace.img")
     with NvmetTarget(tmp_path / "target", image, kernel) as target:
-        setup = CONNECT.format(host=GUEST_HOST_IP, port=target.port, nqn=NQN, hostnqn=HOSTNQN,
-                               hostid=HOSTID, uuid=FS_UUID)  # fmt: skip
-        files: dict[str, bytes | str] = {"setup.sh": setup, "after-start.sh": KEEP_MANIFEST}
+        files: dict[str, bytes | str] = {"setup.sh": _setup(target.port),
+                                         "after-start.sh": KEEP_MANIFEST}  # fmt: skip
         cycle = Cycle(CONF + collector_for(kernel), files=files)
         result = run_cycle(cycle, tmp_path / "run", kernel)
     print(f"markers (s after QEMU start): {result.run.markers}")
@@ -111,3 +127,37 @@ def test_dump_to_nvme_tcp_namespace(tmp_path, kernel):
     first = first_kernel_serial(serial)
     check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
     check_dump(dump_dir / "vmcore", kernel, first)
+
+
+@full_only
+def test_nvme_tcp_target_down_ends_in_failure_action(tmp_path, kernel):
+    """The target takes its port down once the capture kernel is loaded: no connect,
+    failure_action with the kernel's reason, and that reason on the next boot."""
+    image = _image(tmp_path / "namespace.img")
+    tree = tmp_path / "kdumpy"  # one snapshot for both boots: no rebuild in the second
+    shutil.copytree(Path(kdumpy.__file__).parent, tree,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    root = tmp_path / "root.qcow2"
+    conf = CONF.replace("final_action poweroff", "failure_action reboot") + collector_for(kernel)
+    with NvmetTarget(tmp_path / "target", image, kernel) as target:
+
+        def take_target_down() -> None:
+            target.stop()
+
+        cycle = Cycle(conf, files={"setup.sh": _setup(target.port)}, on_armed=take_target_down,
+                      pause=20, root_overlay=root, kdumpy_tree=tree)  # fmt: skip
+        result = run_cycle(cycle, tmp_path / "run", kernel)
+    print(f"markers (s after QEMU start): {result.run.markers}")
+    status_job = Job("python3 -m kdumpy status > out/status.txt 2>&1 || true\n",
+                     root_overlay=root, kdumpy_tree=tree, timeout=900)  # fmt: skip
+    status = run_job(status_job, tmp_path / "status", kernel)
+    serial = result.serial
+    reason = (rf"dump target stack: NVMe/TCP subsystem {re.escape(NQN)}: "
+              rf"{GUEST_HOST_IP}:{target.port}: connect failed: ")  # fmt: skip
+    assert re.search(r"kdump: ERROR: " + reason, serial), serial[-4000:]
+    assert "kdump: ERROR: saving vmcore failed; failure_action reboot" in serial
+    assert "saved vmcore to" not in serial
+    text = (status.out / "status.txt").read_text()
+    assert re.search(r"Notice: Last capture FAILED on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+                     + reason, text), text  # fmt: skip
+    print(f"status: {text.strip()}")
