@@ -26,6 +26,8 @@ from kdumpy.capture import stacks as capture_stacks
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.stacks import StackUp, nvme_options, write_bounded
 from kdumpy.errors import KdumpyError
+from kdumpy.service import confcheck
+from kdumpy.service.config import ConfigError, parse_config
 from kdumpy.service.stacks import block, nvme
 from kdumpy.service.stacks.install import PLAN_PATH, plan_stack
 
@@ -147,6 +149,25 @@ def test_values_that_could_not_be_passed_on_are_one_line_refusals(tmp_path, extr
         nvme.controllers(("/dev/nvme0n1",), str(tmp_path))
     text = str(info.value)
     assert "\n" not in text and "\x01" not in text and "NVMe controller of /dev/nvme0n1" in text
+
+
+def test_config_check_names_kdump_conf_the_target_and_the_value(monkeypatch, tmp_path):
+    """kdumpy config check (and start) refuse the target in one line: the disk's sysfs
+    read as block.detect reads it, from this tree."""
+    _multipath(tmp_path, subsysnqn=NQN + ",hostnqn=nqn.2014-08.org.evil:x")
+    config = parse_config("ext4 UUID=fs-uuid\npath /var/crash\n", "/etc/kdump.conf")
+    monkeypatch.setattr(confcheck.targets, "device_node", lambda spec: "/dev/nvme0n1p1")
+
+    def detect(node: str) -> block.Stack:
+        return block.Stack(node, disks=(node,), nvme=nvme.controllers((node,), str(tmp_path)))
+
+    monkeypatch.setattr(confcheck.block, "detect", detect)
+    with pytest.raises(ConfigError) as err:
+        confcheck.check_stack(config, crypttab="")
+    message = str(err.value)
+    assert message.startswith("/etc/kdump.conf: dump target UUID=fs-uuid: ")
+    assert message.endswith(f"subsystem NQN '{NQN},hostnqn=nqn.2014-08.org.evil:x' is not an "
+                            "NVMe qualified name") and "\n" not in message  # fmt: skip
 
 
 # ---- the capture initramfs's share ----
