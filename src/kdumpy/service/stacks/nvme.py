@@ -37,8 +37,6 @@ CONTROLLER = re.compile(r"nvme\d+")
 # separators.
 NQN = re.compile(r"nqn\.\d{4}-\d\d\.[^\s\x00-\x1f\x7f,=]+")
 NQN_MAX = 223
-# What nvmf_get_address may print; anything else is not a connect option we know.
-ADDRESS_KEYS = ("traddr", "trsvcid", "host_traddr", "host_iface", "src_addr")
 
 
 @dataclass(frozen=True)
@@ -68,14 +66,14 @@ class NvmeTcpController:
 
 def parse_address(text: str, source: str) -> dict[str, str]:
     """sysfs ``address`` (``traddr=10.0.2.100,trsvcid=4420,src_addr=10.0.2.15``) as a
-    dict; a one-line KdumpyError for an entry without ``=``, an unknown or repeated key."""
+    dict; a one-line KdumpyError for an entry without ``=`` or a repeated key.  Keys a
+    later kernel may add are kept but never carried: only traddr, trsvcid and host_traddr
+    go into the plan, each checked."""
     found: dict[str, str] = {}
     for item in text.strip().split(","):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise KdumpyError(f"{source}: address entry {item!r} is not key=value")
-        if key not in ADDRESS_KEYS:
-            raise KdumpyError(f"{source}: address key {key!r} is not an NVMe/TCP option")
         if key in found:
             raise KdumpyError(f"{source}: address key {key!r} given twice")
         found[key] = value
@@ -158,6 +156,8 @@ def read_controllers(disk: str, sys_root: str = "/sys", hostnqn_file: str = HOST
                               "capture kernel (supported: tcp)")  # fmt: skip
         if _read(cdir / "dhchap_secret") not in ("", "none"):
             raise KdumpyError(f"{source}: DH-HMAC-CHAP authentication is not supported")
+        if (cdir / "tls_key").exists():  # shown only for a connection over TLS (6.7+)
+            raise KdumpyError(f"{source}: NVMe/TCP over TLS is not supported")
         if not nsid_text.isdigit() or int(nsid_text) == 0:
             raise KdumpyError(f"{source}: namespace {name} has no NSID in sysfs")
         address = parse_address(_read(cdir / "address"), source)
