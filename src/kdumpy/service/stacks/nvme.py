@@ -156,7 +156,9 @@ def read_controllers(disk: str, sys_root: str = "/sys", hostnqn_file: str = HOST
                               "capture kernel (supported: tcp)")  # fmt: skip
         if _read(cdir / "dhchap_secret") not in ("", "none"):
             raise KdumpyError(f"{source}: DH-HMAC-CHAP authentication is not supported")
-        if (cdir / "tls_key").exists():  # shown only for a connection over TLS (6.7+)
+        # The TLS PSK's key serial (6.7+); empty, or no such attribute, without TLS (the
+        # first kernels with it showed the attribute on every tcp controller).
+        if _read(cdir / "tls_key"):
             raise KdumpyError(f"{source}: NVMe/TCP over TLS is not supported")
         if not nsid_text.isdigit() or int(nsid_text) == 0:
             raise KdumpyError(f"{source}: namespace {name} has no NSID in sysfs")
