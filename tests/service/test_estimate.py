@@ -151,6 +151,12 @@ def test_storage_stack_from_the_manifest(tmp_path: Path) -> None:
     ) in lines
     assert not any(line.startswith("Storage stack") for line in render(plain))
     assert not any(line.startswith("Stack runtime") for line in lines)
+    # NVMe/TCP: no tool, a plan and the kernel modules (recorded since; shown when there).
+    nvme = {"layers": ["NVMe/TCP namespace 1 of nqn.2026-12.org.kdumpy:x at 10.0.2.2:4420"],
+            "tool_bytes": 412, "module_bytes": 2 * MiB + 5}  # fmt: skip
+    assert ("Storage stack:       NVMe/TCP namespace 1 of nqn.2026-12.org.kdumpy:x at "
+            "10.0.2.2:4420 (tools 1M, kernel modules 3M of the unpacked initramfs)"
+            ) in render(estimate(*args, stack=nvme))  # fmt: skip
 
 
 @pytest.mark.vm  # the arm64 kernel and its dbg package: downloads, no guest

@@ -6,6 +6,9 @@ initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
 
 * iSCSI: ``iscsistart`` logs in to each target (the network to its portal is up by
   then: ``/init``'s plain NIC or the network stack), until the LUNs' disks appear;
+* NVMe/TCP: the connect options written to ``/dev/nvme-fabrics`` (the kernel's fabrics
+  interface, what nvme-cli's ``connect`` does; no tool shipped), once per subsystem path
+  that has no controller yet, until the namespaces' disks appear;
 * md: ``mdadm --assemble --scan`` (the arrays of ``/etc/mdadm/mdadm.conf``) until the
   array starts whole; past half the wait it is started with what is there (``--run``): a
   degraded array still saves, and says so;
@@ -25,6 +28,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +43,8 @@ from kdumpy.fileio import private_dir, replace
 PLAN = "/etc/kdumpy/stacks.json"
 FAILURE = "/run/kdumpy/stack-failure"
 LOG = "/run/kdumpy/stack.log"  # the bring-up's lines, for kexec-dmesg.log
+NVME_FABRICS = "/dev/nvme-fabrics"
+NVME_NAMESPACE = re.compile(r"nvme\d+n\d+")  # a multipath path (nvme0c1n1) has no /dev node
 LUKS_MAGIC = b"LUKS\xba\xbe"
 LUKS_UUID = slice(168, 208)  # the same offset in LUKS1 and LUKS2 binary headers
 MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
@@ -46,6 +52,8 @@ MD_ACTIVE = ("clean", "active", "active-idle", "write-pending", "read-auto")
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 # A command given at most so many seconds (iscsistart retries a dead portal by itself).
 BoundedRunner = Callable[[list[str], float], subprocess.CompletedProcess]
+# A string written to a file in one write, given at most so many seconds; the reason or None.
+BoundedWriter = Callable[[str, str, float], str | None]
 TOOL_TIMEOUT = 300.0
 
 
@@ -90,9 +98,11 @@ class StackUp:
     def __init__(
         self, log: CaptureLog, timeout: float, run: Runner = _run, sys_root: str = "/sys",
         dev_root: str = "/dev", delay: float = 1.0, run_for: BoundedRunner = run_bounded,
+        fabrics: str = NVME_FABRICS, write_for: BoundedWriter | None = None,
     ) -> None:  # fmt: skip
         self.log, self.timeout, self.run, self.run_for = log, timeout, run, run_for
         self.sys_root, self.dev_root, self.delay = sys_root, dev_root, delay
+        self.fabrics, self.write_for = fabrics, write_for or write_bounded
 
     def bring_up(self, plan: dict) -> None:
         """The network stack, then every layer of *plan*; CaptureError names the one that
@@ -103,6 +113,8 @@ class StackUp:
             kind = step.get("kind")
             if kind == "iscsi":
                 self.iscsi(step)
+            elif kind == "nvme-tcp":
+                self.nvme_tcp(step)
             elif kind == "md":
                 self.md(step)
             elif kind == "luks":
@@ -169,6 +181,62 @@ class StackUp:
             return None
         found = sorted(glob.glob(f"{session}/target*/*:*:*:{lun}/block/*"))
         return f"{self.dev_root}/{os.path.basename(found[0])}" if found else None
+
+    # NVMe over TCP
+    def nvme_tcp(self, step: dict) -> None:
+        """Connect through the kernel's fabrics interface, path by path, each write
+        bounded by what is left of the wait (an unreachable target holds it in TCP's
+        connect), until every namespace's disk is there.  A path that already has a
+        controller is not connected again: the kernel refuses a duplicate, and reconnects
+        a lost one by itself."""
+        nqn, nsids = str(step["subsysnqn"]), [int(n) for n in step.get("nsids", [])]
+        paths = [(str(p["traddr"]), int(p["trsvcid"]), str(p.get("host_traddr") or ""))
+                 for p in step["paths"]]  # fmt: skip
+        portals = [_portal(a, port) for a, port, _ in paths]
+        options = [nvme_options(step, a, port, host) for a, port, host in paths]
+        deadline = time.monotonic() + self.timeout
+
+        def connect() -> str | None:
+            missing = [n for n in nsids if not self.nvme_namespace(nqn, n)]
+            if not missing:
+                return None
+            failed = []
+            for (address, port, _), portal, opts in zip(paths, portals, options, strict=True):
+                if self.nvme_controller(nqn, address, port):
+                    continue
+                reason = self.write_for(self.fabrics, opts, deadline - time.monotonic())
+                if reason is not None:
+                    failed.append(f"{portal}: connect failed: {reason}")
+            if len(failed) == len(paths):
+                return "; ".join(failed)
+            return f"connected, no disk for namespace {missing[0]}"
+
+        reason = self._until(deadline, connect)
+        if reason is not None:
+            raise CaptureError(f"NVMe/TCP subsystem {nqn}: {reason}")
+        disks = ", ".join(f"namespace {n} {self.nvme_namespace(nqn, n)}" for n in nsids)
+        self.log.info(f"NVMe/TCP subsystem {nqn} at {', '.join(portals)} connected: {disks}")
+
+    def nvme_controller(self, nqn: str, address: str, port: int) -> str | None:
+        """The name of a tcp controller to *nqn* at *address*:*port*, if one exists."""
+        for cdir in sorted(glob.glob(f"{self.sys_root}/class/nvme/nvme*")):
+            attrs = {a: _attr(f"{cdir}/{a}") for a in ("transport", "subsysnqn", "address")}
+            if attrs["transport"] != "tcp" or attrs["subsysnqn"] != nqn:
+                continue
+            given = dict(item.partition("=")[::2] for item in attrs["address"].split(","))
+            if given.get("traddr") == address and given.get("trsvcid") == str(port):
+                return os.path.basename(cdir)
+        return None
+
+    def nvme_namespace(self, nqn: str, nsid: int) -> str | None:
+        """/dev/nvmeXnY of namespace *nsid* of subsystem *nqn*: its disk's ``device`` is
+        the controller, or with native multipath the subsystem; both show subsysnqn."""
+        for disk in sorted(glob.glob(f"{self.sys_root}/class/block/nvme*")):
+            name = os.path.basename(disk)
+            if (NVME_NAMESPACE.fullmatch(name) and _attr(f"{disk}/nsid") == str(nsid)
+                    and _attr(f"{disk}/device/subsysnqn") == nqn):  # fmt: skip
+                return f"{self.dev_root}/{name}"
+        return None
 
     # md RAID
     def md(self, step: dict) -> None:
@@ -308,6 +376,66 @@ class StackUp:
         if reason is not None:
             raise CaptureError(f"{what} did not activate: {reason}")
         self.log.info(f"{what} active")
+
+
+def _attr(path: str) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _portal(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def nvme_options(step: dict, address: str, port: int, host_traddr: str) -> str:
+    """The connect string for /dev/nvme-fabrics (the option names of the kernel's
+    fabrics.c).  The kernel splits it at "," and newlines and each option at "=": a value
+    holding one would add an option of its own, so such a plan is refused (the service
+    side checks the same when it writes the plan)."""
+    values = [("transport", "tcp"), ("traddr", address), ("trsvcid", str(port)),
+              ("nqn", str(step["subsysnqn"])), ("hostnqn", str(step["hostnqn"]))]  # fmt: skip
+    if step.get("hostid"):
+        values.append(("hostid", str(step["hostid"])))
+    if host_traddr:
+        values.append(("host_traddr", host_traddr))
+    for key, value in values:
+        if not value or any(c in value for c in ",=\n\0") or value != value.strip():
+            raise CaptureError(f"{PLAN}: NVMe/TCP {key} {value!r} cannot be passed to the kernel")
+    return ",".join(f"{key}={value}" for key, value in values)
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expire(signum: int, frame: object) -> None:
+    raise _Expired
+
+
+def write_bounded(path: str, text: str, timeout: float) -> str | None:
+    """Write *text* to *path* in one write (the fabrics interface takes one options
+    string per write); None when the kernel took it, else its one-line reason.  An
+    alarm ends a write the kernel keeps waiting in (a connect to a silent address is
+    interruptible): no child process, no tool."""
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.1))
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except _Expired:
+        return f"no answer within {max(timeout, 0.1):.0f} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return None
 
 
 def _chap_options(path: object) -> list[str]:

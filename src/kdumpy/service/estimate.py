@@ -43,6 +43,7 @@ class Estimate:
     # its tools add to the unpacked initramfs (already in ``initramfs``; shown apart).
     stack: tuple[str, ...] = ()
     stack_bytes: int = 0
+    stack_module_bytes: int = 0  # its kernel modules' (also in ``initramfs`` and ``modules``)
     # What the stack holds while the dump is written (md parity stripe caches).
     stack_memory: int = 0
 
@@ -119,6 +120,7 @@ def estimate(
         crypt=crypt or int((stack or {}).get("luks_memory", 0)),
         stack=tuple(str(x) for x in (stack or {}).get("layers", [])),
         stack_bytes=int((stack or {}).get("tool_bytes", 0)),
+        stack_module_bytes=int((stack or {}).get("module_bytes", 0)),
         stack_memory=int((stack or {}).get("stack_memory", 0)),
         kernel=kernel,
         kernel_method=method,
@@ -146,8 +148,11 @@ def render(est: Estimate) -> list[str]:
     if est.crypt:
         lines.append(f"LUKS required size:  {m(est.crypt)}")
     if est.stack:
+        sizes = f"tools {m(est.stack_bytes)}"
+        if est.stack_module_bytes:
+            sizes += f", kernel modules {m(est.stack_module_bytes)}"
         lines.append(f"Storage stack:       {', '.join(est.stack)} "
-                     f"(tools {m(est.stack_bytes)} of the unpacked initramfs)")  # fmt: skip
+                     f"({sizes} of the unpacked initramfs)")  # fmt: skip
     if est.stack_memory:
         lines.append(f"Stack runtime:       {m(est.stack_memory)} (md stripe caches)")
     lines.append(f"Default for {est.system_gib}G RAM: {m(est.baseline)}")

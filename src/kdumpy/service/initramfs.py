@@ -79,8 +79,8 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
     env = _target_env(config, opts)
     found = _detect_stack(config, opts)
     network: dict | None = None
-    # An iSCSI LUN under a local target needs the network to its portal.
-    portal = found.iscsi[0].address if found.iscsi else None
+    # An iSCSI LUN or NVMe/TCP namespace under a local target needs the network to it.
+    portal = found.portal()
     if opts.hostonly and (config.target.is_remote or config.fence_kdump_nodes or portal):
         host = portal if portal and not config.target.is_remote else _network_host(config)
         network = _network_stack(host, opts)
@@ -102,6 +102,8 @@ def build_initramfs(config: KdumpConfig, opts: BuildOptions, report: Report = pr
     omitted = {kmod.normalize(n) for n in config.dracut.omit_drivers}
     module_names = [n for n in module_names if kmod.normalize(n) not in omitted]
     loaded = _add_kernel_modules(image, modules_dir, module_names)
+    if stack.summary:
+        stack.summary["module_bytes"] = _stack_module_bytes(image, modules_dir, stack.modules)
     if config.target.kind == "ssh":
         _add_ssh(image, config)
     elif config.fence_kdump_nodes and Path("/etc/resolv.conf").exists():
@@ -245,7 +247,7 @@ def _target_modules(config: KdumpConfig, opts: BuildOptions, stack: StackFiles) 
 
 
 def _detect_stack(config: KdumpConfig, opts: BuildOptions) -> block.Stack:
-    """Host-only: the iSCSI/md/LUKS/LVM stack under a block device target (none for a
+    """Host-only: the iSCSI/NVMe-TCP/md/LUKS/LVM stack under a block device target (none for a
     remote target, or when building for another machine)."""
     target = config.target
     assert target is not None
@@ -274,10 +276,10 @@ def _add_stack(
         image.add_bytes(dest, data, mode=mode)
     for dest, (src, mode) in files.host_files.items():
         image.add_host_file(src, dest, mode=mode)
-    if found.layers or found.network or found.iscsi:
+    if found.layers or found.network or found.iscsi or found.nvme:
         added = [image.entries[p] for p in set(image.entries) - before]
         links = [f"{x['kind']} {x['name']}" for x in (found.network or {}).get("links", [])]
-        logins = [s.describe() for s in found.iscsi]
+        logins = [s.describe() for s in found.iscsi] + [c.describe() for c in found.nvme]
         files.summary = {
             "layers": logins + [layer.describe() for layer in found.layers] + links,
             "tool_bytes": sum(_entry_size(e) for e in added),
@@ -285,6 +287,15 @@ def _add_stack(
             "stack_memory": block.runtime_memory(found),
         }
     return files
+
+
+def _stack_module_bytes(image: Image, modules_dir: Path, names: list[str]) -> int:
+    """The unpacked bytes of the stack's kernel modules and those they need (nvme_tcp
+    with nvme_fabrics, dm_crypt with dm_mod, ...), as written into the image."""
+    index = kmod.ModuleIndex(modules_dir)
+    order = index.load_order([n for n in names if index.known(n)])
+    entries = [image.entries.get(f"/lib/modules/kdumpy/{n}.ko") for n in order]
+    return sum(_entry_size(e) for e in entries if e is not None)
 
 
 def _entry_size(entry: Entry) -> int:

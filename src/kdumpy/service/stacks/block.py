@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kdumpy.errors import KdumpyError
 from kdumpy.service.stacks.iscsi import IscsiSession, sessions
+from kdumpy.service.stacks.nvme import NvmeTcpController, controllers
 
 LSBLK_COLUMNS = "NAME,KNAME,TYPE,FSTYPE,UUID"
 LEAF_TYPES = {"disk", "part", "loop"}
@@ -83,9 +84,18 @@ class Stack:
     disks: tuple[str, ...] = ()
     network: dict | None = None  # the plan of service/stacks/net.py, for remote targets
     iscsi: tuple[IscsiSession, ...] = ()  # the disks' iSCSI sessions (service/stacks/iscsi.py)
+    nvme: tuple[NvmeTcpController, ...] = ()  # the disks' NVMe/TCP controllers (stacks/nvme.py)
 
     def kinds(self) -> set[str]:
-        return {layer.kind for layer in self.layers} | ({"iscsi"} if self.iscsi else set())
+        fabrics = ({"iscsi"} if self.iscsi else set()) | ({"nvme-tcp"} if self.nvme else set())
+        return {layer.kind for layer in self.layers} | fabrics
+
+    def portal(self) -> str | None:
+        """The address of the first iSCSI portal or NVMe/TCP controller under the
+        target: the capture kernel needs the network to it."""
+        if self.iscsi:
+            return self.iscsi[0].address
+        return self.nvme[0].traddr.partition("%")[0] if self.nvme else None
 
 
 def split_dm_name(name: str) -> tuple[str, str]:
@@ -173,7 +183,7 @@ def _visit(node: dict, walk: _Walk, above: str, source: str) -> tuple[int, bool]
 
 def detect(devnode: str) -> Stack:
     """The stack under *devnode* on this machine (lsblk --inverse), with the iSCSI
-    sessions of the disks at its bottom (sysfs)."""
+    sessions and NVMe/TCP controllers of the disks at its bottom (sysfs)."""
     lsblk = find_tool("lsblk")
     proc = subprocess.run(
         [lsblk, "-J", "-s", "-p", "-o", LSBLK_COLUMNS, "--", devnode],
@@ -186,7 +196,7 @@ def detect(devnode: str) -> Stack:
     except ValueError:
         raise KdumpyError(f"lsblk {devnode}: unreadable JSON") from None
     stack = parse_lsblk(data, f"lsblk {devnode}")
-    return replace(stack, iscsi=sessions(stack.disks))
+    return replace(stack, iscsi=sessions(stack.disks), nvme=controllers(stack.disks))
 
 
 def runtime_memory(stack: Stack, sys_root: str = "/sys") -> int:

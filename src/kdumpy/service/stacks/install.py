@@ -4,7 +4,8 @@
 the tools (``mdadm`` for md, ``lvm`` for LVM, ``cryptsetup`` for LUKS), their
 configuration for a udev-less initramfs, the LUKS key files, the kernel modules, and the
 plan ``/etc/kdumpy/stacks.json`` that :mod:`kdumpy.capture.stacks` follows bottom-up
-(iSCSI logins first: ``iscsistart``, the CHAP secrets in files of their own).
+(iSCSI logins first: ``iscsistart``, the CHAP secrets in files of their own; NVMe/TCP
+connections need no tool: the capture side writes to ``/dev/nvme-fabrics``).
 A target on a plain disk gets none of it.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from kdumpy.errors import KdumpyError
-from kdumpy.service.stacks import iscsi
+from kdumpy.service.stacks import iscsi, nvme
 from kdumpy.service.stacks.block import (
     LuksKey,
     Stack,
@@ -24,6 +25,7 @@ from kdumpy.service.stacks.block import (
     luks_cipher,
 )
 from kdumpy.service.stacks.iscsi import IscsiSession
+from kdumpy.service.stacks.nvme import NvmeTcpController
 
 PLAN_PATH = "/etc/kdumpy/stacks.json"
 KEY_DIR = "/etc/kdumpy/luks"
@@ -83,9 +85,9 @@ def plan_stack(
     *resolve_alias* maps a crypto alias to loadable modules (``ModuleIndex.resolve``).
     """
     out = StackFiles(disks=list(stack.disks))
-    if not stack.layers and not stack.network and not stack.iscsi:
+    if not stack.layers and not stack.network and not stack.iscsi and not stack.nvme:
         return out
-    steps = _iscsi_steps(stack.iscsi, out, tool)
+    steps = _iscsi_steps(stack.iscsi, out, tool) + _nvme_steps(stack.nvme, out)
     key_by_uuid = {k.uuid: k for k in keys}
     md = [layer for layer in stack.layers if layer.kind == "md"]
     if md:
@@ -151,6 +153,30 @@ def _iscsi_steps(sessions: tuple[IscsiSession, ...], out: StackFiles,
         by_portal[(s.target, s.address, s.port)] = step
         steps.append(step)
     return steps
+
+
+def _nvme_steps(found: tuple[NvmeTcpController, ...], out: StackFiles) -> list[dict]:
+    """One step per subsystem, at the bottom of the stack with the iSCSI logins: its
+    namespaces and every controller address it was reached by (the paths of a multipath
+    namespace: the capture kernel needs one of them)."""
+    steps: dict[str, dict] = {}
+    if found:
+        out.modules += [m for m in nvme.MODULES if m not in out.modules]
+    for c in found:
+        path = {"traddr": c.traddr, "trsvcid": c.trsvcid}
+        if c.host_traddr:
+            path["host_traddr"] = c.host_traddr
+        step = steps.get(c.subsysnqn)
+        if step is None:
+            step = {"kind": "nvme-tcp", "subsysnqn": c.subsysnqn, "hostnqn": c.hostnqn,
+                    "nsids": [], "paths": []}  # fmt: skip
+            if c.hostid:
+                step["hostid"] = c.hostid
+            steps[c.subsysnqn] = step
+        step["nsids"] = sorted({*step["nsids"], c.nsid})
+        if path not in step["paths"]:
+            step["paths"].append(path)
+    return list(steps.values())
 
 
 def _md_uuid(uuid: str) -> str:
