@@ -29,6 +29,8 @@ def test_nfs_over_bridge_vlan_bond(tmp_path, kernel, labnet):
         mac_a, mac_b = labnet.macs()
         files: dict[str, bytes | str] = {
             "setup.sh": SETUP.format(mac_a=mac_a, mac_b=mac_b, guest=GUEST, server=SERVER),
+            # The capture initramfs's size and stack, for docs/stacks.md's table.
+            "after-start.sh": "cp /var/lib/kdumpy/initramfs-*kdump.json out/manifest.json\n",
         }
         conf = f"nfs {SERVER}:/export\npath /crash\nfinal_action poweroff\n"
         result = run_cycle(Cycle(conf, files=files, extra_args=labnet.qemu_args(),
@@ -38,6 +40,8 @@ def test_nfs_over_bridge_vlan_bond(tmp_path, kernel, labnet):
         nfs.stop()
     serial = result.serial
     print(f"markers (s after QEMU start): {result.run.markers}")
+    if (result.out / "manifest.json").exists():
+        print(f"manifest: {(result.out / 'manifest.json').read_text()}")
     assert result.rc == 0, result.log[-3000:]
     assert "kdump: saved vmcore to" in serial, serial[-4000:]
     assert SETUP_STACK.search(serial), serial[-4000:]
