@@ -1,20 +1,20 @@
-"""Running the core collector (``kdumpy collect``, makedumpfile, cp, cat...).
+"""Running the core collector (``kdumpy collect``, makedumpfile, cp, cat...)."""
 
-``core_collector`` is a command line from kdump.conf; ``KdumpConfig.collector_argv()``
-already added ``-F`` for stream targets (ssh, raw) or removed it for files.  Filesystem
-targets get ``<collector> <vmcore> <dest>``; stream targets get ``<collector> <vmcore>``
-with the dump on its standard output.
-
-``kdumpy collect ...`` (the default) runs in this process (:mod:`kdumpy.collect.command`):
-a second Python interpreter costs the capture kernel ~10 MiB more of its crashkernel
-reservation, and at 144M that was the difference between an SSH dump over a bonded,
-bridged VLAN and the OOM killer ending the collector.  What the second process gave for
-free is kept by hand: its errors end as the same statuses and messages, an exception out
-of it (a bug, MemoryError) becomes a CaptureError so that failure_action still runs, and
-"stdout" is the stream we are given.  Other collectors run as programs; ``kdumpy`` in any
-other command runs as ``python3 -m kdumpy`` with this interpreter, so no wrapper script
-needs to be on PATH.
-"""
+# ``core_collector`` is a command line from kdump.conf; ``KdumpConfig.collector_argv()``
+# already added ``-F`` for stream targets (ssh, raw) or removed it for files.  Filesystem
+# targets get ``<collector> <vmcore> <dest>``; stream targets get ``<collector> <vmcore>``
+# with the dump on its standard output.
+#
+# ``kdumpy collect ...`` (the default) runs in this process (kdumpy.collect.command): a
+# second Python interpreter cost the capture kernel ~8 MB more anonymous memory, and at
+# 144M that was the difference between an SSH dump over a bonded, bridged VLAN and the OOM
+# killer (docs/stacks.md).  What the second process gave for free is kept by hand: its
+# errors end as the same statuses and messages, an exception out of it (a bug, MemoryError)
+# becomes a CaptureError so that failure_action still runs, and "stdout" is the descriptor
+# we are given.  Other collectors run as programs; ``kdumpy`` in any other command runs as
+# ``python3 -m kdumpy`` with this interpreter, so no wrapper script needs to be on PATH.
+# (Comments, not docstrings: the capture initramfs ships byte code, where a docstring
+# costs its bytes in crashkernel memory and a comment nothing.)
 
 from __future__ import annotations
 

@@ -1,22 +1,20 @@
-"""``kdumpy collect``'s command line: makedumpfile's, where the options coincide.
+"""``kdumpy collect``'s command line (makedumpfile's, where the options coincide)."""
 
-    kdumpy collect [-d LEVEL] [-c|-l|-p|-z] [-F] [-E] [--num-threads N] SRC [DST]
-    kdumpy collect --split [-d LEVEL] ... SRC DST1 DST2 ...
-    kdumpy collect --reassemble DST1 DST2 ... OUT
-    kdumpy collect -R OUT < flattened-stream
-
-A kdump.conf ``core_collector makedumpfile -l --message-level 7 -d 31`` line works
-with the program name replaced: ``--message-level``, ``-f``, ``-b`` and
-``--cyclic-buffer`` are accepted (``--message-level`` and ``--cyclic-buffer`` are
-honoured, the others have nothing to change here).  Messages go to stderr, so
-stdout can carry a flattened dump.
-
-It lives here, under the CLI, so that the capture kernel can run a ``core_collector
-kdumpy collect ...`` line in its own process (:func:`run_argv`) instead of starting a
-second Python interpreter: in a crashkernel reservation of 128-160 MiB the second
-interpreter's ~10 MiB and its own imports decided whether a network dump fitted.
-``kdumpy.cli.collect`` registers the same options under ``kdumpy``.
-"""
+#     kdumpy collect [-d LEVEL] [-c|-l|-p|-z] [-F] [-E] [--num-threads N] SRC [DST]
+#     kdumpy collect --split [-d LEVEL] ... SRC DST1 DST2 ...
+#     kdumpy collect --reassemble DST1 DST2 ... OUT
+#     kdumpy collect -R OUT < flattened-stream
+#
+# A kdump.conf ``core_collector makedumpfile -l --message-level 7 -d 31`` line works with
+# the program name replaced: ``--message-level``, ``-f``, ``-b`` and ``--cyclic-buffer``
+# are accepted (``--message-level`` and ``--cyclic-buffer`` are honoured, the others have
+# nothing to change here).  Messages go to stderr, so stdout can carry a flattened dump.
+#
+# It lives here, under the CLI, so that the capture kernel can run a ``core_collector
+# kdumpy collect ...`` line in its own process (run_argv) instead of starting a second
+# Python interpreter, which decided whether a network dump fitted in 144M;
+# kdumpy.cli.collect registers the same options under ``kdumpy``.  (Comments rather than
+# docstrings: this module is byte code in the capture initramfs, crashkernel memory.)
 
 from __future__ import annotations
 

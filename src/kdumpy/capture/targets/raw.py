@@ -1,8 +1,7 @@
-"""A raw block device target: the flattened dump written from its first byte.
+"""A raw block device target: the flattened dump written from its first byte."""
 
-The device holds nothing else (kdump-utils does the same: no dmesg, no log); on the next
-boot ``makedumpfile -R`` or kdumpy rearranges the flattened stream into a dump file.
-"""
+# The device holds nothing else (kdump-utils does the same: no dmesg, no log); on the next
+# boot ``makedumpfile -R`` or kdumpy rearranges the flattened stream into a dump file.
 
 from __future__ import annotations
 

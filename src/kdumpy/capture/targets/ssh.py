@@ -1,14 +1,13 @@
-"""An ssh server target, reached with the real OpenSSH client.
+"""An ssh server target, reached with the real OpenSSH client."""
 
-Options are kdump-utils': key authentication only (``BatchMode=yes``) and
-``StrictHostKeyChecking=yes`` against the known_hosts file the capture initramfs carries:
-a server whose key is not the recorded one is refused, never trusted on first use
-(:mod:`kdumpy.service.sshopts`: the first kernel's checks use the same options).  Every
-remote command takes its paths after ``--`` and shell-quoted: a ``path`` starting with
-``-`` is a directory name, not an option.
-The dump travels flattened (``-F``) into ``vmcore-incomplete`` and is renamed
-``vmcore.flat``.  An unreachable server is retried a bounded number of times.
-"""
+# Options are kdump-utils': key authentication only (``BatchMode=yes``) and
+# ``StrictHostKeyChecking=yes`` against the known_hosts file the capture initramfs carries:
+# a server whose key is not the recorded one is refused, never trusted on first use
+# (:mod:`kdumpy.service.sshopts`: the first kernel's checks use the same options).  Every
+# remote command takes its paths after ``--`` and shell-quoted: a ``path`` starting with
+# ``-`` is a directory name, not an option.
+# The dump travels flattened (``-F``) into ``vmcore-incomplete`` and is renamed
+# ``vmcore.flat``.  An unreachable server is retried a bounded number of times.
 
 from __future__ import annotations
 
