@@ -1,13 +1,12 @@
-"""fence_kdump notifications from the capture kernel, as fence_kdump_send sends them.
+"""fence_kdump notifications from the capture kernel, as fence_kdump_send sends them."""
 
-In a Pacemaker cluster the other nodes fence (power-cycle) a node that stops answering,
-which would cut its dump short.  The fence_kdump agent on those nodes listens on UDP (port
-7410 by default) and holds the fencing back while messages keep coming.  kdump-utils runs
-``fence_kdump_send $fence_kdump_args $fence_kdump_nodes &`` before the dump; kdumpy sends
-the same datagram from a daemon thread: 8 bytes, the magic 0x1B302A40 then version 1, each
-a 32-bit integer in the machine's byte order (fence-agents' message.h), to every node,
-every ``-i`` seconds, ``-c`` times (0: until the machine reboots).
-"""
+# In a Pacemaker cluster the other nodes fence (power-cycle) a node that stops answering,
+# which would cut its dump short.  The fence_kdump agent on those nodes listens on UDP (port
+# 7410 by default) and holds the fencing back while messages keep coming.  kdump-utils runs
+# ``fence_kdump_send $fence_kdump_args $fence_kdump_nodes &`` before the dump; kdumpy sends
+# the same datagram from a daemon thread: 8 bytes, the magic 0x1B302A40 then version 1, each
+# a 32-bit integer in the machine's byte order (fence-agents' message.h), to every node,
+# every ``-i`` seconds, ``-c`` times (0: until the machine reboots).
 
 from __future__ import annotations
 

@@ -1,23 +1,22 @@
-"""Bring up the dump target's storage (and network) stack in the capture kernel, bottom-up.
+"""Bring up the dump target's storage (and network) stack in the capture kernel, bottom-up."""
 
-``/init`` runs ``python3 -m kdumpy.capture.stacks`` before it mounts the target when the
-initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
-:mod:`kdumpy.service.stacks.install`).  Each layer waits, bounded, for what it sits on:
-
-* iSCSI: ``iscsistart`` logs in to each target (the network to its portal is up by
-  then: ``/init``'s plain NIC or the network stack), until the LUNs' disks appear;
-* md: ``mdadm --assemble --scan`` (the arrays of ``/etc/mdadm/mdadm.conf``) until the
-  array starts whole; past half the wait it is started with what is there (``--run``): a
-  degraded array still saves, and says so;
-* LUKS: the header found by its UUID on any block device, opened with the key file;
-* LVM: ``lvm lvchange -ay VG/LV`` (a thin volume brings its pool up with it);
-* the network to a remote target over bonds, VLANs, bridges, static IPv4/IPv6
-  (:mod:`kdumpy.capture.netstack`), first.
-
-When a layer does not come up, the one-line reason goes to the console and to
-``/run/kdumpy/stack-failure``; the capture side (:func:`failure`) then runs
-failure_action with that reason instead of waiting for a mount that cannot happen.
-"""
+# ``/init`` runs ``python3 -m kdumpy.capture.stacks`` before it mounts the target when the
+# initramfs carries a plan (``/etc/kdumpy/stacks.json``, written by
+# :mod:`kdumpy.service.stacks.install`).  Each layer waits, bounded, for what it sits on:
+#
+# * iSCSI: ``iscsistart`` logs in to each target (the network to its portal is up by
+#   then: ``/init``'s plain NIC or the network stack), until the LUNs' disks appear;
+# * md: ``mdadm --assemble --scan`` (the arrays of ``/etc/mdadm/mdadm.conf``) until the
+#   array starts whole; past half the wait it is started with what is there (``--run``): a
+#   degraded array still saves, and says so;
+# * LUKS: the header found by its UUID on any block device, opened with the key file;
+# * LVM: ``lvm lvchange -ay VG/LV`` (a thin volume brings its pool up with it);
+# * the network to a remote target over bonds, VLANs, bridges, static IPv4/IPv6
+#   (:mod:`kdumpy.capture.netstack`), first.
+#
+# When a layer does not come up, the one-line reason goes to the console and to
+# ``/run/kdumpy/stack-failure``; the capture side (:func:`failure`) then runs
+# failure_action with that reason instead of waiting for a mount that cannot happen.
 
 from __future__ import annotations
 

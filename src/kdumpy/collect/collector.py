@@ -1,14 +1,13 @@
-"""The collector: read a dump, keep the pages the dump level wants, write a new dump.
+"""The collector: read a dump, keep the pages the dump level wants, write a new dump."""
 
-Two passes over the pfns, like makedumpfile's cyclic mode: the first computes the
-2nd bitmap and counts the dumpable pages (the data area starts after one descriptor
-per dumpable page, so the count is needed before any data is written); the second
-writes headers, bitmaps, descriptors and compressed pages in pfn order.  The 2nd
-bitmap is kept packed (1 bit per page, 32 KiB per GiB of RAM) when it fits the
-cyclic buffer and recomputed in the second pass otherwise, so memory does not grow
-with the dump beyond that budget.  Page data is read in batches of
-:data:`PAGE_BATCH` pages and compressed on an ordered thread pool.
-"""
+# Two passes over the pfns, like makedumpfile's cyclic mode: the first computes the
+# 2nd bitmap and counts the dumpable pages (the data area starts after one descriptor
+# per dumpable page, so the count is needed before any data is written); the second
+# writes headers, bitmaps, descriptors and compressed pages in pfn order.  The 2nd
+# bitmap is kept packed (1 bit per page, 32 KiB per GiB of RAM) when it fits the
+# cyclic buffer and recomputed in the second pass otherwise, so memory does not grow
+# with the dump beyond that budget.  Page data is read in batches of
+# :data:`PAGE_BATCH` pages and compressed on an ordered thread pool.
 
 from __future__ import annotations
 

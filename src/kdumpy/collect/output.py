@@ -1,20 +1,19 @@
-"""Where a dump is written: a file created under a temporary name, or a stream.
+"""Where a dump is written: a file created under a temporary name, or a stream."""
 
-:class:`FileSink` creates ``.NAME.kdumpy-XXXXXX`` next to the destination with mode
-0600, writes at offsets with ``pwrite``, and on :meth:`commit` fsyncs the file, renames
-it into place and fsyncs the directory, so a crash mid-way never leaves a
-half-written file under the final name.  A full filesystem becomes
-:class:`DiskFullError`; the collector then marks the dump incomplete (as makedumpfile
-does) and still moves it into place, because a partial dump is worth keeping.
-
-In a capture kernel the file's pages leave the page cache as they are written: every
-:data:`DROP_CACHE_EVERY` bytes the file is fdatasync'ed and ``posix_fadvise(DONTNEED)``'ed.
-A capture kernel runs in the crashkernel reservation (100-odd MiB); a dump of gigabytes
-written through the page cache fills it with dirty and then clean pages of a file nobody
-reads back, and a small reservation then ends in the OOM killer or in stalls on writeback.
-Elsewhere (``kdumpy collect`` on a running system, with memory to spare) the synchronous
-writeback would only slow the collector down, so it is left to the kernel.
-"""
+# :class:`FileSink` creates ``.NAME.kdumpy-XXXXXX`` next to the destination with mode
+# 0600, writes at offsets with ``pwrite``, and on :meth:`commit` fsyncs the file, renames
+# it into place and fsyncs the directory, so a crash mid-way never leaves a
+# half-written file under the final name.  A full filesystem becomes
+# :class:`DiskFullError`; the collector then marks the dump incomplete (as makedumpfile
+# does) and still moves it into place, because a partial dump is worth keeping.
+#
+# In a capture kernel the file's pages leave the page cache as they are written: every
+# :data:`DROP_CACHE_EVERY` bytes the file is fdatasync'ed and ``posix_fadvise(DONTNEED)``'ed.
+# A capture kernel runs in the crashkernel reservation (100-odd MiB); a dump of gigabytes
+# written through the page cache fills it with dirty and then clean pages of a file nobody
+# reads back, and a small reservation then ends in the OOM killer or in stalls on writeback.
+# Elsewhere (``kdumpy collect`` on a running system, with memory to spare) the synchronous
+# writeback would only slow the collector down, so it is left to the kernel.
 
 from __future__ import annotations
 

@@ -1,21 +1,20 @@
-"""What the fields of a ``struct page`` mean, decided from VMCOREINFO alone.
+"""What the fields of a ``struct page`` mean, decided from VMCOREINFO alone."""
 
-The kernel has changed how it marks page kinds several times; every rule here is
-picked by which VMCOREINFO entries exist, never by the release string:
-
-* page flag bits: ``NUMBER(PG_lru|PG_private|PG_swapcache|PG_swapbacked|PG_hwpoison)``,
-  ``NUMBER(PG_head_mask)``; ``NUMBER(PG_slab)`` only before 6.10 (then slab became a
-  page type).
-* page types in ``_mapcount`` (``page_type``): ``NUMBER(PAGE_{BUDDY,SLAB,HUGETLB,OFFLINE,
-  UNACCEPTED}_MAPCOUNT_VALUE)``.  From 6.12 the type is the top byte and the low 24
-  bits may carry data; the kernel tests ``page_type >> 24 == PGTY_x``, so a value
-  whose low 24 bits are zero is compared on its top byte, older encodings on all
-  32 bits (as the kernel of their time and makedumpfile do).
-* compound order and hugetlb: ``folio._flags_1 & 0xff`` in the first tail page from
-  6.6 (``NUMBER(PG_hugetlb)`` or ``NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)`` present);
-  before, ``compound_order`` / ``compound_dtor`` bytes of the first tail page.
-* tail pages: bit 0 of ``page.compound_head`` (7.1+: ``page.compound_info``).
-"""
+# The kernel has changed how it marks page kinds several times; every rule here is
+# picked by which VMCOREINFO entries exist, never by the release string:
+#
+# * page flag bits: ``NUMBER(PG_lru|PG_private|PG_swapcache|PG_swapbacked|PG_hwpoison)``,
+#   ``NUMBER(PG_head_mask)``; ``NUMBER(PG_slab)`` only before 6.10 (then slab became a
+#   page type).
+# * page types in ``_mapcount`` (``page_type``): ``NUMBER(PAGE_{BUDDY,SLAB,HUGETLB,OFFLINE,
+#   UNACCEPTED}_MAPCOUNT_VALUE)``.  From 6.12 the type is the top byte and the low 24
+#   bits may carry data; the kernel tests ``page_type >> 24 == PGTY_x``, so a value
+#   whose low 24 bits are zero is compared on its top byte, older encodings on all
+#   32 bits (as the kernel of their time and makedumpfile do).
+# * compound order and hugetlb: ``folio._flags_1 & 0xff`` in the first tail page from
+#   6.6 (``NUMBER(PG_hugetlb)`` or ``NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)`` present);
+#   before, ``compound_order`` / ``compound_dtor`` bytes of the first tail page.
+# * tail pages: bit 0 of ``page.compound_head`` (7.1+: ``page.compound_info``).
 
 from __future__ import annotations
 

@@ -1,20 +1,19 @@
-"""The kernel log from a dump, as ``makedumpfile --dump-dmesg`` prints it.
+"""The kernel log from a dump, as ``makedumpfile --dump-dmesg`` prints it."""
 
-Two ring buffer layouts, chosen by VMCOREINFO like makedumpfile does:
-
-* Linux 5.10+: the lockless ``printk_ringbuffer`` (``SYMBOL(prb)``): a descriptor ring
-  (state word = 2 state bits + id), an info array and a text data ring whose blocks
-  start with the descriptor id; records from ``tail_id`` to ``head_id`` that are
-  committed or finalized and carry data are printed.
-* Linux 3.5-5.9: variable-length ``struct printk_log`` records in ``log_buf`` from
-  ``log_first_idx`` to ``log_next_idx``; a record of length 0 wraps to the start.
-
-Each record becomes ``[%5d.%06d] text``; newlines inside the text are followed by an
-indent as wide as the prefix; bytes that are neither printable nor space become
-``\\xNN`` (makedumpfile passes a signed ``char`` to ``printf``, so bytes >= 0x80 print
-as ``\\xffffffNN``; kept for identical output).  makedumpfile 1.7.5+ adds the caller
-(``[T123]``/``[C1]``) after the time stamp; ``caller_id=True`` does the same.
-"""
+# Two ring buffer layouts, chosen by VMCOREINFO like makedumpfile does:
+#
+# * Linux 5.10+: the lockless ``printk_ringbuffer`` (``SYMBOL(prb)``): a descriptor ring
+#   (state word = 2 state bits + id), an info array and a text data ring whose blocks
+#   start with the descriptor id; records from ``tail_id`` to ``head_id`` that are
+#   committed or finalized and carry data are printed.
+# * Linux 3.5-5.9: variable-length ``struct printk_log`` records in ``log_buf`` from
+#   ``log_first_idx`` to ``log_next_idx``; a record of length 0 wraps to the start.
+#
+# Each record becomes ``[%5d.%06d] text``; newlines inside the text are followed by an
+# indent as wide as the prefix; bytes that are neither printable nor space become
+# ``\\xNN`` (makedumpfile passes a signed ``char`` to ``printf``, so bytes >= 0x80 print
+# as ``\\xffffffNN``; kept for identical output).  makedumpfile 1.7.5+ adds the caller
+# (``[T123]``/``[C1]``) after the time stamp; ``caller_id=True`` does the same.
 
 from __future__ import annotations
 

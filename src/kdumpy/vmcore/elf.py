@@ -1,18 +1,17 @@
-"""ELF crash dumps: /proc/vmcore copies, makedumpfile -E output, QEMU dump-guest-memory.
+"""ELF crash dumps: /proc/vmcore copies, makedumpfile -E output, QEMU dump-guest-memory."""
 
-Physical memory is found through the PT_LOAD program headers (``p_paddr``,
-``p_offset``, ``p_filesz``); ``p_memsz > p_filesz`` tails are memory that existed but
-was left out (makedumpfile -E), and a truncated file loses what lies past its end.
-/proc/vmcore adds a kernel-text PT_LOAD that repeats part of the direct map; extents
-are de-duplicated by physical address so every byte has one source.
-
-Segments need not be page aligned: x86's e820 low RAM usually ends at 0x9fc00.  A page
-that a segment covers only in part is in the dump, zero-filled where no segment has
-data, as makedumpfile's ``readpage_elf`` reads it (and its 1st bitmap counts it).
-
-Work is proportional to the program headers and the bytes in the file, never to
-``p_memsz``: memory that was left out costs nothing to describe.
-"""
+# Physical memory is found through the PT_LOAD program headers (``p_paddr``,
+# ``p_offset``, ``p_filesz``); ``p_memsz > p_filesz`` tails are memory that existed but
+# was left out (makedumpfile -E), and a truncated file loses what lies past its end.
+# /proc/vmcore adds a kernel-text PT_LOAD that repeats part of the direct map; extents
+# are de-duplicated by physical address so every byte has one source.
+#
+# Segments need not be page aligned: x86's e820 low RAM usually ends at 0x9fc00.  A page
+# that a segment covers only in part is in the dump, zero-filled where no segment has
+# data, as makedumpfile's ``readpage_elf`` reads it (and its 1st bitmap counts it).
+#
+# Work is proportional to the program headers and the bytes in the file, never to
+# ``p_memsz``: memory that was left out costs nothing to describe.
 
 from __future__ import annotations
 

@@ -1,18 +1,17 @@
-"""Writing the kdump-compressed format (makedumpfile's layout, header version 6).
+"""Writing the kdump-compressed format (makedumpfile's layout, header version 6)."""
 
-Layout (format.md 1.1): ``disk_dump_header`` in block 0, ``kdump_sub_header`` at
-``block_size`` followed by a copy of the vmcore's ELF notes, the 1st bitmap (pages
-that exist) and the 2nd bitmap (pages with a descriptor), each a whole number of
-blocks, the page descriptors (24 bytes, one per set bit of the 2nd bitmap) and then
-the page data.  With dump level bit 1 the first data record is one shared zero page
-that every all-zero page's descriptor points at.
-
-Writes go to a *sink* (anything with ``write_at(offset, data)``): a file, or the
-flattened stream of :mod:`kdumpy.vmcore.flat_writer`.  Page data is flushed before
-the descriptors that point at it, so a dump cut short by a full disk has no
-descriptor pointing at data that was never written; :meth:`KdumpWriter.mark_incomplete`
-then sets ``DUMP_DH_COMPRESSED_INCOMPLETE`` in the header, as makedumpfile does.
-"""
+# Layout (format.md 1.1): ``disk_dump_header`` in block 0, ``kdump_sub_header`` at
+# ``block_size`` followed by a copy of the vmcore's ELF notes, the 1st bitmap (pages
+# that exist) and the 2nd bitmap (pages with a descriptor), each a whole number of
+# blocks, the page descriptors (24 bytes, one per set bit of the 2nd bitmap) and then
+# the page data.  With dump level bit 1 the first data record is one shared zero page
+# that every all-zero page's descriptor points at.
+#
+# Writes go to a *sink* (anything with ``write_at(offset, data)``): a file, or the
+# flattened stream of :mod:`kdumpy.vmcore.flat_writer`.  Page data is flushed before
+# the descriptors that point at it, so a dump cut short by a full disk has no
+# descriptor pointing at data that was never written; :meth:`KdumpWriter.mark_incomplete`
+# then sets ``DUMP_DH_COMPRESSED_INCOMPLETE`` in the header, as makedumpfile does.
 
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
-"""Filesystem and NFS targets: a directory under the mount point /init prepared.
+"""Filesystem and NFS targets: a directory under the mount point /init prepared."""
 
-The capture initramfs's ``/init`` mounts the target at ``/kdumproot`` before the capture
-side runs.  If it is not a mount point then (the device never appeared, the NFS server did
-not answer), this module tries the mount itself a bounded number of times and otherwise
-reports a target failure, so that failure_action runs.
-
-``path`` may lie in a directory other users can write (Ubuntu's /var/crash is 1777): it is
-walked from the mount point one directory at a time without following symbolic links or
-``..``, the dump directory is created fresh (never one that exists), and every file in it
-is reached through the directory's descriptor and created with O_EXCL|O_NOFOLLOW, 0600.
-"""
+# The capture initramfs's ``/init`` mounts the target at ``/kdumproot`` before the capture
+# side runs.  If it is not a mount point then (the device never appeared, the NFS server did
+# not answer), this module tries the mount itself a bounded number of times and otherwise
+# reports a target failure, so that failure_action runs.
+#
+# ``path`` may lie in a directory other users can write (Ubuntu's /var/crash is 1777): it is
+# walked from the mount point one directory at a time without following symbolic links or
+# ``..``, the dump directory is created fresh (never one that exists), and every file in it
+# is reached through the directory's descriptor and created with O_EXCL|O_NOFOLLOW, 0600.
 
 from __future__ import annotations
 
