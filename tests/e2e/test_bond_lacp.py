@@ -1,13 +1,15 @@
-"""SSH over an 802.3ad (LACP) bond: the guest's two NICs bonded in mode 802.3ad
+"""SSH and NFSv4 over an 802.3ad (LACP) bond: the guest's two NICs bonded in mode 802.3ad
 (``lacp_rate fast``, ``miimon 100``) with static IPv4 and IPv6 addresses on the bond.
 
 The lab relay (:mod:`kdumpy.lab.netlab`) is the switch, here with LACP on both guest
 ports (:mod:`kdumpy.lab.lacp`, untagged access ports): it answers the bond's LACPDUs as
 one aggregator, sends each frame toward the guest by one port per flow, and logs each
 port's LACP state.  ``kdumpy start`` copies the bond from ``ip -j -d link``; the capture
-kernel makes it again and streams the dump to the sshd through it.
+kernel makes it again and streams the dump to the sshd (or writes it to nfs-ganesha's
+export) through it.
 
-Oracles: the dump that arrived (makedumpfile -R, drgn: ``check_ssh_dump``), the capture
+Oracles: the dump that arrived (makedumpfile -R, drgn: ``check_ssh_dump``; drgn and
+makedumpfile on the NFS export's file: ``check_nfs_dump``), the capture
 log's network lines, and the switch's own record: after the panic (the host's clock when
 the serial console showed it), each of its ports negotiated again (the capture kernel's
 bond starts out of sync) and reached collecting and distributing on both ends, with the
@@ -27,6 +29,7 @@ import pytest
 from kdumpy.lab.netlab import LabNet
 
 from .test_netstacks import FIND_NICS, GUEST, SERVER, WAIT_SERVER, check_ssh_dump, ssh_cycle
+from .test_netstacks_nfs import check_nfs_dump, nfs_cycle
 
 SETUP = (
     FIND_NICS
@@ -54,6 +57,23 @@ def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
     panicked: list[float] = []
     on_panic = {"Kernel panic": lambda: panicked.append(time.monotonic())}
     result, crash = ssh_cycle(tmp_path, kernel, lacp_net, SETUP, on_marker=on_panic)
+    check_capture_over_lacp(result, lacp_net, panicked)
+    check_ssh_dump(result, crash, kernel, tmp_path)
+
+
+@pytest.mark.full
+def test_nfs_over_lacp_bond(tmp_path, kernel, lacp_net):
+    """NFSv4 (nfs-ganesha on the server's address) through the same 802.3ad bond: the
+    kernel's NFS client, not a process, writes the dump through the aggregate."""
+    panicked: list[float] = []
+    on_panic = {"Kernel panic": lambda: panicked.append(time.monotonic())}
+    result, crash = nfs_cycle(tmp_path, kernel, lacp_net, SETUP, on_marker=on_panic)
+    check_capture_over_lacp(result, lacp_net, panicked)
+    check_nfs_dump(result, crash, kernel)
+
+
+def check_capture_over_lacp(result, lacp_net: LabNet, panicked: list[float]) -> None:
+    """The capture saved through the bond it made again, which the switch aggregated."""
     serial = result.serial
     lacp_net.stop()  # the relay writes its per-port counters as it stops
     events = lacp_net.lacp_events()
@@ -73,7 +93,6 @@ def test_ssh_over_lacp_bond(tmp_path, kernel, lacp_net):
     # then aggregated); the switch's record below is what says whether LACP worked.
     assert panicked, "no Kernel panic seen"
     check_capture_aggregated(events, panicked[0])
-    check_ssh_dump(result, crash, kernel, tmp_path)
 
 
 def check_capture_aggregated(events: list[dict], panic: float) -> None:

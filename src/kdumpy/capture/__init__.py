@@ -12,7 +12,8 @@ collector), :mod:`.targets` (local fs, raw, ssh, NFS), :mod:`.actions` (reboot/h
 poweroff/shell), :mod:`.flow` (the save itself), :mod:`.main` (entry point).
 
 Everything here runs inside the capture initramfs: standard library, :mod:`kdumpy.errors`,
-:mod:`kdumpy.service.config` and :mod:`kdumpy.vmcore` only.
+:mod:`kdumpy.service.config`, :mod:`kdumpy.collect` (``kdumpy collect`` runs in this
+process) and :mod:`kdumpy.vmcore` only.
 """
 
 # /init runs `python3 -m kdumpy.capture`: -m needs runpy and what it imports, and the

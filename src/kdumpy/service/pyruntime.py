@@ -42,7 +42,10 @@ CAPTURE_MODULES = (
     "runpy",
     "importlib.util",
 )
-# The command line layer, so that `kdumpy collect ...` works as a core_collector.
+# The command line layer: the capture reads the kernel log with a child `kdumpy dmesg`
+# (a reader bug cannot take the capture down); `kdumpy collect ...` as a core_collector
+# runs in the capture's process (kdumpy.collect.command), and kdumpy.cli.collect (a few
+# lines over it) stays for a core_collector that names `python3 -m kdumpy collect`.
 CLI_MODULES = ("kdumpy.cli", "kdumpy.cli.collect", "kdumpy.cli.dmesg", "kdumpy.__main__")
 
 _PROBE = r"""

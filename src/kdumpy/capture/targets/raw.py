@@ -11,7 +11,7 @@ import stat
 import time
 
 from kdumpy.capture import CaptureError
-from kdumpy.capture.collector import start_stream, wait_stream
+from kdumpy.capture.collector import collect_to_stream
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.targets.base import Destination
 
@@ -48,8 +48,7 @@ class RawDevice(Destination):
         except OSError as exc:
             raise CaptureError(f"cannot open {self.device}: {exc.strerror}") from None
         try:
-            proc = start_stream(collector, vmcore, fd)
-            wait_stream(proc, collector)
+            collect_to_stream(collector, vmcore, fd)
             os.fsync(fd)
         except OSError as exc:
             raise CaptureError(f"cannot write {self.device}: {exc.strerror}") from None

@@ -12,13 +12,15 @@ The dump travels flattened (``-F``) into ``vmcore-incomplete`` and is renamed
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
 import subprocess
+import threading
 import time
 
 from kdumpy.capture import CaptureError
-from kdumpy.capture.collector import start_stream, wait_stream
+from kdumpy.capture.collector import collect_to_stream
 from kdumpy.capture.layout import VMCORE_FLAT, VMCORE_INCOMPLETE, fresh_names
 from kdumpy.capture.log import CaptureLog
 from kdumpy.capture.net import wait_for_route
@@ -120,15 +122,30 @@ class SshServer(Destination):
 
     def save_dump(self, collector: list[str], vmcore: str) -> str:
         remote = f"umask 0077 && dd bs=512 of={self._path(VMCORE_INCOMPLETE)} 2>/dev/null && sync"
-        proc = start_stream(collector, vmcore, subprocess.PIPE)
-        assert proc.stdout is not None
+        # ssh reads the dump from a pipe the collector writes (kdumpy collect: in this
+        # process, so ssh's messages are read on a thread, not to block it when they fill
+        # their pipe).  Only ssh holds the reading end: if it dies, the collector's next
+        # write fails (EPIPE) instead of blocking forever.
+        read_end, write_end = os.pipe()
         try:
-            ssh = subprocess.run(self.ssh_argv(remote), stdin=proc.stdout, capture_output=True)
+            ssh = subprocess.Popen(self.ssh_argv(remote), stdin=read_end,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        except OSError as exc:
+            os.close(write_end)
+            raise CaptureError(f"{self.describe()}: ssh: {exc.strerror}") from None
         finally:
-            proc.stdout.close()
-        wait_stream(proc, collector)
+            os.close(read_end)
+        messages: list[bytes] = []
+        reader = threading.Thread(target=_read_all, args=(ssh, messages), daemon=True)
+        reader.start()
+        try:
+            collect_to_stream(collector, vmcore, write_end)
+        finally:
+            os.close(write_end)  # the end of the dump: dd finishes, ssh exits
+            ssh.wait()
+            reader.join()
         if ssh.returncode != 0:
-            err = ssh.stderr.decode(errors="replace").strip().splitlines()
+            err = b"".join(messages).decode(errors="replace").strip().splitlines()
             raise CaptureError(
                 f"{self.describe()}: writing {VMCORE_INCOMPLETE} failed: "
                 f"{err[-1] if err else ssh.returncode}"
@@ -138,3 +155,10 @@ class SshServer(Destination):
 
     def where(self) -> str:
         return f"{self.user}@{self.host}:{self.dir}"
+
+
+def _read_all(proc: subprocess.Popen[bytes], into: list[bytes]) -> None:
+    """ssh's stderr until it closes it (run on a thread beside the collector)."""
+    assert proc.stderr is not None
+    into.append(proc.stderr.read())
+    proc.stderr.close()
