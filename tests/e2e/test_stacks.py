@@ -160,11 +160,14 @@ STOP_RAID5_TWO = """vgchange -an vgk
 mdadm --stop /dev/md0
 mdadm --zero-superblock /dev/vdd /dev/vde
 """
-# The key the initramfs carries stops opening the volume after `kdumpy start`.
+# The key the initramfs carries stops opening the volume after `kdumpy start`: the
+# administrator rotates it, crypttab too (or the next boot would wait at systemd's
+# passphrase prompt), and the capture initramfs still holds the old one.
 ROTATE_KEY = """umask 077; head -c 64 /dev/urandom > /root/new.key
 cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \\
     --key-file /root/crash.key /dev/vgk/crash /root/new.key
 cryptsetup luksRemoveKey -q /dev/vgk/crash /root/crash.key
+sed -i 's#/root/crash.key#/root/new.key#' /etc/crypttab
 """
 FAIL_CONF = "ext4 LABEL=kdumpstk\npath /var/crash\nfailure_action reboot\n"
 
