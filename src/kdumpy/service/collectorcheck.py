@@ -6,9 +6,9 @@ the kernel keeps in ``struct page``'s ``_mapcount``.  Linux 6.12 (kernel commit
 into a value in the field's top byte.  makedumpfile before 1.7.7 still derives flags from
 it: every typed page looks like slab, so free pages stay in the dump (at ``-d 31`` a dump
 about as large as memory, written while the machine is down) and hugetlb detection
-misfires on user pages; on 7.x its ``-d 31`` dump of a lab guest lacked a slab page in
-use (the pid IDR's xarray node: drgn's task walk stopped at "Excluded page", found by
-the full matrix's NFS cycle with makedumpfile).  makedumpfile 1.7.7 fixed it (its
+misfires on user pages; on the lab's 6.12 and 7.x guests its ``-d 31`` dumps lacked a
+slab page in use (the pid IDR's xarray node: drgn's task walk stopped at "Excluded
+page", found by the full matrix's NFS cycles with makedumpfile).  makedumpfile 1.7.7 fixed it (its
 commit 72c3414, issue #16); Debian 12 ships 1.7.2.  kdumpctl starts such a
 configuration without a word; ``kdumpy start`` says so, and names the way out, before
 the crash rather than after it.
@@ -78,6 +78,6 @@ def collector_warning(
         f"core_collector: makedumpfile {found} cannot tell free pages from slab on Linux "
         f"{kernel[0]}.{kernel[1]} (page types changed in 6.12; fixed in makedumpfile 1.7.7): "
         f"-d {level} would keep free pages (a dump near the size of memory) or leave out "
-        f"pages in use (7.x: a dump drgn and crash cannot walk); use "
+        f"slab pages in use (a dump drgn and crash cannot walk); use "
         "'core_collector kdumpy collect ...' or makedumpfile 1.7.7 or later"
     )
