@@ -144,6 +144,15 @@ class FakeMachine:
         return path
 
 
+def mixed_vmcore(path: Path) -> Path:
+    """A small ELF vmcore with every kind of page a collector treats apart: distinct data
+    pages, runs of them, zero pages, a hole in RAM and pages after it."""
+    machine = FakeMachine(pages=2048, holes=((1800, 1900),))
+    for pfn in (*range(1550, 1700, 3), *range(1790, 1797), 1950, 2001):
+        machine.put(pfn * PAGE, bytes([pfn & 0xFF or 1]) * 100 + pfn.to_bytes(4, "little"))
+    return machine.write(path)
+
+
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     name += b"\0"
     return (

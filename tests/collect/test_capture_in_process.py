@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from collect_oracle import small_fs
-from fakecore import PAGE, FakeMachine
+from fakecore import PAGE, FakeMachine, mixed_vmcore
 
 from kdumpy.capture.actions import Actions
 from kdumpy.capture.flow import CaptureOptions, CaptureResult, run_capture
@@ -38,10 +38,7 @@ ARGS = ["-l", "-d", "1"]  # lzo, zero pages left out: both writers' choices are 
 
 @pytest.fixture(scope="module")
 def vmcore(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    machine = FakeMachine(pages=2048, holes=((1800, 1900),))
-    for pfn in (*range(1550, 1700, 3), *range(1790, 1797), 1950, 2001):
-        machine.put(pfn * PAGE, bytes([pfn & 0xFF or 1]) * 100 + pfn.to_bytes(4, "little"))
-    return machine.write(tmp_path_factory.mktemp("fake") / "vmcore")
+    return mixed_vmcore(tmp_path_factory.mktemp("fake") / "vmcore")
 
 
 def makedumpfile(vmcore: Path, out: Path, *args: str) -> bytes:

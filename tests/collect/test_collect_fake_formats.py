@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakecore import MEMMAP_PADDR, PAGE, FakeMachine
+from fakecore import MEMMAP_PADDR, PAGE, FakeMachine, mixed_vmcore
 
 pytestmark = pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="no makedumpfile")
 
@@ -35,10 +35,7 @@ def makedumpfile(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.fixture(scope="module")
 def vmcore(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    machine = FakeMachine(pages=2048, holes=((1800, 1900),))
-    for pfn in (*range(1550, 1700, 3), *range(1790, 1797), 1950, 2001):
-        machine.put(pfn * PAGE, bytes([pfn & 0xFF or 1]) * 100 + pfn.to_bytes(4, "little"))
-    return machine.write(tmp_path_factory.mktemp("fake") / "vmcore")
+    return mixed_vmcore(tmp_path_factory.mktemp("fake") / "vmcore")
 
 
 @pytest.mark.parametrize("args", [["-E", "-d", "1"], ["-E", "-d", "0"], ["-l", "-d", "1"],
