@@ -13,7 +13,6 @@ import pytest
 
 from kdumpy.analysis import Program
 from kdumpy.analysis.commands import Session, run_line
-from kdumpy.lab.debian_job import read_back
 from kdumpy.lab.kernels import LabKernel
 from kdumpy.service.collectorcheck import collector_warning
 
@@ -99,27 +98,6 @@ def check_dump(vmcore: Path, kernel: LabKernel, serial: str) -> None:
     ours = sorted([int(r[0]), " ".join(r[8:]).strip("[]")] for r in rows if r and r[0] != "0")
     assert ours == [list(t) for t in seen["tasks"] if t[0] != 0]
     assert "sysrq_handle_crash" in bt_out
-
-
-def check_saved_on_image(
-    image: Path, got: Path, kernel: LabKernel, serial: str, stack_line: str, target: str
-) -> str:
-    """The dump a cycle saved under /var/crash on the target disk *image* (read back into
-    *got*): its three files, the stack's bring-up line (*stack_line*, a regex of the console
-    line) and the target in kexec-dmesg.log, the log and the dump checked against the
-    console and drgn.  Returns kexec-dmesg.log's text."""
-    crash = read_back(image, "/var/crash", got)
-    (dump_dir,) = list(crash.iterdir())
-    assert DIR_NAME.fullmatch(dump_dir.name), dump_dir.name
-    assert sorted(p.name for p in dump_dir.iterdir()) == [
-        "kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"]  # fmt: skip
-    log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
-    assert re.search(stack_line.removeprefix("kdump: "), log), log[-3000:]
-    assert f"saving vmcore to {target}" in log
-    first = first_kernel_serial(serial)
-    check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
-    check_dump(dump_dir / "vmcore", kernel, first)
-    return log
 
 
 def check_dmesg_file(text: str, serial: str) -> None:

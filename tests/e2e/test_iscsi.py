@@ -22,12 +22,12 @@ from pathlib import Path
 
 import kdumpy
 from kdumpy.lab import stacklab
-from kdumpy.lab.debian_job import Job, run_job
+from kdumpy.lab.debian_job import Job, read_back, run_job
 from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.servers import GUEST_HOST_IP, IscsiTarget
 from kdumpy.lab.stacklab import CHAP, IQN
 
-from .helpers import check_saved_on_image, full_only
+from .helpers import DIR_NAME, check_dmesg_file, check_dump, first_kernel_serial, full_only
 
 CONF = stacklab.CONF + "final_action poweroff\n"
 FAIL_CONF = stacklab.CONF + "failure_action reboot\n"
@@ -60,9 +60,18 @@ def test_dump_to_iscsi_lun_with_chap(tmp_path, kernel):
     login = (rf"kdump: iSCSI target {re.escape(IQN)} at {GUEST_HOST_IP}:{target.port} "
              r"logged in: LUN 1 /dev/sd[a-z]+")  # fmt: skip
     assert re.search(login, serial), serial[-4000:]
-    target = f"ext4 LABEL={stacklab.LABEL}"
-    log = check_saved_on_image(lun, tmp_path / "got", kernel, serial, login, target)
+    crash = read_back(lun, "/var/crash", tmp_path / "got")
+    (dump_dir,) = list(crash.iterdir())
+    assert DIR_NAME.fullmatch(dump_dir.name), dump_dir.name
+    assert sorted(p.name for p in dump_dir.iterdir()) == [
+        "kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"]  # fmt: skip
+    log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
+    assert re.search(login.removeprefix("kdump: "), log), log[-3000:]
+    assert f"saving vmcore to ext4 LABEL={stacklab.LABEL}" in log
     assert CHAP[1] not in log  # the secret stays out of the capture log
+    first = first_kernel_serial(serial)
+    check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
+    check_dump(dump_dir / "vmcore", kernel, first)
 
 
 @full_only

@@ -25,12 +25,19 @@ import subprocess
 from pathlib import Path
 
 import kdumpy
-from kdumpy.lab.debian_job import Job, run_job
+from kdumpy.lab.debian_job import Job, read_back, run_job
 from kdumpy.lab.debian_kdump import Cycle, run_cycle
 from kdumpy.lab.nvmetlab import HOSTID, HOSTNQN, NQN, NvmetTarget
 from kdumpy.lab.servers import GUEST_HOST_IP
 
-from .helpers import check_saved_on_image, collector_for, full_only
+from .helpers import (
+    DIR_NAME,
+    check_dmesg_file,
+    check_dump,
+    collector_for,
+    first_kernel_serial,
+    full_only,
+)
 
 FS_UUID = "4f6b1f0e-2d47-4c1a-9d7e-6a3b5c2e8f10"
 CONF = f"ext4 UUID={FS_UUID}\npath /var/crash\nfinal_action poweroff\n"
@@ -108,7 +115,17 @@ def test_dump_to_nvme_tcp_namespace(tmp_path, kernel):
     connected = (rf"kdump: NVMe/TCP subsystem {re.escape(NQN)} at {GUEST_HOST_IP}:"
                  rf"{target.port} connected: namespace 1 /dev/nvme\d+n1")  # fmt: skip
     assert re.search(connected, serial), serial[-4000:]
-    check_saved_on_image(image, tmp_path / "got", kernel, serial, connected, f"ext4 UUID={FS_UUID}")
+    crash = read_back(image, "/var/crash", tmp_path / "got")
+    (dump_dir,) = list(crash.iterdir())
+    assert DIR_NAME.fullmatch(dump_dir.name), dump_dir.name
+    assert sorted(p.name for p in dump_dir.iterdir()) == [
+        "kexec-dmesg.log", "vmcore", "vmcore-dmesg.txt"]  # fmt: skip
+    log = dump_dir.joinpath("kexec-dmesg.log").read_text(errors="replace")
+    assert re.search(connected.removeprefix("kdump: "), log), log[-3000:]
+    assert f"saving vmcore to ext4 UUID={FS_UUID}" in log
+    first = first_kernel_serial(serial)
+    check_dmesg_file(dump_dir.joinpath("vmcore-dmesg.txt").read_text(), first)
+    check_dump(dump_dir / "vmcore", kernel, first)
 
 
 @full_only
