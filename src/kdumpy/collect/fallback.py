@@ -46,3 +46,8 @@ def keep_kept(keep: Any, cls: Any, ram: Any, counts: Any) -> None:
     total = np.frombuffer(counts, dtype=np.int64)
     total += np.bincount(classes[hit], minlength=8)[:8]
     mask[hit] = 0
+
+
+def start_writeback(fd: int) -> None:
+    """Nothing: without the extension (no sync_file_range in Python), the kernel decides
+    when the file's dirty pages are written."""
