@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from kdumpy.errors import KdumpyError
@@ -204,8 +203,7 @@ class TaskAccess(Protocol):
     def read(self, address: int, size: int) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class UnwindContext:
+class UnwindContext(NamedTuple):
     """What a machine's unwinder may ask of the analysis layer."""
 
     memory: KernelView
@@ -226,8 +224,7 @@ class Stepper(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class RegisterLayout:
+class RegisterLayout(NamedTuple):
     """The registers of one architecture's ``NT_PRSTATUS`` note (``pr_reg``)."""
 
     names: tuple[str, ...]  # pr_reg in order, as the kernel's user_regs_struct names them
@@ -243,13 +240,12 @@ class RegisterLayout:
         return dict(zip(self.names, fmt.unpack_from(desc, offset), strict=True))
 
 
-@dataclass(frozen=True)
-class QemuCpuState:
+class QemuCpuState(NamedTuple):
     """QEMU's per-vCPU state note: general registers, segments, control registers."""
 
     version: int
     regs: dict[str, int]
-    segments: dict[str, dict[str, int]] = field(default_factory=dict)
+    segments: dict[str, dict[str, int]] = {}  # noqa: RUF012  (shared, never mutated: a tuple)
     cr: tuple[int, ...] = ()
     kernel_gs_base: int | None = None
 
@@ -258,8 +254,7 @@ def _no_qemu_note(desc: bytes) -> QemuCpuState | None:
     return None
 
 
-@dataclass(frozen=True)
-class Architecture:
+class Architecture(NamedTuple):
     """Every machine question one architecture answers (see :mod:`kdumpy.arch`)."""
 
     name: str  # kdumpy's and the kernel's name: "x86_64", "arm64"

@@ -1,7 +1,7 @@
 """makedumpfile's job: classify pages from VMCOREINFO, filter, compress and write a dump.
 
     from kdumpy.collect import CollectOptions, collect
-    summary = collect("/proc/vmcore", "/var/crash/vmcore", CollectOptions(dump_level=31))
+    summary = collect("/proc/vmcore", "/var/crash/vmcore", CollectOptions(dump_levels=[31]))
 
 Layers: :mod:`.levels` (dump level bits), :mod:`.pagerules` (which struct page fields
 and values mean what, chosen by which VMCOREINFO entries exist), :mod:`.memmap`

@@ -17,7 +17,6 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from kdumpy.errors import KdumpyError
@@ -92,7 +91,6 @@ def _thread_compressor(kind: str) -> PageCompressor:
     return cache[kind]
 
 
-@dataclass
 class PageBatch:
     """The pages of a batch as the writer stores them, in pfn order.
 
@@ -102,11 +100,16 @@ class PageBatch:
     in one or more buffers (written with one ``pwritev``, never joined), ``nbytes`` long.
     """
 
-    desc: bytearray
-    data: list[Buffer]
-    nbytes: int
-    zero_count: int
-    count: int
+    __slots__ = ("desc", "data", "nbytes", "zero_count", "count")
+
+    def __init__(
+        self, desc: bytearray, data: list[Buffer], nbytes: int, zero_count: int, count: int
+    ) -> None:
+        self.desc = desc
+        self.data = data
+        self.nbytes = nbytes
+        self.zero_count = zero_count
+        self.count = count
 
 
 def compress_pages(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 KEEP = 0
 FREE = 1
 CACHE = 2
@@ -14,9 +12,11 @@ OFFLINE = 6
 CLASS_NAMES = ("kept", "free", "cache", "cache_private", "user", "hwpoison", "offline")
 
 
-@dataclass
 class Pending:
     """A multi-page exclusion that continues past the batch it started in."""
 
-    end_pfn: int = 0
-    cls: int = KEEP
+    __slots__ = ("end_pfn", "cls")
+
+    def __init__(self, end_pfn: int = 0, cls: int = KEEP) -> None:
+        self.end_pfn = end_pfn
+        self.cls = cls

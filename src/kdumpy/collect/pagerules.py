@@ -19,7 +19,7 @@ picked by which VMCOREINFO entries exist, never by the release string:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kdumpy.errors import DumpFormatError
 from kdumpy.vmcore.vmcoreinfo import VmcoreInfo
@@ -28,8 +28,7 @@ PAGE_MAPPING_ANON = 0x1
 _TYPE_LOW_MASK = 0x00FFFFFF
 
 
-@dataclass(frozen=True)
-class PageType:
+class PageType(NamedTuple):
     """A ``PAGE_x_MAPCOUNT_VALUE``: the 32-bit value and the bits that identify it."""
 
     value: int
@@ -45,8 +44,7 @@ class PageType:
         return cls(value, mask)
 
 
-@dataclass(frozen=True)
-class PageRules:
+class PageRules(NamedTuple):
     """Offsets, flag bits and type values for classifying ``struct page``s."""
 
     struct_size: int

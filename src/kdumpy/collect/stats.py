@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kdumpy.collect.classify import CLASS_NAMES
 
 _LABELS = {
@@ -17,22 +15,29 @@ _LABELS = {
 }
 
 
-@dataclass
 class Summary:
     """What a collection did; :meth:`format` renders makedumpfile's report table."""
 
-    dump_level: int = 0
-    total_pages: int = 0  # pages in the source's RAM (1st bitmap)
-    excluded: dict[str, int] = field(default_factory=lambda: {n: 0 for n in CLASS_NAMES[1:]})
-    zero_pages: int = 0
-    dumpable_pages: int = 0  # pages with a descriptor (2nd bitmap)
-    written_pages: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    incomplete: bool = False
-    output: str = ""
-    outputs: list[str] = field(default_factory=list)
-    warnings: tuple[str, ...] = ()  # the input's (e.g. a split set with a file missing)
+    def __init__(
+        self,
+        dump_level: int = 0,
+        total_pages: int = 0,  # pages in the source's RAM (1st bitmap)
+        output: str = "",
+        outputs: list[str] | None = None,
+        warnings: tuple[str, ...] = (),  # the input's (e.g. a split set with a file missing)
+    ) -> None:
+        self.dump_level = dump_level
+        self.total_pages = total_pages
+        self.excluded = {n: 0 for n in CLASS_NAMES[1:]}
+        self.zero_pages = 0
+        self.dumpable_pages = 0  # pages with a descriptor (2nd bitmap)
+        self.written_pages = 0
+        self.bytes_written = 0
+        self.seconds = 0.0
+        self.incomplete = False
+        self.output = output
+        self.outputs = [] if outputs is None else outputs
+        self.warnings = warnings
 
     @property
     def remaining_pages(self) -> int:

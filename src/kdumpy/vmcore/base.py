@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from kdumpy.arch.select import Architecture, Mapping, QemuCpuState, Translator, from_vmcoreinfo
 from kdumpy.errors import DumpFormatError, PageNotPresent
@@ -26,8 +25,7 @@ Buffer: TypeAlias = Any  # bytes, bytearray, memoryview, a numpy array: the buff
 BATCH_BYTES = 16 << 20  # the most page data iter_pages hands out at once
 
 
-@dataclass(frozen=True)
-class Extent:
+class Extent(NamedTuple):
     """Physical bytes ``[start, end)`` stored at file offset ``offset``."""
 
     start: int

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -72,7 +72,7 @@ def _popcount(bitmap: np.ndarray) -> int:
 
 def _same_dump(header: DiskDumpHeader) -> DiskDumpHeader:
     """The header as every file of a split set has it (one may be marked incomplete)."""
-    return replace(header, status=header.status & ~COMPRESSED_INCOMPLETE)
+    return header._replace(status=header.status & ~COMPRESSED_INCOMPLETE)
 
 
 def _read_area(src: ByteSource, offset: int, size: int, what: str) -> bytes:

@@ -10,7 +10,7 @@ appeared version by version (split v2, VMCOREINFO v3, notes v4, eraseinfo v5,
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kdumpy.arch.select import from_uname
 from kdumpy.errors import DumpFormatError
@@ -28,8 +28,7 @@ MAX_HEADER_VERSION = 6
 MIN_BLOCK_SIZE, MAX_BLOCK_SIZE = 512, 1 << 16
 
 
-@dataclass(frozen=True)
-class DiskDumpHeader:
+class DiskDumpHeader(NamedTuple):
     """``struct disk_dump_header``: the first block of the file."""
 
     signature: bytes
@@ -52,8 +51,7 @@ class DiskDumpHeader:
         return self.utsname[4]
 
 
-@dataclass(frozen=True)
-class KdumpSubHeader:
+class KdumpSubHeader(NamedTuple):
     """``struct kdump_sub_header`` (fields absent in older header versions are 0)."""
 
     phys_base: int = 0

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from kdumpy.arch.select import SUPPORTED, Mapping, elf_machine_name, from_elf_machine
 from kdumpy.errors import DumpFormatError, PageNotPresent
@@ -40,8 +39,7 @@ _PHDR = struct.Struct("<IIQQQQQQ")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """One program header."""
 
     type: int

@@ -13,7 +13,7 @@ dump cut short by a full disk gets ``e_flags |= 1`` (makedumpfile's
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kdumpy.arch.select import DEFAULT_ARCH
 from kdumpy.vmcore.kdump_writer import Sink
@@ -31,8 +31,7 @@ DUMP_ELF_INCOMPLETE = 0x1
 _IDENT = b"\x7fELF\x02\x01\x01" + bytes(9)
 
 
-@dataclass(frozen=True)
-class Load:
+class Load(NamedTuple):
     """One PT_LOAD to write: physical and virtual start, bytes in the file, bytes of memory.
 
     ``last``: the last piece of a source PT_LOAD.  makedumpfile gives a load without file

@@ -16,8 +16,7 @@ then sets ``DUMP_DH_COMPRESSED_INCOMPLETE`` in the header, as makedumpfile does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from kdumpy.vmcore.compression import COMPRESSED_INCOMPLETE
 from kdumpy.vmcore.diskdump_format import (
@@ -47,8 +46,7 @@ def _blocks(size: int, block: int) -> int:
     return (size + block - 1) // block
 
 
-@dataclass(frozen=True)
-class KdumpLayout:
+class KdumpLayout(NamedTuple):
     """File offsets of every part, from the page size, max_mapnr, notes and page count."""
 
     block_size: int
@@ -90,24 +88,42 @@ class KdumpLayout:
         return self.offset_desc + PAGE_DESC.size * self.num_dumpable
 
 
-@dataclass
 class KdumpHeader:
-    """What goes into the two headers besides the layout."""
+    """What goes into the two headers besides the layout; ``incomplete`` is set by the
+    writer when the disk fills.  (A plain class, not a dataclass: the collector's start-up
+    is part of the machine's downtime, and dataclasses cost milliseconds to import.)"""
 
-    utsname: tuple[str, str, str, str, str, str]  # sysname nodename release version machine domain
-    timestamp: int
-    compression_flag: int
-    nr_cpus: int
-    phys_base: int
-    dump_level: int
-    notes: bytes
-    offset_vmcoreinfo_in_notes: int = 0  # of the VMCOREINFO descriptor, within ``notes``
-    size_vmcoreinfo: int = 0
-    split: bool = False
-    start_pfn: int = 0
-    end_pfn: int = 0
-    status_extra: int = 0
-    incomplete: bool = field(default=False, init=False)
+    def __init__(
+        self,
+        # sysname nodename release version machine domainname
+        utsname: tuple[str, str, str, str, str, str],
+        timestamp: int,
+        compression_flag: int,
+        nr_cpus: int,
+        phys_base: int,
+        dump_level: int,
+        notes: bytes,
+        offset_vmcoreinfo_in_notes: int = 0,  # of the VMCOREINFO descriptor, within ``notes``
+        size_vmcoreinfo: int = 0,
+        split: bool = False,
+        start_pfn: int = 0,
+        end_pfn: int = 0,
+        status_extra: int = 0,
+    ) -> None:
+        self.utsname = utsname
+        self.timestamp = timestamp
+        self.compression_flag = compression_flag
+        self.nr_cpus = nr_cpus
+        self.phys_base = phys_base
+        self.dump_level = dump_level
+        self.notes = notes
+        self.offset_vmcoreinfo_in_notes = offset_vmcoreinfo_in_notes
+        self.size_vmcoreinfo = size_vmcoreinfo
+        self.split = split
+        self.start_pfn = start_pfn
+        self.end_pfn = end_pfn
+        self.status_extra = status_extra
+        self.incomplete = False
 
 
 def pack_disk_dump_header(layout: KdumpLayout, header: KdumpHeader) -> bytes:

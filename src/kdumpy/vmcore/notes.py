@@ -13,7 +13,7 @@ descriptor are each padded to 4 bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kdumpy.arch.select import Architecture, QemuCpuState, RegisterLayout
 from kdumpy.errors import DumpFormatError
@@ -29,8 +29,7 @@ _PRSTATUS_PID_OFFSET = 32
 _PRSTATUS_REG_OFFSET = 112
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     """One ELF note: owner name (without the NUL), type and descriptor bytes."""
 
     name: str
@@ -39,8 +38,7 @@ class Note:
     offset: int = 0  # of the descriptor within the note segment
 
 
-@dataclass(frozen=True)
-class PrStatus:
+class PrStatus(NamedTuple):
     """A CPU's registers at the crash (``NT_PRSTATUS``), named as the architecture's
     :class:`~kdumpy.arch.RegisterLayout` names them (its ``pc``, ``sp`` and ``fp``)."""
 
@@ -50,8 +48,7 @@ class PrStatus:
     cursig: int = 0
 
 
-@dataclass(frozen=True)
-class DeviceDump:
+class DeviceDump(NamedTuple):
     """A device dump (``VMCOREDD``) a driver attached to /proc/vmcore."""
 
     name: str

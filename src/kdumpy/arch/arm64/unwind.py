@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from kdumpy.arch.arm64.registers import ARM64_REGS, MASK64, is_user_mode, strip_pac
@@ -57,8 +56,7 @@ def _never(pc: int) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Arm64Unwinder:
+class Arm64Unwinder(NamedTuple):
     """One kernel's unwinding facts; :meth:`step` is a function of registers and memory."""
 
     pac_mask: int = 0  # NUMBER(KERNELPACMASK)

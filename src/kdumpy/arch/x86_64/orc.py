@@ -16,7 +16,7 @@ partial 2; bit 10 "end"; regs types imply signal).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kdumpy.arch.base import release_version
 
@@ -39,8 +39,7 @@ _ORC_HASH_7 = bytes.fromhex("137c36ad7627c4dd55932176bb0ecdbd5041fc82")
 REGS_V4 = {0: 0, 2: 2, 3: 5, 4: 4, 6: 6, 7: 7, 8: 1, 9: 9, 10: 8}
 
 
-@dataclass(frozen=True)
-class OrcEntry:
+class OrcEntry(NamedTuple):
     sp_offset: int
     bp_offset: int
     sp_reg: int
