@@ -8,8 +8,6 @@ virtual addresses, the register layout of its ``NT_PRSTATUS`` notes, page and st
 sizes, the disassembler mode.
 """
 
-from __future__ import annotations
-
 import re
 import struct
 from collections.abc import Callable, Sequence

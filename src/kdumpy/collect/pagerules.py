@@ -17,8 +17,6 @@ picked by which VMCOREINFO entries exist, never by the release string:
 * tail pages: bit 0 of ``page.compound_head`` (7.1+: ``page.compound_info``).
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from kdumpy.errors import DumpFormatError
@@ -35,7 +33,7 @@ class PageType(NamedTuple):
     mask: int
 
     @classmethod
-    def from_number(cls, number: int | None) -> PageType | None:
+    def from_number(cls, number: int | None) -> "PageType | None":
         if number is None:
             return None
         value = number & 0xFFFFFFFF
@@ -73,7 +71,7 @@ class PageRules(NamedTuple):
     hugetlb_dtor: int | None
 
     @classmethod
-    def from_vmcoreinfo(cls, info: VmcoreInfo) -> PageRules:
+    def from_vmcoreinfo(cls, info: VmcoreInfo) -> "PageRules":
         """Build the rules; a one-line error if the essential struct page entries are missing."""
         size = info.size("page")
         off_flags = info.offset("page.flags")

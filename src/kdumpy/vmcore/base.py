@@ -1,7 +1,5 @@
 """The reader interface every dump format implements (see DEVELOPERS.md, vmcore)."""
 
-from __future__ import annotations
-
 import bisect
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -56,7 +54,7 @@ class Dump:
     input_dump_level: int = 0
 
     # -- context management -------------------------------------------------------------
-    def __enter__(self) -> Dump:
+    def __enter__(self) -> "Dump":
         return self
 
     def __exit__(self, *exc: object) -> None:

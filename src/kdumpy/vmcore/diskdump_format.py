@@ -7,8 +7,6 @@ appeared version by version (split v2, VMCOREINFO v3, notes v4, eraseinfo v5,
 64-bit pfns v6); older versions leave them unset.
 """
 
-from __future__ import annotations
-
 import struct
 from typing import NamedTuple
 

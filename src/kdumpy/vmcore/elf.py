@@ -14,8 +14,6 @@ Work is proportional to the program headers and the bytes in the file, never to
 ``p_memsz``: memory that was left out costs nothing to describe.
 """
 
-from __future__ import annotations
-
 import bisect
 import struct
 from functools import cached_property

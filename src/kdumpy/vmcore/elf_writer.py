@@ -10,8 +10,6 @@ dump cut short by a full disk gets ``e_flags |= 1`` (makedumpfile's
 ``DUMP_ELF_INCOMPLETE``).
 """
 
-from __future__ import annotations
-
 import struct
 from typing import NamedTuple
 

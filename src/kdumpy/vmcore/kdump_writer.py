@@ -14,8 +14,6 @@ descriptor pointing at data that was never written; :meth:`KdumpWriter.mark_inco
 then sets ``DUMP_DH_COMPRESSED_INCOMPLETE`` in the header, as makedumpfile does.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 from kdumpy.vmcore.compression import COMPRESSED_INCOMPLETE

@@ -10,8 +10,6 @@ adds a ``"QEMU"`` CPU-state note per vCPU, and makedumpfile may append
 descriptor are each padded to 4 bytes.
 """
 
-from __future__ import annotations
-
 import struct
 from typing import NamedTuple
 

@@ -22,8 +22,6 @@ A sleeping task's registers are ``task->thread.cpu_context``: x19..x28, fp, sp, 
 link register ``cpu_switch_to`` returns to).
 """
 
-from __future__ import annotations
-
 import struct
 from collections.abc import Callable
 from typing import NamedTuple
@@ -147,7 +145,7 @@ class Arm64Stepper:
         self.read = read
 
     @classmethod
-    def for_context(cls, ctx: UnwindContext) -> Arm64Stepper:
+    def for_context(cls, ctx: UnwindContext) -> "Arm64Stepper":
         ranges = []
         for start_name, end_name in ENTRY_TEXT:
             start, end = ctx.symbol_address(start_name), ctx.symbol_address(end_name)

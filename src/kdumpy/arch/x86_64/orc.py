@@ -13,8 +13,6 @@ release), 2 in 6.3 (signal bit added), 1 before (2-bit type: call 0, regs 1,
 partial 2; bit 10 "end"; regs types imply signal).
 """
 
-from __future__ import annotations
-
 import re
 from typing import NamedTuple
 

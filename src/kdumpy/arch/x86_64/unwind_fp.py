@@ -14,8 +14,6 @@ The step is a function of the registers and a memory reader, so it can be tested
 stacks built for the purpose.
 """
 
-from __future__ import annotations
-
 import struct
 from collections.abc import Callable
 from typing import NamedTuple
