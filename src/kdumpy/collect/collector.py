@@ -7,7 +7,8 @@ writes headers, bitmaps, descriptors and compressed pages in pfn order.  The 2nd
 bitmap is kept packed (1 bit per page, 32 KiB per GiB of RAM) when it fits the
 cyclic buffer and recomputed in the second pass otherwise, so memory does not grow
 with the dump beyond that budget.  Page data is read in batches of
-:data:`PAGE_BATCH` pages and compressed on an ordered thread pool.
+:data:`PAGE_BATCH` pages (:data:`THREAD_BATCH` with threads) and compressed on an
+ordered thread pool.
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ from kdumpy.vmcore.elf_writer import ElfWriter
 from kdumpy.vmcore.flat_writer import FlatSink
 from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
 
-# Pages read and compressed per job (2 MiB), divided among threads.  A job's packed pages
-# are written as soon as they are packed: up to 2 MiB they are still in the CPU's cache
-# when the kernel copies them into the page cache.  At 4 MiB that copy read them from
-# memory and cost 5-7 times more (4 GiB dump, -l -d 1: the kernel's copy 0.26 -> 0.04 s,
-# perf; ~0.1 s of CPU per 4 GiB written), for no gain at -d 31.
+# Pages read and compressed per batch (2 MiB).  A batch's packed pages are written as
+# soon as they are packed: up to 2 MiB they are still in the CPU's cache when the kernel
+# copies them into the page cache.  At 4 MiB that copy read them from memory and cost 5-7
+# times more (4 GiB dump, -l -d 1: the kernel's copy 0.26 -> 0.04 s, perf; ~0.1 s of CPU
+# per 4 GiB written), for no gain at -d 31.
 PAGE_BATCH = 512
+# With --num-threads N > 1, the pages of one job, handed to a worker thread: handing a
+# job over and its result back costs wake-ups and the unmapping of its pages TLB
+# shoot-downs, inter-processor interrupts all (in a VM, exits to the host); at 2 MiB per
+# job they cost more CPU than the workers saved (16 GiB, -l -d 1, 2 threads: 5.4 s of CPU,
+# 3.1 s wall against one thread's 3.4 s).  The packed pages come from another CPU's cache
+# then anyway.
+THREAD_BATCH = 4 * PAGE_BATCH
 
 
 def _header_for(src: DumpSource, options: CollectOptions, level: int) -> KdumpHeader:
@@ -74,8 +82,11 @@ def _write_kdump(
     for start, end in bm.cycles():
         writer.write_bitmap(1, start, pack_mask(bm.selector.bitmap1(start, end)))
     pool = OrderedPool(options.num_threads)
-    # threads + 1 batches are in flight: keep their total near one PAGE_BATCH.
-    step = max(128, PAGE_BATCH // max(1, options.num_threads))
+    step = PAGE_BATCH if options.num_threads <= 1 else THREAD_BATCH
+    # Workers read their batch themselves where the source allows it (mapping the file's
+    # pages is a third of the work at -d 1); otherwise this thread reads it.
+    read_here = options.num_threads <= 1 or not src.concurrent_reads
+    exclude_zero = bool(level & 1)
     done_pfns = 0
     try:
         for index, (start, end) in enumerate(bm.cycles()):
@@ -89,10 +100,14 @@ def _write_kdump(
                 done_pfns += n
                 if 1 not in select:
                     continue
-                pages, rows = src.read_batch(b, n, select)
-                job = (compress_pages, pages, src.page_size, rows, options.compression,
-                       bool(level & 1))  # fmt: skip
-                for batch in pool.submit(*job):
+                if read_here:
+                    pages, rows = src.read_batch(b, n, select)
+                    done = pool.submit(compress_pages, pages, src.page_size, rows,
+                                       options.compression, exclude_zero)  # fmt: skip
+                else:
+                    done = pool.submit(_read_and_pack, src, b, n, select, options.compression,
+                                       exclude_zero)  # fmt: skip
+                for batch in done:
                     _add(writer, batch, summary)
                 if options.progress is not None:
                     options.progress("Copying data", done_pfns, hi - lo)
@@ -101,6 +116,15 @@ def _write_kdump(
         writer.flush()
     finally:
         pool.close()
+
+
+def _read_and_pack(
+    src: DumpSource, start_pfn: int, count: int, select: bytearray, compression: str,
+    exclude_zero: bool,
+) -> PageBatch:  # fmt: skip
+    """One batch read and compressed on a worker thread (its mapping is unmapped there too)."""
+    pages, rows = src.read_batch(start_pfn, count, select)
+    return compress_pages(pages, src.page_size, rows, compression, exclude_zero)
 
 
 def _add(writer: KdumpWriter, batch: PageBatch, summary: Summary) -> None:

@@ -62,6 +62,9 @@ class DumpSource:
         self.input_level = dump.input_dump_level
         self._fd = -1
         self._extents = dump.file_extents()
+        # read_batch only maps or preads the file's own bytes then: worker threads may
+        # call it at once (the dump readers keep caches and a file position).
+        self.concurrent_reads = self._extents is not None
         self.max_mapnr = dump.max_pfn
         if self._extents is not None:
             self._fd = os.open(dump.path, os.O_RDONLY)
