@@ -44,12 +44,12 @@ from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Si
 # times more (4 GiB dump, -l -d 1: the kernel's copy 0.26 -> 0.04 s, perf; ~0.1 s of CPU
 # per 4 GiB written), for no gain at -d 31.
 PAGE_BATCH = 512
-# With --num-threads N > 1, the pages of one job, handed to a worker thread: handing a
-# job over and its result back costs wake-ups and the unmapping of its pages TLB
-# shoot-downs, inter-processor interrupts all (in a VM, exits to the host); at 2 MiB per
-# job they cost more CPU than the workers saved (16 GiB, -l -d 1, 2 threads: 5.4 s of CPU,
+# With --num-threads N > 1, the pages of one job handed to a worker thread.  Each job
+# costs wake-ups (handing it over, its result back) and, when its mapping is unmapped, a
+# TLB shoot-down: inter-processor interrupts, in a VM exits to the host.  At 2 MiB per job
+# they cost more CPU than the workers saved (16 GiB, -l -d 1, 2 threads: 5.4 s of CPU,
 # 3.1 s wall against one thread's 3.4 s).  The packed pages come from another CPU's cache
-# then anyway.
+# then anyway, so the 2 MiB limit above does not apply.
 THREAD_BATCH = 4 * PAGE_BATCH
 
 
@@ -84,7 +84,7 @@ def _write_kdump(
     pool = OrderedPool(options.num_threads)
     step = PAGE_BATCH if options.num_threads <= 1 else THREAD_BATCH
     # Workers read their batch themselves where the source allows it (mapping the file's
-    # pages is a third of the work at -d 1); otherwise this thread reads it.
+    # pages is then done in parallel too); otherwise this thread reads it.
     read_here = options.num_threads <= 1 or not src.concurrent_reads
     exclude_zero = bool(level & 1)
     done_pfns = 0
