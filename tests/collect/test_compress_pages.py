@@ -147,3 +147,28 @@ def test_native_rejects_bad_buffers() -> None:
         pack(7, pages, PAGE, None, True)
     with pytest.raises(ValueError):  # a selection that is not one byte per page
         pack(2, pages, PAGE, b"\x01\x01\x01", True)
+
+
+@pytest.mark.parametrize("page_size", [4096, 16384, 65536, 4104, 24])
+def test_native_zlib_checksum_every_page_size(page_size: int) -> None:
+    """The C loop writes the zlib wrapper and its adler32 itself (16 bytes at a time):
+    the same stream as zlib's compress2 at level 1 for pages of 4 to 64 KiB (several
+    of zlib's 5552-byte checksum rounds), of sizes not a multiple of 16, and for bytes
+    of 0xff everywhere (the sums' largest values)."""
+    if compress._native_pack is None:
+        pytest.skip("kdumpy.collect._pagepack is not built")
+    rng = np.random.default_rng(page_size)
+    pages = [
+        b"\xff" * page_size,
+        b"\xfe\xff" * (page_size // 2),
+        rng.integers(0, 256, page_size, dtype=np.uint8).tobytes(),  # stored raw
+        rng.choice(np.array([0, 1, 0xFF], dtype=np.uint8), page_size).tobytes(),
+        (b"kdumpy %d " % page_size * page_size)[:page_size],
+    ]
+    data, desc, _zeros = compress._native_pack(0x1, b"".join(pages), page_size, None, False)
+    rows = np.frombuffer(desc, dtype=DESC)
+    for page, row in zip(pages, rows, strict=True):
+        stored = data[int(row["offset"]) : int(row["offset"]) + int(row["size"])]
+        want = zlib.compress(page, 1)
+        assert stored == (want if len(want) < page_size else page)
+        assert int(row["flags"]) == (0x1 if len(want) < page_size else 0)

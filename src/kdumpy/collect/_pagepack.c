@@ -4,8 +4,7 @@
  * capture kernel has one CPU, and a dump has millions of pages).
  *
  * Each page is compressed on its own, as makedumpfile does: zlib level 1 as a complete
- * zlib stream (one deflate stream, reset for every page: what compress2 writes, without
- * setting up deflate's state per page), raw LZO1X-1, a raw snappy block (snappy_compress), a zstd
+ * zlib stream (what compress2 writes: see zlib_page), raw LZO1X-1, a raw snappy block (snappy_compress), a zstd
  * level-1 frame (ZSTD_compressCCtx), or stored as it is ("none").  snappy and zstd are
  * built in when their headers were found at install time (HAVE_SNAPPY, HAVE_ZSTD).  A compressed page
  * is kept only when strictly smaller than the page, otherwise the page is stored as it
@@ -37,6 +36,9 @@
 
 #include <lzo/lzo1x.h>
 #include <zlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #ifdef HAVE_SNAPPY
 #include <snappy-c.h>
 #endif
@@ -89,7 +91,8 @@ packer_init(struct packer *p, int kind)
     if (kind == KIND_LZO && (p->lzo_wrkmem = malloc(LZO1X_1_MEM_COMPRESS)) == NULL)
         return -1;
     if (kind == KIND_ZLIB) {
-        if (deflateInit(&p->zlib, 1) != Z_OK)
+        /* Raw deflate: zlib_page writes the zlib header and trailer itself. */
+        if (deflateInit2(&p->zlib, 1, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
             return -1;
         p->zlib_ready = 1;
     }
@@ -138,6 +141,83 @@ is_zero_page(const unsigned char *page, size_t size)
     return 1;
 }
 
+#define ADLER_BASE 65521u
+#define ADLER_NMAX 5552 /* bytes before s2 could overflow 32 bits (zlib's bound) */
+
+/* adler32(1, buf, len) as zlib computes it, 16 bytes per step where SSE2 is there:
+ * zlib 1.2's adler32 goes a byte at a time, 4% of -c's time (about 1 us per page).
+ * Over a block of 16 bytes b[0..15], s1 grows by their sum and s2 by 16 * s1 at the
+ * block's start plus sum((16 - i) * b[i]); the sums are reduced modulo 65521 every
+ * ADLER_NMAX bytes, as zlib does. */
+static uint32_t
+page_adler32(const unsigned char *buf, size_t len)
+{
+    uint64_t s1 = 1, s2 = 0;
+#ifdef __SSE2__
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i w_lo = _mm_setr_epi16(16, 15, 14, 13, 12, 11, 10, 9);
+    const __m128i w_hi = _mm_setr_epi16(8, 7, 6, 5, 4, 3, 2, 1);
+    while (len >= 16) {
+        size_t n = (len < ADLER_NMAX ? len : ADLER_NMAX) & ~(size_t)15;
+        __m128i sum = zero, weighted = zero, prefix = zero; /* 32-bit lanes */
+        for (size_t k = 0; k < n; k += 16) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(buf + k));
+            prefix = _mm_add_epi32(prefix, sum); /* sum of the blocks before this one */
+            sum = _mm_add_epi32(sum, _mm_sad_epu8(b, zero));
+            __m128i lo = _mm_unpacklo_epi8(b, zero), hi = _mm_unpackhi_epi8(b, zero);
+            weighted = _mm_add_epi32(weighted, _mm_add_epi32(_mm_madd_epi16(lo, w_lo),
+                                                             _mm_madd_epi16(hi, w_hi)));
+        }
+        uint32_t a[4], w[4], p[4];
+        _mm_storeu_si128((__m128i *)a, sum); /* _mm_sad_epu8 fills lanes 0 and 2 */
+        _mm_storeu_si128((__m128i *)w, weighted);
+        _mm_storeu_si128((__m128i *)p, prefix);
+        s2 = (s2 + s1 * n + 16 * ((uint64_t)p[0] + p[2]) + (uint64_t)w[0] + w[1] + w[2] + w[3])
+             % ADLER_BASE;
+        s1 = (s1 + a[0] + a[2]) % ADLER_BASE;
+        buf += n;
+        len -= n;
+    }
+#endif
+    while (len > 0) {
+        size_t n = len < ADLER_NMAX ? len : ADLER_NMAX;
+        len -= n;
+        while (n--) {
+            s1 += *buf++;
+            s2 += s1;
+        }
+        s1 %= ADLER_BASE;
+        s2 %= ADLER_BASE;
+    }
+    return (uint32_t)(s2 << 16 | s1);
+}
+
+/* One page as the zlib stream compress2(level 1) makes: the header (deflate, 32 KiB
+ * window, no dictionary, the "fastest" level: 78 01), the raw deflate stream (deflateReset
+ * instead of compress2's new state per page), the adler32 of the page, big-endian.  The
+ * checksum is ours rather than zlib's wrapper's: the same value, computed faster. */
+static size_t
+zlib_page(z_stream *z, const unsigned char *page, size_t size, unsigned char *dst, size_t room)
+{
+    if (room < 6 || deflateReset(z) != Z_OK)
+        return 0;
+    z->next_in = (Bytef *)page;
+    z->avail_in = (uInt)size;
+    z->next_out = dst + 2;
+    z->avail_out = (uInt)(room - 6);
+    if (deflate(z, Z_FINISH) != Z_STREAM_END)
+        return 0;
+    size_t len = 2 + z->total_out;
+    uint32_t adler = page_adler32(page, size);
+    dst[0] = 0x78;
+    dst[1] = 0x01;
+    dst[len] = (unsigned char)(adler >> 24);
+    dst[len + 1] = (unsigned char)(adler >> 16);
+    dst[len + 2] = (unsigned char)(adler >> 8);
+    dst[len + 3] = (unsigned char)adler;
+    return len + 4;
+}
+
 /* Compress one page to dst (room: at least size + PACK_SLACK(size)); the compressed
  * length, or 0 if the compressor failed. */
 static size_t
@@ -145,16 +225,8 @@ compress_page(struct packer *p, const unsigned char *page, size_t size, unsigned
               size_t room)
 {
     switch (p->kind) {
-    case KIND_ZLIB: {
-        z_stream *z = &p->zlib;
-        if (deflateReset(z) != Z_OK)
-            return 0;
-        z->next_in = (Bytef *)page;
-        z->avail_in = (uInt)size;
-        z->next_out = dst;
-        z->avail_out = (uInt)room;
-        return deflate(z, Z_FINISH) == Z_STREAM_END ? z->total_out : 0;
-    }
+    case KIND_ZLIB:
+        return zlib_page(&p->zlib, page, size, dst, room);
     case KIND_LZO: {
         lzo_uint len = room;
         return lzo1x_1_compress(page, size, dst, &len, p->lzo_wrkmem) == LZO_E_OK ? len : 0;
