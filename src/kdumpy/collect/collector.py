@@ -87,19 +87,23 @@ def _write_kdump(
     # pages is then done in parallel too); otherwise this thread reads it.
     read_here = options.num_threads <= 1 or not src.concurrent_reads
     exclude_zero = bool(level & 1)
-    done_pfns = 0
     try:
         for index, (start, end) in enumerate(bm.cycles()):
             packed, bits = bm.packed(index, start, end)
             writer.write_bitmap(2, start, packed)
             if bits is None:
                 bits = bm.bits(index, start, end)
-            for b in range(max(start, lo), min(end, hi), step):
-                n = min(step, min(end, hi) - b)
+            first, last = max(start, lo), min(end, hi)
+            b = first
+            while b < last:
+                # Straight to the batch of the next kept pfn: at -d 31 most batches keep
+                # nothing (3 GiB: 1459 of 1536), and a Python turn for each cost 3 ms.
+                kept = bits.find(1, b - start, last - start)
+                if kept < 0:
+                    break
+                b = first + (start + kept - first) // step * step
+                n = min(step, last - b)
                 select = bits[b - start : b - start + n]
-                done_pfns += n
-                if 1 not in select:
-                    continue
                 if read_here:
                     pages, rows = src.read_batch(b, n, select)
                     done = pool.submit(compress_pages, pages, src.page_size, rows,
@@ -109,11 +113,14 @@ def _write_kdump(
                                        exclude_zero)  # fmt: skip
                 for batch in done:
                     _add(writer, batch, summary)
+                b += n
                 if options.progress is not None:
-                    options.progress("Copying data", done_pfns, hi - lo)
+                    options.progress("Copying data", b - lo, hi - lo)
         for batch in pool.drain():
             _add(writer, batch, summary)
         writer.flush()
+        if options.progress is not None:
+            options.progress("Copying data", hi - lo, hi - lo)
     finally:
         pool.close()
 

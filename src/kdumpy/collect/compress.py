@@ -13,8 +13,6 @@ many are in flight (memory stays bounded).
 
 from __future__ import annotations
 
-import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -29,7 +27,7 @@ from kdumpy.vmcore.compression import (
 from kdumpy.vmcore.diskdump_format import PAGE_DESC
 
 # The C loop (_pagepack.c) for the kinds it was built with at install time (none, zlib,
-# LZO; snappy and zstd when their headers were there); the Python path below writes the
+# LZO; snappy and zstd when their headers were there); compress_py, the Python path, writes the
 # same bytes (snappy: cramjam's equally valid encoding, not libsnappy's).  Descriptor
 # offsets are made absolute in C too, or over numpy without the extension.
 try:
@@ -55,40 +53,7 @@ FLAG_OF = {
     "zstd": COMPRESSED_ZSTD,
 }
 Buffer: TypeAlias = Any  # bytes, memoryview or any other object with the buffer protocol
-# Compresses one page (a memoryview of page_size bytes).
-PageCompressor = Callable[[memoryview], Buffer]
 NATIVE = tuple(kind for kind, flag in FLAG_OF.items() if flag in _NATIVE_FLAGS)
-
-
-def _new_compressor(kind: str) -> PageCompressor:
-    """A page compressor; each thread needs its own (zstd contexts are not shareable).
-    The libraries are imported on first use: a dump needs one of them."""
-    if kind == "zlib":
-        return lambda page: zlib.compress(page, 1)
-    if kind == "lzo":
-        import lzo  # python-lzo wants bytes
-
-        return lambda page: lzo.compress(page.tobytes(), 1, False)
-    if kind == "snappy":
-        import cramjam
-
-        return cramjam.snappy.compress_raw
-    if kind == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=1).compress
-    raise KdumpyError(f"unknown compression {kind!r} (choose from {', '.join(COMPRESSIONS)})")
-
-
-_local = threading.local()
-
-
-def _thread_compressor(kind: str) -> PageCompressor:
-    cache: dict[str, PageCompressor] = getattr(_local, "cache", None) or {}
-    _local.cache = cache
-    if kind not in cache:
-        cache[kind] = _new_compressor(kind)
-    return cache[kind]
 
 
 class PageBatch:
@@ -125,34 +90,14 @@ def compress_pages(
         data, desc, zeros = _native_pack(FLAG_OF[kind], pages, page_size, select, exclude_zero)
         count = len(desc) // PAGE_DESC.size
         return PageBatch(desc, [data], len(data), zeros, count)
-    return _compress_python(memoryview(pages).cast("B"), page_size, select, kind, exclude_zero)
+    # The per-page Python path, and with it the compression bindings, zlib and threading,
+    # only for a kind the extension lacks (start-up: 0.6 ms of every collect).
+    from kdumpy.collect import compress_py
 
-
-def _compress_python(
-    view: memoryview, page_size: int, select: bytes | bytearray | None, kind: str,
-    exclude_zero: bool,
-) -> PageBatch:  # fmt: skip
-    """The C loop's result, a Python call per page (kinds the extension was built without)."""
-    npages = view.nbytes // page_size
-    rows = range(npages) if select is None else [i for i in range(npages) if select[i]]
-    desc = bytearray(PAGE_DESC.size * len(rows))
-    compress = None if kind == "none" else _thread_compressor(kind)
-    zero = bytes(page_size)
-    data: list[Buffer] = []
-    used = zeros = 0
-    for j, i in enumerate(rows):
-        page = view[i * page_size : (i + 1) * page_size]
-        if exclude_zero and page == zero:
-            PAGE_DESC.pack_into(desc, j * PAGE_DESC.size, -1, page_size, 0, 0)
-            zeros += 1
-            continue
-        stored, flag = (compress(page), FLAG_OF[kind]) if compress else (b"", 0)
-        if not compress or len(stored) >= page_size:  # no gain: the page is stored raw
-            stored, flag = page.tobytes(), 0
-        PAGE_DESC.pack_into(desc, j * PAGE_DESC.size, used, len(stored), flag, 0)
-        data.append(stored)
-        used += len(stored)
-    return PageBatch(desc, data, used, zeros, len(rows))
+    desc, data, used, zeros, count = compress_py.compress_pages(
+        memoryview(pages).cast("B"), page_size, select, kind, FLAG_OF[kind], exclude_zero
+    )
+    return PageBatch(desc, data, used, zeros, count)
 
 
 class OrderedPool:
