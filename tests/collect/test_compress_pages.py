@@ -172,3 +172,27 @@ def test_native_zlib_checksum_every_page_size(page_size: int) -> None:
         want = zlib.compress(page, 1)
         assert stored == (want if len(want) < page_size else page)
         assert int(row["flags"]) == (0x1 if len(want) < page_size else 0)
+
+
+@pytest.mark.parametrize("kind", sorted(REFERENCE))
+def test_native_uniform_pages_as_compressed_alone(kind: str) -> None:
+    """Pages of one repeated byte (0xcc, 0xff: kernel text fill, slab poison) are
+    compressed once per byte value and reused: each must still be exactly what the
+    compressor makes of it alone, across batches, and after the page size changes
+    (a result for 4 KiB pages is no answer for 8 KiB ones)."""
+    if compress._native_pack is None or kind not in compress.NATIVE:
+        pytest.skip(f"kdumpy.collect._pagepack is not built (with {kind})")
+    reference = libsnappy_compress if kind == "snappy" else REFERENCE[kind]
+    for page_size in (4096, 8192, 4096):
+        fills = [0xCC, 0xFF, 0xCC, 0x01, 0xCC, 0xFF]
+        pages = [bytes([b]) * page_size for b in fills]
+        pages.insert(2, (b"kdumpy %d " % page_size * page_size)[:page_size])  # not uniform
+        for _batch in range(2):
+            data, desc, _zeros = compress._native_pack(
+                FLAGS[kind], b"".join(pages), page_size, None, True
+            )
+            rows = np.frombuffer(desc, dtype=DESC)
+            for page, row in zip(pages, rows, strict=True):
+                stored = data[int(row["offset"]) : int(row["offset"]) + int(row["size"])]
+                assert stored == reference(page), (page_size, page[:1])
+                assert int(row["flags"]) == FLAGS[kind]
