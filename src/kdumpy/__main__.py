@@ -1,7 +1,14 @@
+import gc
 import os
 import sys
 
-from kdumpy.cli import chosen_command, main
+if sys.argv[1:2] == ["collect"]:
+    # Nothing `kdumpy collect` allocates needs the cyclic garbage collector, whose passes
+    # over the objects of ~110 modules being imported were 5% of its start-up
+    # (callgrind: 6.6M of 141M instructions).
+    gc.disable()
+
+from kdumpy.cli import chosen_command, main  # noqa: E402  (after the collector is off)
 
 code = main()
 if chosen_command(sys.argv[1:]) == "collect":

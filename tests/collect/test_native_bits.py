@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kdumpy.collect import fallback
+from kdumpy.collect.bitmap import mask_and
 
 try:
     from kdumpy.collect import _pagepack as native
@@ -58,3 +59,17 @@ def test_keep_kept(impl) -> None:  # noqa: ANN001
     impl.keep_kept(got_keep, cls.astype(np.uint8).tobytes(), ram.tobytes(), counts)
     assert bytes(got_keep) == want_keep.astype(np.uint8).tobytes()
     assert np.frombuffer(bytes(counts), dtype=np.int64).tolist() == want_counts.tolist()
+
+
+@pytest.mark.parametrize("ones", ["neither", "first", "second", "both"])
+def test_mask_and(ones: str) -> None:
+    """bitmap.mask_and against numpy's &, with either mask all set (its shortcut) or not."""
+    rng = np.random.default_rng(len(ones))
+    a, b = ((rng.random(4099) < 0.5).astype(np.uint8) for _ in range(2))
+    if ones in ("first", "both"):
+        a[:] = 1
+    if ones in ("second", "both"):
+        b[:] = 1
+    got = mask_and(bytearray(a.tobytes()), bytes(b.tobytes()))
+    assert isinstance(got, bytearray)
+    assert got == (a & b).tobytes()

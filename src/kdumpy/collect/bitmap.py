@@ -49,6 +49,12 @@ def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> bytearra
 
 def mask_and(a: bytes | bytearray, b: bytes | bytearray) -> bytearray:
     """Byte-wise AND of two equal-length masks (as big integers: one C loop each way)."""
+    # Mostly one of them is all set (every struct page read, a batch all RAM): then the
+    # other is the answer, without the conversions (1.3 ms of a 3 GiB dump's -d 31).
+    if 0 not in a:
+        return bytearray(b)
+    if 0 not in b:
+        return bytearray(a)
     n = len(a)
     both = int.from_bytes(a, "little") & int.from_bytes(b, "little")
     return bytearray(both.to_bytes(n, "little"))
