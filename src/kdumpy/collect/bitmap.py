@@ -16,7 +16,7 @@ import array
 from collections.abc import Callable, Iterator
 
 from kdumpy.collect.classify import CLASS_NAMES, Pending, classify
-from kdumpy.collect.memmap import MemMap, ReadInto
+from kdumpy.collect.memmap import MapPhys, MemMap, ReadInto
 from kdumpy.collect.options import Progress
 from kdumpy.collect.pagerules import PageRules
 from kdumpy.errors import DumpFormatError, KdumpyError
@@ -98,6 +98,7 @@ class PageSelector:
         dump_level: int,
         read_phys: Callable[[int, int], bytes] | None = None,
         read_into: ReadInto | None = None,
+        map_phys: MapPhys | None = None,
     ) -> None:
         self.dump = dump
         self.level = dump_level
@@ -115,7 +116,7 @@ class PageSelector:
             rules = None  # levels 0 and 1 read no struct page
         if rules is not None and rules.needs_scan(dump_level):
             self.rules = rules
-            self.memmap = MemMap(dump, max_mapnr, read_phys, read_into)
+            self.memmap = MemMap(dump, max_mapnr, read_phys, read_into, map_phys)
         self.kept_ranges = _intersect(merge_ranges(self.ram), merge_ranges(self.present))
         self.counts = array.array("q", bytes(8 * 8))  # per class (8: _pagepack's)
         self._pending = Pending()

@@ -181,8 +181,13 @@ class DumpSource:
         range, or None unless one extent holds them all.  The mapping lives as long as the
         view (one batch); mapped, /proc/vmcore is read without a copy per page, which is
         why makedumpfile maps it too."""
-        assert self._extents is not None
-        lo, size = start_pfn * self.page_size, count * self.page_size
+        return self.map_phys(start_pfn * self.page_size, count * self.page_size)
+
+    def map_phys(self, lo: int, size: int) -> memoryview | None:
+        """Physical memory ``lo..lo+size`` as a read-only view of a mapping of just its
+        file range, or None unless one ELF extent holds it all."""
+        if self._extents is None:
+            return None
         ext = next((e for e in self._extents if e.start <= lo < e.end), None)
         if ext is None or lo + size > ext.end:
             return None
