@@ -205,8 +205,9 @@ def _collect_once(
     stream: BinaryIO | None,
     last_try: bool,
 ) -> None:
-    selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys, src.read_phys_into,
-                            src.map_phys)  # fmt: skip
+    selector = PageSelector(
+        src.dump, src.max_mapnr, level, src.read_phys, src.read_phys_into, src.map_phys
+    )
     bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib, options.progress)
     summary.total_pages = src.total_pages
     summary.excluded = bm.excluded

@@ -115,8 +115,8 @@ class MemMap:
         """Struct pages of ``pfn0 .. pfn0+count-1`` back to back (``count * SIZE(page)``
         bytes, zero where unreadable) and one byte per pfn, 1 where its struct page was read.
 
-        Mostly a read-only view of the dump file (:meth:`_map`), valid until the next
-        call.  Otherwise the struct page buffer is this object's, reused by the next call:
+        Mostly a read-only view of the dump file (:meth:`_map`).  Otherwise the struct
+        page buffer is this object's, reused by the next call:
         a fresh one per batch would cost a page fault per 4 KiB of it, every batch.  Only
         what cannot be read is zeroed (clearing all of it first cost a copy of the buffer
         per batch, ~10 ms per 4 GiB of RAM)."""

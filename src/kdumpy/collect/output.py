@@ -10,10 +10,10 @@ does) and still moves it into place, because a partial dump is worth keeping.
 Every few MiB written, the file is fdatasync'ed on a thread of its own
 (:class:`SyncBehind`) while the collector compresses the next pages, so the disk, and the
 volatile cache a disk or a VM's host keeps, is flushed as the dump is made instead of all
-in the final fsync (3 GiB at ``-d 31``, 32 MB of output: that fsync took 22 ms, the
-collection's CPU 150 ms; a sync only started with ``sync_file_range`` still left the
-flush to it).  One sync is in flight at a time; the thread waits on the disk, not on a
-CPU, so a capture kernel's single CPU gains as much.
+in the final fsync (3 GiB at ``-d 31``, 32 MB of output: that fsync took 22 ms of a
+190 ms collection although ``sync_file_range`` had started the writeback all along).
+One sync is in flight at a time; the thread waits on the disk, not on a CPU, so a
+capture kernel's single CPU gains as much.
 
 In a capture kernel the synced pages also leave the page cache (``posix_fadvise
 DONTNEED`` after each sync, every :data:`DROP_CACHE_EVERY` bytes, and the writer waits
@@ -145,8 +145,8 @@ class FileSink:
         if self._sync.busy and not self.drop_cache:
             self._start_writeback()
             return
-        # At once but in a capture kernel, whose page cache so holds two steps of the file
-        # at most; a full disk the last sync met is seen here.
+        # Returns at once unless a capture kernel's sync is still running (waiting keeps
+        # its page cache to two steps of the file); an error the last sync met is raised.
         self._wait_sync()
         self._sync.start()
 

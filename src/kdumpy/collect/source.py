@@ -161,7 +161,7 @@ class DumpSource:
             pages, _present = self.dump.read_pfns(start_pfn, count)
             return pages, None if wanted == count else select
         if wanted * 2 >= count:
-            mapped = self._map_pages(start_pfn, count)
+            mapped = self.map_phys(start_pfn * self.page_size, count * self.page_size)
             if mapped is not None:
                 return mapped, None if wanted == count else select
         out = bytearray(wanted * self.page_size)
@@ -176,16 +176,11 @@ class DumpSource:
             i = select.find(1, j)
         return out, None
 
-    def _map_pages(self, start_pfn: int, count: int) -> memoryview | None:
-        """Pages ``start_pfn..+count`` as a read-only view of a mapping of just their file
-        range, or None unless one extent holds them all.  The mapping lives as long as the
-        view (one batch); mapped, /proc/vmcore is read without a copy per page, which is
-        why makedumpfile maps it too."""
-        return self.map_phys(start_pfn * self.page_size, count * self.page_size)
-
     def map_phys(self, lo: int, size: int) -> memoryview | None:
-        """Physical memory ``lo..lo+size`` as a read-only view of a mapping of just its
-        file range, or None unless one ELF extent holds it all."""
+        """Physical memory ``lo..lo+size`` (a batch's pages, or its struct pages) as a
+        read-only view of a mapping of just its file range, or None unless one ELF extent
+        holds it all.  The mapping lives as long as the view (one batch); mapped,
+        /proc/vmcore is read without a copy per page, which is why makedumpfile maps it too."""
         if self._extents is None:
             return None
         ext = next((e for e in self._extents if e.start <= lo < e.end), None)

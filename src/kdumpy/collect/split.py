@@ -56,8 +56,9 @@ def collect_split(
     start_time = time.monotonic()
     with open_source(src_path) as src:
         level = src.effective_level(options.dump_level)
-        selector = PageSelector(src.dump, src.max_mapnr, level, src.read_phys, src.read_phys_into,
-                            src.map_phys)  # fmt: skip
+        selector = PageSelector(
+            src.dump, src.max_mapnr, level, src.read_phys, src.read_phys_into, src.map_phys
+        )
         bm = Bitmap2(selector, src.max_mapnr, options.cyclic_buffer_kib)
         if not bm.stored:
             raise KdumpyError("--split needs the page bitmap in memory: raise --cyclic-buffer")
