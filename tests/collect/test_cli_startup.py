@@ -71,6 +71,9 @@ def test_collect_of_an_elf_dump_imports_no_numpy(tmp_path, args: list[str]) -> N
     # dataclasses (and the inspect it imports) cost more than the rest of the collector's
     # start-up: its records are NamedTuples and plain classes
     assert not {"numpy", "rich", "dataclasses", "inspect"} & loaded
+    # bt's unwinders and exception frames (kdumpy.arch.stack_select) are analysis's
+    assert not {m for m in loaded if m.endswith((".unwind", ".unwind_fp", ".orc", ".stack"))}
+    assert not {m for m in loaded if m.endswith((".frames", ".stack_select"))}
 
 
 def test_collect_loads_only_the_collector(tmp_path) -> None:  # noqa: ANN001

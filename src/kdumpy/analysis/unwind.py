@@ -18,7 +18,7 @@ from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program
 from kdumpy.analysis.symbols import Symbol
 from kdumpy.analysis.types import StructType
-from kdumpy.arch.select import Stepper, UnwindContext, UnwindStep
+from kdumpy.arch.stack_select import Stepper, UnwindContext, UnwindStep, stack_rules
 from kdumpy.arch.x86_64.orc import OrcEntry, orc_version
 from kdumpy.arch.x86_64.orc_table import OrcTable
 from kdumpy.errors import KdumpyError
@@ -72,7 +72,7 @@ class Unwinder:
             find_orc_entry=lambda pc: self.find(pc),
             has_orc=lambda: self.has_orc,
         )
-        return prog.arch.make_stepper(context)
+        return stack_rules(prog.arch).make_stepper(context)
 
     def _member_offset(self, struct: str, member: str) -> int | None:
         try:

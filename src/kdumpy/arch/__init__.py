@@ -11,6 +11,10 @@ Map (module: what it answers):
   :class:`Architecture` record, :class:`RegisterLayout`, :class:`TranslationError`.
 * :mod:`kdumpy.arch.select`: which :class:`Architecture` a dump has, and the names the
   layers above import.
+* :mod:`kdumpy.arch.stack`, ``kdumpy.arch.<machine>.stack`` and
+  :mod:`kdumpy.arch.stack_select`: what ``bt`` needs of a machine (its unwinder's step,
+  exception frames), kept out of :class:`Architecture` so that reading and collecting a
+  dump do not load every machine's unwinder.
 * ``kdumpy.arch.<machine>`` (``x86_64``, ``arm64``): ``.machine`` the machine's
   :class:`Architecture`;
   ``.translate`` kernel virtual -> physical from the page tables and VMCOREINFO;

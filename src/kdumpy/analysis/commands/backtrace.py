@@ -19,6 +19,7 @@ from kdumpy.analysis.memory import FaultError
 from kdumpy.analysis.objects import Object
 from kdumpy.analysis.program import Program, TypesMissingError
 from kdumpy.analysis.unwind import Frame, panic_cpu_trace, stack_trace
+from kdumpy.arch.stack_select import stack_rules
 from kdumpy.printable import shown
 
 
@@ -31,19 +32,19 @@ def format_backtrace(
     """A task's backtrace in crash's layout; ``after(i)`` adds lines below frame ``i``
     (``bt -f``: its stack words); ``name_of`` names a frame's place (``bt -s``:
     ``symbol+offset``) instead of its function's name."""
-    arch = task.prog_.arch
+    stack = stack_rules(task.prog_.arch)
     out = [task_line(task)]
     for i, frame in enumerate(frames):
         if frame.left_irq_stack:
             out.append("--- <IRQ stack> ---\n")
-        if frame.regs is not None and not arch.from_user_mode(frame.regs):
-            out.append(arch.regs_block(frame.regs, frame.location()))
+        if frame.regs is not None and not stack.from_user_mode(frame.regs):
+            out.append(stack.regs_block(frame.regs, frame.location()))
         name = shown(name_of(frame) if name_of is not None else frame.name)
         out.append(f"{'#' + str(i):>3} [{frame.slot:x}] {name} at {frame.pc:x}\n")
         if after is not None:
             out.append(after(i))
         if frame.user_regs is not None:
-            out.append(arch.regs_block(frame.user_regs, ""))
+            out.append(stack.regs_block(frame.user_regs, ""))
     if not frames:
         out.append("  (no stack frames)\n")
     return "".join(out)
@@ -264,22 +265,22 @@ def exception_frames(prog: Program, task: Object) -> list[tuple[int, dict[str, i
         sym = prog.find_symbol(address)
         return sym is not None and sym.type in "tTwW"
 
-    return arch.scan_exception_frames(words, base, is_text)
+    return stack_rules(arch).scan_exception_frames(words, base, is_text)
 
 
 def _exception_text(prog: Program, task: Object) -> str:
     """``bt -e``: the task line, then each exception frame found on its stack in crash's
     layout."""
-    arch = prog.arch
-    pc_name = arch.registers.pc
+    pc_name = prog.arch.registers.pc
+    stack = stack_rules(prog.arch)
     out = [task_line(task)]
     for address, regs in exception_frames(prog, task):
-        user = arch.from_user_mode(regs)
+        user = stack.from_user_mode(regs)
         out.append(f"\n  {'USER' if user else 'KERNEL'}-MODE EXCEPTION FRAME AT: {address:x}\n")
         where = ""
         if not user:
             pc = regs[pc_name]
             sym = prog.find_symbol(pc)
             where = f"{sym.name}+{pc - sym.address}" if sym else f"{pc:x}"
-        out.append(arch.regs_block(regs, where))
+        out.append(stack.regs_block(regs, where))
     return "".join(out)

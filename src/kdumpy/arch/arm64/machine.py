@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from kdumpy.arch.arm64 import frames
 from kdumpy.arch.arm64.registers import REGISTERS
 from kdumpy.arch.arm64.translate import Arm64Translator
-from kdumpy.arch.arm64.unwind import Arm64Stepper
 from kdumpy.arch.base import Architecture
 
 EM_AARCH64 = 183
@@ -22,9 +20,5 @@ ARM64 = Architecture(
     max_physmem_bits=48,
     phys_base_number="PHYS_OFFSET",  # makedumpfile's phys_base on arm64
     capstone=("CS_ARCH_ARM64", "CS_MODE_ARM"),
-    regs_block=frames.regs_block,
-    from_user_mode=frames.from_user_mode,
-    scan_exception_frames=frames.scan_exception_frames,
     make_translator=Arm64Translator,
-    make_stepper=Arm64Stepper.for_context,
 )

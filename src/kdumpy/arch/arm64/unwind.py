@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from kdumpy.arch.arm64.registers import ARM64_REGS, MASK64, is_user_mode, strip_pac
-from kdumpy.arch.base import ReadFn, TaskAccess, UnwindContext, UnwindStep
+from kdumpy.arch.base import ReadFn
+from kdumpy.arch.stack import TaskAccess, UnwindContext, UnwindStep
 from kdumpy.errors import KdumpyError
 
 FRAME_META_TYPE_FINAL = 1

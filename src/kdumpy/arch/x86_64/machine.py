@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from kdumpy.arch.base import Architecture
-from kdumpy.arch.x86_64 import frames
 from kdumpy.arch.x86_64.registers import REGISTERS, parse_qemu_cpu_state
 from kdumpy.arch.x86_64.translate import START_KERNEL_MAP, X86_64Translator
-from kdumpy.arch.x86_64.unwind import OrcStepper
 
 EM_386 = 3
 EM_X86_64 = 62
@@ -22,10 +20,6 @@ X86_64 = Architecture(
     max_physmem_bits=46,  # 4-level paging (5-level kernels export 52)
     phys_base_number="phys_base",
     capstone=("CS_ARCH_X86", "CS_MODE_64"),
-    regs_block=frames.regs_block,
-    from_user_mode=frames.from_user_mode,
-    scan_exception_frames=frames.scan_exception_frames,
     make_translator=X86_64Translator,
-    make_stepper=OrcStepper.for_context,
     qemu_cpu_state=parse_qemu_cpu_state,
 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from kdumpy.arch.base import (
+from kdumpy.arch.stack import (
     FunctionSymbol,
     KernelView,
     TaskAccess,
