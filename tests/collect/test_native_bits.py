@@ -47,12 +47,22 @@ def test_rebase(impl) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_keep_kept(impl) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("shape", ["scattered", "runs"])
+def test_keep_kept(impl, shape: str) -> None:  # noqa: ANN001
+    """Scattered classes, and runs of one class (free blocks: the C loop takes eight pfns
+    at a time where they are alike) with holes and odd lengths inside them."""
     rng = np.random.default_rng(3)
-    n = 10000
+    n = 10003
     keep = (rng.random(n) < 0.8).astype(np.uint8)
-    cls = rng.integers(0, 7, n, dtype=np.uint8) * (rng.random(n) < 0.5)
-    ram = (rng.random(n) < 0.9).astype(np.uint8)
+    if shape == "scattered":
+        cls = rng.integers(0, 7, n, dtype=np.uint8) * (rng.random(n) < 0.5)
+        ram = (rng.random(n) < 0.9).astype(np.uint8)
+    else:
+        cls = np.repeat(rng.integers(0, 7, 400, dtype=np.uint8), rng.integers(1, 60, 400))[:n]
+        cls = np.pad(cls, (0, n - len(cls))).astype(np.uint8)
+        ram = np.ones(n, dtype=np.uint8)
+        for hole in rng.integers(0, n - 20, 15):
+            ram[hole : hole + rng.integers(1, 20)] = 0
     want_keep = keep & ~((ram != 0) & (cls != 0))
     want_counts = np.bincount(cls[(ram != 0) & (cls != 0)], minlength=8)
     got_keep, counts = bytearray(keep.tobytes()), bytearray(64)

@@ -597,8 +597,12 @@ classify(PyObject *self, PyObject *args)
             memset(o, end_cls, (size_t)start);
             uint64_t block_end = (uint64_t)start; /* pfns below it are in an excluded block */
             for (Py_ssize_t i = start; i < n; i++) {
+                if ((uint64_t)i < block_end) { /* the rest of an excluded block */
+                    i = (block_end < (uint64_t)n ? (Py_ssize_t)block_end : n) - 1;
+                    continue;
+                }
                 const unsigned char *row = rows + i * size;
-                if (i < (Py_ssize_t)block_end || !ex[i])
+                if (!ex[i])
                     continue;
                 if (r.r[R_CHEAD] >= 0 && (u64_at(row, r.r[R_CHEAD]) & 1))
                     continue; /* a tail page goes with its head */
@@ -641,6 +645,18 @@ classify(PyObject *self, PyObject *args)
  *   rebase(desc, delta, zero_offset): page descriptors' offsets made absolute: delta
  *       added, -1 (a zero page) replaced by zero_offset.
  */
+/* Eight mask bytes (little-endian in w) as eight bits: bit i set where byte i is nonzero.
+ * A bit per pfn, eight at a time (a byte at a time was 12 instructions per pfn: a
+ * third of a 3 GiB dump's -d 31 scan); the multiply gathers each byte's low bit into
+ * the top byte, every product term landing on a bit of its own (no carries). */
+static unsigned char
+pack8(uint64_t w)
+{
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+    uint64_t nonzero = ((((w & low7) + low7) | w) >> 7) & 0x0101010101010101ull;
+    return (unsigned char)((nonzero * 0x0102040810204080ull) >> 56);
+}
+
 static PyObject *
 packbits(PyObject *self, PyObject *args)
 {
@@ -653,9 +669,17 @@ packbits(PyObject *self, PyObject *args)
     } else {
         const unsigned char *b = bits.buf;
         unsigned char *o = out.buf;
-        Py_ssize_t n = bits.len;
-        memset(o, 0, (size_t)((n + 7) / 8));
-        for (Py_ssize_t i = 0; i < n; i++)
+        Py_ssize_t n = bits.len, i = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, b + i, sizeof(w));
+            o[i >> 3] = pack8(w);
+        }
+#endif
+        if (i < n)
+            memset(o + (i >> 3), 0, (size_t)((n - i + 7) / 8));
+        for (; i < n; i++)
             o[i >> 3] |= (unsigned char)((b[i] != 0) << (i & 7));
         result = Py_NewRef(Py_None);
     }
@@ -725,7 +749,29 @@ keep_kept(PyObject *self, PyObject *args)
         unsigned char *k = keep.buf;
         const unsigned char *c = cls.buf, *r = ram.buf;
         int64_t *n = counts.buf;
-        for (Py_ssize_t i = 0; i < keep.len; i++) {
+        const uint64_t ones = 0x0101010101010101ull;
+        Py_ssize_t i = 0;
+        /* Eight pfns at a time where they are alike: no class, or all RAM of one class
+         * (the free blocks most of a dump's memory is in). */
+        for (; i + 8 <= keep.len; i += 8) {
+            uint64_t cw, rw;
+            memcpy(&cw, c + i, sizeof(cw));
+            memcpy(&rw, r + i, sizeof(rw));
+            if (cw == 0 || rw == 0)
+                continue;
+            if (rw == ones && cw == c[i] * ones) {
+                n[c[i] & 7] += 8;
+                memset(k + i, 0, 8);
+                continue;
+            }
+            for (Py_ssize_t j = i; j < i + 8; j++) {
+                if (r[j] && c[j]) {
+                    n[c[j] & 7]++;
+                    k[j] = 0;
+                }
+            }
+        }
+        for (; i < keep.len; i++) {
             if (r[i] && c[i]) {
                 n[c[i] & 7]++;
                 k[i] = 0;
