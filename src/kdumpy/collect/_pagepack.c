@@ -300,6 +300,17 @@ thread_packer(int kind, size_t size)
     return p;
 }
 
+/* Ask for a page's cache lines ahead of its use: the next page's first touch (a TLB walk,
+ * then misses the hardware prefetcher does not start across a page boundary) was two
+ * thirds of this loop's own time at -d 31; asked for while the current page is
+ * compressed, the lines are there when it comes. */
+static void
+prefetch_page(const unsigned char *page, size_t size)
+{
+    for (size_t off = 0; off < size; off += 64)
+        __builtin_prefetch(page + off, 0, 3);
+}
+
 /* The loop over the pages; no Python objects are touched.  Returns bytes of out used
  * (and the zero-page count in *zeros), or -1 when the compressor's memory cannot be had. */
 static Py_ssize_t
@@ -313,9 +324,15 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned cha
     size_t used = 0;
     *zeros = 0;
     struct page_desc *d = desc - 1;
-    for (size_t i = 0; i < npages; i++) {
-        if (select && !select[i])
-            continue;
+    size_t next = 0;
+    while (select && next < npages && !select[next])
+        next++;
+    for (size_t i = next; i < npages; i = next) {
+        next = i + 1;
+        while (select && next < npages && !select[next])
+            next++;
+        if (next < npages)
+            prefetch_page(pages + next * size, size);
         const unsigned char *page = pages + i * size;
         d++;
         d->page_flags = 0;
