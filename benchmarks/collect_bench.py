@@ -25,7 +25,8 @@ Fairness:
   (the initramfs ships ``.pyc`` only and no ``site``), PYTHONPATH to kdumpy and the
   interpreter's site-packages;
 * the vmcore is read once before each row, so neither tool pays for a cold cache,
-  and the tools alternate who goes first; the best of ``--repeat`` runs is kept;
+  and the tools alternate who goes first; the best of ``--repeat`` runs is kept
+  (``ratio``), and the ratio of the two medians is printed beside it (``median``);
 * the machine's load average is printed per row: on a shared machine wall time is
   noisy, CPU seconds (user + system) much less so.
 
@@ -42,6 +43,7 @@ import argparse
 import filecmp
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -206,7 +208,8 @@ def main() -> int:
           f"makedumpfile -v {theirs_start:.3f} s")  # fmt: skip
     header = (
         f"{'dump':>5} {'lvl':>3} {'comp':>6} {'thr':>3} | {'kdumpy s':>8} {'mdf+sync':>8} "
-        f"{'ratio':>5} | {'kd cpu':>6} {'mdf cpu':>7} | {'kd wait':>7} {'mdf wait':>8} | "
+        f"{'ratio':>6} {'median':>6} | {'kd cpu':>6} {'mdf cpu':>7} | {'kd wait':>7} "
+        f"{'mdf wait':>8} | "
         f"{'kd flt':>6} {'mdf flt':>7} | {'kd sw':>5} {'mdf sw':>6} | {'kd rd MB':>8} "
         f"{'mdf rd MB':>9} | {'kdumpy MB':>9} {'mdf MB':>8} | "
         f"{'kd RSS':>7} {'mdf RSS':>7} | same | load"
@@ -260,12 +263,15 @@ def bench_row(
     ours = min(ours_runs, key=lambda r: r.durable)
     ours_cpu = min(r.cpu for r in ours_runs)
     load = os.getloadavg()[0]
-    row = f"{size:>5} {level:>3} {comp:>6} {threads:>3} | {ours.durable:8.2f} "
+    row = f"{size:>5} {level:>3} {comp:>6} {threads:>3} | {ours.durable:8.3f} "
     if theirs_runs:
         theirs = min(theirs_runs, key=lambda r: r.durable)
         same = "yes" if filecmp.cmp(ours_out, theirs_out, shallow=False) else "no"
         theirs_cpu = min(r.cpu for r in theirs_runs)
-        row += (f"{theirs.durable:8.2f} {ours.durable / theirs.durable:5.2f} | "
+        median = statistics.median(r.durable for r in ours_runs) / statistics.median(
+            r.durable for r in theirs_runs
+        )
+        row += (f"{theirs.durable:8.3f} {ours.durable / theirs.durable:6.3f} {median:6.3f} | "
                 f"{ours_cpu:6.2f} {theirs_cpu:7.2f} | {ours.wait:7.2f} {theirs.wait:8.2f} | "
                 f"{ours.minor_faults:6d} {theirs.minor_faults:7d} | {ours.waits:5d} "
                 f"{theirs.waits:6d} | {ours.read_bytes / 2**20:8.1f} "
@@ -274,8 +280,8 @@ def bench_row(
                 f"{theirs.rss_kib / 1024:5.1f}MB | {same:>4} | {load:4.1f}")  # fmt: skip
     else:
         limit = compressor_limit(vmcore, comp, int(level))
-        shown = f"{limit:8.2f}" if limit is not None else f"{'-':>8}"
-        row += (f"{shown} {'limit':>5} | {ours_cpu:6.2f} {'-':>7} | {ours.wait:7.2f} "
+        shown = f"{limit:8.3f}" if limit is not None else f"{'-':>8}"
+        row += (f"{shown} {'limit':>6} {'-':>6} | {ours_cpu:6.2f} {'-':>7} | {ours.wait:7.2f} "
                 f"{'-':>8} | {ours.minor_faults:6d} {'-':>7} | {ours.waits:5d} {'-':>6} | "
                 f"{ours.read_bytes / 2**20:8.1f} {'-':>9} | "
                 f"{ours.size / 2**20:9.1f} {'-':>8} | {ours.rss_kib / 1024:5.1f}MB {'-':>7} | "
