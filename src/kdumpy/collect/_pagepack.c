@@ -311,6 +311,15 @@ prefetch_page(const unsigned char *page, size_t size)
         __builtin_prefetch(page + off, 0, 3);
 }
 
+/* The first page from i on that select marks (every page without select), npages if none. */
+static size_t
+next_selected(const unsigned char *select, size_t i, size_t npages)
+{
+    while (select && i < npages && !select[i])
+        i++;
+    return i;
+}
+
 /* The loop over the pages; no Python objects are touched.  Returns bytes of out used
  * (and the zero-page count in *zeros), or -1 when the compressor's memory cannot be had. */
 static Py_ssize_t
@@ -324,13 +333,9 @@ pack_pages(int kind, const unsigned char *pages, size_t size, const unsigned cha
     size_t used = 0;
     *zeros = 0;
     struct page_desc *d = desc - 1;
-    size_t next = 0;
-    while (select && next < npages && !select[next])
-        next++;
+    size_t next = next_selected(select, 0, npages);
     for (size_t i = next; i < npages; i = next) {
-        next = i + 1;
-        while (select && next < npages && !select[next])
-            next++;
+        next = next_selected(select, i + 1, npages);
         if (next < npages)
             prefetch_page(pages + next * size, size);
         const unsigned char *page = pages + i * size;
@@ -768,31 +773,29 @@ keep_kept(PyObject *self, PyObject *args)
         int64_t *n = counts.buf;
         const uint64_t ones = 0x0101010101010101ull;
         Py_ssize_t i = 0;
-        /* Eight pfns at a time where they are alike: no class, or all RAM of one class
-         * (the free blocks most of a dump's memory is in). */
-        for (; i + 8 <= keep.len; i += 8) {
-            uint64_t cw, rw;
-            memcpy(&cw, c + i, sizeof(cw));
-            memcpy(&rw, r + i, sizeof(rw));
-            if (cw == 0 || rw == 0)
-                continue;
-            if (rw == ones && cw == c[i] * ones) {
-                n[c[i] & 7] += 8;
-                memset(k + i, 0, 8);
-                continue;
-            }
-            for (Py_ssize_t j = i; j < i + 8; j++) {
-                if (r[j] && c[j]) {
-                    n[c[j] & 7]++;
-                    k[j] = 0;
+        while (i < keep.len) {
+            /* Eight pfns at once where they are alike: no class, or all RAM of one class
+             * (the free blocks most of a dump's memory is in); else one pfn. */
+            if (i + 8 <= keep.len) {
+                uint64_t cw, rw;
+                memcpy(&cw, c + i, sizeof(cw));
+                memcpy(&rw, r + i, sizeof(rw));
+                if (cw == 0 || rw == 0) {
+                    i += 8;
+                    continue;
+                }
+                if (rw == ones && cw == c[i] * ones) {
+                    n[c[i] & 7] += 8;
+                    memset(k + i, 0, 8);
+                    i += 8;
+                    continue;
                 }
             }
-        }
-        for (; i < keep.len; i++) {
             if (r[i] && c[i]) {
                 n[c[i] & 7]++;
                 k[i] = 0;
             }
+            i++;
         }
         result = Py_NewRef(Py_None);
     }
