@@ -74,6 +74,19 @@ def test_collect_of_an_elf_dump_imports_no_numpy(tmp_path, args: list[str]) -> N
     # bt's unwinders and exception frames (kdumpy.arch.stack_select) are analysis's
     assert not {m for m in loaded if m.endswith((".unwind", ".unwind_fp", ".orc", ".stack"))}
     assert not {m for m in loaded if m.endswith((".frames", ".stack_select"))}
+    # the ELF (-E) and flattened (-F) writers load only when asked for
+    writers = {"kdumpy.vmcore.elf_writer", "kdumpy.collect.elf_output", "kdumpy.vmcore.flat_writer"}
+    assert writers & loaded == ({"kdumpy.vmcore.elf_writer", "kdumpy.collect.elf_output"}
+                                if "-E" in args else set())  # fmt: skip
+
+
+def test_flattened_collect_loads_its_writer(tmp_path) -> None:  # noqa: ANN001
+    vmcore = FakeMachine(pages=2048).write(tmp_path / "vmcore")
+    out = tmp_path / "out"
+    loaded = modules_loaded("collect", "--message-level", "0", "-F", "-d", "31", str(vmcore),
+                            str(out))  # fmt: skip
+    assert out.read_bytes()[:12] == b"makedumpfile"
+    assert "kdumpy.vmcore.flat_writer" in loaded
 
 
 def test_collect_loads_only_the_collector(tmp_path) -> None:  # noqa: ANN001

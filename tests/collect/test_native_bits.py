@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdumpy.collect import fallback
-from kdumpy.collect.bitmap import mask_and
+from kdumpy.collect.bitmap import mask_and, ranges_mask
 
 try:
     from kdumpy.collect import _pagepack as native
@@ -83,3 +85,21 @@ def test_mask_and(ones: str) -> None:
     got = mask_and(bytearray(a.tobytes()), bytes(b.tobytes()))
     assert isinstance(got, bytearray)
     assert got == (a & b).tobytes()
+
+
+_RANGE = st.tuples(st.integers(0, 300), st.integers(0, 300))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_RANGE, max_size=8), st.integers(0, 300), st.integers(0, 300))
+def test_ranges_mask(ranges: list[tuple[int, int]], start: int, length: int) -> None:
+    """bitmap.ranges_mask against numpy slices set one range at a time: unsorted,
+    overlapping, touching, empty and inverted ranges, ranges outside the window."""
+    expect = np.zeros(length, dtype=np.uint8)
+    for s, e in ranges:
+        lo, hi = max(s, start), min(e, start + length)
+        if lo < hi:
+            expect[lo - start : hi - start] = 1
+    got = ranges_mask(ranges, start, start + length)
+    assert isinstance(got, bytearray)
+    assert got == expect.tobytes()

@@ -31,19 +31,19 @@ SCAN_BATCH = 1 << 15  # pfns per struct page read: 2 MiB of struct pages
 MAX_CYCLE_PFNS = 1 << 22  # 16 GiB of RAM per cycle: a few 4 MiB masks at a time
 
 
-_ones = memoryview(b"")  # set bytes to copy masks' ranges from (grown on demand)
-
-
 def ranges_mask(ranges: list[tuple[int, int]], start: int, end: int) -> bytearray:
     """One byte per pfn ``start..end-1``: 1 where a ``[(s, e)]`` range covers it."""
-    global _ones
-    if len(_ones) < end - start:
-        _ones = memoryview(b"\x01" * (end - start))
-    mask = bytearray(end - start)
-    for s, e in ranges:
-        if e > start and s < end:
-            a, b = max(s, start) - start, min(e, end) - start
-            mask[a:b] = _ones[: b - a]
+    # Mostly the ranges cover nearly all of it: set every byte, then clear the gaps (one
+    # pass over fresh memory; copying from a buffer of ones cost 1.1 ms on a 3 GiB dump's
+    # first call, most of it faulting in that buffer).
+    mask = bytearray(b"\x01") * (end - start)
+    pos = 0
+    for s, e in merge_ranges(ranges):
+        a, b = max(s, start) - start, min(e, end) - start
+        if a < b:
+            mask[pos:a] = bytes(a - pos)
+            pos = b
+    mask[pos:] = bytes(len(mask) - pos)
     return mask
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kdumpy.collect.bitmap import Bitmap2, PageSelector, pack_mask
 from kdumpy.collect.compress import (
@@ -28,15 +28,15 @@ from kdumpy.collect.compress import (
     compress_pages,
     rebase,
 )
-from kdumpy.collect.elf_output import write_elf
 from kdumpy.collect.options import CollectOptions
 from kdumpy.collect.output import DiskFullError, FileSink
 from kdumpy.collect.source import DumpSource, open_source
 from kdumpy.collect.stats import Summary
 from kdumpy.errors import KdumpyError
-from kdumpy.vmcore.elf_writer import ElfWriter
-from kdumpy.vmcore.flat_writer import FlatSink
 from kdumpy.vmcore.kdump_writer import KdumpHeader, KdumpLayout, KdumpWriter, Sink
+
+if TYPE_CHECKING:
+    from kdumpy.vmcore.flat_writer import FlatSink
 
 # Pages read and compressed per batch (2 MiB).  A batch's packed pages are written as
 # soon as they are packed: up to 2 MiB they are still in the CPU's cache when the kernel
@@ -143,16 +143,25 @@ def _add(writer: KdumpWriter, batch: PageBatch, summary: Summary) -> None:
 
 def _open_sink(
     dst: str | None, flat: bool, stream: BinaryIO | None
-) -> tuple[Sink, FileSink | None]:
-    if flat and dst is None:
-        out = stream if stream is not None else sys.stdout.buffer
-        return FlatSink(out), None
+) -> tuple[Sink, FileSink | None, FlatSink | None]:
+    """Where the dump goes: ``(sink, the file under it or None, the flattened stream or None)``."""
+    if not flat:
+        if dst is None:
+            raise KdumpyError(
+                "no destination file given (use -F to write a flattened dump to stdout)"
+            )
+        fsink = FileSink(dst)
+        return fsink, fsink, None
+    # Imported only when asked for, as the ELF writer (-E) below: every module a collect
+    # does not need is start-up time before its first page, and -F and -E are the rare ones.
+    from kdumpy.vmcore.flat_writer import FlatSink
+
     if dst is None:
-        raise KdumpyError("no destination file given (use -F to write a flattened dump to stdout)")
+        out = FlatSink(stream if stream is not None else sys.stdout.buffer)
+        return out, None, out
     fsink = FileSink(dst)
-    if flat:
-        return FlatSink(_FileStream(fsink), dst), fsink
-    return fsink, fsink
+    out = FlatSink(_FileStream(fsink), dst)
+    return out, fsink, out
 
 
 class _FileStream:
@@ -212,10 +221,13 @@ def _collect_once(
     summary.total_pages = src.total_pages
     summary.excluded = bm.excluded
     summary.dumpable_pages = bm.num_dumpable
-    sink, fsink = _open_sink(dst, options.flat, stream)
+    sink, fsink, flat = _open_sink(dst, options.flat, stream)
     mark_incomplete: Callable[[], None] | None = None
     try:
         if options.elf:
+            from kdumpy.collect.elf_output import write_elf
+            from kdumpy.vmcore.elf_writer import ElfWriter
+
             elf = ElfWriter(sink, src.page_size, src.notes, src.dump.arch.elf_machine)
             mark_incomplete = elf.mark_incomplete
             write_elf(src, elf, bm, level, summary, options)
@@ -225,15 +237,15 @@ def _collect_once(
             writer = KdumpWriter(sink, layout, header, zero_page=bool(level & 1))
             mark_incomplete = writer.mark_incomplete
             _write_kdump(src, writer, bm, options, summary)
-        if isinstance(sink, FlatSink):
-            sink.finish()
+        if flat is not None:
+            flat.finish()
         if fsink is not None:
             fsink.commit()
             summary.bytes_written = fsink.size
-        else:
-            summary.bytes_written = getattr(sink, "bytes_written", 0)
+        elif flat is not None:
+            summary.bytes_written = flat.bytes_written
     except DiskFullError as exc:
-        if fsink is None or not last_try or mark_incomplete is None or isinstance(sink, FlatSink):
+        if fsink is None or not last_try or mark_incomplete is None or flat is not None:
             if fsink is not None:
                 fsink.abort()
             raise
